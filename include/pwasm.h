@@ -1,0 +1,255 @@
+/*
+ * pwasm.h -- embedding API of the pwasm Proxy-Wasm host library.
+ *
+ * The library owns everything Proxy-Wasm specific (modules, VMs, root and
+ * stream contexts, hostcalls, WASI); an embedder (the nginx module, the pwasm
+ * CLI) owns the traffic and exposes it through a table of callbacks,
+ * pw_host_ops. It never includes a proxy's headers.
+ *
+ * Objects, from longest to shortest lived:
+ *   pw_runtime  process-wide settings: compiler, flags, cache directory.
+ *   pw_module   one validated, compiled and loaded .wasm file. Read-only after
+ *               load, so it may be loaded before fork() and used by children.
+ *   pw_vm       one instance of a module (linear memory, globals) plus the
+ *               root contexts living in it. One per process per
+ *               (module, vm_id). Not thread-safe: use it from one thread.
+ *   pw_plugin   one (name, root_id, plugin configuration) on a VM: a root
+ *               context (REFERENCE.md §8.1).
+ *   pw_stream   one HTTP stream context of a plugin (§8.2).
+ *
+ * Conventions: functions returning int return PW_OK (0) or a negative
+ * PW_E* code and, when an `err` buffer is given, write a NUL-terminated
+ * human-readable reason into it (truncated to errlen bytes). Strings that
+ * cross the API are (pointer, length) pairs, never NUL-terminated unless
+ * documented. Sizes are bytes, times are nanoseconds unless named *_ms.
+ */
+#ifndef PWASM_H
+#define PWASM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proxy_wasm/abi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ errors */
+
+#define PW_OK 0
+#define PW_EINVAL (-1)   /* bad argument to a pw_ function */
+#define PW_ENOMEM (-2)   /* host allocation failed */
+#define PW_EIO (-3)      /* file could not be read or written */
+#define PW_ELOAD (-4)    /* module refused: not Wasm, invalid, bad import, ... */
+#define PW_ECOMPILE (-5) /* wasm2c or the C compiler failed */
+#define PW_ETRAP (-6)    /* the plugin trapped; its VM is now dead */
+#define PW_EPLUGIN (-7)  /* the plugin refused: on_vm_start/on_configure = 0 */
+#define PW_EDEAD (-8)    /* the VM is dead (trapped earlier) */
+
+/* Size of an error buffer large enough for every message of this API. */
+#define PW_ERRLEN 512
+
+typedef struct pw_runtime pw_runtime;
+typedef struct pw_module pw_module;
+typedef struct pw_vm pw_vm;
+typedef struct pw_plugin pw_plugin;
+typedef struct pw_stream pw_stream;
+
+/* A byte string owned by someone else; not NUL-terminated. */
+typedef struct pw_str {
+    const char *data;
+    size_t len;
+} pw_str;
+
+/* One header (or any key/value pair of a proxy_map_type_t map). */
+typedef struct pw_kv {
+    pw_str key;
+    pw_str value;
+} pw_kv;
+
+/* ----------------------------------------------------------------- runtime */
+
+typedef struct pw_runtime_config {
+    /* Directory for compiled modules, created if missing; NULL: compile into
+     * a temporary directory and delete it after loading (no cache). Entries
+     * are keyed by SHA-256 of (module bytes, compiler, flags, host ABI table). */
+    const char *cache_dir;
+    /* C compiler command; NULL: $PWASM_CC, else "cc". */
+    const char *cc;
+    /* Optimisation and extra flags; NULL: $PWASM_CFLAGS, else "-O2". */
+    const char *cflags;
+    /* Upper bound for each VM's linear memory in bytes; 0: 1 GiB
+     * (REFERENCE.md §8.12). memory.grow beyond it fails in the plugin. */
+    uint64_t max_memory_bytes;
+} pw_runtime_config;
+
+/* Creates the runtime and installs the trap handlers (SIGSEGV/SIGBUS, only
+ * acting while Wasm code runs). cfg may be NULL for defaults.
+ * Errors: PW_ENOMEM, PW_EIO (cache_dir cannot be created). */
+int pw_runtime_new(const pw_runtime_config *cfg, pw_runtime **out, char *err,
+                   size_t errlen);
+void pw_runtime_free(pw_runtime *rt);
+
+/* ------------------------------------------------------------------ module */
+
+/* Reads, validates, compiles (or takes from the cache) and loads a module.
+ * `name` is used in every message about it. Refused with PW_ELOAD when: the
+ * bytes are not Wasm or fail validation (the validator's reason is given),
+ * no Proxy-Wasm ABI marker is exported (§1.2), an import is unknown or has
+ * another signature than the host's (import and both signatures named),
+ * no memory or allocator is exported, or a known callback export has the
+ * wrong signature. PW_ECOMPILE: wasm2c/cc failed (their stderr in err). */
+int pw_module_load_file(pw_runtime *rt, const char *name, const char *path,
+                        pw_module **out, char *err, size_t errlen);
+int pw_module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
+                   size_t len, pw_module **out, char *err, size_t errlen);
+void pw_module_free(pw_module *m);
+
+const char *pw_module_name(const pw_module *m);
+/* "0.1.0", "0.2.0" or "0.2.1" (§1.1). */
+const char *pw_module_abi_version(const pw_module *m);
+
+/* -------------------------------------------------------------- host hooks */
+
+/*
+ * Implemented by the embedder. `host` is the pointer given to pw_vm_new;
+ * `stream` is the pointer given to pw_stream_new (NULL outside a stream, e.g.
+ * in on_vm_start/on_configure). Returned pw_str values must stay valid until
+ * the hostcall returns (e.g. point into the request or its pool).
+ * Map functions return a proxy_status_t; map is a proxy_map_type_t the core
+ * has already range-checked (only maps this embedder exposes reach it:
+ * HTTP_REQUEST_HEADERS and HTTP_RESPONSE_HEADERS for now).
+ * Any hook may be NULL: the core then answers PROXY_RESULT_UNIMPLEMENTED
+ * (or NotFound / empty where REFERENCE.md §3.2 says SDKs require it).
+ */
+typedef struct pw_host_ops {
+    /* A plugin log line (proxy_log, or WASI fd_write to stdout=INFO /
+     * stderr=ERROR). plugin_name identifies the plugin (or module name when
+     * no root context is current). msg is not NUL-terminated. */
+    void (*log)(void *host, void *stream, pw_str plugin_name,
+                proxy_log_level_t level, pw_str msg);
+    /* Current log level for proxy_get_log_level (0..5). */
+    proxy_log_level_t (*log_level)(void *host);
+
+    /* All pairs of a map, pseudo-headers (":method", ":path", ":authority",
+     * ":scheme" / ":status") first. *pairs is host memory (e.g. the request
+     * pool) valid until the hostcall returns; *n may be 0. */
+    proxy_status_t (*map_pairs)(void *host, void *stream, proxy_map_type_t map,
+                                pw_kv **pairs, size_t *n);
+    /* First value of key (case-insensitive). NotFound if absent. */
+    proxy_status_t (*map_get)(void *host, void *stream, proxy_map_type_t map,
+                              pw_str key, pw_str *value);
+    /* Append a value (duplicates allowed). */
+    proxy_status_t (*map_add)(void *host, void *stream, proxy_map_type_t map,
+                              pw_str key, pw_str value);
+    /* Replace all values of key, adding it if missing. */
+    proxy_status_t (*map_replace)(void *host, void *stream,
+                                  proxy_map_type_t map, pw_str key,
+                                  pw_str value);
+    /* Remove all values of key; Ok when missing. */
+    proxy_status_t (*map_remove)(void *host, void *stream, proxy_map_type_t map,
+                                 pw_str key);
+    /* Replace the whole map with n pairs (n may be 0). */
+    proxy_status_t (*map_set_pairs)(void *host, void *stream,
+                                    proxy_map_type_t map, const pw_kv *pairs,
+                                    size_t n);
+
+    /* A property not answered by the core itself (the core answers
+     * plugin_name, plugin_root_id, plugin_vm_id). path holds nseg segments,
+     * e.g. {"request","path"}; value encodings per REFERENCE.md §6.3.
+     * NotFound for unknown properties. */
+    proxy_status_t (*get_property)(void *host, void *stream, const pw_str *path,
+                                   size_t nseg, pw_str *value);
+
+    /* Current time for proxy_get_current_time_nanoseconds and WASI
+     * clock_time_get(REALTIME), Unix epoch ns. NULL: clock_gettime. */
+    uint64_t (*now_ns)(void *host);
+} pw_host_ops;
+
+/* ---------------------------------------------------------------------- VM */
+
+/* Instantiates the module, runs its start functions (§1.3). vm_id and
+ * vm_config are copied. ops must outlive the VM. Errors: PW_ENOMEM,
+ * PW_ETRAP (a start function trapped; reason in err), PW_ELOAD. */
+int pw_vm_new(pw_module *m, pw_str vm_id, pw_str vm_config,
+              const pw_host_ops *ops, void *host, pw_vm **out, char *err,
+              size_t errlen);
+/* Deletes every root context (on_done, on_delete) and frees the instance. */
+void pw_vm_free(pw_vm *vm);
+
+/* 1 if the VM trapped and has not been rebuilt yet. */
+int pw_vm_dead(const pw_vm *vm);
+/* Rebuilds a dead VM: a fresh instance, start functions, then every plugin's
+ * root context created, started and configured again with the same
+ * configuration (§8.11). Streams of the old instance stay dead. No-op when
+ * alive. Errors as pw_vm_new / pw_plugin_new. */
+int pw_vm_recover(pw_vm *vm, char *err, size_t errlen);
+/* Number of times the VM was rebuilt after a trap. */
+uint64_t pw_vm_generation(const pw_vm *vm);
+
+/* ------------------------------------------------------------------ plugin */
+
+/* Creates the root context: on_context_create(root, 0), on_vm_start(root,
+ * len(vm_config)), on_configure(root, len(config)) (§8.1). name, root_id and
+ * config are copied. The plugin belongs to the VM (freed with it).
+ * Errors: PW_EPLUGIN (on_vm_start or on_configure returned 0), PW_ETRAP,
+ * PW_EDEAD, PW_ENOMEM. */
+int pw_plugin_new(pw_vm *vm, pw_str name, pw_str root_id, pw_str config,
+                  pw_plugin **out, char *err, size_t errlen);
+const char *pw_plugin_name(const pw_plugin *p); /* NUL-terminated */
+pw_vm *pw_plugin_vm(const pw_plugin *p);
+
+/* ------------------------------------------------------------------ stream */
+
+/* What the embedder must do after a stream callback. */
+typedef enum pw_action {
+    PW_ACTION_CONTINUE = 0, /* go on with the next filter / phase */
+    PW_ACTION_PAUSE = 1,    /* the plugin paused (nothing resumes it yet) */
+    PW_ACTION_LOCAL_RESPONSE = 2, /* answer with pw_stream_local_response() */
+    PW_ACTION_ERROR = 3 /* the plugin trapped or its VM is dead: fail closed */
+} pw_action;
+
+/* A local response requested with proxy_send_local_response (§8.8).
+ * Memory owned by the stream, valid until pw_stream_free. */
+typedef struct pw_local_response {
+    uint32_t status;     /* HTTP status code */
+    pw_str details;      /* response code details (may be empty) */
+    pw_str body;         /* may be empty */
+    pw_kv *headers;      /* additional headers */
+    size_t nheaders;
+    int32_t grpc_status; /* -1: none; 0..16: add grpc-status */
+} pw_local_response;
+
+/* Creates the stream context (on_context_create(id, root_id)). `stream` is
+ * the embedder's per-stream pointer handed back to every pw_host_ops hook.
+ * Recovers a dead VM first (pw_vm_recover). Objects are reused from a
+ * per-VM free list. Errors: PW_ENOMEM, PW_EDEAD (recovery failed), PW_ETRAP. */
+int pw_stream_new(pw_plugin *p, void *stream, pw_stream **out, char *err,
+                  size_t errlen);
+
+/* proxy_on_request_headers / proxy_on_response_headers (nheaders includes
+ * pseudo-headers; end_of_stream 0/1). On PW_ACTION_ERROR the trap has been
+ * logged through ops->log with the plugin name. */
+pw_action pw_stream_on_request_headers(pw_stream *s, uint32_t nheaders,
+                                       int end_of_stream);
+pw_action pw_stream_on_response_headers(pw_stream *s, uint32_t nheaders,
+                                        int end_of_stream);
+
+/* The pending local response, or NULL. */
+const pw_local_response *pw_stream_local_response(const pw_stream *s);
+
+/* Ends the stream: on_log, on_done, on_delete (Envoy order, §8.2), skipped
+ * when the VM died since the stream was created; then returns the object to
+ * the free list. Safe to call once per pw_stream_new. */
+void pw_stream_free(pw_stream *s);
+
+/* Text of the last trap on this VM ("unreachable executed in
+ * proxy_on_request_headers"), or "" if none. */
+const char *pw_vm_last_error(const pw_vm *vm);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PWASM_H */

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing pwasm need (Debian bookworm, as
+# root). Does nothing when everything is already there.
+set -euo pipefail
+pkgs=(make gcc clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt
+      nginx nginx-dev libnginx-mod-stream libssl-dev libyaml-dev
+      python3 python3-pytest curl)
+command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
