@@ -1,0 +1,837 @@
+/*
+ * proxy_wasm.c -- the pwasm C SDK: ABI marker, allocator, helpers and (unless
+ * built with -DPW_NO_DISPATCH) the exported callbacks that dispatch to the
+ * plugin's `pw_plugin` table. See proxy_wasm.h and README.md.
+ */
+#include "proxy_wasm.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef __wasm__
+#define PW_EXPORT(name) __attribute__((export_name(#name)))
+#else
+#define PW_EXPORT(name)
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Module integration (REFERENCE.md §1.2, §1.4).                            */
+/* ------------------------------------------------------------------------ */
+
+/* ABI version marker: never called, its presence selects ABI 0.2.1. */
+PW_EXPORT(proxy_abi_version_0_2_1) void proxy_abi_version_0_2_1(void) {}
+
+/* The host asks for exactly `size` bytes per returned value. One hidden byte
+ * more is reserved and set to NUL so returned text can be used as a C string;
+ * the host never sees it. Returns 0 on failure (the host then answers
+ * INVALID_MEMORY_ACCESS). */
+PW_EXPORT(proxy_on_memory_allocate) void *proxy_on_memory_allocate(size_t size) {
+    if (size == SIZE_MAX)
+        return NULL;
+    char *p = malloc(size + 1);
+    if (p)
+        p[size] = '\0';
+    return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Formatting.                                                              */
+/* ------------------------------------------------------------------------ */
+
+struct pw_out {
+    char *buf;
+    size_t size; /* capacity including the NUL */
+    size_t len;  /* length of the full output, written or not */
+};
+
+static void out_char(struct pw_out *o, char c) {
+    if (o->len + 1 < o->size)
+        o->buf[o->len] = c;
+    o->len++;
+}
+
+static void out_repeat(struct pw_out *o, char c, int n) {
+    while (n-- > 0)
+        out_char(o, c);
+}
+
+static void out_bytes(struct pw_out *o, const char *s, size_t n) {
+    while (n--)
+        out_char(o, *s++);
+}
+
+#define FL_LEFT 1u
+#define FL_ZERO 2u
+#define FL_PLUS 4u
+#define FL_SPACE 8u
+#define FL_ALT 16u
+
+/* One field: [sign/prefix][zero or space padding][digits], honouring the
+ * width, the '-' flag and (for integers) the precision as a minimum number
+ * of digits. `digits` is already converted. */
+static void out_field(struct pw_out *o, const char *prefix, const char *digits, size_t ndigits,
+                      int precision, int width, unsigned flags) {
+    size_t plen = strlen(prefix);
+    int zeros = precision > (int)ndigits ? precision - (int)ndigits : 0;
+    int pad = width - (int)(plen + ndigits) - zeros;
+    if (pad < 0)
+        pad = 0;
+    if (!(flags & FL_LEFT) && !(flags & FL_ZERO))
+        out_repeat(o, ' ', pad);
+    out_bytes(o, prefix, plen);
+    if (!(flags & FL_LEFT) && (flags & FL_ZERO))
+        out_repeat(o, '0', pad);
+    out_repeat(o, '0', zeros);
+    out_bytes(o, digits, ndigits);
+    if (flags & FL_LEFT)
+        out_repeat(o, ' ', pad);
+}
+
+/* Digits of v in `base`, written backwards from the end of buf[64]. */
+static size_t utoa_rev(char *end, unsigned long long v, unsigned base, int upper) {
+    const char *set = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+    size_t n = 0;
+    do {
+        *--end = set[v % base];
+        v /= base;
+        n++;
+    } while (v);
+    return n;
+}
+
+static void out_integer(struct pw_out *o, unsigned long long v, int negative, unsigned base,
+                        int upper, int precision, int width, unsigned flags) {
+    char buf[64];
+    char *end = buf + sizeof buf;
+    size_t n = (precision == 0 && v == 0) ? 0 : utoa_rev(end, v, base, upper);
+    const char *prefix = "";
+    if (negative)
+        prefix = "-";
+    else if (base == 10 && (flags & FL_PLUS))
+        prefix = "+";
+    else if (base == 10 && (flags & FL_SPACE))
+        prefix = " ";
+    else if (base == 16 && (flags & FL_ALT) && v)
+        prefix = upper ? "0X" : "0x";
+    else if (base == 8 && (flags & FL_ALT) && (n == 0 || end[-(long)n] != '0'))
+        prefix = "0";
+    if (precision >= 0)
+        flags &= ~FL_ZERO;
+    out_field(o, prefix, end - n, n, precision, width, flags);
+}
+
+/* Fixed-point doubles, good enough for logs: values below 1e19 as %f does
+ * (up to 17 decimals, ties to even), larger ones as d.ddde+NN. */
+static void out_double(struct pw_out *o, double d, int precision, int width, unsigned flags) {
+    char buf[96];
+    size_t n = 0;
+    const char *prefix = "";
+    if (d != d) {
+        out_field(o, "", "nan", 3, -1, width, flags & ~FL_ZERO);
+        return;
+    }
+    if (__builtin_signbit(d)) {
+        prefix = "-";
+        d = -d;
+    } else if (flags & FL_PLUS) {
+        prefix = "+";
+    } else if (flags & FL_SPACE) {
+        prefix = " ";
+    }
+    if (d > 1.7976931348623157e308) {
+        out_field(o, prefix, "inf", 3, -1, width, flags & ~FL_ZERO);
+        return;
+    }
+    if (precision < 0)
+        precision = 6;
+    if (precision > 17)
+        precision = 17;
+    int exp10 = 0;
+    if (d >= 1e19) {
+        while (d >= 10) {
+            d /= 10;
+            exp10++;
+        }
+    }
+    double scale = 1;
+    for (int i = 0; i < precision; i++)
+        scale *= 10;
+    unsigned long long ip = (unsigned long long)d;
+    double scaled = (d - (double)ip) * scale;
+    unsigned long long fp = (unsigned long long)scaled;
+    double rest = scaled - (double)fp;
+    if (rest > 0.5 || (rest == 0.5 && ((precision ? fp : ip) & 1))) {
+        if (precision == 0 || (double)++fp >= scale) { /* carry into the integer part */
+            fp = 0;
+            ip++;
+        }
+    }
+    char tmp[24];
+    size_t k = utoa_rev(tmp + sizeof tmp, ip, 10, 0);
+    memcpy(buf, tmp + sizeof tmp - k, k);
+    n = k;
+    if (precision > 0 || (flags & FL_ALT))
+        buf[n++] = '.';
+    if (precision > 0) {
+        k = utoa_rev(tmp + sizeof tmp, fp, 10, 0);
+        memset(buf + n, '0', (size_t)precision - k);
+        memcpy(buf + n + precision - k, tmp + sizeof tmp - k, k);
+        n += (size_t)precision;
+    }
+    if (exp10) {
+        buf[n++] = 'e';
+        buf[n++] = '+';
+        k = utoa_rev(tmp + sizeof tmp, (unsigned)exp10, 10, 0);
+        memcpy(buf + n, tmp + sizeof tmp - k, k);
+        n += k;
+    }
+    out_field(o, prefix, buf, n, -1, width, flags);
+}
+
+enum { LEN_INT, LEN_CHAR, LEN_SHORT, LEN_LONG, LEN_LLONG, LEN_SIZE, LEN_MAX, LEN_PTRDIFF };
+
+static unsigned long long arg_unsigned(va_list *ap, int len) {
+    switch (len) {
+    case LEN_CHAR: return (unsigned char)va_arg(*ap, unsigned);
+    case LEN_SHORT: return (unsigned short)va_arg(*ap, unsigned);
+    case LEN_LONG: return va_arg(*ap, unsigned long);
+    case LEN_LLONG: return va_arg(*ap, unsigned long long);
+    case LEN_SIZE: return va_arg(*ap, size_t);
+    case LEN_MAX: return va_arg(*ap, uintmax_t);
+    case LEN_PTRDIFF: return (unsigned long long)va_arg(*ap, ptrdiff_t);
+    default: return va_arg(*ap, unsigned);
+    }
+}
+
+static long long arg_signed(va_list *ap, int len) {
+    switch (len) {
+    case LEN_CHAR: return (signed char)va_arg(*ap, int);
+    case LEN_SHORT: return (short)va_arg(*ap, int);
+    case LEN_LONG: return va_arg(*ap, long);
+    case LEN_LLONG: return va_arg(*ap, long long);
+    case LEN_SIZE: return (long long)va_arg(*ap, size_t);
+    case LEN_MAX: return va_arg(*ap, intmax_t);
+    case LEN_PTRDIFF: return va_arg(*ap, ptrdiff_t);
+    default: return va_arg(*ap, int);
+    }
+}
+
+/* Reads a decimal number or `*` (taking an int argument). */
+static int read_count(const char **fmt, va_list *ap) {
+    int n = 0;
+    if (**fmt == '*') {
+        (*fmt)++;
+        return va_arg(*ap, int);
+    }
+    while (**fmt >= '0' && **fmt <= '9')
+        n = n * 10 + (*(*fmt)++ - '0');
+    return n;
+}
+
+static int read_length(const char **fmt) {
+    switch (*(*fmt)++) {
+    case 'h':
+        if (**fmt == 'h') {
+            (*fmt)++;
+            return LEN_CHAR;
+        }
+        return LEN_SHORT;
+    case 'l':
+        if (**fmt == 'l') {
+            (*fmt)++;
+            return LEN_LLONG;
+        }
+        return LEN_LONG;
+    case 'z': return LEN_SIZE;
+    case 'j': return LEN_MAX;
+    case 't': return LEN_PTRDIFF;
+    default: (*fmt)--; return LEN_INT;
+    }
+}
+
+/* One conversion after its flags, width, precision and length. */
+static void out_conversion(struct pw_out *o, char conv, int len, int precision, int width,
+                           unsigned flags, va_list *ap) {
+    switch (conv) {
+    case 'd':
+    case 'i': {
+        long long v = arg_signed(ap, len);
+        unsigned long long mag = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+        out_integer(o, mag, v < 0, 10, 0, precision, width, flags);
+        break;
+    }
+    case 'u': out_integer(o, arg_unsigned(ap, len), 0, 10, 0, precision, width, flags); break;
+    case 'o': out_integer(o, arg_unsigned(ap, len), 0, 8, 0, precision, width, flags); break;
+    case 'x':
+    case 'X':
+        out_integer(o, arg_unsigned(ap, len), 0, 16, conv == 'X', precision, width, flags);
+        break;
+    case 'p':
+        out_integer(o, (uintptr_t)va_arg(*ap, void *), 0, 16, 0, precision, width, flags | FL_ALT);
+        break;
+    case 'c': {
+        char c = (char)va_arg(*ap, int);
+        out_field(o, "", &c, 1, -1, width, flags & ~FL_ZERO);
+        break;
+    }
+    case 's': {
+        const char *s = va_arg(*ap, const char *);
+        if (!s)
+            s = "(null)";
+        size_t n = 0;
+        while ((precision < 0 || n < (size_t)precision) && s[n])
+            n++;
+        out_field(o, "", s, n, -1, width, flags & ~FL_ZERO);
+        break;
+    }
+    case 'f':
+    case 'F':
+    case 'e':
+    case 'E':
+    case 'g':
+    case 'G':
+    case 'a':
+    case 'A': out_double(o, va_arg(*ap, double), precision, width, flags); break;
+    default: /* unknown conversion: show it, consume nothing */
+        out_char(o, '%');
+        out_char(o, conv);
+    }
+}
+
+int pw_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap_in) {
+    struct pw_out o = {buf, size, 0};
+    va_list ap;
+    va_copy(ap, ap_in);
+    while (*fmt) {
+        if (*fmt != '%') {
+            out_char(&o, *fmt++);
+            continue;
+        }
+        fmt++;
+        if (*fmt == '%') {
+            out_char(&o, *fmt++);
+            continue;
+        }
+        unsigned flags = 0;
+        for (;; fmt++) {
+            if (*fmt == '-')
+                flags |= FL_LEFT;
+            else if (*fmt == '0')
+                flags |= FL_ZERO;
+            else if (*fmt == '+')
+                flags |= FL_PLUS;
+            else if (*fmt == ' ')
+                flags |= FL_SPACE;
+            else if (*fmt == '#')
+                flags |= FL_ALT;
+            else
+                break;
+        }
+        int width = read_count(&fmt, &ap);
+        if (width < 0) {
+            flags |= FL_LEFT;
+            width = -width;
+        }
+        int precision = -1;
+        if (*fmt == '.') {
+            fmt++;
+            precision = read_count(&fmt, &ap);
+            if (precision < 0)
+                precision = -1;
+        }
+        int len = read_length(&fmt);
+        if (!*fmt)
+            break;
+        out_conversion(&o, *fmt++, len, precision, width, flags, &ap);
+    }
+    va_end(ap);
+    if (size)
+        buf[o.len < size ? o.len : size - 1] = '\0';
+    return o.len > INT32_MAX ? INT32_MAX : (int)o.len;
+}
+
+int pw_snprintf(char *buf, size_t size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = pw_vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Logging, time.                                                           */
+/* ------------------------------------------------------------------------ */
+
+proxy_status_t pw_log(proxy_log_level_t level, const char *msg) {
+    return proxy_log(level, msg, strlen(msg));
+}
+
+proxy_status_t pw_vlogf(proxy_log_level_t level, const char *fmt, va_list ap) {
+    uint32_t host_level;
+    if (proxy_get_log_level(&host_level) == PROXY_RESULT_OK && (uint32_t)level < host_level)
+        return PROXY_RESULT_OK;
+    char small[256];
+    int n = pw_vsnprintf(small, sizeof small, fmt, ap);
+    if ((size_t)n < sizeof small)
+        return proxy_log(level, small, (size_t)n);
+    char *big = malloc((size_t)n + 1);
+    if (!big)
+        return proxy_log(level, small, sizeof small - 1); /* truncated beats nothing */
+    pw_vsnprintf(big, (size_t)n + 1, fmt, ap);
+    proxy_status_t st = proxy_log(level, big, (size_t)n);
+    free(big);
+    return st;
+}
+
+proxy_status_t pw_logf(proxy_log_level_t level, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    proxy_status_t st = pw_vlogf(level, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+proxy_status_t pw_get_log_level(proxy_log_level_t *level) {
+    uint32_t v = 0;
+    proxy_status_t st = proxy_get_log_level(&v);
+    *level = (proxy_log_level_t)v;
+    return st;
+}
+
+proxy_status_t pw_get_current_time_ns(uint64_t *ns) {
+    *ns = 0;
+    return proxy_get_current_time_nanoseconds(ns);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Values returned by the host (§1.4).                                      */
+/* ------------------------------------------------------------------------ */
+
+/* After a hostcall that returned (data, size): on failure or for an empty
+ * value, report (NULL, 0). Nothing is freed: a conforming host allocates only
+ * for non-empty values on success (§1.4), and freeing a pointer a broken host
+ * wrote anyway could corrupt the heap, where a leak cannot. */
+static proxy_status_t returned(proxy_status_t st, char **data, size_t *size) {
+    if (st != PROXY_RESULT_OK || *size == 0) {
+        *data = NULL;
+        *size = 0;
+    }
+    return st;
+}
+
+proxy_status_t pw_get_buffer(proxy_buffer_type_t type, uint32_t start, uint32_t max_size,
+                             char **data, size_t *size) {
+    *data = NULL;
+    *size = 0;
+    return returned(proxy_get_buffer_bytes(type, start, max_size, data, size), data, size);
+}
+
+proxy_status_t pw_get_plugin_config(char **data, size_t *size) {
+    return pw_get_buffer(PROXY_BUFFER_PLUGIN_CONFIGURATION, 0, UINT32_MAX, data, size);
+}
+
+proxy_status_t pw_get_vm_config(char **data, size_t *size) {
+    return pw_get_buffer(PROXY_BUFFER_VM_CONFIGURATION, 0, UINT32_MAX, data, size);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Header maps.                                                             */
+/* ------------------------------------------------------------------------ */
+
+proxy_status_t pw_get_header(proxy_map_type_t map, const char *name, char **value, size_t *size) {
+    *value = NULL;
+    *size = 0;
+    proxy_status_t st = proxy_get_header_map_value(map, name, strlen(name), value, size);
+    return returned(st, value, size);
+}
+
+proxy_status_t pw_add_header(proxy_map_type_t map, const char *name, const char *value) {
+    return proxy_add_header_map_value(map, name, strlen(name), value, strlen(value));
+}
+
+proxy_status_t pw_replace_header(proxy_map_type_t map, const char *name, const char *value) {
+    return proxy_replace_header_map_value(map, name, strlen(name), value, strlen(value));
+}
+
+proxy_status_t pw_remove_header(proxy_map_type_t map, const char *name) {
+    return proxy_remove_header_map_value(map, name, strlen(name));
+}
+
+static uint32_t load_u32(const char *p) {
+    const unsigned char *b = (const unsigned char *)p;
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static void store_u32(char *p, uint32_t v) {
+    unsigned char *b = (unsigned char *)p;
+    b[0] = (unsigned char)v;
+    b[1] = (unsigned char)(v >> 8);
+    b[2] = (unsigned char)(v >> 16);
+    b[3] = (unsigned char)(v >> 24);
+}
+
+proxy_status_t pw_pairs_parse(const char *data, size_t size, pw_pair_t **pairs, size_t *count) {
+    *pairs = NULL;
+    *count = 0;
+    if (!data || size == 0 || (size == 1 && data[0] == '\0'))
+        return PROXY_RESULT_OK;
+    if (size < 4)
+        return PROXY_RESULT_PARSE_FAILURE;
+    uint64_t n = load_u32(data);
+    if (n == 0)
+        return size == 4 ? PROXY_RESULT_OK : PROXY_RESULT_PARSE_FAILURE;
+    if (n > (size - 4) / 8)
+        return PROXY_RESULT_PARSE_FAILURE;
+    pw_pair_t *out = malloc((size_t)n * sizeof *out);
+    if (!out)
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    uint64_t pos = 4 + 8 * n; /* first string */
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t klen = load_u32(data + 4 + 8 * i);
+        uint64_t vlen = load_u32(data + 8 + 8 * i);
+        if (pos + klen + 1 + vlen + 1 > size || data[pos + klen] != '\0' ||
+            data[pos + klen + 1 + vlen] != '\0') {
+            free(out);
+            return PROXY_RESULT_PARSE_FAILURE;
+        }
+        out[i].key = data + pos;
+        out[i].key_len = (size_t)klen;
+        out[i].value = data + pos + klen + 1;
+        out[i].value_len = (size_t)vlen;
+        pos += klen + 1 + vlen + 1;
+    }
+    if (pos != size) {
+        free(out);
+        return PROXY_RESULT_PARSE_FAILURE;
+    }
+    *pairs = out;
+    *count = (size_t)n;
+    return PROXY_RESULT_OK;
+}
+
+proxy_status_t pw_pairs_serialize(const pw_pair_t *pairs, size_t count, char **data,
+                                  size_t *size) {
+    *data = NULL;
+    *size = 0;
+    uint64_t total = 4;
+    for (size_t i = 0; i < count; i++)
+        total += 8 + (uint64_t)pairs[i].key_len + 1 + pairs[i].value_len + 1;
+    if (count > UINT32_MAX || total > SIZE_MAX / 2)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    char *out = malloc((size_t)total);
+    if (!out)
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    store_u32(out, (uint32_t)count);
+    char *s = out + 4 + 8 * count;
+    for (size_t i = 0; i < count; i++) {
+        store_u32(out + 4 + 8 * i, (uint32_t)pairs[i].key_len);
+        store_u32(out + 8 + 8 * i, (uint32_t)pairs[i].value_len);
+        memcpy(s, pairs[i].key, pairs[i].key_len);
+        s += pairs[i].key_len;
+        *s++ = '\0';
+        memcpy(s, pairs[i].value, pairs[i].value_len);
+        s += pairs[i].value_len;
+        *s++ = '\0';
+    }
+    *data = out;
+    *size = (size_t)total;
+    return PROXY_RESULT_OK;
+}
+
+proxy_status_t pw_get_headers(proxy_map_type_t map, pw_pairs_t *out) {
+    size_t size = 0;
+    out->raw = NULL;
+    out->pairs = NULL;
+    out->count = 0;
+    proxy_status_t st = proxy_get_header_map_pairs(map, &out->raw, &size);
+    st = returned(st, &out->raw, &size);
+    if (st == PROXY_RESULT_OK)
+        st = pw_pairs_parse(out->raw, size, &out->pairs, &out->count);
+    if (st != PROXY_RESULT_OK)
+        pw_pairs_free(out);
+    return st;
+}
+
+proxy_status_t pw_set_headers(proxy_map_type_t map, const pw_pair_t *pairs, size_t count) {
+    char *data;
+    size_t size;
+    proxy_status_t st = pw_pairs_serialize(pairs, count, &data, &size);
+    if (st != PROXY_RESULT_OK)
+        return st;
+    st = proxy_set_header_map_pairs(map, data, size);
+    free(data);
+    return st;
+}
+
+void pw_pairs_free(pw_pairs_t *p) {
+    free(p->pairs);
+    free(p->raw);
+    p->pairs = NULL;
+    p->raw = NULL;
+    p->count = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Local responses, properties, contexts, stream control.                  */
+/* ------------------------------------------------------------------------ */
+
+proxy_status_t pw_send_local_response(uint32_t status, const char *body, size_t body_len,
+                                      const pw_pair_t *headers, size_t nheaders) {
+    char *map;
+    size_t map_size;
+    proxy_status_t st = pw_pairs_serialize(headers, nheaders, &map, &map_size);
+    if (st != PROXY_RESULT_OK)
+        return st;
+    st = proxy_send_local_response(status, NULL, 0, body, body_len, map, map_size,
+                                   PROXY_GRPC_STATUS_NONE);
+    free(map);
+    return st;
+}
+
+proxy_status_t pw_get_property(const char *const *path, size_t nsegments, char **value,
+                               size_t *size) {
+    *value = NULL;
+    *size = 0;
+    if (nsegments == 0)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    size_t len = nsegments - 1; /* separators */
+    for (size_t i = 0; i < nsegments; i++)
+        len += strlen(path[i]);
+    char *joined = malloc(len + 1);
+    if (!joined)
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    char *p = joined;
+    for (size_t i = 0; i < nsegments; i++) {
+        size_t n = strlen(path[i]);
+        memcpy(p, path[i], n);
+        p += n;
+        *p++ = '\0'; /* the last one is not sent */
+    }
+    proxy_status_t st = proxy_get_property(joined, len, value, size);
+    free(joined);
+    return returned(st, value, size);
+}
+
+proxy_status_t pw_set_effective_context(uint32_t context_id) {
+    return proxy_set_effective_context(context_id);
+}
+
+proxy_status_t pw_continue_request(void) {
+    return proxy_continue_stream(PROXY_STREAM_HTTP_REQUEST);
+}
+
+proxy_status_t pw_continue_response(void) {
+    return proxy_continue_stream(PROXY_STREAM_HTTP_RESPONSE);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Text utilities.                                                          */
+/* ------------------------------------------------------------------------ */
+
+static int is_blank(char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+char *pw_trim(char *s) {
+    while (is_blank(*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && is_blank(s[n - 1]))
+        n--;
+    s[n] = '\0';
+    return s;
+}
+
+int pw_is_header_name(const char *s, size_t len) {
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (!alnum && !strchr("!#$%&'*+-.^_`|~", c))
+            return 0;
+    }
+    return 1;
+}
+
+#ifndef PW_NO_DISPATCH
+/* ------------------------------------------------------------------------ */
+/* Context table: context id -> root id and user data. Open addressing with */
+/* linear probing; id 0 marks a free slot (the host never uses it, §8.1).   */
+/* ------------------------------------------------------------------------ */
+
+struct ctx_slot {
+    uint32_t id;
+    uint32_t root_id;
+    void *data;
+};
+
+static struct ctx_slot *ctx_slots;
+static size_t ctx_cap; /* power of two, or 0 */
+static size_t ctx_count;
+
+static size_t ctx_home(uint32_t id) {
+    return (size_t)(id * 2654435761u) & (ctx_cap - 1);
+}
+
+static struct ctx_slot *ctx_find(uint32_t id) {
+    if (id == 0 || ctx_cap == 0)
+        return NULL;
+    for (size_t i = ctx_home(id);; i = (i + 1) & (ctx_cap - 1)) {
+        if (ctx_slots[i].id == id)
+            return &ctx_slots[i];
+        if (ctx_slots[i].id == 0)
+            return NULL;
+    }
+}
+
+static void ctx_place(struct ctx_slot s) {
+    size_t i = ctx_home(s.id);
+    while (ctx_slots[i].id != 0)
+        i = (i + 1) & (ctx_cap - 1);
+    ctx_slots[i] = s;
+}
+
+/* Keeps the load factor at most 1/2. */
+static int ctx_grow(void) {
+    size_t old_cap = ctx_cap;
+    struct ctx_slot *old = ctx_slots;
+    size_t cap = old_cap ? old_cap * 2 : 16;
+    struct ctx_slot *slots = calloc(cap, sizeof *slots);
+    if (!slots)
+        return -1;
+    ctx_slots = slots;
+    ctx_cap = cap;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].id)
+            ctx_place(old[i]);
+    free(old);
+    return 0;
+}
+
+static void ctx_insert(uint32_t id, uint32_t root_id) {
+    struct ctx_slot *s = ctx_find(id);
+    if (s) { /* the host repeated an id: start over */
+        s->root_id = root_id;
+        s->data = NULL;
+        return;
+    }
+    if (id == 0 || ((ctx_count + 1) * 2 > ctx_cap && ctx_grow() != 0)) {
+        pw_logf(PROXY_LOG_ERROR, "pwasm sdk: cannot record context %u", id);
+        return;
+    }
+    struct ctx_slot n = {id, root_id, NULL};
+    ctx_place(n);
+    ctx_count++;
+}
+
+/* Removal with backward shift, so lookups never need tombstones. */
+static void ctx_remove(uint32_t id) {
+    struct ctx_slot *s = ctx_find(id);
+    if (!s)
+        return;
+    size_t hole = (size_t)(s - ctx_slots);
+    for (size_t i = (hole + 1) & (ctx_cap - 1); ctx_slots[i].id; i = (i + 1) & (ctx_cap - 1)) {
+        size_t home = ctx_home(ctx_slots[i].id);
+        /* The entry may move back into the hole unless its home lies
+         * cyclically in (hole, i]. */
+        if ((i > hole && (home <= hole || home > i)) || (i < hole && home <= hole && home > i)) {
+            ctx_slots[hole] = ctx_slots[i];
+            hole = i;
+        }
+    }
+    ctx_slots[hole].id = 0;
+    ctx_slots[hole].data = NULL;
+    ctx_count--;
+}
+
+proxy_status_t pw_set_context_data(uint32_t context_id, void *data) {
+    struct ctx_slot *s = ctx_find(context_id);
+    if (!s)
+        return PROXY_RESULT_NOT_FOUND;
+    s->data = data;
+    return PROXY_RESULT_OK;
+}
+
+void *pw_get_context_data(uint32_t context_id) {
+    struct ctx_slot *s = ctx_find(context_id);
+    return s ? s->data : NULL;
+}
+
+uint32_t pw_get_root_id(uint32_t context_id) {
+    struct ctx_slot *s = ctx_find(context_id);
+    return s ? s->root_id : 0;
+}
+
+static int is_root(uint32_t id) {
+    return pw_get_root_id(id) == id;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Exported callbacks (REFERENCE.md §2), ABI 0.2.x arities.                 */
+/* ------------------------------------------------------------------------ */
+
+PW_EXPORT(proxy_on_context_create)
+void proxy_on_context_create(uint32_t context_id, uint32_t parent_id) {
+    ctx_insert(context_id, parent_id ? parent_id : context_id);
+    if (parent_id && pw_plugin.on_context_create)
+        pw_plugin.on_context_create(context_id, parent_id);
+}
+
+PW_EXPORT(proxy_on_vm_start) uint32_t proxy_on_vm_start(uint32_t root_id, uint32_t size) {
+    return pw_plugin.on_vm_start ? pw_plugin.on_vm_start(root_id, size) != 0 : 1;
+}
+
+PW_EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t root_id, uint32_t size) {
+    return pw_plugin.on_configure ? pw_plugin.on_configure(root_id, size) != 0 : 1;
+}
+
+PW_EXPORT(proxy_on_tick) void proxy_on_tick(uint32_t root_id) {
+    if (pw_plugin.on_tick)
+        pw_plugin.on_tick(root_id);
+}
+
+typedef proxy_action_t (*stream_cb)(uint32_t, size_t, int);
+
+static uint32_t stream_call(stream_cb cb, uint32_t ctx, uint32_t n, uint32_t eos) {
+    return cb ? (uint32_t)cb(ctx, n, eos != 0) : PROXY_ACTION_CONTINUE;
+}
+
+PW_EXPORT(proxy_on_request_headers)
+uint32_t proxy_on_request_headers(uint32_t ctx, uint32_t nheaders, uint32_t eos) {
+    return stream_call(pw_plugin.on_request_headers, ctx, nheaders, eos);
+}
+
+PW_EXPORT(proxy_on_request_body)
+uint32_t proxy_on_request_body(uint32_t ctx, uint32_t size, uint32_t eos) {
+    return stream_call(pw_plugin.on_request_body, ctx, size, eos);
+}
+
+PW_EXPORT(proxy_on_response_headers)
+uint32_t proxy_on_response_headers(uint32_t ctx, uint32_t nheaders, uint32_t eos) {
+    return stream_call(pw_plugin.on_response_headers, ctx, nheaders, eos);
+}
+
+PW_EXPORT(proxy_on_response_body)
+uint32_t proxy_on_response_body(uint32_t ctx, uint32_t size, uint32_t eos) {
+    return stream_call(pw_plugin.on_response_body, ctx, size, eos);
+}
+
+PW_EXPORT(proxy_on_log) void proxy_on_log(uint32_t ctx) {
+    if (!is_root(ctx) && pw_plugin.on_log)
+        pw_plugin.on_log(ctx);
+}
+
+PW_EXPORT(proxy_on_done) uint32_t proxy_on_done(uint32_t ctx) {
+    int (*cb)(uint32_t) = is_root(ctx) ? pw_plugin.on_root_done : pw_plugin.on_done;
+    return cb ? cb(ctx) != 0 : 1;
+}
+
+PW_EXPORT(proxy_on_delete) void proxy_on_delete(uint32_t ctx) {
+    void (*cb)(uint32_t) = is_root(ctx) ? pw_plugin.on_root_delete : pw_plugin.on_delete;
+    if (cb)
+        cb(ctx);
+    ctx_remove(ctx);
+}
+#endif /* PW_NO_DISPATCH */

@@ -1,0 +1,366 @@
+/*
+ * proxy_wasm.h -- the pwasm C SDK for Proxy-Wasm plugins (ABI 0.2.1).
+ *
+ * Build plugins with `clang --target=wasm32-wasi -mexec-model=reactor` and
+ * link sdk/c/proxy_wasm.c (see sdk/c/README.md for a complete example).
+ *
+ * Three layers, each usable on its own:
+ *   1. Hostcalls: every `env.proxy_*` function of the ABI, declared as a Wasm
+ *      import with the exact signature of REFERENCE.md §3.1. Only the ones a
+ *      plugin calls end up imported by its module.
+ *   2. Helpers (pw_*): logging, configuration, header maps, local responses,
+ *      properties, time. They own the memory protocol of §1.4: every value
+ *      they return was allocated by the SDK's allocator and must be released
+ *      with free().
+ *   3. Dispatch: the plugin defines one `const pw_plugin_t pw_plugin` (a table
+ *      of callbacks); the SDK exports `proxy_on_*`, keeps a table from context
+ *      id to root id and user data, and calls the plugin. Build proxy_wasm.c
+ *      with -DPW_NO_DISPATCH to get layers 1-2 only (for plugins that export
+ *      the callbacks themselves).
+ *
+ * Both variants export `proxy_abi_version_0_2_1` (§1.2) and the allocator
+ * `proxy_on_memory_allocate` (§1.4). The allocator reserves one byte more than
+ * asked and sets it to NUL, so every value the host returns is followed by a
+ * NUL byte that is not counted in its size: text without NUL bytes can be
+ * used as a C string directly. Empty values come back as (NULL, 0).
+ *
+ * All ABI numbers come from "proxy_wasm/abi.h" (shared with the host).
+ */
+#ifndef PROXY_WASM_SDK_H
+#define PROXY_WASM_SDK_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "proxy_wasm/abi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* 1. Hostcalls (REFERENCE.md §3.1, module "env").                          */
+/*    Pointers, sizes, ids and enums are all wasm i32; the only i64         */
+/*    parameters are the metric values of increment/record_metric.          */
+/* ------------------------------------------------------------------------ */
+
+#ifdef __wasm__
+#define PW_HOSTCALL(name) __attribute__((import_module("env"), import_name(#name)))
+#else /* lets host-side tests compile the SDK natively against stubs */
+#define PW_HOSTCALL(name)
+#endif
+
+/* Logging, time, timers (§3.3). */
+PW_HOSTCALL(proxy_log)
+proxy_status_t proxy_log(proxy_log_level_t level, const char *msg, size_t msg_size);
+PW_HOSTCALL(proxy_get_log_level)
+proxy_status_t proxy_get_log_level(uint32_t *return_level);
+PW_HOSTCALL(proxy_get_current_time_nanoseconds)
+proxy_status_t proxy_get_current_time_nanoseconds(uint64_t *return_time);
+PW_HOSTCALL(proxy_set_tick_period_milliseconds)
+proxy_status_t proxy_set_tick_period_milliseconds(uint32_t period_ms);
+
+/* Configuration: 0.1.0 only; 0.2.x uses proxy_get_buffer_bytes(6 or 7). */
+PW_HOSTCALL(proxy_get_configuration)
+proxy_status_t proxy_get_configuration(char **return_data, size_t *return_size);
+
+/* Status of the call-out being delivered. */
+PW_HOSTCALL(proxy_get_status)
+proxy_status_t proxy_get_status(uint32_t *return_code, char **return_msg, size_t *return_msg_size);
+
+/* Buffers (§5.6). */
+PW_HOSTCALL(proxy_get_buffer_bytes)
+proxy_status_t proxy_get_buffer_bytes(proxy_buffer_type_t type, uint32_t start, uint32_t max_size,
+                                      char **return_data, size_t *return_size);
+PW_HOSTCALL(proxy_get_buffer_status)
+proxy_status_t proxy_get_buffer_status(proxy_buffer_type_t type, size_t *return_size,
+                                       uint32_t *return_flags);
+PW_HOSTCALL(proxy_set_buffer_bytes)
+proxy_status_t proxy_set_buffer_bytes(proxy_buffer_type_t type, uint32_t start, uint32_t size,
+                                      const char *data, size_t data_size);
+
+/* Header maps (§5.7; serialized pairs: §6.1). */
+PW_HOSTCALL(proxy_get_header_map_pairs)
+proxy_status_t proxy_get_header_map_pairs(proxy_map_type_t type, char **return_data,
+                                          size_t *return_size);
+PW_HOSTCALL(proxy_set_header_map_pairs)
+proxy_status_t proxy_set_header_map_pairs(proxy_map_type_t type, const char *data, size_t size);
+PW_HOSTCALL(proxy_get_header_map_value)
+proxy_status_t proxy_get_header_map_value(proxy_map_type_t type, const char *key, size_t key_size,
+                                          char **return_value, size_t *return_value_size);
+PW_HOSTCALL(proxy_add_header_map_value)
+proxy_status_t proxy_add_header_map_value(proxy_map_type_t type, const char *key, size_t key_size,
+                                          const char *value, size_t value_size);
+PW_HOSTCALL(proxy_replace_header_map_value)
+proxy_status_t proxy_replace_header_map_value(proxy_map_type_t type, const char *key,
+                                              size_t key_size, const char *value,
+                                              size_t value_size);
+PW_HOSTCALL(proxy_remove_header_map_value)
+proxy_status_t proxy_remove_header_map_value(proxy_map_type_t type, const char *key,
+                                             size_t key_size);
+PW_HOSTCALL(proxy_get_header_map_size)
+proxy_status_t proxy_get_header_map_size(proxy_map_type_t type, size_t *return_size);
+
+/* Properties (paths: §6.2, values: §6.3). */
+PW_HOSTCALL(proxy_get_property)
+proxy_status_t proxy_get_property(const char *path, size_t path_size, char **return_value,
+                                  size_t *return_value_size);
+PW_HOSTCALL(proxy_set_property)
+proxy_status_t proxy_set_property(const char *path, size_t path_size, const char *value,
+                                  size_t value_size);
+
+/* Shared data (§6.4) and shared queues (§6.5). */
+PW_HOSTCALL(proxy_get_shared_data)
+proxy_status_t proxy_get_shared_data(const char *key, size_t key_size, char **return_value,
+                                     size_t *return_value_size, uint32_t *return_cas);
+PW_HOSTCALL(proxy_set_shared_data)
+proxy_status_t proxy_set_shared_data(const char *key, size_t key_size, const char *value,
+                                     size_t value_size, uint32_t cas);
+PW_HOSTCALL(proxy_register_shared_queue)
+proxy_status_t proxy_register_shared_queue(const char *name, size_t name_size,
+                                           uint32_t *return_queue_id);
+PW_HOSTCALL(proxy_resolve_shared_queue)
+proxy_status_t proxy_resolve_shared_queue(const char *vm_id, size_t vm_id_size, const char *name,
+                                          size_t name_size, uint32_t *return_queue_id);
+PW_HOSTCALL(proxy_enqueue_shared_queue)
+proxy_status_t proxy_enqueue_shared_queue(uint32_t queue_id, const char *value, size_t value_size);
+PW_HOSTCALL(proxy_dequeue_shared_queue)
+proxy_status_t proxy_dequeue_shared_queue(uint32_t queue_id, char **return_value,
+                                          size_t *return_value_size);
+
+/* Stream control. The three no-argument 0.1.0 calls return an i32 status,
+ * as cpp-host and real modules have them (§3.1 DISAGREEMENT). */
+PW_HOSTCALL(proxy_continue_request)
+proxy_status_t proxy_continue_request(void);
+PW_HOSTCALL(proxy_continue_response)
+proxy_status_t proxy_continue_response(void);
+PW_HOSTCALL(proxy_clear_route_cache)
+proxy_status_t proxy_clear_route_cache(void);
+PW_HOSTCALL(proxy_continue_stream)
+proxy_status_t proxy_continue_stream(proxy_stream_type_t type);
+PW_HOSTCALL(proxy_close_stream)
+proxy_status_t proxy_close_stream(proxy_stream_type_t type);
+
+/* Local responses (§8.8). grpc_status -1 = not a gRPC response. */
+PW_HOSTCALL(proxy_send_local_response)
+proxy_status_t proxy_send_local_response(uint32_t status_code, const char *details,
+                                         size_t details_size, const char *body, size_t body_size,
+                                         const char *headers, size_t headers_size,
+                                         int32_t grpc_status);
+
+/* HTTP and gRPC call-outs (§8.9). */
+PW_HOSTCALL(proxy_http_call)
+proxy_status_t proxy_http_call(const char *upstream, size_t upstream_size, const char *headers,
+                               size_t headers_size, const char *body, size_t body_size,
+                               const char *trailers, size_t trailers_size, uint32_t timeout_ms,
+                               uint32_t *return_token);
+PW_HOSTCALL(proxy_grpc_call)
+proxy_status_t proxy_grpc_call(const char *service, size_t service_size, const char *service_name,
+                               size_t service_name_size, const char *method, size_t method_size,
+                               const char *initial_metadata, size_t initial_metadata_size,
+                               const char *message, size_t message_size, uint32_t timeout_ms,
+                               uint32_t *return_token);
+PW_HOSTCALL(proxy_grpc_stream)
+proxy_status_t proxy_grpc_stream(const char *service, size_t service_size,
+                                 const char *service_name, size_t service_name_size,
+                                 const char *method, size_t method_size,
+                                 const char *initial_metadata, size_t initial_metadata_size,
+                                 uint32_t *return_token);
+PW_HOSTCALL(proxy_grpc_send)
+proxy_status_t proxy_grpc_send(uint32_t token, const char *message, size_t message_size,
+                               uint32_t end_stream);
+PW_HOSTCALL(proxy_grpc_cancel)
+proxy_status_t proxy_grpc_cancel(uint32_t token);
+PW_HOSTCALL(proxy_grpc_close)
+proxy_status_t proxy_grpc_close(uint32_t token);
+
+/* Metrics (§5.11). The only i64 parameters of the ABI are here. */
+PW_HOSTCALL(proxy_define_metric)
+proxy_status_t proxy_define_metric(proxy_metric_type_t type, const char *name, size_t name_size,
+                                   uint32_t *return_metric_id);
+PW_HOSTCALL(proxy_increment_metric)
+proxy_status_t proxy_increment_metric(uint32_t metric_id, int64_t delta);
+PW_HOSTCALL(proxy_record_metric)
+proxy_status_t proxy_record_metric(uint32_t metric_id, uint64_t value);
+PW_HOSTCALL(proxy_get_metric)
+proxy_status_t proxy_get_metric(uint32_t metric_id, uint64_t *return_value);
+
+/* Contexts (§8.10) and foreign functions. */
+PW_HOSTCALL(proxy_set_effective_context)
+proxy_status_t proxy_set_effective_context(uint32_t context_id);
+PW_HOSTCALL(proxy_done)
+proxy_status_t proxy_done(void);
+PW_HOSTCALL(proxy_call_foreign_function)
+proxy_status_t proxy_call_foreign_function(const char *name, size_t name_size, const char *args,
+                                           size_t args_size, char **return_results,
+                                           size_t *return_results_size);
+
+/* ------------------------------------------------------------------------ */
+/* 2. Helpers. Every value returned through a `char **` was malloc'ed by    */
+/*    the SDK allocator (NUL-terminated, see above) and belongs to the      */
+/*    caller, who frees it; on any status but OK it is set to NULL and its  */
+/*    size to 0. Allocation failures return PROXY_RESULT_INTERNAL_FAILURE.  */
+/* ------------------------------------------------------------------------ */
+
+/* Logging (§3.3 "Logging"). pw_log sends a C string as is. pw_logf formats
+ * with pw_vsnprintf and skips the formatting when the host's level (from
+ * proxy_get_log_level) is above `level`; lines of any length are sent whole. */
+proxy_status_t pw_log(proxy_log_level_t level, const char *msg);
+proxy_status_t pw_logf(proxy_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+proxy_status_t pw_vlogf(proxy_log_level_t level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+/* A small printf (the one wasi-libc has costs ~14 KiB and three WASI imports).
+ * Supports flags "-0+ #", width and precision (also `*`), lengths hh h l ll z
+ * j t, conversions d i u o x X c s p % and f e g a (all print like %f, and
+ * like %e from 1e19 up; the last digit may differ from libc's on near-ties).
+ * Returns the length of the full output (as C99 snprintf); writes at most
+ * size-1 bytes plus a NUL when size > 0. */
+int pw_snprintf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int pw_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+/* The host's current log level (§5.2). */
+proxy_status_t pw_get_log_level(proxy_log_level_t *level);
+
+/* Wall-clock time in Unix-epoch nanoseconds. */
+proxy_status_t pw_get_current_time_ns(uint64_t *ns);
+
+/* Bytes [start, start+max_size) of a buffer (§5.6), clamped by the host.
+ * Errors: BAD_ARGUMENT (unknown type), NOT_FOUND (not available now). */
+proxy_status_t pw_get_buffer(proxy_buffer_type_t type, uint32_t start, uint32_t max_size,
+                             char **data, size_t *size);
+/* The whole plugin configuration (buffer 7; readable in on_configure) and
+ * the whole VM configuration (buffer 6; readable in on_vm_start). */
+proxy_status_t pw_get_plugin_config(char **data, size_t *size);
+proxy_status_t pw_get_vm_config(char **data, size_t *size);
+
+/* One header of a map (§5.7): PROXY_MAP_HTTP_REQUEST_HEADERS, ..._RESPONSE_
+ * HEADERS, ... Names are C strings. pw_get_header returns NOT_FOUND for a
+ * missing header; add appends (duplicates allowed), replace sets (adding the
+ * header if missing), remove deletes every value (missing is OK). */
+proxy_status_t pw_get_header(proxy_map_type_t map, const char *name, char **value, size_t *size);
+proxy_status_t pw_add_header(proxy_map_type_t map, const char *name, const char *value);
+proxy_status_t pw_replace_header(proxy_map_type_t map, const char *name, const char *value);
+proxy_status_t pw_remove_header(proxy_map_type_t map, const char *name);
+
+/* A key/value pair of a header map. Lengths are authoritative (keys and
+ * values may hold any byte); pairs parsed by the SDK are NUL-terminated. */
+typedef struct pw_pair {
+    const char *key;
+    size_t key_len;
+    const char *value;
+    size_t value_len;
+} pw_pair_t;
+
+/* A pair from two C strings. */
+static inline pw_pair_t pw_pair(const char *key, const char *value) {
+    pw_pair_t p = {key, strlen(key), value, strlen(value)};
+    return p;
+}
+
+/* A whole map as returned by pw_get_headers: `pairs` point into `raw`.
+ * Release with pw_pairs_free (safe on a zeroed struct). */
+typedef struct pw_pairs {
+    char *raw;
+    pw_pair_t *pairs;
+    size_t count;
+} pw_pairs_t;
+
+/* All entries of a map, in order. An empty or unavailable map is OK with
+ * count 0. Errors: BAD_ARGUMENT (unknown map), PARSE_FAILURE (malformed). */
+proxy_status_t pw_get_headers(proxy_map_type_t map, pw_pairs_t *out);
+/* Replace a whole map with `count` pairs. */
+proxy_status_t pw_set_headers(proxy_map_type_t map, const pw_pair_t *pairs, size_t count);
+void pw_pairs_free(pw_pairs_t *p);
+
+/* The §6.1 wire format. pw_pairs_parse accepts (NULL or any, 0), the 1-byte
+ * "\0" and a zero count as empty; anything malformed, truncated or with
+ * trailing bytes is PARSE_FAILURE. On OK *pairs (malloc'ed, NULL if empty)
+ * points into `data`, which must outlive it. pw_pairs_serialize writes the
+ * count, the lengths, then each key and value followed by NUL; an empty list
+ * is the 4-byte zero count. */
+proxy_status_t pw_pairs_parse(const char *data, size_t size, pw_pair_t **pairs, size_t *count);
+proxy_status_t pw_pairs_serialize(const pw_pair_t *pairs, size_t count, char **data,
+                                  size_t *size);
+
+/* Answer the current request locally (§8.8): HTTP status, body (may be NULL
+ * when body_len is 0), extra headers (may be NULL when nheaders is 0). Not a
+ * gRPC response (grpc_status -1), no details string. Callbacks usually
+ * return PROXY_ACTION_PAUSE right after. */
+proxy_status_t pw_send_local_response(uint32_t status, const char *body, size_t body_len,
+                                      const pw_pair_t *headers, size_t nheaders);
+
+/* A property (§7), path given as segments: {"request", "path"} is sent as
+ * "request\0path" (§6.2, no trailing NUL). Values are raw bytes (§6.3).
+ * Errors: NOT_FOUND (unknown), BAD_ARGUMENT (no segment), or the host's. */
+proxy_status_t pw_get_property(const char *const *path, size_t nsegments, char **value,
+                               size_t *size);
+
+/* Make later hostcalls of this callback act on `context_id` (§8.10). */
+proxy_status_t pw_set_effective_context(uint32_t context_id);
+
+/* Resume a request or response paused by a callback (0.2.x). */
+proxy_status_t pw_continue_request(void);
+proxy_status_t pw_continue_response(void);
+
+/* Text utilities for configuration parsing. pw_trim strips spaces, tabs, CR
+ * and LF at both ends in place and returns the first kept byte.
+ * pw_is_header_name: 1 if s[0..len) is a non-empty RFC 9110 token. */
+char *pw_trim(char *s);
+int pw_is_header_name(const char *s, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* 3. Dispatch (not in the -DPW_NO_DISPATCH variant).                       */
+/* ------------------------------------------------------------------------ */
+
+/* Callbacks of a plugin; every member is optional (NULL = default shown).
+ * Root context (one per plugin instance, id = root_id, §8.1). */
+typedef struct pw_plugin {
+    /* After proxy_on_context_create of the root. Return 1 ok, 0 fail (1). */
+    int (*on_vm_start)(uint32_t root_id, size_t vm_config_size);
+    /* Plugin configuration ready (pw_get_plugin_config). 1 ok, 0 fail (1). */
+    int (*on_configure)(uint32_t root_id, size_t config_size);
+    /* Timer set with proxy_set_tick_period_milliseconds. */
+    void (*on_tick)(uint32_t root_id);
+    /* Root shutting down: 1 = done, 0 = will call proxy_done() later (1). */
+    int (*on_root_done)(uint32_t root_id);
+    /* Root forgotten: free its data. */
+    void (*on_root_delete)(uint32_t root_id);
+
+    /* HTTP stream contexts (§8.2). `ctx` is the stream's context id. */
+    void (*on_context_create)(uint32_t ctx, uint32_t root_id);
+    /* Return PROXY_ACTION_CONTINUE or PROXY_ACTION_PAUSE (CONTINUE). */
+    proxy_action_t (*on_request_headers)(uint32_t ctx, size_t nheaders, int end_of_stream);
+    proxy_action_t (*on_request_body)(uint32_t ctx, size_t body_size, int end_of_stream);
+    proxy_action_t (*on_response_headers)(uint32_t ctx, size_t nheaders, int end_of_stream);
+    proxy_action_t (*on_response_body)(uint32_t ctx, size_t body_size, int end_of_stream);
+    /* Request complete, all maps readable. */
+    void (*on_log)(uint32_t ctx);
+    /* Stream finishing (1). */
+    int (*on_done)(uint32_t ctx);
+    /* Stream forgotten: free its data; its id is not valid afterwards. */
+    void (*on_delete)(uint32_t ctx);
+} pw_plugin_t;
+
+/* Defined once by the plugin, e.g.
+ *   const pw_plugin_t pw_plugin = {.on_request_headers = my_headers};  */
+extern const pw_plugin_t pw_plugin;
+
+/* Per-context user data, kept from proxy_on_context_create to the end of
+ * proxy_on_delete. pw_set_context_data returns NOT_FOUND for an unknown id;
+ * pw_get_context_data returns NULL for an unknown id or no data. */
+proxy_status_t pw_set_context_data(uint32_t context_id, void *data);
+void *pw_get_context_data(uint32_t context_id);
+/* The root context of a stream context, the id itself for a root context,
+ * 0 for an unknown id. */
+uint32_t pw_get_root_id(uint32_t context_id);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PROXY_WASM_SDK_H */
