@@ -1,0 +1,358 @@
+/*
+ * hostcalls.wasm (raw exports, no SDK dispatch): one hostcall test per
+ * request, for the core's unit tests. proxy_on_request_headers reads the
+ * request header `x-test` (with proxy_get_header_map_value) and runs the test
+ * of that name, then logs at INFO exactly one line
+ *
+ *   result: <name> <status>[ <value>]
+ *
+ * <status> is the decimal proxy_status_t of the hostcall under test (a WASI
+ * errno for wasi_*), <value> what the test read back, as listed below. An
+ * unknown name logs `result: <name> unknown`; no x-test header, nothing.
+ *
+ *   log_badptr            proxy_log(INFO, 0xFFFFFF00, 512)              -> 6
+ *   get_header_badptr     get_header_map_value, key (0xFFFFFF00, 512)  -> 6
+ *   get_header_missing    get_header_map_value("x-pwasm-missing")      -> 1
+ *   get_pairs             get_header_map_pairs(request headers)
+ *                         value: "<count> k=v k=v ..." (in map order)
+ *   add_header            add_header_map_value("x-added", "yes"), then read it
+ *                         value: the value read ("yes")
+ *   replace_header        replace_header_map_value("x-test", "replaced"),
+ *                         then read x-test; value: "replaced"
+ *   remove_header         remove_header_map_value("x-test"), then read it;
+ *                         value: "get=<status of the read>" (get=1)
+ *   set_pairs             set_header_map_pairs({a: 1, b: 22}), then as
+ *                         get_pairs; value: "2 a=1 b=22"
+ *   time                  get_current_time_nanoseconds; value: the ns (> 0)
+ *   log_level             get_log_level; value: the level
+ *   property_name         get_property("plugin_name"); value: the bytes
+ *   property_root_id      get_property("plugin_root_id")
+ *   property_vm_id        get_property("plugin_vm_id")
+ *   property_path         get_property("request\0path") (12 bytes)
+ *   property_trailing_nul get_property("request\0path\0") (13 bytes, C++ SDK form)
+ *   property_unknown      get_property("pwasm_no_such_property")        -> 1
+ *   config                get_buffer_bytes(PLUGIN_CONFIGURATION, 0, 0xFFFFFFFF)
+ *   config_clamp          get_buffer_bytes(PLUGIN_CONFIGURATION, 2, 0xFFFFFFFF)
+ *   buffer_bad_type       get_buffer_bytes(9, 0, 16)                     -> 2
+ *   out_badptr            get_header_map_value("x-test") with both return
+ *                         pointers at 0xFFFFFFF0 / 0xFFFFFFF8            -> 6
+ *   local_response        send_local_response(401, body "nope", headers
+ *                         {x-why: test}, grpc -1); returns Pause     -> 0
+ *   unimplemented         set_shared_data("k", "v", cas 0) status, then
+ *                         http_call; value: "http_call=<status>"  (12 12 for now)
+ *   effective_ctx_bad     set_effective_context(9999)                    -> 2
+ *   wasi_write            fd_write(1, "hello from wasi\n") errno; value:
+ *                         "nwritten=<n> fd2=<errno> fd7=<errno>" where fd 2
+ *                         gets "hello from wasi stderr\n" (expect 0 16 0 8)
+ *   random                random_get(16 bytes) errno; value: the bytes in hex
+ *
+ * Values are raw bytes (%.*s), empty values leave out the value. Every test
+ * returns Continue except local_response. proxy_on_vm_start and
+ * proxy_on_configure return 1. The ABI marker and the allocator come from
+ * the SDK (proxy_wasm_raw.o).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <wasi/api.h>
+
+#include "proxy_wasm.h"
+
+#define EXPORT(name) __attribute__((export_name(#name)))
+#define BAD_PTR ((const char *)(uintptr_t)0xFFFFFF00u)
+#define REQ PROXY_MAP_HTTP_REQUEST_HEADERS
+
+/* The <value> of the current result line. */
+static char value[4096];
+static size_t value_len;
+
+__attribute__((format(printf, 1, 2))) static void put(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = pw_vsnprintf(value + value_len, sizeof value - value_len, fmt, ap);
+    va_end(ap);
+    value_len += (size_t)n;
+    if (value_len >= sizeof value)
+        value_len = sizeof value - 1;
+}
+
+/* Appends " " before every part but the first. */
+#define SEP() (value_len ? " " : "")
+
+static proxy_status_t read_header(const char *name) {
+    char *v = NULL;
+    size_t n = 0;
+    proxy_status_t st = proxy_get_header_map_value(REQ, name, strlen(name), &v, &n);
+    if (st == PROXY_RESULT_OK)
+        put("%s%.*s", SEP(), (int)n, v ? v : "");
+    free(v);
+    return st;
+}
+
+static proxy_status_t put_pairs(void) {
+    char *raw = NULL;
+    size_t size = 0;
+    pw_pair_t *pairs;
+    size_t count;
+    proxy_status_t st = proxy_get_header_map_pairs(REQ, &raw, &size);
+    if (st != PROXY_RESULT_OK) {
+        free(raw);
+        return st;
+    }
+    if (pw_pairs_parse(raw, size, &pairs, &count) != PROXY_RESULT_OK) {
+        put("%smalformed", SEP());
+    } else {
+        put("%s%zu", SEP(), count);
+        for (size_t i = 0; i < count; i++)
+            put(" %.*s=%.*s", (int)pairs[i].key_len, pairs[i].key, (int)pairs[i].value_len,
+                pairs[i].value);
+        free(pairs);
+    }
+    free(raw);
+    return st;
+}
+
+static proxy_status_t get_property(const char *path, size_t len) {
+    char *v = NULL;
+    size_t n = 0;
+    proxy_status_t st = proxy_get_property(path, len, &v, &n);
+    if (st == PROXY_RESULT_OK && n)
+        put("%s%.*s", SEP(), (int)n, v);
+    free(v);
+    return st;
+}
+
+static proxy_status_t get_config(uint32_t start) {
+    char *v = NULL;
+    size_t n = 0;
+    proxy_status_t st =
+        proxy_get_buffer_bytes(PROXY_BUFFER_PLUGIN_CONFIGURATION, start, 0xFFFFFFFFu, &v, &n);
+    if (st == PROXY_RESULT_OK && n)
+        put("%s%.*s", SEP(), (int)n, v);
+    free(v);
+    return st;
+}
+
+static proxy_status_t t_log_badptr(void) {
+    return proxy_log(PROXY_LOG_INFO, BAD_PTR, 512);
+}
+
+static proxy_status_t t_get_header_badptr(void) {
+    char *v = NULL;
+    size_t n = 0;
+    return proxy_get_header_map_value(REQ, BAD_PTR, 512, &v, &n);
+}
+
+static proxy_status_t t_get_header_missing(void) {
+    return read_header("x-pwasm-missing");
+}
+
+static proxy_status_t t_add_header(void) {
+    proxy_status_t st = proxy_add_header_map_value(REQ, "x-added", 7, "yes", 3);
+    return st != PROXY_RESULT_OK ? st : read_header("x-added");
+}
+
+static proxy_status_t t_replace_header(void) {
+    proxy_status_t st = proxy_replace_header_map_value(REQ, "x-test", 6, "replaced", 8);
+    return st != PROXY_RESULT_OK ? st : read_header("x-test");
+}
+
+static proxy_status_t t_remove_header(void) {
+    char *v = NULL;
+    size_t n = 0;
+    proxy_status_t st = proxy_remove_header_map_value(REQ, "x-test", 6);
+    put("get=%d", proxy_get_header_map_value(REQ, "x-test", 6, &v, &n));
+    free(v);
+    return st;
+}
+
+static proxy_status_t t_set_pairs(void) {
+    pw_pair_t pairs[] = {pw_pair("a", "1"), pw_pair("b", "22")};
+    char *data;
+    size_t size;
+    proxy_status_t st = pw_pairs_serialize(pairs, 2, &data, &size);
+    if (st != PROXY_RESULT_OK)
+        return st;
+    st = proxy_set_header_map_pairs(REQ, data, size);
+    free(data);
+    return st != PROXY_RESULT_OK ? st : put_pairs();
+}
+
+static proxy_status_t t_time(void) {
+    uint64_t ns = 0;
+    proxy_status_t st = proxy_get_current_time_nanoseconds(&ns);
+    put("%llu", (unsigned long long)ns);
+    return st;
+}
+
+static proxy_status_t t_log_level(void) {
+    uint32_t level = 0;
+    proxy_status_t st = proxy_get_log_level(&level);
+    put("%u", level);
+    return st;
+}
+
+static proxy_status_t t_property_name(void) {
+    return get_property("plugin_name", 11);
+}
+
+static proxy_status_t t_property_root_id(void) {
+    return get_property("plugin_root_id", 14);
+}
+
+static proxy_status_t t_property_vm_id(void) {
+    return get_property("plugin_vm_id", 12);
+}
+
+static proxy_status_t t_property_path(void) {
+    return get_property("request\0path", 12);
+}
+
+static proxy_status_t t_property_trailing_nul(void) {
+    return get_property("request\0path\0", 13);
+}
+
+static proxy_status_t t_property_unknown(void) {
+    return get_property("pwasm_no_such_property", 22);
+}
+
+static proxy_status_t t_config(void) {
+    return get_config(0);
+}
+
+static proxy_status_t t_config_clamp(void) {
+    return get_config(2);
+}
+
+static proxy_status_t t_buffer_bad_type(void) {
+    char *v = NULL;
+    size_t n = 0;
+    return proxy_get_buffer_bytes((proxy_buffer_type_t)9, 0, 16, &v, &n);
+}
+
+static proxy_status_t t_out_badptr(void) {
+    return proxy_get_header_map_value(REQ, "x-test", 6, (char **)(uintptr_t)0xFFFFFFF0u,
+                                      (size_t *)(uintptr_t)0xFFFFFFF8u);
+}
+
+static proxy_status_t t_local_response(void) {
+    pw_pair_t headers[] = {pw_pair("x-why", "test")};
+    char *map;
+    size_t map_size;
+    proxy_status_t st = pw_pairs_serialize(headers, 1, &map, &map_size);
+    if (st != PROXY_RESULT_OK)
+        return st;
+    st = proxy_send_local_response(401, NULL, 0, "nope", 4, map, map_size, PROXY_GRPC_STATUS_NONE);
+    free(map);
+    return st;
+}
+
+static proxy_status_t t_unimplemented(void) {
+    proxy_status_t st = proxy_set_shared_data("k", 1, "v", 1, 0);
+    pw_pair_t headers[] = {pw_pair(":method", "GET"), pw_pair(":path", "/"),
+                           pw_pair(":authority", "pwasm.test")};
+    char *map;
+    size_t map_size;
+    uint32_t token = 0;
+    proxy_status_t call = pw_pairs_serialize(headers, 3, &map, &map_size);
+    if (call == PROXY_RESULT_OK) {
+        call = proxy_http_call("127.0.0.1:1", 11, map, map_size, NULL, 0, NULL, 0, 1000, &token);
+        free(map);
+    }
+    put("http_call=%d", call);
+    return st;
+}
+
+static proxy_status_t t_effective_ctx_bad(void) {
+    return proxy_set_effective_context(9999);
+}
+
+static __wasi_errno_t wasi_write(__wasi_fd_t fd, const char *text, __wasi_size_t *written) {
+    __wasi_ciovec_t iov = {(const uint8_t *)text, strlen(text)};
+    *written = 0;
+    return __wasi_fd_write(fd, &iov, 1, written);
+}
+
+static proxy_status_t t_wasi_write(void) {
+    __wasi_size_t n1, n2, n7;
+    __wasi_errno_t e1 = wasi_write(1, "hello from wasi\n", &n1);
+    __wasi_errno_t e2 = wasi_write(2, "hello from wasi stderr\n", &n2);
+    __wasi_errno_t e7 = wasi_write(7, "hello from wasi fd 7\n", &n7);
+    put("nwritten=%lu fd2=%u fd7=%u", (unsigned long)n1, e2, e7);
+    return (proxy_status_t)e1;
+}
+
+static proxy_status_t t_random(void) {
+    uint8_t buf[16] = {0};
+    __wasi_errno_t e = __wasi_random_get(buf, sizeof buf);
+    for (size_t i = 0; i < sizeof buf; i++)
+        put("%02x", buf[i]);
+    return (proxy_status_t)e;
+}
+
+static const struct test {
+    const char *name;
+    proxy_status_t (*run)(void);
+} tests[] = {
+    {"log_badptr", t_log_badptr},
+    {"get_header_badptr", t_get_header_badptr},
+    {"get_header_missing", t_get_header_missing},
+    {"get_pairs", put_pairs},
+    {"add_header", t_add_header},
+    {"replace_header", t_replace_header},
+    {"remove_header", t_remove_header},
+    {"set_pairs", t_set_pairs},
+    {"time", t_time},
+    {"log_level", t_log_level},
+    {"property_name", t_property_name},
+    {"property_root_id", t_property_root_id},
+    {"property_vm_id", t_property_vm_id},
+    {"property_path", t_property_path},
+    {"property_trailing_nul", t_property_trailing_nul},
+    {"property_unknown", t_property_unknown},
+    {"config", t_config},
+    {"config_clamp", t_config_clamp},
+    {"buffer_bad_type", t_buffer_bad_type},
+    {"out_badptr", t_out_badptr},
+    {"local_response", t_local_response},
+    {"unimplemented", t_unimplemented},
+    {"effective_ctx_bad", t_effective_ctx_bad},
+    {"wasi_write", t_wasi_write},
+    {"random", t_random},
+};
+
+EXPORT(proxy_on_vm_start) uint32_t proxy_on_vm_start(uint32_t root_id, uint32_t size) {
+    (void)root_id;
+    (void)size;
+    return 1;
+}
+
+EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t root_id, uint32_t size) {
+    (void)root_id;
+    (void)size;
+    return 1;
+}
+
+EXPORT(proxy_on_request_headers)
+uint32_t proxy_on_request_headers(uint32_t ctx, uint32_t nheaders, uint32_t eos) {
+    (void)ctx;
+    (void)nheaders;
+    (void)eos;
+    char *name = NULL;
+    size_t len = 0;
+    if (proxy_get_header_map_value(REQ, "x-test", 6, &name, &len) != PROXY_RESULT_OK || !name)
+        return PROXY_ACTION_CONTINUE;
+    const struct test *t = NULL;
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
+        if (strlen(tests[i].name) == len && memcmp(tests[i].name, name, len) == 0)
+            t = &tests[i];
+    value_len = 0;
+    value[0] = '\0';
+    if (!t) {
+        pw_logf(PROXY_LOG_INFO, "result: %.*s unknown", (int)len, name);
+    } else {
+        proxy_status_t st = t->run();
+        pw_logf(PROXY_LOG_INFO, "result: %s %d%s%s", t->name, st, value_len ? " " : "", value);
+    }
+    free(name);
+    return t && t->run == t_local_response ? PROXY_ACTION_PAUSE : PROXY_ACTION_CONTINUE;
+}
