@@ -1,1 +1,52 @@
-# placeholder, owned by its area
+# nginx/nginx.mk -- the nginx dynamic module, the demo and the nginx tests.
+# Included by the top Makefile (BUILD, LIB come from there).
+#
+#   make nginx-module   build/ngx_http_proxy_wasm_module.so
+#   make run            install deps, build everything, start the demo
+#   make test-nginx     pytest suite against Debian's nginx (tests/nginx)
+#
+# The module is built against the configured nginx tree shipped by nginx-dev
+# (/usr/share/nginx/src) with Debian's own configure flags, so that it is
+# binary compatible with /usr/sbin/nginx. configure is slow: it only runs
+# again when nginx/config or Debian's flags change.
+
+NGINX_SRC      ?= /usr/share/nginx/src
+NGINX_TREE     := $(BUILD)/nginx-src
+NGINX_MODULE   := $(BUILD)/ngx_http_proxy_wasm_module.so
+NGINX_MOD_SRCS := $(wildcard nginx/*.c)
+NGINX_BIN      ?= /usr/sbin/nginx
+# Debian's interpreter, which has python3-pytest (not a pyenv one on PATH).
+NGINX_PYTHON   ?= /usr/bin/python3
+
+.PHONY: nginx-module run test-nginx
+
+all: nginx-module
+
+nginx-module: $(NGINX_MODULE)
+
+$(NGINX_TREE)/objs/Makefile: nginx/config $(NGINX_SRC)/conf_flags
+	@test -d $(NGINX_SRC) || { echo "nginx-module: $(NGINX_SRC) missing (apt-get install nginx-dev, or make deps)" >&2; exit 1; }
+	rm -rf $(NGINX_TREE)
+	mkdir -p $(dir $(NGINX_TREE))
+	cp -a $(NGINX_SRC) $(NGINX_TREE)
+	cd $(NGINX_TREE) && PWASM_LIB=$(abspath $(LIB)) bash -c \
+	  'source ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(abspath nginx)' \
+	  > configure.log 2>&1 || { tail -n 30 configure.log >&2; exit 1; }
+
+# nginx's own Makefile knows the module's sources and our headers, not the
+# library: relink whenever this rule runs. MAKEFLAGS is cleared so that our
+# command-line variables (CFLAGS=..., BUILD=...) do not leak into nginx's.
+$(NGINX_MODULE): $(NGINX_TREE)/objs/Makefile $(NGINX_MOD_SRCS) $(LIB) \
+                 include/pwasm.h include/proxy_wasm/abi.h
+	rm -f $(NGINX_TREE)/objs/ngx_http_proxy_wasm_module.so
+	MAKEFLAGS= MFLAGS= $(MAKE) -C $(NGINX_TREE) -f objs/Makefile modules
+	cp $(NGINX_TREE)/objs/ngx_http_proxy_wasm_module.so $@
+
+run:
+	bash scripts/deps.sh
+	$(MAKE) all examples-c examples-as
+	bash demo/run.sh $(abspath $(BUILD))
+
+test-nginx: nginx-module examples-c examples-as test-plugins
+	PWASM_BUILD=$(abspath $(BUILD)) PWASM_NGINX=$(NGINX_BIN) \
+	  $(NGINX_PYTHON) -m pytest -q -p no:cacheprovider tests/nginx
