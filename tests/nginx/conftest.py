@@ -1,0 +1,249 @@
+"""Fixtures for the nginx integration tests.
+
+Each test starts a real nginx (Debian's /usr/sbin/nginx, or $PWASM_NGINX)
+that loads build/ngx_http_proxy_wasm_module.so, with a generated
+configuration in a temporary prefix, one worker, on free loopback ports,
+and stops it afterwards. A small Python HTTP server plays the upstream and
+records the request headers it receives.
+
+Run with Debian's interpreter: `make test-nginx`, or
+`/usr/bin/python3 -m pytest tests/nginx` after `make nginx-module
+examples-c examples-as test-plugins`.
+"""
+
+import http.client
+import http.server
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("PWASM_BUILD") or os.path.join(ROOT, "build")
+NGINX = os.environ.get("PWASM_NGINX") or "/usr/sbin/nginx"
+MODULE = os.path.join(BUILD, "ngx_http_proxy_wasm_module.so")
+# Compiled plugins are cached here, shared with the other test suites.
+CACHE = os.environ.get("PWASM_CACHE_DIR") or os.path.join(BUILD, "cache")
+
+
+def wasm(rel):
+    """Absolute path of a built plugin, e.g. wasm("examples/deny.wasm")."""
+    path = os.path.join(BUILD, rel)
+    if not os.path.exists(path):
+        pytest.fail(f"{path} is missing: run `make examples-c examples-as test-plugins`")
+    return path
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Upstream:
+    """An HTTP/1.0 upstream on 127.0.0.1 that answers 200 "upstream ok\\n"
+    and keeps every request's (method, path, [(name, value), ...])."""
+
+    def __init__(self):
+        self.requests = []
+        upstream = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_any(self):
+                length = int(self.headers.get("content-length") or 0)
+                if length:
+                    self.rfile.read(length)
+                upstream.requests.append((self.command, self.path, list(self.headers.items())))
+                body = b"upstream ok\n"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("X-Upstream", "python")
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_HEAD = do_any
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def headers(self, index=-1):
+        """Headers of one received request, as a list of (lower name, value)."""
+        return [(k.lower(), v) for k, v in self.requests[index][2]]
+
+    def header_values(self, name, index=-1):
+        return [v for k, v in self.headers(index) if k == name.lower()]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # [(name lower-cased, value)] in wire order
+        self.body = body
+
+    def header_values(self, name):
+        return [v for k, v in self.headers if k == name.lower()]
+
+    def header(self, name):
+        values = self.header_values(name)
+        return values[0] if values else None
+
+
+CONF_TEMPLATE = """\
+load_module @MODULE@;
+daemon off;
+master_process on;
+worker_processes 1;
+@USER@
+error_log @PREFIX@/logs/error.log @LEVEL@;
+pid @PREFIX@/logs/nginx.pid;
+
+events {
+    worker_connections 128;
+}
+
+http {
+    access_log off;
+    client_body_temp_path @PREFIX@/tmp/body;
+    proxy_temp_path @PREFIX@/tmp/proxy;
+    fastcgi_temp_path @PREFIX@/tmp/fastcgi;
+    uwsgi_temp_path @PREFIX@/tmp/uwsgi;
+    scgi_temp_path @PREFIX@/tmp/scgi;
+
+@HTTP@
+}
+"""
+
+
+class Nginx:
+    """One nginx instance with a generated configuration.
+
+    `http` is the inside of the http{} block; in it, @PORT@ is nginx's
+    listening port, @UPSTREAM@ the upstream's "127.0.0.1:port" and
+    @WASM:rel/path.wasm@ the absolute path of a built plugin."""
+
+    def __init__(self, prefix, upstream):
+        self.prefix = str(prefix)
+        self.upstream = upstream
+        self.port = free_port()
+        self.proc = None
+        for d in ("conf", "logs", "tmp"):
+            os.makedirs(os.path.join(self.prefix, d), exist_ok=True)
+        self.conf = os.path.join(self.prefix, "conf", "nginx.conf")
+        self.error_log = os.path.join(self.prefix, "logs", "error.log")
+
+    def write_conf(self, http, level="info"):
+        body = re.sub(r"@WASM:([^@]+)@", lambda m: wasm(m.group(1)), http)
+        body = body.replace("@PORT@", str(self.port))
+        body = body.replace("@UPSTREAM@", f"127.0.0.1:{self.upstream.port}")
+        conf = (CONF_TEMPLATE.replace("@MODULE@", MODULE)
+                .replace("@USER@", "user root root;" if os.geteuid() == 0 else "")
+                .replace("@PREFIX@", self.prefix)
+                .replace("@LEVEL@", level)
+                .replace("@HTTP@", body))
+        with open(self.conf, "w") as f:
+            f.write(conf)
+
+    def env(self):
+        env = dict(os.environ)
+        env["PWASM_CACHE_DIR"] = CACHE
+        return env
+
+    def test_config(self, http, level="info"):
+        """Runs `nginx -t`; returns (returncode, stderr text)."""
+        self.write_conf(http, level)
+        p = subprocess.run([NGINX, "-t", "-p", self.prefix, "-c", self.conf, "-e", "stderr"],
+                           capture_output=True, text=True, env=self.env(), timeout=300)
+        return p.returncode, p.stderr
+
+    def start(self, http, level="info"):
+        if not os.path.exists(MODULE):
+            pytest.fail(f"{MODULE} is missing: run `make nginx-module`")
+        self.write_conf(http, level)
+        self.proc = subprocess.Popen([NGINX, "-p", self.prefix, "-c", self.conf, "-e", "stderr"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=self.env())
+        deadline = time.time() + 300  # a cold compile cache compiles every plugin
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                out, err = self.proc.communicate()
+                pytest.fail(f"nginx exited with {self.proc.returncode}:\n{err.decode()}\n"
+                            f"{self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("nginx did not start listening")
+        # The listening socket exists before the worker: wait for the worker's
+        # start-up lines to make the log deterministic.
+        self.wait_log(r"start worker process", timeout=30)
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)  # graceful: workers run exit_process
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+        self.proc = None
+
+    def log(self):
+        try:
+            with open(self.error_log, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, pattern, timeout=10.0):
+        """Waits until the error log matches `pattern`; returns the match."""
+        deadline = time.time() + timeout
+        while True:
+            m = re.search(pattern, self.log())
+            if m or time.time() > deadline:
+                return m
+            time.sleep(0.05)
+
+    def request(self, path, method="GET", headers=None, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            data = resp.read()
+            return Response(resp.status, [(k.lower(), v) for k, v in resp.getheaders()], data)
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def upstream():
+    u = Upstream()
+    yield u
+    u.close()
+
+
+@pytest.fixture
+def nginx(tmp_path, upstream):
+    n = Nginx(tmp_path / "nginx", upstream)
+    yield n
+    n.stop()

@@ -1,0 +1,104 @@
+"""Header map hostcalls act on the request nginx forwards (hostcalls.wasm:
+the request header x-test names the hostcall to run, the plugin logs
+`result: <name> <status> <value>`)."""
+
+import http.client
+import re
+
+HOSTCALLS = """
+    proxy_wasm_module hostcalls @WASM:tests/plugins/hostcalls.wasm@;
+    server {
+        listen 127.0.0.1:@PORT@;
+        location / {
+            proxy_wasm hostcalls;
+            proxy_pass http://@UPSTREAM@;
+        }
+    }
+"""
+
+
+def result(nginx, name):
+    m = nginx.wait_log(r"result: " + name + r" (\d+)(?: ([^\n]*?))?(?:, client: .*)?\n")
+    assert m, nginx.log()
+    return int(m.group(1)), m.group(2)
+
+
+def raw_request(nginx, path, headers):
+    """A request with repeated headers, in order."""
+    conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
+    try:
+        names = {k.lower() for k, _ in headers}
+        conn.putrequest("GET", path, skip_host="host" in names,
+                        skip_accept_encoding="accept-encoding" in names)
+        for k, v in headers:
+            conn.putheader(k, v)
+        conn.endheaders()
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_add_reaches_upstream(nginx, upstream):
+    nginx.start(HOSTCALLS)
+    assert nginx.request("/", headers={"x-test": "add_header"}).status == 200
+    assert result(nginx, "add_header") == (0, "yes")
+    assert upstream.header_values("x-added") == ["yes"]
+
+
+def test_replace_replaces_every_value(nginx, upstream):
+    nginx.start(HOSTCALLS)
+    status, _ = raw_request(nginx, "/", [("x-test", "replace_header"), ("x-other", "1"),
+                                         ("X-Test", "second")])
+    assert status == 200
+    assert result(nginx, "replace_header") == (0, "replaced")
+    assert upstream.header_values("x-test") == ["replaced"]
+    assert upstream.header_values("x-other") == ["1"]
+
+
+def test_remove_reaches_upstream(nginx, upstream):
+    nginx.start(HOSTCALLS)
+    status, _ = raw_request(nginx, "/", [("x-test", "remove_header"), ("x-keep", "k"),
+                                         ("x-test", "again")])
+    assert status == 200
+    assert result(nginx, "remove_header") == (0, "get=1")
+    assert upstream.header_values("x-test") == []
+    assert upstream.header_values("x-keep") == ["k"]
+
+
+def test_set_pairs_replaces_the_request_headers(nginx, upstream):
+    nginx.start(HOSTCALLS)
+    assert nginx.request("/", headers={"x-test": "set_pairs", "x-gone": "1"}).status == 200
+    # pseudo-headers are read-only: :authority stays what the client sent
+    assert result(nginx, "set_pairs") == (
+        0, f"6 :method=GET :path=/ :authority=127.0.0.1:{nginx.port} :scheme=http a=1 b=22")
+    assert upstream.header_values("a") == ["1"]
+    assert upstream.header_values("b") == ["22"]
+    assert upstream.header_values("x-gone") == []
+    assert upstream.header_values("x-test") == []
+
+
+def test_get_pairs_lists_pseudo_headers_first(nginx):
+    nginx.start(HOSTCALLS)
+    raw_request(nginx, "/p?q=1", [("Host", "example.test"), ("X-Test", "get_pairs"),
+                                  ("X-Multi", "a"), ("x-multi", "b"),
+                                  ("Accept-Encoding", "gzip")])
+    # names lower-cased, repeated headers kept, in the client's order
+    assert result(nginx, "get_pairs") == (
+        0, "9 :method=GET :path=/p?q=1 :authority=example.test :scheme=http "
+           "host=example.test x-test=get_pairs x-multi=a x-multi=b accept-encoding=gzip")
+
+
+def test_request_path_property(nginx):
+    nginx.start(HOSTCALLS)
+    nginx.request("/a/b?c=d", headers={"x-test": "property_path"})
+    assert result(nginx, "property_path") == (0, "/a/b?c=d")
+
+
+def test_local_response_with_headers(nginx, upstream):
+    nginx.start(HOSTCALLS)
+    r = nginx.request("/", headers={"x-test": "local_response"})
+    assert r.status == 401
+    assert r.body == b"nope"
+    assert r.header_values("x-why") == ["test"]
+    assert upstream.requests == []
