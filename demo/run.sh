@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# demo/run.sh BUILD_DIR -- starts the pwasm demo in the foreground (`make run`).
+#
+# Writes BUILD_DIR/demo/nginx.conf from demo/nginx.conf.in and runs Debian's
+# nginx with it: 127.0.0.1:$PORT (default 8080) with three plugins, and an
+# upstream on 127.0.0.1:$((PORT+1)). Ctrl-C stops it. As root, workers run as
+# the invoking user ($SUDO_USER) or nobody.
+set -euo pipefail
+
+build=$(cd "${1:?usage: demo/run.sh BUILD_DIR}" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+nginx=${NGINX:-/usr/sbin/nginx}
+port=${PORT:-8080}
+upstream_port=$((port + 1))
+demo=$build/demo
+module=$build/ngx_http_proxy_wasm_module.so
+examples=$build/examples
+
+for f in "$module" "$examples/add_header.wasm" "$examples/deny.wasm" "$examples/as_add_header.wasm"; do
+  [ -f "$f" ] || { echo "demo: $f is missing; run: make all examples-c examples-as" >&2; exit 1; }
+done
+[ -x "$nginx" ] || { echo "demo: $nginx not found; run: make deps" >&2; exit 1; }
+
+for p in "$port" "$upstream_port"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "demo: 127.0.0.1:$p is already in use (set PORT=... to use other ports)" >&2
+    exit 1
+  fi
+done
+
+user_line=
+if [ "$(id -u)" = 0 ]; then
+  if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+    user_line="user $SUDO_USER $(id -gn "$SUDO_USER");"
+  else
+    user_line="user nobody nogroup;"
+  fi
+fi
+
+mkdir -p "$demo/tmp"
+sed -e "s|@DEMO@|$demo|g" -e "s|@MODULE@|$module|g" -e "s|@EXAMPLES@|$examples|g" \
+    -e "s|@PORT@|$port|g" -e "s|@UPSTREAM_PORT@|$upstream_port|g" -e "s|@USER@|$user_line|g" \
+    "$here/nginx.conf.in" > "$demo/nginx.conf"
+
+export PWASM_CACHE_DIR=${PWASM_CACHE_DIR:-$build/cache}
+
+url=http://127.0.0.1:$port
+cat <<MSG
+
+pwasm demo: nginx on $url with three Proxy-Wasm plugins
+(configuration: $demo/nginx.conf; plugin logs appear below, prefixed [pwasm]).
+Try, from another terminal:
+
+  curl -i $url/
+      200 from the upstream (it echoes the request it got); the C plugin
+      add_header adds the response header "x-hello: from-pwasm".
+
+  curl -i $url/admin
+      403 "forbidden" from the C plugin deny: no x-api-key header, so the
+      upstream is never reached.
+
+  curl -i -H 'x-api-key: secret' $url/admin
+      200: the request passes deny; the upstream shows "x-api-key: secret".
+
+  curl -i $url/as/
+      200 through the AssemblyScript plugin: response header
+      "x-as-plugin: hello", and the upstream shows "x-as-request: 1", a
+      request header the plugin added.
+
+Ctrl-C stops nginx.
+
+MSG
+
+exec "$nginx" -p "$demo" -c "$demo/nginx.conf" -e stderr
