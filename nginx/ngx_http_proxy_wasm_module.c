@@ -3266,10 +3266,13 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_memzero(&rcf, sizeof(pw_runtime_config));
 
     if (pmcf->cache_dir.data == NULL) {
+        /* the environment of the process that reads the configuration */
         env = getenv("PWASM_CACHE_DIR");
         rcf.cache_dir = (env && env[0]) ? env : NULL;
 
-    } else if (pmcf->cache_dir.len) {
+    } else {
+        /* "off" is "": the library's "no cache" that does not fall back
+         * to $PWASM_CACHE_DIR as NULL does */
         rcf.cache_dir = (const char *) pmcf->cache_dir.data;
     }
 

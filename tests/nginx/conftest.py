@@ -47,7 +47,8 @@ def free_port():
 
 class Upstream:
     """An HTTP/1.0 upstream on 127.0.0.1 that answers 200 "upstream ok\\n"
-    and keeps every request's (method, path, [(name, value), ...])."""
+    (or `size` bytes for a query ?size=N) and keeps every request's
+    (method, path, [(name, value), ...])."""
 
     def __init__(self):
         self.requests = []
@@ -59,7 +60,8 @@ class Upstream:
                 if length:
                     self.rfile.read(length)
                 upstream.requests.append((self.command, self.path, list(self.headers.items())))
-                body = b"upstream ok\n"
+                m = re.search(r"[?&]size=(\d+)", self.path)
+                body = b"x" * int(m.group(1)) if m else b"upstream ok\n"
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))

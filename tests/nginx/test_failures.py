@@ -1,5 +1,6 @@
 """Traps answer 503 (fail closed), nginx keeps serving, the VM recovers."""
 
+import http.client
 import re
 
 import pytest
@@ -78,3 +79,22 @@ def test_failure_policy_open_skips_the_plugin(nginx, upstream):
     assert r.header_values("x-after") == ["trap"]
     assert nginx.wait_log(r"\[error\].*proxy_wasm \"trap\" failed in on_request_headers: "
                           r".*continuing without it")
+
+
+def test_response_replacement_drops_a_large_upstream_body(nginx, upstream):
+    nginx.start(TRAP.replace("@POLICY@", ""))
+    conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=30)
+    try:
+        # the upstream's 4 MB body is discarded, the 503 page replaces it,
+        # and the connection stays usable
+        conn.request("GET", "/?size=4000000", headers={"x-trap-response": "oob"})
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status == 503
+        assert b"503 Service Temporarily Unavailable" in body and len(body) < 1000
+        assert resp.getheader("content-length") == str(len(body))
+        conn.request("GET", "/?size=300000")
+        resp = conn.getresponse()
+        assert (resp.status, len(resp.read())) == (200, 300000)
+    finally:
+        conn.close()
