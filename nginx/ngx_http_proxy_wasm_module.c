@@ -1808,6 +1808,12 @@ ngx_http_proxy_wasm_init_process(ngx_cycle_t *cycle)
     ngx_http_proxy_wasm_plugin_t    **plugins;
     ngx_http_proxy_wasm_main_conf_t  *pmcf;
 
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;      /* cache manager/loader: no requests */
+    }
+
     pmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_proxy_wasm_module);
     if (pmcf == NULL || pmcf->runtime == NULL) {

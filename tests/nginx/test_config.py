@@ -116,3 +116,18 @@ def test_json_configuration_and_config_file(nginx, upstream, tmp_path):
     assert nginx.wait_log(r'result: config 0 \{"k": "v", "list": \[1, 2\]\}'), nginx.log()
     assert nginx.request("/file", headers={"x-test": "config"}).status == 200
     assert nginx.wait_log(r'result: config 0 \{"from": "file"\}'), nginx.log()
+
+
+def test_cache_dir_directive(nginx, tmp_path):
+    cache = tmp_path / "wasm-cache"
+    http = f"""
+    proxy_wasm_cache_dir {cache};
+    proxy_wasm_module add_header @WASM:examples/add_header.wasm@;
+    server {{ listen 127.0.0.1:@PORT@; location / {{ proxy_wasm add_header config=a=b; }} }}
+"""
+    rc, err = nginx.test_config(http)
+    assert rc == 0, err
+    assert any(p.name.endswith(".so") for p in cache.iterdir()), list(cache.iterdir())
+
+    rc, err = nginx.test_config(http.replace(str(cache), "off"))
+    assert rc == 0, err

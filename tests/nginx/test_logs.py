@@ -101,3 +101,26 @@ def test_lifecycle_header_counts(nginx):
     # :method :path :authority :scheme + Host, Accept-Encoding, x-one, x-two
     # (http.client sends Host and Accept-Encoding)
     assert m and m.group(1) == "8" and m.group(2) == "1", nginx.log()
+
+
+def test_server_level_return_runs_response_callbacks_only(nginx):
+    # a server-level "return" answers before any location (and before the
+    # rewrite phase where request headers run): the plugin still sees the
+    # response, and its stream still ends
+    nginx.start("""
+    proxy_wasm_module lifecycle @WASM:tests/plugins/lifecycle.wasm@;
+    server {
+        listen 127.0.0.1:@PORT@;
+        proxy_wasm lifecycle;
+        return 204;
+    }
+""")
+    assert nginx.request("/").status == 204
+    nginx.stop()
+    log = nginx.log()
+    worker = log[log.index("start worker process"):]
+    calls = re.findall(r"lifecycle: proxy_on_(\w+) (\d+)(?: (\d+))?", worker)
+    ctx = [c[1] for c in calls if c[0] == "context_create" and c[2] not in ("", "0")]
+    assert len(ctx) == 1, calls
+    assert [name for name, cid, _ in calls if cid == ctx[0]] == \
+        ["context_create", "response_headers", "log", "done", "delete"]
