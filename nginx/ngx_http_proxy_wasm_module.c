@@ -899,19 +899,20 @@ ngx_http_proxy_wasm_in_rewrite(ngx_http_request_t *r, pw_str key,
 static proxy_status_t
 ngx_http_proxy_wasm_in_add(ngx_http_request_t *r, pw_str key, pw_str value)
 {
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t  *h, elt;
+
+    /* filled first: a half-made element would be sent upstream */
+
+    if (ngx_http_proxy_wasm_fill(r, &elt, key, value, 0) != NGX_OK) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
 
     h = ngx_list_push(&r->headers_in.headers);
     if (h == NULL) {
         return PROXY_RESULT_INTERNAL_FAILURE;
     }
 
-    if (ngx_http_proxy_wasm_fill(r, h, key, value, 0) != NGX_OK) {
-        h->hash = 0;
-        h->key.len = 0;
-        h->value.len = 0;
-        return PROXY_RESULT_INTERNAL_FAILURE;
-    }
+    *h = elt;
 
     if (ngx_http_proxy_wasm_link(r, ngx_http_proxy_wasm_headers_in,
                                  &r->headers_in, h)
@@ -1276,7 +1277,7 @@ ngx_http_proxy_wasm_out_add(ngx_http_request_t *r, pw_str key, pw_str value)
 {
     off_t             n;
     time_t            t;
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t  *h, elt;
 
     if (ngx_http_proxy_wasm_key_is(key, (u_char *) "content-type", 12)) {
         /* single-valued in nginx: add behaves as replace */
@@ -1304,15 +1305,16 @@ ngx_http_proxy_wasm_out_add(ngx_http_request_t *r, pw_str key, pw_str value)
         return PROXY_RESULT_OK;
     }
 
+    if (ngx_http_proxy_wasm_fill(r, &elt, key, value, 1) != NGX_OK) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
         return PROXY_RESULT_INTERNAL_FAILURE;
     }
 
-    if (ngx_http_proxy_wasm_fill(r, h, key, value, 1) != NGX_OK) {
-        h->hash = 0;
-        return PROXY_RESULT_INTERNAL_FAILURE;
-    }
+    *h = elt;
 
     if (ngx_http_proxy_wasm_link(r, ngx_http_proxy_wasm_headers_out,
                                  &r->headers_out, h)
