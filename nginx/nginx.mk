@@ -24,8 +24,9 @@ all: nginx-module
 
 nginx-module: $(NGINX_MODULE)
 
-$(NGINX_TREE)/objs/Makefile: nginx/config $(NGINX_SRC)/conf_flags
-	@test -d $(NGINX_SRC) || { echo "nginx-module: $(NGINX_SRC) missing (apt-get install nginx-dev, or make deps)" >&2; exit 1; }
+# (conf_flags through $(wildcard): without nginx-dev the recipe explains.)
+$(NGINX_TREE)/objs/Makefile: nginx/config $(wildcard $(NGINX_SRC)/conf_flags)
+	@test -f $(NGINX_SRC)/conf_flags || { echo "nginx-module: $(NGINX_SRC) is missing: apt-get install nginx-dev (or make deps)" >&2; exit 1; }
 	rm -rf $(NGINX_TREE)
 	mkdir -p $(dir $(NGINX_TREE))
 	cp -a $(NGINX_SRC) $(NGINX_TREE)
