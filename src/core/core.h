@@ -1,0 +1,203 @@
+/*
+ * core.h -- internal structures of the Proxy-Wasm host core.
+ */
+#ifndef PW_CORE_H
+#define PW_CORE_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "pwasm.h"
+
+/* Callbacks the core looks up in a module (REFERENCE.md §2). */
+enum pw_cb {
+    PW_CB_ON_CONTEXT_CREATE,
+    PW_CB_ON_VM_START,
+    PW_CB_ON_CONFIGURE,
+    PW_CB_ON_REQUEST_HEADERS,
+    PW_CB_ON_RESPONSE_HEADERS,
+    PW_CB_ON_LOG,
+    PW_CB_ON_DONE,
+    PW_CB_ON_DELETE,
+    PW_CB_MALLOC, /* proxy_on_memory_allocate, else malloc (§1.4) */
+    PW_CB_INITIALIZE,
+    PW_CB_START,
+    PW_CB_MAIN,
+    PW_CB_MAIN_VOID,
+    PW_CB_COUNT
+};
+
+enum pw_abi { PW_ABI_0_1_0 = 1, PW_ABI_0_2_0 = 2, PW_ABI_0_2_1 = 3 };
+
+struct pw_runtime {
+    pw_engine_config ecfg;
+    char *cache_dir, *cc, *cflags;
+};
+
+struct pw_module {
+    pw_runtime *rt;
+    char *name;
+    pw_wmod *wmod;
+    int abi;
+    pw_wfunc cb[PW_CB_COUNT];
+    uint8_t has_cb[PW_CB_COUNT];
+};
+
+typedef struct pw_ctx {
+    uint32_t id;
+    uint32_t root_id;     /* context id of the root (== id for roots) */
+    pw_plugin *plugin;
+    pw_stream *stream;    /* NULL for root contexts */
+} pw_ctx;
+
+struct pw_plugin {
+    pw_ctx ctx;
+    pw_vm *vm;
+    char *name;
+    char *root_id;
+    size_t root_id_len;
+    char *config;
+    size_t config_len;
+    int started;          /* root context live in the current instance */
+    pw_plugin *next;
+};
+
+struct pw_stream {
+    pw_ctx ctx;
+    pw_plugin *plugin;
+    void *host_stream;
+    uint64_t generation;
+    int created;          /* on_context_create delivered */
+    int has_local_response;
+    pw_local_response lr;
+    char *lr_buf;         /* owns lr's strings and headers */
+    size_t lr_cap;
+    pw_stream *next_free;
+};
+
+/* Context id -> context, open addressing with linear probing. */
+typedef struct pw_ctx_table {
+    uint32_t *keys; /* 0 = empty */
+    pw_ctx **vals;
+    uint32_t cap, len;
+} pw_ctx_table;
+
+struct pw_vm {
+    pw_module *m;
+    const pw_host_ops *ops;
+    void *host;
+    char *vm_id;
+    size_t vm_id_len;
+    char *vm_config;
+    size_t vm_config_len;
+    pw_winst *inst;
+    int dead;
+    uint64_t generation;
+    uint32_t next_ctx_id;
+    pw_ctx_table ctxs;
+    pw_plugin *plugins, **plugins_tail;
+    pw_stream *free_streams;
+    /* Hostcall state for the call in progress. */
+    pw_ctx *cur;          /* context of the innermost host->Wasm call */
+    pw_ctx *eff;          /* proxy_set_effective_context override */
+    int in_start;         /* running _initialize/_start: proc_exit(0) is ok */
+    int in_vm_start;      /* proxy_get_configuration returns the VM config */
+    const char *cur_export; /* name of the export being called */
+    char last_error[PW_ERRLEN];
+};
+
+/* Registry of every host function (env + WASI under both names). */
+const pw_host_func *pw_core_host_funcs(size_t *n);
+
+/* Calls a callback of the VM's module on context ctx. Returns 0 (result in
+ * *ret when non-NULL), 1 when the module does not export it, -1 on a trap
+ * (the VM is then dead and the trap logged). */
+int pw_vm_callback(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb, const uint32_t *args,
+                   uint32_t *ret);
+
+/* The current context for a hostcall (effective override first). */
+static inline pw_ctx *pw_vm_ctx(pw_vm *vm)
+{
+    return vm->eff ? vm->eff : vm->cur;
+}
+
+pw_ctx *pw_ctx_lookup(pw_vm *vm, uint32_t id);
+
+/* Unix epoch ns from ops->now_ns, else CLOCK_REALTIME. */
+uint64_t pw_vm_now_ns(pw_vm *vm);
+
+/* Logs a message from the host itself on behalf of the VM. */
+void pw_vm_log(pw_vm *vm, proxy_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---------------------------------------------------- guest memory access */
+
+/* Pointer to [ptr, ptr+len) in linear memory, or NULL when out of bounds
+ * (64-bit arithmetic). len 0 is valid anywhere within [0, size]. */
+static inline uint8_t *pw_mem(pw_vm *vm, uint32_t ptr, uint64_t len)
+{
+    uint64_t size;
+    uint8_t *base = pw_winst_mem(vm->inst, &size);
+    if ((uint64_t)ptr + len > size)
+        return NULL;
+    return base + ptr;
+}
+
+static inline int pw_mem_put_u32(pw_vm *vm, uint32_t ptr, uint32_t v)
+{
+    uint8_t *p = pw_mem(vm, ptr, 4);
+    if (!p)
+        return -1;
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+    return 0;
+}
+
+static inline int pw_mem_put_u64(pw_vm *vm, uint32_t ptr, uint64_t v)
+{
+    uint8_t *p = pw_mem(vm, ptr, 8);
+    if (!p)
+        return -1;
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return 0;
+}
+
+static inline uint32_t pw_get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+/* Guest (ptr, len) as a pw_str, or returns InvalidMemoryAccess. (0,0) is a
+ * valid empty string (§3.3 local responses). */
+#define PW_GUEST_STR(vm, s, ptr_, len_)                                    \
+    do {                                                                   \
+        uint8_t *p_ = pw_mem((vm), (ptr_), (len_));                        \
+        if (!p_)                                                           \
+            return PROXY_RESULT_INVALID_MEMORY_ACCESS;                     \
+        (s).data = (const char *)p_;                                       \
+        (s).len = (len_);                                                  \
+    } while (0)
+
+/* Returns a value to the plugin following §1.4: checks both out-pointers,
+ * writes (0,0) for empty, else allocates exactly len bytes with the module's
+ * allocator and copies. Traps propagate (the VM dies). */
+proxy_status_t pw_out_bytes(pw_vm *vm, const void *data, size_t len,
+                            uint32_t ret_ptr, uint32_t ret_size);
+
+/* Serialises pairs (§6.1) into a fresh guest allocation, as pw_out_bytes. */
+proxy_status_t pw_out_pairs(pw_vm *vm, const pw_kv *pairs, size_t n,
+                            uint32_t ret_ptr, uint32_t ret_size);
+
+/* Parses serialised pairs (§6.1) in guest memory. Accepts (0,0), (any,0),
+ * the 1-byte "\0" and a zero count as empty. *pairs is malloc'ed (free it);
+ * values point into guest memory. Returns Ok, InvalidMemoryAccess or
+ * BadArgument (malformed). */
+proxy_status_t pw_parse_pairs(pw_vm *vm, uint32_t ptr, uint32_t len,
+                              pw_kv **pairs, size_t *n);
+
+#endif

@@ -1,0 +1,573 @@
+/*
+ * vm.c -- VMs, root contexts (plugins) and HTTP stream contexts: their
+ * lifecycle (REFERENCE.md §1.3, §8.1, §8.2), trap handling and recovery
+ * (§8.11).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/core.h"
+
+static const char *const cb_names[PW_CB_COUNT] = {
+    [PW_CB_ON_CONTEXT_CREATE] = "proxy_on_context_create",
+    [PW_CB_ON_VM_START] = "proxy_on_vm_start",
+    [PW_CB_ON_CONFIGURE] = "proxy_on_configure",
+    [PW_CB_ON_REQUEST_HEADERS] = "proxy_on_request_headers",
+    [PW_CB_ON_RESPONSE_HEADERS] = "proxy_on_response_headers",
+    [PW_CB_ON_LOG] = "proxy_on_log",
+    [PW_CB_ON_DONE] = "proxy_on_done",
+    [PW_CB_ON_DELETE] = "proxy_on_delete",
+    [PW_CB_MALLOC] = "the allocator",
+    [PW_CB_INITIALIZE] = "_initialize",
+    [PW_CB_START] = "_start",
+    [PW_CB_MAIN] = "main",
+    [PW_CB_MAIN_VOID] = "__main_void",
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+void pw_vm_log(pw_vm *vm, proxy_log_level_t level, const char *fmt, ...)
+{
+    if (!vm->ops->log)
+        return;
+    char buf[PW_ERRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    pw_ctx *ctx = vm->cur;
+    const char *name = ctx && ctx->plugin ? ctx->plugin->name : vm->m->name;
+    vm->ops->log(vm->host, ctx && ctx->stream ? ctx->stream->host_stream : NULL,
+                 (pw_str){name, strlen(name)}, level,
+                 (pw_str){buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1});
+}
+
+/* ------------------------------------------------------- context table */
+
+static uint32_t slot_of(uint32_t id, uint32_t cap)
+{
+    return (id * 2654435761u) & (cap - 1);
+}
+
+static int table_grow(pw_ctx_table *t)
+{
+    uint32_t cap = t->cap ? t->cap * 2 : 64;
+    uint32_t *keys = calloc(cap, sizeof *keys);
+    pw_ctx **vals = calloc(cap, sizeof *vals);
+    if (!keys || !vals) {
+        free(keys);
+        free(vals);
+        return -1;
+    }
+    for (uint32_t i = 0; i < t->cap; i++) {
+        if (!t->keys[i])
+            continue;
+        uint32_t j = slot_of(t->keys[i], cap);
+        while (keys[j])
+            j = (j + 1) & (cap - 1);
+        keys[j] = t->keys[i];
+        vals[j] = t->vals[i];
+    }
+    free(t->keys);
+    free(t->vals);
+    t->keys = keys;
+    t->vals = vals;
+    t->cap = cap;
+    return 0;
+}
+
+static int table_put(pw_ctx_table *t, pw_ctx *ctx)
+{
+    if ((t->len + 1) * 2 > t->cap && table_grow(t) != 0)
+        return -1;
+    uint32_t j = slot_of(ctx->id, t->cap);
+    while (t->keys[j])
+        j = (j + 1) & (t->cap - 1);
+    t->keys[j] = ctx->id;
+    t->vals[j] = ctx;
+    t->len++;
+    return 0;
+}
+
+pw_ctx *pw_ctx_lookup(pw_vm *vm, uint32_t id)
+{
+    pw_ctx_table *t = &vm->ctxs;
+    if (!id || !t->cap)
+        return NULL;
+    for (uint32_t j = slot_of(id, t->cap); t->keys[j]; j = (j + 1) & (t->cap - 1))
+        if (t->keys[j] == id)
+            return t->vals[j];
+    return NULL;
+}
+
+/* Linear probing deletion with backward shift (no tombstones). */
+static void table_del(pw_ctx_table *t, uint32_t id)
+{
+    if (!t->cap)
+        return;
+    uint32_t mask = t->cap - 1, j = slot_of(id, t->cap);
+    while (t->keys[j] && t->keys[j] != id)
+        j = (j + 1) & mask;
+    if (!t->keys[j])
+        return;
+    t->keys[j] = 0;
+    t->len--;
+    for (uint32_t k = (j + 1) & mask; t->keys[k]; k = (k + 1) & mask) {
+        uint32_t home = slot_of(t->keys[k], t->cap);
+        /* Move k to j if its home is not in the cyclic range (j, k]. */
+        if ((j < k) ? (home <= j || home > k) : (home <= j && home > k)) {
+            t->keys[j] = t->keys[k];
+            t->vals[j] = t->vals[k];
+            t->keys[k] = 0;
+            j = k;
+        }
+    }
+}
+
+static void table_clear(pw_ctx_table *t)
+{
+    if (t->cap) {
+        memset(t->keys, 0, t->cap * sizeof *t->keys);
+        memset(t->vals, 0, t->cap * sizeof *t->vals);
+    }
+    t->len = 0;
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+/* Marks the VM dead after a trap and records / logs why. */
+static void vm_trapped(pw_vm *vm, pw_ctx *ctx, const char *export,
+                       const pw_trap *trap)
+{
+    vm->dead = 1;
+    const char *who = ctx && ctx->plugin ? ctx->plugin->name : vm->m->name;
+    if (trap->kind == PW_TRAP_EXIT)
+        snprintf(vm->last_error, sizeof vm->last_error,
+                 "plugin \"%s\" trapped in %s: proc_exit(%u)", who, export,
+                 trap->exit_code);
+    else
+        snprintf(vm->last_error, sizeof vm->last_error,
+                 "plugin \"%s\" trapped in %s: %s", who, export,
+                 pw_trap_str(trap->kind));
+    pw_ctx *saved = vm->cur;
+    vm->cur = ctx;
+    pw_vm_log(vm, PROXY_LOG_ERROR, "%s; its VM is discarded and rebuilt",
+              vm->last_error);
+    vm->cur = saved;
+}
+
+int pw_vm_callback(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb, const uint32_t *args,
+                   uint32_t *ret)
+{
+    pw_module *m = vm->m;
+    if (!m->has_cb[cb])
+        return 1;
+    if (vm->dead)
+        return -1;
+    pw_ctx *saved_cur = vm->cur, *saved_eff = vm->eff;
+    const char *saved_export = vm->cur_export;
+    vm->cur = ctx;
+    vm->eff = NULL; /* §8.10: reset around every host->Wasm call */
+    vm->cur_export = cb_names[cb];
+    pw_trap trap = {0};
+    uint32_t r = 0;
+    int rc = pw_winst_call(vm->inst, &m->cb[cb], args, &r, &trap);
+    vm->cur = saved_cur;
+    vm->eff = saved_eff;
+    vm->cur_export = saved_export;
+    if (rc != 0) {
+        vm_trapped(vm, ctx, cb_names[cb], &trap);
+        return -1;
+    }
+    if (ret)
+        *ret = r;
+    return 0;
+}
+
+/* ------------------------------------------------------------------- VM */
+
+/* Instantiates and runs the start functions (§1.3). */
+static int vm_instantiate(pw_vm *vm, char *err, size_t errlen)
+{
+    pw_trap trap = {0};
+    vm->in_start = 1;
+    vm->cur = NULL;
+    vm->eff = NULL;
+    int rc = pw_winst_new(vm->m->wmod, vm, &vm->inst, &trap);
+    if (rc != 0) {
+        vm->in_start = 0;
+        set_err(err, errlen, "module \"%s\": instantiation failed: %s",
+                vm->m->name, pw_trap_str(trap.kind));
+        return trap.kind == PW_TRAP_OUT_OF_MEMORY ? PW_ENOMEM : PW_ETRAP;
+    }
+    vm->dead = 0;
+    enum pw_cb first = vm->m->has_cb[PW_CB_INITIALIZE] ? PW_CB_INITIALIZE
+                       : vm->m->has_cb[PW_CB_START]    ? PW_CB_START
+                                                       : PW_CB_COUNT;
+    enum pw_cb then = PW_CB_COUNT;
+    if (first == PW_CB_INITIALIZE)
+        then = vm->m->has_cb[PW_CB_MAIN]        ? PW_CB_MAIN
+               : vm->m->has_cb[PW_CB_MAIN_VOID] ? PW_CB_MAIN_VOID
+                                                : PW_CB_COUNT;
+    enum pw_cb steps[2] = {first, then};
+    for (int i = 0; i < 2; i++) {
+        if (steps[i] == PW_CB_COUNT)
+            continue;
+        uint32_t args[2] = {0, 0}, r;
+        rc = pw_winst_call(vm->inst, &vm->m->cb[steps[i]], args, &r, &trap);
+        if (rc != 0 && !(trap.kind == PW_TRAP_EXIT && trap.exit_code == 0)) {
+            vm->in_start = 0;
+            vm->dead = 1;
+            if (trap.kind == PW_TRAP_EXIT)
+                set_err(err, errlen, "module \"%s\": %s called proc_exit(%u)",
+                        vm->m->name, cb_names[steps[i]], trap.exit_code);
+            else
+                set_err(err, errlen, "module \"%s\": %s trapped: %s",
+                        vm->m->name, cb_names[steps[i]],
+                        pw_trap_str(trap.kind));
+            snprintf(vm->last_error, sizeof vm->last_error, "%s", err ? err : "");
+            pw_winst_free(vm->inst);
+            vm->inst = NULL;
+            return PW_ETRAP;
+        }
+    }
+    vm->in_start = 0;
+    return PW_OK;
+}
+
+static char *copy_str(pw_str s, size_t *len)
+{
+    char *p = malloc(s.len + 1);
+    if (!p)
+        return NULL;
+    if (s.len)
+        memcpy(p, s.data, s.len);
+    p[s.len] = 0;
+    if (len)
+        *len = s.len;
+    return p;
+}
+
+int pw_vm_new(pw_module *m, pw_str vm_id, pw_str vm_config,
+              const pw_host_ops *ops, void *host, pw_vm **out, char *err,
+              size_t errlen)
+{
+    static const pw_host_ops no_ops;
+    pw_vm *vm = calloc(1, sizeof *vm);
+    if (!vm || !(vm->vm_id = copy_str(vm_id, &vm->vm_id_len)) ||
+        !(vm->vm_config = copy_str(vm_config, &vm->vm_config_len))) {
+        if (vm) {
+            free(vm->vm_id);
+            free(vm);
+        }
+        set_err(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+    vm->m = m;
+    vm->ops = ops ? ops : &no_ops;
+    vm->host = host;
+    vm->next_ctx_id = 1;
+    vm->plugins_tail = &vm->plugins;
+    int rc = vm_instantiate(vm, err, errlen);
+    if (rc != PW_OK) {
+        free(vm->vm_id);
+        free(vm->vm_config);
+        free(vm);
+        return rc;
+    }
+    *out = vm;
+    return PW_OK;
+}
+
+int pw_vm_dead(const pw_vm *vm)
+{
+    return vm->dead;
+}
+
+uint64_t pw_vm_generation(const pw_vm *vm)
+{
+    return vm->generation;
+}
+
+const char *pw_vm_last_error(const pw_vm *vm)
+{
+    return vm->last_error;
+}
+
+/* Creates the plugin's root context in the current instance (§8.1). */
+static int plugin_start(pw_plugin *p, char *err, size_t errlen)
+{
+    pw_vm *vm = p->vm;
+    p->ctx.id = vm->next_ctx_id++;
+    p->ctx.root_id = p->ctx.id;
+    if (table_put(&vm->ctxs, &p->ctx) != 0) {
+        set_err(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+    p->started = 1;
+    uint32_t args[2] = {p->ctx.id, 0}, r = 1;
+    if (pw_vm_callback(vm, &p->ctx, PW_CB_ON_CONTEXT_CREATE, args, NULL) < 0)
+        goto trapped;
+    args[1] = (uint32_t)vm->vm_config_len;
+    vm->in_vm_start = 1;
+    int rc = pw_vm_callback(vm, &p->ctx, PW_CB_ON_VM_START, args, &r);
+    vm->in_vm_start = 0;
+    if (rc < 0)
+        goto trapped;
+    if (rc == 0 && r == 0) {
+        set_err(err, errlen, "plugin \"%s\": proxy_on_vm_start returned false",
+                p->name);
+        return PW_EPLUGIN;
+    }
+    args[1] = (uint32_t)p->config_len;
+    r = 1;
+    rc = pw_vm_callback(vm, &p->ctx, PW_CB_ON_CONFIGURE, args, &r);
+    if (rc < 0)
+        goto trapped;
+    if (rc == 0 && r == 0) {
+        set_err(err, errlen,
+                "plugin \"%s\": proxy_on_configure returned false (the plugin "
+                "refused its configuration)",
+                p->name);
+        return PW_EPLUGIN;
+    }
+    return PW_OK;
+trapped:
+    set_err(err, errlen, "%s", vm->last_error);
+    return PW_ETRAP;
+}
+
+static void plugin_stop(pw_plugin *p)
+{
+    pw_vm *vm = p->vm;
+    if (!p->started)
+        return;
+    if (!vm->dead) {
+        uint32_t id = p->ctx.id;
+        pw_vm_callback(vm, &p->ctx, PW_CB_ON_DONE, &id, NULL);
+        pw_vm_callback(vm, &p->ctx, PW_CB_ON_DELETE, &id, NULL);
+    }
+    table_del(&vm->ctxs, p->ctx.id);
+    p->started = 0;
+}
+
+static void plugin_free(pw_plugin *p)
+{
+    free(p->name);
+    free(p->root_id);
+    free(p->config);
+    free(p);
+}
+
+int pw_plugin_new(pw_vm *vm, pw_str name, pw_str root_id, pw_str config,
+                  pw_plugin **out, char *err, size_t errlen)
+{
+    if (vm->dead) {
+        int rc = pw_vm_recover(vm, err, errlen);
+        if (rc != PW_OK)
+            return rc;
+    }
+    pw_plugin *p = calloc(1, sizeof *p);
+    if (!p || !(p->name = copy_str(name, NULL)) ||
+        !(p->root_id = copy_str(root_id, &p->root_id_len)) ||
+        !(p->config = copy_str(config, &p->config_len))) {
+        if (p)
+            plugin_free(p);
+        set_err(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+    p->vm = vm;
+    p->ctx.plugin = p;
+    int rc = plugin_start(p, err, errlen);
+    if (rc != PW_OK) {
+        plugin_stop(p);
+        plugin_free(p);
+        return rc;
+    }
+    *vm->plugins_tail = p;
+    vm->plugins_tail = &p->next;
+    *out = p;
+    return PW_OK;
+}
+
+const char *pw_plugin_name(const pw_plugin *p)
+{
+    return p->name;
+}
+
+pw_vm *pw_plugin_vm(const pw_plugin *p)
+{
+    return p->vm;
+}
+
+int pw_vm_recover(pw_vm *vm, char *err, size_t errlen)
+{
+    if (!vm->dead)
+        return PW_OK;
+    if (vm->inst)
+        pw_winst_free(vm->inst);
+    vm->inst = NULL;
+    table_clear(&vm->ctxs);
+    for (pw_plugin *p = vm->plugins; p; p = p->next)
+        p->started = 0;
+    vm->generation++;
+    int rc = vm_instantiate(vm, err, errlen);
+    if (rc != PW_OK)
+        return rc == PW_ETRAP ? PW_EDEAD : rc;
+    for (pw_plugin *p = vm->plugins; p; p = p->next) {
+        rc = plugin_start(p, err, errlen);
+        if (rc != PW_OK) {
+            vm->dead = 1;
+            return PW_EDEAD;
+        }
+    }
+    return PW_OK;
+}
+
+void pw_vm_free(pw_vm *vm)
+{
+    if (!vm)
+        return;
+    pw_plugin *p = vm->plugins;
+    while (p) {
+        pw_plugin *next = p->next;
+        if (vm->inst)
+            plugin_stop(p);
+        plugin_free(p);
+        p = next;
+    }
+    pw_stream *s = vm->free_streams;
+    while (s) {
+        pw_stream *next = s->next_free;
+        free(s->lr_buf);
+        free(s);
+        s = next;
+    }
+    pw_winst_free(vm->inst);
+    free(vm->ctxs.keys);
+    free(vm->ctxs.vals);
+    free(vm->vm_id);
+    free(vm->vm_config);
+    free(vm);
+}
+
+/* --------------------------------------------------------------- streams */
+
+static void stream_release(pw_vm *vm, pw_stream *s)
+{
+    s->has_local_response = 0;
+    s->host_stream = NULL;
+    s->next_free = vm->free_streams;
+    vm->free_streams = s;
+}
+
+int pw_stream_new(pw_plugin *p, void *host_stream, pw_stream **out, char *err,
+                  size_t errlen)
+{
+    pw_vm *vm = p->vm;
+    if (vm->dead) {
+        int rc = pw_vm_recover(vm, err, errlen);
+        if (rc != PW_OK)
+            return rc;
+    }
+    pw_stream *s = vm->free_streams;
+    if (s) {
+        vm->free_streams = s->next_free;
+    } else if (!(s = calloc(1, sizeof *s))) {
+        set_err(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+    s->ctx.id = vm->next_ctx_id++;
+    s->ctx.root_id = p->ctx.id;
+    s->ctx.plugin = p;
+    s->ctx.stream = s;
+    s->plugin = p;
+    s->host_stream = host_stream;
+    s->generation = vm->generation;
+    s->has_local_response = 0;
+    s->created = 0;
+    if (table_put(&vm->ctxs, &s->ctx) != 0) {
+        stream_release(vm, s);
+        set_err(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+    uint32_t args[2] = {s->ctx.id, p->ctx.id};
+    if (pw_vm_callback(vm, &s->ctx, PW_CB_ON_CONTEXT_CREATE, args, NULL) < 0) {
+        set_err(err, errlen, "%s", vm->last_error);
+        stream_release(vm, s);
+        return PW_ETRAP;
+    }
+    s->created = 1;
+    *out = s;
+    return PW_OK;
+}
+
+static int stream_alive(const pw_stream *s)
+{
+    const pw_vm *vm = s->plugin->vm;
+    return !vm->dead && s->generation == vm->generation && s->created;
+}
+
+static pw_action headers_cb(pw_stream *s, enum pw_cb cb, uint32_t n, int eos)
+{
+    if (!stream_alive(s))
+        return PW_ACTION_ERROR;
+    uint32_t args[3] = {s->ctx.id, n, eos ? 1u : 0u}, r = 0;
+    int rc = pw_vm_callback(s->plugin->vm, &s->ctx, cb, args, &r);
+    if (rc < 0)
+        return PW_ACTION_ERROR;
+    if (s->has_local_response)
+        return PW_ACTION_LOCAL_RESPONSE; /* §8.8, whatever was returned */
+    if (rc == 1)
+        return PW_ACTION_CONTINUE; /* not exported */
+    /* §8.7: 0 Continue and 2 ContinueAndEndStream go on; anything else
+     * stops iteration. */
+    return r == 0 || r == 2 ? PW_ACTION_CONTINUE : PW_ACTION_PAUSE;
+}
+
+pw_action pw_stream_on_request_headers(pw_stream *s, uint32_t nheaders,
+                                       int end_of_stream)
+{
+    return headers_cb(s, PW_CB_ON_REQUEST_HEADERS, nheaders, end_of_stream);
+}
+
+pw_action pw_stream_on_response_headers(pw_stream *s, uint32_t nheaders,
+                                        int end_of_stream)
+{
+    return headers_cb(s, PW_CB_ON_RESPONSE_HEADERS, nheaders, end_of_stream);
+}
+
+const pw_local_response *pw_stream_local_response(const pw_stream *s)
+{
+    return s->has_local_response ? &s->lr : NULL;
+}
+
+void pw_stream_free(pw_stream *s)
+{
+    if (!s)
+        return;
+    pw_vm *vm = s->plugin->vm;
+    if (stream_alive(s)) {
+        uint32_t id = s->ctx.id;
+        /* Envoy's order (§8.2): log, done, delete. A trap stops the rest. */
+        if (pw_vm_callback(vm, &s->ctx, PW_CB_ON_LOG, &id, NULL) >= 0 &&
+            pw_vm_callback(vm, &s->ctx, PW_CB_ON_DONE, &id, NULL) >= 0)
+            pw_vm_callback(vm, &s->ctx, PW_CB_ON_DELETE, &id, NULL);
+    }
+    if (s->generation == vm->generation)
+        table_del(&vm->ctxs, s->ctx.id);
+    stream_release(vm, s);
+}

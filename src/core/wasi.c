@@ -1,0 +1,303 @@
+/*
+ * wasi.c -- WASI preview 1 for Proxy-Wasm modules (REFERENCE.md §4.2),
+ * registered under both `wasi_snapshot_preview1` and `wasi_unstable`.
+ *
+ * Sandboxed: no files, no sockets, empty arguments and environment. stdout
+ * and stderr go to the host log (INFO / ERROR); clocks and random_get work;
+ * proc_exit ends the instance (a trap) except proc_exit(0) during start-up.
+ */
+#include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "core/core.h"
+
+typedef uint32_t u32;
+typedef uint64_t u64;
+
+#define VM ((pw_vm *)c)
+#define U __attribute__((unused))
+
+enum {
+    WASI_ESUCCESS = 0, WASI_EBADF = 8, WASI_EFAULT = 21, WASI_EINVAL = 28,
+    WASI_ENOENT = 44, WASI_ENOSYS = 52, WASI_ENOTDIR = 54, WASI_ENOTSUP = 58,
+    WASI_ESPIPE = 70
+};
+
+static int is_stdio(u32 fd)
+{
+    return fd == 1 || fd == 2;
+}
+
+/* fd_write and fd_pwrite on stdout/stderr: one log line per call, one
+ * trailing newline dropped. */
+static u32 write_iovs(pw_vm *vm, u32 fd, u32 iovs, u32 n, u32 nwritten)
+{
+    if (!is_stdio(fd))
+        return WASI_EBADF;
+    uint8_t *arr = pw_mem(vm, iovs, (uint64_t)n * 8);
+    if (!arr || !pw_mem(vm, nwritten, 4))
+        return WASI_EFAULT;
+    uint64_t total = 0;
+    for (u32 i = 0; i < n; i++) {
+        u32 len = pw_get_u32(arr + 8 * i + 4);
+        if (!pw_mem(vm, pw_get_u32(arr + 8 * i), len))
+            return WASI_EFAULT;
+        total += len;
+    }
+    if (total > UINT32_MAX)
+        return WASI_EINVAL;
+    char small[1024];
+    char *buf = total <= sizeof small ? small : malloc(total);
+    if (!buf)
+        return WASI_EFAULT;
+    size_t off = 0;
+    for (u32 i = 0; i < n; i++) {
+        u32 len = pw_get_u32(arr + 8 * i + 4);
+        memcpy(buf + off, pw_mem(vm, pw_get_u32(arr + 8 * i), len), len);
+        off += len;
+    }
+    size_t len = off;
+    if (len && buf[len - 1] == '\n')
+        len--;
+    if (len && vm->ops->log) {
+        pw_ctx *ctx = pw_vm_ctx(vm);
+        const char *name = ctx && ctx->plugin ? ctx->plugin->name : vm->m->name;
+        vm->ops->log(vm->host,
+                     ctx && ctx->stream ? ctx->stream->host_stream : NULL,
+                     (pw_str){name, strlen(name)},
+                     fd == 1 ? PROXY_LOG_INFO : PROXY_LOG_ERROR,
+                     (pw_str){buf, len});
+    }
+    if (buf != small)
+        free(buf);
+    pw_mem_put_u32(vm, nwritten, (u32)total);
+    return WASI_ESUCCESS;
+}
+
+static u32 fd_write(void *c, u32 fd, u32 iovs, u32 n, u32 nwritten)
+{
+    return write_iovs(VM, fd, iovs, n, nwritten);
+}
+
+static u32 fd_pwrite(void *c, u32 fd, u32 iovs, u32 n, U u64 off, u32 nw)
+{
+    return write_iovs(VM, fd, iovs, n, nw);
+}
+
+static u32 fd_tell(void *c, u32 fd, u32 ret)
+{
+    if (!is_stdio(fd))
+        return WASI_EBADF;
+    return pw_mem_put_u64(VM, ret, 0) ? WASI_EFAULT : WASI_ESUCCESS;
+}
+
+static u32 fd_fdstat_get(void *c, u32 fd, u32 ret)
+{
+    if (!is_stdio(fd))
+        return WASI_EBADF;
+    uint8_t *p = pw_mem(VM, ret, 24);
+    if (!p)
+        return WASI_EFAULT;
+    memset(p, 0, 24);
+    p[0] = 2;  /* filetype: character device */
+    p[8] = 64; /* rights_base: FD_WRITE */
+    return WASI_ESUCCESS;
+}
+
+static u32 fd_readdir(void *c, U u32 fd, U u32 buf, U u32 len, U u64 cookie,
+                      u32 used)
+{
+    pw_mem_put_u32(VM, used, 0);
+    return WASI_ENOTDIR;
+}
+
+static u32 path_readlink(void *c, U u32 fd, U u32 p, U u32 pl, U u32 b,
+                         U u32 bl, u32 used)
+{
+    pw_mem_put_u32(VM, used, 0);
+    return WASI_ENOTSUP;
+}
+
+static u32 sock_recv(void *c, U u32 fd, U u32 d, U u32 dl, U u32 f, u32 len,
+                     u32 flags)
+{
+    pw_mem_put_u32(VM, len, 0);
+    uint8_t *p = pw_mem(VM, flags, 2);
+    if (p)
+        p[0] = p[1] = 0;
+    return WASI_ENOTSUP;
+}
+
+static u32 sock_send(void *c, U u32 fd, U u32 d, U u32 dl, U u32 f, u32 len)
+{
+    pw_mem_put_u32(VM, len, 0);
+    return WASI_ENOTSUP;
+}
+
+static u32 zero_pair(void *c, u32 a, u32 b)
+{
+    if (pw_mem_put_u32(VM, a, 0) || pw_mem_put_u32(VM, b, 0))
+        return WASI_EFAULT;
+    return WASI_ESUCCESS;
+}
+
+static u32 args_get(void *c, U u32 argv, U u32 buf)
+{
+    (void)c;
+    return WASI_ESUCCESS;
+}
+
+static u32 clock_res_get(void *c, u32 id, u32 ret)
+{
+    if (id > 1)
+        return WASI_ENOTSUP;
+    return pw_mem_put_u64(VM, ret, 1) ? WASI_EFAULT : WASI_ESUCCESS;
+}
+
+static u32 clock_time_get(void *c, u32 id, U u64 precision, u32 ret)
+{
+    uint64_t t;
+    if (id == 0) {
+        t = pw_vm_now_ns(VM);
+    } else if (id == 1) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        t = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    } else {
+        return WASI_ENOTSUP;
+    }
+    return pw_mem_put_u64(VM, ret, t) ? WASI_EFAULT : WASI_ESUCCESS;
+}
+
+static u32 random_get(void *c, u32 buf, u32 len)
+{
+    if (len > 65536)
+        return WASI_EINVAL;
+    uint8_t *p = pw_mem(VM, buf, len);
+    if (!p)
+        return WASI_EFAULT;
+    for (u32 done = 0; done < len;) {
+        ssize_t r = getrandom(p + done, len - done, 0);
+        if (r <= 0)
+            return WASI_EINVAL;
+        done += (u32)r;
+    }
+    return WASI_ESUCCESS;
+}
+
+static u32 poll_oneoff(void *c, U u32 in, U u32 out, U u32 n, u32 nevents)
+{
+    /* Go's runtime needs success (§4.1); never block a proxy worker. */
+    return pw_mem_put_u32(VM, nevents, 0) ? WASI_EFAULT : WASI_ESUCCESS;
+}
+
+static void proc_exit(void *c, u32 code)
+{
+    if (code == 0 && VM->in_start)
+        pw_engine_trap(PW_TRAP_EXIT, 0); /* start-up finished (§4.2) */
+    VM->dead = 1;
+    pw_engine_trap(PW_TRAP_EXIT, code);
+}
+
+/* Constant answers, by signature. */
+#define CONST(fname, val, ...)                                             \
+    static u32 fname(void *c, __VA_ARGS__)                                 \
+    {                                                                      \
+        (void)c;                                                           \
+        return val;                                                        \
+    }
+#define STDIO_OK(fname, ...)                                               \
+    static u32 fname(void *c, u32 fd, __VA_ARGS__)                         \
+    {                                                                      \
+        (void)c;                                                           \
+        return is_stdio(fd) ? WASI_ESUCCESS : WASI_EBADF;                  \
+    }
+
+static u32 ok_0(void *c)
+{
+    (void)c;
+    return WASI_ESUCCESS;
+}
+CONST(ok_1, WASI_ESUCCESS, U u32 a)
+CONST(ok_advise, WASI_ESUCCESS, U u32 a, U u64 b, U u64 d, U u32 e)
+CONST(nosys_2, WASI_ENOSYS, U u32 a, U u32 b)
+CONST(nosys_1, WASI_ENOSYS, U u32 a)
+CONST(nosys_4, WASI_ENOSYS, U u32 a, U u32 b, U u32 d, U u32 e)
+CONST(nosys_pread, WASI_ENOSYS, U u32 a, U u32 b, U u32 d, U u64 e, U u32 f)
+CONST(badf_2, WASI_EBADF, U u32 a, U u32 b)
+CONST(badf_3, WASI_EBADF, U u32 a, U u32 b, U u32 d)
+CONST(spipe_seek, WASI_ESPIPE, U u32 a, U u64 b, U u32 d, U u32 e)
+CONST(noent_open, WASI_ENOENT, U u32 a, U u32 b, U u32 d, U u32 e, U u32 f,
+      U u64 g, U u64 h, U u32 i, U u32 j)
+CONST(notsup_2, WASI_ENOTSUP, U u32 a, U u32 b)
+CONST(notsup_3, WASI_ENOTSUP, U u32 a, U u32 b, U u32 d)
+CONST(notsup_5, WASI_ENOTSUP, U u32 a, U u32 b, U u32 d, U u32 e, U u32 f)
+CONST(notsup_6, WASI_ENOTSUP, U u32 a, U u32 b, U u32 d, U u32 e, U u32 f,
+      U u32 g)
+CONST(notsup_7, WASI_ENOTSUP, U u32 a, U u32 b, U u32 d, U u32 e, U u32 f,
+      U u32 g, U u32 h)
+CONST(notsup_pfst, WASI_ENOTSUP, U u32 a, U u32 b, U u32 d, U u32 e, U u64 f,
+      U u64 g, U u32 h)
+STDIO_OK(fd_rights, U u64 a, U u64 b)
+STDIO_OK(fd_set_size, U u64 a)
+STDIO_OK(fd_set_times, U u64 a, U u64 b, U u32 d)
+STDIO_OK(fd_allocate, U u64 a, U u64 b)
+
+static u32 fd_sync1(void *c, u32 fd)
+{
+    (void)c;
+    return is_stdio(fd) ? WASI_ESUCCESS : WASI_EBADF;
+}
+
+#define W(name, sig, fn) {NULL, name, sig, (void (*)(void))(fn)}
+
+const pw_host_func pw_wasi_funcs[] = {
+    W("args_get", "ii:i", args_get),
+    W("args_sizes_get", "ii:i", zero_pair),
+    W("environ_get", "ii:i", args_get),
+    W("environ_sizes_get", "ii:i", zero_pair),
+    W("clock_res_get", "ii:i", clock_res_get),
+    W("clock_time_get", "iIi:i", clock_time_get),
+    W("fd_advise", "iIIi:i", ok_advise),
+    W("fd_allocate", "iII:i", fd_allocate),
+    W("fd_close", "i:i", ok_1),
+    W("fd_datasync", "i:i", fd_sync1),
+    W("fd_fdstat_get", "ii:i", fd_fdstat_get),
+    W("fd_fdstat_set_flags", "ii:i", nosys_2),
+    W("fd_fdstat_set_rights", "iII:i", fd_rights),
+    W("fd_filestat_get", "ii:i", badf_2),
+    W("fd_filestat_set_size", "iI:i", fd_set_size),
+    W("fd_filestat_set_times", "iIIi:i", fd_set_times),
+    W("fd_pread", "iiiIi:i", nosys_pread),
+    W("fd_prestat_get", "ii:i", badf_2),
+    W("fd_prestat_dir_name", "iii:i", badf_3),
+    W("fd_pwrite", "iiiIi:i", fd_pwrite),
+    W("fd_read", "iiii:i", nosys_4),
+    W("fd_readdir", "iiiIi:i", fd_readdir),
+    W("fd_renumber", "ii:i", badf_2),
+    W("fd_seek", "iIii:i", spipe_seek),
+    W("fd_sync", "i:i", fd_sync1),
+    W("fd_tell", "ii:i", fd_tell),
+    W("fd_write", "iiii:i", fd_write),
+    W("path_create_directory", "iii:i", notsup_3),
+    W("path_filestat_get", "iiiii:i", notsup_5),
+    W("path_filestat_set_times", "iiiiIIi:i", notsup_pfst),
+    W("path_link", "iiiiiii:i", notsup_7),
+    W("path_open", "iiiiiIIii:i", noent_open),
+    W("path_readlink", "iiiiii:i", path_readlink),
+    W("path_remove_directory", "iii:i", notsup_3),
+    W("path_rename", "iiiiii:i", notsup_6),
+    W("path_symlink", "iiiii:i", notsup_5),
+    W("path_unlink_file", "iii:i", notsup_3),
+    W("poll_oneoff", "iiii:i", poll_oneoff),
+    W("proc_exit", "i:", proc_exit),
+    W("proc_raise", "i:i", nosys_1),
+    W("sched_yield", ":i", ok_0),
+    W("random_get", "ii:i", random_get),
+    W("sock_accept", "iii:i", notsup_3),
+    W("sock_recv", "iiiiii:i", sock_recv),
+    W("sock_send", "iiiii:i", sock_send),
+    W("sock_shutdown", "ii:i", notsup_2),
+};
+const size_t pw_wasi_nfuncs = sizeof pw_wasi_funcs / sizeof *pw_wasi_funcs;

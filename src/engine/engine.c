@@ -1,0 +1,684 @@
+/*
+ * engine.c -- compile a module with wasm2c + cc into a shared object, cache
+ * it, load it, instantiate it and call into it. See engine.h.
+ */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "engine/engine.h"
+#include "engine/glue.h"
+#include "engine/rt.h"
+
+extern char **environ;
+
+struct pw_wmod {
+    void *dl;
+    const pw_glue_descriptor *desc;
+    void (**fns)(void); /* host function table, indexed as in the glue */
+    uint32_t max_pages;
+    int cached;
+};
+
+struct pw_winst {
+    pw_wmod *m;
+    pw_glue_imports imports;
+    wasm_rt_memory_t *mem;
+    int instantiated;
+    _Alignas(16) unsigned char instance[];
+};
+
+/* ------------------------------------------------------------ utilities */
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* wasm2c's name mangling (wabt 1.0.32, CWriter::MangleName): "Z_" then each
+ * byte: [A-Za-z0-9_] except 'Z' as is, anything else as Z + two hex digits. */
+static void mangle(FILE *f, const char *s)
+{
+    fputs("Z_", f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9')) &&
+             *p != 'Z') ||
+            *p == '_')
+            fputc(*p, f);
+        else
+            fprintf(f, "Z%02X", *p);
+    }
+}
+
+static const char *ctype(char c)
+{
+    switch (c) {
+    case 'i': return "u32";
+    case 'I': return "u64";
+    case 'f': return "f32";
+    case 'F': return "f64";
+    }
+    return NULL;
+}
+
+static int find_host(const pw_host_func *funcs, size_t n, const char *mod,
+                     const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(funcs[i].module, mod) == 0 &&
+            strcmp(funcs[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* ----------------------------------------------------------------- glue */
+
+/* The wasm_rt_* runtime the generated code links against, forwarded to the
+ * engine (memory, traps) or kept local (function types, tables). */
+static const char glue_runtime[] =
+    "static const pw_glue_rt *pw_rt;\n"
+    "void wasm_rt_trap(wasm_rt_trap_t c) { pw_rt->trap((int)c); abort(); }\n"
+    "bool wasm_rt_is_initialized(void) { return true; }\n"
+    "void wasm_rt_init(void) {}\n"
+    "void wasm_rt_free(void) {}\n"
+    "void wasm_rt_allocate_memory(wasm_rt_memory_t *m, uint32_t i, uint32_t x) { pw_rt->allocate_memory(m, i, x); }\n"
+    "uint32_t wasm_rt_grow_memory(wasm_rt_memory_t *m, uint32_t d) { return pw_rt->grow_memory(m, d); }\n"
+    "void wasm_rt_free_memory(wasm_rt_memory_t *m) { pw_rt->free_memory(m); }\n"
+    "typedef struct { uint32_t np, nr; wasm_rt_type_t t[64]; } pw_ft;\n"
+    "static pw_ft *pw_fts; static uint32_t pw_nfts;\n"
+    "uint32_t wasm_rt_register_func_type(uint32_t np, uint32_t nr, ...) {\n"
+    "  pw_ft ft; memset(&ft, 0, sizeof ft); ft.np = np; ft.nr = nr;\n"
+    "  va_list ap; va_start(ap, nr);\n"
+    "  for (uint32_t i = 0; i < np + nr; i++) { wasm_rt_type_t t = va_arg(ap, wasm_rt_type_t); if (i < 64) ft.t[i] = t; }\n"
+    "  va_end(ap);\n"
+    "  for (uint32_t i = 0; i < pw_nfts; i++) if (!memcmp(&pw_fts[i], &ft, sizeof ft)) return i + 1;\n"
+    "  pw_ft *n = realloc(pw_fts, (pw_nfts + 1) * sizeof *n); if (!n) abort();\n"
+    "  pw_fts = n; pw_fts[pw_nfts++] = ft; return pw_nfts;\n"
+    "}\n"
+    "#define PW_TABLE_OPS(type)                                                         \\\n"
+    "  void wasm_rt_allocate_##type##_table(wasm_rt_##type##_table_t *t, uint32_t n, uint32_t max) { \\\n"
+    "    t->size = n; t->max_size = max; t->data = calloc(n ? n : 1, sizeof *t->data);   \\\n"
+    "    if (!t->data) pw_rt->trap(34); }                                                \\\n"
+    "  void wasm_rt_free_##type##_table(wasm_rt_##type##_table_t *t) { free(t->data); t->data = 0; } \\\n"
+    "  uint32_t wasm_rt_grow_##type##_table(wasm_rt_##type##_table_t *t, uint32_t d, wasm_rt_##type##_t init) { \\\n"
+    "    uint64_t n = (uint64_t)t->size + d; uint32_t old = t->size;                     \\\n"
+    "    if (n > t->max_size || n > 10000000) return (uint32_t)-1;                       \\\n"
+    "    void *p = realloc(t->data, (n ? n : 1) * sizeof *t->data); if (!p) return (uint32_t)-1; \\\n"
+    "    t->data = p; for (uint64_t i = old; i < n; i++) t->data[i] = init;              \\\n"
+    "    t->size = (uint32_t)n; return old; }\n"
+    "PW_TABLE_OPS(funcref)\n"
+    "PW_TABLE_OPS(externref)\n"
+    "static WASM_RT_UNWIND_TARGET *pw_unwind;\n"
+    "static uint32_t pw_tag, pw_exc_size; static unsigned char pw_exc[256];\n"
+    "uint32_t wasm_rt_register_tag(uint32_t size) { static uint32_t n; if (size > sizeof pw_exc) pw_rt->trap(8); return n++; }\n"
+    "void wasm_rt_load_exception(uint32_t tag, uint32_t size, const void *v) { pw_tag = tag; pw_exc_size = size; if (size) memcpy(pw_exc, v, size); }\n"
+    "void wasm_rt_throw(void) { if (pw_unwind) siglongjmp(*pw_unwind, WASM_RT_TRAP_UNCAUGHT_EXCEPTION); pw_rt->trap(7); abort(); }\n"
+    "WASM_RT_UNWIND_TARGET *wasm_rt_get_unwind_target(void) { return pw_unwind; }\n"
+    "void wasm_rt_set_unwind_target(WASM_RT_UNWIND_TARGET *t) { pw_unwind = t; }\n"
+    "uint32_t wasm_rt_exception_tag(void) { return pw_tag; }\n"
+    "uint32_t wasm_rt_exception_size(void) { return pw_exc_size; }\n"
+    "void *wasm_rt_exception(void) { return pw_exc; }\n";
+
+/* Writes glue.c for the parsed module: import trampolines (by host index
+ * map[i] for import i), the export table and the descriptor. */
+static int write_glue(const char *path, const pw_wasm_info *info,
+                      const int *map)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fputs("#include <stdarg.h>\n#include <stdbool.h>\n#include <stdlib.h>\n"
+          "#include <string.h>\n#include <setjmp.h>\n#include \"plug.h\"\n",
+          f);
+    fputs(PW_GLUE_DECLS_TEXT, f);
+    fputc('\n', f);
+    fputs(glue_runtime, f);
+
+    /* One struct per import module; all share the layout of pw_glue_imports
+     * so one pointer serves every module. Sorted: wasm2c's parameter order. */
+    const char **mods = calloc(info->nimports + 1, sizeof *mods);
+    uint32_t nmods = 0;
+    for (uint32_t i = 0; i < info->nimports; i++) {
+        if (info->imports[i].kind != PW_EXTERN_FUNC)
+            continue;
+        uint32_t j;
+        for (j = 0; j < nmods; j++)
+            if (strcmp(mods[j], info->imports[i].module) == 0)
+                break;
+        if (j == nmods)
+            mods[nmods++] = info->imports[i].module;
+    }
+    qsort(mods, nmods, sizeof *mods, cmp_str);
+    for (uint32_t j = 0; j < nmods; j++) {
+        fputs("struct ", f);
+        mangle(f, mods[j]);
+        fputs("_instance_t { pw_glue_imports g; };\n", f);
+    }
+
+    for (uint32_t i = 0; i < info->nimports; i++) {
+        const pw_wasm_import *im = &info->imports[i];
+        if (im->kind != PW_EXTERN_FUNC)
+            continue;
+        const char *colon = strchr(im->sig, ':');
+        const char *ret = colon[1] ? ctype(colon[1]) : "void";
+        int np = (int)(colon - im->sig);
+        fprintf(f, "%s ", ret);
+        mangle(f, im->module);
+        mangle(f, im->name);
+        fputs("(struct ", f);
+        mangle(f, im->module);
+        fputs("_instance_t *i", f);
+        for (int k = 0; k < np; k++)
+            fprintf(f, ", %s a%d", ctype(im->sig[k]), k);
+        fprintf(f, ") {\n  %s((%s (*)(void *", colon[1] ? "return " : "",
+                ret);
+        for (int k = 0; k < np; k++)
+            fprintf(f, ", %s", ctype(im->sig[k]));
+        fprintf(f, "))i->g.fns[%d])(i->g.ctx", map[i]);
+        for (int k = 0; k < np; k++)
+            fprintf(f, ", a%d", k);
+        fputs(");\n}\n", f);
+    }
+
+    /* Exports. */
+    fputs("static const pw_glue_export pw_exports[] = {\n", f);
+    uint32_t nexp = 0;
+    const char *memname = NULL;
+    for (uint32_t i = 0; i < info->nexports; i++) {
+        const pw_wasm_export *ex = &info->exports[i];
+        if (ex->kind == PW_EXTERN_MEMORY && !memname)
+            memname = ex->name;
+        if (ex->kind != PW_EXTERN_FUNC)
+            continue;
+        fputs("  {\"", f);
+        for (const char *c = ex->name; *c; c++)
+            fprintf(f, "\\x%02x", (unsigned char)*c);
+        fprintf(f, "\", \"%s\", (void (*)(void))", ex->sig);
+        mangle(f, "plug");
+        mangle(f, ex->name);
+        fputs("},\n", f);
+        nexp++;
+    }
+    if (!nexp)
+        fputs("  {0, 0, 0},\n", f);
+    fputs("};\n", f);
+
+    fputs("static void pw_init(const pw_glue_rt *rt) { pw_rt = rt; "
+          "Z_plug_init_module(); }\n",
+          f);
+    fputs("static void pw_instantiate(void *inst, pw_glue_imports *imp) {\n"
+          "  (void)imp;\n  Z_plug_instantiate((Z_plug_instance_t *)inst",
+          f);
+    for (uint32_t j = 0; j < nmods; j++) {
+        fputs(", (struct ", f);
+        mangle(f, mods[j]);
+        fputs("_instance_t *)imp", f);
+    }
+    fputs(");\n}\n", f);
+    fputs("static void pw_free(void *inst) { Z_plug_free((Z_plug_instance_t "
+          "*)inst); }\n",
+          f);
+    fputs("static wasm_rt_memory_t *pw_memory(void *inst) { return ", f);
+    mangle(f, "plug");
+    mangle(f, memname ? memname : "memory");
+    fputs("((Z_plug_instance_t *)inst); }\n", f);
+    fprintf(f,
+            "__attribute__((visibility(\"default\"))) const "
+            "pw_glue_descriptor " PW_GLUE_SYMBOL " = {\n"
+            "  %d, sizeof(Z_plug_instance_t), pw_init, pw_instantiate, "
+            "pw_free, pw_memory, %u, pw_exports };\n",
+            PW_GLUE_VERSION, nexp);
+    free(mods);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* ------------------------------------------------------------- compiling */
+
+/* Runs `sh -c cmd` with stdout/stderr to `logpath`; 0 on exit status 0. */
+static int run(const char *cmd, const char *logpath)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, logpath,
+                                     O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    char *argv[] = {"/bin/sh", "-c", (char *)cmd, NULL};
+    pid_t pid;
+    int rc = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        return -1;
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/* Appends the tail of a log file to err (compiler/validator messages). */
+static void log_tail(const char *logpath, char *err, size_t errlen)
+{
+    FILE *f = fopen(logpath, "r");
+    if (!f)
+        return;
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = 0;
+    size_t used = strlen(err);
+    if (used + 3 < errlen)
+        snprintf(err + used, errlen - used, ": %s", buf);
+}
+
+static int write_file(const char *path, const uint8_t *b, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t w = fwrite(b, 1, n, f);
+    return (fclose(f) == 0 && w == n) ? 0 : -1;
+}
+
+static void rm_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char p[4096];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Cache key: SHA-256 over the glue version, compiler, flags, the host
+ * function table and the module bytes. */
+static void cache_key(const pw_engine_config *cfg, const uint8_t *bytes,
+                      size_t len, const pw_host_func *funcs, size_t nfuncs,
+                      char hex[65])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+    char head[64];
+    int hl = snprintf(head, sizeof head, "pwasm-glue-%d", PW_GLUE_VERSION);
+    EVP_DigestUpdate(c, head, (size_t)hl + 1);
+    EVP_DigestUpdate(c, cfg->cc, strlen(cfg->cc) + 1);
+    EVP_DigestUpdate(c, cfg->cflags, strlen(cfg->cflags) + 1);
+    for (size_t i = 0; i < nfuncs; i++) {
+        EVP_DigestUpdate(c, funcs[i].module, strlen(funcs[i].module) + 1);
+        EVP_DigestUpdate(c, funcs[i].name, strlen(funcs[i].name) + 1);
+        EVP_DigestUpdate(c, funcs[i].sig, strlen(funcs[i].sig) + 1);
+    }
+    EVP_DigestUpdate(c, bytes, len);
+    EVP_DigestFinal_ex(c, md, &mdlen);
+    EVP_MD_CTX_free(c);
+    for (int i = 0; i < 32; i++)
+        sprintf(hex + 2 * i, "%02x", md[i]);
+    hex[64] = 0;
+}
+
+static int compile(const pw_engine_config *cfg, const char *name,
+                   const uint8_t *bytes, size_t len, const pw_wasm_info *info,
+                   const int *map, const char *dir, const char *so_path,
+                   char *err, size_t errlen)
+{
+    char p[4200], logp[4200], cmd[16384];
+    snprintf(logp, sizeof logp, "%s/log", dir);
+    snprintf(p, sizeof p, "%s/module.wasm", dir);
+    if (write_file(p, bytes, len) != 0) {
+        errf(err, errlen, "%s: cannot write %s: %s", name, p, strerror(errno));
+        return -1;
+    }
+    const char *w2c = getenv("PWASM_WASM2C");
+    snprintf(cmd, sizeof cmd, "cd '%s' && exec %s module.wasm -n plug -o plug.c",
+             dir, w2c && *w2c ? w2c : "wasm2c");
+    if (run(cmd, logp) != 0) {
+        errf(err, errlen, "module \"%s\" refused by the validator (wasm2c)",
+             name);
+        log_tail(logp, err, errlen);
+        return -1;
+    }
+    snprintf(p, sizeof p, "%s/glue.c", dir);
+    if (write_glue(p, info, map) != 0) {
+        errf(err, errlen, "%s: cannot write %s", name, p);
+        return -2;
+    }
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && exec %s %s -fPIC -shared -fvisibility=hidden -w "
+             "-DWASM_RT_MEMCHECK_SIGNAL_HANDLER=1 -I. -o '%s' plug.c glue.c "
+             "-lm",
+             dir, cfg->cc, cfg->cflags, so_path);
+    if (run(cmd, logp) != 0) {
+        errf(err, errlen, "module \"%s\": C compilation failed (%s %s)", name,
+             cfg->cc, cfg->cflags);
+        log_tail(logp, err, errlen);
+        return -2;
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------- loading */
+
+int pw_wmod_load(const pw_engine_config *cfg, const char *name,
+                 const uint8_t *bytes, size_t len, const pw_wasm_info *info,
+                 const pw_host_func *funcs, size_t nfuncs, pw_wmod **out,
+                 char *err, size_t errlen)
+{
+    char pretty1[256], pretty2[256];
+    int *map = calloc(info->nimports + 1, sizeof *map);
+    if (!map) {
+        errf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (uint32_t i = 0; i < info->nimports; i++) {
+        const pw_wasm_import *im = &info->imports[i];
+        if (im->kind != PW_EXTERN_FUNC) {
+            static const char *kinds[] = {"function", "table", "memory",
+                                          "global", "tag"};
+            errf(err, errlen,
+                 "module \"%s\" imports %s %s.%s; pwasm provides only "
+                 "functions (a module must define its own memory and tables)",
+                 name, im->kind < 5 ? kinds[im->kind] : "?", im->module,
+                 im->name);
+            free(map);
+            return -1;
+        }
+        int h = find_host(funcs, nfuncs, im->module, im->name);
+        if (h < 0) {
+            errf(err, errlen,
+                 "module \"%s\" imports %s.%s %s, which this host does not "
+                 "provide",
+                 name, im->module, im->name,
+                 pw_sig_pretty(im->sig, pretty1, sizeof pretty1));
+            free(map);
+            return -1;
+        }
+        if (strcmp(funcs[h].sig, im->sig) != 0) {
+            errf(err, errlen,
+                 "module \"%s\" imports %s.%s with signature %s, but this "
+                 "host provides %s",
+                 name, im->module, im->name,
+                 pw_sig_pretty(im->sig, pretty1, sizeof pretty1),
+                 pw_sig_pretty(funcs[h].sig, pretty2, sizeof pretty2));
+            free(map);
+            return -1;
+        }
+        map[i] = h;
+    }
+    if (!info->has_memory || !pw_wasm_find_export(info, "memory", PW_EXTERN_MEMORY)) {
+        errf(err, errlen,
+             "module \"%s\" does not %s a memory named \"memory\"", name,
+             info->has_memory ? "export" : "define");
+        free(map);
+        return -1;
+    }
+
+    char key[65], so_path[4096], dir[3800];
+    int cached = 0, rc;
+    cache_key(cfg, bytes, len, funcs, nfuncs, key);
+    if (cfg->cache_dir && *cfg->cache_dir) {
+        if (mkdir_p(cfg->cache_dir) != 0) {
+            errf(err, errlen, "cannot create cache directory %s: %s",
+                 cfg->cache_dir, strerror(errno));
+            free(map);
+            return -1;
+        }
+        snprintf(so_path, sizeof so_path, "%s/%s.so", cfg->cache_dir, key);
+        snprintf(dir, sizeof dir, "%s/tmp-XXXXXX", cfg->cache_dir);
+    } else {
+        const char *t = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/pwasm-XXXXXX", t && *t ? t : "/tmp");
+        so_path[0] = 0;
+    }
+    if (so_path[0] && access(so_path, R_OK) == 0) {
+        cached = 1;
+    } else {
+        if (!mkdtemp(dir)) {
+            errf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+            free(map);
+            return -1;
+        }
+        char tmp_so[4096];
+        snprintf(tmp_so, sizeof tmp_so, "%s/plug.so", dir);
+        rc = compile(cfg, name, bytes, len, info, map, dir, tmp_so, err,
+                     errlen);
+        if (rc != 0) {
+            rm_tree(dir);
+            free(map);
+            return rc;
+        }
+        if (so_path[0]) {
+            if (rename(tmp_so, so_path) != 0) {
+                errf(err, errlen, "cannot store %s: %s", so_path,
+                     strerror(errno));
+                rm_tree(dir);
+                free(map);
+                return -1;
+            }
+        } else {
+            snprintf(so_path, sizeof so_path, "%s", tmp_so);
+        }
+    }
+
+    void *dl = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
+    if (!cached)
+        rm_tree(dir); /* an opened object stays mapped after unlink */
+    if (!dl) {
+        errf(err, errlen, "module \"%s\": cannot load compiled code: %s",
+             name, dlerror());
+        free(map);
+        return -2;
+    }
+    const pw_glue_descriptor *desc = dlsym(dl, PW_GLUE_SYMBOL);
+    if (!desc || desc->version != PW_GLUE_VERSION) {
+        errf(err, errlen, "module \"%s\": compiled code %s is stale or "
+             "foreign (no %s version %d)", name, so_path, PW_GLUE_SYMBOL,
+             PW_GLUE_VERSION);
+        dlclose(dl);
+        free(map);
+        return -2;
+    }
+    pw_wmod *m = calloc(1, sizeof *m);
+    m->fns = calloc(nfuncs + 1, sizeof *m->fns);
+    if (!m || !m->fns) {
+        errf(err, errlen, "out of memory");
+        dlclose(dl);
+        free(map);
+        free(m);
+        return -1;
+    }
+    for (size_t i = 0; i < nfuncs; i++)
+        m->fns[i] = funcs[i].fn;
+    m->dl = dl;
+    m->desc = desc;
+    m->max_pages = cfg->max_pages;
+    m->cached = cached;
+    desc->init(&pw_rt_ops);
+    free(map);
+    *out = m;
+    return 0;
+}
+
+void pw_wmod_free(pw_wmod *m)
+{
+    if (!m)
+        return;
+    /* The object stays mapped: function pointers into it may still be held
+     * by instances being torn down; dlclose would gain little. */
+    free(m->fns);
+    free(m);
+}
+
+int pw_wmod_cached(const pw_wmod *m)
+{
+    return m->cached;
+}
+
+int pw_wmod_func(const pw_wmod *m, const char *name, const char *sig,
+                 pw_wfunc *out)
+{
+    const pw_glue_descriptor *d = m->desc;
+    for (uint32_t i = 0; i < d->nexports; i++) {
+        const pw_glue_export *e = &d->exports[i];
+        if (strcmp(e->name, name) != 0)
+            continue;
+        if (sig && strcmp(e->sig, sig) != 0)
+            return -1;
+        const char *colon = strchr(e->sig, ':');
+        for (const char *c = e->sig; *c; c++)
+            if (*c != 'i' && *c != ':')
+                return -1;
+        if (!colon || strlen(colon + 1) > 1 || colon - e->sig > 6)
+            return -1;
+        out->fn = e->fn;
+        out->nparams = (uint8_t)(colon - e->sig);
+        out->nresults = (uint8_t)strlen(colon + 1);
+        return 0;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------- instances */
+
+static void do_instantiate(void *arg)
+{
+    pw_winst *w = arg;
+    w->m->desc->instantiate(w->instance, &w->imports);
+    w->instantiated = 1;
+}
+
+int pw_winst_new(pw_wmod *m, void *ctx, pw_winst **out, pw_trap *trap)
+{
+    pw_winst *w = calloc(1, sizeof *w + m->desc->instance_size);
+    if (!w) {
+        trap->kind = PW_TRAP_OUT_OF_MEMORY;
+        return -1;
+    }
+    w->m = m;
+    w->imports.ctx = ctx;
+    w->imports.fns = (void (*const *)(void))m->fns;
+    pw_rt_set_max_pages(m->max_pages);
+    if (pw_rt_invoke(do_instantiate, w, trap) != 0) {
+        /* Partially initialised: free only what certainly exists. */
+        wasm_rt_memory_t *mem = m->desc->memory(w->instance);
+        if (mem && mem->data)
+            pw_rt_ops.free_memory(mem);
+        free(w);
+        return -1;
+    }
+    w->mem = m->desc->memory(w->instance);
+    *out = w;
+    return 0;
+}
+
+void pw_winst_free(pw_winst *w)
+{
+    if (!w)
+        return;
+    if (w->instantiated)
+        w->m->desc->free(w->instance);
+    free(w);
+}
+
+uint8_t *pw_winst_mem(const pw_winst *w, uint64_t *size)
+{
+    *size = w->mem->size;
+    return w->mem->data;
+}
+
+typedef struct call_args {
+    pw_winst *w;
+    const pw_wfunc *f;
+    const uint32_t *a;
+    uint32_t ret;
+} call_args;
+
+typedef uint32_t u32;
+
+static void do_call(void *arg)
+{
+    call_args *c = arg;
+    void *i = c->w->instance;
+    const uint32_t *a = c->a;
+    void (*fn)(void) = c->f->fn;
+    if (c->f->nresults) {
+        switch (c->f->nparams) {
+        case 0: c->ret = ((u32 (*)(void *))fn)(i); break;
+        case 1: c->ret = ((u32 (*)(void *, u32))fn)(i, a[0]); break;
+        case 2: c->ret = ((u32 (*)(void *, u32, u32))fn)(i, a[0], a[1]); break;
+        case 3: c->ret = ((u32 (*)(void *, u32, u32, u32))fn)(i, a[0], a[1], a[2]); break;
+        case 4: c->ret = ((u32 (*)(void *, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3]); break;
+        case 5: c->ret = ((u32 (*)(void *, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4]); break;
+        case 6: c->ret = ((u32 (*)(void *, u32, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4], a[5]); break;
+        }
+    } else {
+        switch (c->f->nparams) {
+        case 0: ((void (*)(void *))fn)(i); break;
+        case 1: ((void (*)(void *, u32))fn)(i, a[0]); break;
+        case 2: ((void (*)(void *, u32, u32))fn)(i, a[0], a[1]); break;
+        case 3: ((void (*)(void *, u32, u32, u32))fn)(i, a[0], a[1], a[2]); break;
+        case 4: ((void (*)(void *, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3]); break;
+        case 5: ((void (*)(void *, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4]); break;
+        case 6: ((void (*)(void *, u32, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4], a[5]); break;
+        }
+    }
+}
+
+int pw_winst_call(pw_winst *w, const pw_wfunc *f, const uint32_t *args,
+                  uint32_t *ret, pw_trap *trap)
+{
+    call_args c = {w, f, args, 0};
+    if (pw_rt_invoke(do_call, &c, trap) != 0)
+        return -1;
+    if (ret)
+        *ret = c.ret;
+    return 0;
+}

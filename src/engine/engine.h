@@ -1,0 +1,117 @@
+/*
+ * engine.h -- the engine: load, validate, compile (wasm2c + cc), instantiate,
+ * call, and catch traps. Nothing Proxy-Wasm specific lives here.
+ *
+ * A module is translated by wasm2c and compiled, together with a generated
+ * glue file, into a shared object that exports one symbol,
+ * `pw_glue_module`. Imports become trampolines that call through a table
+ * of host functions passed at instantiation, so the shared object has no
+ * undefined symbols of ours; the wasm_rt_* runtime it needs is forwarded to
+ * this engine (one trap target, one signal handler, one memory allocator).
+ *
+ * Not thread-safe: one thread runs Wasm at a time (nginx workers are single
+ * threaded processes). The trap target and call depth are process globals.
+ */
+#ifndef PW_ENGINE_H
+#define PW_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/wasm_parse.h"
+
+/* A host function the module may import. The C function receives the
+ * instance's host context first, then the Wasm arguments: i32 -> uint32_t,
+ * i64 -> uint64_t, f32 -> float, f64 -> double; result likewise or void. */
+typedef struct pw_host_func {
+    const char *module; /* "env", "wasi_snapshot_preview1", ... */
+    const char *name;
+    const char *sig;    /* "iii:i" */
+    void (*fn)(void);
+} pw_host_func;
+
+typedef struct pw_engine_config {
+    const char *cache_dir; /* NULL: no cache (temporary directory) */
+    const char *cc;        /* compiler command, e.g. "cc" */
+    const char *cflags;    /* e.g. "-O2" */
+    uint32_t max_pages;    /* linear memory limit, 64 KiB pages (<= 65535) */
+} pw_engine_config;
+
+/* Trap kinds: wasm2c's wasm_rt_trap_t values, plus ours. */
+enum {
+    PW_TRAP_NONE = 0,
+    PW_TRAP_OOB = 1,
+    PW_TRAP_INT_OVERFLOW = 2,
+    PW_TRAP_DIV_BY_ZERO = 3,
+    PW_TRAP_INVALID_CONVERSION = 4,
+    PW_TRAP_UNREACHABLE = 5,
+    PW_TRAP_CALL_INDIRECT = 6,
+    PW_TRAP_UNCAUGHT_EXCEPTION = 7,
+    PW_TRAP_EXHAUSTION = 8,
+    PW_TRAP_EXIT = 32,       /* WASI proc_exit; code in pw_trap.exit_code */
+    PW_TRAP_HOST = 33,       /* a hostcall aborted the call */
+    PW_TRAP_OUT_OF_MEMORY = 34 /* linear memory could not be reserved */
+};
+
+typedef struct pw_trap {
+    int kind;
+    uint32_t exit_code;
+} pw_trap;
+
+/* Short text for a trap kind: "unreachable executed", ... */
+const char *pw_trap_str(int kind);
+
+typedef struct pw_wmod pw_wmod;   /* compiled, loaded code */
+typedef struct pw_winst pw_winst; /* one instance */
+
+/* A callable export: i32 parameters only, zero or one i32 result. */
+typedef struct pw_wfunc {
+    void (*fn)(void);
+    uint8_t nparams;
+    uint8_t nresults;
+} pw_wfunc;
+
+/* Installs the trap handlers (idempotent). 0 or -1 with err. */
+int pw_engine_init(char *err, size_t errlen);
+
+/* Compiles (or takes from the cache) and loads a parsed module. Every
+ * function import must match a host function by module, name and signature;
+ * otherwise -1 with e.g. "imports env.proxy_foo (i32) -> i32, which this host
+ * does not provide". The module must define and export a memory.
+ * Returns 0, -1 (refused: err), -2 (wasm2c or compiler failed: err). */
+int pw_wmod_load(const pw_engine_config *cfg, const char *name,
+                 const uint8_t *bytes, size_t len, const pw_wasm_info *info,
+                 const pw_host_func *funcs, size_t nfuncs, pw_wmod **out,
+                 char *err, size_t errlen);
+void pw_wmod_free(pw_wmod *m);
+
+/* Looks up a function export; 0 if found and of the form pw_wfunc can call
+ * (i32 params, <= 1 i32 result) with exactly signature `sig` when non-NULL. */
+int pw_wmod_func(const pw_wmod *m, const char *name, const char *sig,
+                 pw_wfunc *out);
+
+/* 1 if the compiled object came from the cache. */
+int pw_wmod_cached(const pw_wmod *m);
+
+/* Instantiates: allocates memory and tables, runs data/elem segments and
+ * the Wasm start function. ctx is passed to every host function. */
+int pw_winst_new(pw_wmod *m, void *ctx, pw_winst **out, pw_trap *trap);
+void pw_winst_free(pw_winst *w);
+
+/* Linear memory: base and current size in bytes. The base is stable for the
+ * life of the instance (the engine reserves the maximum up front). */
+uint8_t *pw_winst_mem(const pw_winst *w, uint64_t *size);
+
+/* Calls f with args (f->nparams of them). Returns 0 and the result in *ret
+ * (if f->nresults), or -1 with the trap in *trap. Calls may nest (a host
+ * function may call back into Wasm). */
+int pw_winst_call(pw_winst *w, const pw_wfunc *f, const uint32_t *args,
+                  uint32_t *ret, pw_trap *trap);
+
+/* From a host function: abandons the innermost Wasm call with this trap. */
+__attribute__((noreturn)) void pw_engine_trap(int kind, uint32_t exit_code);
+
+/* 1 while Wasm code is on the stack. */
+int pw_engine_in_wasm(void);
+
+#endif

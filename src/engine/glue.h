@@ -1,0 +1,52 @@
+/*
+ * glue.h -- the contract between the engine and a compiled plugin object.
+ *
+ * PW_GLUE_DECLS is compiled twice: here, for the engine, and as text at the
+ * top of every generated glue file (PW_GLUE_DECLS_TEXT), so both sides share
+ * one definition. Bump PW_GLUE_VERSION whenever it or the glue changes: the
+ * version is part of the compile-cache key and checked at load.
+ */
+#ifndef PW_GLUE_H
+#define PW_GLUE_H
+
+#include <stdint.h>
+#include <wasm-rt.h>
+
+#define PW_GLUE_VERSION 1
+#define PW_GLUE_SYMBOL "pw_glue_module"
+
+#define PW_GLUE_DECLS                                                        \
+    typedef struct pw_glue_rt {                                              \
+        void (*trap)(int kind);                                              \
+        void (*allocate_memory)(wasm_rt_memory_t *m, uint32_t initial,       \
+                                uint32_t max);                               \
+        uint32_t (*grow_memory)(wasm_rt_memory_t *m, uint32_t delta);        \
+        void (*free_memory)(wasm_rt_memory_t *m);                            \
+    } pw_glue_rt;                                                            \
+    typedef struct pw_glue_imports {                                         \
+        void *ctx;                                                           \
+        void (*const *fns)(void);                                            \
+    } pw_glue_imports;                                                       \
+    typedef struct pw_glue_export {                                          \
+        const char *name;                                                    \
+        const char *sig;                                                     \
+        void (*fn)(void);                                                    \
+    } pw_glue_export;                                                        \
+    typedef struct pw_glue_descriptor {                                      \
+        uint32_t version;                                                    \
+        uint32_t instance_size;                                              \
+        void (*init)(const pw_glue_rt *rt);                                  \
+        void (*instantiate)(void *instance, pw_glue_imports *imports);       \
+        void (*free)(void *instance);                                        \
+        wasm_rt_memory_t *(*memory)(void *instance);                         \
+        uint32_t nexports;                                                   \
+        const pw_glue_export *exports;                                       \
+    } pw_glue_descriptor;
+
+PW_GLUE_DECLS
+
+#define PW_GLUE_STR2(...) #__VA_ARGS__
+#define PW_GLUE_STR(...) PW_GLUE_STR2(__VA_ARGS__)
+#define PW_GLUE_DECLS_TEXT PW_GLUE_STR(PW_GLUE_DECLS)
+
+#endif

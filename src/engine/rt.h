@@ -1,0 +1,19 @@
+/* rt.h -- engine-internal runtime entry points (see rt.c). */
+#ifndef PW_RT_H
+#define PW_RT_H
+
+#include "engine/engine.h"
+#include "engine/glue.h"
+
+extern const pw_glue_rt pw_rt_ops;
+
+/* Linear memory limit for the next instantiation, in pages. */
+void pw_rt_set_max_pages(uint32_t pages);
+
+typedef void (*pw_rt_thunk)(void *arg);
+
+/* Runs thunk(arg) as a Wasm call: traps inside it (from compiled code,
+ * signals or pw_engine_trap) return -1 with *trap filled. Nests. */
+int pw_rt_invoke(pw_rt_thunk thunk, void *arg, pw_trap *trap);
+
+#endif
