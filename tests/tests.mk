@@ -1,2 +1,18 @@
 # Tests. `make test` installs what is missing, builds everything, runs all.
 include tests/plugins/plugins.mk
+
+UNIT_BIN := $(BUILD)/tests/unit/pwasm_unit
+
+$(UNIT_BIN): $(wildcard tests/unit/*.c tests/unit/*.h) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit $(filter %.c,$^) $(LIB) $(LDLIBS_PWASM) -o $@
+
+.PHONY: unit-test check
+unit-test: $(UNIT_BIN) test-plugins examples-c examples-as
+	$(UNIT_BIN)
+
+# Everything, without installing dependencies first.
+check: all unit-test test-nginx
+
+test: deps
+	$(MAKE) check

@@ -1,0 +1,160 @@
+/* memhost.c -- see memhost.h. */
+#include "memhost.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static pw_str save(mh_stream *s, pw_str v)
+{
+    if (s->used + v.len > sizeof s->strings)
+        return (pw_str){"", 0};
+    memcpy(s->strings + s->used, v.data, v.len);
+    pw_str r = {s->strings + s->used, v.len};
+    s->used += v.len;
+    return r;
+}
+
+void mh_stream_init(mh_stream *s)
+{
+    memset(s, 0, sizeof *s);
+}
+
+void mh_add(mh_map *m, const char *k, const char *v)
+{
+    if (m->n < MH_MAX_HEADERS)
+        m->kv[m->n++] = (pw_kv){{k, strlen(k)}, {v, strlen(v)}};
+}
+
+const char *mh_get(const mh_map *m, const char *k)
+{
+    static char buf[1024];
+    for (size_t i = 0; i < m->n; i++)
+        if (m->kv[i].key.len == strlen(k) &&
+            !strncasecmp(m->kv[i].key.data, k, m->kv[i].key.len)) {
+            snprintf(buf, sizeof buf, "%.*s", (int)m->kv[i].value.len,
+                     m->kv[i].value.data);
+            return buf;
+        }
+    return NULL;
+}
+
+static mh_map *map_of(void *stream, proxy_map_type_t map)
+{
+    mh_stream *s = stream;
+    return map == PROXY_MAP_HTTP_REQUEST_HEADERS ? &s->req : &s->resp;
+}
+
+static int keq(pw_str a, pw_str b)
+{
+    return a.len == b.len && !strncasecmp(a.data, b.data, a.len);
+}
+
+static void mlog(void *host, void *stream, pw_str name, proxy_log_level_t l,
+                 pw_str msg)
+{
+    (void)stream;
+    mh_host *h = host;
+    int n = snprintf(h->log + h->log_len, sizeof h->log - h->log_len,
+                     "%.*s|%d|%.*s\n", (int)name.len, name.data, (int)l,
+                     (int)msg.len, msg.data);
+    if (n > 0 && h->log_len + (size_t)n < sizeof h->log)
+        h->log_len += (size_t)n;
+}
+
+static proxy_log_level_t mlevel(void *host)
+{
+    return ((mh_host *)host)->level;
+}
+
+static proxy_status_t mpairs(void *host, void *stream, proxy_map_type_t map,
+                             pw_kv **pairs, size_t *n)
+{
+    (void)host;
+    mh_map *m = map_of(stream, map);
+    *pairs = m->kv;
+    *n = m->n;
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t mget(void *host, void *stream, proxy_map_type_t map,
+                           pw_str key, pw_str *value)
+{
+    (void)host;
+    mh_map *m = map_of(stream, map);
+    for (size_t i = 0; i < m->n; i++)
+        if (keq(m->kv[i].key, key)) {
+            *value = m->kv[i].value;
+            return PROXY_RESULT_OK;
+        }
+    return PROXY_RESULT_NOT_FOUND;
+}
+
+static proxy_status_t madd(void *host, void *stream, proxy_map_type_t map,
+                           pw_str key, pw_str value)
+{
+    (void)host;
+    mh_map *m = map_of(stream, map);
+    if (m->n == MH_MAX_HEADERS)
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    m->kv[m->n++] = (pw_kv){save(stream, key), save(stream, value)};
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t mremove(void *host, void *stream, proxy_map_type_t map,
+                              pw_str key)
+{
+    (void)host;
+    mh_map *m = map_of(stream, map);
+    size_t o = 0;
+    for (size_t i = 0; i < m->n; i++)
+        if (!keq(m->kv[i].key, key))
+            m->kv[o++] = m->kv[i];
+    m->n = o;
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t mreplace(void *host, void *stream, proxy_map_type_t map,
+                               pw_str key, pw_str value)
+{
+    mremove(host, stream, map, key);
+    return madd(host, stream, map, key, value);
+}
+
+static proxy_status_t mset(void *host, void *stream, proxy_map_type_t map,
+                           const pw_kv *pairs, size_t n)
+{
+    (void)host;
+    map_of(stream, map)->n = 0;
+    for (size_t i = 0; i < n; i++)
+        madd(host, stream, map, pairs[i].key, pairs[i].value);
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t mprop(void *host, void *stream, const pw_str *path,
+                            size_t n, pw_str *value)
+{
+    (void)host;
+    mh_stream *s = stream;
+    if (s && n == 2 && path[0].len == 7 && !memcmp(path[0].data, "request", 7) &&
+        path[1].len == 4 && !memcmp(path[1].data, "path", 4)) {
+        for (size_t i = 0; i < s->req.n; i++)
+            if (s->req.kv[i].key.len == 5 && !memcmp(s->req.kv[i].key.data, ":path", 5)) {
+                *value = s->req.kv[i].value;
+                return PROXY_RESULT_OK;
+            }
+    }
+    return PROXY_RESULT_NOT_FOUND;
+}
+
+const pw_host_ops mh_ops = {
+    .log = mlog,
+    .log_level = mlevel,
+    .map_pairs = mpairs,
+    .map_get = mget,
+    .map_add = madd,
+    .map_replace = mreplace,
+    .map_remove = mremove,
+    .map_set_pairs = mset,
+    .get_property = mprop,
+};

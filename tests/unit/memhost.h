@@ -1,0 +1,33 @@
+/* memhost.h -- an in-memory embedder of the pwasm library for tests: one
+ * HTTP exchange (request/response header maps, properties), plugin log
+ * lines collected into a buffer. */
+#ifndef PW_MEMHOST_H
+#define PW_MEMHOST_H
+#include "pwasm.h"
+
+#define MH_MAX_HEADERS 64
+
+typedef struct mh_map {
+    pw_kv kv[MH_MAX_HEADERS];
+    size_t n;
+} mh_map;
+
+typedef struct mh_stream {
+    mh_map req, resp;
+    char strings[8192]; /* copies of keys/values set by plugins */
+    size_t used;
+} mh_stream;
+
+typedef struct mh_host {
+    char log[65536];   /* "<plugin>|<level>|<message>\n" lines */
+    size_t log_len;
+    proxy_log_level_t level;
+} mh_host;
+
+extern const pw_host_ops mh_ops;
+
+void mh_stream_init(mh_stream *s);
+void mh_add(mh_map *m, const char *k, const char *v);
+/* First value of key or NULL (static buffer). */
+const char *mh_get(const mh_map *m, const char *k);
+#endif

@@ -1,0 +1,384 @@
+/*
+ * test_main.c -- unit tests of the engine and the core, on real plugins
+ * built from tests/plugins and examples/ (run from the repository root
+ * after `make`). Prints "N passed, N failed" last; exit 1 on any failure.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "memhost.h"
+#include "pwasm.h"
+
+int t_passed, t_failed;
+const char *t_current;
+
+static pw_runtime *rt;
+static char err[PW_ERRLEN];
+
+#define PLUGIN(name) "build/tests/plugins/" name ".wasm"
+#define EXAMPLE(name) "build/examples/" name ".wasm"
+#define S(lit) ((pw_str){lit, sizeof(lit) - 1})
+
+static pw_module *load(const char *name, const char *path)
+{
+    pw_module *m = NULL;
+    int rc = pw_module_load_file(rt, name, path, &m, err, sizeof err);
+    if (rc != PW_OK)
+        printf("  load %s: %s\n", path, err);
+    return m;
+}
+
+static unsigned char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)n);
+    *len = fread(b, 1, (size_t)n, f);
+    fclose(f);
+    return b;
+}
+
+/* ---------------------------------------------------------------- engine */
+
+TEST(engine_loads_examples)
+{
+    pw_module *m = load("add_header", EXAMPLE("add_header"));
+    CHECK(m != NULL);
+    if (m)
+        CHECK_STR(pw_module_abi_version(m), "0.2.1");
+    pw_module *as = load("as_add_header", EXAMPLE("as_add_header"));
+    CHECK(as != NULL);
+    if (as)
+        CHECK_STR(pw_module_abi_version(as), "0.2.0");
+    pw_module_free(m);
+    pw_module_free(as);
+}
+
+TEST(engine_refuses_unknown_import)
+{
+    pw_module *m = NULL;
+    int rc = pw_module_load_file(rt, "bad_import", PLUGIN("bad_import"), &m,
+                                 err, sizeof err);
+    CHECK(rc == PW_ELOAD);
+    CHECK(m == NULL);
+    CHECK_CONTAINS(err, "module \"bad_import\"");
+    CHECK_CONTAINS(err, "env.proxy_does_not_exist (i32) -> i32");
+    CHECK_CONTAINS(err, "does not provide");
+}
+
+TEST(engine_refuses_bad_signature)
+{
+    pw_module *m = NULL;
+    int rc = pw_module_load_file(rt, "bad_signature", PLUGIN("bad_signature"),
+                                 &m, err, sizeof err);
+    CHECK(rc == PW_ELOAD);
+    CHECK_CONTAINS(err, "env.proxy_log with signature (i32, i32) -> i32");
+    CHECK_CONTAINS(err, "host provides (i32, i32, i32) -> i32");
+}
+
+TEST(engine_refuses_truncated_and_garbage)
+{
+    size_t len;
+    unsigned char *b = read_all(EXAMPLE("add_header"), &len);
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    pw_module *m = NULL;
+    /* Cut in the middle: the section table no longer fits. */
+    int rc = pw_module_load(rt, "cut", b, len / 2, &m, err, sizeof err);
+    CHECK(rc == PW_ELOAD);
+    CHECK_CONTAINS(err, "module \"cut\" refused");
+    CHECK_CONTAINS(err, "truncated");
+    /* Every prefix is refused cleanly (never a crash). */
+    int refused = 0;
+    for (size_t n = 0; n < len; n += 97)
+        refused += pw_module_load(rt, "prefix", b, n, &m, err, sizeof err) != PW_OK;
+    CHECK(refused == (int)((len + 96) / 97));
+    rc = pw_module_load(rt, "text", (const uint8_t *)"hello world", 11, &m,
+                        err, sizeof err);
+    CHECK(rc == PW_ELOAD);
+    CHECK_CONTAINS(err, "not a Wasm module");
+    /* Valid structure, invalid code: the validator (wasm2c) says why. */
+    static const uint8_t bad_code[] = {
+        0, 'a', 's', 'm', 1, 0, 0, 0,
+        1, 4, 1, 0x60, 0, 0,                         /* type ()->() */
+        3, 2, 1, 0,                                  /* one function */
+        5, 3, 1, 0, 1,                               /* memory 1 page */
+        7, 0x24, 2, 6, 'm', 'e', 'm', 'o', 'r', 'y', 2, 0,
+        23, 'p', 'r', 'o', 'x', 'y', '_', 'a', 'b', 'i', '_', 'v', 'e', 'r',
+        's', 'i', 'o', 'n', '_', '0', '_', '2', '_', '1', 0, 0,
+        10, 5, 1, 3, 0, 0x6a, 0x0b,                  /* body: i32.add */
+    };
+    rc = pw_module_load(rt, "badcode", bad_code, sizeof bad_code, &m, err,
+                        sizeof err);
+    CHECK(rc == PW_ELOAD);
+    CHECK_CONTAINS(err, "refused");
+    free(b);
+}
+
+/* Runs one request through trap.wasm with x-trap: kind. */
+static pw_action trap_request(pw_plugin *p, mh_stream *s, const char *kind)
+{
+    mh_stream_init(s);
+    mh_add(&s->req, ":path", "/");
+    if (kind)
+        mh_add(&s->req, "x-trap", kind);
+    pw_stream *st;
+    if (pw_stream_new(p, s, &st, err, sizeof err) != PW_OK)
+        return PW_ACTION_ERROR;
+    pw_action a = pw_stream_on_request_headers(st, (uint32_t)s->req.n, 1);
+    pw_stream_free(st);
+    return a;
+}
+
+TEST(engine_traps_each_kind)
+{
+    pw_module *m = load("trap", PLUGIN("trap"));
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    mh_host h = {.level = PROXY_LOG_DEBUG};
+    pw_vm *vm;
+    CHECK(pw_vm_new(m, S(""), S(""), &mh_ops, &h, &vm, err, sizeof err) == PW_OK);
+    pw_plugin *p;
+    CHECK(pw_plugin_new(vm, S("trap"), S(""), S(""), &p, err, sizeof err) == PW_OK);
+    mh_stream s;
+    static const struct {
+        const char *kind, *msg;
+    } cases[] = {
+        {"unreachable", "unreachable executed"},
+        {"oob", "out-of-bounds memory access"},
+        {"stack", "call stack exhausted"},
+        {"div", "integer divide by zero"},
+        {"exit", "proc_exit(3)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        uint64_t gen = pw_vm_generation(vm);
+        CHECK(trap_request(p, &s, cases[i].kind) == PW_ACTION_ERROR);
+        CHECK(pw_vm_dead(vm));
+        CHECK_CONTAINS(pw_vm_last_error(vm), cases[i].msg);
+        CHECK_CONTAINS(pw_vm_last_error(vm), "in proxy_on_request_headers");
+        CHECK_CONTAINS(pw_vm_last_error(vm), "plugin \"trap\"");
+        /* The next request gets a fresh instance and succeeds. */
+        CHECK(trap_request(p, &s, NULL) == PW_ACTION_CONTINUE);
+        CHECK(!pw_vm_dead(vm));
+        CHECK(pw_vm_generation(vm) == gen + 1);
+    }
+    CHECK_CONTAINS(h.log, "trap|4|plugin \"trap\" trapped in proxy_on_request_headers: unreachable executed");
+    pw_vm_free(vm);
+    pw_module_free(m);
+}
+
+/* ------------------------------------------------------------------ core */
+
+TEST(core_lifecycle_order)
+{
+    pw_module *m = load("lifecycle", PLUGIN("lifecycle"));
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    mh_host h = {.level = PROXY_LOG_TRACE};
+    pw_vm *vm;
+    pw_plugin *p;
+    CHECK(pw_vm_new(m, S("vm1"), S("vmcfg"), &mh_ops, &h, &vm, err, sizeof err) == PW_OK);
+    CHECK(pw_plugin_new(vm, S("life"), S(""), S("a=b"), &p, err, sizeof err) == PW_OK);
+    mh_stream s;
+    mh_stream_init(&s);
+    mh_add(&s.req, ":path", "/x");
+    mh_add(&s.resp, ":status", "200");
+    pw_stream *st;
+    CHECK(pw_stream_new(p, &s, &st, err, sizeof err) == PW_OK);
+    CHECK(pw_stream_on_request_headers(st, 1, 0) == PW_ACTION_CONTINUE);
+    CHECK(pw_stream_on_response_headers(st, 1, 1) == PW_ACTION_CONTINUE);
+    pw_stream_free(st);
+    pw_vm_free(vm);
+    CHECK_STR(h.log,
+              "life|2|lifecycle: proxy_on_context_create 1 0\n"
+              "life|2|lifecycle: proxy_on_vm_start 1 5\n"
+              "life|2|lifecycle: proxy_on_configure 1 3 config=a=b\n"
+              "life|2|lifecycle: proxy_on_context_create 2 1\n"
+              "life|2|lifecycle: proxy_on_request_headers 2 1 0\n"
+              "life|2|lifecycle: proxy_on_response_headers 2 1 1\n"
+              "life|2|lifecycle: proxy_on_log 2\n"
+              "life|2|lifecycle: proxy_on_done 2\n"
+              "life|2|lifecycle: proxy_on_delete 2\n"
+              "life|2|lifecycle: proxy_on_done 1\n"
+              "life|2|lifecycle: proxy_on_delete 1\n");
+    pw_module_free(m);
+}
+
+TEST(core_plugin_refusing_config)
+{
+    pw_module *m = load("add_header", EXAMPLE("add_header"));
+    if (!m)
+        return;
+    mh_host h = {.level = PROXY_LOG_INFO};
+    pw_vm *vm;
+    pw_plugin *p;
+    CHECK(pw_vm_new(m, S(""), S(""), &mh_ops, &h, &vm, err, sizeof err) == PW_OK);
+    CHECK(pw_plugin_new(vm, S("ah"), S(""), S("no equals sign"), &p, err,
+                        sizeof err) == PW_EPLUGIN);
+    CHECK_CONTAINS(err, "proxy_on_configure returned false");
+    CHECK(pw_plugin_new(vm, S("ah"), S(""), S("x-a=1"), &p, err, sizeof err) == PW_OK);
+    pw_vm_free(vm);
+    pw_module_free(m);
+}
+
+/* hostcalls.wasm: runs the test named by x-test, returns the result line. */
+static pw_vm *hc_vm;
+static pw_plugin *hc_plugin;
+static mh_host hc_host;
+static mh_stream hc_s;
+
+static const char *hostcall(const char *test, pw_action *action)
+{
+    static char line[1024];
+    mh_stream_init(&hc_s);
+    mh_add(&hc_s.req, ":method", "GET");
+    mh_add(&hc_s.req, ":path", "/p?q=1");
+    mh_add(&hc_s.req, "x-test", test);
+    hc_host.log_len = 0;
+    hc_host.log[0] = 0;
+    pw_stream *st;
+    if (pw_stream_new(hc_plugin, &hc_s, &st, err, sizeof err) != PW_OK)
+        return err;
+    pw_action a = pw_stream_on_request_headers(st, (uint32_t)hc_s.req.n, 1);
+    if (action)
+        *action = a;
+    if (a == PW_ACTION_LOCAL_RESPONSE) {
+        const pw_local_response *lr = pw_stream_local_response(st);
+        snprintf(line, sizeof line, "%u %.*s %zu %.*s=%.*s %d", lr->status,
+                 (int)lr->body.len, lr->body.data, lr->nheaders,
+                 lr->nheaders ? (int)lr->headers[0].key.len : 0,
+                 lr->nheaders ? lr->headers[0].key.data : "",
+                 lr->nheaders ? (int)lr->headers[0].value.len : 0,
+                 lr->nheaders ? lr->headers[0].value.data : "",
+                 lr->grpc_status);
+        pw_stream_free(st);
+        return line;
+    }
+    pw_stream_free(st);
+    const char *r = strstr(hc_host.log, "result: ");
+    if (!r)
+        return hc_host.log;
+    const char *e = strchr(r, '\n');
+    snprintf(line, sizeof line, "%.*s", (int)(e ? e - r : (long)strlen(r)), r);
+    return line;
+}
+
+TEST(core_hostcalls)
+{
+    pw_module *m = load("hostcalls", PLUGIN("hostcalls"));
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    hc_host.level = PROXY_LOG_INFO;
+    CHECK(pw_vm_new(m, S("my_vm"), S(""), &mh_ops, &hc_host, &hc_vm, err,
+                    sizeof err) == PW_OK);
+    CHECK(pw_plugin_new(hc_vm, S("hc"), S("my_root"), S("config-bytes"),
+                        &hc_plugin, err, sizeof err) == PW_OK);
+    /* Bad guest pointers: InvalidMemoryAccess (6), never a crash. */
+    CHECK_STR(hostcall("log_badptr", NULL), "result: log_badptr 6");
+    CHECK_STR(hostcall("get_header_badptr", NULL), "result: get_header_badptr 6");
+    CHECK_STR(hostcall("out_badptr", NULL), "result: out_badptr 6");
+    /* Header maps. */
+    CHECK_STR(hostcall("get_header_missing", NULL), "result: get_header_missing 1");
+    CHECK_STR(hostcall("get_pairs", NULL),
+              "result: get_pairs 0 3 :method=GET :path=/p?q=1 x-test=get_pairs");
+    CHECK_STR(hostcall("add_header", NULL), "result: add_header 0 yes");
+    CHECK(mh_get(&hc_s.req, "x-added") && !strcmp(mh_get(&hc_s.req, "x-added"), "yes"));
+    CHECK_STR(hostcall("replace_header", NULL), "result: replace_header 0 replaced");
+    CHECK_STR(hostcall("remove_header", NULL), "result: remove_header 0 get=1");
+    CHECK(mh_get(&hc_s.req, "x-test") == NULL);
+    CHECK_STR(hostcall("set_pairs", NULL), "result: set_pairs 0 2 a=1 b=22");
+    CHECK(hc_s.req.n == 2);
+    /* Time and log level. */
+    const char *t = hostcall("time", NULL);
+    CHECK(strncmp(t, "result: time 0 ", 15) == 0 && strtoull(t + 15, NULL, 10) > 1600000000ull * 1000000000ull);
+    CHECK_STR(hostcall("log_level", NULL), "result: log_level 0 2");
+    /* Properties. */
+    CHECK_STR(hostcall("property_name", NULL), "result: property_name 0 hc");
+    CHECK_STR(hostcall("property_root_id", NULL), "result: property_root_id 0 my_root");
+    CHECK_STR(hostcall("property_vm_id", NULL), "result: property_vm_id 0 my_vm");
+    CHECK_STR(hostcall("property_path", NULL), "result: property_path 0 /p?q=1");
+    CHECK_STR(hostcall("property_trailing_nul", NULL), "result: property_trailing_nul 0 /p?q=1");
+    CHECK_STR(hostcall("property_unknown", NULL), "result: property_unknown 1");
+    /* Configuration buffer, clamped reads, bad buffer type. */
+    CHECK_STR(hostcall("config", NULL), "result: config 0 config-bytes");
+    CHECK_STR(hostcall("config_clamp", NULL), "result: config_clamp 0 nfig-bytes");
+    CHECK_STR(hostcall("buffer_bad_type", NULL), "result: buffer_bad_type 2");
+    /* Local response. */
+    pw_action a;
+    CHECK_STR(hostcall("local_response", &a), "401 nope 1 x-why=test -1");
+    CHECK(a == PW_ACTION_LOCAL_RESPONSE);
+    /* Not implemented yet: Unimplemented, cleanly. */
+    CHECK_STR(hostcall("unimplemented", NULL), "result: unimplemented 12 http_call=12");
+    CHECK_STR(hostcall("effective_ctx_bad", NULL), "result: effective_ctx_bad 2");
+    /* WASI. */
+    CHECK_STR(hostcall("wasi_write", NULL), "result: wasi_write 0 nwritten=16 fd2=0 fd7=8");
+    CHECK_CONTAINS(hc_host.log, "hc|2|hello from wasi\n");
+    CHECK_CONTAINS(hc_host.log, "hc|4|hello from wasi stderr\n");
+    const char *r = hostcall("random", NULL);
+    CHECK(strncmp(r, "result: random 0 ", 17) == 0 && strlen(r) == 17 + 32);
+    CHECK(!pw_vm_dead(hc_vm));
+    pw_vm_free(hc_vm);
+    pw_module_free(m);
+}
+
+TEST(core_assemblyscript_example)
+{
+    pw_module *m = load("as_add_header", EXAMPLE("as_add_header"));
+    if (!m)
+        return;
+    mh_host h = {.level = PROXY_LOG_INFO};
+    pw_vm *vm;
+    pw_plugin *p;
+    CHECK(pw_vm_new(m, S(""), S(""), &mh_ops, &h, &vm, err, sizeof err) == PW_OK);
+    /* The AS runtime aborts unless plugin_root_id names its root context. */
+    CHECK(pw_plugin_new(vm, S("as"), S("wrong"), S(""), &p, err, sizeof err) == PW_ETRAP);
+    CHECK_CONTAINS(err, "proc_exit(255)");
+    CHECK(pw_plugin_new(vm, S("as"), S("add_header"), S("x-as=hi"), &p, err,
+                        sizeof err) == PW_OK);
+    mh_stream s;
+    mh_stream_init(&s);
+    mh_add(&s.req, ":path", "/");
+    mh_add(&s.resp, ":status", "200");
+    for (int i = 0; i < 3; i++) {
+        pw_stream *st;
+        CHECK(pw_stream_new(p, &s, &st, err, sizeof err) == PW_OK);
+        CHECK(pw_stream_on_request_headers(st, 1, 1) == PW_ACTION_CONTINUE);
+        CHECK(pw_stream_on_response_headers(st, 1, 1) == PW_ACTION_CONTINUE);
+        pw_stream_free(st);
+    }
+    CHECK(mh_get(&s.req, "x-as-request") != NULL);
+    CHECK(mh_get(&s.resp, "x-as") && !strcmp(mh_get(&s.resp, "x-as"), "hi"));
+    CHECK(!pw_vm_dead(vm));
+    pw_vm_free(vm);
+    pw_module_free(m);
+}
+
+int main(void)
+{
+    if (pw_runtime_new(NULL, &rt, err, sizeof err) != PW_OK) {
+        printf("runtime: %s\n", err);
+        return 2;
+    }
+    RUN(engine_loads_examples);
+    RUN(engine_refuses_unknown_import);
+    RUN(engine_refuses_bad_signature);
+    RUN(engine_refuses_truncated_and_garbage);
+    RUN(engine_traps_each_kind);
+    RUN(core_lifecycle_order);
+    RUN(core_plugin_refusing_config);
+    RUN(core_hostcalls);
+    RUN(core_assemblyscript_example);
+    pw_runtime_free(rt);
+    printf("%d passed, %d failed\n", t_passed, t_failed);
+    return t_failed ? 1 : 0;
+}
