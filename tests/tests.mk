@@ -12,7 +12,11 @@ unit-test: $(UNIT_BIN) test-plugins examples-c examples-as
 	$(UNIT_BIN)
 
 # Everything, without installing dependencies first.
-check: all unit-test test-nginx
+check: all unit-test test-cli test-nginx
 
 test: deps
 	$(MAKE) check
+
+.PHONY: test-cli
+test-cli: cli examples-c examples-as test-plugins
+	$(NGINX_PYTHON) -m pytest -q -p no:cacheprovider tests/cli

@@ -1,0 +1,51 @@
+"""pwasm inspect on real modules: what a plugin author sees."""
+import pathlib
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PWASM = ROOT / "build" / "pwasm"
+
+
+def inspect(path):
+    return subprocess.run([str(PWASM), "inspect", str(ROOT / path)],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_c_example():
+    r = inspect("build/examples/add_header.wasm")
+    assert r.returncode == 0, r.stderr
+    assert "abi:        0.2.1" in r.stdout
+    assert "start:      _initialize (reactor)" in r.stdout
+    assert "allocator:  proxy_on_memory_allocate" in r.stdout
+    assert "env.proxy_log (i32, i32, i32) -> i32  [ok]" in r.stdout
+    assert "func   proxy_on_response_headers (i32, i32, i32) -> i32" in r.stdout
+    assert "host:       provides every import" in r.stdout
+
+
+def test_assemblyscript_example():
+    r = inspect("build/examples/as_add_header.wasm")
+    assert r.returncode == 0, r.stderr
+    assert "abi:        0.2.0" in r.stdout
+    assert "start:      start section" in r.stdout
+    assert "wasi_unstable.proc_exit (i32) -> ()  [ok]" in r.stdout
+
+
+def test_unknown_import_is_flagged():
+    r = inspect("build/tests/plugins/bad_import.wasm")
+    assert r.returncode == 1
+    assert "env.proxy_does_not_exist (i32) -> i32  [not provided]" in r.stdout
+    assert "cannot run it" in r.stdout
+
+
+def test_wrong_signature_is_flagged():
+    r = inspect("build/tests/plugins/bad_signature.wasm")
+    assert r.returncode == 1
+    assert "env.proxy_log (i32, i32) -> i32  [wrong signature]" in r.stdout
+
+
+def test_not_wasm(tmp_path):
+    f = tmp_path / "x.wasm"
+    f.write_bytes(b"hello")
+    r = inspect(f)
+    assert r.returncode == 1
+    assert "not a Wasm module" in r.stderr
