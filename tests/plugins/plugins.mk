@@ -24,3 +24,11 @@ $(TEST_PLUGINS):
 .PHONY: test-plugins
 test-plugins: $(TEST_PLUGINS)
 all: test-plugins
+
+# WAT test plugins (tests/plugins/NAME.wat, wabt's wat2wasm): modules no SDK
+# produces, e.g. ABI 0.1.0.
+TEST_PLUGINS_WAT := $(patsubst tests/plugins/%.wat,$(TEST_PLUGINS_DIR)/%.wasm,$(wildcard tests/plugins/*.wat))
+$(TEST_PLUGINS_WAT): $(TEST_PLUGINS_DIR)/%.wasm: tests/plugins/%.wat
+	@mkdir -p $(dir $@)
+	wat2wasm $< -o $@
+test-plugins: $(TEST_PLUGINS_WAT)

@@ -331,6 +331,40 @@ TEST(core_hostcalls)
     pw_module_free(m);
 }
 
+TEST(core_abi_0_1_0)
+{
+    pw_module *m = load("abi010", PLUGIN("abi010"));
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    CHECK_STR(pw_module_abi_version(m), "0.1.0");
+    mh_host h = {.level = PROXY_LOG_INFO};
+    pw_vm *vm;
+    pw_plugin *p;
+    CHECK(pw_vm_new(m, S(""), S("the-vm-config"), &mh_ops, &h, &vm, err, sizeof err) == PW_OK);
+    CHECK(pw_plugin_new(vm, S("old"), S(""), S("the-plugin-config"), &p, err,
+                        sizeof err) == PW_OK);
+    mh_stream s;
+    mh_stream_init(&s);
+    mh_add(&s.req, ":path", "/");
+    mh_add(&s.req, "x-a", "1");
+    pw_stream *st;
+    CHECK(pw_stream_new(p, &s, &st, err, sizeof err) == PW_OK);
+    CHECK(pw_stream_on_request_headers(st, 2, 1) == PW_ACTION_CONTINUE);
+    pw_stream_free(st);
+    /* proxy_get_configuration: VM config in on_vm_start, plugin config in
+     * on_configure; then one word per check. */
+    CHECK_STR(h.log, "old|2|the-vm-config\n"
+                     "old|2|the-plugin-config\n"
+                     "old|2|status-ok\n"
+                     "old|2|missing-ok\n"
+                     "old|2|size-ok\n"
+                     "old|2|eff-ok\n"
+                     "old|2|done-ok\n");
+    pw_vm_free(vm);
+    pw_module_free(m);
+}
+
 TEST(core_assemblyscript_example)
 {
     pw_module *m = load("as_add_header", EXAMPLE("as_add_header"));
@@ -377,6 +411,7 @@ int main(void)
     RUN(core_lifecycle_order);
     RUN(core_plugin_refusing_config);
     RUN(core_hostcalls);
+    RUN(core_abi_0_1_0);
     RUN(core_assemblyscript_example);
     pw_runtime_free(rt);
     printf("%d passed, %d failed\n", t_passed, t_failed);
