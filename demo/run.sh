@@ -17,7 +17,7 @@ module=$build/ngx_http_proxy_wasm_module.so
 examples=$build/examples
 
 for f in "$module" "$examples/add_header.wasm" "$examples/deny.wasm" "$examples/as_add_header.wasm"; do
-  [ -f "$f" ] || { echo "demo: $f is missing; run: make all examples-c examples-as" >&2; exit 1; }
+  [ -f "$f" ] || { echo "demo: $f is missing; run: make nginx-module examples-c examples-as" >&2; exit 1; }
 done
 [ -x "$nginx" ] || { echo "demo: $nginx not found; run: make deps" >&2; exit 1; }
 
