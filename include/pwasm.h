@@ -71,9 +71,11 @@ typedef struct pw_kv {
 /* ----------------------------------------------------------------- runtime */
 
 typedef struct pw_runtime_config {
-    /* Directory for compiled modules, created if missing; NULL: compile into
-     * a temporary directory and delete it after loading (no cache). Entries
-     * are keyed by SHA-256 of (module bytes, compiler, flags, host ABI table). */
+    /* Directory for compiled modules, created if missing. NULL: the
+     * directory in $PWASM_CACHE_DIR if set; "" (or NULL with the variable
+     * unset): no cache, compile into a temporary directory deleted after
+     * loading. Entries are keyed by SHA-256 of (module bytes, compiler,
+     * flags, host function table, glue version). */
     const char *cache_dir;
     /* C compiler command; NULL: $PWASM_CC, else "cc". */
     const char *cc;
@@ -236,7 +238,8 @@ pw_action pw_stream_on_request_headers(pw_stream *s, uint32_t nheaders,
 pw_action pw_stream_on_response_headers(pw_stream *s, uint32_t nheaders,
                                         int end_of_stream);
 
-/* The pending local response, or NULL. */
+/* The local response requested during the last headers callback, or NULL.
+ * Cleared when the next callback of the stream starts (apply it first). */
 const pw_local_response *pw_stream_local_response(const pw_stream *s);
 
 /* Ends the stream: on_log, on_done, on_delete (Envoy order, §8.2), skipped

@@ -45,7 +45,7 @@ $(NGINX_MODULE): $(NGINX_TREE)/objs/Makefile $(NGINX_MOD_SRCS) $(LIB) \
 
 run:
 	bash scripts/deps.sh
-	$(MAKE) nginx-module examples-c examples-as
+	$(MAKE) all examples-c examples-as
 	bash demo/run.sh $(abspath $(BUILD))
 
 test-nginx: nginx-module examples-c examples-as test-plugins

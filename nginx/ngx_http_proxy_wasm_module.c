@@ -102,7 +102,6 @@ typedef struct {
     ngx_http_proxy_wasm_filter_t    *filter;
     pw_stream                       *stream;
     unsigned                         failed:1;   /* failed open: skipped */
-    unsigned                         local:1;    /* sent a local response */
     unsigned                         freed:1;
 } ngx_http_proxy_wasm_stream_t;
 
@@ -2203,7 +2202,6 @@ ngx_http_proxy_wasm_set_local(ngx_http_request_t *r,
     type.len = sizeof("text/plain") - 1;
 
     ctx->local = 1;
-    s->local = 1;
 
     return ngx_http_proxy_wasm_set_response(r, ctx, lr->status, lr->body,
                                             type, lr->headers, lr->nheaders,
@@ -2528,12 +2526,6 @@ ngx_http_proxy_wasm_header_filter(ngx_http_request_t *r)
         }
 
         if (action == PW_ACTION_LOCAL_RESPONSE) {
-            if (s->local) {
-                /* the library keeps reporting the response this stream
-                 * already sent: it is the one being filtered now */
-                continue;
-            }
-
             if (ctx->local) {
                 if (!s->filter->plugin->warned_local) {
                     s->filter->plugin->warned_local = 1;

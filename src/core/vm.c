@@ -526,6 +526,9 @@ static pw_action headers_cb(pw_stream *s, enum pw_cb cb, uint32_t n, int eos)
     if (!stream_alive(s))
         return PW_ACTION_ERROR;
     uint32_t args[3] = {s->ctx.id, n, eos ? 1u : 0u}, r = 0;
+    /* A local response is reported by the callback that asked for it;
+     * the embedder has applied it before calling the next one. */
+    s->has_local_response = 0;
     int rc = pw_vm_callback(s->plugin->vm, &s->ctx, cb, args, &r);
     if (rc < 0)
         return PW_ACTION_ERROR;

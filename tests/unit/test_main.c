@@ -260,6 +260,11 @@ static const char *hostcall(const char *test, pw_action *action)
                  lr->nheaders ? (int)lr->headers[0].value.len : 0,
                  lr->nheaders ? lr->headers[0].value.data : "",
                  lr->grpc_status);
+        /* The next callback (the local response's own response headers,
+         * §8.8) no longer reports it. */
+        if (pw_stream_on_response_headers(st, 0, 1) != PW_ACTION_CONTINUE ||
+            pw_stream_local_response(st) != NULL)
+            snprintf(line, sizeof line, "local response reported twice");
         pw_stream_free(st);
         return line;
     }
