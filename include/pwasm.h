@@ -120,8 +120,9 @@ const char *pw_module_abi_version(const pw_module *m);
  * in on_vm_start/on_configure). Returned pw_str values must stay valid until
  * the hostcall returns (e.g. point into the request or its pool).
  * Map functions return a proxy_status_t; map is a proxy_map_type_t the core
- * has already range-checked (only maps this embedder exposes reach it:
- * HTTP_REQUEST_HEADERS and HTTP_RESPONSE_HEADERS for now).
+ * has already range-checked: HTTP request/response headers and trailers
+ * (0..3) of a stream context reach the embedder, which answers NotFound for
+ * a map it cannot offer now.
  * Any hook may be NULL: the core then answers PROXY_RESULT_UNIMPLEMENTED
  * (or NotFound / empty where REFERENCE.md §3.2 says SDKs require it).
  */
@@ -167,6 +168,55 @@ typedef struct pw_host_ops {
     /* Current time for proxy_get_current_time_nanoseconds and WASI
      * clock_time_get(REALTIME), Unix epoch ns. NULL: clock_gettime. */
     uint64_t (*now_ns)(void *host);
+
+    /* ---- bodies (REFERENCE.md §3.3 "Buffers", §8.6, §8.7) ----
+     * type is PROXY_BUFFER_HTTP_REQUEST_BODY or PROXY_BUFFER_HTTP_RESPONSE_BODY
+     * (the core answers the configuration buffers itself). The buffer is
+     * what the embedder holds for the stream now: the current chunk, or
+     * everything buffered so far after the plugin returned Pause from a body
+     * callback. NotFound when that body is not available (e.g. the request
+     * body from a response callback once it was sent). */
+    /* Current size in bytes. */
+    proxy_status_t (*body_size)(void *host, void *stream,
+                                proxy_buffer_type_t type, size_t *size);
+    /* Copies bytes [start, start+len) into dst (within the size reported
+     * by body_size; the core has clamped it). dst is the plugin's memory:
+     * the only copy made. */
+    proxy_status_t (*body_copy)(void *host, void *stream,
+                                proxy_buffer_type_t type, size_t start,
+                                size_t len, void *dst);
+    /* Replaces bytes [start, start+len) (clamped to the size) with data:
+     * prepend is (0,0), append is (size,0), replace-all is (0,size). The
+     * embedder fixes up Content-Length / chunked framing itself. */
+    proxy_status_t (*body_replace)(void *host, void *stream,
+                                   proxy_buffer_type_t type, size_t start,
+                                   size_t len, pw_str data);
+
+    /* ---- stream control (§3.3 "Stream control", §8.10) ----
+     * proxy_continue_stream / proxy_continue_request / _response, and
+     * proxy_close_stream, for the stream of `stream`. type is a
+     * proxy_stream_type_t (0 request, 1 response, 2 downstream, 3 upstream).
+     * Called during a plugin callback: the embedder must defer the real
+     * resume/close until the callback has returned (queue it). */
+    proxy_status_t (*resume)(void *host, void *stream,
+                             proxy_stream_type_t type);
+    proxy_status_t (*close)(void *host, void *stream,
+                            proxy_stream_type_t type);
+
+    /* proxy_set_property (§3.3 "Properties"); path as in get_property.
+     * NotFound for a path that cannot be set. */
+    proxy_status_t (*set_property)(void *host, void *stream,
+                                   const pw_str *path, size_t nseg,
+                                   pw_str value);
+
+    /* Called after every hostcall the plugin makes when non-NULL (for
+     * `pwasm run --trace`): the import's module and name ("env",
+     * "proxy_log"), its arguments (i32 zero-extended), and its result (the
+     * proxy_status_t or WASI errno; 0 for functions without a result).
+     * Hostcalls that end the call (proc_exit) are not reported. */
+    void (*trace)(void *host, void *stream, pw_str plugin_name,
+                  const char *module, const char *name, const uint64_t *args,
+                  size_t nargs, uint64_t result);
 } pw_host_ops;
 
 /* ---------------------------------------------------------------------- VM */
@@ -204,12 +254,19 @@ pw_vm *pw_plugin_vm(const pw_plugin *p);
 
 /* ------------------------------------------------------------------ stream */
 
-/* What the embedder must do after a stream callback. */
+/* What the embedder must do after a stream callback (§8.7). */
 typedef enum pw_action {
     PW_ACTION_CONTINUE = 0, /* go on with the next filter / phase */
-    PW_ACTION_PAUSE = 1,    /* the plugin paused (nothing resumes it yet) */
+    /* Stop until ops->resume is called for this direction. From a body
+     * callback: keep buffering the body and call the body callback again
+     * with the accumulated size when more arrives or at end of stream
+     * (StopIterationAndBuffer / Watermark). */
+    PW_ACTION_PAUSE = 1,
     PW_ACTION_LOCAL_RESPONSE = 2, /* answer with pw_stream_local_response() */
-    PW_ACTION_ERROR = 3 /* the plugin trapped or its VM is dead: fail closed */
+    PW_ACTION_ERROR = 3, /* the plugin trapped or its VM is dead: fail closed */
+    /* From a body callback only: stop without buffering this chunk
+     * (StopIterationNoBuffer); it is passed on when the stream resumes. */
+    PW_ACTION_PAUSE_NO_BUFFER = 4
 } pw_action;
 
 /* A local response requested with proxy_send_local_response (§8.8).
@@ -238,7 +295,18 @@ pw_action pw_stream_on_request_headers(pw_stream *s, uint32_t nheaders,
 pw_action pw_stream_on_response_headers(pw_stream *s, uint32_t nheaders,
                                         int end_of_stream);
 
-/* The local response requested during the last headers callback, or NULL.
+/* proxy_on_request_body / proxy_on_response_body: body_size is the size of
+ * the body buffer the embedder exposes now (the chunk, or all of it so far
+ * when buffering), end_of_stream 0/1. */
+pw_action pw_stream_on_request_body(pw_stream *s, size_t body_size,
+                                    int end_of_stream);
+pw_action pw_stream_on_response_body(pw_stream *s, size_t body_size,
+                                     int end_of_stream);
+/* proxy_on_request_trailers / proxy_on_response_trailers. */
+pw_action pw_stream_on_request_trailers(pw_stream *s, uint32_t ntrailers);
+pw_action pw_stream_on_response_trailers(pw_stream *s, uint32_t ntrailers);
+
+/* The local response requested during the last callback, or NULL.
  * Cleared when the next callback of the stream starts (apply it first). */
 const pw_local_response *pw_stream_local_response(const pw_stream *s);
 
