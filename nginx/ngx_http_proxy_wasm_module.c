@@ -257,16 +257,16 @@ ngx_module_t  ngx_http_proxy_wasm_module = {
 
 
 static const pw_host_ops  ngx_http_proxy_wasm_ops = {
-    ngx_http_proxy_wasm_host_log,
-    ngx_http_proxy_wasm_host_log_level,
-    ngx_http_proxy_wasm_map_pairs,
-    ngx_http_proxy_wasm_map_get,
-    ngx_http_proxy_wasm_map_add,
-    ngx_http_proxy_wasm_map_replace,
-    ngx_http_proxy_wasm_map_remove,
-    ngx_http_proxy_wasm_map_set_pairs,
-    ngx_http_proxy_wasm_get_property,
-    NULL                                   /* now_ns: clock_gettime */
+    .log = ngx_http_proxy_wasm_host_log,
+    .log_level = ngx_http_proxy_wasm_host_log_level,
+    .map_pairs = ngx_http_proxy_wasm_map_pairs,
+    .map_get = ngx_http_proxy_wasm_map_get,
+    .map_add = ngx_http_proxy_wasm_map_add,
+    .map_replace = ngx_http_proxy_wasm_map_replace,
+    .map_remove = ngx_http_proxy_wasm_map_remove,
+    .map_set_pairs = ngx_http_proxy_wasm_map_set_pairs,
+    .get_property = ngx_http_proxy_wasm_get_property,
+    .now_ns = NULL                         /* clock_gettime */
 };
 
 
