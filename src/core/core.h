@@ -17,6 +17,10 @@ enum pw_cb {
     PW_CB_ON_CONFIGURE,
     PW_CB_ON_REQUEST_HEADERS,
     PW_CB_ON_RESPONSE_HEADERS,
+    PW_CB_ON_REQUEST_BODY,
+    PW_CB_ON_RESPONSE_BODY,
+    PW_CB_ON_REQUEST_TRAILERS,
+    PW_CB_ON_RESPONSE_TRAILERS,
     PW_CB_ON_LOG,
     PW_CB_ON_DONE,
     PW_CB_ON_DELETE,
@@ -188,6 +192,11 @@ static inline uint32_t pw_get_u32(const uint8_t *p)
  * allocator and copies. Traps propagate (the VM dies). */
 proxy_status_t pw_out_bytes(pw_vm *vm, const void *data, size_t len,
                             uint32_t ret_ptr, uint32_t ret_size);
+
+/* As pw_out_bytes, but leaves the copy to the caller: *dst is where len
+ * bytes must be written (NULL when len is 0 or on error). */
+proxy_status_t pw_out_alloc(pw_vm *vm, size_t len, uint32_t ret_ptr,
+                            uint32_t ret_size, uint8_t **dst);
 
 /* Serialises pairs (§6.1) into a fresh guest allocation, as pw_out_bytes. */
 proxy_status_t pw_out_pairs(pw_vm *vm, const pw_kv *pairs, size_t n,

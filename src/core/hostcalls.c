@@ -71,67 +71,113 @@ static u32 hc_get_current_time(void *c, u32 ret)
 
 /* ------------------------------------------------------- configuration */
 
-/* The bytes of an immutable buffer, or NotFound / BadArgument. */
-static proxy_status_t buffer_of(pw_vm *vm, u32 type, pw_str *out)
+/* The bytes of a configuration buffer, or NotFound. */
+static proxy_status_t config_of(pw_vm *vm, u32 type, pw_str *out)
 {
     pw_ctx *ctx = pw_vm_ctx(vm);
-    if (type > PROXY_BUFFER_TYPE_MAX)
-        return PROXY_RESULT_BAD_ARGUMENT;
-    switch (type) {
-    case PROXY_BUFFER_VM_CONFIGURATION:
+    if (type == PROXY_BUFFER_VM_CONFIGURATION) {
         *out = (pw_str){vm->vm_config, vm->vm_config_len};
         return OK;
-    case PROXY_BUFFER_PLUGIN_CONFIGURATION:
-        /* Envoy limits this to on_configure; any context of the plugin may
-         * read it here, which no SDK minds. */
-        if (!ctx || !ctx->plugin)
-            return PROXY_RESULT_NOT_FOUND;
+    }
+    /* Envoy limits the plugin configuration to on_configure; any context
+     * of the plugin may read it here, which no SDK minds. */
+    if (type == PROXY_BUFFER_PLUGIN_CONFIGURATION && ctx && ctx->plugin) {
         *out = (pw_str){ctx->plugin->config, ctx->plugin->config_len};
         return OK;
     }
-    return PROXY_RESULT_NOT_FOUND; /* bodies etc.: not in this version */
+    return PROXY_RESULT_NOT_FOUND;
+}
+
+static int is_body(u32 type)
+{
+    return type == PROXY_BUFFER_HTTP_REQUEST_BODY ||
+           type == PROXY_BUFFER_HTTP_RESPONSE_BODY;
+}
+
+/* Size of a buffer: bodies through the embedder, configurations here. */
+static proxy_status_t buffer_size(pw_vm *vm, u32 type, void **stream,
+                                  size_t *size, pw_str *config)
+{
+    if (type > PROXY_BUFFER_TYPE_MAX)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    if (is_body(type)) {
+        *stream = stream_of(pw_vm_ctx(vm));
+        if (!*stream || !vm->ops->body_size)
+            return PROXY_RESULT_NOT_FOUND;
+        return vm->ops->body_size(vm->host, *stream, type, size);
+    }
+    proxy_status_t st = config_of(vm, type, config);
+    *size = config->len;
+    return st; /* TCP data, call-out and gRPC buffers: not in this host yet */
 }
 
 static u32 hc_get_buffer_bytes(void *c, u32 type, u32 start, u32 max,
                                u32 ret_ptr, u32 ret_size)
 {
-    pw_str b;
-    proxy_status_t st = buffer_of(VM, type, &b);
+    void *s = NULL;
+    size_t size = 0;
+    pw_str cfg = {0};
+    proxy_status_t st = buffer_size(VM, type, &s, &size, &cfg);
     if (st != OK)
         return st;
     /* §3.3: 64-bit start + max; past the end is clamped, never refused. */
-    uint64_t s = start, end = (uint64_t)start + max;
-    if (s > b.len)
-        s = b.len;
-    if (end > b.len)
-        end = b.len;
-    return pw_out_bytes(VM, b.data + s, (size_t)(end - s), ret_ptr, ret_size);
+    uint64_t from = start, end = (uint64_t)start + max;
+    if (from > size)
+        from = size;
+    if (end > size)
+        end = size;
+    size_t len = (size_t)(end - from);
+    if (!is_body(type))
+        return pw_out_bytes(VM, cfg.data + from, len, ret_ptr, ret_size);
+    uint8_t *dst;
+    st = pw_out_alloc(VM, len, ret_ptr, ret_size, &dst);
+    if (st != OK || !dst)
+        return st;
+    if (!VM->ops->body_copy)
+        return PROXY_RESULT_UNIMPLEMENTED;
+    return VM->ops->body_copy(VM->host, s, type, (size_t)from, len, dst);
 }
 
 static u32 hc_get_buffer_status(void *c, u32 type, u32 ret_size, u32 ret_flags)
 {
-    pw_str b;
-    proxy_status_t st = buffer_of(VM, type, &b);
+    void *s = NULL;
+    size_t size = 0;
+    pw_str cfg;
+    proxy_status_t st = buffer_size(VM, type, &s, &size, &cfg);
     if (st != OK)
         return st;
-    if (pw_mem_put_u32(VM, ret_size, (u32)b.len) ||
+    if (pw_mem_put_u32(VM, ret_size, size > UINT32_MAX ? UINT32_MAX : (u32)size) ||
         pw_mem_put_u32(VM, ret_flags, 0))
         return PROXY_RESULT_INVALID_MEMORY_ACCESS;
     return OK;
 }
 
+/* §3.3: replace `size` bytes at `start`; prepend (0,0), append (start >=
+ * length), replace-all (0, >= length), or any splice in between. */
 static u32 hc_set_buffer_bytes(void *c, u32 type, u32 start, u32 size,
                                u32 ptr, u32 len)
 {
-    (void)start;
-    (void)size;
+    pw_str data;
     if (type > PROXY_BUFFER_TYPE_MAX)
         return PROXY_RESULT_BAD_ARGUMENT;
-    if (!pw_mem(VM, ptr, len))
-        return PROXY_RESULT_INVALID_MEMORY_ACCESS;
-    if (type >= PROXY_BUFFER_HTTP_CALL_RESPONSE_BODY)
-        return PROXY_RESULT_BAD_ARGUMENT; /* immutable buffers */
-    return PROXY_RESULT_UNIMPLEMENTED;   /* bodies: not in this version */
+    PW_GUEST_STR(VM, data, ptr, len);
+    if (!is_body(type))
+        return type == PROXY_BUFFER_DOWNSTREAM_DATA ||
+                       type == PROXY_BUFFER_UPSTREAM_DATA
+                   ? PROXY_RESULT_NOT_FOUND
+                   : PROXY_RESULT_BAD_ARGUMENT; /* immutable buffers */
+    void *s = stream_of(pw_vm_ctx(VM));
+    size_t cur;
+    if (!s || !VM->ops->body_size)
+        return PROXY_RESULT_NOT_FOUND;
+    proxy_status_t st = VM->ops->body_size(VM->host, s, type, &cur);
+    if (st != OK)
+        return st;
+    if (!VM->ops->body_replace)
+        return PROXY_RESULT_UNIMPLEMENTED;
+    size_t from = start < cur ? start : cur;
+    size_t n = size < cur - from ? size : cur - from;
+    return VM->ops->body_replace(VM->host, s, type, from, n, data);
 }
 
 /* 0.1.0: the VM configuration in on_vm_start, else the plugin's. */
@@ -146,14 +192,13 @@ static u32 hc_get_configuration(void *c, u32 ret_ptr, u32 ret_size)
 
 /* ---------------------------------------------------------- header maps */
 
-/* Maps this version serves through the embedder: the HTTP headers of a
- * stream context. Anything else is "not available now". */
+/* Maps this version serves through the embedder: HTTP headers and trailers
+ * of a stream context. Anything else is "not available now". */
 static int map_available(pw_vm *vm, u32 map, void **stream)
 {
     pw_ctx *ctx = pw_vm_ctx(vm);
     *stream = stream_of(ctx);
-    return *stream && (map == PROXY_MAP_HTTP_REQUEST_HEADERS ||
-                       map == PROXY_MAP_HTTP_RESPONSE_HEADERS);
+    return *stream && map <= PROXY_MAP_HTTP_RESPONSE_TRAILERS;
 }
 
 static u32 hc_get_header_map_pairs(void *c, u32 map, u32 ret_ptr,
@@ -282,6 +327,26 @@ static u32 hc_set_header_map_pairs(void *c, u32 map, u32 ptr, u32 len)
 
 #define PW_PATH_MAX_SEGS 16
 
+/* §6.2: segments joined by NUL; one trailing NUL (C++ SDK) tolerated; a
+ * single dotted segment ("request.path") is split for convenience. Returns
+ * the number of segments, 0 when there are too many. */
+static size_t parse_path(pw_str path, pw_str seg[PW_PATH_MAX_SEGS])
+{
+    size_t n = 0, len = path.len, start = 0;
+    if (len && path.data[len - 1] == 0)
+        len--;
+    char sep = len && memchr(path.data, 0, len) ? 0 : '.';
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || path.data[i] == sep) {
+            if (n == PW_PATH_MAX_SEGS)
+                return 0;
+            seg[n++] = (pw_str){path.data + start, i - start};
+            start = i + 1;
+        }
+    }
+    return n;
+}
+
 static u32 hc_get_property(void *c, u32 pptr, u32 plen, u32 ret_ptr,
                            u32 ret_size)
 {
@@ -289,23 +354,10 @@ static u32 hc_get_property(void *c, u32 pptr, u32 plen, u32 ret_ptr,
     PW_GUEST_STR(VM, path, pptr, plen);
     if (!pw_mem(VM, ret_ptr, 4) || !pw_mem(VM, ret_size, 4))
         return PROXY_RESULT_INVALID_MEMORY_ACCESS;
-    /* §6.2: segments joined by NUL; one trailing NUL (C++ SDK) tolerated;
-     * a single dotted segment ("request.path") is split for convenience. */
     pw_str seg[PW_PATH_MAX_SEGS];
-    size_t n = 0;
-    size_t len = path.len;
-    if (len && path.data[len - 1] == 0)
-        len--;
-    char sep = memchr(path.data, 0, len) ? 0 : '.';
-    size_t start = 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i == len || path.data[i] == sep) {
-            if (n == PW_PATH_MAX_SEGS)
-                return PROXY_RESULT_NOT_FOUND;
-            seg[n++] = (pw_str){path.data + start, i - start};
-            start = i + 1;
-        }
-    }
+    size_t n = parse_path(path, seg);
+    if (!n)
+        return PROXY_RESULT_NOT_FOUND;
     pw_ctx *ctx = pw_vm_ctx(VM);
     if (n == 1 && ctx && ctx->plugin) {
         pw_plugin *p = ctx->plugin;
@@ -329,6 +381,59 @@ static u32 hc_get_property(void *c, u32 pptr, u32 plen, u32 ret_ptr,
     if (st != OK)
         return st;
     return pw_out_bytes(VM, val.data, val.len, ret_ptr, ret_size);
+}
+
+static u32 hc_set_property(void *c, u32 pptr, u32 plen, u32 vptr, u32 vlen)
+{
+    pw_str path, value;
+    PW_GUEST_STR(VM, path, pptr, plen);
+    PW_GUEST_STR(VM, value, vptr, vlen);
+    pw_str seg[PW_PATH_MAX_SEGS];
+    size_t n = parse_path(path, seg);
+    if (!n)
+        return PROXY_RESULT_NOT_FOUND;
+    if (!VM->ops->set_property)
+        return PROXY_RESULT_UNIMPLEMENTED;
+    return VM->ops->set_property(VM->host, stream_of(pw_vm_ctx(VM)), seg, n,
+                                 value);
+}
+
+/* -------------------------------------------------------- stream control */
+
+/* §3.3: continue / close the current stream; the embedder defers the
+ * action until the callback returns (§8.10). */
+static u32 stream_control(pw_vm *vm, u32 type, int close)
+{
+    if (type > PROXY_STREAM_TYPE_MAX)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    void *s = stream_of(pw_vm_ctx(vm));
+    if (!s)
+        return PROXY_RESULT_NOT_FOUND;
+    proxy_status_t (*fn)(void *, void *, proxy_stream_type_t) =
+        close ? vm->ops->close : vm->ops->resume;
+    if (!fn)
+        return PROXY_RESULT_UNIMPLEMENTED;
+    return fn(vm->host, s, (proxy_stream_type_t)type);
+}
+
+static u32 hc_continue_stream(void *c, u32 type)
+{
+    return stream_control(VM, type, 0);
+}
+
+static u32 hc_close_stream(void *c, u32 type)
+{
+    return stream_control(VM, type, 1);
+}
+
+static u32 hc_continue_request(void *c)
+{
+    return stream_control(VM, PROXY_STREAM_HTTP_REQUEST, 0);
+}
+
+static u32 hc_continue_response(void *c)
+{
+    return stream_control(VM, PROXY_STREAM_HTTP_RESPONSE, 0);
 }
 
 /* ------------------------------------------------------ local response */
@@ -423,13 +528,6 @@ static u32 hc_pthread_equal(void *c, u32 a, u32 b)
 
 /* ------------------------------------------------ not implemented yet */
 
-static u32 hc_continue_stream(void *c, u32 type)
-{
-    (void)c;
-    return type > PROXY_STREAM_TYPE_MAX ? PROXY_RESULT_BAD_ARGUMENT
-                                        : PROXY_RESULT_UNIMPLEMENTED;
-}
-
 #define UNIMPL(name, ...)                                                  \
     static u32 name(void *c, __VA_ARGS__)                                  \
     {                                                                      \
@@ -479,18 +577,18 @@ static const pw_host_func env_funcs[] = {
     ENV("proxy_remove_header_map_value", "iii:i", hc_remove_header_map_value),
     ENV("proxy_get_header_map_size", "ii:i", hc_get_header_map_size),
     ENV("proxy_get_property", "iiii:i", hc_get_property),
-    ENV("proxy_set_property", "iiii:i", hc_unimpl_4),
+    ENV("proxy_set_property", "iiii:i", hc_set_property),
     ENV("proxy_get_shared_data", "iiiii:i", hc_unimpl_5),
     ENV("proxy_set_shared_data", "iiiii:i", hc_unimpl_5),
     ENV("proxy_register_shared_queue", "iii:i", hc_unimpl_3),
     ENV("proxy_resolve_shared_queue", "iiiii:i", hc_unimpl_5),
     ENV("proxy_enqueue_shared_queue", "iii:i", hc_unimpl_3),
     ENV("proxy_dequeue_shared_queue", "iii:i", hc_unimpl_3),
-    ENV("proxy_continue_request", ":i", hc_unimpl_0),
-    ENV("proxy_continue_response", ":i", hc_unimpl_0),
+    ENV("proxy_continue_request", ":i", hc_continue_request),
+    ENV("proxy_continue_response", ":i", hc_continue_response),
     ENV("proxy_clear_route_cache", ":i", hc_unimpl_0),
     ENV("proxy_continue_stream", "i:i", hc_continue_stream),
-    ENV("proxy_close_stream", "i:i", hc_continue_stream),
+    ENV("proxy_close_stream", "i:i", hc_close_stream),
     ENV("proxy_send_local_response", "iiiiiiii:i", hc_send_local_response),
     ENV("proxy_http_call", "iiiiiiiiii:i", hc_unimpl_10),
     ENV("proxy_grpc_call", "iiiiiiiiiiii:i", hc_unimpl_12),

@@ -28,8 +28,8 @@ static uint32_t guest_alloc(pw_vm *vm, uint32_t len)
     return p;
 }
 
-static proxy_status_t out_alloc(pw_vm *vm, size_t len, uint32_t ret_ptr,
-                                uint32_t ret_size, uint8_t **dst)
+proxy_status_t pw_out_alloc(pw_vm *vm, size_t len, uint32_t ret_ptr,
+                            uint32_t ret_size, uint8_t **dst)
 {
     *dst = NULL;
     if (!pw_mem(vm, ret_ptr, 4) || !pw_mem(vm, ret_size, 4))
@@ -56,7 +56,7 @@ proxy_status_t pw_out_bytes(pw_vm *vm, const void *data, size_t len,
                             uint32_t ret_ptr, uint32_t ret_size)
 {
     uint8_t *d;
-    proxy_status_t st = out_alloc(vm, len, ret_ptr, ret_size, &d);
+    proxy_status_t st = pw_out_alloc(vm, len, ret_ptr, ret_size, &d);
     if (st == PROXY_RESULT_OK && d)
         memcpy(d, data, len);
     return st;
@@ -81,7 +81,7 @@ proxy_status_t pw_out_pairs(pw_vm *vm, const pw_kv *pairs, size_t n,
     if (size > UINT32_MAX)
         return PROXY_RESULT_SERIALIZATION_FAILURE;
     uint8_t *d;
-    proxy_status_t st = out_alloc(vm, (size_t)size, ret_ptr, ret_size, &d);
+    proxy_status_t st = pw_out_alloc(vm, (size_t)size, ret_ptr, ret_size, &d);
     if (st != PROXY_RESULT_OK)
         return st;
     put_u32(d, (uint32_t)n);

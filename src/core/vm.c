@@ -15,6 +15,10 @@ static const char *const cb_names[PW_CB_COUNT] = {
     [PW_CB_ON_CONFIGURE] = "proxy_on_configure",
     [PW_CB_ON_REQUEST_HEADERS] = "proxy_on_request_headers",
     [PW_CB_ON_RESPONSE_HEADERS] = "proxy_on_response_headers",
+    [PW_CB_ON_REQUEST_BODY] = "proxy_on_request_body",
+    [PW_CB_ON_RESPONSE_BODY] = "proxy_on_response_body",
+    [PW_CB_ON_REQUEST_TRAILERS] = "proxy_on_request_trailers",
+    [PW_CB_ON_RESPONSE_TRAILERS] = "proxy_on_response_trailers",
     [PW_CB_ON_LOG] = "proxy_on_log",
     [PW_CB_ON_DONE] = "proxy_on_done",
     [PW_CB_ON_DELETE] = "proxy_on_delete",
@@ -199,6 +203,22 @@ int pw_vm_callback(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb, const uint32_t *args,
 
 /* ------------------------------------------------------------------- VM */
 
+/* pw_host_ops.trace for the hostcall just made (engine callback). */
+static void vm_trace(void *c, uint32_t fn, const uint64_t *args,
+                     uint32_t nargs, uint64_t result)
+{
+    pw_vm *vm = c;
+    size_t n;
+    const pw_host_func *funcs = pw_core_host_funcs(&n);
+    if (fn >= n || !vm->ops->trace)
+        return;
+    pw_ctx *ctx = pw_vm_ctx(vm);
+    const char *name = ctx && ctx->plugin ? ctx->plugin->name : vm->m->name;
+    vm->ops->trace(vm->host, ctx && ctx->stream ? ctx->stream->host_stream : NULL,
+                   (pw_str){name, strlen(name)}, funcs[fn].module,
+                   funcs[fn].name, args, nargs, result);
+}
+
 /* Instantiates and runs the start functions (§1.3). */
 static int vm_instantiate(pw_vm *vm, char *err, size_t errlen)
 {
@@ -206,7 +226,8 @@ static int vm_instantiate(pw_vm *vm, char *err, size_t errlen)
     vm->in_start = 1;
     vm->cur = NULL;
     vm->eff = NULL;
-    int rc = pw_winst_new(vm->m->wmod, vm, &vm->inst, &trap);
+    int rc = pw_winst_new(vm->m->wmod, vm, vm->ops->trace ? vm_trace : NULL,
+                          &vm->inst, &trap);
     if (rc != 0) {
         vm->in_start = 0;
         set_err(err, errlen, "module \"%s\": instantiation failed: %s",
@@ -521,7 +542,9 @@ static int stream_alive(const pw_stream *s)
     return !vm->dead && s->generation == vm->generation && s->created;
 }
 
-static pw_action headers_cb(pw_stream *s, enum pw_cb cb, uint32_t n, int eos)
+/* Calls a stream callback (nargs 2: id, n; 3: id, n, eos) and turns what it
+ * returned into what the embedder does (§8.7, §8.8). */
+static pw_action stream_cb(pw_stream *s, enum pw_cb cb, uint32_t n, int eos)
 {
     if (!stream_alive(s))
         return PW_ACTION_ERROR;
@@ -534,23 +557,63 @@ static pw_action headers_cb(pw_stream *s, enum pw_cb cb, uint32_t n, int eos)
         return PW_ACTION_ERROR;
     if (s->has_local_response)
         return PW_ACTION_LOCAL_RESPONSE; /* §8.8, whatever was returned */
-    if (rc == 1)
-        return PW_ACTION_CONTINUE; /* not exported */
-    /* §8.7: 0 Continue and 2 ContinueAndEndStream go on; anything else
-     * stops iteration. */
-    return r == 0 || r == 2 ? PW_ACTION_CONTINUE : PW_ACTION_PAUSE;
+    if (rc == 1 || r == 0)
+        return PW_ACTION_CONTINUE; /* not exported, or Continue */
+    switch (cb) {
+    case PW_CB_ON_REQUEST_HEADERS:
+    case PW_CB_ON_RESPONSE_HEADERS:
+        /* 2 ContinueAndEndStream goes on (as in Envoy); 1, 3, 4 and
+         * anything else stop everything until resumed. */
+        return r == 2 ? PW_ACTION_CONTINUE : PW_ACTION_PAUSE;
+    case PW_CB_ON_REQUEST_BODY:
+    case PW_CB_ON_RESPONSE_BODY:
+        /* 1 StopIterationAndBuffer, 2 ...AndWatermark: buffer; 3
+         * StopIterationNoBuffer and unknown values: hold without buffering. */
+        return r == 1 || r == 2 ? PW_ACTION_PAUSE : PW_ACTION_PAUSE_NO_BUFFER;
+    default:
+        return PW_ACTION_PAUSE; /* trailers: StopIteration */
+    }
+}
+
+static uint32_t size32(size_t n)
+{
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+pw_action pw_stream_on_request_body(pw_stream *s, size_t body_size,
+                                    int end_of_stream)
+{
+    return stream_cb(s, PW_CB_ON_REQUEST_BODY, size32(body_size),
+                     end_of_stream);
+}
+
+pw_action pw_stream_on_response_body(pw_stream *s, size_t body_size,
+                                     int end_of_stream)
+{
+    return stream_cb(s, PW_CB_ON_RESPONSE_BODY, size32(body_size),
+                     end_of_stream);
+}
+
+pw_action pw_stream_on_request_trailers(pw_stream *s, uint32_t ntrailers)
+{
+    return stream_cb(s, PW_CB_ON_REQUEST_TRAILERS, ntrailers, 0);
+}
+
+pw_action pw_stream_on_response_trailers(pw_stream *s, uint32_t ntrailers)
+{
+    return stream_cb(s, PW_CB_ON_RESPONSE_TRAILERS, ntrailers, 0);
 }
 
 pw_action pw_stream_on_request_headers(pw_stream *s, uint32_t nheaders,
                                        int end_of_stream)
 {
-    return headers_cb(s, PW_CB_ON_REQUEST_HEADERS, nheaders, end_of_stream);
+    return stream_cb(s, PW_CB_ON_REQUEST_HEADERS, nheaders, end_of_stream);
 }
 
 pw_action pw_stream_on_response_headers(pw_stream *s, uint32_t nheaders,
                                         int end_of_stream)
 {
-    return headers_cb(s, PW_CB_ON_RESPONSE_HEADERS, nheaders, end_of_stream);
+    return stream_cb(s, PW_CB_ON_RESPONSE_HEADERS, nheaders, end_of_stream);
 }
 
 const pw_local_response *pw_stream_local_response(const pw_stream *s)

@@ -185,6 +185,10 @@ static int write_glue(const char *path, const pw_wasm_info *info,
         const char *colon = strchr(im->sig, ':');
         const char *ret = colon[1] ? ctype(colon[1]) : "void";
         int np = (int)(colon - im->sig);
+        /* ret f(struct M_instance_t *i, args) {
+         *   ret r = ((ret (*)(void *, args))i->g.fns[k])(i->g.ctx, args);
+         *   if (i->g.trace) { u64 a[] = {args}; i->g.trace(ctx, k, a, n, r); }
+         *   return r; }  -- the trace branch is one load when off. */
         fprintf(f, "%s ", ret);
         mangle(f, im->module);
         mangle(f, im->name);
@@ -193,14 +197,22 @@ static int write_glue(const char *path, const pw_wasm_info *info,
         fputs("_instance_t *i", f);
         for (int k = 0; k < np; k++)
             fprintf(f, ", %s a%d", ctype(im->sig[k]), k);
-        fprintf(f, ") {\n  %s((%s (*)(void *", colon[1] ? "return " : "",
-                ret);
+        fputs(") {\n  ", f);
+        if (colon[1])
+            fprintf(f, "%s r = ", ret);
+        fprintf(f, "((%s (*)(void *", ret);
         for (int k = 0; k < np; k++)
             fprintf(f, ", %s", ctype(im->sig[k]));
         fprintf(f, "))i->g.fns[%d])(i->g.ctx", map[i]);
         for (int k = 0; k < np; k++)
             fprintf(f, ", a%d", k);
-        fputs(");\n}\n", f);
+        fputs(");\n  if (__builtin_expect(i->g.trace != 0, 0)) {\n"
+              "    u64 a[] = {0", f);
+        for (int k = 0; k < np; k++)
+            fprintf(f, ", (u64)a%d", k);
+        fprintf(f, "};\n    i->g.trace(i->g.ctx, %d, a + 1, %d, %s);\n  }\n",
+                map[i], np, colon[1] ? "(u64)r" : "0");
+        fputs(colon[1] ? "  return r;\n}\n" : "}\n", f);
     }
 
     /* Exports. */
@@ -595,7 +607,8 @@ static void do_instantiate(void *arg)
     w->instantiated = 1;
 }
 
-int pw_winst_new(pw_wmod *m, void *ctx, pw_winst **out, pw_trap *trap)
+int pw_winst_new(pw_wmod *m, void *ctx, pw_trace_fn trace, pw_winst **out,
+                 pw_trap *trap)
 {
     pw_winst *w = calloc(1, sizeof *w + m->desc->instance_size);
     if (!w) {
@@ -605,6 +618,7 @@ int pw_winst_new(pw_wmod *m, void *ctx, pw_winst **out, pw_trap *trap)
     w->m = m;
     w->imports.ctx = ctx;
     w->imports.fns = (void (*const *)(void))m->fns;
+    w->imports.trace = trace;
     pw_rt_set_max_pages(m->max_pages);
     if (pw_rt_invoke(do_instantiate, w, trap) != 0) {
         /* Partially initialised: free only what certainly exists. */

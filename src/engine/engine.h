@@ -93,9 +93,15 @@ int pw_wmod_func(const pw_wmod *m, const char *name, const char *sig,
 /* 1 if the compiled object came from the cache. */
 int pw_wmod_cached(const pw_wmod *m);
 
+/* Called after every hostcall when set: fn is the index of the host
+ * function in the table given to pw_wmod_load, args zero-extended. */
+typedef void (*pw_trace_fn)(void *ctx, uint32_t fn, const uint64_t *args,
+                            uint32_t nargs, uint64_t result);
 /* Instantiates: allocates memory and tables, runs data/elem segments and
- * the Wasm start function. ctx is passed to every host function. */
-int pw_winst_new(pw_wmod *m, void *ctx, pw_winst **out, pw_trap *trap);
+ * the Wasm start function. ctx is passed to every host function; trace,
+ * when non-NULL, is called after each hostcall (from the start function on). */
+int pw_winst_new(pw_wmod *m, void *ctx, pw_trace_fn trace, pw_winst **out,
+                 pw_trap *trap);
 void pw_winst_free(pw_winst *w);
 
 /* Linear memory: base and current size in bytes. The base is stable for the

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <wasm-rt.h>
 
-#define PW_GLUE_VERSION 1
+#define PW_GLUE_VERSION 2
 #define PW_GLUE_SYMBOL "pw_glue_module"
 
 #define PW_GLUE_DECLS                                                        \
@@ -26,6 +26,8 @@
     typedef struct pw_glue_imports {                                         \
         void *ctx;                                                           \
         void (*const *fns)(void);                                            \
+        void (*trace)(void *ctx, uint32_t fn, const uint64_t *args,          \
+                      uint32_t nargs, uint64_t result);                      \
     } pw_glue_imports;                                                       \
     typedef struct pw_glue_export {                                          \
         const char *name;                                                    \

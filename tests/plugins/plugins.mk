@@ -6,7 +6,8 @@
 # Each file's header comment documents its behaviour and log lines.
 TEST_PLUGINS_DIR  := $(BUILD)/tests/plugins
 TEST_PLUGINS_SDK  := $(TEST_PLUGINS_DIR)/trap.wasm
-TEST_PLUGINS_RAW  := $(TEST_PLUGINS_DIR)/lifecycle.wasm $(TEST_PLUGINS_DIR)/hostcalls.wasm
+TEST_PLUGINS_RAW  := $(TEST_PLUGINS_DIR)/lifecycle.wasm $(TEST_PLUGINS_DIR)/hostcalls.wasm \
+                     $(TEST_PLUGINS_DIR)/bodies.wasm
 TEST_PLUGINS_BARE := $(TEST_PLUGINS_DIR)/bad_import.wasm $(TEST_PLUGINS_DIR)/bad_signature.wasm
 TEST_PLUGINS      := $(TEST_PLUGINS_SDK) $(TEST_PLUGINS_RAW) $(TEST_PLUGINS_BARE)
 

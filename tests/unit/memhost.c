@@ -42,7 +42,127 @@ const char *mh_get(const mh_map *m, const char *k)
 static mh_map *map_of(void *stream, proxy_map_type_t map)
 {
     mh_stream *s = stream;
-    return map == PROXY_MAP_HTTP_REQUEST_HEADERS ? &s->req : &s->resp;
+    switch (map) {
+    case PROXY_MAP_HTTP_REQUEST_HEADERS: return &s->req;
+    case PROXY_MAP_HTTP_REQUEST_TRAILERS: return &s->req_trailers;
+    case PROXY_MAP_HTTP_RESPONSE_HEADERS: return &s->resp;
+    default: return &s->resp_trailers;
+    }
+}
+
+void mh_body_set(mh_body *b, const char *s)
+{
+    b->len = strlen(s);
+    memcpy(b->data, s, b->len);
+    b->available = 1;
+}
+
+static mh_body *body_of(void *stream, proxy_buffer_type_t type)
+{
+    mh_stream *s = stream;
+    mh_body *b = type == PROXY_BUFFER_HTTP_REQUEST_BODY ? &s->req_body
+                                                         : &s->resp_body;
+    return b->available ? b : NULL;
+}
+
+static proxy_status_t mbody_size(void *host, void *stream,
+                                 proxy_buffer_type_t type, size_t *size)
+{
+    (void)host;
+    mh_body *b = body_of(stream, type);
+    if (!b)
+        return PROXY_RESULT_NOT_FOUND;
+    *size = b->len;
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t mbody_copy(void *host, void *stream,
+                                 proxy_buffer_type_t type, size_t start,
+                                 size_t len, void *dst)
+{
+    (void)host;
+    mh_body *b = body_of(stream, type);
+    if (!b || start + len > b->len)
+        return PROXY_RESULT_NOT_FOUND;
+    memcpy(dst, b->data + start, len);
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t mbody_replace(void *host, void *stream,
+                                    proxy_buffer_type_t type, size_t start,
+                                    size_t len, pw_str data)
+{
+    (void)host;
+    mh_body *b = body_of(stream, type);
+    if (!b || start + len > b->len ||
+        b->len - len + data.len > sizeof b->data)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    memmove(b->data + start + data.len, b->data + start + len,
+            b->len - start - len);
+    memcpy(b->data + start, data.data, data.len);
+    b->len = b->len - len + data.len;
+    return PROXY_RESULT_OK;
+}
+
+static void event(void *stream, const char *fmt, const char *a, int n)
+{
+    mh_stream *s = stream;
+    int w = snprintf(s->events + s->events_len,
+                     sizeof s->events - s->events_len, fmt, a, n);
+    if (w > 0 && s->events_len + (size_t)w < sizeof s->events)
+        s->events_len += (size_t)w;
+}
+
+static proxy_status_t mresume(void *host, void *stream,
+                              proxy_stream_type_t type)
+{
+    (void)host;
+    event(stream, "%sresume:%d ", "", (int)type);
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t mclose(void *host, void *stream,
+                             proxy_stream_type_t type)
+{
+    (void)host;
+    event(stream, "%sclose:%d ", "", (int)type);
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t mset_property(void *host, void *stream,
+                                    const pw_str *path, size_t n,
+                                    pw_str value)
+{
+    (void)host;
+    char p[256] = "";
+    size_t o = 0;
+    for (size_t i = 0; i < n && o < sizeof p - 1; i++)
+        o += (size_t)snprintf(p + o, sizeof p - o, "%s%.*s", i ? "." : "",
+                              (int)path[i].len, path[i].data);
+    event(stream, "setprop:%s=%d ", p, (int)value.len);
+    return PROXY_RESULT_OK;
+}
+
+static void mtrace(void *host, void *stream, pw_str plugin, const char *module,
+                   const char *name, const uint64_t *args, size_t nargs,
+                   uint64_t result)
+{
+    (void)stream;
+    (void)plugin;
+    mh_host *h = host;
+    char line[512];
+    size_t o = (size_t)snprintf(line, sizeof line, "%s.%s(", module, name);
+    for (size_t i = 0; i < nargs && o < sizeof line; i++)
+        o += (size_t)snprintf(line + o, sizeof line - o, "%s%llu", i ? ", " : "",
+                              (unsigned long long)args[i]);
+    if (o < sizeof line)
+        o += (size_t)snprintf(line + o, sizeof line - o, ") -> %llu\n",
+                              (unsigned long long)result);
+    if (o < sizeof line && h->trace_len + o < sizeof h->trace_log) {
+        memcpy(h->trace_log + h->trace_len, line, o);
+        h->trace_len += o;
+        h->trace_log[h->trace_len] = 0;
+    }
 }
 
 static int keq(pw_str a, pw_str b)
@@ -157,4 +277,29 @@ const pw_host_ops mh_ops = {
     .map_remove = mremove,
     .map_set_pairs = mset,
     .get_property = mprop,
+    .body_size = mbody_size,
+    .body_copy = mbody_copy,
+    .body_replace = mbody_replace,
+    .resume = mresume,
+    .close = mclose,
+    .set_property = mset_property,
+};
+
+const pw_host_ops mh_ops_traced = {
+    .log = mlog,
+    .log_level = mlevel,
+    .map_pairs = mpairs,
+    .map_get = mget,
+    .map_add = madd,
+    .map_replace = mreplace,
+    .map_remove = mremove,
+    .map_set_pairs = mset,
+    .get_property = mprop,
+    .body_size = mbody_size,
+    .body_copy = mbody_copy,
+    .body_replace = mbody_replace,
+    .resume = mresume,
+    .close = mclose,
+    .set_property = mset_property,
+    .trace = mtrace,
 };

@@ -12,19 +12,35 @@ typedef struct mh_map {
     size_t n;
 } mh_map;
 
+typedef struct mh_body {
+    char data[4096];
+    size_t len;
+    int available;
+} mh_body;
+
 typedef struct mh_stream {
-    mh_map req, resp;
+    mh_map req, resp, req_trailers, resp_trailers;
+    mh_body req_body, resp_body;
     char strings[8192]; /* copies of keys/values set by plugins */
     size_t used;
+    char events[1024];  /* "resume:0 close:1 setprop:my.key=v " */
+    size_t events_len;
 } mh_stream;
 
 typedef struct mh_host {
     char log[65536];   /* "<plugin>|<level>|<message>\n" lines */
     size_t log_len;
     proxy_log_level_t level;
+    char trace_log[65536]; /* "env.proxy_log(2, 1024, 5) -> 0\n" */
+    size_t trace_len;
 } mh_host;
 
+/* Sets a body's bytes (and makes it available). */
+void mh_body_set(mh_body *b, const char *s);
+
 extern const pw_host_ops mh_ops;
+/* The same with the trace hook set. */
+extern const pw_host_ops mh_ops_traced;
 
 void mh_stream_init(mh_stream *s);
 void mh_add(mh_map *m, const char *k, const char *v);

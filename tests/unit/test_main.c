@@ -370,6 +370,156 @@ TEST(core_abi_0_1_0)
     pw_module_free(m);
 }
 
+/* bodies.wasm: one stream with x-mode, returns the log of the stream. */
+static pw_plugin *bd_plugin;
+static mh_host bd_host;
+
+static pw_stream *bd_start(mh_stream *s, const char *mode)
+{
+    mh_stream_init(s);
+    mh_add(&s->req, ":path", "/");
+    mh_add(&s->req, "x-mode", mode);
+    bd_host.log_len = 0;
+    bd_host.log[0] = 0;
+    pw_stream *st = NULL;
+    if (pw_stream_new(bd_plugin, s, &st, err, sizeof err) != PW_OK)
+        printf("  stream: %s\n", err);
+    return st;
+}
+
+TEST(core_bodies_and_stream_control)
+{
+    pw_module *m = load("bodies", PLUGIN("bodies"));
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    bd_host.level = PROXY_LOG_INFO;
+    pw_vm *vm;
+    CHECK(pw_vm_new(m, S(""), S(""), &mh_ops, &bd_host, &vm, err, sizeof err) == PW_OK);
+    CHECK(pw_plugin_new(vm, S("b"), S(""), S(""), &bd_plugin, err, sizeof err) == PW_OK);
+    mh_stream s;
+    pw_stream *st;
+
+    /* Pause from request headers; continue/close reach the embedder. */
+    st = bd_start(&s, "pause");
+    CHECK(pw_stream_on_request_headers(st, 2, 0) == PW_ACTION_PAUSE);
+    pw_stream_free(st);
+    st = bd_start(&s, "continue");
+    CHECK(pw_stream_on_request_headers(st, 2, 0) == PW_ACTION_CONTINUE);
+    CHECK_STR(s.events, "resume:0 ");
+    CHECK_CONTAINS(bd_host.log, "request_headers 0");
+    pw_stream_free(st);
+    st = bd_start(&s, "close");
+    pw_stream_on_request_headers(st, 2, 0);
+    CHECK_STR(s.events, "close:1 ");
+    pw_stream_free(st);
+    st = bd_start(&s, "continue010");
+    pw_stream_on_request_headers(st, 2, 0);
+    CHECK_STR(s.events, "resume:0 ");
+    pw_stream_free(st);
+    st = bd_start(&s, "badstream");
+    pw_stream_on_request_headers(st, 2, 0);
+    CHECK_STR(s.events, "");
+    CHECK_CONTAINS(bd_host.log, "request_headers 2"); /* BadArgument */
+    pw_stream_free(st);
+    st = bd_start(&s, "setprop");
+    pw_stream_on_request_headers(st, 2, 0);
+    CHECK_STR(s.events, "setprop:my.key=1 ");
+    pw_stream_free(st);
+
+    /* Buffering: Pause until end of stream, then the whole body. */
+    st = bd_start(&s, "buffer");
+    pw_stream_on_request_headers(st, 2, 0);
+    mh_body_set(&s.req_body, "hello ");
+    CHECK(pw_stream_on_request_body(st, 6, 0) == PW_ACTION_PAUSE);
+    mh_body_set(&s.req_body, "hello world");
+    CHECK(pw_stream_on_request_body(st, 11, 1) == PW_ACTION_CONTINUE);
+    CHECK_CONTAINS(bd_host.log, "request_body 6 0 1 size=6 body=hello \n");
+    CHECK_CONTAINS(bd_host.log, "request_body 11 1 0 size=11 body=hello world\n");
+    pw_stream_free(st);
+    st = bd_start(&s, "nobuffer");
+    mh_body_set(&s.req_body, "x");
+    CHECK(pw_stream_on_request_body(st, 1, 0) == PW_ACTION_PAUSE_NO_BUFFER);
+    pw_stream_free(st);
+
+    /* Splices: prepend, append (start past the end), replace in the middle,
+     * replace all, truncate. */
+    st = bd_start(&s, "splice");
+    mh_body_set(&s.req_body, "abcdef");
+    pw_stream_on_request_body(st, 6, 1);
+    CHECK_CONTAINS(bd_host.log, "body=[aXYZef]\n");
+    CHECK(s.req_body.len == 8 && !memcmp(s.req_body.data, "[aXYZef]", 8));
+    pw_stream_free(st);
+    st = bd_start(&s, "replace");
+    mh_body_set(&s.req_body, "abcdef");
+    pw_stream_on_request_body(st, 6, 1);
+    CHECK_CONTAINS(bd_host.log, "size=3 body=new\n");
+    pw_stream_free(st);
+    st = bd_start(&s, "truncate");
+    mh_body_set(&s.req_body, "abcdef");
+    pw_stream_on_request_body(st, 6, 1);
+    CHECK_CONTAINS(bd_host.log, "size=2 body=ab\n");
+    pw_stream_free(st);
+
+    /* Response body rewrite; a body the embedder does not offer. */
+    st = bd_start(&s, "upper");
+    mh_body_set(&s.resp_body, "quiet words");
+    CHECK(pw_stream_on_response_body(st, 11, 1) == PW_ACTION_CONTINUE);
+    CHECK(s.resp_body.len == 11 && !memcmp(s.resp_body.data, "QUIET WORDS", 11));
+    pw_stream_free(st);
+    st = bd_start(&s, "");
+    CHECK(pw_stream_on_response_body(st, 0, 1) == PW_ACTION_CONTINUE);
+    CHECK_CONTAINS(bd_host.log, "response_body 0 1 0 size=0 body=\n");
+    pw_stream_free(st);
+
+    /* Local response from a body callback. */
+    st = bd_start(&s, "local_body");
+    mh_body_set(&s.req_body, "0123456789");
+    CHECK(pw_stream_on_request_body(st, 10, 0) == PW_ACTION_LOCAL_RESPONSE);
+    const pw_local_response *lr = pw_stream_local_response(st);
+    CHECK(lr && lr->status == 413 && lr->body.len == 7);
+    pw_stream_free(st);
+
+    /* Trailers: maps 1 and 3 reach the embedder. */
+    st = bd_start(&s, "");
+    mh_add(&s.req_trailers, "x-t", "tv");
+    CHECK(pw_stream_on_request_trailers(st, 1) == PW_ACTION_CONTINUE);
+    CHECK_CONTAINS(bd_host.log, "request_trailers 1 x-t=tv");
+    CHECK(mh_get(&s.req_trailers, "x-added") != NULL);
+    CHECK(pw_stream_on_response_trailers(st, 0) == PW_ACTION_PAUSE);
+    pw_stream_free(st);
+    CHECK(!pw_vm_dead(vm));
+    pw_vm_free(vm);
+    pw_module_free(m);
+}
+
+TEST(core_trace_hook)
+{
+    pw_module *m = load("add_header", EXAMPLE("add_header"));
+    if (!m)
+        return;
+    mh_host h = {.level = PROXY_LOG_INFO};
+    pw_vm *vm;
+    pw_plugin *p;
+    CHECK(pw_vm_new(m, S(""), S(""), &mh_ops_traced, &h, &vm, err, sizeof err) == PW_OK);
+    CHECK(pw_plugin_new(vm, S("ah"), S(""), S("x-a=1"), &p, err, sizeof err) == PW_OK);
+    CHECK_CONTAINS(h.trace_log, "env.proxy_get_buffer_bytes(7, 0, ");
+    mh_stream s;
+    mh_stream_init(&s);
+    pw_stream *st;
+    h.trace_len = 0;
+    h.trace_log[0] = 0;
+    CHECK(pw_stream_new(p, &s, &st, err, sizeof err) == PW_OK);
+    pw_stream_on_response_headers(st, 0, 1);
+    pw_stream_free(st);
+    /* One hostcall with its five arguments and the Ok status. */
+    CHECK(strncmp(h.trace_log, "env.proxy_add_header_map_value(2, ", 34) == 0);
+    CHECK_CONTAINS(h.trace_log, ", 3, ");
+    CHECK_CONTAINS(h.trace_log, ", 1) -> 0\n");
+    pw_vm_free(vm);
+    pw_module_free(m);
+}
+
 TEST(core_assemblyscript_example)
 {
     pw_module *m = load("as_add_header", EXAMPLE("as_add_header"));
@@ -417,6 +567,8 @@ int main(void)
     RUN(core_plugin_refusing_config);
     RUN(core_hostcalls);
     RUN(core_abi_0_1_0);
+    RUN(core_bodies_and_stream_control);
+    RUN(core_trace_hook);
     RUN(core_assemblyscript_example);
     pw_runtime_free(rt);
     printf("%d passed, %d failed\n", t_passed, t_failed);
