@@ -95,7 +95,8 @@ void pw_runtime_free(pw_runtime *rt);
 
 /* ------------------------------------------------------------------ module */
 
-/* Reads, validates, compiles (or takes from the cache) and loads a module.
+/* Reads, validates, compiles (or takes from the cache) and loads a module,
+ * given as Wasm bytes or as an artifact of pw_module_compile.
  * `name` is used in every message about it. Refused with PW_ELOAD when: the
  * bytes are not Wasm or fail validation (the validator's reason is given),
  * no Proxy-Wasm ABI marker is exported (§1.2), an import is unknown or has
@@ -107,6 +108,15 @@ int pw_module_load_file(pw_runtime *rt, const char *name, const char *path,
 int pw_module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
                    size_t len, pw_module **out, char *err, size_t errlen);
 void pw_module_free(pw_module *m);
+
+/* Compiles the module at `path` into an artifact at out_path that
+ * pw_module_load / pw_module_load_file accept in place of the .wasm on a
+ * machine without a C compiler (`pwasm compile`). The artifact holds the
+ * module, its native code for this machine's architecture, and a hash of
+ * this pwasm's host function table: another pwasm version refuses it with
+ * PW_ELOAD. Errors as pw_module_load_file, plus PW_EIO writing out_path. */
+int pw_module_compile(pw_runtime *rt, const char *name, const char *path,
+                      const char *out_path, char *err, size_t errlen);
 
 const char *pw_module_name(const pw_module *m);
 /* "0.1.0", "0.2.0" or "0.2.1" (§1.1). */

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "core/core.h"
 
@@ -121,58 +122,104 @@ static int check_sig(const pw_wasm_info *info, const char *name,
     return -1;
 }
 
+/* Checks that a parsed module is a Proxy-Wasm module this host can call:
+ * ABI marker, callback signatures, allocator. Sets *abi and *alloc. */
+static int check_module(const pw_wasm_info *info, const char *name, int *abi,
+                        const char **alloc, char *err, size_t errlen)
+{
+    *abi = 0;
+    if (pw_wasm_find_export(info, "proxy_abi_version_0_2_1", PW_EXTERN_FUNC))
+        *abi = PW_ABI_0_2_1;
+    else if (pw_wasm_find_export(info, "proxy_abi_version_0_2_0", PW_EXTERN_FUNC))
+        *abi = PW_ABI_0_2_0;
+    else if (pw_wasm_find_export(info, "proxy_abi_version_0_1_0", PW_EXTERN_FUNC))
+        *abi = PW_ABI_0_1_0;
+    if (!*abi) {
+        snprintf(err, errlen,
+                 "module \"%s\" refused: no Proxy-Wasm ABI version marker "
+                 "(exports none of proxy_abi_version_0_1_0, _0_2_0, _0_2_1)",
+                 name);
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof callbacks / sizeof *callbacks; i++) {
+        const char *want = *abi == PW_ABI_0_1_0 && callbacks[i].sig_010
+                               ? callbacks[i].sig_010
+                               : callbacks[i].sig;
+        if (check_sig(info, callbacks[i].name, want, name, err, errlen))
+            return -1;
+    }
+    for (size_t i = 0; i < sizeof other_callbacks / sizeof *other_callbacks; i++)
+        if (check_sig(info, other_callbacks[i].name, other_callbacks[i].sig,
+                      name, err, errlen))
+            return -1;
+    *alloc = NULL;
+    if (pw_wasm_find_export(info, "proxy_on_memory_allocate", PW_EXTERN_FUNC))
+        *alloc = "proxy_on_memory_allocate"; /* preferred, §1.4 */
+    else if (pw_wasm_find_export(info, "malloc", PW_EXTERN_FUNC))
+        *alloc = "malloc";
+    if (!*alloc) {
+        snprintf(err, errlen,
+                 "module \"%s\" refused: exports no allocator "
+                 "(proxy_on_memory_allocate or malloc)",
+                 name);
+        return -1;
+    }
+    return check_sig(info, *alloc, "i:i", name, err, errlen);
+}
+
+/* A compiled artifact (pwasm compile): magic, format version, host table
+ * hash, the module's bytes, then the shared object. */
+#define PW_AOT_MAGIC "PWASMAOT"
+#define PW_AOT_VERSION 1u
+#define PW_AOT_HEADER (8 + 4 + 32 + 8)
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
 int pw_module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
                    size_t len, pw_module **out, char *err, size_t errlen)
 {
+    size_t nfuncs;
+    const pw_host_func *funcs = pw_core_host_funcs(&nfuncs);
+    const uint8_t *code = NULL;
+    size_t code_len = 0;
+    if (len >= PW_AOT_HEADER && memcmp(bytes, PW_AOT_MAGIC, 8) == 0) {
+        unsigned char table[32];
+        pw_engine_table_hash(funcs, nfuncs, table);
+        uint64_t wlen = get_u64(bytes + 44);
+        if (pw_get_u32(bytes + 8) != PW_AOT_VERSION ||
+            memcmp(bytes + 12, table, 32) != 0) {
+            snprintf(err, errlen,
+                     "module \"%s\" refused: compiled by another version of "
+                     "pwasm (run pwasm compile again)",
+                     name);
+            return PW_ELOAD;
+        }
+        if (wlen > len - PW_AOT_HEADER) {
+            snprintf(err, errlen, "module \"%s\" refused: truncated artifact",
+                     name);
+            return PW_ELOAD;
+        }
+        code = bytes + PW_AOT_HEADER + wlen;
+        code_len = len - PW_AOT_HEADER - (size_t)wlen;
+        bytes += PW_AOT_HEADER;
+        len = (size_t)wlen;
+    }
     pw_wasm_info info;
     char perr[256];
     if (pw_wasm_parse(bytes, len, &info, perr, sizeof perr) != 0) {
         snprintf(err, errlen, "module \"%s\" refused: %s", name, perr);
         return PW_ELOAD;
     }
-    int abi = 0;
-    if (pw_wasm_find_export(&info, "proxy_abi_version_0_2_1", PW_EXTERN_FUNC))
-        abi = PW_ABI_0_2_1;
-    else if (pw_wasm_find_export(&info, "proxy_abi_version_0_2_0", PW_EXTERN_FUNC))
-        abi = PW_ABI_0_2_0;
-    else if (pw_wasm_find_export(&info, "proxy_abi_version_0_1_0", PW_EXTERN_FUNC))
-        abi = PW_ABI_0_1_0;
-    int rc = PW_ELOAD;
-    if (!abi) {
-        snprintf(err, errlen,
-                 "module \"%s\" refused: no Proxy-Wasm ABI version marker "
-                 "(exports none of proxy_abi_version_0_1_0, _0_2_0, _0_2_1)",
-                 name);
+    int abi, rc = PW_ELOAD;
+    const char *alloc;
+    if (check_module(&info, name, &abi, &alloc, err, errlen) != 0)
         goto done;
-    }
-    for (size_t i = 0; i < sizeof callbacks / sizeof *callbacks; i++) {
-        const char *want = abi == PW_ABI_0_1_0 && callbacks[i].sig_010
-                               ? callbacks[i].sig_010
-                               : callbacks[i].sig;
-        if (check_sig(&info, callbacks[i].name, want, name, err, errlen))
-            goto done;
-    }
-    for (size_t i = 0; i < sizeof other_callbacks / sizeof *other_callbacks; i++)
-        if (check_sig(&info, other_callbacks[i].name, other_callbacks[i].sig,
-                      name, err, errlen))
-            goto done;
-    const char *alloc = NULL;
-    if (pw_wasm_find_export(&info, "proxy_on_memory_allocate", PW_EXTERN_FUNC))
-        alloc = "proxy_on_memory_allocate"; /* preferred, §1.4 */
-    else if (pw_wasm_find_export(&info, "malloc", PW_EXTERN_FUNC))
-        alloc = "malloc";
-    if (!alloc) {
-        snprintf(err, errlen,
-                 "module \"%s\" refused: exports no allocator "
-                 "(proxy_on_memory_allocate or malloc)",
-                 name);
-        goto done;
-    }
-    if (check_sig(&info, alloc, "i:i", name, err, errlen))
-        goto done;
-
-    size_t nfuncs;
-    const pw_host_func *funcs = pw_core_host_funcs(&nfuncs);
     pw_module *m = calloc(1, sizeof *m);
     if (!m || !(m->name = strdup(name))) {
         free(m);
@@ -180,8 +227,10 @@ int pw_module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
         rc = PW_ENOMEM;
         goto done;
     }
-    int erc = pw_wmod_load(&rt->ecfg, name, bytes, len, &info, funcs, nfuncs,
-                           &m->wmod, err, errlen);
+    int erc = code ? pw_wmod_load_code(&rt->ecfg, name, &info, funcs, nfuncs,
+                                       code, code_len, &m->wmod, err, errlen)
+                   : pw_wmod_load(&rt->ecfg, name, bytes, len, &info, funcs,
+                                  nfuncs, &m->wmod, err, errlen);
     if (erc != 0) {
         free(m->name);
         free(m);
@@ -204,8 +253,8 @@ done:
     return rc;
 }
 
-int pw_module_load_file(pw_runtime *rt, const char *name, const char *path,
-                        pw_module **out, char *err, size_t errlen)
+static int read_file(const char *name, const char *path, uint8_t **out,
+                     size_t *outlen, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -239,7 +288,83 @@ int pw_module_load_file(pw_runtime *rt, const char *name, const char *path,
         snprintf(err, errlen, "module \"%s\": cannot read %s", name, path);
         return PW_EIO;
     }
-    int rc = pw_module_load(rt, name, buf, len, out, err, errlen);
+    *out = buf;
+    *outlen = len;
+    return PW_OK;
+}
+
+int pw_module_compile(pw_runtime *rt, const char *name, const char *path,
+                      const char *out_path, char *err, size_t errlen)
+{
+    uint8_t *bytes, *code = NULL;
+    size_t len, code_len = 0;
+    int rc = read_file(name, path, &bytes, &len, err, errlen);
+    if (rc != PW_OK)
+        return rc;
+    pw_wasm_info info;
+    char perr[256], so_path[4096], tmp_out[4096];
+    int abi;
+    const char *alloc;
+    if (pw_wasm_parse(bytes, len, &info, perr, sizeof perr) != 0) {
+        snprintf(err, errlen, "module \"%s\" refused: %s", name, perr);
+        free(bytes);
+        return PW_ELOAD;
+    }
+    rc = PW_ELOAD;
+    if (check_module(&info, name, &abi, &alloc, err, errlen) != 0)
+        goto done;
+    size_t nfuncs;
+    const pw_host_func *funcs = pw_core_host_funcs(&nfuncs);
+    snprintf(so_path, sizeof so_path, "%s.so.tmp", out_path);
+    int erc = pw_wmod_compile_to(&rt->ecfg, name, bytes, len, &info, funcs,
+                                 nfuncs, so_path, err, errlen);
+    if (erc != 0) {
+        rc = erc == -2 ? PW_ECOMPILE : PW_ELOAD;
+        goto done;
+    }
+    rc = read_file(name, so_path, &code, &code_len, err, errlen);
+    unlink(so_path);
+    if (rc != PW_OK)
+        goto done;
+    uint8_t head[PW_AOT_HEADER];
+    memcpy(head, PW_AOT_MAGIC, 8);
+    for (int i = 0; i < 4; i++)
+        head[8 + i] = (uint8_t)(PW_AOT_VERSION >> (8 * i));
+    pw_engine_table_hash(funcs, nfuncs, head + 12);
+    for (int i = 0; i < 8; i++)
+        head[44 + i] = (uint8_t)((uint64_t)len >> (8 * i));
+    snprintf(tmp_out, sizeof tmp_out, "%s.tmp", out_path);
+    FILE *f = fopen(tmp_out, "wb");
+    rc = PW_EIO;
+    if (!f) {
+        snprintf(err, errlen, "cannot write %s: %s", tmp_out, strerror(errno));
+        goto done;
+    }
+    int ok = fwrite(head, 1, sizeof head, f) == sizeof head &&
+             fwrite(bytes, 1, len, f) == len &&
+             fwrite(code, 1, code_len, f) == code_len;
+    if (fclose(f) != 0 || !ok || rename(tmp_out, out_path) != 0) {
+        snprintf(err, errlen, "cannot write %s: %s", out_path, strerror(errno));
+        unlink(tmp_out);
+        goto done;
+    }
+    rc = PW_OK;
+done:
+    pw_wasm_info_free(&info);
+    free(bytes);
+    free(code);
+    return rc;
+}
+
+int pw_module_load_file(pw_runtime *rt, const char *name, const char *path,
+                        pw_module **out, char *err, size_t errlen)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = read_file(name, path, &buf, &len, err, errlen);
+    if (rc != PW_OK)
+        return rc;
+    rc = pw_module_load(rt, name, buf, len, out, err, errlen);
     free(buf);
     return rc;
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -349,26 +350,20 @@ static int mkdir_p(const char *path)
     return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-/* Cache key: SHA-256 over the glue version, compiler, flags, the host
- * function table and the module bytes. */
+/* Cache key: SHA-256 over the host table hash (glue version, names and
+ * signatures of the host functions), compiler, flags and module bytes. */
 static void cache_key(const pw_engine_config *cfg, const uint8_t *bytes,
                       size_t len, const pw_host_func *funcs, size_t nfuncs,
                       char hex[65])
 {
-    unsigned char md[32];
+    unsigned char md[32], table[32];
     unsigned int mdlen = 0;
+    pw_engine_table_hash(funcs, nfuncs, table);
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-    char head[64];
-    int hl = snprintf(head, sizeof head, "pwasm-glue-%d", PW_GLUE_VERSION);
-    EVP_DigestUpdate(c, head, (size_t)hl + 1);
+    EVP_DigestUpdate(c, table, sizeof table);
     EVP_DigestUpdate(c, cfg->cc, strlen(cfg->cc) + 1);
     EVP_DigestUpdate(c, cfg->cflags, strlen(cfg->cflags) + 1);
-    for (size_t i = 0; i < nfuncs; i++) {
-        EVP_DigestUpdate(c, funcs[i].module, strlen(funcs[i].module) + 1);
-        EVP_DigestUpdate(c, funcs[i].name, strlen(funcs[i].name) + 1);
-        EVP_DigestUpdate(c, funcs[i].sig, strlen(funcs[i].sig) + 1);
-    }
     EVP_DigestUpdate(c, bytes, len);
     EVP_DigestFinal_ex(c, md, &mdlen);
     EVP_MD_CTX_free(c);
@@ -419,10 +414,12 @@ static int compile(const pw_engine_config *cfg, const char *name,
 
 /* --------------------------------------------------------------- loading */
 
-int pw_wmod_load(const pw_engine_config *cfg, const char *name,
-                 const uint8_t *bytes, size_t len, const pw_wasm_info *info,
-                 const pw_host_func *funcs, size_t nfuncs, pw_wmod **out,
-                 char *err, size_t errlen)
+/* Maps each import to its host function (map[i] = index in funcs), or
+ * refuses the module: unknown import, other signature, non-function import,
+ * no exported memory. */
+static int link_map(const char *name, const pw_wasm_info *info,
+                    const pw_host_func *funcs, size_t nfuncs, int **out,
+                    char *err, size_t errlen)
 {
     char pretty1[256], pretty2[256];
     int *map = calloc(info->nimports + 1, sizeof *map);
@@ -465,85 +462,71 @@ int pw_wmod_load(const pw_engine_config *cfg, const char *name,
         }
         map[i] = h;
     }
-    if (!info->has_memory || !pw_wasm_find_export(info, "memory", PW_EXTERN_MEMORY)) {
-        errf(err, errlen,
-             "module \"%s\" does not %s a memory named \"memory\"", name,
-             info->has_memory ? "export" : "define");
+    if (!info->has_memory ||
+        !pw_wasm_find_export(info, "memory", PW_EXTERN_MEMORY)) {
+        errf(err, errlen, "module \"%s\" does not %s a memory named \"memory\"",
+             name, info->has_memory ? "export" : "define");
         free(map);
         return -1;
     }
+    *out = map;
+    return 0;
+}
 
-    char key[65], so_path[4096], dir[3800];
-    int cached = 0, rc;
-    cache_key(cfg, bytes, len, funcs, nfuncs, key);
-    if (cfg->cache_dir && *cfg->cache_dir) {
-        if (mkdir_p(cfg->cache_dir) != 0) {
-            errf(err, errlen, "cannot create cache directory %s: %s",
-                 cfg->cache_dir, strerror(errno));
-            free(map);
-            return -1;
-        }
-        snprintf(so_path, sizeof so_path, "%s/%s.so", cfg->cache_dir, key);
-        snprintf(dir, sizeof dir, "%s/tmp-XXXXXX", cfg->cache_dir);
-    } else {
-        const char *t = getenv("TMPDIR");
-        snprintf(dir, sizeof dir, "%s/pwasm-XXXXXX", t && *t ? t : "/tmp");
-        so_path[0] = 0;
+/* Compiles into `so_path` through a temporary directory beside it (or in
+ * $TMPDIR when tmp_parent is NULL), renamed into place atomically. */
+static int compile_to(const pw_engine_config *cfg, const char *name,
+                      const uint8_t *bytes, size_t len,
+                      const pw_wasm_info *info, const int *map,
+                      const char *tmp_parent, const char *so_path, char *err,
+                      size_t errlen)
+{
+    char dir[3800], tmp_so[4096];
+    const char *t = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/pwasm-XXXXXX",
+             tmp_parent ? tmp_parent : t && *t ? t : "/tmp");
+    if (!mkdtemp(dir)) {
+        errf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        return -1;
     }
-    if (so_path[0] && access(so_path, R_OK) == 0) {
-        cached = 1;
-    } else {
-        if (!mkdtemp(dir)) {
-            errf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
-            free(map);
-            return -1;
-        }
-        char tmp_so[4096];
-        snprintf(tmp_so, sizeof tmp_so, "%s/plug.so", dir);
-        rc = compile(cfg, name, bytes, len, info, map, dir, tmp_so, err,
+    snprintf(tmp_so, sizeof tmp_so, "%s/plug.so", dir);
+    int rc = compile(cfg, name, bytes, len, info, map, dir, tmp_so, err,
                      errlen);
-        if (rc != 0) {
-            rm_tree(dir);
-            free(map);
-            return rc;
-        }
-        if (so_path[0]) {
-            if (rename(tmp_so, so_path) != 0) {
-                errf(err, errlen, "cannot store %s: %s", so_path,
-                     strerror(errno));
-                rm_tree(dir);
-                free(map);
-                return -1;
-            }
-        } else {
-            snprintf(so_path, sizeof so_path, "%s", tmp_so);
-        }
+    if (rc == 0 && rename(tmp_so, so_path) != 0) {
+        errf(err, errlen, "cannot store %s: %s", so_path, strerror(errno));
+        rc = -1;
     }
+    rm_tree(dir);
+    return rc;
+}
 
+/* dlopen()s compiled code and wraps it. */
+static int open_code(const pw_engine_config *cfg, const char *name,
+                     const char *so_path, const pw_host_func *funcs,
+                     size_t nfuncs, int cached, pw_wmod **out, char *err,
+                     size_t errlen)
+{
     void *dl = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
-    if (!cached)
-        rm_tree(dir); /* an opened object stays mapped after unlink */
     if (!dl) {
         errf(err, errlen, "module \"%s\": cannot load compiled code: %s",
              name, dlerror());
-        free(map);
         return -2;
     }
     const pw_glue_descriptor *desc = dlsym(dl, PW_GLUE_SYMBOL);
     if (!desc || desc->version != PW_GLUE_VERSION) {
-        errf(err, errlen, "module \"%s\": compiled code %s is stale or "
-             "foreign (no %s version %d)", name, so_path, PW_GLUE_SYMBOL,
-             PW_GLUE_VERSION);
+        errf(err, errlen,
+             "module \"%s\": compiled code is stale or foreign (no %s "
+             "version %d)",
+             name, PW_GLUE_SYMBOL, PW_GLUE_VERSION);
         dlclose(dl);
-        free(map);
         return -2;
     }
     pw_wmod *m = calloc(1, sizeof *m);
-    m->fns = calloc(nfuncs + 1, sizeof *m->fns);
+    if (m)
+        m->fns = calloc(nfuncs + 1, sizeof *m->fns);
     if (!m || !m->fns) {
         errf(err, errlen, "out of memory");
         dlclose(dl);
-        free(map);
         free(m);
         return -1;
     }
@@ -554,9 +537,118 @@ int pw_wmod_load(const pw_engine_config *cfg, const char *name,
     m->max_pages = cfg->max_pages;
     m->cached = cached;
     desc->init(&pw_rt_ops);
-    free(map);
     *out = m;
     return 0;
+}
+
+int pw_wmod_load(const pw_engine_config *cfg, const char *name,
+                 const uint8_t *bytes, size_t len, const pw_wasm_info *info,
+                 const pw_host_func *funcs, size_t nfuncs, pw_wmod **out,
+                 char *err, size_t errlen)
+{
+    int *map, rc;
+    if (link_map(name, info, funcs, nfuncs, &map, err, errlen) != 0)
+        return -1;
+    char key[65], so_path[4096];
+    cache_key(cfg, bytes, len, funcs, nfuncs, key);
+    int use_cache = cfg->cache_dir && *cfg->cache_dir;
+    if (use_cache) {
+        if (mkdir_p(cfg->cache_dir) != 0) {
+            errf(err, errlen, "cannot create cache directory %s: %s",
+                 cfg->cache_dir, strerror(errno));
+            free(map);
+            return -1;
+        }
+        snprintf(so_path, sizeof so_path, "%s/%s.so", cfg->cache_dir, key);
+        if (access(so_path, R_OK) == 0) {
+            free(map);
+            return open_code(cfg, name, so_path, funcs, nfuncs, 1, out, err,
+                             errlen);
+        }
+        rc = compile_to(cfg, name, bytes, len, info, map, cfg->cache_dir,
+                        so_path, err, errlen);
+        free(map);
+        return rc ? rc
+                  : open_code(cfg, name, so_path, funcs, nfuncs, 0, out, err,
+                              errlen);
+    }
+    /* No cache: compile, open, unlink (an opened object stays mapped). */
+    const char *t = getenv("TMPDIR");
+    snprintf(so_path, sizeof so_path, "%s/pwasm-%s-%d.so",
+             t && *t ? t : "/tmp", key, (int)getpid());
+    rc = compile_to(cfg, name, bytes, len, info, map, NULL, so_path, err,
+                    errlen);
+    free(map);
+    if (rc == 0)
+        rc = open_code(cfg, name, so_path, funcs, nfuncs, 0, out, err, errlen);
+    unlink(so_path);
+    return rc;
+}
+
+int pw_wmod_compile_to(const pw_engine_config *cfg, const char *name,
+                       const uint8_t *bytes, size_t len,
+                       const pw_wasm_info *info, const pw_host_func *funcs,
+                       size_t nfuncs, const char *so_path, char *err,
+                       size_t errlen)
+{
+    int *map;
+    if (link_map(name, info, funcs, nfuncs, &map, err, errlen) != 0)
+        return -1;
+    int rc = compile_to(cfg, name, bytes, len, info, map, NULL, so_path, err,
+                        errlen);
+    free(map);
+    return rc;
+}
+
+int pw_wmod_load_code(const pw_engine_config *cfg, const char *name,
+                      const pw_wasm_info *info, const pw_host_func *funcs,
+                      size_t nfuncs, const uint8_t *code, size_t code_len,
+                      pw_wmod **out, char *err, size_t errlen)
+{
+    int *map;
+    if (link_map(name, info, funcs, nfuncs, &map, err, errlen) != 0)
+        return -1;
+    free(map);
+    /* dlopen needs a file: an anonymous one, never on disk. */
+    int fd = memfd_create("pwasm-plugin", MFD_CLOEXEC);
+    if (fd < 0) {
+        errf(err, errlen, "memfd_create: %s", strerror(errno));
+        return -1;
+    }
+    size_t off = 0;
+    while (off < code_len) {
+        ssize_t w = write(fd, code + off, code_len - off);
+        if (w <= 0) {
+            errf(err, errlen, "cannot write compiled code: %s",
+                 strerror(errno));
+            close(fd);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int rc = open_code(cfg, name, path, funcs, nfuncs, 1, out, err, errlen);
+    close(fd);
+    return rc;
+}
+
+void pw_engine_table_hash(const pw_host_func *funcs, size_t nfuncs,
+                          unsigned char out[32])
+{
+    unsigned int len = 0;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+    char head[64];
+    int hl = snprintf(head, sizeof head, "pwasm-glue-%d", PW_GLUE_VERSION);
+    EVP_DigestUpdate(c, head, (size_t)hl + 1);
+    for (size_t i = 0; i < nfuncs; i++) {
+        EVP_DigestUpdate(c, funcs[i].module, strlen(funcs[i].module) + 1);
+        EVP_DigestUpdate(c, funcs[i].name, strlen(funcs[i].name) + 1);
+        EVP_DigestUpdate(c, funcs[i].sig, strlen(funcs[i].sig) + 1);
+    }
+    EVP_DigestFinal_ex(c, out, &len);
+    EVP_MD_CTX_free(c);
 }
 
 void pw_wmod_free(pw_wmod *m)

@@ -85,6 +85,29 @@ int pw_wmod_load(const pw_engine_config *cfg, const char *name,
                  char *err, size_t errlen);
 void pw_wmod_free(pw_wmod *m);
 
+/* Compiles the module (after the same import checks as pw_wmod_load) into
+ * a shared object at so_path, for machines without a compiler. Returns as
+ * pw_wmod_load. */
+int pw_wmod_compile_to(const pw_engine_config *cfg, const char *name,
+                       const uint8_t *bytes, size_t len,
+                       const pw_wasm_info *info, const pw_host_func *funcs,
+                       size_t nfuncs, const char *so_path, char *err,
+                       size_t errlen);
+
+/* Loads compiled code produced by pw_wmod_compile_to (bytes of the shared
+ * object) for the module described by info, with the same import checks,
+ * without a compiler or a file on disk. The caller checks that the code was
+ * built for this host table (pw_engine_table_hash). */
+int pw_wmod_load_code(const pw_engine_config *cfg, const char *name,
+                      const pw_wasm_info *info, const pw_host_func *funcs,
+                      size_t nfuncs, const uint8_t *code, size_t code_len,
+                      pw_wmod **out, char *err, size_t errlen);
+
+/* SHA-256 identifying the host function table and glue version that
+ * compiled code depends on. */
+void pw_engine_table_hash(const pw_host_func *funcs, size_t nfuncs,
+                          unsigned char out[32]);
+
 /* Looks up a function export; 0 if found and of the form pw_wfunc can call
  * (i32 params, <= 1 i32 result) with exactly signature `sig` when non-NULL. */
 int pw_wmod_func(const pw_wmod *m, const char *name, const char *sig,

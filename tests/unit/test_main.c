@@ -122,6 +122,49 @@ TEST(engine_refuses_truncated_and_garbage)
     free(b);
 }
 
+TEST(engine_precompiled_artifact)
+{
+    const char *out = "build/tests/add_header.pwasm";
+    CHECK(pw_module_compile(rt, "add_header", EXAMPLE("add_header"), out, err,
+                            sizeof err) == PW_OK);
+    /* A runtime that cannot compile anything and has no cache. */
+    pw_runtime_config cfg = {.cache_dir = "", .cc = "false"};
+    pw_runtime *nocc;
+    CHECK(pw_runtime_new(&cfg, &nocc, err, sizeof err) == PW_OK);
+    pw_module *m = NULL;
+    CHECK(pw_module_load_file(nocc, "raw", EXAMPLE("add_header"), &m, err,
+                              sizeof err) == PW_ECOMPILE);
+    CHECK_CONTAINS(err, "C compilation failed");
+    CHECK(pw_module_load_file(nocc, "aot", out, &m, err, sizeof err) == PW_OK);
+    if (m) {
+        mh_host h = {.level = PROXY_LOG_INFO};
+        pw_vm *vm;
+        pw_plugin *p;
+        CHECK(pw_vm_new(m, S(""), S(""), &mh_ops, &h, &vm, err, sizeof err) == PW_OK);
+        CHECK(pw_plugin_new(vm, S("aot"), S(""), S("x-aot=1"), &p, err, sizeof err) == PW_OK);
+        mh_stream s;
+        mh_stream_init(&s);
+        pw_stream *st;
+        CHECK(pw_stream_new(p, &s, &st, err, sizeof err) == PW_OK);
+        CHECK(pw_stream_on_response_headers(st, 0, 1) == PW_ACTION_CONTINUE);
+        pw_stream_free(st);
+        CHECK(mh_get(&s.resp, "x-aot") != NULL);
+        pw_vm_free(vm);
+        pw_module_free(m);
+    }
+    /* An artifact of another host table is refused, not run. */
+    size_t len;
+    unsigned char *b = read_all(out, &len);
+    CHECK(b && len > 64);
+    if (b) {
+        b[20] ^= 0xff;
+        CHECK(pw_module_load(nocc, "stale", b, len, &m, err, sizeof err) == PW_ELOAD);
+        CHECK_CONTAINS(err, "compiled by another version of pwasm");
+        free(b);
+    }
+    pw_runtime_free(nocc);
+}
+
 /* Runs one request through trap.wasm with x-trap: kind. */
 static pw_action trap_request(pw_plugin *p, mh_stream *s, const char *kind)
 {
@@ -563,6 +606,7 @@ int main(void)
     RUN(engine_refuses_bad_signature);
     RUN(engine_refuses_truncated_and_garbage);
     RUN(engine_traps_each_kind);
+    RUN(engine_precompiled_artifact);
     RUN(core_lifecycle_order);
     RUN(core_plugin_refusing_config);
     RUN(core_hostcalls);
