@@ -427,6 +427,29 @@ proxy_status_t pw_get_buffer(proxy_buffer_type_t type, uint32_t start, uint32_t 
     return returned(proxy_get_buffer_bytes(type, start, max_size, data, size), data, size);
 }
 
+proxy_status_t pw_get_buffer_status(proxy_buffer_type_t type, size_t *size, uint32_t *flags) {
+    *size = 0;
+    *flags = 0;
+    return proxy_get_buffer_status(type, size, flags);
+}
+
+proxy_status_t pw_set_buffer(proxy_buffer_type_t type, uint32_t start, uint32_t len,
+                             const char *data, size_t data_len) {
+    return proxy_set_buffer_bytes(type, start, len, data_len ? data : NULL, data_len);
+}
+
+proxy_status_t pw_prepend_buffer(proxy_buffer_type_t type, const char *data, size_t data_len) {
+    return pw_set_buffer(type, 0, 0, data, data_len);
+}
+
+proxy_status_t pw_append_buffer(proxy_buffer_type_t type, const char *data, size_t data_len) {
+    return pw_set_buffer(type, PW_BUFFER_END, 0, data, data_len);
+}
+
+proxy_status_t pw_replace_buffer(proxy_buffer_type_t type, const char *data, size_t data_len) {
+    return pw_set_buffer(type, 0, PW_BUFFER_END, data, data_len);
+}
+
 proxy_status_t pw_get_plugin_config(char **data, size_t *size) {
     return pw_get_buffer(PROXY_BUFFER_PLUGIN_CONFIGURATION, 0, UINT32_MAX, data, size);
 }
@@ -539,18 +562,22 @@ proxy_status_t pw_pairs_serialize(const pw_pair_t *pairs, size_t count, char **d
     return PROXY_RESULT_OK;
 }
 
-proxy_status_t pw_get_headers(proxy_map_type_t map, pw_pairs_t *out) {
-    size_t size = 0;
-    out->raw = NULL;
+/* Completes a pw_pairs_t whose raw (size bytes) a getter returned with st. */
+static proxy_status_t pairs_from(proxy_status_t st, size_t size, pw_pairs_t *out) {
     out->pairs = NULL;
     out->count = 0;
-    proxy_status_t st = proxy_get_header_map_pairs(map, &out->raw, &size);
-    st = returned(st, &out->raw, &size);
     if (st == PROXY_RESULT_OK)
         st = pw_pairs_parse(out->raw, size, &out->pairs, &out->count);
     if (st != PROXY_RESULT_OK)
         pw_pairs_free(out);
     return st;
+}
+
+proxy_status_t pw_get_headers(proxy_map_type_t map, pw_pairs_t *out) {
+    size_t size = 0;
+    out->raw = NULL;
+    proxy_status_t st = proxy_get_header_map_pairs(map, &out->raw, &size);
+    return pairs_from(returned(st, &out->raw, &size), size, out);
 }
 
 proxy_status_t pw_set_headers(proxy_map_type_t map, const pw_pair_t *pairs, size_t count) {
@@ -589,16 +616,16 @@ proxy_status_t pw_send_local_response(uint32_t status, const char *body, size_t 
     return st;
 }
 
-proxy_status_t pw_get_property(const char *const *path, size_t nsegments, char **value,
-                               size_t *size) {
-    *value = NULL;
-    *size = 0;
+proxy_status_t pw_property_path(const char *const *path, size_t nsegments, char **out,
+                                size_t *len) {
+    *out = NULL;
+    *len = 0;
     if (nsegments == 0)
         return PROXY_RESULT_BAD_ARGUMENT;
-    size_t len = nsegments - 1; /* separators */
+    size_t total = nsegments - 1; /* separators */
     for (size_t i = 0; i < nsegments; i++)
-        len += strlen(path[i]);
-    char *joined = malloc(len + 1);
+        total += strlen(path[i]);
+    char *joined = malloc(total + 1);
     if (!joined)
         return PROXY_RESULT_INTERNAL_FAILURE;
     char *p = joined;
@@ -606,15 +633,113 @@ proxy_status_t pw_get_property(const char *const *path, size_t nsegments, char *
         size_t n = strlen(path[i]);
         memcpy(p, path[i], n);
         p += n;
-        *p++ = '\0'; /* the last one is not sent */
+        *p++ = '\0'; /* after the last one: not counted, not sent */
     }
-    proxy_status_t st = proxy_get_property(joined, len, value, size);
+    *out = joined;
+    *len = total;
+    return PROXY_RESULT_OK;
+}
+
+proxy_status_t pw_get_property(const char *const *path, size_t nsegments, char **value,
+                               size_t *size) {
+    char *joined;
+    size_t len;
+    *value = NULL;
+    *size = 0;
+    proxy_status_t st = pw_property_path(path, nsegments, &joined, &len);
+    if (st != PROXY_RESULT_OK)
+        return st;
+    st = proxy_get_property(joined, len, value, size);
     free(joined);
     return returned(st, value, size);
 }
 
+proxy_status_t pw_get_property_string(const char *const *path, size_t nsegments, char **value,
+                                      size_t *len) {
+    proxy_status_t st = pw_get_property(path, nsegments, value, len);
+    if (st == PROXY_RESULT_OK && !*value) {
+        *value = calloc(1, 1);
+        if (!*value)
+            return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+    return st; /* the allocator NUL-terminated non-empty values */
+}
+
+/* Fetches a property that must be exactly `want` bytes into out[want]. */
+static proxy_status_t get_fixed(const char *const *path, size_t nsegments, unsigned char *out,
+                                size_t want) {
+    char *value;
+    size_t size;
+    proxy_status_t st = pw_get_property(path, nsegments, &value, &size);
+    if (st == PROXY_RESULT_OK && size != want)
+        st = PROXY_RESULT_PARSE_FAILURE;
+    if (st == PROXY_RESULT_OK)
+        memcpy(out, value, want);
+    free(value);
+    return st;
+}
+
+static uint64_t load_u64(const unsigned char *b) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | b[i];
+    return v;
+}
+
+proxy_status_t pw_get_property_uint64(const char *const *path, size_t nsegments, uint64_t *value) {
+    unsigned char b[8];
+    *value = 0;
+    proxy_status_t st = get_fixed(path, nsegments, b, 8);
+    if (st == PROXY_RESULT_OK)
+        *value = load_u64(b);
+    return st;
+}
+
+proxy_status_t pw_get_property_int64(const char *const *path, size_t nsegments, int64_t *value) {
+    uint64_t u;
+    proxy_status_t st = pw_get_property_uint64(path, nsegments, &u);
+    *value = (int64_t)u; /* two's complement (wasm32 and every target we build for) */
+    return st;
+}
+
+proxy_status_t pw_get_property_double(const char *const *path, size_t nsegments, double *value) {
+    uint64_t u;
+    proxy_status_t st = pw_get_property_uint64(path, nsegments, &u);
+    memcpy(value, &u, sizeof *value);
+    return st;
+}
+
+proxy_status_t pw_get_property_bool(const char *const *path, size_t nsegments, int *value) {
+    unsigned char b = 0;
+    proxy_status_t st = get_fixed(path, nsegments, &b, 1);
+    *value = b != 0;
+    return st;
+}
+
+proxy_status_t pw_get_property_pairs(const char *const *path, size_t nsegments, pw_pairs_t *out) {
+    size_t size;
+    proxy_status_t st = pw_get_property(path, nsegments, &out->raw, &size);
+    return pairs_from(st, size, out);
+}
+
+proxy_status_t pw_set_property(const char *const *path, size_t nsegments, const char *value,
+                               size_t len) {
+    char *joined;
+    size_t plen;
+    proxy_status_t st = pw_property_path(path, nsegments, &joined, &plen);
+    if (st != PROXY_RESULT_OK)
+        return st;
+    st = proxy_set_property(joined, plen, len ? value : NULL, len);
+    free(joined);
+    return st;
+}
+
 proxy_status_t pw_set_effective_context(uint32_t context_id) {
     return proxy_set_effective_context(context_id);
+}
+
+proxy_status_t pw_continue_stream(proxy_stream_type_t type) {
+    return proxy_continue_stream(type);
 }
 
 proxy_status_t pw_continue_request(void) {
@@ -623,6 +748,10 @@ proxy_status_t pw_continue_request(void) {
 
 proxy_status_t pw_continue_response(void) {
     return proxy_continue_stream(PROXY_STREAM_HTTP_RESPONSE);
+}
+
+proxy_status_t pw_close_stream(proxy_stream_type_t type) {
+    return proxy_close_stream(type);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -816,6 +945,22 @@ uint32_t proxy_on_response_headers(uint32_t ctx, uint32_t nheaders, uint32_t eos
 PW_EXPORT(proxy_on_response_body)
 uint32_t proxy_on_response_body(uint32_t ctx, uint32_t size, uint32_t eos) {
     return stream_call(pw_plugin.on_response_body, ctx, size, eos);
+}
+
+typedef proxy_action_t (*trailers_cb)(uint32_t, size_t);
+
+static uint32_t trailers_call(trailers_cb cb, uint32_t ctx, uint32_t n) {
+    return cb ? (uint32_t)cb(ctx, n) : PROXY_ACTION_CONTINUE;
+}
+
+PW_EXPORT(proxy_on_request_trailers)
+uint32_t proxy_on_request_trailers(uint32_t ctx, uint32_t ntrailers) {
+    return trailers_call(pw_plugin.on_request_trailers, ctx, ntrailers);
+}
+
+PW_EXPORT(proxy_on_response_trailers)
+uint32_t proxy_on_response_trailers(uint32_t ctx, uint32_t ntrailers) {
+    return trailers_call(pw_plugin.on_response_trailers, ctx, ntrailers);
 }
 
 PW_EXPORT(proxy_on_log) void proxy_on_log(uint32_t ctx) {

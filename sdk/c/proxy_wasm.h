@@ -8,8 +8,9 @@
  *   1. Hostcalls: every `env.proxy_*` function of the ABI, declared as a Wasm
  *      import with the exact signature of REFERENCE.md §3.1. Only the ones a
  *      plugin calls end up imported by its module.
- *   2. Helpers (pw_*): logging, configuration, header maps, local responses,
- *      properties, time. They own the memory protocol of §1.4: every value
+ *   2. Helpers (pw_*): logging, configuration, bodies and other buffers,
+ *      header and trailer maps, local responses, typed properties, stream
+ *      control, time. They own the memory protocol of §1.4: every value
  *      they return was allocated by the SDK's allocator and must be released
  *      with free().
  *   3. Dispatch: the plugin defines one `const pw_plugin_t pw_plugin` (a table
@@ -229,10 +230,42 @@ proxy_status_t pw_get_log_level(proxy_log_level_t *level);
 /* Wall-clock time in Unix-epoch nanoseconds. */
 proxy_status_t pw_get_current_time_ns(uint64_t *ns);
 
-/* Bytes [start, start+max_size) of a buffer (§5.6), clamped by the host.
+/* ---- Buffers and bodies (§3.3 "Buffers", §5.6, §8.6, §8.7). ----
+ * A request body is PROXY_BUFFER_HTTP_REQUEST_BODY, readable and writable in
+ * on_request_body; a response body is PROXY_BUFFER_HTTP_RESPONSE_BODY in
+ * on_response_body. The buffer holds the current chunk, or everything
+ * buffered so far once the callback returned PW_BODY_BUFFER (see the
+ * dispatch table below). The same calls work on TCP data (2, 3); call-out
+ * responses and configurations are read-only. Changing a body changes what
+ * is forwarded; Envoy leaves content-length alone (remove it in the headers
+ * callback when the length may change), pwasm's nginx module fixes it up. */
+
+/* Bytes [start, start+max_size) of a buffer, clamped by the host: pass
+ * max_size UINT32_MAX for "to the end". start beyond the end gives (NULL, 0).
  * Errors: BAD_ARGUMENT (unknown type), NOT_FOUND (not available now). */
 proxy_status_t pw_get_buffer(proxy_buffer_type_t type, uint32_t start, uint32_t max_size,
                              char **data, size_t *size);
+/* The buffer's length in bytes and flags (hosts write 0 for the flags).
+ * Errors as pw_get_buffer. */
+proxy_status_t pw_get_buffer_status(proxy_buffer_type_t type, size_t *size, uint32_t *flags);
+
+/* "To the end" for start and len below: the value the Go SDK passes; hosts
+ * (Envoy, pwasm) treat any start/len at or past the end as the end. */
+#define PW_BUFFER_END 0x7FFFFFFFu
+
+/* Replaces bytes [start, start+len) of a buffer with data[0, data_len)
+ * (data may be NULL when data_len is 0): the general splice, len clamped to
+ * the end. Envoy accepts only the three idioms below (anything else is
+ * BAD_ARGUMENT there); pwasm accepts any start/len. Errors: BAD_ARGUMENT
+ * (unknown or read-only buffer), NOT_FOUND (not available now). */
+proxy_status_t pw_set_buffer(proxy_buffer_type_t type, uint32_t start, uint32_t len,
+                             const char *data, size_t data_len);
+/* Insert before the first byte: (start 0, len 0). */
+proxy_status_t pw_prepend_buffer(proxy_buffer_type_t type, const char *data, size_t data_len);
+/* Insert after the last byte: (PW_BUFFER_END, 0). */
+proxy_status_t pw_append_buffer(proxy_buffer_type_t type, const char *data, size_t data_len);
+/* Replace everything: (0, PW_BUFFER_END). */
+proxy_status_t pw_replace_buffer(proxy_buffer_type_t type, const char *data, size_t data_len);
 /* The whole plugin configuration (buffer 7; readable in on_configure) and
  * the whole VM configuration (buffer 6; readable in on_vm_start). */
 proxy_status_t pw_get_plugin_config(char **data, size_t *size);
@@ -241,7 +274,12 @@ proxy_status_t pw_get_vm_config(char **data, size_t *size);
 /* One header of a map (§5.7): PROXY_MAP_HTTP_REQUEST_HEADERS, ..._RESPONSE_
  * HEADERS, ... Names are C strings. pw_get_header returns NOT_FOUND for a
  * missing header; add appends (duplicates allowed), replace sets (adding the
- * header if missing), remove deletes every value (missing is OK). */
+ * header if missing), remove deletes every value (missing is OK).
+ * Trailers are the maps PROXY_MAP_HTTP_REQUEST_TRAILERS (1) and
+ * PROXY_MAP_HTTP_RESPONSE_TRAILERS (3), used with these same functions and
+ * pw_get_headers/pw_set_headers: readable and writable in on_*_trailers,
+ * and (§8.6) trailers may be added from on_*_body at end_of_stream when the
+ * message has none. All four HTTP maps are readable in on_log. */
 proxy_status_t pw_get_header(proxy_map_type_t map, const char *name, char **value, size_t *size);
 proxy_status_t pw_add_header(proxy_map_type_t map, const char *name, const char *value);
 proxy_status_t pw_replace_header(proxy_map_type_t map, const char *name, const char *value);
@@ -294,18 +332,70 @@ proxy_status_t pw_pairs_serialize(const pw_pair_t *pairs, size_t count, char **d
 proxy_status_t pw_send_local_response(uint32_t status, const char *body, size_t body_len,
                                       const pw_pair_t *headers, size_t nheaders);
 
-/* A property (§7), path given as segments: {"request", "path"} is sent as
- * "request\0path" (§6.2, no trailing NUL). Values are raw bytes (§6.3).
- * Errors: NOT_FOUND (unknown), BAD_ARGUMENT (no segment), or the host's. */
+/* ---- Properties (§3.3 "Properties", §6.2 paths, §6.3 values, §7 names).
+ * A path is given as C-string segments: {"request", "path"} is sent as
+ * "request\0path" (segments joined by NUL, no trailing NUL). PW_PATH builds
+ * the two arguments (segments, count) from a list of C strings (a C99
+ * compound literal, so C only):
+ *   pw_get_property_int64(PW_PATH("response", "code"), &code);
+ * Every getter returns NOT_FOUND for an unknown property, BAD_ARGUMENT for
+ * no segment, or the host's status. */
+#define PW_PATH(...)                                                                              \
+    (const char *const[]){__VA_ARGS__},                                                           \
+        (sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
+
+/* The wire form of a path (malloc'ed, also NUL-terminated past *len). */
+proxy_status_t pw_property_path(const char *const *path, size_t nsegments, char **out,
+                                size_t *len);
+
+/* The raw bytes of a property: (NULL, 0) when empty. */
 proxy_status_t pw_get_property(const char *const *path, size_t nsegments, char **value,
                                size_t *size);
 
-/* Make later hostcalls of this callback act on `context_id` (§8.10). */
+/* Typed decoding of Envoy's encoding (§6.3). A value of the wrong size is
+ * PARSE_FAILURE (e.g. on Kong, which returns every property as text).
+ *  string: the bytes as a C string, never NULL on OK ("" when empty; free
+ *          it); a value holding NUL bytes is cut at the first one for C
+ *          use, *len keeps the full size;
+ *  int64:  8 bytes, little-endian two's complement (ints, timestamps and
+ *          durations in ns: request.time, request.duration, response.code);
+ *  uint64: 8 bytes little-endian (connection.id);
+ *  double: 8 bytes little-endian IEEE-754;
+ *  bool:   1 byte, *value 0 or 1 (connection.mtls);
+ *  pairs:  a map in the §6.1 format (request.headers); lists arrive the
+ *          same way, each element a key with an empty value. Release with
+ *          pw_pairs_free; an empty value is OK with count 0. */
+proxy_status_t pw_get_property_string(const char *const *path, size_t nsegments, char **value,
+                                      size_t *len);
+proxy_status_t pw_get_property_int64(const char *const *path, size_t nsegments, int64_t *value);
+proxy_status_t pw_get_property_uint64(const char *const *path, size_t nsegments, uint64_t *value);
+proxy_status_t pw_get_property_double(const char *const *path, size_t nsegments, double *value);
+proxy_status_t pw_get_property_bool(const char *const *path, size_t nsegments, int *value);
+proxy_status_t pw_get_property_pairs(const char *const *path, size_t nsegments, pw_pairs_t *out);
+
+/* Store raw bytes under a path (value may be NULL when len is 0). Envoy
+ * reads them back under the same path; pwasm's nginx module answers
+ * NOT_FOUND for paths it cannot set. */
+proxy_status_t pw_set_property(const char *const *path, size_t nsegments, const char *value,
+                               size_t len);
+
+/* ---- Stream control (§3.3 "Stream control", §8.7, §8.10). ---- */
+
+/* Make later hostcalls of this callback act on `context_id` (§8.10), e.g.
+ * to resume a stream from a tick or call-out callback of its root. */
 proxy_status_t pw_set_effective_context(uint32_t context_id);
 
-/* Resume a request or response paused by a callback (0.2.x). */
+/* Resume a stream paused by a callback that returned Pause (or a body
+ * callback's PW_BODY_*): PROXY_STREAM_HTTP_REQUEST, ..._HTTP_RESPONSE,
+ * ..._DOWNSTREAM, ..._UPSTREAM. The host resumes once the current callback
+ * has returned. Errors: BAD_ARGUMENT (type > 3), UNIMPLEMENTED. */
+proxy_status_t pw_continue_stream(proxy_stream_type_t type);
+/* Shorthands for pw_continue_stream(PROXY_STREAM_HTTP_REQUEST/RESPONSE). */
 proxy_status_t pw_continue_request(void);
 proxy_status_t pw_continue_response(void);
+/* Abort a stream: an HTTP stream is reset, a TCP side closed (after the
+ * current callback). Same errors. */
+proxy_status_t pw_close_stream(proxy_stream_type_t type);
 
 /* Text utilities for configuration parsing. pw_trim strips spaces, tabs, CR
  * and LF at both ends in place and returns the first kept byte.
@@ -333,11 +423,23 @@ typedef struct pw_plugin {
 
     /* HTTP stream contexts (§8.2). `ctx` is the stream's context id. */
     void (*on_context_create)(uint32_t ctx, uint32_t root_id);
-    /* Return PROXY_ACTION_CONTINUE or PROXY_ACTION_PAUSE (CONTINUE). */
+    /* Headers: PROXY_ACTION_CONTINUE or PROXY_ACTION_PAUSE (CONTINUE). Pause
+     * stops the stream in that direction (headers and body, §8.7) until
+     * pw_continue_stream or a local response. */
     proxy_action_t (*on_request_headers)(uint32_t ctx, size_t nheaders, int end_of_stream);
-    proxy_action_t (*on_request_body)(uint32_t ctx, size_t body_size, int end_of_stream);
     proxy_action_t (*on_response_headers)(uint32_t ctx, size_t nheaders, int end_of_stream);
+    /* Bodies: body_size is the size of the body buffer now (the chunk, or
+     * all of it so far when buffering). Return a PW_BODY_* value (CONTINUE):
+     * PW_BODY_CONTINUE passes the buffer on; PW_BODY_BUFFER (= Pause) keeps
+     * it and calls again with the accumulated size when more arrives and at
+     * end_of_stream; PW_BODY_NO_BUFFER holds the chunk without growing the
+     * buffer until pw_continue_stream. */
+    proxy_action_t (*on_request_body)(uint32_t ctx, size_t body_size, int end_of_stream);
     proxy_action_t (*on_response_body)(uint32_t ctx, size_t body_size, int end_of_stream);
+    /* Trailers (maps 1 and 3): PROXY_ACTION_CONTINUE, or PROXY_ACTION_PAUSE
+     * (StopIteration) until pw_continue_stream (CONTINUE). */
+    proxy_action_t (*on_request_trailers)(uint32_t ctx, size_t ntrailers);
+    proxy_action_t (*on_response_trailers)(uint32_t ctx, size_t ntrailers);
     /* Request complete, all maps readable. */
     void (*on_log)(uint32_t ctx);
     /* Stream finishing (1). */
@@ -345,6 +447,15 @@ typedef struct pw_plugin {
     /* Stream forgotten: free its data; its id is not valid afterwards. */
     void (*on_delete)(uint32_t ctx);
 } pw_plugin_t;
+
+/* What body callbacks return (§5.5 FilterDataStatus, typed for the table;
+ * §8.7 says what hosts do with them). The first two equal PROXY_ACTION_*. */
+#define PW_BODY_CONTINUE PROXY_ACTION_CONTINUE /* 0: pass the buffer on */
+#define PW_BODY_BUFFER PROXY_ACTION_PAUSE      /* 1: StopIterationAndBuffer */
+/* 2: StopIterationAndWatermark (pwasm treats it as 1) */
+#define PW_BODY_WATERMARK ((proxy_action_t)PROXY_FILTER_DATA_STOP_ITERATION_AND_WATERMARK)
+/* 3: StopIterationNoBuffer */
+#define PW_BODY_NO_BUFFER ((proxy_action_t)PROXY_FILTER_DATA_STOP_ITERATION_NO_BUFFER)
 
 /* Defined once by the plugin, e.g.
  *   const pw_plugin_t pw_plugin = {.on_request_headers = my_headers};  */
