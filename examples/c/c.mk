@@ -1,13 +1,14 @@
 # C example plugins (examples/c/NAME/NAME.c -> build/examples/NAME.wasm), built
 # with the C SDK (sdk/c/sdk.mk). Stripped and size-optimised: they are what
 # users deploy.
-EXAMPLES_C_NAMES := add_header deny body_replace
+EXAMPLES_C_NAMES := add_header deny body_replace auth_pause
 EXAMPLES_C_WASM  := $(patsubst %,$(BUILD)/examples/%.wasm,$(EXAMPLES_C_NAMES))
 EXAMPLES_C_FLAGS := -Os -Wl,--strip-all
 
 $(BUILD)/examples/add_header.wasm: examples/c/add_header/add_header.c
 $(BUILD)/examples/deny.wasm: examples/c/deny/deny.c
 $(BUILD)/examples/body_replace.wasm: examples/c/body_replace/body_replace.c
+$(BUILD)/examples/auth_pause.wasm: examples/c/auth_pause/auth_pause.c
 
 $(EXAMPLES_C_WASM): $(PW_SDK_C_OBJ) $(PW_SDK_C_HDRS)
 	@mkdir -p $(dir $@)
