@@ -32,8 +32,9 @@ $(LIB): $(LIB_OBJS)
 
 lib: $(LIB)
 
+include cli/cli.mk
 $(BUILD)/pwasm: $(wildcard cli/*.c) $(LIB)
-	$(CC) $(ALL_CFLAGS) -Isrc $(filter %.c,$^) $(LIB) $(LDLIBS_PWASM) -o $@
+	$(CC) $(ALL_CFLAGS) -Isrc $(filter %.c,$^) $(LIB) $(LDLIBS_PWASM) $(CLI_LDLIBS) -o $@
 
 cli: $(BUILD)/pwasm
 

@@ -1,157 +1,105 @@
 /*
- * pwasm -- command-line tool on the pwasm host library.
- *
- * This version has one subcommand, `inspect`; run, test, bench and compile
- * come with the CLI issue.
+ * pwasm -- run, test and benchmark Proxy-Wasm plugins without a proxy, on
+ * the same host library as the nginx module. docs/CLI.md is the manual.
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
-#include "engine/wasm_parse.h"
-#include "pwasm.h"
+#include "cli.h"
 
-static void usage(FILE *f)
-{
-    fputs("usage: pwasm inspect PLUGIN.wasm\n"
-          "\n"
-          "  inspect   print the module's Proxy-Wasm ABI version, start\n"
-          "            function, allocator, memory limits, imports (and\n"
-          "            whether this host provides each) and exports\n",
+static const struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *synopsis;
+    const char *help;
+} commands[] = {
+    {"inspect", cmd_inspect, "inspect PLUGIN.wasm",
+     "Prints the module's Proxy-Wasm ABI version, a guess of the SDK that built\n"
+     "it, its start function, allocator and memory limits, its imports grouped\n"
+     "by area (each marked ok, not provided or wrong signature, and whether\n"
+     "pwasm implements it yet), its exports, and whether this host can run it.\n"
+     "Exit status 1 when an import is not provided.\n"},
+    {"compile", cmd_compile, "compile PLUGIN.wasm -o OUT [--name NAME]",
+     "Compiles the plugin to native code for this machine and writes an\n"
+     "artifact (the module plus its compiled code) that run, test, bench and the\n"
+     "nginx module accept in place of the .wasm on a machine without a C\n"
+     "compiler. Another pwasm version refuses the artifact.\n"
+     "\n"
+     "  -o, --output OUT   the artifact to write\n"
+     "  -n, --name NAME    the module name used in messages (default: file stem)\n"},
+    {"run", cmd_run,
+     "run PLUGIN [--config STR|@FILE] [--vm-config STR|@FILE] [--root-id ID]\n"
+     "                  [--vm-id ID] [--name NAME] [--log-level LEVEL] [--trace] [FIXTURE]",
+     "Replays one HTTP exchange (FIXTURE, a YAML file; without it a GET / with a\n"
+     "200 response) through the plugin and prints, per phase, the action the\n"
+     "plugin returned, the headers or body after the phase, a local response,\n"
+     "its log lines, the properties it read and its hostcalls (those pwasm does\n"
+     "not implement yet are always shown, marked !), then the result.\n"
+     "\n"
+     "  --config STR|@FILE     plugin configuration (over the fixture's config)\n"
+     "  --vm-config STR|@FILE  VM configuration\n"
+     "  --root-id ID           root id (AssemblyScript plugins select their root\n"
+     "                         context by it)\n"
+     "  --vm-id ID, --name NAME  the VM id and the plugin name\n"
+     "  --log-level LEVEL      level reported to the plugin (default trace)\n"
+     "  --trace                print every hostcall with its arguments and result\n"
+     "Exit status 1 when the plugin does not start.\n"},
+    {"test", cmd_test, "test [--verbose] [--trace] FILE|DIR...",
+     "Runs YAML test files (DIR: every *.yaml / *.yml below it, sorted). Each\n"
+     "test replays one exchange on a fresh VM and checks its expectations; a\n"
+     "failed expectation prints expected (-) against actual (+). Ends with\n"
+     "\"N passed, N failed\"; exit status 1 on any failure.\n"
+     "\n"
+     "  -v, --verbose   also print what happened (as pwasm run) for failed tests\n"
+     "  -t, --trace     as --verbose, with every hostcall\n"},
+    {"bench", cmd_bench,
+     "bench PLUGIN [FIXTURE] [-n N] [--warmup N] [--json] [--config STR|@FILE]\n"
+     "                    [--vm-config STR|@FILE] [--root-id ID] [--vm-id ID]\n"
+     "                    [--log-level LEVEL]",
+     "Runs the fixture's exchange N times (default 10000) on one warm instance\n"
+     "and prints the time per request (mean, p50, p99 in ns, from\n"
+     "on_context_create to on_delete), hostcalls per request and the guest's\n"
+     "linear memory in bytes.\n"
+     "\n"
+     "  -n, --requests N   timed requests (default 10000)\n"
+     "  -w, --warmup N     untimed requests first (default N/10, at most 1000)\n"
+     "  -j, --json         one JSON object instead of text\n"
+     "  --log-level LEVEL  level reported to the plugin (default info)\n"},
+};
+#define NCOMMANDS (sizeof commands / sizeof *commands)
+
+void usage(FILE *f, const char *cmd) {
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (cmd && !strcmp(cmd, commands[i].name)) {
+            fprintf(f, "usage: pwasm %s\n\n%s", commands[i].synopsis, commands[i].help);
+            return;
+        }
+    fputs("usage: pwasm COMMAND [ARGS]   (pwasm COMMAND --help for each)\n\n", f);
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  pwasm %s\n", commands[i].synopsis);
+    fputs("\nPLUGIN is a .wasm file or an artifact of pwasm compile. Compiled plugins\n"
+          "are cached in $PWASM_CACHE_DIR when it is set. Manual: docs/CLI.md.\n",
           f);
 }
 
-static int read_file(const char *path, uint8_t **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    size_t cap = 1 << 16, n = 0;
-    uint8_t *b = malloc(cap);
-    for (;;) {
-        if (n == cap) {
-            uint8_t *nb = realloc(b, cap *= 2);
-            if (!nb) {
-                free(b);
-                fclose(f);
-                return -1;
-            }
-            b = nb;
-        }
-        size_t r = fread(b + n, 1, cap - n, f);
-        if (!r)
-            break;
-        n += r;
-    }
-    fclose(f);
-    *out = b;
-    *len = n;
+int wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return 1;
     return 0;
 }
 
-static const char *kind_name(int k)
-{
-    static const char *names[] = {"func", "table", "memory", "global", "tag"};
-    return k >= 0 && k < 5 ? names[k] : "?";
-}
-
-static int cmd_inspect(const char *path)
-{
-    uint8_t *bytes;
-    size_t len;
-    if (read_file(path, &bytes, &len) != 0) {
-        fprintf(stderr, "pwasm: cannot read %s\n", path);
-        return 2;
-    }
-    pw_wasm_info info;
-    char err[PW_ERRLEN], sig[256];
-    if (pw_wasm_parse(bytes, len, &info, err, sizeof err) != 0) {
-        fprintf(stderr, "pwasm: %s: %s\n", path, err);
-        free(bytes);
-        return 1;
-    }
-    static const char *markers[] = {"proxy_abi_version_0_2_1",
-                                    "proxy_abi_version_0_2_0",
-                                    "proxy_abi_version_0_1_0"};
-    const char *abi = "none (not a Proxy-Wasm module)";
-    for (int i = 0; i < 3; i++)
-        if (pw_wasm_find_export(&info, markers[i], PW_EXTERN_FUNC)) {
-            abi = i == 0 ? "0.2.1" : i == 1 ? "0.2.0" : "0.1.0";
-            break;
-        }
-    const char *start = pw_wasm_find_export(&info, "_initialize", PW_EXTERN_FUNC)
-                            ? "_initialize (reactor)"
-                        : pw_wasm_find_export(&info, "_start", PW_EXTERN_FUNC)
-                            ? "_start (command)"
-                        : info.has_start ? "start section"
-                                         : "none";
-    const char *alloc =
-        pw_wasm_find_export(&info, "proxy_on_memory_allocate", PW_EXTERN_FUNC)
-            ? "proxy_on_memory_allocate"
-        : pw_wasm_find_export(&info, "malloc", PW_EXTERN_FUNC) ? "malloc"
-                                                               : "none";
-    printf("file:       %s (%zu bytes)\n", path, len);
-    printf("abi:        %s\n", abi);
-    printf("start:      %s\n", start);
-    printf("allocator:  %s\n", alloc);
-    if (info.has_memory || info.imports_memory) {
-        printf("memory:     %u pages initial", info.mem_initial);
-        if (info.mem_max != UINT32_MAX)
-            printf(", %u max", info.mem_max);
-        printf("%s\n", info.imports_memory ? " (imported)" : "");
-    }
-    size_t nfuncs;
-    const pw_host_func *funcs = pw_core_host_funcs(&nfuncs);
-    int missing = 0;
-    printf("imports:    %u\n", info.nimports);
-    for (uint32_t i = 0; i < info.nimports; i++) {
-        const pw_wasm_import *im = &info.imports[i];
-        const char *status = "not provided";
-        if (im->kind == PW_EXTERN_FUNC) {
-            for (size_t j = 0; j < nfuncs; j++)
-                if (!strcmp(funcs[j].module, im->module) &&
-                    !strcmp(funcs[j].name, im->name)) {
-                    status = strcmp(funcs[j].sig, im->sig) ? "wrong signature"
-                                                           : "ok";
-                    break;
-                }
-        }
-        missing += strcmp(status, "ok") != 0;
-        printf("  %-6s %s.%s %s  [%s]\n", kind_name(im->kind), im->module,
-               im->name,
-               im->kind == PW_EXTERN_FUNC ? pw_sig_pretty(im->sig, sig, sizeof sig)
-                                          : "",
-               status);
-    }
-    printf("exports:    %u\n", info.nexports);
-    for (uint32_t i = 0; i < info.nexports; i++) {
-        const pw_wasm_export *ex = &info.exports[i];
-        printf("  %-6s %s %s\n", kind_name(ex->kind), ex->name,
-               ex->kind == PW_EXTERN_FUNC ? pw_sig_pretty(ex->sig, sig, sizeof sig)
-                                          : "");
-    }
-    printf("host:       %s\n", missing ? "cannot run it (imports above)"
-                                       : "provides every import");
-    pw_wasm_info_free(&info);
-    free(bytes);
-    return missing ? 1 : 0;
-}
-
-int main(int argc, char **argv)
-{
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        const char *cmd = argc > 2 && !strcmp(argv[1], "help") ? argv[2] : NULL;
+        usage(argc < 2 ? stderr : stdout, cmd);
         return argc < 2 ? 2 : 0;
     }
-    if (!strcmp(argv[1], "inspect")) {
-        if (argc != 3 || !strcmp(argv[2], "--help")) {
-            usage(argc == 3 ? stdout : stderr);
-            return argc == 3 ? 0 : 2;
-        }
-        return cmd_inspect(argv[2]);
-    }
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "pwasm: unknown command \"%s\"\n", argv[1]);
-    usage(stderr);
+    usage(stderr, NULL);
     return 2;
 }

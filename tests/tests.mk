@@ -1,5 +1,6 @@
 # Tests. `make test` installs what is missing, builds everything, runs all.
 include tests/plugins/plugins.mk
+include tests/conformance/conformance.mk
 
 UNIT_BIN := $(BUILD)/tests/unit/pwasm_unit
 
@@ -12,7 +13,7 @@ unit-test: $(UNIT_BIN) test-plugins examples-c examples-as
 	$(UNIT_BIN)
 
 # Everything, without installing dependencies first.
-check: all unit-test test-cli test-nginx
+check: all unit-test test-cli test-conformance test-nginx
 
 test: deps
 	$(MAKE) check

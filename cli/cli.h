@@ -1,0 +1,412 @@
+/*
+ * cli.h -- the pwasm command-line tool: shared declarations.
+ *
+ * Layout of cli/:
+ *   pwasm.c    main, subcommand dispatch, usage texts
+ *   util.c     byte buffers, arenas, files, escaping, regexes, line diffs
+ *   yaml.c     libyaml documents with line:column errors, scalar helpers
+ *   fixture.c  the exchange a plugin is run on (YAML -> struct fixture)
+ *   host.c     pw_host_ops in memory, and the replay of one exchange
+ *   trace.c    hostcalls rendered like strace, guest memory decoding
+ *   plugin.c   loading a .wasm or a `pwasm compile` artifact, compiling
+ *   inspect.c, run.c, test.c, bench.c: the subcommands
+ */
+#ifndef PWASM_CLI_H
+#define PWASM_CLI_H
+
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <yaml.h>
+
+#include "pwasm.h"
+
+/* ------------------------------------------------------------ util.c */
+
+/* A growable byte buffer; p is NUL-terminated after every operation. */
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+} buf;
+
+void buf_put(buf *b, const void *data, size_t len);
+void buf_puts(buf *b, const char *s);
+void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_clear(buf *b);
+void buf_free(buf *b);
+/* Appends s[0..len) in C/JSON-like escaped form (no quotes): \n \t \r \\ \"
+ * \xHH for other non-printable bytes; at most `max` input bytes (0: all),
+ * then "...". */
+void buf_escape(buf *b, const char *s, size_t len, size_t max);
+/* As buf_escape, for text shown as it is (log lines): only control bytes
+ * are escaped, \ and " are kept. */
+void buf_escape_ctl(buf *b, const char *s, size_t len, size_t max);
+/* Appends s as a JSON string with quotes. */
+void buf_json_str(buf *b, const char *s, size_t len);
+
+/* Bump allocator: many small strings freed at once. arena_reset keeps the
+ * memory for reuse (bench runs one exchange after another). */
+typedef struct arena {
+    struct arena_block *head;
+} arena;
+
+void *arena_alloc(arena *a, size_t n);
+pw_str arena_dup(arena *a, const char *s, size_t len);
+char *arena_strdup(arena *a, const char *s);
+void arena_reset(arena *a);
+void arena_free(arena *a);
+
+/* malloc that exits with a message when memory runs out. */
+void *xmalloc(size_t n);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+/* Whole file into a malloc'ed buffer (NUL-terminated, not counted).
+ * Returns 0 or -1 (errno set). */
+int read_file(const char *path, uint8_t **out, size_t *len);
+
+/* "STR" or "@FILE" (a command-line value): the string itself or the
+ * file's contents. Returns 0 or -1 with err. */
+int read_arg_value(const char *arg, char **out, size_t *len, char *err, size_t errlen);
+
+/* POSIX extended regex search of pattern in text[0..len). Returns 1 match,
+ * 0 no match, -1 bad pattern (reason in err). Text may hold NUL bytes: they
+ * are matched as if they were "\0" stand-ins (REG_STARTEND). */
+int regex_find(const char *pattern, const char *text, size_t len, char *err, size_t errlen);
+
+/* Appends a line diff of expected vs actual ("- " / "+ " / "  " lines,
+ * each prefixed with indent) to out. */
+void diff_lines(buf *out, const char *indent, const char *expected, size_t elen,
+                const char *actual, size_t alen);
+
+/* ns as "1234" or "1.2 µs"-like human text into buf (static storage per call
+ * site is the caller's). */
+const char *status_name(uint32_t st);  /* "Ok", "NotFound", ... or NULL */
+const char *log_level_name(int level); /* "trace" ... "critical" */
+int log_level_parse(const char *s);    /* -1 when unknown */
+const char *action_name(pw_action a);  /* "continue", "pause", ... */
+int action_parse(const char *s);       /* -1 when unknown */
+
+/* ------------------------------------------------------------ yaml.c */
+
+typedef struct ydoc {
+    yaml_document_t doc;
+    int loaded;
+    char *path; /* as given */
+    char *dir;  /* directory of path, for relative file names */
+} ydoc;
+
+/* Loads the first document of a YAML file. Errors: "FILE:LINE:COL: problem
+ * (context)" in err. */
+int ydoc_load(ydoc *d, const char *path, char *err, size_t errlen);
+void ydoc_free(ydoc *d);
+yaml_node_t *yroot(ydoc *d);
+yaml_node_t *ynode(ydoc *d, int id);
+/* Value of key in a mapping node, or NULL. */
+yaml_node_t *ymap_get(ydoc *d, yaml_node_t *map, const char *key);
+/* Scalar text (NUL-terminated by libyaml) and length; NULL if not a scalar. */
+const char *yscalar(yaml_node_t *n, size_t *len);
+/* 1 for a plain null scalar (~, null, Null, NULL, or empty). */
+int ynull(yaml_node_t *n);
+/* The node's tag when explicit ("!int", "tag:yaml.org,2002:int"), else NULL. */
+const char *ytag(yaml_node_t *n);
+/* Writes "FILE:LINE:COL: " + message into err; returns -1. */
+int yerr(ydoc *d, yaml_node_t *n, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Checks every key of a mapping is one of the NULL-terminated list. */
+int ycheck_keys(ydoc *d, yaml_node_t *map, const char *const *allowed, const char *what, char *err,
+                size_t errlen);
+/* Path relative to the document's directory (absolute paths as they are),
+ * after ${VAR} / ${VAR:-default} expansion. Malloc'ed. */
+char *ypath(ydoc *d, const char *p);
+/* A configuration value: a scalar as its text, a mapping or sequence as
+ * JSON. Malloc'ed into *out. */
+int yconfig(ydoc *d, yaml_node_t *n, char **out, size_t *len, char *err, size_t errlen);
+/* A scalar as bytes: its text, or with a tag !int / !uint (8 bytes LE),
+ * !float (8 bytes LE IEEE-754), !bool (1 byte), !hex (hex digits) per
+ * REFERENCE.md §6.3. Bytes live in the arena. */
+int yvalue_bytes(ydoc *d, yaml_node_t *n, arena *a, pw_str *out, char *err, size_t errlen);
+/* Unsigned integer scalar. */
+int yuint(ydoc *d, yaml_node_t *n, uint64_t *out, char *err, size_t errlen);
+
+/* --------------------------------------------------------- fixture.c */
+
+/* An ordered list of header pairs; strings live in an arena. */
+typedef struct hlist {
+    pw_kv *kv;
+    size_t n, cap;
+} hlist;
+
+void hlist_add(hlist *h, arena *a, pw_str k, pw_str v);
+void hlist_copy(hlist *dst, arena *a, const hlist *src);
+/* First value of k (case-insensitive) or NULL. */
+const pw_str *hlist_get(const hlist *h, const char *k, size_t klen);
+void hlist_free(hlist *h);
+
+/* One mocked property: path with '.' between segments, raw value bytes. */
+typedef struct prop {
+    char *path;
+    pw_str value;
+} prop;
+
+typedef struct props {
+    prop *v;
+    size_t n, cap;
+} props;
+
+void props_set(props *p, arena *a, const char *path, size_t plen, pw_str value);
+const prop *props_get(const props *p, const char *path, size_t plen);
+
+/* What one side (request or response) of the exchange carries. */
+typedef struct side {
+    int present; /* the fixture gave this side */
+    hlist headers;
+    pw_str *chunks; /* body chunks, in order */
+    size_t nchunks;
+    int has_trailers;
+    hlist trailers;
+} side;
+
+/* Plugin settings a fixture or test file may give (NULL/unset: default). */
+typedef struct plugin_spec {
+    char *path;
+    char *name;
+    char *config;
+    size_t config_len;
+    int has_config;
+    char *vm_config;
+    size_t vm_config_len;
+    int has_vm_config;
+    char *root_id;
+    char *vm_id;
+} plugin_spec;
+
+typedef struct fixture {
+    arena mem;
+    side req, resp;
+    props props;
+    int has_clock;
+    uint64_t clock_ns;
+    int log_level; /* -1: the command's default */
+    plugin_spec plugin;
+} fixture;
+
+void fixture_init(fixture *f);
+void fixture_free(fixture *f);
+/* Fills f from a mapping node holding the exchange keys (request, response,
+ * properties, clock, log_level) and, when `plugin_keys`, the plugin keys
+ * (plugin, plugin_name, config, config_file, vm_config, vm_config_file, root_id,
+ * vm_id). Keys absent from the node leave f as it was (so a test can start
+ * from its file's defaults). Other keys are not checked here. */
+int fixture_parse(fixture *f, ydoc *d, yaml_node_t *map, int plugin_keys, char *err,
+                  size_t errlen);
+/* A header map in fixture syntax: {k: v, k: [v1, v2]}, [[k, v], ...] or
+ * [{k: v}, ...]; null is empty. Replaces h's pairs. */
+int fixture_parse_map(ydoc *d, yaml_node_t *n, hlist *h, arena *a, const char *what, char *err,
+                      size_t errlen);
+/* Keys fixture_parse understands (for ycheck_keys lists). */
+extern const char *const fixture_keys[];
+/* Deep copy (for a test starting from its file's defaults). */
+void fixture_copy(fixture *dst, const fixture *src);
+/* Adds defaults: pseudo-headers of a request (:method GET, :path /,
+ * :authority localhost, :scheme http) and :status 200 of a response that
+ * are missing; a response side when none was given. */
+void fixture_finish(fixture *f);
+
+/* ------------------------------------------------------------ host.c */
+
+/* Phases of one exchange, in order. */
+enum phase {
+    PH_START,  /* VM + root context: on_vm_start, on_configure */
+    PH_CREATE, /* on_context_create of the stream */
+    PH_REQ_HEADERS,
+    PH_REQ_BODY,
+    PH_REQ_TRAILERS,
+    PH_RESP_HEADERS,
+    PH_RESP_BODY,
+    PH_RESP_TRAILERS,
+    PH_END, /* on_log, on_done, on_delete */
+    PH_COUNT
+};
+
+const char *phase_name(enum phase p); /* "request_headers", ... */
+int phase_parse(const char *s);       /* -1 when unknown */
+
+/* Something that happened during a callback. */
+enum ev_kind { EV_LOG, EV_TRACE, EV_PROPERTY, EV_NOTE };
+
+typedef struct event {
+    enum ev_kind kind;
+    int call;          /* index in exchange.calls, -1 before the first */
+    int level;         /* EV_LOG: proxy_log_level_t */
+    int unimplemented; /* EV_TRACE: returned Unimplemented */
+    char *text;        /* arena */
+    size_t len;
+} event;
+
+/* One callback the host made. */
+typedef struct call {
+    enum phase phase;
+    pw_action action;
+    size_t size; /* body size passed, or number of headers/trailers */
+    int eos;
+    int resumed; /* proxy_continue_* for this direction during it */
+    int closed;  /* proxy_close_stream during it */
+    uint32_t hostcalls;
+    int has_map; /* map/body snapshot after the call */
+    hlist map_after;
+    pw_str body_after;
+    int lr; /* the local response was requested here */
+} call;
+
+typedef struct local_resp {
+    int present;
+    uint32_t status;
+    pw_str details, body;
+    hlist headers;
+    int32_t grpc_status;
+    enum phase phase;
+} local_resp;
+
+enum outcome {
+    OUT_COMPLETE,    /* every phase ran to the end */
+    OUT_LOCAL,       /* answered with a local response (then complete) */
+    OUT_PAUSED,      /* a callback paused and nothing resumed it */
+    OUT_CLOSED,      /* proxy_close_stream */
+    OUT_FAILED,      /* the plugin trapped (fail closed: 503) */
+    OUT_START_FAILED /* the VM or the root context could not start */
+};
+const char *outcome_name(enum outcome o);
+
+typedef struct exchange {
+    arena mem;
+    const fixture *fx;
+    /* live state */
+    hlist req_h, req_t, resp_h, resp_t;
+    int req_t_on, resp_t_on; /* trailers map exists */
+    int resp_h_on;           /* response headers arrived */
+    buf req_body, resp_body; /* the buffer the plugin sees now */
+    int req_body_on, resp_body_on;
+    buf req_sent, resp_sent; /* body bytes passed on */
+    props props;             /* fixture's + set by the plugin */
+    int pending_resume[2], pending_close;
+    /* record */
+    call *calls;
+    size_t ncalls, capcalls;
+    event *events;
+    size_t nevents, capevents;
+    local_resp lr;
+    enum outcome outcome;
+    enum phase stopped_in; /* for PAUSED / CLOSED / FAILED */
+    char error[PW_ERRLEN];
+    uint32_t hostcalls; /* total, every phase but START */
+    uint32_t start_hostcalls;
+    int cur; /* index of the call in progress, -1 */
+    enum phase cur_phase;
+    int record;           /* keep events and snapshots */
+    int in_property_hook; /* get_property answered by the hook */
+} exchange;
+
+/* The in-memory embedder: one VM, one plugin, one exchange at a time. */
+typedef struct host {
+    pw_host_ops ops;
+    pw_vm *vm;
+    pw_plugin *plugin;
+    exchange *x;
+    int level; /* log level reported to the plugin */
+    int trace; /* format every hostcall into an EV_TRACE event */
+    int echo;  /* print events as they happen (run --trace) */
+    FILE *echo_to;
+} host;
+
+typedef struct run_opts {
+    int log_level; /* -1: fixture's, else default */
+    int default_level;
+    int trace;  /* record hostcalls (needed for counts too) */
+    int record; /* keep events and snapshots */
+} run_opts;
+
+/* Creates the VM and the plugin for fixture fx (plugin spec from fx) on
+ * module m. Errors leave h->vm NULL and x->outcome OUT_START_FAILED with the
+ * reason in x->error; returns -1. */
+int host_start(host *h, pw_module *m, const fixture *fx, exchange *x, const run_opts *o);
+/* Replays fx's exchange through the started plugin into x (reset first). */
+void host_exchange(host *h, exchange *x);
+void host_stop(host *h);
+void exchange_init(exchange *x, const fixture *fx, int record);
+void exchange_reset(exchange *x);
+void exchange_free(exchange *x);
+/* Prints what happened, phase by phase (pwasm run); trace: every hostcall. */
+void print_exchange(FILE *f, const exchange *x, int trace);
+/* Number of guest linear memory bytes of the VM. */
+uint64_t host_guest_memory(host *h);
+
+/* ----------------------------------------------------------- trace.c */
+
+/* Renders one hostcall ("proxy_log(level=info, msg=\"hi\") -> Ok") reading
+ * strings and returned values from guest memory. */
+void trace_format(buf *out, pw_vm *vm, const char *module, const char *name, const uint64_t *args,
+                  size_t nargs, uint64_t result);
+/* The property path and, on Ok, the value a proxy_get_property call read. */
+void trace_property(buf *out, pw_vm *vm, const uint64_t *args, uint64_t result);
+/* Guest memory (base, size) of a VM; NULL when it has no instance. */
+const uint8_t *guest_memory(pw_vm *vm, uint64_t *size);
+
+/* ---------------------------------------------------------- plugin.c */
+
+/* Magic at the start of a `pwasm compile` artifact. */
+#define ARTIFACT_MAGIC "PWASMAOT"
+
+/* Loads PATH: a .wasm, or an artifact made by `pwasm compile`. name is the
+ * module name (file stem when NULL). */
+int plugin_load(pw_runtime *rt, const char *path, const char *name, pw_module **out, char *err,
+                size_t errlen);
+/* File stem: "build/examples/add_header.wasm" -> "add_header" (malloc'ed). */
+char *file_stem(const char *path);
+
+/* ------------------------------------------------------ subcommands */
+
+int cmd_inspect(int argc, char **argv);
+int cmd_compile(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_test(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Prints the usage of a subcommand (NULL: the tool) to f. */
+void usage(FILE *f, const char *cmd);
+/* 1 when argv holds -h or --help. */
+int wants_help(int argc, char **argv);
+
+/* What run and bench share: plugin options, fixture, runtime and module. */
+typedef struct session {
+    const char *cmd;
+    const char *flags[5]; /* --config, --vm-config (STR or @FILE), --root-id, --vm-id, --name */
+    int level;            /* --log-level, -1 unset */
+    const char *plugin_path;
+    fixture fx;
+    int opened;
+    pw_runtime *rt;
+    pw_module *m;
+} session;
+
+#define SESSION_OPTIONS                                                                           \
+    {"config", required_argument, 0, 'c'}, {"vm-config", required_argument, 0, 'v'},              \
+        {"root-id", required_argument, 0, 'r'}, {"vm-id", required_argument, 0, 'i'},             \
+        {"name", required_argument, 0, 'N'}, {"log-level", required_argument, 0, 'l'}, {          \
+        "help", no_argument, 0, 'h'                                                               \
+    }
+#define SESSION_SHORT "c:v:r:i:l:h"
+
+/* One option of SESSION_OPTIONS (getopt's c and optarg). Returns -1 when c
+ * is none of them, -2 to go on, else the exit status (0 after --help). */
+int session_option(session *s, int c);
+/* After the options, PLUGIN [FIXTURE] at argv[optind]: reads the fixture
+ * (NULL: the default exchange) with the flags over its plugin keys, and
+ * loads the plugin. Returns 0 or the exit status (errors printed). */
+int session_open(session *s, int argc, char **argv);
+void session_close(session *s);
+
+/* Shared by run/test/bench: a runtime with the default cache. */
+pw_runtime *cli_runtime(char *err, size_t errlen);
+
+#endif

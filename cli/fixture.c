@@ -1,0 +1,497 @@
+/* fixture.c -- the exchange a plugin is run on, read from YAML. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "cli.h"
+
+/* ------------------------------------------------------ header lists */
+
+void hlist_add(hlist *h, arena *a, pw_str k, pw_str v) {
+    if (h->n == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 16;
+        h->kv = xrealloc(h->kv, h->cap * sizeof *h->kv);
+    }
+    h->kv[h->n++] = (pw_kv){arena_dup(a, k.data, k.len), arena_dup(a, v.data, v.len)};
+}
+
+void hlist_copy(hlist *dst, arena *a, const hlist *src) {
+    dst->n = 0;
+    for (size_t i = 0; i < src->n; i++)
+        hlist_add(dst, a, src->kv[i].key, src->kv[i].value);
+}
+
+const pw_str *hlist_get(const hlist *h, const char *k, size_t klen) {
+    for (size_t i = 0; i < h->n; i++)
+        if (h->kv[i].key.len == klen && !strncasecmp(h->kv[i].key.data, k, klen))
+            return &h->kv[i].value;
+    return NULL;
+}
+
+void hlist_free(hlist *h) {
+    free(h->kv);
+    *h = (hlist){0};
+}
+
+/* ---------------------------------------------------------- properties */
+
+void props_set(props *p, arena *a, const char *path, size_t plen, pw_str value) {
+    for (size_t i = 0; i < p->n; i++)
+        if (strlen(p->v[i].path) == plen && !memcmp(p->v[i].path, path, plen)) {
+            p->v[i].value = arena_dup(a, value.data, value.len);
+            return;
+        }
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 16;
+        p->v = xrealloc(p->v, p->cap * sizeof *p->v);
+    }
+    p->v[p->n].path = (char *)arena_dup(a, path, plen).data;
+    p->v[p->n].value = arena_dup(a, value.data, value.len);
+    p->n++;
+}
+
+const prop *props_get(const props *p, const char *path, size_t plen) {
+    for (size_t i = 0; i < p->n; i++)
+        if (strlen(p->v[i].path) == plen && !memcmp(p->v[i].path, path, plen))
+            return &p->v[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------ fixture */
+
+const char *const fixture_keys[] = {
+    "request", "response",    "properties", "clock",          "log_level", "plugin", "plugin_name",
+    "config",  "config_file", "vm_config",  "vm_config_file", "root_id",   "vm_id",  NULL};
+
+void fixture_init(fixture *f) {
+    memset(f, 0, sizeof *f);
+    f->log_level = -1;
+}
+
+static void spec_free(plugin_spec *s) {
+    free(s->path);
+    free(s->name);
+    free(s->config);
+    free(s->vm_config);
+    free(s->root_id);
+    free(s->vm_id);
+    memset(s, 0, sizeof *s);
+}
+
+static void side_free(side *s) {
+    hlist_free(&s->headers);
+    hlist_free(&s->trailers);
+    free(s->chunks);
+    memset(s, 0, sizeof *s);
+}
+
+void fixture_free(fixture *f) {
+    side_free(&f->req);
+    side_free(&f->resp);
+    free(f->props.v);
+    spec_free(&f->plugin);
+    arena_free(&f->mem);
+    fixture_init(f);
+}
+
+static char *dup_or_null(const char *s) {
+    return s ? xstrdup(s) : NULL;
+}
+
+static char *dup_bytes(const char *s, size_t len) {
+    if (!s)
+        return NULL;
+    char *p = xmalloc(len + 1);
+    memcpy(p, s, len);
+    p[len] = 0;
+    return p;
+}
+
+static void side_copy(side *dst, arena *a, const side *src) {
+    dst->present = src->present;
+    hlist_copy(&dst->headers, a, &src->headers);
+    dst->has_trailers = src->has_trailers;
+    hlist_copy(&dst->trailers, a, &src->trailers);
+    dst->nchunks = src->nchunks;
+    dst->chunks = xmalloc((src->nchunks + 1) * sizeof *dst->chunks);
+    for (size_t i = 0; i < src->nchunks; i++)
+        dst->chunks[i] = arena_dup(a, src->chunks[i].data, src->chunks[i].len);
+}
+
+void fixture_copy(fixture *dst, const fixture *src) {
+    fixture_init(dst);
+    side_copy(&dst->req, &dst->mem, &src->req);
+    side_copy(&dst->resp, &dst->mem, &src->resp);
+    for (size_t i = 0; i < src->props.n; i++)
+        props_set(&dst->props, &dst->mem, src->props.v[i].path, strlen(src->props.v[i].path),
+                  src->props.v[i].value);
+    dst->has_clock = src->has_clock;
+    dst->clock_ns = src->clock_ns;
+    dst->log_level = src->log_level;
+    const plugin_spec *s = &src->plugin;
+    plugin_spec *d = &dst->plugin;
+    d->path = dup_or_null(s->path);
+    d->name = dup_or_null(s->name);
+    d->config = dup_bytes(s->config, s->config_len);
+    d->config_len = s->config_len;
+    d->has_config = s->has_config;
+    d->vm_config = dup_bytes(s->vm_config, s->vm_config_len);
+    d->vm_config_len = s->vm_config_len;
+    d->has_vm_config = s->has_vm_config;
+    d->root_id = dup_or_null(s->root_id);
+    d->vm_id = dup_or_null(s->vm_id);
+}
+
+static int hexval(int c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+static int tag_is(const char *tag, const char *name) {
+    if (!tag)
+        return 0;
+    if (tag[0] == '!' && !strcmp(tag + 1, name))
+        return 1;
+    return !strncmp(tag, "tag:yaml.org,2002:", 18) && !strcmp(tag + 18, name);
+}
+
+/* A scalar as bytes: its text, or per its tag !hex, !int, !uint, !bool,
+ * !float (§6.3 encodings, little-endian). */
+int yvalue_bytes(ydoc *d, yaml_node_t *n, arena *a, pw_str *out, char *err, size_t errlen) {
+    size_t len;
+    const char *s = yscalar(n, &len);
+    if (!s)
+        return yerr(d, n, err, errlen, "expected a string");
+    const char *tag = ytag(n);
+    if (!tag || tag_is(tag, "str")) {
+        *out = arena_dup(a, s, len);
+        return 0;
+    }
+    uint8_t b[8];
+    char *end;
+    errno = 0;
+    if (tag_is(tag, "hex")) {
+        char *p = arena_alloc(a, len / 2 + 1);
+        size_t o = 0;
+        for (size_t i = 0; i < len; i++) {
+            if (s[i] == ' ' || s[i] == ':')
+                continue;
+            int h = hexval(s[i]), l = i + 1 < len ? hexval(s[i + 1]) : -1;
+            if (h < 0 || l < 0)
+                return yerr(d, n, err, errlen, "!hex: \"%s\" is not hexadecimal bytes", s);
+            p[o++] = (char)(h << 4 | l);
+            i++;
+        }
+        *out = (pw_str){p, o};
+        return 0;
+    }
+    uint64_t v;
+    size_t blen = 8;
+    if (tag_is(tag, "int")) {
+        v = (uint64_t)strtoll(s, &end, 0);
+    } else if (tag_is(tag, "uint")) {
+        v = strtoull(s, &end, 0);
+    } else if (tag_is(tag, "float")) {
+        double dv = strtod(s, &end);
+        memcpy(&v, &dv, 8);
+    } else if (tag_is(tag, "bool")) {
+        int t = !strcmp(s, "true"), f = !strcmp(s, "false");
+        if (!t && !f)
+            return yerr(d, n, err, errlen, "!bool: expected true or false, got \"%s\"", s);
+        v = (uint64_t)t;
+        blen = 1;
+        end = "";
+    } else {
+        return yerr(d, n, err, errlen,
+                    "unknown tag %s (use !int, !uint, !bool, !float, !hex or none)", tag);
+    }
+    if (*end || errno)
+        return yerr(d, n, err, errlen, "%s: cannot read \"%s\"", tag, s);
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+    *out = arena_dup(a, (const char *)b, blen);
+    return 0;
+}
+
+/* headers: {k: v, k: [v1, v2]} or [[k, v], ...] or [{k: v}, ...]. */
+int fixture_parse_map(ydoc *d, yaml_node_t *n, hlist *h, arena *a, const char *what, char *err,
+                      size_t errlen) {
+    h->n = 0;
+    if (ynull(n))
+        return 0;
+    if (n->type == YAML_MAPPING_NODE) {
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+             p++) {
+            yaml_node_t *k = ynode(d, p->key), *v = ynode(d, p->value);
+            size_t kl;
+            const char *ks = yscalar(k, &kl);
+            if (!ks)
+                return yerr(d, k, err, errlen, "%s: header names must be strings", what);
+            if (v->type == YAML_SEQUENCE_NODE) {
+                for (yaml_node_item_t *i = v->data.sequence.items.start;
+                     i < v->data.sequence.items.top; i++) {
+                    pw_str val;
+                    if (yvalue_bytes(d, ynode(d, *i), a, &val, err, errlen))
+                        return -1;
+                    hlist_add(h, a, (pw_str){ks, kl}, val);
+                }
+                continue;
+            }
+            pw_str val = {"", 0};
+            if (!ynull(v) && yvalue_bytes(d, v, a, &val, err, errlen))
+                return -1;
+            hlist_add(h, a, (pw_str){ks, kl}, val);
+        }
+        return 0;
+    }
+    if (n->type != YAML_SEQUENCE_NODE)
+        return yerr(d, n, err, errlen, "%s: expected a mapping or a list of pairs", what);
+    for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
+        yaml_node_t *e = ynode(d, *i);
+        yaml_node_t *k = NULL, *v = NULL;
+        if (e->type == YAML_SEQUENCE_NODE &&
+            e->data.sequence.items.top - e->data.sequence.items.start == 2) {
+            k = ynode(d, e->data.sequence.items.start[0]);
+            v = ynode(d, e->data.sequence.items.start[1]);
+        } else if (e->type == YAML_MAPPING_NODE &&
+                   e->data.mapping.pairs.top - e->data.mapping.pairs.start == 1) {
+            k = ynode(d, e->data.mapping.pairs.start[0].key);
+            v = ynode(d, e->data.mapping.pairs.start[0].value);
+        }
+        size_t kl;
+        const char *ks = k ? yscalar(k, &kl) : NULL;
+        if (!ks)
+            return yerr(d, e, err, errlen, "%s: each item must be [name, value] or {name: value}",
+                        what);
+        pw_str val = {"", 0};
+        if (!ynull(v) && yvalue_bytes(d, v, a, &val, err, errlen))
+            return -1;
+        hlist_add(h, a, (pw_str){ks, kl}, val);
+    }
+    return 0;
+}
+
+static int parse_body(ydoc *d, yaml_node_t *n, side *s, arena *a, char *err, size_t errlen) {
+    free(s->chunks);
+    s->chunks = NULL;
+    s->nchunks = 0;
+    if (ynull(n))
+        return 0;
+    if (n->type == YAML_SCALAR_NODE) {
+        s->chunks = xmalloc(sizeof *s->chunks);
+        s->nchunks = 1;
+        return yvalue_bytes(d, n, a, &s->chunks[0], err, errlen);
+    }
+    if (n->type != YAML_SEQUENCE_NODE)
+        return yerr(d, n, err, errlen, "body: expected a string or a list of chunks");
+    size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    s->chunks = xmalloc((cnt + 1) * sizeof *s->chunks);
+    for (size_t i = 0; i < cnt; i++)
+        if (yvalue_bytes(d, ynode(d, n->data.sequence.items.start[i]), a, &s->chunks[i], err,
+                         errlen))
+            return -1;
+    s->nchunks = cnt;
+    return 0;
+}
+
+static int parse_side(ydoc *d, yaml_node_t *n, side *s, arena *a, const char *what, char *err,
+                      size_t errlen) {
+    static const char *const keys[] = {"headers", "body", "trailers", NULL};
+    if (ycheck_keys(d, n, keys, what, err, errlen))
+        return -1;
+    /* A side given again replaces the one inherited. */
+    s->present = 1;
+    s->headers.n = 0;
+    s->trailers.n = 0;
+    s->has_trailers = 0;
+    free(s->chunks);
+    s->chunks = NULL;
+    s->nchunks = 0;
+    yaml_node_t *v;
+    if ((v = ymap_get(d, n, "headers")) &&
+        fixture_parse_map(d, v, &s->headers, a, "headers", err, errlen))
+        return -1;
+    if ((v = ymap_get(d, n, "body")) && parse_body(d, v, s, a, err, errlen))
+        return -1;
+    if ((v = ymap_get(d, n, "trailers"))) {
+        s->has_trailers = 1;
+        if (fixture_parse_map(d, v, &s->trailers, a, "trailers", err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_props(ydoc *d, yaml_node_t *n, props *p, arena *a, buf *prefix, char *err,
+                       size_t errlen) {
+    if (n->type != YAML_MAPPING_NODE)
+        return yerr(d, n, err, errlen, "properties: expected a mapping of path: value");
+    for (yaml_node_pair_t *pp = n->data.mapping.pairs.start; pp < n->data.mapping.pairs.top;
+         pp++) {
+        yaml_node_t *k = ynode(d, pp->key), *v = ynode(d, pp->value);
+        const char *ks = yscalar(k, NULL);
+        if (!ks)
+            return yerr(d, k, err, errlen, "properties: names must be strings");
+        size_t mark = prefix->len;
+        buf_printf(prefix, "%s%s", mark ? "." : "", ks);
+        int rc;
+        if (v->type == YAML_MAPPING_NODE) {
+            rc = parse_props(d, v, p, a, prefix, err, errlen);
+        } else {
+            pw_str val = {"", 0};
+            rc = ynull(v) ? 0 : yvalue_bytes(d, v, a, &val, err, errlen);
+            if (!rc)
+                props_set(p, a, prefix->p, prefix->len, val);
+        }
+        prefix->len = mark;
+        prefix->p[mark] = 0;
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+/* "2024-01-02T03:04:05Z", optionally with a fraction, or ns as an integer. */
+static int parse_clock(ydoc *d, yaml_node_t *n, uint64_t *ns, char *err, size_t errlen) {
+    const char *s = yscalar(n, NULL);
+    if (!s)
+        return yerr(d, n, err, errlen, "clock: expected ns since the epoch or a UTC time");
+    if (strspn(s, "0123456789") == strlen(s))
+        return yuint(d, n, ns, err, errlen);
+    struct tm tm = {0};
+    const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    uint64_t frac = 0;
+    if (rest && *rest == '.') {
+        uint64_t scale = 100000000;
+        for (rest++; *rest >= '0' && *rest <= '9'; rest++, scale /= 10)
+            frac += (uint64_t)(*rest - '0') * scale;
+    }
+    if (!rest || strcmp(rest, "Z"))
+        return yerr(d, n, err, errlen,
+                    "clock: \"%s\" is neither ns nor a UTC time like 2024-01-02T03:04:05Z", s);
+    time_t t = timegm(&tm);
+    *ns = (uint64_t)t * 1000000000u + frac;
+    return 0;
+}
+
+static int set_text(ydoc *d, yaml_node_t *n, char **dst, char *err, size_t errlen) {
+    const char *s = yscalar(n, NULL);
+    if (!s)
+        return yerr(d, n, err, errlen, "expected a string");
+    free(*dst);
+    *dst = xstrdup(ynull(n) ? "" : s);
+    return 0;
+}
+
+/* config / config_file (and the vm_ pair): at most one of the two. */
+static int parse_config(ydoc *d, yaml_node_t *map, const char *key, char **out, size_t *len,
+                        int *has, char *err, size_t errlen) {
+    char fkey[64];
+    snprintf(fkey, sizeof fkey, "%s_file", key);
+    yaml_node_t *v = ymap_get(d, map, key), *f = ymap_get(d, map, fkey);
+    if (v && f)
+        return yerr(d, f, err, errlen, "give %s or %s, not both", key, fkey);
+    if (v) {
+        free(*out);
+        *out = NULL;
+        *has = 1;
+        return yconfig(d, v, out, len, err, errlen);
+    }
+    if (f) {
+        const char *s = yscalar(f, NULL);
+        if (!s)
+            return yerr(d, f, err, errlen, "%s: expected a file name", fkey);
+        char *path = ypath(d, s);
+        uint8_t *data;
+        if (read_file(path, &data, len) != 0) {
+            yerr(d, f, err, errlen, "cannot read %s: %s", path, strerror(errno));
+            free(path);
+            return -1;
+        }
+        free(path);
+        free(*out);
+        *out = (char *)data;
+        *has = 1;
+    }
+    return 0;
+}
+
+int fixture_parse(fixture *f, ydoc *d, yaml_node_t *map, int plugin_keys, char *err,
+                  size_t errlen) {
+    yaml_node_t *v;
+    if ((v = ymap_get(d, map, "request")) &&
+        parse_side(d, v, &f->req, &f->mem, "request", err, errlen))
+        return -1;
+    if ((v = ymap_get(d, map, "response")) &&
+        parse_side(d, v, &f->resp, &f->mem, "response", err, errlen))
+        return -1;
+    if ((v = ymap_get(d, map, "properties")) && !ynull(v)) {
+        buf prefix = {0};
+        buf_puts(&prefix, "");
+        int rc = parse_props(d, v, &f->props, &f->mem, &prefix, err, errlen);
+        buf_free(&prefix);
+        if (rc)
+            return -1;
+    }
+    if ((v = ymap_get(d, map, "clock"))) {
+        if (parse_clock(d, v, &f->clock_ns, err, errlen))
+            return -1;
+        f->has_clock = 1;
+    }
+    if ((v = ymap_get(d, map, "log_level"))) {
+        const char *s = yscalar(v, NULL);
+        if (!s || (f->log_level = log_level_parse(s)) < 0)
+            return yerr(d, v, err, errlen,
+                        "log_level: expected trace, debug, info, warn, error or critical");
+    }
+    if (!plugin_keys)
+        return 0;
+    plugin_spec *p = &f->plugin;
+    if ((v = ymap_get(d, map, "plugin"))) {
+        const char *s = yscalar(v, NULL);
+        if (!s || ynull(v))
+            return yerr(d, v, err, errlen, "plugin: expected the path of a .wasm file");
+        free(p->path);
+        p->path = ypath(d, s);
+    }
+    if ((v = ymap_get(d, map, "plugin_name")) && set_text(d, v, &p->name, err, errlen))
+        return -1;
+    if ((v = ymap_get(d, map, "root_id")) && set_text(d, v, &p->root_id, err, errlen))
+        return -1;
+    if ((v = ymap_get(d, map, "vm_id")) && set_text(d, v, &p->vm_id, err, errlen))
+        return -1;
+    if (parse_config(d, map, "config", &p->config, &p->config_len, &p->has_config, err, errlen))
+        return -1;
+    if (parse_config(d, map, "vm_config", &p->vm_config, &p->vm_config_len, &p->has_vm_config, err,
+                     errlen))
+        return -1;
+    return 0;
+}
+
+/* Puts the missing pseudo-headers first, in the order given. */
+static void add_pseudo(hlist *h, arena *a, const char *const *kv) {
+    hlist missing = {0};
+    for (; kv[0]; kv += 2)
+        if (!hlist_get(h, kv[0], strlen(kv[0])))
+            hlist_add(&missing, a, (pw_str){kv[0], strlen(kv[0])}, (pw_str){kv[1], strlen(kv[1])});
+    if (!missing.n) {
+        hlist_free(&missing);
+        return;
+    }
+    for (size_t i = 0; i < h->n; i++)
+        hlist_add(&missing, a, h->kv[i].key, h->kv[i].value);
+    hlist_free(h);
+    *h = missing;
+}
+
+void fixture_finish(fixture *f) {
+    static const char *const req[] = {":method",   "GET",     ":path", "/", ":authority",
+                                      "localhost", ":scheme", "http",  NULL};
+    static const char *const resp[] = {":status", "200", NULL};
+    add_pseudo(&f->req.headers, &f->mem, req);
+    f->resp.present = 1;
+    add_pseudo(&f->resp.headers, &f->mem, resp);
+}

@@ -1,0 +1,788 @@
+/*
+ * host.c -- the CLI's embedder: pw_host_ops over in-memory maps, bodies and
+ * properties, and the replay of one HTTP exchange through a plugin.
+ *
+ * The exchange follows what the nginx module does (docs/DIRECTIVES.md) and
+ * REFERENCE.md §8.2/§8.7/§8.8: request headers, body chunks, trailers, then
+ * the response (the fixture's, or the plugin's local response), then
+ * on_log/on_done/on_delete. A Pause that nothing resumes stops the exchange
+ * (a proxy would wait forever); a trap fails closed with a 503.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli.h"
+
+static const char *const phase_names[PH_COUNT] = {"start",
+                                                  "create",
+                                                  "request_headers",
+                                                  "request_body",
+                                                  "request_trailers",
+                                                  "response_headers",
+                                                  "response_body",
+                                                  "response_trailers",
+                                                  "end"};
+
+const char *phase_name(enum phase p) {
+    return (unsigned)p < PH_COUNT ? phase_names[p] : "?";
+}
+
+int phase_parse(const char *s) {
+    for (int i = 0; i < PH_COUNT; i++)
+        if (!strcmp(s, phase_names[i]))
+            return i;
+    return -1;
+}
+
+const char *outcome_name(enum outcome o) {
+    static const char *const n[] = {"complete", "local_response", "paused",
+                                    "closed",   "failed",         "start_failed"};
+    return (unsigned)o < 6 ? n[o] : "?";
+}
+
+/* ---------------------------------------------------------- recording */
+
+static void add_event(exchange *x, enum ev_kind kind, int level, const char *text, size_t len) {
+    if (!x->record)
+        return;
+    if (x->nevents == x->capevents) {
+        x->capevents = x->capevents ? x->capevents * 2 : 64;
+        x->events = xrealloc(x->events, x->capevents * sizeof *x->events);
+    }
+    pw_str t = arena_dup(&x->mem, text, len);
+    x->events[x->nevents++] = (event){kind, x->cur, level, 0, (char *)t.data, t.len};
+}
+
+static void note(exchange *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(exchange *x, const char *fmt, ...) {
+    char msg[PW_ERRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    add_event(x, EV_NOTE, 0, msg, strlen(msg));
+}
+
+static call *begin_call(exchange *x, enum phase ph, size_t n, int eos) {
+    if (x->ncalls == x->capcalls) {
+        x->capcalls = x->capcalls ? x->capcalls * 2 : 16;
+        x->calls = xrealloc(x->calls, x->capcalls * sizeof *x->calls);
+    }
+    call *c = &x->calls[x->ncalls];
+    memset(c, 0, sizeof *c);
+    c->phase = ph;
+    c->size = n;
+    c->eos = eos;
+    x->cur = (int)x->ncalls++;
+    x->cur_phase = ph;
+    return c;
+}
+
+/* ----------------------------------------------------------- the maps */
+
+static hlist *map_of(exchange *x, proxy_map_type_t map) {
+    switch (map) {
+    case PROXY_MAP_HTTP_REQUEST_HEADERS:
+        return &x->req_h;
+    case PROXY_MAP_HTTP_REQUEST_TRAILERS:
+        return x->req_t_on ? &x->req_t : NULL;
+    case PROXY_MAP_HTTP_RESPONSE_HEADERS:
+        return x->resp_h_on ? &x->resp_h : NULL;
+    case PROXY_MAP_HTTP_RESPONSE_TRAILERS:
+        return x->resp_t_on ? &x->resp_t : NULL;
+    default:
+        return NULL;
+    }
+}
+
+#define HOST ((host *)hp)
+#define XS(stream) ((exchange *)(stream))
+
+static int keq(pw_str a, pw_str b) {
+    return a.len == b.len && !strncasecmp(a.data, b.data, a.len);
+}
+
+static void h_log(void *hp, void *stream, pw_str name, proxy_log_level_t level, pw_str msg) {
+    (void)stream;
+    (void)name;
+    exchange *x = HOST->x;
+    if (x)
+        add_event(x, EV_LOG, (int)level, msg.data, msg.len);
+}
+
+static proxy_log_level_t h_log_level(void *hp) {
+    return (proxy_log_level_t)HOST->level;
+}
+
+static proxy_status_t h_map_pairs(void *hp, void *stream, proxy_map_type_t map, pw_kv **pairs,
+                                  size_t *n) {
+    (void)hp;
+    hlist *h = map_of(XS(stream), map);
+    if (!h)
+        return PROXY_RESULT_NOT_FOUND;
+    *pairs = h->kv;
+    *n = h->n;
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t h_map_get(void *hp, void *stream, proxy_map_type_t map, pw_str key,
+                                pw_str *value) {
+    (void)hp;
+    hlist *h = map_of(XS(stream), map);
+    if (!h)
+        return PROXY_RESULT_NOT_FOUND;
+    for (size_t i = 0; i < h->n; i++)
+        if (keq(h->kv[i].key, key)) {
+            *value = h->kv[i].value;
+            return PROXY_RESULT_OK;
+        }
+    return PROXY_RESULT_NOT_FOUND;
+}
+
+/* Header names are stored lower-cased, as HTTP/2 and Envoy have them. */
+static pw_str lower(arena *a, pw_str k) {
+    pw_str r = arena_dup(a, k.data, k.len);
+    for (size_t i = 0; i < r.len; i++)
+        if (r.data[i] >= 'A' && r.data[i] <= 'Z')
+            ((char *)r.data)[i] = (char)(r.data[i] + 32);
+    return r;
+}
+
+static proxy_status_t h_map_add(void *hp, void *stream, proxy_map_type_t map, pw_str key,
+                                pw_str value) {
+    (void)hp;
+    exchange *x = XS(stream);
+    hlist *h = map_of(x, map);
+    if (!h)
+        return PROXY_RESULT_NOT_FOUND;
+    hlist_add(h, &x->mem, lower(&x->mem, key), value);
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t h_map_remove(void *hp, void *stream, proxy_map_type_t map, pw_str key) {
+    (void)hp;
+    hlist *h = map_of(XS(stream), map);
+    if (!h)
+        return PROXY_RESULT_NOT_FOUND;
+    size_t o = 0;
+    for (size_t i = 0; i < h->n; i++)
+        if (!keq(h->kv[i].key, key))
+            h->kv[o++] = h->kv[i];
+    h->n = o;
+    return PROXY_RESULT_OK;
+}
+
+/* Keeps the first header's position, drops the other values (as nginx). */
+static proxy_status_t h_map_replace(void *hp, void *stream, proxy_map_type_t map, pw_str key,
+                                    pw_str value) {
+    exchange *x = XS(stream);
+    hlist *h = map_of(x, map);
+    if (!h)
+        return PROXY_RESULT_NOT_FOUND;
+    for (size_t i = 0; i < h->n; i++)
+        if (keq(h->kv[i].key, key)) {
+            h->kv[i].value = arena_dup(&x->mem, value.data, value.len);
+            size_t o = i + 1;
+            for (size_t j = i + 1; j < h->n; j++)
+                if (!keq(h->kv[j].key, key))
+                    h->kv[o++] = h->kv[j];
+            h->n = o;
+            return PROXY_RESULT_OK;
+        }
+    return h_map_add(hp, stream, map, key, value);
+}
+
+static proxy_status_t h_map_set_pairs(void *hp, void *stream, proxy_map_type_t map,
+                                      const pw_kv *pairs, size_t n) {
+    (void)hp;
+    exchange *x = XS(stream);
+    hlist *h = map_of(x, map);
+    if (!h)
+        return PROXY_RESULT_NOT_FOUND;
+    h->n = 0;
+    for (size_t i = 0; i < n; i++)
+        hlist_add(h, &x->mem, lower(&x->mem, pairs[i].key), pairs[i].value);
+    return PROXY_RESULT_OK;
+}
+
+/* ----------------------------------------------------------- the bodies */
+
+static buf *body_of(exchange *x, proxy_buffer_type_t type) {
+    if (type == PROXY_BUFFER_HTTP_REQUEST_BODY)
+        return x->req_body_on ? &x->req_body : NULL;
+    if (type == PROXY_BUFFER_HTTP_RESPONSE_BODY)
+        return x->resp_body_on ? &x->resp_body : NULL;
+    return NULL;
+}
+
+static proxy_status_t h_body_size(void *hp, void *stream, proxy_buffer_type_t type, size_t *size) {
+    (void)hp;
+    buf *b = body_of(XS(stream), type);
+    if (!b)
+        return PROXY_RESULT_NOT_FOUND;
+    *size = b->len;
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t h_body_copy(void *hp, void *stream, proxy_buffer_type_t type, size_t start,
+                                  size_t len, void *dst) {
+    (void)hp;
+    buf *b = body_of(XS(stream), type);
+    if (!b)
+        return PROXY_RESULT_NOT_FOUND;
+    if (start > b->len || len > b->len - start)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    if (len)
+        memcpy(dst, b->p + start, len);
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t h_body_replace(void *hp, void *stream, proxy_buffer_type_t type,
+                                     size_t start, size_t len, pw_str data) {
+    (void)hp;
+    buf *b = body_of(XS(stream), type);
+    if (!b)
+        return PROXY_RESULT_NOT_FOUND;
+    if (start > b->len || len > b->len - start)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    buf nb = {0};
+    buf_put(&nb, b->p, start);
+    buf_put(&nb, data.data, data.len);
+    buf_put(&nb, b->p + start + len, b->len - start - len);
+    buf_free(b);
+    *b = nb;
+    return PROXY_RESULT_OK;
+}
+
+/* ------------------------------------------------------ stream control */
+
+static proxy_status_t h_resume(void *hp, void *stream, proxy_stream_type_t type) {
+    (void)hp;
+    if (type > PROXY_STREAM_HTTP_RESPONSE)
+        return PROXY_RESULT_NOT_FOUND; /* TCP directions: not an HTTP stream */
+    XS(stream)->pending_resume[type] = 1;
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t h_close(void *hp, void *stream, proxy_stream_type_t type) {
+    (void)hp;
+    (void)type;
+    XS(stream)->pending_close = 1;
+    return PROXY_RESULT_OK;
+}
+
+/* ---------------------------------------------------------- properties */
+
+static void join_path(buf *b, const pw_str *path, size_t nseg) {
+    buf_clear(b);
+    for (size_t i = 0; i < nseg; i++) {
+        if (i)
+            buf_puts(b, ".");
+        buf_put(b, path[i].data, path[i].len);
+    }
+}
+
+/* What the nginx module derives from the request (docs/DIRECTIVES.md). */
+static int derived(exchange *x, const char *p, pw_str *value) {
+    const pw_str *v;
+#define HDR(name) ((v = hlist_get(&x->req_h, name, sizeof(name) - 1)) ? (*value = *v, 1) : 0)
+    if (!strcmp(p, "request.path"))
+        return HDR(":path");
+    if (!strcmp(p, "request.method"))
+        return HDR(":method");
+    if (!strcmp(p, "request.host"))
+        return HDR(":authority");
+    if (!strcmp(p, "request.scheme"))
+        return HDR(":scheme");
+    if (!strcmp(p, "request.id"))
+        return HDR("x-request-id");
+    if (!strcmp(p, "request.protocol")) {
+        *value = (pw_str){"HTTP/1.1", 8};
+        return 1;
+    }
+#undef HDR
+    int url = !strcmp(p, "request.url_path"), query = !strcmp(p, "request.query");
+    if ((url || query) && (v = hlist_get(&x->req_h, ":path", 5))) {
+        const char *q = memchr(v->data, '?', v->len);
+        size_t at = q ? (size_t)(q - v->data) : v->len;
+        *value = url ? (pw_str){v->data, at} : (pw_str){q ? q + 1 : "", q ? v->len - at - 1 : 0};
+        return 1;
+    }
+    return 0;
+}
+
+static proxy_status_t h_get_property(void *hp, void *stream, const pw_str *path, size_t nseg,
+                                     pw_str *value) {
+    exchange *x = stream ? XS(stream) : HOST->x;
+    if (!x)
+        return PROXY_RESULT_NOT_FOUND;
+    buf b = {0};
+    join_path(&b, path, nseg);
+    const prop *p = props_get(&x->props, b.p, b.len);
+    proxy_status_t st = PROXY_RESULT_NOT_FOUND;
+    if (p) {
+        *value = p->value;
+        st = PROXY_RESULT_OK;
+    } else if (stream && derived(x, b.p, value)) {
+        st = PROXY_RESULT_OK;
+    }
+    buf_free(&b);
+    return st;
+}
+
+/* Envoy keeps what a plugin sets and returns it to later reads (§3.3). */
+static proxy_status_t h_set_property(void *hp, void *stream, const pw_str *path, size_t nseg,
+                                     pw_str value) {
+    exchange *x = stream ? XS(stream) : HOST->x;
+    if (!x)
+        return PROXY_RESULT_NOT_FOUND;
+    buf b = {0};
+    join_path(&b, path, nseg);
+    props_set(&x->props, &x->mem, b.p, b.len, value);
+    buf_free(&b);
+    return PROXY_RESULT_OK;
+}
+
+static uint64_t h_now(void *hp) {
+    exchange *x = HOST->x;
+    return x && x->fx ? x->fx->clock_ns : 0;
+}
+
+/* -------------------------------------------------------------- trace */
+
+static void h_trace(void *hp, void *stream, pw_str plugin, const char *module, const char *name,
+                    const uint64_t *args, size_t nargs, uint64_t result) {
+    (void)stream;
+    (void)plugin;
+    host *h = HOST;
+    exchange *x = h->x;
+    if (!x)
+        return;
+    if (x->cur >= 0 && (size_t)x->cur < x->ncalls)
+        x->calls[x->cur].hostcalls++;
+    if (x->cur_phase == PH_START)
+        x->start_hostcalls++;
+    else
+        x->hostcalls++;
+    if (h->trace < 2 || !x->record)
+        return;
+    buf b = {0};
+    trace_format(&b, h->vm, module, name, args, nargs, result);
+    add_event(x, EV_TRACE, 0, b.p, b.len);
+    if (!strcmp(module, "env") && result == PROXY_RESULT_UNIMPLEMENTED)
+        x->events[x->nevents - 1].unimplemented = 1;
+    if (!strcmp(name, "proxy_get_property")) {
+        buf_clear(&b);
+        trace_property(&b, h->vm, args, result);
+        add_event(x, EV_PROPERTY, 0, b.p, b.len);
+    }
+    buf_free(&b);
+}
+
+/* ------------------------------------------------------------ exchange */
+
+void exchange_init(exchange *x, const fixture *fx, int record) {
+    memset(x, 0, sizeof *x);
+    x->fx = fx;
+    x->record = record;
+    x->cur = -1;
+}
+
+void exchange_reset(exchange *x) {
+    arena_reset(&x->mem);
+    x->req_h.n = x->req_t.n = x->resp_h.n = x->resp_t.n = 0;
+    x->req_t_on = x->resp_t_on = x->resp_h_on = 0;
+    buf_clear(&x->req_body);
+    buf_clear(&x->resp_body);
+    buf_clear(&x->req_sent);
+    buf_clear(&x->resp_sent);
+    x->req_body_on = x->resp_body_on = 0;
+    x->props.n = 0;
+    x->pending_resume[0] = x->pending_resume[1] = x->pending_close = 0;
+    x->ncalls = x->nevents = 0;
+    x->lr.present = 0;
+    x->lr.headers.n = 0;
+    x->outcome = OUT_COMPLETE;
+    x->error[0] = 0;
+    x->hostcalls = x->start_hostcalls = 0;
+    x->cur = -1;
+}
+
+void exchange_free(exchange *x) {
+    hlist_free(&x->req_h);
+    hlist_free(&x->req_t);
+    hlist_free(&x->resp_h);
+    hlist_free(&x->resp_t);
+    hlist_free(&x->lr.headers);
+    buf_free(&x->req_body);
+    buf_free(&x->resp_body);
+    buf_free(&x->req_sent);
+    buf_free(&x->resp_sent);
+    free(x->props.v);
+    free(x->calls);
+    free(x->events);
+    arena_free(&x->mem);
+    memset(x, 0, sizeof *x);
+}
+
+int host_start(host *h, pw_module *m, const fixture *fx, exchange *x, const run_opts *o) {
+    memset(h, 0, sizeof *h);
+    h->x = x;
+    h->level = o->log_level >= 0    ? o->log_level
+               : fx->log_level >= 0 ? fx->log_level
+                                    : o->default_level;
+    h->trace = o->trace;
+    h->ops = (pw_host_ops){
+        .log = h_log,
+        .log_level = h_log_level,
+        .map_pairs = h_map_pairs,
+        .map_get = h_map_get,
+        .map_add = h_map_add,
+        .map_replace = h_map_replace,
+        .map_remove = h_map_remove,
+        .map_set_pairs = h_map_set_pairs,
+        .get_property = h_get_property,
+        .now_ns = fx->has_clock ? h_now : NULL,
+        .body_size = h_body_size,
+        .body_copy = h_body_copy,
+        .body_replace = h_body_replace,
+        .resume = h_resume,
+        .close = h_close,
+        .set_property = h_set_property,
+        .trace = o->trace ? h_trace : NULL,
+    };
+    /* Properties from the fixture are readable from on_vm_start on. */
+    x->props.n = 0;
+    for (size_t i = 0; i < fx->props.n; i++)
+        props_set(&x->props, &x->mem, fx->props.v[i].path, strlen(fx->props.v[i].path),
+                  fx->props.v[i].value);
+    const plugin_spec *ps = &fx->plugin;
+    const char *name = ps->name ? ps->name : pw_module_name(m);
+    const char *vm_id = ps->vm_id ? ps->vm_id : "";
+    const char *root_id = ps->root_id ? ps->root_id : "";
+    begin_call(x, PH_START, 0, 0);
+    char err[PW_ERRLEN];
+    int rc = pw_vm_new(m, (pw_str){vm_id, strlen(vm_id)},
+                       (pw_str){ps->vm_config ? ps->vm_config : "", ps->vm_config_len}, &h->ops, h,
+                       &h->vm, err, sizeof err);
+    if (rc == PW_OK)
+        rc = pw_plugin_new(h->vm, (pw_str){name, strlen(name)}, (pw_str){root_id, strlen(root_id)},
+                           (pw_str){ps->config ? ps->config : "", ps->config_len}, &h->plugin, err,
+                           sizeof err);
+    x->cur = -1;
+    if (rc != PW_OK) {
+        x->outcome = OUT_START_FAILED;
+        snprintf(x->error, sizeof x->error, "%s", err);
+        note(x, "the plugin did not start: %s", err);
+        host_stop(h);
+        return -1;
+    }
+    return 0;
+}
+
+void host_stop(host *h) {
+    if (h->vm)
+        pw_vm_free(h->vm);
+    h->vm = NULL;
+    h->plugin = NULL;
+}
+
+uint64_t host_guest_memory(host *h) {
+    uint64_t size = 0;
+    if (h->vm)
+        guest_memory(h->vm, &size);
+    return size;
+}
+
+enum step { GO, STOP, LOCAL, HELD, BUFFER };
+
+static void snapshot(exchange *x, call *c) {
+    if (!x->record)
+        return;
+    const hlist *maps[PH_COUNT] = {[PH_REQ_HEADERS] = &x->req_h,
+                                   [PH_REQ_TRAILERS] = &x->req_t,
+                                   [PH_RESP_HEADERS] = &x->resp_h,
+                                   [PH_RESP_TRAILERS] = &x->resp_t};
+    const buf *b = c->phase == PH_REQ_BODY    ? &x->req_body
+                   : c->phase == PH_RESP_BODY ? &x->resp_body
+                                              : NULL;
+    const hlist *src = maps[c->phase];
+    if (!b && !src)
+        return;
+    c->has_map = 1;
+    if (b) {
+        c->body_after = arena_dup(&x->mem, b->p ? b->p : "", b->len);
+        return;
+    }
+    /* Values are never changed in place, so the pairs can be shared. */
+    c->map_after.n = c->map_after.cap = src->n;
+    c->map_after.kv = arena_alloc(&x->mem, (src->n + 1) * sizeof(pw_kv));
+    if (src->n)
+        memcpy(c->map_after.kv, src->kv, src->n * sizeof(pw_kv));
+}
+
+static void take_local_response(host *h, exchange *x, pw_stream *s, call *c) {
+    const pw_local_response *r = pw_stream_local_response(s);
+    if (!r)
+        return;
+    if (x->lr.present) {
+        note(x, "a second local response (%u) is ignored: one per request", r->status);
+        return;
+    }
+    (void)h;
+    c->lr = 1;
+    local_resp *l = &x->lr;
+    l->present = 1;
+    l->status = r->status;
+    l->details = arena_dup(&x->mem, r->details.data, r->details.len);
+    l->body = arena_dup(&x->mem, r->body.data, r->body.len);
+    l->grpc_status = r->grpc_status;
+    l->phase = c->phase;
+    l->headers.n = 0;
+    for (size_t i = 0; i < r->nheaders; i++)
+        hlist_add(&l->headers, &x->mem, r->headers[i].key, r->headers[i].value);
+}
+
+/* Calls one stream callback and says what the exchange does next. */
+static enum step step(host *h, exchange *x, pw_stream *s, enum phase ph, size_t n, int eos) {
+    call *c = begin_call(x, ph, n, eos);
+    x->pending_resume[0] = x->pending_resume[1] = x->pending_close = 0;
+    pw_action a;
+    switch (ph) {
+    case PH_REQ_HEADERS:
+        a = pw_stream_on_request_headers(s, (uint32_t)n, eos);
+        break;
+    case PH_REQ_BODY:
+        a = pw_stream_on_request_body(s, n, eos);
+        break;
+    case PH_REQ_TRAILERS:
+        a = pw_stream_on_request_trailers(s, (uint32_t)n);
+        break;
+    case PH_RESP_HEADERS:
+        a = pw_stream_on_response_headers(s, (uint32_t)n, eos);
+        break;
+    case PH_RESP_BODY:
+        a = pw_stream_on_response_body(s, n, eos);
+        break;
+    default:
+        a = pw_stream_on_response_trailers(s, (uint32_t)n);
+        break;
+    }
+    c = &x->calls[x->cur]; /* the array may have moved */
+    c->action = a;
+    int dir = ph >= PH_RESP_HEADERS;
+    c->resumed = x->pending_resume[dir];
+    c->closed = x->pending_close;
+    snapshot(x, c);
+    x->cur = -1;
+    if (a == PW_ACTION_ERROR) {
+        x->outcome = OUT_FAILED;
+        x->stopped_in = ph;
+        snprintf(x->error, sizeof x->error, "%s", pw_vm_last_error(h->vm));
+        note(x, "the plugin failed in %s: %s; failing closed (503)", phase_name(ph), x->error);
+        return STOP;
+    }
+    if (a == PW_ACTION_LOCAL_RESPONSE) {
+        take_local_response(h, x, s, c);
+        if (c->lr)
+            return LOCAL;
+        return GO; /* a second local response is ignored, its Pause too */
+    }
+    if (x->pending_close) {
+        x->outcome = OUT_CLOSED;
+        x->stopped_in = ph;
+        note(x, "proxy_close_stream in %s: the stream is reset", phase_name(ph));
+        return STOP;
+    }
+    if (a == PW_ACTION_CONTINUE)
+        return GO;
+    if (c->resumed) {
+        note(x, "paused, then resumed by proxy_continue_stream during the callback");
+        return GO;
+    }
+    return a == PW_ACTION_PAUSE_NO_BUFFER ? HELD : BUFFER;
+}
+
+static void stall(exchange *x, enum phase ph) {
+    x->outcome = OUT_PAUSED;
+    x->stopped_in = ph;
+    note(x, "paused in %s and nothing resumed it: the exchange stops here (a proxy would wait)",
+         phase_name(ph));
+}
+
+/* The response a local reply makes (docs/DIRECTIVES.md "Local responses"). */
+static void local_as_response(exchange *x, side *out) {
+    local_resp *l = &x->lr;
+    char num[16];
+    snprintf(num, sizeof num, "%u", l->status);
+    x->resp_h.n = 0;
+    hlist_add(&x->resp_h, &x->mem, (pw_str){":status", 7}, (pw_str){num, strlen(num)});
+    int has_type = 0;
+    for (size_t i = 0; i < l->headers.n; i++) {
+        pw_str k = lower(&x->mem, l->headers.kv[i].key);
+        has_type |= keq(k, (pw_str){"content-type", 12});
+        if (!keq(k, (pw_str){"content-length", 14}))
+            hlist_add(&x->resp_h, &x->mem, k, l->headers.kv[i].value);
+    }
+    if (l->body.len && !has_type)
+        hlist_add(&x->resp_h, &x->mem, (pw_str){"content-type", 12}, (pw_str){"text/plain", 10});
+    snprintf(num, sizeof num, "%zu", l->body.len);
+    hlist_add(&x->resp_h, &x->mem, (pw_str){"content-length", 14}, (pw_str){num, strlen(num)});
+    if (l->grpc_status >= 0 && l->grpc_status <= 16) {
+        snprintf(num, sizeof num, "%d", l->grpc_status);
+        hlist_add(&x->resp_h, &x->mem, (pw_str){"grpc-status", 11}, (pw_str){num, strlen(num)});
+    }
+    memset(out, 0, sizeof *out);
+    out->present = 1;
+    out->nchunks = l->body.len ? 1 : 0;
+    out->chunks = &l->body;
+}
+
+/* One direction: headers, body chunks, trailers (§8.7). A Pause from the
+ * headers holds the direction, but the body still reaches the plugin (as in
+ * pwasm's nginx module), which may resume it from there; a body callback's
+ * Pause keeps buffering (the next call sees everything so far), a no-buffer
+ * pause holds the chunk. Whatever is still held at the end of the direction
+ * stalls the exchange. Returns GO, LOCAL or STOP. */
+static enum step direction(host *h, exchange *x, pw_stream *s, const side *sd, int resp,
+                           int trailers) {
+    enum phase ph = resp ? PH_RESP_HEADERS : PH_REQ_HEADERS, paused = PH_COUNT;
+    hlist *map = resp ? &x->resp_h : &x->req_h;
+    buf *cur = resp ? &x->resp_body : &x->req_body;
+    buf *sent = resp ? &x->resp_sent : &x->req_sent;
+    int *body_on = resp ? &x->resp_body_on : &x->req_body_on;
+    int *trailers_on = resp ? &x->resp_t_on : &x->req_t_on;
+    enum step r = step(h, x, s, ph, map->n, !sd->nchunks && !trailers);
+    if (r == STOP || r == LOCAL)
+        return r;
+    if (r != GO)
+        paused = ph;
+    buf held = {0};
+    buf_clear(cur);
+    for (size_t i = 0; i < sd->nchunks; i++) {
+        int eos = i + 1 == sd->nchunks && !trailers;
+        buf_put(cur, sd->chunks[i].data, sd->chunks[i].len);
+        if (eos)
+            *trailers_on = 1; /* §8.6: trailers may be added at the end */
+        *body_on = 1;
+        r = step(h, x, s, ph + 1, cur->len, eos);
+        *body_on = 0;
+        if (r == STOP || r == LOCAL) {
+            buf_free(&held);
+            return r;
+        }
+        if (x->calls[x->ncalls - 1].resumed)
+            paused = PH_COUNT;
+        if (r == GO) {
+            buf_put(sent, held.p, held.len);
+            buf_put(sent, cur->p, cur->len);
+            buf_clear(&held);
+            buf_clear(cur);
+        } else if (r == HELD) {
+            buf_put(&held, cur->p, cur->len);
+            buf_clear(cur);
+        }
+        if (r != GO && eos && paused == PH_COUNT)
+            paused = ph + 1;
+    }
+    if (trailers) {
+        *trailers_on = 1;
+        r = step(h, x, s, ph + 2, (resp ? &x->resp_t : &x->req_t)->n, 0);
+        if (r == STOP || r == LOCAL) {
+            buf_free(&held);
+            return r;
+        }
+        if (x->calls[x->ncalls - 1].resumed)
+            paused = PH_COUNT;
+        if (r != GO && paused == PH_COUNT)
+            paused = ph + 2;
+    }
+    if (paused != PH_COUNT) {
+        buf_free(&held);
+        stall(x, paused);
+        return STOP;
+    }
+    /* Trailers went on: so does what the body callbacks still held. */
+    buf_put(sent, held.p, held.len);
+    buf_put(sent, cur->p, cur->len);
+    buf_clear(cur);
+    buf_free(&held);
+    return GO;
+}
+
+/* The response: the fixture's, or the local response made in a request
+ * callback (then `is_local`). */
+static void response(host *h, exchange *x, pw_stream *s, const side *sd, int is_local) {
+    if (!is_local)
+        hlist_copy(&x->resp_h, &x->mem, &sd->headers);
+    x->resp_h_on = 1;
+    x->resp_t.n = 0;
+    if (sd->has_trailers)
+        hlist_copy(&x->resp_t, &x->mem, &sd->trailers);
+    if (direction(h, x, s, sd, 1, sd->has_trailers && !is_local) == LOCAL) {
+        /* §8.8: the upstream response is replaced by the local one and the
+         * rest of the response callbacks are skipped. */
+        side lr;
+        local_as_response(x, &lr);
+        buf_clear(&x->resp_sent);
+        buf_put(&x->resp_sent, x->lr.body.data, x->lr.body.len);
+        x->outcome = OUT_LOCAL;
+    }
+}
+
+/* The request; returns GO (send it upstream), LOCAL or STOP. */
+static enum step request(host *h, exchange *x, pw_stream *s, const side *sd) {
+    if (sd->has_trailers)
+        hlist_copy(&x->req_t, &x->mem, &sd->trailers);
+    return direction(h, x, s, sd, 0, sd->has_trailers);
+}
+
+void host_exchange(host *h, exchange *x) {
+    const fixture *fx = x->fx;
+    h->x = x;
+    x->outcome = OUT_COMPLETE;
+    /* The live maps start as the fixture's. */
+    hlist_copy(&x->req_h, &x->mem, &fx->req.headers);
+    x->resp_h.n = x->req_t.n = x->resp_t.n = 0;
+    if (x->props.n == 0)
+        for (size_t i = 0; i < fx->props.n; i++)
+            props_set(&x->props, &x->mem, fx->props.v[i].path, strlen(fx->props.v[i].path),
+                      fx->props.v[i].value);
+    begin_call(x, PH_CREATE, 0, 0);
+    pw_stream *s = NULL;
+    char err[PW_ERRLEN];
+    int rc = pw_stream_new(h->plugin, x, &s, err, sizeof err);
+    x->cur = -1;
+    if (rc != PW_OK) {
+        x->outcome = OUT_FAILED;
+        x->stopped_in = PH_CREATE;
+        snprintf(x->error, sizeof x->error, "%s", err);
+        note(x, "the stream could not be created: %s", err);
+        return;
+    }
+    enum step r = request(h, x, s, &fx->req);
+    if (r == GO) {
+        response(h, x, s, &fx->resp, 0);
+    } else if (r == LOCAL) {
+        side lr;
+        local_as_response(x, &lr);
+        response(h, x, s, &lr, 1);
+        if (x->outcome == OUT_COMPLETE)
+            x->outcome = OUT_LOCAL;
+    }
+    if (x->outcome == OUT_FAILED && x->stopped_in < PH_RESP_BODY) {
+        /* Fail closed: the client gets a 503 (the response headers have not
+         * gone out yet). */
+        x->resp_h.n = 0;
+        hlist_add(&x->resp_h, &x->mem, (pw_str){":status", 7}, (pw_str){"503", 3});
+        buf_clear(&x->resp_sent);
+        x->resp_h_on = 1;
+    }
+    /* on_log sees every map (§8.6). */
+    x->req_t_on = x->req_t_on || fx->req.has_trailers;
+    begin_call(x, PH_END, 0, 0);
+    pw_stream_free(s);
+    x->cur = -1;
+}

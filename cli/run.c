@@ -1,0 +1,288 @@
+/*
+ * run.c -- `pwasm run PLUGIN FIXTURE`: replays one HTTP exchange through a
+ * plugin and prints, per phase, what the plugin did.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *callbacks_of(enum phase p) {
+    switch (p) {
+    case PH_START:
+        return "proxy_on_context_create (root), proxy_on_vm_start, proxy_on_configure";
+    case PH_CREATE:
+        return "proxy_on_context_create";
+    case PH_REQ_HEADERS:
+        return "proxy_on_request_headers";
+    case PH_REQ_BODY:
+        return "proxy_on_request_body";
+    case PH_REQ_TRAILERS:
+        return "proxy_on_request_trailers";
+    case PH_RESP_HEADERS:
+        return "proxy_on_response_headers";
+    case PH_RESP_BODY:
+        return "proxy_on_response_body";
+    case PH_RESP_TRAILERS:
+        return "proxy_on_response_trailers";
+    default:
+        return "proxy_on_log, proxy_on_done, proxy_on_delete";
+    }
+}
+
+static void print_map(FILE *f, const char *indent, const hlist *h) {
+    buf b = {0};
+    for (size_t i = 0; i < h->n; i++) {
+        buf_clear(&b);
+        buf_escape(&b, h->kv[i].key.data, h->kv[i].key.len, 200);
+        buf_puts(&b, ": ");
+        buf_escape(&b, h->kv[i].value.data, h->kv[i].value.len, 400);
+        fprintf(f, "%s%s\n", indent, b.p);
+    }
+    if (!h->n)
+        fprintf(f, "%s(none)\n", indent);
+    buf_free(&b);
+}
+
+static void print_body(FILE *f, const char *indent, const char *what, const char *p, size_t len) {
+    buf b = {0};
+    buf_escape(&b, p, len, 400);
+    fprintf(f, "%s%s (%zu bytes): \"%s\"\n", indent, what, len, b.p ? b.p : "");
+    buf_free(&b);
+}
+
+static void print_events(FILE *f, const exchange *x, int call, int trace) {
+    for (size_t i = 0; i < x->nevents; i++) {
+        const event *e = &x->events[i];
+        if (e->call != call)
+            continue;
+        switch (e->kind) {
+        case EV_LOG:
+            fprintf(f, "   log %s: %.*s\n", log_level_name(e->level), (int)e->len, e->text);
+            break;
+        case EV_TRACE:
+            if (trace || e->unimplemented)
+                fprintf(f, "   %s %.*s\n", e->unimplemented ? "!" : ">", (int)e->len, e->text);
+            break;
+        case EV_PROPERTY:
+            fprintf(f, "   property %.*s\n", (int)e->len, e->text);
+            break;
+        case EV_NOTE:
+            fprintf(f, "   note: %.*s\n", (int)e->len, e->text);
+            break;
+        }
+    }
+}
+
+static void print_call(FILE *f, const exchange *x, size_t i, int trace) {
+    const call *c = &x->calls[i];
+    fprintf(f, "\n-- %s: %s", phase_name(c->phase), callbacks_of(c->phase));
+    switch (c->phase) {
+    case PH_REQ_HEADERS:
+    case PH_RESP_HEADERS:
+        fprintf(f, " (%zu headers%s)", c->size, c->eos ? ", end_of_stream" : "");
+        break;
+    case PH_REQ_BODY:
+    case PH_RESP_BODY:
+        fprintf(f, " (%zu bytes%s)", c->size, c->eos ? ", end_of_stream" : "");
+        break;
+    case PH_REQ_TRAILERS:
+    case PH_RESP_TRAILERS:
+        fprintf(f, " (%zu trailers)", c->size);
+        break;
+    default:
+        break;
+    }
+    if (c->phase >= PH_REQ_HEADERS && c->phase <= PH_RESP_TRAILERS)
+        fprintf(f, " -> %s%s%s", action_name(c->action), c->resumed ? ", resumed" : "",
+                c->closed ? ", closed" : "");
+    fprintf(f, "\n");
+    print_events(f, x, (int)i, trace);
+    if (c->lr) {
+        const local_resp *l = &x->lr;
+        fprintf(f, "   local response: %u", l->status);
+        if (l->details.len)
+            fprintf(f, " (details \"%.*s\")", (int)l->details.len, l->details.data);
+        if (l->grpc_status >= 0)
+            fprintf(f, " grpc-status %d", l->grpc_status);
+        fprintf(f, "\n");
+        print_map(f, "     ", &l->headers);
+        print_body(f, "     ", "body", l->body.data, l->body.len);
+    }
+    if (c->has_map) {
+        if (c->phase == PH_REQ_BODY || c->phase == PH_RESP_BODY) {
+            print_body(f, "   ", "body buffer after", c->body_after.data, c->body_after.len);
+        } else {
+            fprintf(f, "   %s after:\n",
+                    c->phase == PH_REQ_TRAILERS || c->phase == PH_RESP_TRAILERS ? "trailers"
+                                                                                : "headers");
+            print_map(f, "     ", &c->map_after);
+        }
+    }
+    fprintf(f, "   hostcalls: %u\n", c->hostcalls);
+}
+
+static void print_result(FILE *f, const exchange *x) {
+    fprintf(f, "\n== result: %s", outcome_name(x->outcome));
+    if (x->outcome == OUT_PAUSED || x->outcome == OUT_CLOSED || x->outcome == OUT_FAILED)
+        fprintf(f, " in %s", phase_name(x->stopped_in));
+    if (x->error[0])
+        fprintf(f, ": %s", x->error);
+    fprintf(f, "\n");
+    if (x->outcome == OUT_START_FAILED)
+        return;
+    int sent = x->outcome != OUT_LOCAL || x->lr.phase >= PH_RESP_HEADERS;
+    sent = sent && x->resp_h_on;
+    fprintf(f, "   upstream request: %s\n",
+            sent ? "sent" : "not sent (the plugin answered or the exchange stopped)");
+    if (sent)
+        print_body(f, "     ", "body sent", x->req_sent.p ? x->req_sent.p : "", x->req_sent.len);
+    if (x->resp_h_on) {
+        fprintf(f, "   response to the client:\n");
+        print_map(f, "     ", &x->resp_h);
+        print_body(f, "     ", "body", x->resp_sent.p ? x->resp_sent.p : "", x->resp_sent.len);
+        if (x->resp_t.n) {
+            fprintf(f, "     trailers:\n");
+            print_map(f, "       ", &x->resp_t);
+        }
+    }
+    fprintf(f, "   hostcalls: %u for the request, %u at start\n", x->hostcalls,
+            x->start_hostcalls);
+}
+
+void print_exchange(FILE *f, const exchange *x, int trace) {
+    for (size_t i = 0; i < x->ncalls; i++) {
+        const call *c = &x->calls[i];
+        /* Silent context creation is noise. */
+        if (c->phase == PH_CREATE && !c->hostcalls)
+            continue;
+        print_call(f, x, i, trace);
+    }
+    print_result(f, x);
+}
+
+static int cli_fixture(fixture *fx, const char *path, const char *const flags[5], char *err,
+                       size_t errlen) {
+    fixture_init(fx);
+    if (path) {
+        ydoc d;
+        int rc = ydoc_load(&d, path, err, errlen) ||
+                 ycheck_keys(&d, yroot(&d), fixture_keys, "the fixture", err, errlen) ||
+                 fixture_parse(fx, &d, yroot(&d), 1, err, errlen);
+        ydoc_free(&d);
+        if (rc) {
+            fixture_free(fx);
+            return -1;
+        }
+    }
+    fixture_finish(fx);
+    plugin_spec *ps = &fx->plugin;
+    for (int i = 0; i < 2; i++) {
+        if (!flags[i])
+            continue;
+        char **v = i ? &ps->vm_config : &ps->config;
+        free(*v);
+        *v = NULL;
+        *(i ? &ps->has_vm_config : &ps->has_config) = 1;
+        if (read_arg_value(flags[i], v, i ? &ps->vm_config_len : &ps->config_len, err, errlen)) {
+            fixture_free(fx);
+            return -1;
+        }
+    }
+    char **text[3] = {&ps->root_id, &ps->vm_id, &ps->name};
+    for (int i = 0; i < 3; i++)
+        if (flags[2 + i]) {
+            free(*text[i]);
+            *text[i] = xstrdup(flags[2 + i]);
+        }
+    return 0;
+}
+
+int session_option(session *s, int c) {
+    const char *keys = "cvriN";
+    const char *k = strchr(keys, c);
+    if (c && k) {
+        s->flags[k - keys] = optarg;
+        return -2;
+    }
+    if (c == 'l') {
+        if ((s->level = log_level_parse(optarg)) >= 0)
+            return -2;
+        fprintf(stderr, "pwasm %s: unknown log level \"%s\"\n", s->cmd, optarg);
+        return 2;
+    }
+    if (c == 'h') {
+        usage(stdout, s->cmd);
+        return 0;
+    }
+    return -1;
+}
+
+int session_open(session *s, int argc, char **argv) {
+    if (argc - optind < 1 || argc - optind > 2) {
+        usage(stderr, s->cmd);
+        return 2;
+    }
+    s->plugin_path = argv[optind];
+    char err[PW_ERRLEN];
+    if (cli_fixture(&s->fx, argv[optind + 1], s->flags, err, sizeof err)) {
+        fprintf(stderr, "pwasm %s: %s\n", s->cmd, err);
+        return 2;
+    }
+    s->opened = 1;
+    if (!(s->rt = cli_runtime(err, sizeof err)) ||
+        plugin_load(s->rt, s->plugin_path, NULL, &s->m, err, sizeof err)) {
+        fprintf(stderr, "pwasm: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+void session_close(session *s) {
+    if (s->m)
+        pw_module_free(s->m);
+    if (s->rt)
+        pw_runtime_free(s->rt);
+    if (s->opened)
+        fixture_free(&s->fx);
+}
+
+int cmd_run(int argc, char **argv) {
+    static const struct option opts[] = {SESSION_OPTIONS, {"trace", no_argument, 0, 't'}, {0}};
+    session s = {.cmd = "run", .level = -1};
+    int trace = 0, c, rc;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, SESSION_SHORT "t", opts, NULL)) != -1) {
+        if (c == 't')
+            trace = 1;
+        else if ((rc = session_option(&s, c)) != -2)
+            return rc == -1 ? (usage(stderr, "run"), 2) : rc;
+    }
+    if ((rc = session_open(&s, argc, argv))) {
+        session_close(&s);
+        return rc;
+    }
+    const plugin_spec *ps = &s.fx.plugin;
+    printf("plugin: %s (%s, ABI %s)\n", ps->name ? ps->name : pw_module_name(s.m), s.plugin_path,
+           pw_module_abi_version(s.m));
+    if (ps->config_len) {
+        buf b = {0};
+        buf_escape(&b, ps->config, ps->config_len, 400);
+        printf("config: \"%s\"\n", b.p);
+        buf_free(&b);
+    }
+    host h;
+    exchange x;
+    exchange_init(&x, &s.fx, 1);
+    run_opts o = {.log_level = s.level, .default_level = PROXY_LOG_TRACE, .trace = 2, .record = 1};
+    if (host_start(&h, s.m, &s.fx, &x, &o) == 0) {
+        host_exchange(&h, &x);
+        host_stop(&h);
+    }
+    print_exchange(stdout, &x, trace);
+    rc = x.outcome == OUT_START_FAILED ? 1 : 0;
+    exchange_free(&x);
+    session_close(&s);
+    return rc;
+}

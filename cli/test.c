@@ -1,0 +1,864 @@
+/*
+ * test.c -- `pwasm test FILE|DIR...`: YAML test files (format in
+ * docs/CLI.md). Each test runs one exchange on a fresh VM and checks its
+ * expectations; a failed expectation prints expected vs actual.
+ */
+#include <dirent.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+static const char *const file_keys_extra[] = {"tests", "description"};
+static const char *const test_keys_extra[] = {"name", "expect", "skip", "description"};
+static const char *const expect_keys[] = {
+    "start",     "start_error",      "outcome",        "error",   "actions",
+    "request",   "response",         "local_response", "log",     "log_absent",
+    "hostcalls", "hostcalls_absent", "properties",     "metrics", NULL};
+static const char *const side_expect_keys[] = {
+    "status",       "headers",  "headers_present",  "headers_absent",  "all_headers",  "body",
+    "body_matches", "trailers", "trailers_present", "trailers_absent", "all_trailers", NULL};
+static const char *const lr_keys[] = {"status",      "body", "body_matches", "headers", "details",
+                                      "grpc_status", NULL};
+
+/* Keys of a mapping: the fixture's plus extras. */
+static const char **keys_with(const char *const *extra, size_t n) {
+    size_t k = 0;
+    while (fixture_keys[k])
+        k++;
+    const char **all = xmalloc((k + n + 1) * sizeof *all);
+    memcpy(all, fixture_keys, k * sizeof *all);
+    memcpy(all + k, extra, n * sizeof *all);
+    all[k + n] = NULL;
+    return all;
+}
+
+/* ------------------------------------------------------------ checking */
+
+typedef struct checker {
+    ydoc *d;
+    exchange *x;
+    buf out; /* failure report */
+    int failures;
+    int bad; /* the expectation itself is malformed */
+    char err[PW_ERRLEN];
+} checker;
+
+static void fail_head(checker *ck, yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail_head(checker *ck, yaml_node_t *n, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ck->failures++;
+    buf_printf(&ck->out, "    %s", msg);
+    if (n)
+        buf_printf(&ck->out, " (line %zu)", n->start_mark.line + 1);
+    buf_puts(&ck->out, ":\n");
+}
+
+/* One-line values: "- expected" and "+ actual". */
+static void fail_values(checker *ck, yaml_node_t *n, const char *what, const char *exp,
+                        const char *act) {
+    fail_head(ck, n, "%s", what);
+    buf_printf(&ck->out, "      - expected: %s\n      + actual:   %s\n", exp, act);
+}
+
+static void quoted(buf *b, const char *s, size_t len) {
+    buf_puts(b, "\"");
+    buf_escape(b, s, len, 300);
+    buf_puts(b, "\"");
+}
+
+static int malformed(checker *ck, yaml_node_t *n, const char *fmt, const char *arg) {
+    ck->bad = 1;
+    yerr(ck->d, n, ck->err, sizeof ck->err, fmt, arg);
+    ck->failures++;
+    buf_printf(&ck->out, "    %s\n", ck->err);
+    return -1;
+}
+
+/* Scalar text of n, or a malformed-expectation failure. */
+static const char *text_of(checker *ck, yaml_node_t *n, size_t *len, const char *what) {
+    const char *s = yscalar(n, len);
+    if (!s)
+        malformed(ck, n, "%s: expected a string", what);
+    return s;
+}
+
+/* The list a node holds: a sequence, or one scalar. */
+static size_t items(ydoc *d, yaml_node_t *n, yaml_node_t ***out) {
+    if (n->type == YAML_SEQUENCE_NODE) {
+        size_t c = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+        *out = xmalloc((c + 1) * sizeof **out);
+        for (size_t i = 0; i < c; i++)
+            (*out)[i] = ynode(d, n->data.sequence.items.start[i]);
+        return c;
+    }
+    *out = xmalloc(sizeof **out);
+    (*out)[0] = n;
+    return 1;
+}
+
+static void map_text(buf *b, const hlist *h) {
+    for (size_t i = 0; i < h->n; i++) {
+        buf_escape(b, h->kv[i].key.data, h->kv[i].key.len, 0);
+        buf_puts(b, ": ");
+        buf_escape(b, h->kv[i].value.data, h->kv[i].value.len, 0);
+        buf_puts(b, "\n");
+    }
+}
+
+static void check_header_value(checker *ck, const char *what, const char *name, yaml_node_t *v,
+                               const hlist *h) {
+    size_t nl = strlen(name);
+    const pw_str *first = hlist_get(h, name, nl);
+    buf e = {0}, a = {0};
+    char title[300];
+    snprintf(title, sizeof title, "%s %s", what, name);
+    if (first)
+        quoted(&a, first->data, first->len);
+    else
+        buf_puts(&a, "(absent)");
+    if (ynull(v)) {
+        if (first)
+            fail_values(ck, v, title, "(absent)", a.p);
+    } else if (v->type == YAML_MAPPING_NODE) {
+        static const char *const keys[] = {"matches", "present", NULL};
+        if (ycheck_keys(ck->d, v, keys, title, ck->err, sizeof ck->err)) {
+            ck->bad = 1;
+            ck->failures++;
+            buf_printf(&ck->out, "    %s\n", ck->err);
+        } else if (ymap_get(ck->d, v, "present")) {
+            if (!first)
+                fail_values(ck, v, title, "(present)", "(absent)");
+        } else {
+            const char *re = text_of(ck, ymap_get(ck->d, v, "matches"), NULL, "matches");
+            if (re) {
+                int m =
+                    first ? regex_find(re, first->data, first->len, ck->err, sizeof ck->err) : 0;
+                if (m < 0) {
+                    malformed(ck, v, "%s", ck->err);
+                } else if (!m) {
+                    buf_printf(&e, "matching /%s/", re);
+                    fail_values(ck, v, title, e.p, a.p);
+                }
+            }
+        }
+    } else if (v->type == YAML_SEQUENCE_NODE) {
+        /* Every value of the header, in order. */
+        buf want = {0}, got = {0};
+        yaml_node_t **it;
+        size_t n = items(ck->d, v, &it);
+        for (size_t i = 0; i < n; i++) {
+            size_t l;
+            const char *s = text_of(ck, it[i], &l, title);
+            if (!s)
+                break;
+            buf_printf(&want, "%s", i ? ", " : "");
+            quoted(&want, s, l);
+        }
+        free(it);
+        for (size_t i = 0; i < h->n; i++)
+            if (h->kv[i].key.len == nl && !strncasecmp(h->kv[i].key.data, name, nl)) {
+                buf_printf(&got, "%s", got.len ? ", " : "");
+                quoted(&got, h->kv[i].value.data, h->kv[i].value.len);
+            }
+        if (strcmp(want.p ? want.p : "", got.p ? got.p : ""))
+            fail_values(ck, v, title, want.p ? want.p : "(none)", got.p ? got.p : "(absent)");
+        buf_free(&want);
+        buf_free(&got);
+    } else {
+        arena tmp = {0};
+        pw_str want;
+        if (yvalue_bytes(ck->d, v, &tmp, &want, ck->err, sizeof ck->err)) {
+            malformed(ck, v, "%s", ck->err);
+        } else if (!first || first->len != want.len || memcmp(first->data, want.data, want.len)) {
+            quoted(&e, want.data, want.len);
+            fail_values(ck, v, title, e.p, a.p);
+        }
+        arena_free(&tmp);
+    }
+    buf_free(&e);
+    buf_free(&a);
+}
+
+/* headers / trailers: name: value | null | [values] | {matches: RE}. */
+static void check_map(checker *ck, yaml_node_t *n, const char *what, const hlist *h) {
+    if (n->type != YAML_MAPPING_NODE) {
+        malformed(ck, n, "%s: expected a mapping of name: expected value", what);
+        return;
+    }
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        const char *name = text_of(ck, ynode(ck->d, p->key), NULL, what);
+        if (name)
+            check_header_value(ck, what, name, ynode(ck->d, p->value), h);
+    }
+}
+
+static void check_names(checker *ck, yaml_node_t *n, const char *what, const hlist *h,
+                        int want_present) {
+    yaml_node_t **it;
+    size_t cnt = items(ck->d, n, &it);
+    for (size_t i = 0; i < cnt; i++) {
+        size_t l;
+        const char *name = text_of(ck, it[i], &l, what);
+        if (!name)
+            break;
+        const pw_str *v = hlist_get(h, name, l);
+        if (!!v != want_present) {
+            char title[300];
+            snprintf(title, sizeof title, "%s %s", what, name);
+            buf a = {0};
+            if (v)
+                quoted(&a, v->data, v->len);
+            fail_values(ck, it[i], title, want_present ? "(present)" : "(absent)",
+                        v ? a.p : "(absent)");
+            buf_free(&a);
+        }
+    }
+    free(it);
+}
+
+/* all_headers / all_trailers: the whole map, in order (fixture syntax). */
+static void check_all(checker *ck, yaml_node_t *n, const char *what, const hlist *h) {
+    arena tmp = {0};
+    hlist want = {0};
+    buf e = {0}, a = {0};
+    if (fixture_parse_map(ck->d, n, &want, &tmp, what, ck->err, sizeof ck->err)) {
+        malformed(ck, n, "%s", ck->err);
+    } else {
+        map_text(&e, &want);
+        map_text(&a, h);
+        if (strcmp(e.p ? e.p : "", a.p ? a.p : "")) {
+            fail_head(ck, n, "%s", what);
+            diff_lines(&ck->out, "      ", e.p ? e.p : "", e.len, a.p ? a.p : "", a.len);
+        }
+    }
+    hlist_free(&want);
+    arena_free(&tmp);
+    buf_free(&e);
+    buf_free(&a);
+}
+
+static void check_body(checker *ck, yaml_node_t *n, const char *what, const char *p, size_t len,
+                       int regex) {
+    if (regex) {
+        const char *re = text_of(ck, n, NULL, what);
+        if (!re)
+            return;
+        int m = regex_find(re, p ? p : "", len, ck->err, sizeof ck->err);
+        if (m < 0) {
+            malformed(ck, n, "%s", ck->err);
+        } else if (!m) {
+            buf e = {0}, a = {0};
+            buf_printf(&e, "matching /%s/", re);
+            quoted(&a, p ? p : "", len);
+            fail_values(ck, n, what, e.p, a.p);
+            buf_free(&e);
+            buf_free(&a);
+        }
+        return;
+    }
+    arena tmp = {0};
+    pw_str want;
+    if (yvalue_bytes(ck->d, n, &tmp, &want, ck->err, sizeof ck->err)) {
+        malformed(ck, n, "%s", ck->err);
+    } else if (want.len != len || (len && memcmp(want.data, p, len))) {
+        fail_head(ck, n, "%s (expected %zu bytes, got %zu)", what, want.len, len);
+        diff_lines(&ck->out, "      ", want.data, want.len, p ? p : "", len);
+    }
+    arena_free(&tmp);
+}
+
+static void check_status(checker *ck, yaml_node_t *n, const char *what, const char *actual,
+                         size_t alen) {
+    size_t l;
+    const char *s = text_of(ck, n, &l, what);
+    if (s && (l != alen || memcmp(s, actual, l))) {
+        buf a = {0};
+        buf_put(&a, alen ? actual : "(none)", alen ? alen : 6);
+        fail_values(ck, n, what, s, a.p);
+        buf_free(&a);
+    }
+}
+
+static void check_side(checker *ck, yaml_node_t *n, int resp) {
+    exchange *x = ck->x;
+    const char *w = resp ? "response" : "request";
+    if (ycheck_keys(ck->d, n, side_expect_keys, w, ck->err, sizeof ck->err)) {
+        malformed(ck, n, "%s", ck->err);
+        return;
+    }
+    const hlist *h = resp ? &x->resp_h : &x->req_h;
+    const hlist *t = resp ? &x->resp_t : &x->req_t;
+    const buf *body = resp ? &x->resp_sent : &x->req_sent;
+    char what[64];
+    yaml_node_t *v;
+    if ((v = ymap_get(ck->d, n, "status"))) {
+        const pw_str *st = hlist_get(h, resp ? ":status" : ":method", 7);
+        snprintf(what, sizeof what, "%s status", w);
+        check_status(ck, v, what, st ? st->data : "", st ? st->len : 0);
+    }
+#define SUB(key, fn, ...)                                                                         \
+    if ((v = ymap_get(ck->d, n, key))) {                                                          \
+        snprintf(what, sizeof what, "%s.%s", w, key);                                             \
+        fn(ck, v, what, __VA_ARGS__);                                                             \
+    }
+    SUB("headers", check_map, h)
+    SUB("headers_present", check_names, h, 1)
+    SUB("headers_absent", check_names, h, 0)
+    SUB("all_headers", check_all, h)
+    SUB("trailers", check_map, t)
+    SUB("trailers_present", check_names, t, 1)
+    SUB("trailers_absent", check_names, t, 0)
+    SUB("all_trailers", check_all, t)
+    SUB("body", check_body, body->p, body->len, 0)
+    SUB("body_matches", check_body, body->p, body->len, 1)
+#undef SUB
+}
+
+static void check_local(checker *ck, yaml_node_t *n) {
+    local_resp *l = &ck->x->lr;
+    size_t len;
+    const char *s = yscalar(n, &len);
+    int none = ynull(n) || (s && (!strcmp(s, "false") || !strcmp(s, "none")));
+    if (none) {
+        if (l->present) {
+            char a[64];
+            snprintf(a, sizeof a, "%u from %s", l->status, phase_name(l->phase));
+            fail_values(ck, n, "local_response", "(none)", a);
+        }
+        return;
+    }
+    if (ycheck_keys(ck->d, n, lr_keys, "local_response", ck->err, sizeof ck->err)) {
+        malformed(ck, n, "%s", ck->err);
+        return;
+    }
+    if (!l->present) {
+        fail_values(ck, n, "local_response", "a local response", "(none)");
+        return;
+    }
+    yaml_node_t *v;
+    char num[16];
+    if ((v = ymap_get(ck->d, n, "status"))) {
+        snprintf(num, sizeof num, "%u", l->status);
+        check_status(ck, v, "local_response.status", num, strlen(num));
+    }
+    if ((v = ymap_get(ck->d, n, "grpc_status"))) {
+        snprintf(num, sizeof num, "%d", l->grpc_status);
+        check_status(ck, v, "local_response.grpc_status", num, strlen(num));
+    }
+    if ((v = ymap_get(ck->d, n, "details")))
+        check_body(ck, v, "local_response.details", l->details.data, l->details.len, 0);
+    if ((v = ymap_get(ck->d, n, "body")))
+        check_body(ck, v, "local_response.body", l->body.data, l->body.len, 0);
+    if ((v = ymap_get(ck->d, n, "body_matches")))
+        check_body(ck, v, "local_response.body", l->body.data, l->body.len, 1);
+    if ((v = ymap_get(ck->d, n, "headers")))
+        check_map(ck, v, "local_response.headers", &l->headers);
+}
+
+static void check_actions(checker *ck, yaml_node_t *n) {
+    exchange *x = ck->x;
+    if (n->type != YAML_MAPPING_NODE) {
+        malformed(ck, n, "%s: expected a mapping of phase: action", "actions");
+        return;
+    }
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = ynode(ck->d, p->key), *v = ynode(ck->d, p->value);
+        const char *ph = text_of(ck, k, NULL, "actions");
+        if (!ph)
+            return;
+        int phase = phase_parse(ph);
+        if (phase < PH_REQ_HEADERS || phase > PH_RESP_TRAILERS) {
+            malformed(ck, k,
+                      "actions: unknown phase \"%s\" (request_headers, request_body, "
+                      "request_trailers, response_headers, response_body, response_trailers)",
+                      ph);
+            return;
+        }
+        buf got = {0}, want = {0};
+        size_t ncalls = 0;
+        const char *last = "not_called";
+        for (size_t i = 0; i < x->ncalls; i++)
+            if ((int)x->calls[i].phase == phase) {
+                last = action_name(x->calls[i].action);
+                buf_printf(&got, "%s%s", ncalls++ ? ", " : "", last);
+            }
+        if (v->type == YAML_SEQUENCE_NODE) {
+            yaml_node_t **it;
+            size_t cnt = items(ck->d, v, &it);
+            for (size_t i = 0; i < cnt; i++) {
+                const char *a = text_of(ck, it[i], NULL, "actions");
+                if (!a)
+                    break;
+                buf_printf(&want, "%s%s", i ? ", " : "", a);
+            }
+            free(it);
+            if (strcmp(want.p ? want.p : "", got.p ? got.p : ""))
+                fail_values(ck, v, ph, want.p ? want.p : "(no calls)",
+                            got.p ? got.p : "(not called)");
+        } else {
+            const char *a = text_of(ck, v, NULL, "actions");
+            if (a && action_parse(a) < 0 && strcmp(a, "not_called"))
+                malformed(ck, v,
+                          "unknown action \"%s\" (continue, pause, pause_no_buffer, "
+                          "local_response, error, not_called)",
+                          a);
+            else if (a && strcmp(a, last))
+                fail_values(ck, v, ph, a, ncalls > 1 ? got.p : last);
+        }
+        buf_free(&got);
+        buf_free(&want);
+    }
+}
+
+/* log / hostcalls: each pattern must match at least one line (absent: none). */
+static void check_lines(checker *ck, yaml_node_t *n, const char *what, enum ev_kind kind,
+                        int absent) {
+    exchange *x = ck->x;
+    yaml_node_t **it;
+    size_t cnt = items(ck->d, n, &it);
+    for (size_t i = 0; i < cnt; i++) {
+        yaml_node_t *pn = it[i], *lv = NULL;
+        int level = -1;
+        if (pn->type == YAML_MAPPING_NODE && kind == EV_LOG) {
+            static const char *const keys[] = {"level", "matches", NULL};
+            if (ycheck_keys(ck->d, pn, keys, what, ck->err, sizeof ck->err)) {
+                malformed(ck, pn, "%s", ck->err);
+                break;
+            }
+            lv = ymap_get(ck->d, pn, "level");
+            const char *ls = lv ? yscalar(lv, NULL) : NULL;
+            if (lv && (!ls || (level = log_level_parse(ls)) < 0)) {
+                malformed(ck, lv, "%s: unknown level", what);
+                break;
+            }
+            pn = ymap_get(ck->d, pn, "matches");
+            if (!pn) {
+                malformed(ck, it[i], "%s: give matches", what);
+                break;
+            }
+        }
+        const char *re = text_of(ck, pn, NULL, what);
+        if (!re)
+            break;
+        int found = 0;
+        for (size_t j = 0; j < x->nevents && !found; j++) {
+            const event *e = &x->events[j];
+            if (e->kind != kind || (level >= 0 && e->level != level))
+                continue;
+            int m = regex_find(re, e->text, e->len, ck->err, sizeof ck->err);
+            if (m < 0) {
+                malformed(ck, pn, "%s", ck->err);
+                free(it);
+                return;
+            }
+            found = m;
+        }
+        if (found == !absent)
+            continue;
+        fail_head(ck, pn, "%s", what);
+        buf_printf(&ck->out, "      - expected: %s line matching /%s/%s%s\n", absent ? "no" : "a",
+                   re, level >= 0 ? " at level " : "", level >= 0 ? log_level_name(level) : "");
+        buf_printf(&ck->out, "      + actual:   %s\n",
+                   absent ? "these lines match:" : "these lines (none matches):");
+        int shown = 0;
+        for (size_t j = 0; j < x->nevents; j++) {
+            const event *e = &x->events[j];
+            if (e->kind != kind)
+                continue;
+            if (absent && regex_find(re, e->text, e->len, ck->err, sizeof ck->err) != 1)
+                continue;
+            if (++shown > 40) {
+                buf_puts(&ck->out, "          ...\n");
+                break;
+            }
+            buf_puts(&ck->out, "          ");
+            if (kind == EV_LOG)
+                buf_printf(&ck->out, "%s: ", log_level_name(e->level));
+            buf_escape_ctl(&ck->out, e->text, e->len, 300);
+            buf_puts(&ck->out, "\n");
+        }
+        if (!shown)
+            buf_puts(&ck->out, "          (no lines)\n");
+    }
+    free(it);
+}
+
+static void check_props(checker *ck, yaml_node_t *n) {
+    if (n->type != YAML_MAPPING_NODE) {
+        malformed(ck, n, "%s: expected a mapping of path: value", "properties");
+        return;
+    }
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        size_t pl;
+        const char *path = text_of(ck, ynode(ck->d, p->key), &pl, "properties");
+        yaml_node_t *v = ynode(ck->d, p->value);
+        if (!path)
+            return;
+        const prop *got = props_get(&ck->x->props, path, pl);
+        char title[300];
+        snprintf(title, sizeof title, "property %s", path);
+        buf a = {0}, e = {0};
+        if (got)
+            quoted(&a, got->value.data, got->value.len);
+        if (ynull(v)) {
+            if (got)
+                fail_values(ck, v, title, "(absent)", a.p);
+        } else {
+            arena tmp = {0};
+            pw_str want;
+            if (yvalue_bytes(ck->d, v, &tmp, &want, ck->err, sizeof ck->err)) {
+                malformed(ck, v, "%s", ck->err);
+            } else if (!got || got->value.len != want.len ||
+                       memcmp(got->value.data, want.data, want.len)) {
+                quoted(&e, want.data, want.len);
+                fail_values(ck, v, title, e.p, got ? a.p : "(absent)");
+            }
+            arena_free(&tmp);
+        }
+        buf_free(&a);
+        buf_free(&e);
+    }
+}
+
+static void check_metrics(checker *ck, yaml_node_t *n) {
+    if (n->type != YAML_MAPPING_NODE) {
+        malformed(ck, n, "%s: expected a mapping of metric name: value", "metrics");
+        return;
+    }
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        const char *name = text_of(ck, ynode(ck->d, p->key), NULL, "metrics");
+        const char *val = yscalar(ynode(ck->d, p->value), NULL);
+        if (!name)
+            return;
+        char title[300];
+        snprintf(title, sizeof title, "metric %s", name);
+        fail_values(ck, ynode(ck->d, p->key), title, val ? val : "?",
+                    "(not supported yet: pwasm does not implement metrics)");
+    }
+}
+
+/* Checks every expectation; returns the number of failures. */
+static int check(checker *ck, yaml_node_t *ex) {
+    exchange *x = ck->x;
+    if (!ex)
+        ex = NULL;
+    if (ex && ycheck_keys(ck->d, ex, expect_keys, "expect", ck->err, sizeof ck->err))
+        return malformed(ck, ex, "%s", ck->err), ck->failures;
+    yaml_node_t *v = ex ? ymap_get(ck->d, ex, "start") : NULL;
+    const char *want_start = v ? yscalar(v, NULL) : "ok";
+    if (!want_start || (strcmp(want_start, "ok") && strcmp(want_start, "failed")))
+        return malformed(ck, v, "%s: expected ok or failed", "start"), ck->failures;
+    int started = x->outcome != OUT_START_FAILED;
+    if (started != !strcmp(want_start, "ok")) {
+        fail_values(ck, v, "start", want_start, started ? "ok" : "failed");
+        if (!started)
+            buf_printf(&ck->out, "      (%s)\n", x->error);
+    }
+    if (ex && (v = ymap_get(ck->d, ex, "start_error")))
+        check_body(ck, v, "start_error", x->error, strlen(x->error), 1);
+    if (ex && (v = ymap_get(ck->d, ex, "log")))
+        check_lines(ck, v, "log", EV_LOG, 0);
+    if (ex && (v = ymap_get(ck->d, ex, "log_absent")))
+        check_lines(ck, v, "log_absent", EV_LOG, 1);
+    if (ex && (v = ymap_get(ck->d, ex, "hostcalls")))
+        check_lines(ck, v, "hostcalls", EV_TRACE, 0);
+    if (ex && (v = ymap_get(ck->d, ex, "hostcalls_absent")))
+        check_lines(ck, v, "hostcalls_absent", EV_TRACE, 1);
+    if (!started || !ex)
+        return ck->failures;
+    if ((v = ymap_get(ck->d, ex, "outcome"))) {
+        size_t l;
+        const char *o = text_of(ck, v, &l, "outcome");
+        if (o && strcmp(o, outcome_name(x->outcome))) {
+            char a[PW_ERRLEN + 64];
+            snprintf(a, sizeof a, "%s%s%s%s%s", outcome_name(x->outcome),
+                     x->outcome >= OUT_PAUSED ? " in " : "",
+                     x->outcome >= OUT_PAUSED ? phase_name(x->stopped_in) : "",
+                     x->error[0] ? ": " : "", x->error);
+            fail_values(ck, v, "outcome", o, a);
+        }
+    }
+    if ((v = ymap_get(ck->d, ex, "error")))
+        check_body(ck, v, "error", x->error, strlen(x->error), 1);
+    if ((v = ymap_get(ck->d, ex, "actions")))
+        check_actions(ck, v);
+    if ((v = ymap_get(ck->d, ex, "request")))
+        check_side(ck, v, 0);
+    if ((v = ymap_get(ck->d, ex, "response")))
+        check_side(ck, v, 1);
+    if ((v = ymap_get(ck->d, ex, "local_response")))
+        check_local(ck, v);
+    if ((v = ymap_get(ck->d, ex, "properties")))
+        check_props(ck, v);
+    if ((v = ymap_get(ck->d, ex, "metrics")))
+        check_metrics(ck, v);
+    return ck->failures;
+}
+
+/* ------------------------------------------------------------ running */
+
+typedef struct modcache {
+    char **paths;
+    pw_module **mods;
+    size_t n;
+    pw_runtime *rt;
+} modcache;
+
+static pw_module *module_for(modcache *mc, const char *path, char *err, size_t errlen) {
+    for (size_t i = 0; i < mc->n; i++)
+        if (!strcmp(mc->paths[i], path)) {
+            if (!mc->mods[i])
+                snprintf(err, errlen, "%s: could not be loaded (see above)", path);
+            return mc->mods[i];
+        }
+    pw_module *m = NULL;
+    if (plugin_load(mc->rt, path, NULL, &m, err, errlen))
+        m = NULL;
+    mc->paths = xrealloc(mc->paths, (mc->n + 1) * sizeof *mc->paths);
+    mc->mods = xrealloc(mc->mods, (mc->n + 1) * sizeof *mc->mods);
+    mc->paths[mc->n] = xstrdup(path);
+    mc->mods[mc->n++] = m;
+    return m;
+}
+
+typedef struct totals {
+    int passed, failed, skipped;
+    int verbose, trace;
+} totals;
+
+static void run_test(modcache *mc, ydoc *d, const fixture *base, yaml_node_t *t, int index,
+                     totals *tot) {
+    char err[PW_ERRLEN];
+    const char **keys = keys_with(test_keys_extra, 4);
+    yaml_node_t *nn = ymap_get(d, t, "name");
+    const char *name = nn ? yscalar(nn, NULL) : NULL;
+    char fallback[32];
+    snprintf(fallback, sizeof fallback, "test %d", index + 1);
+    if (!name)
+        name = fallback;
+    yaml_node_t *skip = ymap_get(d, t, "skip");
+    if (skip && !ynull(skip)) {
+        const char *why = yscalar(skip, NULL);
+        printf("  skip  %s%s%s\n", name, why ? ": " : "", why ? why : "");
+        tot->skipped++;
+        free(keys);
+        return;
+    }
+    fixture fx;
+    fixture_copy(&fx, base);
+    if (ycheck_keys(d, t, keys, "a test", err, sizeof err) ||
+        fixture_parse(&fx, d, t, 1, err, sizeof err)) {
+        printf("  FAIL  %s\n    %s\n", name, err);
+        tot->failed++;
+        fixture_free(&fx);
+        free(keys);
+        return;
+    }
+    free(keys);
+    fixture_finish(&fx);
+    if (!fx.plugin.path) {
+        yerr(d, t, err, sizeof err, "no plugin: give `plugin:` in the file or the test");
+        printf("  FAIL  %s\n    %s\n", name, err);
+        tot->failed++;
+        fixture_free(&fx);
+        return;
+    }
+    pw_module *m = module_for(mc, fx.plugin.path, err, sizeof err);
+    if (!m) {
+        printf("  FAIL  %s\n    %s\n", name, err);
+        tot->failed++;
+        fixture_free(&fx);
+        return;
+    }
+    host h;
+    exchange x;
+    exchange_init(&x, &fx, 1);
+    run_opts o = {.log_level = -1, .default_level = PROXY_LOG_TRACE, .trace = 2, .record = 1};
+    if (host_start(&h, m, &fx, &x, &o) == 0) {
+        host_exchange(&h, &x);
+        host_stop(&h);
+    }
+    checker ck = {.d = d, .x = &x};
+    int failures = check(&ck, ymap_get(d, t, "expect"));
+    if (failures) {
+        printf("  FAIL  %s\n%s", name, ck.out.p ? ck.out.p : "");
+        if (tot->verbose) {
+            printf("    what happened:\n");
+            print_exchange(stdout, &x, tot->trace);
+        }
+        tot->failed++;
+    } else {
+        printf("  ok    %s\n", name);
+        tot->passed++;
+    }
+    buf_free(&ck.out);
+    exchange_free(&x);
+    fixture_free(&fx);
+}
+
+static void run_file(modcache *mc, const char *path, totals *tot) {
+    char err[PW_ERRLEN];
+    ydoc d;
+    printf("%s\n", path);
+    const char **keys = keys_with(file_keys_extra, 2);
+    fixture base;
+    fixture_init(&base);
+    yaml_node_t *tests = NULL;
+    if (ydoc_load(&d, path, err, sizeof err) ||
+        ycheck_keys(&d, yroot(&d), keys, "a test file", err, sizeof err) ||
+        fixture_parse(&base, &d, yroot(&d), 1, err, sizeof err)) {
+        printf("  FAIL  %s\n", err);
+        tot->failed++;
+        goto out;
+    }
+    tests = ymap_get(&d, yroot(&d), "tests");
+    if (!tests || tests->type != YAML_SEQUENCE_NODE) {
+        yerr(&d, tests ? tests : yroot(&d), err, sizeof err, "expected `tests:`, a list of tests");
+        printf("  FAIL  %s\n", err);
+        tot->failed++;
+        goto out;
+    }
+    int i = 0;
+    for (yaml_node_item_t *it = tests->data.sequence.items.start;
+         it < tests->data.sequence.items.top; it++, i++) {
+        yaml_node_t *t = ynode(&d, *it);
+        if (t->type != YAML_MAPPING_NODE) {
+            yerr(&d, t, err, sizeof err, "each test must be a mapping");
+            printf("  FAIL  %s\n", err);
+            tot->failed++;
+            continue;
+        }
+        run_test(mc, &d, &base, t, i, tot);
+    }
+out:
+    free(keys);
+    fixture_free(&base);
+    ydoc_free(&d);
+}
+
+static int is_yaml(const char *name) {
+    size_t n = strlen(name);
+    return (n > 5 && !strcmp(name + n - 5, ".yaml")) || (n > 4 && !strcmp(name + n - 4, ".yml"));
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every *.yaml / *.yml below dir, sorted, appended to *files. */
+static void collect(const char *dir, char ***files, size_t *n) {
+    DIR *dp = opendir(dir);
+    if (!dp)
+        return;
+    char **names = NULL;
+    size_t cnt = 0;
+    struct dirent *e;
+    while ((e = readdir(dp))) {
+        if (e->d_name[0] == '.')
+            continue;
+        names = xrealloc(names, (cnt + 1) * sizeof *names);
+        names[cnt++] = xstrdup(e->d_name);
+    }
+    closedir(dp);
+    qsort(names, cnt, sizeof *names, cmp_str);
+    for (size_t i = 0; i < cnt; i++) {
+        buf p = {0};
+        buf_printf(&p, "%s/%s", dir, names[i]);
+        struct stat st;
+        if (stat(p.p, &st) == 0 && S_ISDIR(st.st_mode)) {
+            collect(p.p, files, n);
+            buf_free(&p);
+        } else if (is_yaml(names[i])) {
+            *files = xrealloc(*files, (*n + 1) * sizeof **files);
+            (*files)[(*n)++] = p.p;
+        } else {
+            buf_free(&p);
+        }
+        free(names[i]);
+    }
+    free(names);
+}
+
+int cmd_test(int argc, char **argv) {
+    static const struct option opts[] = {{"verbose", no_argument, 0, 'v'},
+                                         {"trace", no_argument, 0, 't'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    totals tot = {0};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "vth", opts, NULL)) != -1) {
+        switch (c) {
+        case 'v':
+            tot.verbose = 1;
+            break;
+        case 't':
+            tot.verbose = tot.trace = 1;
+            break;
+        case 'h':
+            usage(stdout, "test");
+            return 0;
+        default:
+            usage(stderr, "test");
+            return 2;
+        }
+    }
+    if (optind == argc) {
+        usage(stderr, "test");
+        return 2;
+    }
+    char **files = NULL;
+    size_t nfiles = 0;
+    for (int i = optind; i < argc; i++) {
+        struct stat st;
+        if (stat(argv[i], &st) != 0) {
+            fprintf(stderr, "pwasm test: %s: no such file or directory\n", argv[i]);
+            tot.failed++;
+            continue;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            size_t before = nfiles;
+            collect(argv[i], &files, &nfiles);
+            if (before == nfiles)
+                fprintf(stderr, "pwasm test: %s: no .yaml files\n", argv[i]);
+        } else {
+            files = xrealloc(files, (nfiles + 1) * sizeof *files);
+            files[nfiles++] = xstrdup(argv[i]);
+        }
+    }
+    char err[PW_ERRLEN];
+    modcache mc = {0};
+    mc.rt = cli_runtime(err, sizeof err);
+    if (!mc.rt) {
+        fprintf(stderr, "pwasm: %s\n", err);
+        return 1;
+    }
+    for (size_t i = 0; i < nfiles; i++) {
+        run_file(&mc, files[i], &tot);
+        free(files[i]);
+    }
+    free(files);
+    for (size_t i = 0; i < mc.n; i++) {
+        if (mc.mods[i])
+            pw_module_free(mc.mods[i]);
+        free(mc.paths[i]);
+    }
+    free(mc.paths);
+    free(mc.mods);
+    pw_runtime_free(mc.rt);
+    printf("%d passed, %d failed", tot.passed, tot.failed);
+    if (tot.skipped)
+        printf(", %d skipped", tot.skipped);
+    printf("\n");
+    return tot.failed ? 1 : 0;
+}

@@ -1,0 +1,382 @@
+/*
+ * trace.c -- hostcalls as `pwasm run --trace` prints them, like strace:
+ *
+ *   proxy_get_header_map_value(map=request_headers, key="x-id") -> Ok, value="42"
+ *   proxy_http_call(upstream="auth", ...) -> Unimplemented (not implemented in pwasm yet)
+ *
+ * Arguments are decoded from the plugin's memory (strings, serialized maps,
+ * property paths); values the host returned through out-pointers are read
+ * back after the call.
+ */
+#include <string.h>
+
+#include "cli.h"
+#include "core/core.h"
+
+const uint8_t *guest_memory(pw_vm *vm, uint64_t *size) {
+    /* Internal: the library has no public accessor yet (see the API
+     * request in docs/CLI.md). */
+    *size = 0;
+    if (!vm || !vm->inst)
+        return NULL;
+    return pw_winst_mem(vm->inst, size);
+}
+
+/* Parameter codes: one letter, then the name; 's', 'p', 'P', 'o', 'O', 'V'
+ * take two Wasm arguments (pointer, size / count).
+ *   d u32   D i64   x pointer   g grpc status (i32, -1 none)
+ *   L log level   M map type   B buffer type   S stream type   T metric type
+ *   s string   p serialized pairs   P property path   V WASI iovecs
+ *   u out u32   U out u64   o out bytes (ptr*, size*)   O out pairs      */
+static const struct {
+    const char *name;
+    const char *params;
+} sigs[] = {
+    {"proxy_log", "L level,s message"},
+    {"proxy_get_log_level", "u level"},
+    {"proxy_get_current_time_nanoseconds", "U time"},
+    {"proxy_set_tick_period_milliseconds", "d period_ms"},
+    {"proxy_get_configuration", "o configuration"},
+    {"proxy_get_status", "u code,o message"},
+    {"proxy_get_buffer_bytes", "B buffer,d start,d max_size,o data"},
+    {"proxy_get_buffer_status", "B buffer,u size,u flags"},
+    {"proxy_set_buffer_bytes", "B buffer,d start,d size,s data"},
+    {"proxy_get_header_map_pairs", "M map,O pairs"},
+    {"proxy_set_header_map_pairs", "M map,p pairs"},
+    {"proxy_get_header_map_value", "M map,s key,o value"},
+    {"proxy_add_header_map_value", "M map,s key,s value"},
+    {"proxy_replace_header_map_value", "M map,s key,s value"},
+    {"proxy_remove_header_map_value", "M map,s key"},
+    {"proxy_get_header_map_size", "M map,u size"},
+    {"proxy_get_property", "P path,o value"},
+    {"proxy_set_property", "P path,s value"},
+    {"proxy_get_shared_data", "s key,o value,u cas"},
+    {"proxy_set_shared_data", "s key,s value,d cas"},
+    {"proxy_register_shared_queue", "s name,u queue_id"},
+    {"proxy_resolve_shared_queue", "s vm_id,s name,u queue_id"},
+    {"proxy_enqueue_shared_queue", "d queue_id,s value"},
+    {"proxy_dequeue_shared_queue", "d queue_id,o value"},
+    {"proxy_continue_stream", "S stream"},
+    {"proxy_close_stream", "S stream"},
+    {"proxy_send_local_response", "d status,s details,s body,p headers,g grpc_status"},
+    {"proxy_http_call", "s upstream,p headers,s body,p trailers,d timeout_ms,u token"},
+    {"proxy_grpc_call",
+     "s service,s service_name,s method,p initial_metadata,s message,d timeout_ms,u token"},
+    {"proxy_grpc_stream", "s service,s service_name,s method,p initial_metadata,u token"},
+    {"proxy_grpc_send", "d token,s message,d end_stream"},
+    {"proxy_grpc_cancel", "d token"},
+    {"proxy_grpc_close", "d token"},
+    {"proxy_define_metric", "T type,s name,u metric_id"},
+    {"proxy_increment_metric", "d metric_id,D delta"},
+    {"proxy_record_metric", "d metric_id,D value"},
+    {"proxy_get_metric", "d metric_id,U value"},
+    {"proxy_set_effective_context", "d context_id"},
+    {"proxy_call_foreign_function", "s name,s args,o results"},
+    {"emscripten_notify_memory_growth", "d index"},
+    {"pthread_equal", "d a,d b"},
+    {"fd_write", "d fd,V data,u nwritten"},
+    {"clock_time_get", "d clock,D precision,U time"},
+    {"random_get", "x buf,d len"},
+    {"proc_exit", "d code"},
+};
+
+static const char *enum_name(char code, uint64_t v) {
+    static const char *const maps[] = {"request_headers",
+                                       "request_trailers",
+                                       "response_headers",
+                                       "response_trailers",
+                                       "grpc_initial_metadata",
+                                       "grpc_trailing_metadata",
+                                       "http_call_response_headers",
+                                       "http_call_response_trailers"};
+    static const char *const bufs[] = {
+        "request_body",     "response_body",           "downstream_data",
+        "upstream_data",    "http_call_response_body", "grpc_receive_buffer",
+        "vm_configuration", "plugin_configuration",    "call_data"};
+    static const char *const streams[] = {"request", "response", "downstream", "upstream"};
+    static const char *const metrics[] = {"counter", "gauge", "histogram"};
+    switch (code) {
+    case 'L':
+        return v < 6 ? log_level_name((int)v) : NULL;
+    case 'M':
+        return v < 8 ? maps[v] : NULL;
+    case 'B':
+        return v < 9 ? bufs[v] : NULL;
+    case 'S':
+        return v < 4 ? streams[v] : NULL;
+    case 'T':
+        return v < 3 ? metrics[v] : NULL;
+    }
+    return NULL;
+}
+
+/* [ptr, ptr+len) of guest memory, or NULL. */
+static const uint8_t *mem(pw_vm *vm, uint64_t ptr, uint64_t len) {
+    uint64_t size;
+    const uint8_t *base = guest_memory(vm, &size);
+    if (!base || ptr > size || len > size - ptr)
+        return NULL;
+    return base + ptr;
+}
+
+static uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int get_u32(pw_vm *vm, uint64_t ptr, uint32_t *v) {
+    const uint8_t *p = mem(vm, ptr, 4);
+    if (!p)
+        return -1;
+    *v = le32(p);
+    return 0;
+}
+
+/* As mem(), or says why not in out. */
+static const uint8_t *guest(buf *out, pw_vm *vm, uint64_t ptr, uint64_t len) {
+    const uint8_t *p = mem(vm, ptr, len);
+    if (!p)
+        buf_printf(out, "<bad pointer 0x%llx+%llu>", (unsigned long long)ptr,
+                   (unsigned long long)len);
+    return p;
+}
+
+static void put_string(buf *out, pw_vm *vm, uint64_t ptr, uint64_t len) {
+    const uint8_t *p = guest(out, vm, ptr, len);
+    if (!p)
+        return;
+    buf_puts(out, "\"");
+    buf_escape(out, (const char *)p, len, 120);
+    buf_puts(out, "\"");
+}
+
+/* §6.1 serialized pairs, decoded without trusting them. */
+static void put_pairs(buf *out, pw_vm *vm, uint64_t ptr, uint64_t len) {
+    const uint8_t *p = guest(out, vm, ptr, len);
+    if (!p)
+        return;
+    if (len <= 1 || (len == 4 && !p[0] && !p[1] && !p[2] && !p[3])) {
+        buf_puts(out, "{}");
+        return;
+    }
+    uint32_t n = le32(p);
+    uint64_t at = 4 + 8 * (uint64_t)n;
+    if (len < 4 || at > len) {
+        buf_printf(out, "<malformed pairs, %llu bytes>", (unsigned long long)len);
+        return;
+    }
+    buf_puts(out, "{");
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *l = p + 4 + 8 * i;
+        uint32_t kl = le32(l), vl = le32(l + 4);
+        if (at + kl + 1 + vl + 1 > len) {
+            buf_puts(out, "<truncated>");
+            break;
+        }
+        if (i == 8) {
+            buf_printf(out, "... (%u pairs)", n);
+            break;
+        }
+        buf_puts(out, i ? ", \"" : "\"");
+        buf_escape(out, (const char *)p + at, kl, 60);
+        buf_puts(out, "\": \"");
+        buf_escape(out, (const char *)p + at + kl + 1, vl, 60);
+        buf_puts(out, "\"");
+        at += (uint64_t)kl + 1 + vl + 1;
+    }
+    buf_puts(out, "}");
+}
+
+/* "request.path" from "request\0path" (one trailing NUL dropped). */
+static void put_path(buf *out, pw_vm *vm, uint64_t ptr, uint64_t len) {
+    const uint8_t *p = guest(out, vm, ptr, len);
+    if (!p)
+        return;
+    if (len && !p[len - 1])
+        len--;
+    buf_puts(out, "\"");
+    for (uint64_t i = 0; i < len; i++)
+        if (p[i])
+            buf_escape(out, (const char *)p + i, 1, 0);
+        else
+            buf_puts(out, ".");
+    buf_puts(out, "\"");
+}
+
+static void put_iovecs(buf *out, pw_vm *vm, uint64_t ptr, uint64_t n) {
+    buf_puts(out, "\"");
+    for (uint64_t i = 0; i < n && i < 16; i++) {
+        uint32_t base, len;
+        if (get_u32(vm, ptr + 8 * i, &base) || get_u32(vm, ptr + 8 * i + 4, &len))
+            break;
+        const uint8_t *p = mem(vm, base, len);
+        if (p)
+            buf_escape(out, (const char *)p, len, 120);
+    }
+    buf_puts(out, "\"");
+}
+
+static const char *wasi_errno_name(uint64_t e) {
+    switch (e) {
+    case 0:
+        return "SUCCESS";
+    case 8:
+        return "BADF";
+    case 21:
+        return "FAULT";
+    case 28:
+        return "INVAL";
+    case 44:
+        return "NOENT";
+    case 52:
+        return "NOSYS";
+    case 58:
+        return "NOTSUP";
+    case 76:
+        return "NOTCAPABLE";
+    }
+    return "?";
+}
+
+static int has_result(const char *module, const char *name) {
+    size_t n;
+    const pw_host_func *f = pw_core_host_funcs(&n);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(f[i].module, module) && !strcmp(f[i].name, name))
+            return f[i].sig[strlen(f[i].sig) - 1] != ':';
+    return 1;
+}
+
+void trace_format(buf *out, pw_vm *vm, const char *module, const char *name, const uint64_t *args,
+                  size_t nargs, uint64_t result) {
+    int env = !strcmp(module, "env");
+    const char *params = NULL;
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        if (!strcmp(sigs[i].name, name)) {
+            params = sigs[i].params;
+            break;
+        }
+    if (!env)
+        buf_printf(out, "%s.", module);
+    buf_printf(out, "%s(", name);
+    /* Out-parameters are printed after the result, once we know it. */
+    buf outs = {0};
+    int ok = env ? result == PROXY_RESULT_OK : result == 0;
+    size_t a = 0;
+    int first = 1;
+    const char *p = params;
+    while (p && *p && a < nargs) {
+        char code = *p;
+        const char *pname = p + 2, *end = strchr(pname, ',');
+        int nl = (int)(end ? end - pname : (long)strlen(pname));
+        p = end ? end + 1 : pname + nl;
+        int two = strchr("spPoOV", code) != NULL;
+        if (two && a + 1 >= nargs)
+            break;
+        uint64_t v = args[a], w = two ? args[a + 1] : 0;
+        a += two ? 2 : 1;
+        if (strchr("uUoO", code)) {
+            if (!ok)
+                continue;
+            buf_printf(&outs, ", %.*s=", nl, pname);
+            uint32_t u, u2;
+            if (code == 'u') {
+                if (get_u32(vm, v, &u))
+                    buf_puts(&outs, "<bad pointer>");
+                else
+                    buf_printf(&outs, "%u", u);
+            } else if (code == 'U') {
+                const uint8_t *q = mem(vm, v, 8);
+                uint64_t x = 0;
+                for (int i = 0; q && i < 8; i++)
+                    x |= (uint64_t)q[i] << (8 * i);
+                if (q)
+                    buf_printf(&outs, "%llu", (unsigned long long)x);
+                else
+                    buf_puts(&outs, "<bad pointer>");
+            } else if (get_u32(vm, v, &u) || get_u32(vm, w, &u2)) {
+                buf_puts(&outs, "<bad pointer>");
+            } else if (code == 'o') {
+                put_string(&outs, vm, u, u2);
+            } else {
+                put_pairs(&outs, vm, u, u2);
+            }
+            continue;
+        }
+        buf_printf(out, "%s%.*s=", first ? "" : ", ", nl, pname);
+        first = 0;
+        const char *en;
+        switch (code) {
+        case 's':
+            put_string(out, vm, v, w);
+            break;
+        case 'p':
+            put_pairs(out, vm, v, w);
+            break;
+        case 'P':
+            put_path(out, vm, v, w);
+            break;
+        case 'V':
+            put_iovecs(out, vm, v, w);
+            break;
+        case 'x':
+            buf_printf(out, "0x%llx", (unsigned long long)v);
+            break;
+        case 'D':
+            buf_printf(out, "%lld", (long long)v);
+            break;
+        case 'g':
+            buf_printf(out, "%d", (int32_t)(uint32_t)v);
+            break;
+        case 'L':
+        case 'M':
+        case 'B':
+        case 'S':
+        case 'T':
+            en = enum_name(code, v);
+            if (en)
+                buf_puts(out, en);
+            else
+                buf_printf(out, "%llu", (unsigned long long)v);
+            break;
+        default:
+            buf_printf(out, "%llu", (unsigned long long)v);
+        }
+    }
+    /* Unknown functions, or arguments left over: print them raw. */
+    for (; a < nargs; a++) {
+        buf_printf(out, "%s%llu", first ? "" : ", ", (unsigned long long)args[a]);
+        first = 0;
+    }
+    buf_puts(out, ")");
+    if (!has_result(module, name)) {
+        buf_puts(out, " -> ()");
+    } else if (env) {
+        const char *sn = status_name((uint32_t)result);
+        if (!strncmp(name, "proxy_", 6) || sn) {
+            buf_printf(out, " -> %s", sn ? sn : "?");
+            if (!sn)
+                buf_printf(out, " (%llu)", (unsigned long long)result);
+        } else {
+            buf_printf(out, " -> %llu", (unsigned long long)result);
+        }
+        if (result == PROXY_RESULT_UNIMPLEMENTED && !strncmp(name, "proxy_", 6))
+            buf_puts(out, " (not implemented in pwasm yet)");
+    } else {
+        buf_printf(out, " -> errno %llu (%s)", (unsigned long long)result,
+                   wasi_errno_name(result));
+    }
+    if (outs.len)
+        buf_put(out, outs.p, outs.len);
+    buf_free(&outs);
+}
+
+void trace_property(buf *out, pw_vm *vm, const uint64_t *args, uint64_t result) {
+    put_path(out, vm, args[0], args[1]);
+    const char *sn = status_name((uint32_t)result);
+    buf_printf(out, " -> %s", sn ? sn : "?");
+    uint32_t p, n;
+    if (result == PROXY_RESULT_OK && !get_u32(vm, args[2], &p) && !get_u32(vm, args[3], &n)) {
+        buf_puts(out, " ");
+        put_string(out, vm, p, n);
+    }
+}
