@@ -48,6 +48,8 @@ run:
 	$(MAKE) all examples-c examples-as
 	bash demo/run.sh $(abspath $(BUILD))
 
-test-nginx: nginx-module examples-c examples-as test-plugins
+include tests/nginx/plugins.mk
+
+test-nginx: nginx-module examples-c examples-as test-plugins nginx-test-plugins
 	PWASM_BUILD=$(abspath $(BUILD)) PWASM_NGINX=$(NGINX_BIN) \
 	  $(NGINX_PYTHON) -m pytest -q -p no:cacheprovider tests/nginx

@@ -91,7 +91,51 @@ typedef struct {
 typedef struct {
     ngx_array_t                     *chain;      /* ..._filter_t * */
     ngx_uint_t                       failure;
+    size_t                           limit[2];   /* body buffer, per direction */
 } ngx_http_proxy_wasm_loc_conf_t;
+
+
+/* Directions: indexes of the per-direction fields below. */
+#define NGX_HTTP_PROXY_WASM_REQ           0
+#define NGX_HTTP_PROXY_WASM_RESP          1
+
+/* r->buffered bit while response data or headers are held for a plugin. */
+#define NGX_HTTP_PROXY_WASM_BUFFERED      0x08
+
+/* What a plugin callback asks for, after the queued actions are applied. */
+#define NGX_HTTP_PROXY_WASM_CONTINUE      0
+#define NGX_HTTP_PROXY_WASM_PAUSE         1
+#define NGX_HTTP_PROXY_WASM_LOCAL         2
+#define NGX_HTTP_PROXY_WASM_FAIL          3   /* failed closed */
+#define NGX_HTTP_PROXY_WASM_CLOSE         4   /* proxy_close_stream */
+#define NGX_HTTP_PROXY_WASM_OVERFLOW      5   /* body buffer limit */
+
+/* Request side states. */
+#define NGX_HTTP_PROXY_WASM_REQ_HEADERS   0
+#define NGX_HTTP_PROXY_WASM_REQ_BODY      1
+#define NGX_HTTP_PROXY_WASM_REQ_LOCAL     2
+#define NGX_HTTP_PROXY_WASM_REQ_FAIL      3
+#define NGX_HTTP_PROXY_WASM_REQ_DONE      4
+
+/* Callbacks. */
+#define NGX_HTTP_PROXY_WASM_ON_REQ_HEADERS   0
+#define NGX_HTTP_PROXY_WASM_ON_REQ_BODY      1
+#define NGX_HTTP_PROXY_WASM_ON_RESP_HEADERS  2
+#define NGX_HTTP_PROXY_WASM_ON_RESP_BODY     3
+#define NGX_HTTP_PROXY_WASM_ON_RESP_TRAILERS 4
+
+
+/*
+ * A body as plugins see it: data buffers only (in memory or in a file), in
+ * order. "owned" buffers are ours (pool memory, or a request body temporary
+ * file): they may be referenced later; others belong to nginx (the client
+ * connection's buffers, the upstream's) and are copied before keeping them.
+ */
+typedef struct {
+    ngx_chain_t                     *chain;
+    off_t                            size;
+    unsigned                         owned:1;
+} ngx_http_proxy_wasm_body_t;
 
 
 typedef struct ngx_http_proxy_wasm_ctx_s  ngx_http_proxy_wasm_ctx_t;
@@ -101,6 +145,9 @@ typedef struct {
     ngx_http_proxy_wasm_ctx_t       *ctx;
     ngx_http_proxy_wasm_filter_t    *filter;
     pw_stream                       *stream;
+    ngx_http_proxy_wasm_body_t       held[2];    /* buffered by its Pause */
+    unsigned                         holding:2;  /* bit per direction */
+    unsigned                         held_eos:2;
     unsigned                         failed:1;   /* failed open: skipped */
     unsigned                         freed:1;
 } ngx_http_proxy_wasm_stream_t;
@@ -114,8 +161,20 @@ struct ngx_http_proxy_wasm_ctx_s {
     ngx_uint_t                       nstreams;
     ngx_http_proxy_wasm_ctx_t       *next;       /* next ctx of the request */
     ngx_uint_t                       phase;
-    ngx_str_t                        authority;  /* Host as received */
+    ngx_str_t                        authority;  /* :authority */
+    ngx_str_t                        scheme;     /* :scheme override */
     ngx_str_t                        body;       /* replacement body */
+
+    ngx_event_t                      event;      /* queued resume/close */
+    ngx_http_proxy_wasm_body_t      *cur[2];     /* body exposed now */
+    ngx_int_t                        paused[2];  /* element holding, or -1 */
+    ngx_uint_t                       req_state;
+    ngx_uint_t                       req_next;   /* next request headers cb */
+    ngx_uint_t                       resp_next;  /* next response headers cb */
+    ngx_http_proxy_wasm_stream_t    *local_stream; /* local response to apply */
+    ngx_http_proxy_wasm_body_t       pending;    /* response body held while
+                                                    its headers are paused */
+    off_t                            out_size;   /* response bytes passed on */
 
     unsigned                         request_done:1;
     unsigned                         response_done:1;
@@ -125,7 +184,28 @@ struct ngx_http_proxy_wasm_ctx_s {
     unsigned                         replace:1;  /* body filter replaces */
     unsigned                         replace_sent:1;
     unsigned                         gone:1;     /* request being freed */
+
+    unsigned                         in_cb:1;    /* a callback is running */
+    unsigned                         resume:2;   /* queued, per direction */
+    unsigned                         close:1;    /* queued close */
+    unsigned                         changed:2;  /* body size changed */
+    unsigned                         req_body:1; /* request body handled */
+    unsigned                         body_read:1; /* ... and read by nginx */
+    unsigned                         req_eos:1;  /* last buf passed on */
+    unsigned                         local_pending:1;
+    unsigned                         headers_held:1;   /* not sent yet */
+    unsigned                         headers_paused:1; /* ... by a Pause */
+    unsigned                         pending_eos:1;
+    unsigned                         out_eos:1;  /* response last buf sent */
+    unsigned                         trailers_done:1;
 };
+
+
+/* A value stored with proxy_set_property (path joined with '.'). */
+typedef struct {
+    ngx_str_t                        path;
+    ngx_str_t                        value;
+} ngx_http_proxy_wasm_prop_t;
 
 
 /* All contexts of a request, kept in a pool cleanup: r->ctx is zeroed by
@@ -133,6 +213,7 @@ struct ngx_http_proxy_wasm_ctx_s {
 typedef struct {
     ngx_http_proxy_wasm_ctx_t       *first;
     ngx_http_proxy_wasm_ctx_t       *last;
+    ngx_array_t                     *props;      /* ..._prop_t */
 } ngx_http_proxy_wasm_req_t;
 
 
@@ -182,6 +263,26 @@ static proxy_status_t ngx_http_proxy_wasm_map_set_pairs(void *host,
     void *stream, proxy_map_type_t map, const pw_kv *pairs, size_t n);
 static proxy_status_t ngx_http_proxy_wasm_get_property(void *host,
     void *stream, const pw_str *path, size_t nseg, pw_str *value);
+static proxy_status_t ngx_http_proxy_wasm_set_property(void *host,
+    void *stream, const pw_str *path, size_t nseg, pw_str value);
+static proxy_status_t ngx_http_proxy_wasm_body_size(void *host, void *stream,
+    proxy_buffer_type_t type, size_t *size);
+static proxy_status_t ngx_http_proxy_wasm_body_copy(void *host, void *stream,
+    proxy_buffer_type_t type, size_t start, size_t len, void *dst);
+static proxy_status_t ngx_http_proxy_wasm_body_replace(void *host,
+    void *stream, proxy_buffer_type_t type, size_t start, size_t len,
+    pw_str data);
+static proxy_status_t ngx_http_proxy_wasm_resume(void *host, void *stream,
+    proxy_stream_type_t type);
+static proxy_status_t ngx_http_proxy_wasm_close(void *host, void *stream,
+    proxy_stream_type_t type);
+
+static ngx_int_t ngx_http_proxy_wasm_request_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static proxy_status_t ngx_http_proxy_wasm_map_write_in(ngx_http_request_t *r,
+    pw_str key, pw_str *value, ngx_uint_t replace);
+static ngx_http_proxy_wasm_req_t *ngx_http_proxy_wasm_req(
+    ngx_http_request_t *r, ngx_uint_t create);
 
 
 static ngx_conf_enum_t  ngx_http_proxy_wasm_failure_policies[] = {
@@ -220,6 +321,20 @@ static ngx_command_t  ngx_http_proxy_wasm_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_proxy_wasm_loc_conf_t, failure),
       &ngx_http_proxy_wasm_failure_policies },
+
+    { ngx_string("proxy_wasm_request_body_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_loc_conf_t, limit),
+      NULL },
+
+    { ngx_string("proxy_wasm_response_body_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_loc_conf_t, limit) + sizeof(size_t),
+      NULL },
 
       ngx_null_command
 };
@@ -266,7 +381,13 @@ static const pw_host_ops  ngx_http_proxy_wasm_ops = {
     .map_remove = ngx_http_proxy_wasm_map_remove,
     .map_set_pairs = ngx_http_proxy_wasm_map_set_pairs,
     .get_property = ngx_http_proxy_wasm_get_property,
-    .now_ns = NULL                         /* clock_gettime */
+    .now_ns = NULL,                        /* clock_gettime */
+    .body_size = ngx_http_proxy_wasm_body_size,
+    .body_copy = ngx_http_proxy_wasm_body_copy,
+    .body_replace = ngx_http_proxy_wasm_body_replace,
+    .resume = ngx_http_proxy_wasm_resume,
+    .close = ngx_http_proxy_wasm_close,
+    .set_property = ngx_http_proxy_wasm_set_property
 };
 
 
@@ -370,8 +491,19 @@ static ngx_str_t  ngx_http_proxy_wasm_503_body = ngx_string(
     "</html>" CRLF);
 
 
+static ngx_str_t  ngx_http_proxy_wasm_500_body = ngx_string(
+    "<html>" CRLF
+    "<head><title>500 Internal Server Error</title></head>" CRLF
+    "<body>" CRLF
+    "<center><h1>500 Internal Server Error</h1></center>" CRLF
+    "<hr><center>nginx</center>" CRLF
+    "</body>" CRLF
+    "</html>" CRLF);
+
+
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+static ngx_http_request_body_filter_pt   ngx_http_next_request_body_filter;
 
 
 /* ------------------------------------------------------------ helpers */
@@ -715,6 +847,8 @@ static ngx_int_t
 ngx_http_proxy_wasm_in_pseudo(ngx_http_request_t *r, pw_str key,
     ngx_str_t *value)
 {
+    ngx_http_proxy_wasm_ctx_t  *ctx;
+
     if (ngx_http_proxy_wasm_key_is(key, (u_char *) ":method", 7)) {
         *value = r->method_name;
 
@@ -725,6 +859,13 @@ ngx_http_proxy_wasm_in_pseudo(ngx_http_request_t *r, pw_str key,
         *value = *ngx_http_proxy_wasm_authority(r);
 
     } else if (ngx_http_proxy_wasm_key_is(key, (u_char *) ":scheme", 7)) {
+        ctx = ngx_http_get_module_ctx(r, ngx_http_proxy_wasm_module);
+
+        if (ctx && ctx->scheme.len) {
+            *value = ctx->scheme;
+            return NGX_OK;
+        }
+
 #if (NGX_HTTP_SSL)
         if (r->connection->ssl) {
             ngx_str_set(value, "https");
@@ -1105,6 +1246,42 @@ ngx_http_proxy_wasm_out_count(ngx_http_request_t *r)
 }
 
 
+/* Appends the live elements of a list to kv[*k...], names lower-cased
+ * (Envoy style; nginx's own response headers are capitalised). */
+static ngx_int_t
+ngx_http_proxy_wasm_list_kv(ngx_http_request_t *r, ngx_list_t *list,
+    pw_kv *kv, size_t *k)
+{
+    ngx_uint_t        i;
+    u_char           *low;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    for (part = &list->part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].hash == 0) {
+                continue;
+            }
+
+            low = ngx_http_proxy_wasm_lower(r->pool, h[i].key.data,
+                                            h[i].key.len);
+            if (low == NULL) {
+                return NGX_ERROR;
+            }
+
+            kv[*k].key.data = (const char *) low;
+            kv[*k].key.len = h[i].key.len;
+            kv[*k].value = ngx_http_proxy_wasm_pw(&h[i].value);
+            (*k)++;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 static proxy_status_t
 ngx_http_proxy_wasm_out_pairs(ngx_http_request_t *r, pw_kv **pairs, size_t *n)
 {
@@ -1113,9 +1290,6 @@ ngx_http_proxy_wasm_out_pairs(ngx_http_request_t *r, pw_kv **pairs, size_t *n)
     ngx_int_t         rc;
     ngx_uint_t        i;
     pw_kv            *kv;
-    u_char           *low;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
 
     kv = ngx_palloc(r->pool, ngx_http_proxy_wasm_out_count(r) * sizeof(pw_kv));
     if (kv == NULL) {
@@ -1136,26 +1310,10 @@ ngx_http_proxy_wasm_out_pairs(ngx_http_request_t *r, pw_kv **pairs, size_t *n)
         }
     }
 
-    for (part = &r->headers_out.headers.part; part; part = part->next) {
-        h = part->elts;
-
-        for (i = 0; i < part->nelts; i++) {
-            if (h[i].hash == 0) {
-                continue;
-            }
-
-            /* Envoy-like lower-case names; nginx's own are capitalised */
-            low = ngx_http_proxy_wasm_lower(r->pool, h[i].key.data,
-                                            h[i].key.len);
-            if (low == NULL) {
-                return PROXY_RESULT_INTERNAL_FAILURE;
-            }
-
-            kv[k].key.data = (const char *) low;
-            kv[k].key.len = h[i].key.len;
-            kv[k].value = ngx_http_proxy_wasm_pw(&h[i].value);
-            k++;
-        }
+    if (ngx_http_proxy_wasm_list_kv(r, &r->headers_out.headers, kv, &k)
+        != NGX_OK)
+    {
+        return PROXY_RESULT_INTERNAL_FAILURE;
     }
 
     *pairs = kv;
@@ -1475,6 +1633,310 @@ ngx_http_proxy_wasm_host_log_level(void *host)
 }
 
 
+/* ------------------------------------------------- trailers (lists) */
+
+/* Response trailers are a plain list (r->headers_out.trailers) without
+ * shortcuts; a deleted element has hash 0, as in headers_out. */
+
+static proxy_status_t
+ngx_http_proxy_wasm_list_pairs(ngx_http_request_t *r, ngx_list_t *list,
+    pw_kv **pairs, size_t *n)
+{
+    size_t            k;
+    pw_kv            *kv;
+    ngx_list_part_t  *part;
+
+    k = 0;
+
+    for (part = &list->part; part; part = part->next) {
+        k += part->nelts;
+    }
+
+    *pairs = NULL;
+    *n = 0;
+
+    if (k == 0) {
+        return PROXY_RESULT_OK;
+    }
+
+    kv = ngx_palloc(r->pool, k * sizeof(pw_kv));
+    if (kv == NULL) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    k = 0;
+
+    if (ngx_http_proxy_wasm_list_kv(r, list, kv, &k) != NGX_OK) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    *pairs = kv;
+    *n = k;
+
+    return PROXY_RESULT_OK;
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_list_get(ngx_list_t *list, pw_str key, pw_str *value)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    for (part = &list->part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].hash && ngx_http_proxy_wasm_elt_is(&h[i], key)) {
+                *value = ngx_http_proxy_wasm_pw(&h[i].value);
+                return PROXY_RESULT_OK;
+            }
+        }
+    }
+
+    return PROXY_RESULT_NOT_FOUND;
+}
+
+
+static void
+ngx_http_proxy_wasm_list_remove(ngx_list_t *list, pw_str *key)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    for (part = &list->part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (key == NULL || ngx_http_proxy_wasm_elt_is(&h[i], *key)) {
+                h[i].hash = 0;
+            }
+        }
+    }
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_list_add(ngx_http_request_t *r, ngx_list_t *list,
+    pw_str key, pw_str value)
+{
+    ngx_table_elt_t  *h, elt;
+
+    if (list->nalloc == 0
+        && ngx_list_init(list, r->pool, 4, sizeof(ngx_table_elt_t)) != NGX_OK)
+    {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    if (ngx_http_proxy_wasm_fill(r, &elt, key, value, 1) != NGX_OK) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    h = ngx_list_push(list);
+    if (h == NULL) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    *h = elt;
+
+    return PROXY_RESULT_OK;
+}
+
+
+/* ------------------------------------------------- pseudo-headers */
+
+
+static ngx_uint_t
+ngx_http_proxy_wasm_method_of(ngx_str_t *name)
+{
+    ngx_uint_t  i;
+
+    static struct {
+        ngx_str_t   name;
+        ngx_uint_t  method;
+    } methods[] = {
+        { ngx_string("GET"), NGX_HTTP_GET },
+        { ngx_string("HEAD"), NGX_HTTP_HEAD },
+        { ngx_string("POST"), NGX_HTTP_POST },
+        { ngx_string("PUT"), NGX_HTTP_PUT },
+        { ngx_string("DELETE"), NGX_HTTP_DELETE },
+        { ngx_string("MKCOL"), NGX_HTTP_MKCOL },
+        { ngx_string("COPY"), NGX_HTTP_COPY },
+        { ngx_string("MOVE"), NGX_HTTP_MOVE },
+        { ngx_string("OPTIONS"), NGX_HTTP_OPTIONS },
+        { ngx_string("PROPFIND"), NGX_HTTP_PROPFIND },
+        { ngx_string("PROPPATCH"), NGX_HTTP_PROPPATCH },
+        { ngx_string("LOCK"), NGX_HTTP_LOCK },
+        { ngx_string("UNLOCK"), NGX_HTTP_UNLOCK },
+        { ngx_string("PATCH"), NGX_HTTP_PATCH },
+        { ngx_string("TRACE"), NGX_HTTP_TRACE },
+        { ngx_string("CONNECT"), NGX_HTTP_CONNECT },
+        { ngx_null_string, 0 }
+    };
+
+    for (i = 0; methods[i].name.len; i++) {
+        if (methods[i].name.len == name->len
+            && ngx_strncmp(methods[i].name.data, name->data, name->len) == 0)
+        {
+            return methods[i].method;
+        }
+    }
+
+    return NGX_HTTP_UNKNOWN;
+}
+
+
+/* :path: what proxy_pass sends (the URI as given), and the location is
+ * chosen again when written in the request phase (Envoy clears its route
+ * cache). Dot segments are refused. */
+static proxy_status_t
+ngx_http_proxy_wasm_set_path(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_ctx_t *ctx, pw_str v)
+{
+    u_char  *p, *q, *src, *dst, *uri;
+    size_t   plen;
+
+    if (v.len == 0 || v.data[0] != '/' || !ngx_http_proxy_wasm_valid(v, 0)
+        || ngx_strlchr((u_char *) v.data, (u_char *) v.data + v.len, ' '))
+    {
+        return PROXY_RESULT_BAD_ARGUMENT;
+    }
+
+    p = ngx_pnalloc(r->pool, v.len);
+    uri = ngx_pnalloc(r->pool, v.len);
+    if (p == NULL || uri == NULL) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    ngx_memcpy(p, v.data, v.len);
+
+    q = ngx_strlchr(p, p + v.len, '?');
+    plen = q ? (size_t) (q - p) : v.len;
+
+    src = p;
+    dst = uri;
+    ngx_unescape_uri(&dst, &src, plen, NGX_UNESCAPE_URI);
+
+    /* no "." or ".." segment once decoded */
+    for (q = uri; q < dst; q++) {
+        if (*q == '/' && q + 1 < dst && q[1] == '.'
+            && (q + 2 == dst || q[2] == '/'
+                || (q[2] == '.' && (q + 3 == dst || q[3] == '/'))))
+        {
+            return PROXY_RESULT_BAD_ARGUMENT;
+        }
+    }
+
+    r->unparsed_uri.data = p;
+    r->unparsed_uri.len = v.len;
+    r->valid_unparsed_uri = 1;
+
+    r->uri.data = uri;
+    r->uri.len = dst - uri;
+
+    if (plen < v.len) {
+        r->args.data = p + plen + 1;
+        r->args.len = v.len - plen - 1;
+
+    } else {
+        ngx_str_null(&r->args);
+    }
+
+    ngx_http_set_exten(r);
+
+    if (ctx->phase == NGX_HTTP_PROXY_WASM_PHASE_REQ) {
+        r->uri_changed = 1;     /* the location is chosen again */
+    }
+
+    return PROXY_RESULT_OK;
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_set_pseudo(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_ctx_t *ctx, proxy_map_type_t map, pw_str key,
+    pw_str *value)
+{
+    ngx_int_t        status;
+    ngx_str_t        v;
+    proxy_status_t   st;
+
+    static pw_str  host = { "host", 4 };
+
+    if (value == NULL) {
+        return PROXY_RESULT_OK;     /* removing a pseudo-header: no-op */
+    }
+
+    if (!ngx_http_proxy_wasm_valid(*value, 0)) {
+        return PROXY_RESULT_BAD_ARGUMENT;
+    }
+
+    if (map == PROXY_MAP_HTTP_RESPONSE_HEADERS) {
+        if (!ngx_http_proxy_wasm_key_is(key, (u_char *) ":status", 7)) {
+            return PROXY_RESULT_BAD_ARGUMENT;
+        }
+
+        status = ngx_atoi((u_char *) value->data, value->len);
+        if (status < 100 || status > 999) {
+            return PROXY_RESULT_BAD_ARGUMENT;
+        }
+
+        r->headers_out.status = status;
+        ngx_str_null(&r->headers_out.status_line);
+
+        return PROXY_RESULT_OK;
+    }
+
+    if (ngx_http_proxy_wasm_key_is(key, (u_char *) ":path", 5)) {
+        return ngx_http_proxy_wasm_set_path(r, ctx, *value);
+    }
+
+    if (ngx_http_proxy_wasm_pstr(r->pool, &v, (u_char *) value->data,
+                                 value->len)
+        != NGX_OK)
+    {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    if (ngx_http_proxy_wasm_key_is(key, (u_char *) ":method", 7)) {
+        if (!ngx_http_proxy_wasm_valid(*value, 1)) {
+            return PROXY_RESULT_BAD_ARGUMENT;
+        }
+
+        r->method_name = v;
+        r->method = ngx_http_proxy_wasm_method_of(&v);
+
+        return PROXY_RESULT_OK;
+    }
+
+    if (ngx_http_proxy_wasm_key_is(key, (u_char *) ":authority", 10)) {
+        if (v.len == 0) {
+            return PROXY_RESULT_BAD_ARGUMENT;
+        }
+
+        /* the Host header, $host, and what plugins read */
+        st = ngx_http_proxy_wasm_map_write_in(r, host, value, 1);
+        if (st != PROXY_RESULT_OK) {
+            return st;
+        }
+
+        r->headers_in.server = v;
+        ctx->authority = v;
+
+        return PROXY_RESULT_OK;
+    }
+
+    if (ngx_http_proxy_wasm_key_is(key, (u_char *) ":scheme", 7)) {
+        ctx->scheme = v;        /* seen by plugins only */
+        return PROXY_RESULT_OK;
+    }
+
+    return PROXY_RESULT_BAD_ARGUMENT;
+}
+
+
 /* Response headers exist from the response phase on; writes before it
  * would leak into the response nginx builds later. */
 static ngx_int_t
@@ -1483,32 +1945,6 @@ ngx_http_proxy_wasm_out_ready(void *stream)
     ngx_http_proxy_wasm_stream_t  *s = stream;
 
     return s->ctx->phase >= NGX_HTTP_PROXY_WASM_PHASE_RESP;
-}
-
-
-static ngx_int_t
-ngx_http_proxy_wasm_pseudo_write(void *stream, pw_str key)
-{
-    ngx_http_request_t            *r;
-    ngx_http_proxy_wasm_plugin_t  *p;
-    ngx_http_proxy_wasm_stream_t  *s = stream;
-
-    if (key.len == 0 || key.data[0] != ':') {
-        return 0;
-    }
-
-    p = s->filter->plugin;
-
-    if (!p->warned_pseudo) {
-        p->warned_pseudo = 1;
-        r = s->ctx->r;
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "proxy_wasm \"%V\": writing pseudo-header \"%*s\" "
-                      "is not supported, ignored (logged once)",
-                      &p->mod->name, key.len, key.data);
-    }
-
-    return 1;
 }
 
 
@@ -1535,7 +1971,14 @@ ngx_http_proxy_wasm_map_pairs(void *host, void *stream, proxy_map_type_t map,
             return PROXY_RESULT_OK;
         }
         return ngx_http_proxy_wasm_out_pairs(r, pairs, n);
+    case PROXY_MAP_HTTP_RESPONSE_TRAILERS:
+        if (!ngx_http_proxy_wasm_out_ready(stream)) {
+            return PROXY_RESULT_NOT_FOUND;
+        }
+        return ngx_http_proxy_wasm_list_pairs(r, &r->headers_out.trailers,
+                                              pairs, n);
     default:
+        /* request trailers: nginx 1.22 drops them (docs/DIRECTIVES.md) */
         return PROXY_RESULT_NOT_FOUND;
     }
 }
@@ -1560,6 +2003,12 @@ ngx_http_proxy_wasm_map_get(void *host, void *stream, proxy_map_type_t map,
             return PROXY_RESULT_NOT_FOUND;
         }
         return ngx_http_proxy_wasm_out_get(r, key, value);
+    case PROXY_MAP_HTTP_RESPONSE_TRAILERS:
+        if (!ngx_http_proxy_wasm_out_ready(stream)) {
+            return PROXY_RESULT_NOT_FOUND;
+        }
+        return ngx_http_proxy_wasm_list_get(&r->headers_out.trailers, key,
+                                            value);
     default:
         return PROXY_RESULT_NOT_FOUND;
     }
@@ -1567,12 +2016,34 @@ ngx_http_proxy_wasm_map_get(void *host, void *stream, proxy_map_type_t map,
 
 
 static proxy_status_t
+ngx_http_proxy_wasm_map_write_in(ngx_http_request_t *r, pw_str key,
+    pw_str *value, ngx_uint_t replace)
+{
+    ngx_int_t  rc;
+
+    if (value == NULL || replace) {
+        rc = ngx_http_proxy_wasm_in_rewrite(r, key, value);
+
+        if (rc == NGX_ERROR) {
+            return PROXY_RESULT_INTERNAL_FAILURE;
+        }
+
+        if (rc == NGX_OK || value == NULL) {
+            return PROXY_RESULT_OK;
+        }
+    }
+
+    return ngx_http_proxy_wasm_in_add(r, key, *value);
+}
+
+
+static proxy_status_t
 ngx_http_proxy_wasm_map_write(void *stream, proxy_map_type_t map, pw_str key,
     pw_str *value, ngx_uint_t replace)
 {
-    ngx_int_t            rc;
-    proxy_status_t       st;
-    ngx_http_request_t  *r;
+    proxy_status_t                 st;
+    ngx_http_request_t            *r;
+    ngx_http_proxy_wasm_stream_t  *s = stream;
 
     r = ngx_http_proxy_wasm_request(stream);
     if (r == NULL) {
@@ -1580,19 +2051,23 @@ ngx_http_proxy_wasm_map_write(void *stream, proxy_map_type_t map, pw_str key,
     }
 
     if (map != PROXY_MAP_HTTP_REQUEST_HEADERS
-        && map != PROXY_MAP_HTTP_RESPONSE_HEADERS)
+        && map != PROXY_MAP_HTTP_RESPONSE_HEADERS
+        && map != PROXY_MAP_HTTP_RESPONSE_TRAILERS)
     {
         return PROXY_RESULT_NOT_FOUND;
     }
 
-    if (map == PROXY_MAP_HTTP_RESPONSE_HEADERS
+    if (map != PROXY_MAP_HTTP_REQUEST_HEADERS
         && !ngx_http_proxy_wasm_out_ready(stream))
     {
-        return PROXY_RESULT_BAD_ARGUMENT;
+        return map == PROXY_MAP_HTTP_RESPONSE_HEADERS
+               ? PROXY_RESULT_BAD_ARGUMENT : PROXY_RESULT_NOT_FOUND;
     }
 
-    if (ngx_http_proxy_wasm_pseudo_write(stream, key)) {
-        return PROXY_RESULT_OK;
+    if (key.len && key.data[0] == ':'
+        && map != PROXY_MAP_HTTP_RESPONSE_TRAILERS)
+    {
+        return ngx_http_proxy_wasm_set_pseudo(r, s->ctx, map, key, value);
     }
 
     if (!ngx_http_proxy_wasm_valid(key, 1)
@@ -1602,20 +2077,19 @@ ngx_http_proxy_wasm_map_write(void *stream, proxy_map_type_t map, pw_str key,
     }
 
     if (map == PROXY_MAP_HTTP_REQUEST_HEADERS) {
+        return ngx_http_proxy_wasm_map_write_in(r, key, value, replace);
+    }
 
+    if (map == PROXY_MAP_HTTP_RESPONSE_TRAILERS) {
         if (value == NULL || replace) {
-            rc = ngx_http_proxy_wasm_in_rewrite(r, key, value);
-
-            if (rc == NGX_ERROR) {
-                return PROXY_RESULT_INTERNAL_FAILURE;
-            }
-
-            if (rc == NGX_OK || value == NULL) {
+            ngx_http_proxy_wasm_list_remove(&r->headers_out.trailers, &key);
+            if (value == NULL) {
                 return PROXY_RESULT_OK;
             }
         }
 
-        return ngx_http_proxy_wasm_in_add(r, key, *value);
+        return ngx_http_proxy_wasm_list_add(r, &r->headers_out.trailers, key,
+                                            *value);
     }
 
     if (value == NULL || replace) {
@@ -1657,7 +2131,10 @@ static proxy_status_t
 ngx_http_proxy_wasm_map_set_pairs(void *host, void *stream,
     proxy_map_type_t map, const pw_kv *pairs, size_t n)
 {
-    ngx_http_request_t  *r;
+    size_t                         i;
+    proxy_status_t                 st;
+    ngx_http_request_t            *r;
+    ngx_http_proxy_wasm_stream_t  *s = stream;
 
     r = ngx_http_proxy_wasm_request(stream);
     if (r == NULL) {
@@ -1666,15 +2143,815 @@ ngx_http_proxy_wasm_map_set_pairs(void *host, void *stream,
 
     switch (map) {
     case PROXY_MAP_HTTP_REQUEST_HEADERS:
-        return ngx_http_proxy_wasm_in_set_pairs(r, pairs, n);
+        st = ngx_http_proxy_wasm_in_set_pairs(r, pairs, n);
+        break;
+
     case PROXY_MAP_HTTP_RESPONSE_HEADERS:
         if (!ngx_http_proxy_wasm_out_ready(stream)) {
             return PROXY_RESULT_BAD_ARGUMENT;
         }
-        return ngx_http_proxy_wasm_out_set_pairs(r, pairs, n);
+        st = ngx_http_proxy_wasm_out_set_pairs(r, pairs, n);
+        break;
+
+    case PROXY_MAP_HTTP_RESPONSE_TRAILERS:
+        if (!ngx_http_proxy_wasm_out_ready(stream)) {
+            return PROXY_RESULT_NOT_FOUND;
+        }
+
+        for (i = 0; i < n; i++) {
+            if (!ngx_http_proxy_wasm_valid(pairs[i].key, 1)
+                || !ngx_http_proxy_wasm_valid(pairs[i].value, 0))
+            {
+                return PROXY_RESULT_BAD_ARGUMENT;
+            }
+        }
+
+        ngx_http_proxy_wasm_list_remove(&r->headers_out.trailers, NULL);
+
+        for (i = 0; i < n; i++) {
+            st = ngx_http_proxy_wasm_list_add(r, &r->headers_out.trailers,
+                                              pairs[i].key, pairs[i].value);
+            if (st != PROXY_RESULT_OK) {
+                return st;
+            }
+        }
+
+        return PROXY_RESULT_OK;
+
     default:
         return PROXY_RESULT_NOT_FOUND;
     }
+
+    if (st != PROXY_RESULT_OK) {
+        return st;
+    }
+
+    /* pseudo-headers of the new map, e.g. a changed :path */
+    for (i = 0; i < n; i++) {
+        if (pairs[i].key.len && pairs[i].key.data[0] == ':') {
+            st = ngx_http_proxy_wasm_set_pseudo(r, s->ctx, map, pairs[i].key,
+                                                (pw_str *) &pairs[i].value);
+            if (st != PROXY_RESULT_OK) {
+                return st;
+            }
+        }
+    }
+
+    return PROXY_RESULT_OK;
+}
+
+
+/* ---------------------------------------------------------- properties */
+
+
+static proxy_status_t ngx_http_proxy_wasm_variable(ngx_http_request_t *r,
+    pw_str name, pw_str *value);
+
+
+/* Envoy's encodings (REFERENCE §6.3): integers 8 bytes little-endian. */
+static proxy_status_t
+ngx_http_proxy_wasm_prop_int(ngx_http_request_t *r, int64_t n, pw_str *value)
+{
+    u_char      *p;
+    ngx_uint_t   i;
+    uint64_t     u;
+
+    p = ngx_pnalloc(r->pool, 8);
+    if (p == NULL) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    u = (uint64_t) n;
+
+    for (i = 0; i < 8; i++) {
+        p[i] = (u_char) (u >> (8 * i));
+    }
+
+    value->data = (const char *) p;
+    value->len = 8;
+
+    return PROXY_RESULT_OK;
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_prop_bool(ngx_uint_t b, pw_str *value)
+{
+    static const char  bytes[2] = { 0, 1 };
+
+    value->data = &bytes[b ? 1 : 0];
+    value->len = 1;
+
+    return PROXY_RESULT_OK;
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_prop_str(ngx_str_t *s, pw_str *value)
+{
+    value->data = (const char *) s->data;
+    value->len = s->len;
+
+    return PROXY_RESULT_OK;
+}
+
+
+static u_char *
+ngx_http_proxy_wasm_u32(u_char *p, size_t n)
+{
+    p[0] = (u_char) n;
+    p[1] = (u_char) (n >> 8);
+    p[2] = (u_char) (n >> 16);
+    p[3] = (u_char) (n >> 24);
+
+    return p + 4;
+}
+
+
+/* A map in the pairs format (REFERENCE §6.1), little-endian sizes. */
+static proxy_status_t
+ngx_http_proxy_wasm_prop_map(ngx_http_request_t *r, pw_kv *kv, size_t n,
+    pw_str *value)
+{
+    size_t   i, len;
+    u_char  *p, *start;
+
+    len = 4;
+
+    for (i = 0; i < n; i++) {
+        len += 8 + kv[i].key.len + 1 + kv[i].value.len + 1;
+    }
+
+    start = ngx_pnalloc(r->pool, len);
+    if (start == NULL) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    p = ngx_http_proxy_wasm_u32(start, n);
+
+    for (i = 0; i < n; i++) {
+        p = ngx_http_proxy_wasm_u32(p, kv[i].key.len);
+        p = ngx_http_proxy_wasm_u32(p, kv[i].value.len);
+    }
+
+    for (i = 0; i < n; i++) {
+        p = ngx_cpymem(p, kv[i].key.data, kv[i].key.len);
+        *p++ = '\0';
+        p = ngx_cpymem(p, kv[i].value.data, kv[i].value.len);
+        *p++ = '\0';
+    }
+
+    value->data = (const char *) start;
+    value->len = len;
+
+    return PROXY_RESULT_OK;
+}
+
+
+/* One entry of a map: the values of `key` joined with ',' (Envoy). */
+static proxy_status_t
+ngx_http_proxy_wasm_prop_map_key(ngx_http_request_t *r, pw_kv *kv, size_t n,
+    pw_str key, pw_str *value)
+{
+    size_t   i, len, found;
+    u_char  *p;
+
+    len = 0;
+    found = 0;
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_proxy_wasm_key_is(key, (u_char *) kv[i].key.data,
+                                       kv[i].key.len))
+        {
+            len += kv[i].value.len + (found ? 1 : 0);
+            found++;
+        }
+    }
+
+    if (found == 0) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    p = ngx_pnalloc(r->pool, len ? len : 1);
+    if (p == NULL) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    value->data = (const char *) p;
+    value->len = len;
+
+    found = 0;
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_proxy_wasm_key_is(key, (u_char *) kv[i].key.data,
+                                       kv[i].key.len))
+        {
+            if (found++) {
+                *p++ = ',';
+            }
+
+            p = ngx_cpymem(p, kv[i].value.data, kv[i].value.len);
+        }
+    }
+
+    return PROXY_RESULT_OK;
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_prop_pairs(ngx_http_request_t *r, pw_kv *kv, size_t n,
+    const pw_str *rest, size_t nrest, pw_str *value)
+{
+    if (nrest == 0) {
+        return ngx_http_proxy_wasm_prop_map(r, kv, n, value);
+    }
+
+    if (nrest == 1) {
+        return ngx_http_proxy_wasm_prop_map_key(r, kv, n, rest[0], value);
+    }
+
+    return PROXY_RESULT_NOT_FOUND;
+}
+
+
+/* "ip:port" ("[ipv6]:port") of a socket address. */
+static proxy_status_t
+ngx_http_proxy_wasm_prop_addr(ngx_http_request_t *r, struct sockaddr *sa,
+    socklen_t socklen, ngx_uint_t port, pw_str *value)
+{
+    u_char  *p;
+    size_t   len;
+
+    if (sa == NULL) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    if (port) {
+        return ngx_http_proxy_wasm_prop_int(r, ngx_inet_get_port(sa), value);
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_SOCKADDR_STRLEN);
+    if (p == NULL) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    len = ngx_sock_ntop(sa, socklen, p, NGX_SOCKADDR_STRLEN, 1);
+
+    value->data = (const char *) p;
+    value->len = len;
+
+    return PROXY_RESULT_OK;
+}
+
+
+static int64_t
+ngx_http_proxy_wasm_start_ns(ngx_http_request_t *r)
+{
+    return (int64_t) r->start_sec * 1000000000 
+           + (int64_t) r->start_msec * 1000000;
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_prop_request(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_ctx_t *ctx, const pw_str *p, size_t n, pw_str *value)
+{
+    u_char           *q;
+    size_t            npairs;
+    pw_kv            *pairs;
+    ngx_str_t         v;
+    ngx_time_t       *tp;
+    proxy_status_t    st;
+
+    static pw_str  x_request_id = { "x-request-id", 12 };
+
+#define NAME_IS(s)  ngx_http_proxy_wasm_key_is(p[0], (u_char *) s,           \
+                                                sizeof(s) - 1)
+
+    if (NAME_IS("headers")) {
+        st = ngx_http_proxy_wasm_in_pairs(r, &pairs, &npairs);
+        if (st != PROXY_RESULT_OK) {
+            return st;
+        }
+
+        return ngx_http_proxy_wasm_prop_pairs(r, pairs, npairs, p + 1, n - 1,
+                                              value);
+    }
+
+    if (n != 1) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    if (NAME_IS("path")) {
+        return ngx_http_proxy_wasm_prop_str(&r->unparsed_uri, value);
+    }
+
+    if (NAME_IS("url_path")) {
+        v = r->unparsed_uri;
+        q = ngx_strlchr(v.data, v.data + v.len, '?');
+        if (q) {
+            v.len = q - v.data;
+        }
+
+        return ngx_http_proxy_wasm_prop_str(&v, value);
+    }
+
+    if (NAME_IS("query")) {
+        return ngx_http_proxy_wasm_prop_str(&r->args, value);
+    }
+
+    if (NAME_IS("method")) {
+        return ngx_http_proxy_wasm_prop_str(&r->method_name, value);
+    }
+
+    if (NAME_IS("host")) {
+        return ngx_http_proxy_wasm_prop_str(ngx_http_proxy_wasm_authority(r),
+                                            value);
+    }
+
+    if (NAME_IS("scheme")) {
+        (void) ngx_http_proxy_wasm_in_pseudo(r, (pw_str) { ":scheme", 7 },
+                                             &v);
+        return ngx_http_proxy_wasm_prop_str(&v, value);
+    }
+
+    if (NAME_IS("protocol")) {
+        switch (r->http_version) {
+        case NGX_HTTP_VERSION_9:
+            ngx_str_set(&v, "HTTP/0.9");
+            break;
+        case NGX_HTTP_VERSION_10:
+            ngx_str_set(&v, "HTTP/1.0");
+            break;
+        case NGX_HTTP_VERSION_20:
+            ngx_str_set(&v, "HTTP/2");
+            break;
+        default:
+            ngx_str_set(&v, "HTTP/1.1");
+            break;
+        }
+
+        return ngx_http_proxy_wasm_prop_str(&v, value);
+    }
+
+    if (NAME_IS("referer") || NAME_IS("useragent")) {
+        st = ngx_http_proxy_wasm_in_get(r, NAME_IS("referer")
+                                           ? (pw_str) { "referer", 7 }
+                                           : (pw_str) { "user-agent", 10 },
+                                        value);
+        return st;
+    }
+
+    if (NAME_IS("id")) {
+        if (ngx_http_proxy_wasm_in_get(r, x_request_id, value)
+            == PROXY_RESULT_OK)
+        {
+            return PROXY_RESULT_OK;
+        }
+
+        return ngx_http_proxy_wasm_variable(r, (pw_str) { "request_id", 10 },
+                                            value);
+    }
+
+    if (NAME_IS("time")) {
+        return ngx_http_proxy_wasm_prop_int(r, ngx_http_proxy_wasm_start_ns(r),
+                                            value);
+    }
+
+    if (NAME_IS("duration")) {
+        tp = ngx_timeofday();
+        return ngx_http_proxy_wasm_prop_int(r,
+                   (int64_t) tp->sec * 1000000000
+                   + (int64_t) tp->msec * 1000000
+                   - ngx_http_proxy_wasm_start_ns(r), value);
+    }
+
+    if (NAME_IS("size")) {
+        return ngx_http_proxy_wasm_prop_int(r,
+                   ngx_max(r->headers_in.content_length_n, 0), value);
+    }
+
+    if (NAME_IS("total_size")) {
+        return ngx_http_proxy_wasm_prop_int(r, r->request_length, value);
+    }
+
+    return PROXY_RESULT_NOT_FOUND;
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_prop_response(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_ctx_t *ctx, const pw_str *p, size_t n, pw_str *value)
+{
+    off_t                     size;
+    size_t                    npairs;
+    pw_kv                    *pairs;
+    ngx_str_t                 v;
+    proxy_status_t            st;
+    const pw_local_response  *lr;
+
+    if (ctx == NULL || ctx->phase < NGX_HTTP_PROXY_WASM_PHASE_RESP) {
+        return PROXY_RESULT_NOT_FOUND;  /* no response yet */
+    }
+
+    if (NAME_IS("headers")) {
+        st = ngx_http_proxy_wasm_out_pairs(r, &pairs, &npairs);
+        if (st != PROXY_RESULT_OK) {
+            return st;
+        }
+
+        return ngx_http_proxy_wasm_prop_pairs(r, pairs, npairs, p + 1, n - 1,
+                                              value);
+    }
+
+    if (NAME_IS("trailers")) {
+        st = ngx_http_proxy_wasm_list_pairs(r, &r->headers_out.trailers,
+                                            &pairs, &npairs);
+        if (st != PROXY_RESULT_OK) {
+            return st;
+        }
+
+        return ngx_http_proxy_wasm_prop_pairs(r, pairs, npairs, p + 1, n - 1,
+                                              value);
+    }
+
+    if (n != 1) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    if (NAME_IS("code")) {
+        return ngx_http_proxy_wasm_prop_int(r, r->headers_out.status, value);
+    }
+
+    if (NAME_IS("code_details")) {
+        lr = NULL;
+
+        if (ctx->local && ctx->local_stream && ctx->local_stream->stream
+            && !ctx->local_stream->freed)
+        {
+            lr = pw_stream_local_response(ctx->local_stream->stream);
+        }
+
+        if (lr && lr->details.len) {
+            *value = lr->details;
+            return PROXY_RESULT_OK;
+        }
+
+        if (ctx->local) {
+            ngx_str_set(&v, "wasm_local_reply");
+
+        } else if (r->upstream) {
+            ngx_str_set(&v, "via_upstream");
+
+        } else {
+            ngx_str_set(&v, "direct_response");
+        }
+
+        return ngx_http_proxy_wasm_prop_str(&v, value);
+    }
+
+    if (NAME_IS("flags")) {
+        return ngx_http_proxy_wasm_prop_int(r, 0, value);
+    }
+
+    if (NAME_IS("size")) {
+        size = r->connection->sent - (off_t) r->header_size;
+        return ngx_http_proxy_wasm_prop_int(r, ngx_max(size, 0), value);
+    }
+
+    if (NAME_IS("total_size")) {
+        return ngx_http_proxy_wasm_prop_int(r, r->connection->sent, value);
+    }
+
+    return PROXY_RESULT_NOT_FOUND;
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_prop_connection(ngx_http_request_t *r, const pw_str *p,
+    size_t n, pw_str *value)
+{
+    ngx_str_t          v;
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    if (n != 1) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    if (NAME_IS("id")) {
+        return ngx_http_proxy_wasm_prop_int(r, (int64_t) c->number, value);
+    }
+
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        const char  *name;
+        X509        *cert;
+
+        if (NAME_IS("mtls")) {
+            cert = SSL_get_peer_certificate(c->ssl->connection);
+            if (cert) {
+                X509_free(cert);
+            }
+
+            return ngx_http_proxy_wasm_prop_bool(cert != NULL
+                       && SSL_get_verify_result(c->ssl->connection)
+                          == X509_V_OK, value);
+        }
+
+        if (NAME_IS("requested_server_name")) {
+            name = SSL_get_servername(c->ssl->connection,
+                                      TLSEXT_NAMETYPE_host_name);
+            v.data = (u_char *) (name ? name : "");
+            v.len = ngx_strlen(v.data);
+            return ngx_http_proxy_wasm_prop_str(&v, value);
+        }
+
+        if (NAME_IS("tls_version")) {
+            v.data = (u_char *) SSL_get_version(c->ssl->connection);
+            v.len = ngx_strlen(v.data);
+            return ngx_http_proxy_wasm_prop_str(&v, value);
+        }
+    }
+#endif
+
+    if (NAME_IS("mtls")) {
+        return ngx_http_proxy_wasm_prop_bool(0, value);
+    }
+
+    if (NAME_IS("requested_server_name")) {
+        ngx_str_set(&v, "");
+        return ngx_http_proxy_wasm_prop_str(&v, value);
+    }
+
+    return PROXY_RESULT_NOT_FOUND;     /* tls_version without TLS */
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_prop_upstream(ngx_http_request_t *r, const pw_str *p,
+    size_t n, pw_str *value)
+{
+    ngx_uint_t                  port;
+    ngx_http_upstream_t        *u;
+    ngx_http_upstream_state_t  *state;
+
+    if (n != 1 || !(NAME_IS("address") || NAME_IS("port"))) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    port = NAME_IS("port");
+    u = r->upstream;
+
+    if (u && u->peer.sockaddr) {
+        return ngx_http_proxy_wasm_prop_addr(r, u->peer.sockaddr,
+                                             u->peer.socklen, port, value);
+    }
+
+    if (u && u->peer.name && !port) {
+        return ngx_http_proxy_wasm_prop_str(u->peer.name, value);
+    }
+
+    if (r->upstream_states && r->upstream_states->nelts) {
+        state = r->upstream_states->elts;
+        state = &state[r->upstream_states->nelts - 1];
+
+        if (state->peer && !port) {
+            return ngx_http_proxy_wasm_prop_str(state->peer, value);
+        }
+    }
+
+    return PROXY_RESULT_NOT_FOUND;
+}
+
+
+/* xds.* and the legacy top-level names, where nginx has an equivalent. */
+static proxy_status_t
+ngx_http_proxy_wasm_prop_xds(ngx_http_request_t *r, const pw_str *p,
+    size_t n, pw_str *value)
+{
+    ngx_str_t                  v;
+    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_srv_conf_t  *cscf;
+
+    if (n != 1) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    if (NAME_IS("route_name")) {
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+        return ngx_http_proxy_wasm_prop_str(&clcf->name, value);
+    }
+
+    if (NAME_IS("virtual_host_name")) {
+        cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
+        return ngx_http_proxy_wasm_prop_str(&cscf->server_name, value);
+    }
+
+    if (NAME_IS("cluster_name")) {
+        if (r->upstream == NULL || r->upstream->upstream == NULL) {
+            return PROXY_RESULT_NOT_FOUND;
+        }
+
+        v = r->upstream->upstream->host;
+        return ngx_http_proxy_wasm_prop_str(&v, value);
+    }
+
+    return PROXY_RESULT_NOT_FOUND;
+}
+
+
+/* ngx.<name>: any nginx variable. */
+static proxy_status_t
+ngx_http_proxy_wasm_variable(ngx_http_request_t *r, pw_str name,
+    pw_str *value)
+{
+    ngx_str_t                   n;
+    ngx_uint_t                  key;
+    ngx_http_variable_value_t  *vv;
+
+    if (name.len == 0) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    n.len = name.len;
+    n.data = ngx_pnalloc(r->pool, name.len);
+    if (n.data == NULL) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    key = ngx_hash_strlow(n.data, (u_char *) name.data, name.len);
+
+    vv = ngx_http_get_variable(r, &n, key);
+
+    if (vv == NULL || vv->not_found) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    value->data = (const char *) vv->data;
+    value->len = vv->len;
+
+    return PROXY_RESULT_OK;
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_set_variable(ngx_http_request_t *r, pw_str name,
+    pw_str value)
+{
+    u_char                     *low, *data;
+    ngx_uint_t                  key;
+    ngx_http_variable_t        *v;
+    ngx_http_variable_value_t  *vv;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    low = ngx_pnalloc(r->pool, name.len ? name.len : 1);
+    data = ngx_pnalloc(r->pool, value.len ? value.len : 1);
+    vv = ngx_pcalloc(r->pool, sizeof(ngx_http_variable_value_t));
+    if (low == NULL || data == NULL || vv == NULL) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    key = ngx_hash_strlow(low, (u_char *) name.data, name.len);
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_core_module);
+
+    v = ngx_hash_find(&cmcf->variables_hash, key, low, name.len);
+    if (v == NULL) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    ngx_memcpy(data, value.data, value.len);
+    vv->data = data;
+    vv->len = value.len;
+    vv->valid = 1;
+
+    if (v->set_handler) {
+        v->set_handler(r, vv, v->data);
+        return PROXY_RESULT_OK;
+    }
+
+    if ((v->flags & NGX_HTTP_VAR_CHANGEABLE)
+        && (v->flags & NGX_HTTP_VAR_INDEXED))
+    {
+        r->variables[v->index] = *vv;
+        return PROXY_RESULT_OK;
+    }
+
+    return PROXY_RESULT_NOT_FOUND;      /* read-only */
+}
+
+
+/* Values plugins stored with proxy_set_property, per request. */
+static ngx_http_proxy_wasm_prop_t *
+ngx_http_proxy_wasm_prop_find(ngx_http_request_t *r, ngx_str_t *path)
+{
+    ngx_uint_t                   i;
+    ngx_http_proxy_wasm_req_t   *req;
+    ngx_http_proxy_wasm_prop_t  *prop;
+
+    req = ngx_http_proxy_wasm_req(r, 0);
+    if (req == NULL || req->props == NULL) {
+        return NULL;
+    }
+
+    prop = req->props->elts;
+
+    for (i = 0; i < req->props->nelts; i++) {
+        if (prop[i].path.len == path->len
+            && ngx_memcmp(prop[i].path.data, path->data, path->len) == 0)
+        {
+            return &prop[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* The path as one string, segments joined with '.'. */
+static ngx_int_t
+ngx_http_proxy_wasm_prop_path(ngx_http_request_t *r, const pw_str *path,
+    size_t nseg, ngx_str_t *out)
+{
+    size_t   i, len;
+    u_char  *p;
+
+    len = 0;
+
+    for (i = 0; i < nseg; i++) {
+        len += path[i].len + 1;
+    }
+
+    p = ngx_pnalloc(r->pool, len ? len : 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+
+    for (i = 0; i < nseg; i++) {
+        if (i) {
+            *p++ = '.';
+        }
+
+        p = ngx_cpymem(p, path[i].data, path[i].len);
+    }
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+/* A single "a.b.c" segment is accepted as "a\0b\0c" (REFERENCE §6.2). */
+static const pw_str *
+ngx_http_proxy_wasm_split_path(ngx_http_request_t *r, const pw_str *path,
+    size_t *nseg)
+{
+    size_t   i, n;
+    pw_str  *seg;
+
+    if (*nseg != 1 || ngx_strlchr((u_char *) path[0].data,
+                                  (u_char *) path[0].data + path[0].len, '.')
+                      == NULL)
+    {
+        return path;
+    }
+
+    n = 1;
+
+    for (i = 0; i < path[0].len; i++) {
+        if (path[0].data[i] == '.') {
+            n++;
+        }
+    }
+
+    seg = ngx_palloc(r->pool, n * sizeof(pw_str));
+    if (seg == NULL) {
+        return path;
+    }
+
+    n = 0;
+    seg[0].data = path[0].data;
+    seg[0].len = 0;
+
+    for (i = 0; i < path[0].len; i++) {
+        if (path[0].data[i] == '.') {
+            n++;
+            seg[n].data = path[0].data + i + 1;
+            seg[n].len = 0;
+            continue;
+        }
+
+        seg[n].len++;
+    }
+
+    /* ngx.<variable> keeps the rest whole (no variable has a dot) */
+    *nseg = n + 1;
+
+    return seg;
 }
 
 
@@ -1682,75 +2959,167 @@ static proxy_status_t
 ngx_http_proxy_wasm_get_property(void *host, void *stream, const pw_str *path,
     size_t nseg, pw_str *value)
 {
-    u_char                           *p;
-    ngx_str_t                         v;
-    ngx_http_request_t               *r;
-    ngx_http_variable_value_t        *vv;
-    ngx_http_proxy_wasm_main_conf_t  *pmcf;
-
-    static pw_str  x_request_id = { "x-request-id", 12 };
+    ngx_str_t                    joined;
+    proxy_status_t               st;
+    ngx_http_request_t          *r;
+    ngx_http_proxy_wasm_prop_t  *prop;
+    ngx_http_proxy_wasm_ctx_t   *ctx;
+    const pw_str                *p;
 
     r = ngx_http_proxy_wasm_request(stream);
 
-    if (r == NULL || nseg != 2
-        || !ngx_http_proxy_wasm_key_is(path[0], (u_char *) "request", 7))
-    {
+    if (r == NULL || nseg == 0) {
         return PROXY_RESULT_NOT_FOUND;
     }
 
-    if (ngx_http_proxy_wasm_key_is(path[1], (u_char *) "path", 4)) {
-        v = r->unparsed_uri;
+    ctx = ((ngx_http_proxy_wasm_stream_t *) stream)->ctx;
+    p = ngx_http_proxy_wasm_split_path(r, path, &nseg);
 
-    } else if (ngx_http_proxy_wasm_key_is(path[1], (u_char *) "url_path", 8))
-    {
-        v = r->unparsed_uri;
-        p = ngx_strlchr(v.data, v.data + v.len, '?');
-        if (p) {
-            v.len = p - v.data;
+    st = PROXY_RESULT_NOT_FOUND;
+
+    if (nseg >= 2) {
+        if (NAME_IS("request")) {
+            st = ngx_http_proxy_wasm_prop_request(r, ctx, p + 1, nseg - 1,
+                                                  value);
+
+        } else if (NAME_IS("response")) {
+            st = ngx_http_proxy_wasm_prop_response(r, ctx, p + 1, nseg - 1,
+                                                   value);
+
+        } else if (NAME_IS("source") || NAME_IS("destination")) {
+            if (nseg == 2
+                && (ngx_http_proxy_wasm_key_is(p[1], (u_char *) "address", 7)
+                    || ngx_http_proxy_wasm_key_is(p[1], (u_char *) "port", 4)))
+            {
+                if (NAME_IS("destination")
+                    && ngx_connection_local_sockaddr(r->connection, NULL, 0)
+                       != NGX_OK)
+                {
+                    return PROXY_RESULT_INTERNAL_FAILURE;
+                }
+
+                st = ngx_http_proxy_wasm_prop_addr(r,
+                         NAME_IS("source") ? r->connection->sockaddr
+                                           : r->connection->local_sockaddr,
+                         NAME_IS("source") ? r->connection->socklen
+                                           : r->connection->local_socklen,
+                         p[1].len == 4, value);
+            }
+
+        } else if (NAME_IS("connection")) {
+            st = ngx_http_proxy_wasm_prop_connection(r, p + 1, nseg - 1,
+                                                     value);
+
+        } else if (NAME_IS("upstream")) {
+            st = ngx_http_proxy_wasm_prop_upstream(r, p + 1, nseg - 1, value);
+
+        } else if (NAME_IS("xds")) {
+            st = ngx_http_proxy_wasm_prop_xds(r, p + 1, nseg - 1, value);
+
+        } else if (NAME_IS("node")) {
+            if (nseg == 2
+                && ngx_http_proxy_wasm_key_is(p[1], (u_char *) "id", 2))
+            {
+                st = ngx_http_proxy_wasm_prop_str(
+                         (ngx_str_t *) &ngx_cycle->hostname, value);
+            }
+
+        } else if (NAME_IS("ngx") && nseg == 2) {
+            st = ngx_http_proxy_wasm_variable(r, p[1], value);
         }
 
-    } else if (ngx_http_proxy_wasm_key_is(path[1], (u_char *) "query", 5)) {
-        v = r->args;
+    } else if (NAME_IS("route_name") || NAME_IS("cluster_name")) {
+        st = ngx_http_proxy_wasm_prop_xds(r, p, 1, value);
+    }
 
-    } else if (ngx_http_proxy_wasm_key_is(path[1], (u_char *) "method", 6)) {
-        v = r->method_name;
+    if (st != PROXY_RESULT_NOT_FOUND) {
+        return st;
+    }
 
-    } else if (ngx_http_proxy_wasm_key_is(path[1], (u_char *) "protocol", 8))
-    {
-        v = r->http_protocol;
+    /* Envoy falls back to what plugins stored (filter state) */
 
-    } else if (ngx_http_proxy_wasm_key_is(path[1], (u_char *) "host", 4)) {
-        v = *ngx_http_proxy_wasm_authority(r);
+    if (ngx_http_proxy_wasm_prop_path(r, p, nseg, &joined) != NGX_OK) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
 
-    } else if (ngx_http_proxy_wasm_key_is(path[1], (u_char *) "scheme", 6)) {
-        (void) ngx_http_proxy_wasm_in_pseudo(r, (pw_str) { ":scheme", 7 }, &v);
+    prop = ngx_http_proxy_wasm_prop_find(r, &joined);
+    if (prop == NULL) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
 
-    } else if (ngx_http_proxy_wasm_key_is(path[1], (u_char *) "id", 2)) {
+    return ngx_http_proxy_wasm_prop_str(&prop->value, value);
+}
 
-        if (ngx_http_proxy_wasm_in_get(r, x_request_id, value)
-            == PROXY_RESULT_OK)
-        {
-            return PROXY_RESULT_OK;
-        }
 
-        pmcf = ngx_http_get_module_main_conf(r, ngx_http_proxy_wasm_module);
+static proxy_status_t
+ngx_http_proxy_wasm_set_property(void *host, void *stream, const pw_str *path,
+    size_t nseg, pw_str value)
+{
+    ngx_str_t                    joined;
+    const pw_str                *p;
+    ngx_http_request_t          *r;
+    ngx_http_proxy_wasm_req_t   *req;
+    ngx_http_proxy_wasm_prop_t  *prop;
 
-        vv = ngx_http_get_indexed_variable(r, pmcf->request_id_index);
-        if (vv == NULL || vv->not_found) {
+    r = ngx_http_proxy_wasm_request(stream);
+
+    if (r == NULL || nseg == 0) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    p = ngx_http_proxy_wasm_split_path(r, path, &nseg);
+
+    if (NAME_IS("ngx")) {
+        if (nseg != 2) {
             return PROXY_RESULT_NOT_FOUND;
         }
 
-        v.data = vv->data;
-        v.len = vv->len;
-
-    } else {
-        return PROXY_RESULT_NOT_FOUND;
+        return ngx_http_proxy_wasm_set_variable(r, p[1], value);
     }
 
-    *value = ngx_http_proxy_wasm_pw(&v);
+    /* anything else is stored for this request, readable with
+     * proxy_get_property under the same path */
+
+    if (ngx_http_proxy_wasm_prop_path(r, p, nseg, &joined) != NGX_OK) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    prop = ngx_http_proxy_wasm_prop_find(r, &joined);
+
+    if (prop == NULL) {
+        req = ngx_http_proxy_wasm_req(r, 1);
+        if (req == NULL) {
+            return PROXY_RESULT_INTERNAL_FAILURE;
+        }
+
+        if (req->props == NULL) {
+            req->props = ngx_array_create(r->pool, 4,
+                                          sizeof(ngx_http_proxy_wasm_prop_t));
+            if (req->props == NULL) {
+                return PROXY_RESULT_INTERNAL_FAILURE;
+            }
+        }
+
+        prop = ngx_array_push(req->props);
+        if (prop == NULL) {
+            return PROXY_RESULT_INTERNAL_FAILURE;
+        }
+
+        prop->path = joined;
+    }
+
+    prop->value.len = value.len;
+    prop->value.data = ngx_pnalloc(r->pool, value.len ? value.len : 1);
+    if (prop->value.data == NULL) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    ngx_memcpy(prop->value.data, value.data, value.len);
 
     return PROXY_RESULT_OK;
 }
+
+#undef NAME_IS
 
 
 /* ------------------------------------------------- worker-side objects */
@@ -1874,6 +3243,11 @@ ngx_http_proxy_wasm_exit_process(ngx_cycle_t *cycle)
 /* ------------------------------------------------- per-request state */
 
 
+static void ngx_http_proxy_wasm_body_init(ngx_http_proxy_wasm_body_t *body,
+    ngx_uint_t owned);
+static void ngx_http_proxy_wasm_event_handler(ngx_event_t *ev);
+
+
 static void
 ngx_http_proxy_wasm_end_streams(ngx_http_proxy_wasm_ctx_t *ctx)
 {
@@ -1881,6 +3255,10 @@ ngx_http_proxy_wasm_end_streams(ngx_http_proxy_wasm_ctx_t *ctx)
     ngx_http_proxy_wasm_stream_t  *s;
 
     ctx->phase = NGX_HTTP_PROXY_WASM_PHASE_LOG;
+
+    if (ctx->event.posted) {
+        ngx_delete_posted_event(&ctx->event);
+    }
 
     for (i = 0; i < ctx->nstreams; i++) {
         s = &ctx->streams[i];
@@ -1933,6 +3311,7 @@ ngx_http_proxy_wasm_req(ngx_http_request_t *r, ngx_uint_t create)
     req = cln->data;
     req->first = NULL;
     req->last = NULL;
+    req->props = NULL;
 
     cln->handler = ngx_http_proxy_wasm_cleanup;
 
@@ -1971,10 +3350,19 @@ ngx_http_proxy_wasm_create_ctx(ngx_http_request_t *r,
     for (i = 0; i < ctx->nstreams; i++) {
         ctx->streams[i].ctx = ctx;
         ctx->streams[i].filter = filters[i];
+        ngx_http_proxy_wasm_body_init(&ctx->streams[i].held[0], 1);
+        ngx_http_proxy_wasm_body_init(&ctx->streams[i].held[1], 1);
     }
 
     ctx->r = r;
     ctx->plcf = plcf;
+    ctx->paused[NGX_HTTP_PROXY_WASM_REQ] = -1;
+    ctx->paused[NGX_HTTP_PROXY_WASM_RESP] = -1;
+    ngx_http_proxy_wasm_body_init(&ctx->pending, 1);
+
+    ctx->event.handler = ngx_http_proxy_wasm_event_handler;
+    ctx->event.data = ctx;
+    ctx->event.log = r->connection->log;
     ctx->authority = *ngx_http_proxy_wasm_authority(r);
 
     if (req->last) {
@@ -2056,27 +3444,6 @@ ngx_http_proxy_wasm_failed(ngx_http_request_t *r,
     ctx->failed = 1;
 
     return NGX_ERROR;
-}
-
-
-static void
-ngx_http_proxy_wasm_paused(ngx_http_request_t *r,
-    ngx_http_proxy_wasm_stream_t *s, const char *callback)
-{
-    ngx_http_proxy_wasm_plugin_t  *p;
-
-    p = s->filter->plugin;
-
-    if (p->warned_pause) {
-        return;
-    }
-
-    p->warned_pause = 1;
-
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "proxy_wasm \"%V\" paused in %s: pausing is not supported "
-                  "yet, continuing (logged once per worker)",
-                  &s->filter->name, callback);
 }
 
 
@@ -2215,13 +3582,16 @@ static ngx_int_t
 ngx_http_proxy_wasm_send_local(ngx_http_request_t *r,
     ngx_http_proxy_wasm_ctx_t *ctx, ngx_http_proxy_wasm_stream_t *s)
 {
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    ngx_int_t  rc;
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
+    if (r->request_body == NULL) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+    } else if (!ctx->body_read) {
+        r->keepalive = 0;       /* the rest of the body is not read */
     }
 
     rc = ngx_http_proxy_wasm_set_local(r, ctx, s);
@@ -2229,39 +3599,781 @@ ngx_http_proxy_wasm_send_local(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ctx->replace = 1;           /* the body filter emits ctx->body */
+
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
     }
 
-    /* the header filter may have replaced the body (a failure there) */
-    if (ctx->replace) {
-        return ngx_http_output_filter(r, NULL);
+    return ngx_http_output_filter(r, NULL);
+}
+
+
+/* ------------------------------------------------------------- bodies */
+
+
+static void
+ngx_http_proxy_wasm_body_init(ngx_http_proxy_wasm_body_t *body,
+    ngx_uint_t owned)
+{
+    body->chain = NULL;
+    body->size = 0;
+    body->owned = owned;
+}
+
+
+static ngx_int_t
+ngx_http_proxy_wasm_body_link(ngx_pool_t *pool,
+    ngx_http_proxy_wasm_body_t *body, ngx_buf_t *b)
+{
+    ngx_chain_t  *cl, **ll;
+
+    for (ll = &body->chain; *ll; ll = &(*ll)->next) { /* void */ }
+
+    cl = ngx_alloc_chain_link(pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
     }
 
-    b = ngx_calloc_buf(r->pool);
+    cl->buf = b;
+    cl->next = NULL;
+    *ll = cl;
+
+    body->size += ngx_buf_size(b);
+
+    return NGX_OK;
+}
+
+
+/* Copies [start, start + len) of the body into dst (memory or file). */
+static ngx_int_t
+ngx_http_proxy_wasm_body_read(ngx_http_proxy_wasm_body_t *body, off_t start,
+    size_t len, u_char *dst)
+{
+    off_t         pos, bsize, from, n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    pos = 0;
+
+    for (cl = body->chain; cl && len; cl = cl->next) {
+        b = cl->buf;
+        bsize = ngx_buf_size(b);
+
+        if (start >= pos + bsize) {
+            pos += bsize;
+            continue;
+        }
+
+        from = start - pos;
+        n = ngx_min((off_t) len, bsize - from);
+
+        if (ngx_buf_in_memory(b)) {
+            ngx_memcpy(dst, b->pos + from, (size_t) n);
+
+        } else if (ngx_read_file(b->file, dst, (size_t) n, b->file_pos + from)
+                   != (ssize_t) n)
+        {
+            return NGX_ERROR;
+        }
+
+        dst += n;
+        len -= n;
+        start += n;
+        pos += bsize;
+    }
+
+    return NGX_OK;
+}
+
+
+/* Buffers for the parts [from, to) of the body, referencing its buffers. */
+static ngx_int_t
+ngx_http_proxy_wasm_body_slice(ngx_pool_t *pool,
+    ngx_http_proxy_wasm_body_t *dst, ngx_http_proxy_wasm_body_t *src,
+    off_t from, off_t to)
+{
+    off_t         pos, bsize, s, e;
+    ngx_buf_t    *b, *nb;
+    ngx_chain_t  *cl;
+
+    pos = 0;
+
+    for (cl = src->chain; cl && pos < to; cl = cl->next) {
+        b = cl->buf;
+        bsize = ngx_buf_size(b);
+
+        s = ngx_max(from - pos, 0);
+        e = ngx_min(to - pos, bsize);
+        pos += bsize;
+
+        if (s >= e) {
+            continue;
+        }
+
+        nb = ngx_calloc_buf(pool);
+        if (nb == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_buf_in_memory(b)) {
+            nb->start = b->pos + s;
+            nb->pos = nb->start;
+            nb->last = b->pos + e;
+            nb->end = nb->last;
+            nb->memory = 1;
+
+        } else {
+            nb->in_file = 1;
+            nb->file = b->file;
+            nb->file_pos = b->file_pos + s;
+            nb->file_last = b->file_pos + e;
+        }
+
+        if (ngx_http_proxy_wasm_body_link(pool, dst, nb) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* One pool buffer holding len bytes; data copied from p when given. */
+static ngx_buf_t *
+ngx_http_proxy_wasm_buf(ngx_pool_t *pool, size_t len, const void *p)
+{
+    ngx_buf_t  *b;
+
+    b = ngx_create_temp_buf(pool, len ? len : 1);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    if (p && len) {
+        b->last = ngx_cpymem(b->pos, p, len);
+    }
+
+    return b;
+}
+
+
+/* Makes the body ours: one copy of whatever belongs to nginx. */
+static ngx_int_t
+ngx_http_proxy_wasm_body_own(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_body_t *body)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (body->owned) {
+        return NGX_OK;
+    }
+
+    if (body->size == 0) {
+        ngx_http_proxy_wasm_body_init(body, 1);
+        return NGX_OK;
+    }
+
+    b = ngx_http_proxy_wasm_buf(r->pool, (size_t) body->size, NULL);
     if (b == NULL) {
         return NGX_ERROR;
     }
 
-    if (ctx->body.len) {
-        b->pos = ctx->body.data;
-        b->last = ctx->body.data + ctx->body.len;
-        b->memory = 1;
+    if (ngx_http_proxy_wasm_body_read(body, 0, (size_t) body->size, b->pos)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
+    b->last = b->pos + body->size;
 
-    out.buf = b;
-    out.next = NULL;
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
 
-    return ngx_http_output_filter(r, &out);
+    cl->buf = b;
+    cl->next = NULL;
+
+    body->chain = cl;
+    body->owned = 1;
+
+    return NGX_OK;
 }
 
 
-/* ----------------------------------------------------- phase handlers */
+/* Appends src (made ours first) to dst; src is left empty. */
+static ngx_int_t
+ngx_http_proxy_wasm_body_append(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_body_t *dst, ngx_http_proxy_wasm_body_t *src)
+{
+    ngx_chain_t  **ll;
+
+    if (ngx_http_proxy_wasm_body_own(r, src) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (ll = &dst->chain; *ll; ll = &(*ll)->next) { /* void */ }
+
+    *ll = src->chain;
+    dst->size += src->size;
+    dst->owned = 1;
+
+    ngx_http_proxy_wasm_body_init(src, 1);
+
+    return NGX_OK;
+}
+
+
+/* Replaces [start, start + len) by data (prepend, append, splice). */
+static ngx_int_t
+ngx_http_proxy_wasm_body_splice(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_body_t *body, off_t start, off_t len, pw_str data)
+{
+    ngx_buf_t                   *b;
+    ngx_http_proxy_wasm_body_t   nb;
+
+    if (ngx_http_proxy_wasm_body_own(r, body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_proxy_wasm_body_init(&nb, 1);
+
+    if (ngx_http_proxy_wasm_body_slice(r->pool, &nb, body, 0, start)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (data.len) {
+        b = ngx_http_proxy_wasm_buf(r->pool, data.len, data.data);
+        if (b == NULL
+            || ngx_http_proxy_wasm_body_link(r->pool, &nb, b) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_proxy_wasm_body_slice(r->pool, &nb, body, start + len,
+                                       body->size)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    *body = nb;
+
+    return NGX_OK;
+}
+
+
+/* The data buffers of an nginx chain; *eos set on its last buffer. */
+static ngx_int_t
+ngx_http_proxy_wasm_body_from(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_body_t *body, ngx_chain_t *in, ngx_uint_t *eos)
+{
+    ngx_chain_t  *cl;
+
+    ngx_http_proxy_wasm_body_init(body, 0);
+
+    for (cl = in; cl; cl = cl->next) {
+        if (cl->buf->last_buf || cl->buf->last_in_chain) {
+            if (cl->buf->last_buf || r != r->main) {
+                *eos = 1;
+            }
+        }
+
+        if (ngx_buf_size(cl->buf) > 0
+            && ngx_http_proxy_wasm_body_link(r->pool, body, cl->buf)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* Marks nginx's buffers as consumed (their data was copied or dropped). */
+static void
+ngx_http_proxy_wasm_consume(ngx_chain_t *in)
+{
+    for ( /* void */ ; in; in = in->next) {
+        in->buf->pos = in->buf->last;
+        in->buf->file_pos = in->buf->file_last;
+    }
+}
+
+
+/* An nginx chain for the body, with a last buffer when eos. */
+static ngx_chain_t *
+ngx_http_proxy_wasm_body_chain(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_body_t *body, ngx_uint_t eos)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *out, **ll, *cl, *src;
+
+    out = NULL;
+    ll = &out;
+
+    for (src = body->chain; src; src = src->next) {
+        cl = ngx_alloc_chain_link(r->pool);
+        if (cl == NULL) {
+            return NGX_CHAIN_ERROR;
+        }
+
+        cl->buf = src->buf;
+        src->buf->last_buf = 0;
+        src->buf->last_in_chain = 0;
+        *ll = cl;
+        ll = &cl->next;
+    }
+
+    if (eos) {
+        b = ngx_calloc_buf(r->pool);
+        cl = ngx_alloc_chain_link(r->pool);
+        if (b == NULL || cl == NULL) {
+            return NGX_CHAIN_ERROR;
+        }
+
+        b->last_buf = (r == r->main) ? 1 : 0;
+        b->last_in_chain = 1;
+        cl->buf = b;
+        *ll = cl;
+        ll = &cl->next;
+    }
+
+    *ll = NULL;
+
+    return out;
+}
+
+
+/* ---------------------------------------------------- body host hooks */
+
+
+static ngx_http_proxy_wasm_body_t *
+ngx_http_proxy_wasm_body_of(void *stream, proxy_buffer_type_t type)
+{
+    ngx_http_proxy_wasm_stream_t  *s = stream;
+
+    if (s == NULL || s->ctx->gone
+        || (type != PROXY_BUFFER_HTTP_REQUEST_BODY
+            && type != PROXY_BUFFER_HTTP_RESPONSE_BODY))
+    {
+        return NULL;
+    }
+
+    /* during a body callback: the body passing; while paused from one:
+     * what the paused element holds */
+
+    if (s->ctx->cur[type]) {
+        return s->ctx->cur[type];
+    }
+
+    if (s->holding & (1 << type)) {
+        return &s->held[type];
+    }
+
+    return NULL;
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_body_size(void *host, void *stream,
+    proxy_buffer_type_t type, size_t *size)
+{
+    ngx_http_proxy_wasm_body_t  *body;
+
+    body = ngx_http_proxy_wasm_body_of(stream, type);
+    if (body == NULL) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    *size = (size_t) body->size;
+
+    return PROXY_RESULT_OK;
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_body_copy(void *host, void *stream,
+    proxy_buffer_type_t type, size_t start, size_t len, void *dst)
+{
+    ngx_http_proxy_wasm_body_t  *body;
+
+    body = ngx_http_proxy_wasm_body_of(stream, type);
+    if (body == NULL) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    if ((off_t) (start + len) > body->size) {
+        return PROXY_RESULT_BAD_ARGUMENT;
+    }
+
+    if (ngx_http_proxy_wasm_body_read(body, start, len, dst) != NGX_OK) {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    return PROXY_RESULT_OK;
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_body_replace(void *host, void *stream,
+    proxy_buffer_type_t type, size_t start, size_t len, pw_str data)
+{
+    ngx_http_proxy_wasm_body_t    *body;
+    ngx_http_proxy_wasm_stream_t  *s = stream;
+
+    body = ngx_http_proxy_wasm_body_of(stream, type);
+    if (body == NULL) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    if ((off_t) (start + len) > body->size) {
+        return PROXY_RESULT_BAD_ARGUMENT;
+    }
+
+    if (ngx_http_proxy_wasm_body_splice(s->ctx->r, body, start, len, data)
+        != NGX_OK)
+    {
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    if (data.len != len) {
+        s->ctx->changed |= 1 << type;
+    }
+
+    return PROXY_RESULT_OK;
+}
+
+
+/* ------------------------------------------- stream control, queueing */
+
+
+static void
+ngx_http_proxy_wasm_post(ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    if (!ctx->in_cb && !ctx->gone && !ctx->event.posted) {
+        ngx_post_event(&ctx->event, &ngx_posted_events);
+    }
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_resume(void *host, void *stream, proxy_stream_type_t type)
+{
+    ngx_http_proxy_wasm_stream_t  *s = stream;
+
+    if (s == NULL || s->ctx->gone) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    if (type > PROXY_STREAM_HTTP_RESPONSE) {
+        return PROXY_RESULT_BAD_ARGUMENT;   /* TCP directions */
+    }
+
+    /* applied after the running callback returns (REFERENCE §8.10) */
+    s->ctx->resume |= 1 << type;
+    ngx_http_proxy_wasm_post(s->ctx);
+
+    return PROXY_RESULT_OK;
+}
+
+
+static proxy_status_t
+ngx_http_proxy_wasm_close(void *host, void *stream, proxy_stream_type_t type)
+{
+    ngx_http_proxy_wasm_stream_t  *s = stream;
+
+    if (s == NULL || s->ctx->gone) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    if (type > PROXY_STREAM_HTTP_RESPONSE) {
+        return PROXY_RESULT_BAD_ARGUMENT;
+    }
+
+    s->ctx->close = 1;
+    ngx_http_proxy_wasm_post(s->ctx);
+
+    return PROXY_RESULT_OK;
+}
+
+
+static const char *
+ngx_http_proxy_wasm_cb_name(ngx_uint_t cb)
+{
+    static const char  *names[] = {
+        "on_request_headers", "on_request_body", "on_response_headers",
+        "on_response_body", "on_response_trailers"
+    };
+
+    return names[cb];
+}
+
+
+/*
+ * Calls one plugin callback and applies what was queued during it: a
+ * close, a resume of the same direction (a Pause then goes on), a second
+ * local response (ignored). Resumes of the other direction or of other
+ * requests are applied from their posted event.
+ */
+static ngx_int_t
+ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_http_proxy_wasm_stream_t *s, ngx_uint_t cb, size_t n, ngx_uint_t eos)
+{
+    ngx_uint_t           dir;
+    pw_action            action;
+    ngx_http_request_t  *r;
+
+    r = ctx->r;
+
+    if (s->stream == NULL && ngx_http_proxy_wasm_stream(r, s) != NGX_OK) {
+        if (ngx_http_proxy_wasm_failed(r, ctx, s, ngx_http_proxy_wasm_cb_name(cb),
+                                       "no stream context")
+            == NGX_OK)
+        {
+            return NGX_HTTP_PROXY_WASM_CONTINUE;
+        }
+
+        return NGX_HTTP_PROXY_WASM_FAIL;
+    }
+
+    dir = (cb <= NGX_HTTP_PROXY_WASM_ON_REQ_BODY) ? NGX_HTTP_PROXY_WASM_REQ
+                                                  : NGX_HTTP_PROXY_WASM_RESP;
+
+    ctx->in_cb = 1;
+
+    switch (cb) {
+    case NGX_HTTP_PROXY_WASM_ON_REQ_HEADERS:
+        action = pw_stream_on_request_headers(s->stream, n, eos);
+        break;
+    case NGX_HTTP_PROXY_WASM_ON_REQ_BODY:
+        action = pw_stream_on_request_body(s->stream, n, eos);
+        break;
+    case NGX_HTTP_PROXY_WASM_ON_RESP_HEADERS:
+        action = pw_stream_on_response_headers(s->stream, n, eos);
+        break;
+    case NGX_HTTP_PROXY_WASM_ON_RESP_BODY:
+        action = pw_stream_on_response_body(s->stream, n, eos);
+        break;
+    default: /* NGX_HTTP_PROXY_WASM_ON_RESP_TRAILERS */
+        action = pw_stream_on_response_trailers(s->stream, n);
+        break;
+    }
+
+    ctx->in_cb = 0;
+
+    if (ctx->close) {
+        ctx->close = 0;
+        ctx->resume = 0;
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "proxy_wasm \"%V\" closed the stream in %s",
+                      &s->filter->name, ngx_http_proxy_wasm_cb_name(cb));
+        return NGX_HTTP_PROXY_WASM_CLOSE;
+    }
+
+    if (action == PW_ACTION_PAUSE || action == PW_ACTION_PAUSE_NO_BUFFER) {
+        if (ctx->resume & (1 << dir)) {
+            action = PW_ACTION_CONTINUE;    /* resumed during the call */
+        }
+    }
+
+    ctx->resume &= ~(1 << dir);
+
+    if (ctx->resume) {
+        ngx_http_proxy_wasm_post(ctx);
+    }
+
+    switch (action) {
+
+    case PW_ACTION_CONTINUE:
+        return NGX_HTTP_PROXY_WASM_CONTINUE;
+
+    case PW_ACTION_PAUSE:
+    case PW_ACTION_PAUSE_NO_BUFFER:
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "proxy_wasm \"%V\" paused in %s", &s->filter->name,
+                       ngx_http_proxy_wasm_cb_name(cb));
+        return NGX_HTTP_PROXY_WASM_PAUSE;
+
+    case PW_ACTION_LOCAL_RESPONSE:
+        if (ctx->local || ctx->local_pending) {
+            if (!s->filter->plugin->warned_local) {
+                s->filter->plugin->warned_local = 1;
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "proxy_wasm \"%V\": second local response "
+                              "ignored (logged once per worker)",
+                              &s->filter->name);
+            }
+
+            return NGX_HTTP_PROXY_WASM_CONTINUE;
+        }
+
+        ctx->local_stream = s;
+        return NGX_HTTP_PROXY_WASM_LOCAL;
+
+    default: /* PW_ACTION_ERROR */
+        if (ngx_http_proxy_wasm_failed(r, ctx, s,
+                                       ngx_http_proxy_wasm_cb_name(cb), NULL)
+            == NGX_OK)
+        {
+            return NGX_HTTP_PROXY_WASM_CONTINUE;
+        }
+
+        return NGX_HTTP_PROXY_WASM_FAIL;
+    }
+}
+
+
+/* Whether some element holds data of a direction. */
+static ngx_uint_t
+ngx_http_proxy_wasm_holding(ngx_http_proxy_wasm_ctx_t *ctx, ngx_uint_t dir)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < ctx->nstreams; i++) {
+        if (ctx->streams[i].holding & (1 << dir)) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_proxy_wasm_drop_held(ngx_http_proxy_wasm_ctx_t *ctx, ngx_uint_t dir)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < ctx->nstreams; i++) {
+        ctx->streams[i].holding &= ~(1 << dir);
+        ctx->streams[i].held_eos &= ~(1 << dir);
+        ngx_http_proxy_wasm_body_init(&ctx->streams[i].held[dir], 1);
+    }
+
+    ctx->paused[dir] = -1;
+}
+
+
+static void
+ngx_http_proxy_wasm_update_buffered(ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    ngx_http_request_t  *r = ctx->r;
+
+    if ((ctx->headers_held || ctx->headers_paused
+         || ngx_http_proxy_wasm_holding(ctx, NGX_HTTP_PROXY_WASM_RESP))
+        && !ctx->out_eos)
+    {
+        r->buffered |= NGX_HTTP_PROXY_WASM_BUFFERED;
+
+    } else {
+        r->buffered &= ~NGX_HTTP_PROXY_WASM_BUFFERED;
+    }
+}
+
+
+/*
+ * Runs a body chunk through the chain from element `from` (REFERENCE
+ * §8.7): an element that paused before gets its buffered data plus the
+ * chunk, with the total size; Pause buffers it in that element. On
+ * NGX_HTTP_PROXY_WASM_CONTINUE, *cur is what goes on.
+ */
+static ngx_int_t
+ngx_http_proxy_wasm_body_run(ngx_http_proxy_wasm_ctx_t *ctx, ngx_uint_t dir,
+    ngx_uint_t from, ngx_http_proxy_wasm_body_t *cur, ngx_uint_t eos)
+{
+    ngx_int_t                      rc;
+    ngx_uint_t                     i, buffering;
+    ngx_http_request_t            *r;
+    ngx_http_proxy_wasm_stream_t  *s;
+
+    r = ctx->r;
+
+    for (i = from; i < ctx->nstreams; i++) {
+        s = &ctx->streams[i];
+
+        if (s->failed || s->stream == NULL) {
+            continue;       /* failed open, or skipped by a local response */
+        }
+
+        buffering = s->holding & (1 << dir);
+
+        if (buffering) {
+            if (ngx_http_proxy_wasm_body_append(r, &s->held[dir], cur)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            *cur = s->held[dir];
+            ngx_http_proxy_wasm_body_init(&s->held[dir], 1);
+            s->holding &= ~(1 << dir);
+            s->held_eos &= ~(1 << dir);
+
+            if (cur->size > (off_t) ctx->plcf->limit[dir]) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "proxy_wasm \"%V\": %s body buffer limit of "
+                              "%uz bytes exceeded (%O bytes)",
+                              &s->filter->name,
+                              dir ? "response" : "request",
+                              ctx->plcf->limit[dir], cur->size);
+                ctx->paused[dir] = -1;
+                return NGX_HTTP_PROXY_WASM_OVERFLOW;
+            }
+        }
+
+        ctx->cur[dir] = cur;
+
+        rc = ngx_http_proxy_wasm_call(ctx, s,
+                                      dir ? NGX_HTTP_PROXY_WASM_ON_RESP_BODY
+                                          : NGX_HTTP_PROXY_WASM_ON_REQ_BODY,
+                                      (size_t) cur->size, eos);
+
+        ctx->cur[dir] = NULL;
+
+        if (ctx->paused[dir] == (ngx_int_t) i) {
+            ctx->paused[dir] = -1;
+        }
+
+        if (rc == NGX_HTTP_PROXY_WASM_CONTINUE) {
+            continue;
+        }
+
+        if (rc == NGX_HTTP_PROXY_WASM_PAUSE) {
+            /* StopIterationAndBuffer: this element keeps what it saw */
+            if (ngx_http_proxy_wasm_body_own(r, cur) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            s->held[dir] = *cur;
+            s->holding |= 1 << dir;
+
+            if (eos) {
+                s->held_eos |= 1 << dir;
+            }
+
+            ngx_http_proxy_wasm_body_init(cur, 1);
+            ctx->paused[dir] = i;
+
+            return NGX_HTTP_PROXY_WASM_PAUSE;
+        }
+
+        return rc;
+    }
+
+    return NGX_HTTP_PROXY_WASM_CONTINUE;
+}
+
+
+/* ----------------------------------------------------- request side */
 
 
 static int
@@ -2277,17 +4389,271 @@ ngx_http_proxy_wasm_request_eos(ngx_http_request_t *r)
 }
 
 
+static void ngx_http_proxy_wasm_body_read_done(ngx_http_request_t *r);
+
+
+/* After the request side: the upstream must get a valid message. */
+static ngx_int_t
+ngx_http_proxy_wasm_fix_request_length(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    off_t             size;
+    u_char           *p;
+    ngx_chain_t      *cl;
+    ngx_table_elt_t  *h;
+
+    if (!(ctx->changed & (1 << NGX_HTTP_PROXY_WASM_REQ))
+        || r->request_body == NULL)
+    {
+        return NGX_OK;
+    }
+
+    size = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        size += ngx_buf_size(cl->buf);
+    }
+
+    /* proxy_pass & co. frame the body from content_length_n */
+    r->headers_in.content_length_n = size;
+
+    h = r->headers_in.content_length;
+
+    if (h) {
+        p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->value.data = p;
+        h->value.len = ngx_sprintf(p, "%O", size) - p;
+    }
+
+    return NGX_OK;
+}
+
+
+/* Passes the request body on: to nginx's next request body filter while
+ * it is being read, else into r->request_body->bufs. */
+static ngx_int_t
+ngx_http_proxy_wasm_request_out(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_http_proxy_wasm_body_t *body, ngx_uint_t eos, ngx_chain_t *in)
+{
+    ngx_chain_t         *out, **ll;
+    ngx_http_request_t  *r;
+
+    r = ctx->r;
+
+    if (ctx->req_eos || ctx->body_read) {
+        /* nginx has the whole body already: append to it */
+
+        if (ngx_http_proxy_wasm_body_own(r, body) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        for (ll = &r->request_body->bufs; *ll; ll = &(*ll)->next) {
+            if (ngx_buf_size((*ll)->buf) == 0) {
+                break;          /* the empty last buffer we passed */
+            }
+        }
+
+        *ll = body->chain;
+        return NGX_OK;
+    }
+
+    if (in && !body->owned) {
+        out = in;               /* untouched: as nginx made it */
+
+    } else {
+        ngx_http_proxy_wasm_consume(in);
+
+        out = ngx_http_proxy_wasm_body_chain(r, body, eos);
+        if (out == NGX_CHAIN_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (eos) {
+        ctx->req_eos = 1;
+    }
+
+    return ngx_http_next_request_body_filter(r, out);
+}
+
+
+/* Request body filter: each chunk nginx reads (after de-chunking) goes
+ * through proxy_on_request_body before nginx stores it. */
+static ngx_int_t
+ngx_http_proxy_wasm_request_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in)
+{
+    ngx_int_t                    rc;
+    ngx_uint_t                   eos;
+    ngx_http_proxy_wasm_ctx_t   *ctx;
+    ngx_http_proxy_wasm_body_t   body;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_proxy_wasm_module);
+
+    if (ctx == NULL || !ctx->req_body || ctx->req_eos) {
+        return ngx_http_next_request_body_filter(r, in);
+    }
+
+    if (ctx->req_state != NGX_HTTP_PROXY_WASM_REQ_BODY) {
+        /* answered already: the rest of the body is dropped */
+        ngx_http_proxy_wasm_consume(in);
+        return NGX_OK;
+    }
+
+    if (in == NULL) {
+        return ngx_http_next_request_body_filter(r, NULL);
+    }
+
+    eos = 0;
+
+    if (ngx_http_proxy_wasm_body_from(r, &body, in, &eos) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (body.size == 0 && !eos) {
+        return ngx_http_next_request_body_filter(r, in);
+    }
+
+    rc = ngx_http_proxy_wasm_body_run(ctx, NGX_HTTP_PROXY_WASM_REQ, 0, &body,
+                                      eos);
+
+    switch (rc) {
+
+    case NGX_HTTP_PROXY_WASM_CONTINUE:
+        return ngx_http_proxy_wasm_request_out(ctx, &body, eos, in);
+
+    case NGX_HTTP_PROXY_WASM_PAUSE:
+        ngx_http_proxy_wasm_consume(in);
+
+        if (!eos) {
+            return NGX_OK;
+        }
+
+        /* let nginx finish reading; the body is handed over on resume */
+        ngx_http_proxy_wasm_body_init(&body, 1);
+        return ngx_http_proxy_wasm_request_out(ctx, &body, 1, NULL);
+
+    case NGX_HTTP_PROXY_WASM_LOCAL:
+        /* answered at once (an nginx special response that the header
+         * filter replaces by the local response); error_page skipped */
+        ngx_http_proxy_wasm_consume(in);
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_LOCAL;
+        ctx->local_pending = 1;
+        r->error_page = 1;
+        r->keepalive = 0;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    case NGX_HTTP_PROXY_WASM_OVERFLOW:
+        ngx_http_proxy_wasm_consume(in);
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_FAIL;
+        r->keepalive = 0;
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+
+    case NGX_HTTP_PROXY_WASM_CLOSE:
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_FAIL;
+        return NGX_HTTP_CLOSE;
+
+    case NGX_HTTP_PROXY_WASM_FAIL:
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_FAIL;
+        r->keepalive = 0;
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
+/* A body nginx read before this chain ran ("rewrite ... last", error_page
+ * into another chain): delivered whole, memory or temporary file. */
+static ngx_int_t
+ngx_http_proxy_wasm_request_read_body(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    ngx_int_t                    rc;
+    ngx_chain_t                 *cl;
+    ngx_http_proxy_wasm_body_t   body;
+
+    ngx_http_proxy_wasm_body_init(&body, 1);
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        if (ngx_buf_size(cl->buf) > 0
+            && ngx_http_proxy_wasm_body_link(r->pool, &body, cl->buf)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    r->request_body->bufs = NULL;
+    ctx->body_read = 1;
+    ctx->req_eos = 1;
+
+    rc = ngx_http_proxy_wasm_body_run(ctx, NGX_HTTP_PROXY_WASM_REQ, 0, &body,
+                                      1);
+
+    if (rc == NGX_HTTP_PROXY_WASM_CONTINUE) {
+        r->request_body->bufs = body.chain;
+    }
+
+    return rc;
+}
+
+
+/* Outcome of the request side that the rewrite handler returns. */
+static ngx_int_t
+ngx_http_proxy_wasm_request_result(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_ctx_t *ctx, ngx_int_t rc)
+{
+    switch (rc) {
+
+    case NGX_HTTP_PROXY_WASM_LOCAL:
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
+        return ngx_http_proxy_wasm_send_local(r, ctx, ctx->local_stream);
+
+    case NGX_HTTP_PROXY_WASM_CLOSE:
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
+        return NGX_HTTP_CLOSE;
+
+    case NGX_HTTP_PROXY_WASM_OVERFLOW:
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+
+    case NGX_HTTP_PROXY_WASM_FAIL:
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+
+    default:
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
+/* While a plugin holds the request, notice a client that goes away. */
+static void
+ngx_http_proxy_wasm_hold_request(ngx_http_request_t *r)
+{
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+}
+
+
 /*
  * Rewrite phase: our handler is registered after the rewrite module's, so
  * it runs first, before the location's return/rewrite/set/if and before
- * any access check.
+ * any access check. It is re-entered (the phase is run again) after a
+ * pause is resumed and after the request body was read.
  */
 static ngx_int_t
 ngx_http_proxy_wasm_rewrite_handler(ngx_http_request_t *r)
 {
     ngx_int_t                        rc;
     ngx_uint_t                       i;
-    pw_action                        action;
     ngx_http_proxy_wasm_ctx_t       *ctx;
     ngx_http_proxy_wasm_stream_t    *s;
     ngx_http_proxy_wasm_loc_conf_t  *plcf;
@@ -2300,9 +4666,9 @@ ngx_http_proxy_wasm_rewrite_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_proxy_wasm_module);
 
-    if (ctx && ctx->request_done) {
-        if (ctx->plcf->chain == plcf->chain) {
-            return NGX_DECLINED;    /* this chain already ran */
+    if (ctx && ctx->plcf->chain != plcf->chain) {
+        if (ctx->req_state != NGX_HTTP_PROXY_WASM_REQ_DONE) {
+            return NGX_DECLINED;    /* another chain is still busy */
         }
 
         ctx = NULL;     /* "rewrite ... last" into another chain */
@@ -2315,82 +4681,226 @@ ngx_http_proxy_wasm_rewrite_handler(ngx_http_request_t *r)
         }
     }
 
+    if (ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0) {
+        return NGX_DONE;            /* still held by a plugin */
+    }
+
+    switch (ctx->req_state) {
+
+    case NGX_HTTP_PROXY_WASM_REQ_DONE:
+        return NGX_DECLINED;
+
+    case NGX_HTTP_PROXY_WASM_REQ_LOCAL:
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
+        return ngx_http_proxy_wasm_send_local(r, ctx, ctx->local_stream);
+
+    case NGX_HTTP_PROXY_WASM_REQ_FAIL:
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+
+    case NGX_HTTP_PROXY_WASM_REQ_BODY:
+        if (!ctx->body_read) {
+            return NGX_DONE;        /* nginx is still reading it */
+        }
+
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
+
+        if (ngx_http_proxy_wasm_fix_request_length(r, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return NGX_DECLINED;
+
+    default: /* NGX_HTTP_PROXY_WASM_REQ_HEADERS */
+        break;
+    }
+
     ctx->request_done = 1;
     ctx->phase = NGX_HTTP_PROXY_WASM_PHASE_REQ;
 
-    for (i = 0; i < ctx->nstreams; i++) {
+    for (i = ctx->req_next; i < ctx->nstreams; i++) {
         s = &ctx->streams[i];
 
-        if (ngx_http_proxy_wasm_stream(r, s) != NGX_OK) {
-            if (ngx_http_proxy_wasm_failed(r, ctx, s, "on_request_headers",
-                                           "no stream context")
-                == NGX_OK)
-            {
-                continue;
-            }
-
-            return NGX_HTTP_SERVICE_UNAVAILABLE;
+        if (s->failed) {
+            continue;
         }
 
-        action = pw_stream_on_request_headers(s->stream,
-                                          ngx_http_proxy_wasm_in_count(r),
-                                          ngx_http_proxy_wasm_request_eos(r));
+        rc = ngx_http_proxy_wasm_call(ctx, s,
+                                      NGX_HTTP_PROXY_WASM_ON_REQ_HEADERS,
+                                      ngx_http_proxy_wasm_in_count(r),
+                                      ngx_http_proxy_wasm_request_eos(r));
 
-        switch (action) {
-
-        case PW_ACTION_CONTINUE:
-            break;
-
-        case PW_ACTION_PAUSE:
-            ngx_http_proxy_wasm_paused(r, s, "on_request_headers");
-            break;
-
-        case PW_ACTION_LOCAL_RESPONSE:
-            /* the rest of the chain and the content handler are skipped;
-             * the rewrite phase checker finalizes the request with rc */
-            rc = ngx_http_proxy_wasm_send_local(r, ctx, s);
-            if (rc == NGX_DECLINED) {
-                break;
-            }
-
-            return rc;
-
-        default: /* PW_ACTION_ERROR */
-            if (ngx_http_proxy_wasm_failed(r, ctx, s, "on_request_headers",
-                                           NULL)
-                == NGX_OK)
-            {
-                break;
-            }
-
-            return NGX_HTTP_SERVICE_UNAVAILABLE;
+        if (rc == NGX_HTTP_PROXY_WASM_CONTINUE) {
+            continue;
         }
+
+        if (rc == NGX_HTTP_PROXY_WASM_PAUSE) {
+            /* nothing goes upstream until proxy_continue_request */
+            ctx->req_next = i + 1;
+            ctx->paused[NGX_HTTP_PROXY_WASM_REQ] = i;
+            ngx_http_proxy_wasm_hold_request(r);
+            return NGX_DONE;
+        }
+
+        /* the rest of the chain and the content handler are skipped */
+        return ngx_http_proxy_wasm_request_result(r, ctx, rc);
     }
 
-    return NGX_DECLINED;
+    ctx->req_next = ctx->nstreams;
+
+    if (ngx_http_proxy_wasm_request_eos(r) && r->request_body == NULL) {
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
+        return NGX_DECLINED;
+    }
+
+    ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_BODY;
+    ctx->req_body = 1;
+
+    if (r->request_body) {
+        if (r->request_body->rest != 0 && !r->request_body->last_saved) {
+            /* nginx is reading it for someone else: our filter is on
+             * the way, but the body was partly read already */
+            ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
+            return NGX_DECLINED;
+        }
+
+        rc = ngx_http_proxy_wasm_request_read_body(r, ctx);
+
+        if (rc == NGX_HTTP_PROXY_WASM_PAUSE) {
+            ngx_http_proxy_wasm_hold_request(r);
+            return NGX_DONE;
+        }
+
+        if (rc != NGX_HTTP_PROXY_WASM_CONTINUE) {
+            return ngx_http_proxy_wasm_request_result(r, ctx, rc);
+        }
+
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
+
+        if (ngx_http_proxy_wasm_fix_request_length(r, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    /* read (and store) the body now, through our request body filter;
+     * the upstream request is made once it is complete */
+    r->request_body_no_buffering = 0;
+
+    rc = ngx_http_read_client_request_body(r,
+                                           ngx_http_proxy_wasm_body_read_done);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+
+    return NGX_DONE;
 }
 
 
-static ngx_int_t
-ngx_http_proxy_wasm_log_handler(ngx_http_request_t *r)
+static void
+ngx_http_proxy_wasm_body_read_done(ngx_http_request_t *r)
 {
-    ngx_http_proxy_wasm_req_t  *req;
     ngx_http_proxy_wasm_ctx_t  *ctx;
 
-    req = ngx_http_proxy_wasm_req(r, 0);
-    if (req == NULL) {
-        return NGX_OK;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_proxy_wasm_module);
+    if (ctx == NULL) {
+        return;
     }
 
-    for (ctx = req->first; ctx; ctx = ctx->next) {
-        ngx_http_proxy_wasm_end_streams(ctx);
+    ctx->body_read = 1;
+    r->preserve_body = 1;
+
+    if (ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0) {
+        ngx_http_proxy_wasm_hold_request(r);    /* held until resumed */
+        return;
     }
 
-    return NGX_OK;
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
 }
 
 
-/* ------------------------------------------------------------ filters */
+static void
+ngx_http_proxy_wasm_resume_request(ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    ngx_int_t                      rc, i;
+    ngx_uint_t                     eos;
+    ngx_http_request_t            *r;
+    ngx_http_proxy_wasm_body_t     body;
+    ngx_http_proxy_wasm_stream_t  *s;
+
+    r = ctx->r;
+    i = ctx->paused[NGX_HTTP_PROXY_WASM_REQ];
+    s = &ctx->streams[i];
+
+    ctx->paused[NGX_HTTP_PROXY_WASM_REQ] = -1;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "proxy_wasm \"%V\" resumes the request",
+                   &s->filter->name);
+
+    if (s->stream && pw_stream_local_response(s->stream)
+        && !ctx->local && ctx->req_state < NGX_HTTP_PROXY_WASM_REQ_DONE)
+    {
+        /* answered from another context while paused */
+        ctx->local_stream = s;
+        ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_REQ);
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_LOCAL;
+
+    } else if (ctx->req_state == NGX_HTTP_PROXY_WASM_REQ_BODY
+               && (s->holding & (1 << NGX_HTTP_PROXY_WASM_REQ)))
+    {
+        body = s->held[NGX_HTTP_PROXY_WASM_REQ];
+        eos = (s->held_eos & (1 << NGX_HTTP_PROXY_WASM_REQ)) ? 1 : 0;
+
+        ngx_http_proxy_wasm_body_init(&s->held[NGX_HTTP_PROXY_WASM_REQ], 1);
+        s->holding &= ~(1 << NGX_HTTP_PROXY_WASM_REQ);
+        s->held_eos &= ~(1 << NGX_HTTP_PROXY_WASM_REQ);
+
+        rc = ngx_http_proxy_wasm_body_run(ctx, NGX_HTTP_PROXY_WASM_REQ,
+                                          i + 1, &body, eos);
+
+        switch (rc) {
+        case NGX_HTTP_PROXY_WASM_CONTINUE:
+            rc = ngx_http_proxy_wasm_request_out(ctx, &body, eos, NULL);
+            if (rc != NGX_OK) {
+                ngx_http_finalize_request(r, rc);
+                return;
+            }
+            break;
+        case NGX_HTTP_PROXY_WASM_PAUSE:
+            return;
+        case NGX_HTTP_PROXY_WASM_LOCAL:
+            ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_LOCAL;
+            break;
+        case NGX_HTTP_PROXY_WASM_CLOSE:
+            ngx_http_finalize_request(r, NGX_HTTP_CLOSE);
+            return;
+        case NGX_HTTP_PROXY_WASM_OVERFLOW:
+            ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
+            ngx_http_finalize_request(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE);
+            return;
+        default:
+            ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_FAIL;
+            break;
+        }
+
+        if (ctx->req_state == NGX_HTTP_PROXY_WASM_REQ_BODY && !ctx->body_read)
+        {
+            return;     /* nginx goes on reading */
+        }
+    }
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+}
+
+
+/* ---------------------------------------------------- response side */
 
 
 static uint32_t
@@ -2421,32 +4931,167 @@ ngx_http_proxy_wasm_out_nheaders(ngx_http_request_t *r)
 }
 
 
+static ngx_uint_t
+ngx_http_proxy_wasm_trailer_count(ngx_http_request_t *r)
+{
+    ngx_uint_t        i, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    n = 0;
+
+    for (part = &r->headers_out.trailers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].hash) {
+                n++;
+            }
+        }
+    }
+
+    return n;
+}
+
+
 static ngx_int_t
 ngx_http_proxy_wasm_fail_response(ngx_http_request_t *r,
-    ngx_http_proxy_wasm_ctx_t *ctx)
+    ngx_http_proxy_wasm_ctx_t *ctx, ngx_uint_t status)
 {
-    pw_str  body, type;
+    pw_str     body, type;
+    ngx_str_t  page;
 
-    body = ngx_http_proxy_wasm_pw(&ngx_http_proxy_wasm_503_body);
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        page = ngx_http_proxy_wasm_503_body;
+
+    } else {
+        page = ngx_http_proxy_wasm_500_body;
+    }
+
+    body = ngx_http_proxy_wasm_pw(&page);
     type.data = "text/html";
     type.len = sizeof("text/html") - 1;
 
     ctx->replace = 1;
+    ctx->replace_sent = 0;
+    ctx->failed = 1;            /* no more callbacks for this response */
 
-    return ngx_http_proxy_wasm_set_response(r, ctx,
-                                            NGX_HTTP_SERVICE_UNAVAILABLE,
-                                            body, type, NULL, 0, -1);
+    return ngx_http_proxy_wasm_set_response(r, ctx, status, body, type,
+                                            NULL, 0, -1);
+}
+
+
+static ngx_uint_t
+ngx_http_proxy_wasm_no_body(ngx_http_request_t *r)
+{
+    return r->header_only || r->method == NGX_HTTP_HEAD
+           || r->headers_out.status == NGX_HTTP_NO_CONTENT
+           || r->headers_out.status == NGX_HTTP_NOT_MODIFIED
+           || r->headers_out.status < NGX_HTTP_OK;
+}
+
+
+static ngx_int_t
+ngx_http_proxy_wasm_send_headers(ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    ctx->headers_held = 0;
+    ngx_http_proxy_wasm_update_buffered(ctx);
+
+    return ngx_http_next_header_filter(ctx->r);
+}
+
+
+/*
+ * on_response_headers of the chain from ctx->resp_next. The headers are
+ * then held until the first body data has gone through the body
+ * callbacks (so that a body callback can still answer locally, and the
+ * length is known when the body is complete), or sent now when there is
+ * no body.
+ */
+static ngx_int_t
+ngx_http_proxy_wasm_response_headers(ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    ngx_int_t                      rc;
+    ngx_uint_t                     i;
+    ngx_http_request_t            *r;
+    ngx_http_proxy_wasm_stream_t  *s;
+
+    r = ctx->r;
+
+again:
+
+    for (i = ctx->resp_next; i < ctx->nstreams; i++) {
+        s = &ctx->streams[i];
+
+        if (s->failed || (s->stream == NULL && !ctx->lazy)) {
+            continue;   /* skipped by an earlier local response */
+        }
+
+        rc = ngx_http_proxy_wasm_call(ctx, s,
+                                      NGX_HTTP_PROXY_WASM_ON_RESP_HEADERS,
+                                      ngx_http_proxy_wasm_out_nheaders(r),
+                                      ngx_http_proxy_wasm_no_body(r)
+                                      || r->headers_out.content_length_n
+                                         == 0);
+
+        switch (rc) {
+
+        case NGX_HTTP_PROXY_WASM_CONTINUE:
+            continue;
+
+        case NGX_HTTP_PROXY_WASM_PAUSE:
+            ctx->resp_next = i + 1;
+            ctx->paused[NGX_HTTP_PROXY_WASM_RESP] = i;
+            ctx->headers_held = 1;
+            ctx->headers_paused = 1;
+            ngx_http_proxy_wasm_update_buffered(ctx);
+            return NGX_OK;
+
+        case NGX_HTTP_PROXY_WASM_LOCAL:
+            /* the response is replaced; the chain sees the new one */
+            if (ngx_http_proxy_wasm_set_local(r, ctx, s) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            ctx->replace = 1;
+            ctx->replace_sent = 0;
+            ctx->resp_next = 0;
+            goto again;
+
+        case NGX_HTTP_PROXY_WASM_FAIL:
+            if (ngx_http_proxy_wasm_fail_response(r, ctx,
+                                                  NGX_HTTP_SERVICE_UNAVAILABLE)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            i = ctx->nstreams;
+            break;
+
+        default: /* CLOSE */
+            return NGX_ERROR;
+        }
+    }
+
+    ctx->resp_next = ctx->nstreams;
+    ctx->headers_paused = 0;
+
+    if (ngx_http_proxy_wasm_no_body(r)) {
+        return ngx_http_proxy_wasm_send_headers(ctx);
+    }
+
+    ctx->headers_held = 1;
+    ngx_http_proxy_wasm_update_buffered(ctx);
+
+    return NGX_OK;
 }
 
 
 static ngx_int_t
 ngx_http_proxy_wasm_header_filter(ngx_http_request_t *r)
 {
-    ngx_int_t                        rc;
-    ngx_uint_t                       i;
-    pw_action                        action;
     ngx_http_proxy_wasm_ctx_t       *ctx;
-    ngx_http_proxy_wasm_stream_t    *s;
     ngx_http_proxy_wasm_loc_conf_t  *plcf;
 
     if (r != r->main) {
@@ -2472,110 +5117,350 @@ ngx_http_proxy_wasm_header_filter(ngx_http_request_t *r)
 
         ctx->lazy = 1;
         ctx->request_done = 1;
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
     }
 
-    if (ctx->response_done || ctx->failed) {
+    if (ctx->response_done) {
         return ngx_http_next_header_filter(r);
     }
 
     ctx->response_done = 1;
     ctx->phase = NGX_HTTP_PROXY_WASM_PHASE_RESP;
 
-    rc = NGX_OK;
+    if (ctx->failed) {
+        /* failed closed in the request phase: nginx's 503 as it is */
+        return ngx_http_next_header_filter(r);
+    }
+
+    /* from the request phase: the plugins asked for no body (a special
+     * response replaced by the local response), or answered locally */
+    if (ctx->local_pending) {
+        ctx->local_pending = 0;
+
+        if (ngx_http_proxy_wasm_set_local(r, ctx, ctx->local_stream)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ctx->replace = 1;
+    }
+
+    ctx->resp_next = 0;
+
+    return ngx_http_proxy_wasm_response_headers(ctx);
+}
+
+
+/* Response trailers: proxy_on_response_trailers when there are some. */
+static ngx_int_t
+ngx_http_proxy_wasm_response_trailers(ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    ngx_int_t                      rc;
+    ngx_uint_t                     i, n;
+    ngx_http_proxy_wasm_stream_t  *s;
+
+    ctx->trailers_done = 1;
+
+    if (ctx->failed) {
+        return NGX_OK;
+    }
 
     for (i = 0; i < ctx->nstreams; i++) {
         s = &ctx->streams[i];
+        n = ngx_http_proxy_wasm_trailer_count(ctx->r);
 
-        if (s->failed) {
-            continue;
-        }
-
-        if (s->stream == NULL) {
-            if (!ctx->lazy) {
-                continue;   /* skipped by an earlier local response */
-            }
-
-            if (ngx_http_proxy_wasm_stream(r, s) != NGX_OK) {
-                if (ngx_http_proxy_wasm_failed(r, ctx, s,
-                                               "on_response_headers",
-                                               "no stream context")
-                    == NGX_OK)
-                {
-                    continue;
-                }
-
-                rc = ngx_http_proxy_wasm_fail_response(r, ctx);
-                break;
-            }
-        }
-
-        action = pw_stream_on_response_headers(s->stream,
-                                          ngx_http_proxy_wasm_out_nheaders(r),
-                                          r->header_only
-                                          || r->method == NGX_HTTP_HEAD
-                                          || r->headers_out.content_length_n
-                                             == 0);
-
-        if (action == PW_ACTION_CONTINUE) {
-            continue;
-        }
-
-        if (action == PW_ACTION_PAUSE) {
-            ngx_http_proxy_wasm_paused(r, s, "on_response_headers");
-            continue;
-        }
-
-        if (action == PW_ACTION_LOCAL_RESPONSE) {
-            if (ctx->local) {
-                if (!s->filter->plugin->warned_local) {
-                    s->filter->plugin->warned_local = 1;
-                    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                                  "proxy_wasm \"%V\": second local response "
-                                  "ignored (logged once per worker)",
-                                  &s->filter->name);
-                }
-
-                continue;
-            }
-
-            /* replace the response: headers now, body in the body filter;
-             * the rest of the chain is skipped */
-            rc = ngx_http_proxy_wasm_set_local(r, ctx, s);
-            if (rc == NGX_DECLINED) {
-                rc = NGX_OK;
-                continue;
-            }
-
-            ctx->replace = 1;
+        if (n == 0) {
             break;
         }
 
-        /* PW_ACTION_ERROR */
-
-        if (ngx_http_proxy_wasm_failed(r, ctx, s, "on_response_headers",
-                                       NULL)
-            == NGX_OK)
-        {
+        if (s->failed || s->stream == NULL) {
             continue;
         }
 
-        rc = ngx_http_proxy_wasm_fail_response(r, ctx);
-        break;
+        rc = ngx_http_proxy_wasm_call(ctx, s,
+                                      NGX_HTTP_PROXY_WASM_ON_RESP_TRAILERS,
+                                      n, 1);
+
+        if (rc == NGX_HTTP_PROXY_WASM_CLOSE) {
+            return NGX_ERROR;
+        }
+
+        /* Pause and local responses cannot apply once the body went
+         * out: trailers go on (documented) */
     }
 
-    if (rc != NGX_OK) {
+    if (ngx_http_proxy_wasm_trailer_count(ctx->r)) {
+        ctx->r->expect_trailers = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/* Passes response body data on, sending the held headers first. */
+static ngx_int_t
+ngx_http_proxy_wasm_response_out(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_http_proxy_wasm_body_t *body, ngx_uint_t eos, ngx_chain_t *in)
+{
+    ngx_int_t            rc;
+    ngx_chain_t         *out;
+    ngx_http_request_t  *r;
+
+    r = ctx->r;
+
+    if (eos && !ctx->trailers_done
+        && ngx_http_proxy_wasm_response_trailers(ctx) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    return ngx_http_next_header_filter(r);
+    if (ctx->headers_held) {
+
+        if (eos && ctx->out_size == 0) {
+            /* the whole body is known: exact length */
+            ngx_http_clear_content_length(r);
+            r->headers_out.content_length_n = body->size;
+
+        } else {
+            /* a plugin may change what follows: let nginx chunk it */
+            ngx_http_clear_content_length(r);
+        }
+
+        ngx_http_clear_accept_ranges(r);
+        ngx_http_weak_etag(r);
+
+        if (ngx_http_proxy_wasm_trailer_count(r)) {
+            r->expect_trailers = 1;
+        }
+
+        rc = ngx_http_proxy_wasm_send_headers(ctx);
+
+        if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+            ngx_http_proxy_wasm_consume(in);
+            ctx->out_eos = 1;
+            ngx_http_proxy_wasm_update_buffered(ctx);
+            return (rc == NGX_ERROR || rc > NGX_OK) ? NGX_ERROR : NGX_OK;
+        }
+    }
+
+    if (in && !body->owned) {
+        out = in;
+
+    } else {
+        ngx_http_proxy_wasm_consume(in);
+
+        out = ngx_http_proxy_wasm_body_chain(r, body, eos);
+        if (out == NGX_CHAIN_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    ctx->out_size += body->size;
+
+    if (eos) {
+        ctx->out_eos = 1;
+    }
+
+    ngx_http_proxy_wasm_update_buffered(ctx);
+
+    if (out == NULL && in == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_next_body_filter(r, out);
+}
+
+
+static ngx_int_t ngx_http_proxy_wasm_response_chunk(
+    ngx_http_proxy_wasm_ctx_t *ctx, ngx_chain_t *in);
+
+
+/* A body chunk through the response chain from element `from`. */
+static ngx_int_t
+ngx_http_proxy_wasm_response_body(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_uint_t from, ngx_http_proxy_wasm_body_t *body, ngx_uint_t eos,
+    ngx_chain_t *in)
+{
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = ctx->r;
+
+    if (ctx->failed) {
+        rc = NGX_HTTP_PROXY_WASM_CONTINUE;
+
+    } else {
+        rc = ngx_http_proxy_wasm_body_run(ctx, NGX_HTTP_PROXY_WASM_RESP, from,
+                                          body, eos);
+    }
+
+    switch (rc) {
+
+    case NGX_HTTP_PROXY_WASM_CONTINUE:
+        return ngx_http_proxy_wasm_response_out(ctx, body, eos, in);
+
+    case NGX_HTTP_PROXY_WASM_PAUSE:
+        ngx_http_proxy_wasm_consume(in);
+        ngx_http_proxy_wasm_update_buffered(ctx);
+        return NGX_OK;
+
+    case NGX_HTTP_PROXY_WASM_CLOSE:
+        ngx_http_proxy_wasm_consume(in);
+        return NGX_ERROR;
+
+    default:
+        break;
+    }
+
+    /* LOCAL, FAIL, OVERFLOW: the response is replaced, if still possible */
+
+    ngx_http_proxy_wasm_consume(in);
+    ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_RESP);
+
+    if (!ctx->headers_held) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "proxy_wasm: response headers already sent, "
+                      "cannot answer locally: closing the stream");
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_HTTP_PROXY_WASM_LOCAL) {
+        if (ngx_http_proxy_wasm_set_local(r, ctx, ctx->local_stream)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ctx->replace = 1;
+        ctx->replace_sent = 0;
+        ctx->resp_next = 0;
+
+        rc = ngx_http_proxy_wasm_response_headers(ctx);
+        if (rc != NGX_OK || ctx->headers_paused) {
+            return rc;
+        }
+
+    } else if (ngx_http_proxy_wasm_fail_response(r, ctx,
+                   rc == NGX_HTTP_PROXY_WASM_OVERFLOW
+                   ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                   : NGX_HTTP_SERVICE_UNAVAILABLE)
+               != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_proxy_wasm_response_chunk(ctx, NULL);
+}
+
+
+/* One call of the body filter, or a resumption: `in` from nginx. */
+static ngx_int_t
+ngx_http_proxy_wasm_response_chunk(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    ngx_buf_t                   *b;
+    ngx_uint_t                   eos;
+    ngx_http_request_t          *r;
+    ngx_http_proxy_wasm_body_t   body;
+
+    r = ctx->r;
+
+    if (ctx->out_eos) {
+        ngx_http_proxy_wasm_consume(in);
+        return ngx_http_next_body_filter(r, NULL);
+    }
+
+    if (ctx->replace) {
+        /* the original body is consumed and dropped */
+        ngx_http_proxy_wasm_consume(in);
+        in = NULL;
+
+        if (ctx->replace_sent) {
+            return NGX_OK;
+        }
+
+        ctx->replace_sent = 1;
+
+        ngx_http_proxy_wasm_body_init(&body, 1);
+
+        if (ctx->body.len) {
+            b = ngx_calloc_buf(r->pool);
+            if (b == NULL) {
+                return NGX_ERROR;
+            }
+
+            b->pos = ctx->body.data;
+            b->last = ctx->body.data + ctx->body.len;
+            b->memory = 1;
+
+            if (ngx_http_proxy_wasm_body_link(r->pool, &body, b) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+
+        eos = 1;
+
+    } else {
+        eos = 0;
+
+        if (ngx_http_proxy_wasm_body_from(r, &body, in, &eos) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (body.size == 0 && !eos) {
+            /* a flush: nothing for the plugins */
+            if (ctx->headers_held) {
+                return NGX_OK;
+            }
+
+            return ngx_http_next_body_filter(r, in);
+        }
+    }
+
+    if (ctx->headers_paused) {
+        /* on_response_headers paused: kept until resumed, no callbacks */
+        if (ngx_http_proxy_wasm_body_append(r, &ctx->pending, &body)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_http_proxy_wasm_consume(in);
+        ctx->pending_eos |= eos;
+
+        if (ctx->pending.size
+            > (off_t) ctx->plcf->limit[NGX_HTTP_PROXY_WASM_RESP])
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "proxy_wasm: response body buffer limit of %uz "
+                          "bytes exceeded while the response headers are "
+                          "paused", ctx->plcf->limit[NGX_HTTP_PROXY_WASM_RESP]);
+
+            ctx->headers_paused = 0;
+            ngx_http_proxy_wasm_body_init(&ctx->pending, 1);
+            ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_RESP);
+
+            if (ngx_http_proxy_wasm_fail_response(r, ctx,
+                                           NGX_HTTP_INTERNAL_SERVER_ERROR)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            return ngx_http_proxy_wasm_response_chunk(ctx, NULL);
+        }
+
+        return NGX_OK;
+    }
+
+    return ngx_http_proxy_wasm_response_body(ctx, 0, &body, eos, in);
 }
 
 
 static ngx_int_t
 ngx_http_proxy_wasm_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
-    ngx_buf_t                  *b;
-    ngx_chain_t                 out, *cl;
     ngx_http_proxy_wasm_ctx_t  *ctx;
 
     if (r != r->main) {
@@ -2584,41 +5469,184 @@ ngx_http_proxy_wasm_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_proxy_wasm_module);
 
-    if (ctx == NULL || !ctx->replace) {
+    if (ctx == NULL || !ctx->response_done
+        || (ctx->failed && !ctx->replace && !ctx->headers_held))
+    {
         return ngx_http_next_body_filter(r, in);
     }
 
-    /* the original body is consumed and dropped */
+    return ngx_http_proxy_wasm_response_chunk(ctx, in);
+}
 
-    for (cl = in; cl; cl = cl->next) {
-        cl->buf->pos = cl->buf->last;
-        cl->buf->file_pos = cl->buf->file_last;
+
+static void
+ngx_http_proxy_wasm_resume_response(ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    ngx_int_t                      rc, i;
+    ngx_uint_t                     eos;
+    ngx_http_request_t            *r;
+    ngx_http_proxy_wasm_body_t     body;
+    ngx_http_proxy_wasm_stream_t  *s;
+
+    r = ctx->r;
+    i = ctx->paused[NGX_HTTP_PROXY_WASM_RESP];
+    s = &ctx->streams[i];
+
+    ctx->paused[NGX_HTTP_PROXY_WASM_RESP] = -1;
+
+    if (ctx->headers_paused) {
+        ctx->headers_paused = 0;
+
+        if (s->stream && pw_stream_local_response(s->stream) && !ctx->local) {
+            if (ngx_http_proxy_wasm_set_local(r, ctx, s) != NGX_OK) {
+                rc = NGX_ERROR;
+                goto done;
+            }
+
+            ctx->replace = 1;
+            ctx->replace_sent = 0;
+            ctx->resp_next = 0;
+        }
+
+        rc = ngx_http_proxy_wasm_response_headers(ctx);
+
+        if (rc != NGX_OK || ctx->headers_paused) {
+            goto done;
+        }
+
+        body = ctx->pending;
+        eos = ctx->pending_eos;
+        ngx_http_proxy_wasm_body_init(&ctx->pending, 1);
+        ctx->pending_eos = 0;
+
+        if (ctx->replace) {
+            rc = ngx_http_proxy_wasm_response_chunk(ctx, NULL);
+
+        } else if (body.size || eos) {
+            rc = ngx_http_proxy_wasm_response_body(ctx, 0, &body, eos, NULL);
+        }
+
+        goto done;
     }
 
-    if (ctx->replace_sent || r->header_only) {
-        return ngx_http_next_body_filter(r, NULL);
+    if (!(s->holding & (1 << NGX_HTTP_PROXY_WASM_RESP))) {
+        return;
     }
 
-    ctx->replace_sent = 1;
+    body = s->held[NGX_HTTP_PROXY_WASM_RESP];
+    eos = (s->held_eos & (1 << NGX_HTTP_PROXY_WASM_RESP)) ? 1 : 0;
 
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_ERROR;
+    ngx_http_proxy_wasm_body_init(&s->held[NGX_HTTP_PROXY_WASM_RESP], 1);
+    s->holding &= ~(1 << NGX_HTTP_PROXY_WASM_RESP);
+    s->held_eos &= ~(1 << NGX_HTTP_PROXY_WASM_RESP);
+
+    if (s->stream && pw_stream_local_response(s->stream) && !ctx->local) {
+        ctx->local_stream = s;
+        ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_RESP);
+
+        if (!ctx->headers_held) {
+            rc = NGX_ERROR;
+            goto done;
+        }
+
+        if (ngx_http_proxy_wasm_set_local(r, ctx, s) != NGX_OK) {
+            rc = NGX_ERROR;
+            goto done;
+        }
+
+        ctx->replace = 1;
+        ctx->replace_sent = 0;
+        ctx->resp_next = 0;
+
+        rc = ngx_http_proxy_wasm_response_headers(ctx);
+
+        if (rc == NGX_OK && !ctx->headers_paused) {
+            rc = ngx_http_proxy_wasm_response_chunk(ctx, NULL);
+        }
+
+        goto done;
     }
 
-    if (ctx->body.len) {
-        b->pos = ctx->body.data;
-        b->last = ctx->body.data + ctx->body.len;
-        b->memory = 1;
+    rc = ngx_http_proxy_wasm_response_body(ctx, i + 1, &body, eos, NULL);
+
+done:
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
     }
 
-    b->last_buf = 1;
-    b->last_in_chain = 1;
+    ngx_http_proxy_wasm_update_buffered(ctx);
 
-    out.buf = b;
-    out.next = NULL;
+    /* whoever waits for the output (the upstream, ngx_http_writer) */
+    ngx_post_event(r->connection->write, &ngx_posted_events);
+}
 
-    return ngx_http_next_body_filter(r, &out);
+
+static void
+ngx_http_proxy_wasm_event_handler(ngx_event_t *ev)
+{
+    ngx_connection_t           *c;
+    ngx_http_request_t         *r;
+    ngx_http_proxy_wasm_ctx_t  *ctx;
+
+    ctx = ev->data;
+
+    if (ctx->gone) {
+        return;
+    }
+
+    r = ctx->r;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    if (ctx->close) {
+        ctx->close = 0;
+        ctx->resume = 0;
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "proxy_wasm: stream closed by a plugin");
+        ngx_http_finalize_request(r, NGX_HTTP_CLOSE);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    if (ctx->resume & (1 << NGX_HTTP_PROXY_WASM_REQ)) {
+        ctx->resume &= ~(1 << NGX_HTTP_PROXY_WASM_REQ);
+
+        if (ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0) {
+            ngx_http_proxy_wasm_resume_request(ctx);
+        }
+    }
+
+    if (!ctx->gone && (ctx->resume & (1 << NGX_HTTP_PROXY_WASM_RESP))) {
+        ctx->resume &= ~(1 << NGX_HTTP_PROXY_WASM_RESP);
+
+        if (ctx->paused[NGX_HTTP_PROXY_WASM_RESP] >= 0) {
+            ngx_http_proxy_wasm_resume_response(ctx);
+        }
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_http_proxy_wasm_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_proxy_wasm_req_t  *req;
+    ngx_http_proxy_wasm_ctx_t  *ctx;
+
+    req = ngx_http_proxy_wasm_req(r, 0);
+    if (req == NULL) {
+        return NGX_OK;
+    }
+
+    for (ctx = req->first; ctx; ctx = ctx->next) {
+        ngx_http_proxy_wasm_end_streams(ctx);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -2673,6 +5701,8 @@ ngx_http_proxy_wasm_create_loc_conf(ngx_conf_t *cf)
 
     plcf->chain = NGX_CONF_UNSET_PTR;
     plcf->failure = NGX_CONF_UNSET_UINT;
+    plcf->limit[NGX_HTTP_PROXY_WASM_REQ] = NGX_CONF_UNSET_SIZE;
+    plcf->limit[NGX_HTTP_PROXY_WASM_RESP] = NGX_CONF_UNSET_SIZE;
 
     return plcf;
 }
@@ -2688,6 +5718,12 @@ ngx_http_proxy_wasm_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->chain, prev->chain, NULL);
     ngx_conf_merge_uint_value(conf->failure, prev->failure,
                               NGX_HTTP_PROXY_WASM_FAIL_CLOSED);
+    ngx_conf_merge_size_value(conf->limit[NGX_HTTP_PROXY_WASM_REQ],
+                              prev->limit[NGX_HTTP_PROXY_WASM_REQ],
+                              1024 * 1024);
+    ngx_conf_merge_size_value(conf->limit[NGX_HTTP_PROXY_WASM_RESP],
+                              prev->limit[NGX_HTTP_PROXY_WASM_RESP],
+                              1024 * 1024);
 
     return NGX_CONF_OK;
 }
@@ -3357,6 +6393,9 @@ ngx_http_proxy_wasm_postconfiguration(ngx_conf_t *cf)
 
     ngx_http_next_body_filter = ngx_http_top_body_filter;
     ngx_http_top_body_filter = ngx_http_proxy_wasm_body_filter;
+
+    ngx_http_next_request_body_filter = ngx_http_top_request_body_filter;
+    ngx_http_top_request_body_filter = ngx_http_proxy_wasm_request_body_filter;
 
     return NGX_OK;
 }

@@ -47,8 +47,9 @@ def free_port():
 
 class Upstream:
     """An HTTP/1.0 upstream on 127.0.0.1 that answers 200 "upstream ok\\n"
-    (or `size` bytes for a query ?size=N) and keeps every request's
-    (method, path, [(name, value), ...])."""
+    (or `size` bytes for a query ?size=N, or the request body for a path
+    starting with /echo) and keeps every request's
+    (method, path, [(name, value), ...], body)."""
 
     def __init__(self):
         self.requests = []
@@ -57,11 +58,17 @@ class Upstream:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_any(self):
                 length = int(self.headers.get("content-length") or 0)
-                if length:
-                    self.rfile.read(length)
-                upstream.requests.append((self.command, self.path, list(self.headers.items())))
+                received = self.rfile.read(length) if length else b""
+                upstream.requests.append((self.command, self.path, list(self.headers.items()),
+                                          received))
                 m = re.search(r"[?&]size=(\d+)", self.path)
-                body = b"x" * int(m.group(1)) if m else b"upstream ok\n"
+                if self.path.startswith("/echo"):
+                    body = received
+                elif m:
+                    n = int(m.group(1))
+                    body = (b"abcdefghijklmnopqrstuvwxyz" * (n // 26 + 1))[:n]
+                else:
+                    body = b"upstream ok\n"
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))
