@@ -68,6 +68,11 @@
  *   wasi_clock ID                 clock_time_get -> "nonzero" or "zero"
  *   wasi_random N                 random_get -> "N bytes"
  *   wasi_environ / wasi_args      environ_sizes_get / args_sizes_get -> "count=N"
+ *   wasi_open PATH, wasi_read FD, wasi_prestat FD, wasi_yield
+ *                                 path_open (dir fd 3), fd_read, fd_prestat_get,
+ *                                 sched_yield: the sandbox's answers
+ *   emscripten_growth             env.emscripten_notify_memory_growth(0)
+ *   pthread_equal A B             env.pthread_equal -> its result
  *   wasi_exit CODE                proc_exit (ends the VM)
  *   trap                          unreachable
  *
@@ -330,6 +335,12 @@ static proxy_status_t pairs_arg(int argc, char **argv, char **data, size_t *size
 
 #define BAD_PTR 0xFFFFFF00u
 
+/* Emscripten's imports, which every host provides (REFERENCE.md §1.4). */
+__attribute__((import_module("env"), import_name("emscripten_notify_memory_growth"))) void
+emscripten_notify_memory_growth(uint32_t index);
+__attribute__((import_module("env"), import_name("pthread_equal"))) uint32_t
+pthread_equal_import(uint32_t a, uint32_t b);
+
 /* ----------------------------------------------------------- commands */
 
 static int need(const cmd *c, int n) {
@@ -549,6 +560,25 @@ static void run(const cmd *c) {
                                               : __wasi_environ_sizes_get(&count, &bytes);
         if (!wasi_errno)
             vput("count=%lu", (unsigned long)count);
+    } else if (OP("wasi_open", 1)) {
+        __wasi_fd_t fd = 0;
+        wasi_errno = __wasi_path_open(3, 0, a[0], 0, 0, 0, 0, &fd);
+    } else if (OP("wasi_read", 1)) {
+        char b[16];
+        __wasi_iovec_t iov = {(uint8_t *)b, sizeof b};
+        __wasi_size_t n = 0;
+        wasi_errno = __wasi_fd_read(num(a[0]), &iov, 1, &n);
+    } else if (OP("wasi_prestat", 1)) {
+        __wasi_prestat_t ps;
+        wasi_errno = __wasi_fd_prestat_get(num(a[0]), &ps);
+    } else if (!strcmp(op, "wasi_yield")) {
+        wasi_errno = __wasi_sched_yield();
+    } else if (!strcmp(op, "emscripten_growth")) {
+        emscripten_notify_memory_growth(0);
+        st = 0;
+    } else if (OP("pthread_equal", 2)) {
+        st = 0;
+        vput("%d", pthread_equal_import(num(a[0]), num(a[1])));
     } else if (OP("wasi_exit", 1)) {
         __wasi_proc_exit(num(a[0]));
     } else if (!strcmp(op, "trap")) {
