@@ -1,0 +1,207 @@
+"""Pause and continue, close, and local responses from every phase
+(filter.wasm, rules in the x-pw request header; see its header comment).
+
+A paused request is resumed by a second request whose plugin calls
+proxy_set_effective_context(<paused context id>) then
+proxy_continue_stream: the only way to resume from outside before
+HTTP calls and timers exist."""
+
+import re
+import socket
+import threading
+import time
+
+FILTER = """
+    proxy_wasm_module filter @WASM:tests/nginx/plugins/filter.wasm@;
+    server {
+        listen 127.0.0.1:@PORT@;
+        client_max_body_size 64m;
+        location / {
+            proxy_wasm filter;
+            proxy_pass http://@UPSTREAM@;
+        }
+    }
+"""
+
+
+class Background:
+    """A request made in a thread; .result is the Response (or the error)."""
+
+    def __init__(self, nginx, *args, **kwargs):
+        self.result = None
+        self.done_at = None
+
+        def run():
+            try:
+                self.result = nginx.request(*args, **kwargs)
+            except Exception as e:  # reported by the test
+                self.result = e
+            self.done_at = time.time()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def join(self, timeout=10):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "request did not finish"
+        return self.result
+
+
+def context_of(nginx, cb, marker):
+    """Context id of the request whose callback `cb` logged with x-mark."""
+    m = nginx.wait_log(r"filter: %s ctx=(\d+) [^\n]*request: \"[A-Z]+ /%s" % (cb, marker))
+    assert m, nginx.log()[-3000:]
+    return m.group(1)
+
+
+def resume(nginx, ctx, direction, path="/resumer"):
+    return nginx.request(path, headers={"x-pw": "reqh.resume", "x-resume-ctx": ctx,
+                                        "x-resume-dir": str(direction)})
+
+
+def test_pause_in_request_headers_holds_until_continue(nginx, upstream):
+    nginx.start(FILTER)
+    a = Background(nginx, "/held", headers={"x-pw": "reqh.pause"})
+    ctx = context_of(nginx, "reqh", "held")
+    time.sleep(0.3)
+    # nothing went upstream while paused
+    assert [p for _, p, _, _ in upstream.requests] == []
+    assert a.result is None
+    r = resume(nginx, ctx, 0)
+    assert r.status == 200
+    resp = a.join()
+    assert resp.status == 200 and resp.body == b"upstream ok\n"
+    # the resumer went upstream first, then the held request
+    assert [p for _, p, _, _ in upstream.requests] == ["/resumer", "/held"]
+    assert re.search(r"action reqh.resume 0", nginx.log())
+
+
+def test_pause_in_request_body_holds_the_body(nginx, upstream):
+    nginx.start(FILTER)
+    a = Background(nginx, "/echo/held", method="POST", body=b"abc",
+                   headers={"x-pw": "reqb.pause reqb.upper"})
+    ctx = context_of(nginx, "reqb", "echo/held")
+    time.sleep(0.3)
+    assert upstream.requests == []
+    assert resume(nginx, ctx, 0).status == 200
+    resp = a.join()
+    # every call upper-cased what it saw; the held body went on as it was
+    assert resp.status == 200 and resp.body == b"ABC"
+    assert upstream.requests[-1][3] == b"ABC"
+
+
+def test_pause_in_response_headers_holds_the_response(nginx, upstream):
+    nginx.start(FILTER)
+    a = Background(nginx, "/held?size=100000", headers={"x-pw": "resph.pause"})
+    ctx = context_of(nginx, "resph", "held")
+    time.sleep(0.3)
+    assert a.result is None          # Kong cannot do this
+    # no body callback while the headers are paused
+    assert not re.search(r"filter: respb ctx=%s " % ctx, nginx.log())
+    assert resume(nginx, ctx, 1).status == 200
+    resp = a.join()
+    assert resp.status == 200 and len(resp.body) == 100000
+    assert resp.body[:26] == b"abcdefghijklmnopqrstuvwxyz"
+
+
+def test_pause_in_response_body_holds_until_continue(nginx, upstream):
+    nginx.start(FILTER)
+    a = Background(nginx, "/held", headers={"x-pw": "respb.pause respb.upper"})
+    ctx = context_of(nginx, "respb", "held")
+    time.sleep(0.3)
+    assert a.result is None
+    assert resume(nginx, ctx, 1).status == 200
+    resp = a.join()
+    assert resp.status == 200 and resp.body == b"UPSTREAM OK\n"
+
+
+def test_continue_inside_the_callback_does_not_pause(nginx, upstream):
+    # proxy_continue_stream during the callback that then returns Pause:
+    # queued, applied after the callback returns (REFERENCE §8.10)
+    nginx.start(FILTER)
+    r = nginx.request("/", headers={"x-pw": "reqh.continue resph.continue respb.continue"})
+    assert r.status == 200 and r.body == b"upstream ok\n"
+
+
+def test_close_stream_resets(nginx, upstream):
+    nginx.start(FILTER)
+    for rules in ("reqh.close", "resph.close", "respb.close"):
+        s = socket.create_connection(("127.0.0.1", nginx.port), timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nx-pw: " + rules.encode() + b"\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        if rules == "reqh.close":
+            assert data == b"", data      # no response at all
+        else:
+            assert b"upstream ok" not in data, (rules, data)
+    assert re.search(r"closed the stream in on_request_headers", nginx.log())
+
+
+def local_checks(r, cb):
+    assert r.status == 418, (cb, r.status, r.body)
+    assert r.body == b"local from %s\n" % cb.encode()
+    assert r.header("x-local") == cb
+    assert r.header("content-length") == str(len(r.body))
+
+
+def test_local_response_from_each_phase(nginx, upstream):
+    nginx.start(FILTER)
+    local_checks(nginx.request("/", headers={"x-pw": "reqh.local=418"}), "reqh")
+    local_checks(nginx.request("/echo", method="POST", body=b"x" * 100,
+                               headers={"x-pw": "reqb.local=418"}), "reqb")
+    local_checks(nginx.request("/", headers={"x-pw": "resph.local=418"}), "resph")
+    local_checks(nginx.request("/", headers={"x-pw": "respb.local=418"}), "respb")
+    # from the request side, nothing reached the upstream
+    assert [p for _, p, _, _ in upstream.requests] == ["/", "/"]
+
+
+def test_response_callbacks_see_the_local_response(nginx):
+    nginx.start(FILTER)
+    r = nginx.request("/", headers={"x-pw": "reqh.local=418 resph.headers respb.body"})
+    assert r.status == 418
+    log = nginx.log()
+    # on_response_headers gets the generated headers, on_response_body its body
+    assert re.search(r"filter: map 2 0 :status=418 content-type=text/plain "
+                     r"content-length=16 x-local=reqh", log), log[-3000:]
+    assert re.search(r"filter: body respb ctx=\d+ status=0 size=16 hash=\w+ "
+                     r"head=local from reqh\.", log)
+
+
+def test_local_response_from_body_of_large_upload(nginx, upstream):
+    # answered at the first chunk, without reading the rest
+    nginx.start(FILTER)
+    r = nginx.request("/echo", method="POST", body=b"y" * (4 << 20),
+                      headers={"x-pw": "reqb.local=418"})
+    local_checks(r, "reqb")
+    assert upstream.requests == []
+
+
+def test_pause_from_another_chain_element_ordering(nginx, upstream):
+    # element 1 pauses; element 2 must not run before the resume
+    nginx.start("""
+    proxy_wasm_module filter @WASM:tests/nginx/plugins/filter.wasm@;
+    server {
+        listen 127.0.0.1:@PORT@;
+        location /two {
+            proxy_wasm filter config=reqh.pause;
+            proxy_wasm filter config=reqh.header=x-second:yes;
+            proxy_pass http://@UPSTREAM@;
+        }
+        location / { proxy_wasm filter; proxy_pass http://@UPSTREAM@; }
+    }
+""")
+    a = Background(nginx, "/two")
+    ctx = context_of(nginx, "reqh", "two")
+    time.sleep(0.3)
+    log = nginx.log()
+    assert len(re.findall(r"filter: reqh ctx=\d+ [^\n]*\"GET /two", log)) == 1
+    assert resume(nginx, ctx, 0).status == 200
+    assert a.join().status == 200
+    assert upstream.header_values("x-second") == ["yes"]
+    calls = re.findall(r"filter: (reqh|resph|log) ctx=(\d+) [^\n]*\"GET /two", nginx.log())
+    assert [c for c, _ in calls][:2] == ["reqh", "reqh"]
