@@ -57,16 +57,21 @@ static void print_events(FILE *f, const exchange *x, int call, int trace) {
         const event *e = &x->events[i];
         if (e->call != call)
             continue;
+        /* With --trace the hostcall that logged a line, or read a property,
+         * is printed right after it and says the same. */
+        int traced = trace && i + 1 < x->nevents && x->events[i + 1].kind == EV_TRACE;
         switch (e->kind) {
         case EV_LOG:
-            fprintf(f, "   log %s: %.*s\n", log_level_name(e->level), (int)e->len, e->text);
+            if (!traced)
+                fprintf(f, "   log %s: %.*s\n", log_level_name(e->level), (int)e->len, e->text);
             break;
         case EV_TRACE:
             if (trace || e->unimplemented)
                 fprintf(f, "   %s %.*s\n", e->unimplemented ? "!" : ">", (int)e->len, e->text);
             break;
         case EV_PROPERTY:
-            fprintf(f, "   property %.*s\n", (int)e->len, e->text);
+            if (!trace)
+                fprintf(f, "   property %.*s\n", (int)e->len, e->text);
             break;
         case EV_NOTE:
             fprintf(f, "   note: %.*s\n", (int)e->len, e->text);
@@ -81,15 +86,17 @@ static void print_call(FILE *f, const exchange *x, size_t i, int trace) {
     switch (c->phase) {
     case PH_REQ_HEADERS:
     case PH_RESP_HEADERS:
-        fprintf(f, " (%zu headers%s)", c->size, c->eos ? ", end_of_stream" : "");
+        fprintf(f, " (%zu header%s%s)", c->size, c->size == 1 ? "" : "s",
+                c->eos ? ", end_of_stream" : "");
         break;
     case PH_REQ_BODY:
     case PH_RESP_BODY:
-        fprintf(f, " (%zu bytes%s)", c->size, c->eos ? ", end_of_stream" : "");
+        fprintf(f, " (%zu byte%s%s)", c->size, c->size == 1 ? "" : "s",
+                c->eos ? ", end_of_stream" : "");
         break;
     case PH_REQ_TRAILERS:
     case PH_RESP_TRAILERS:
-        fprintf(f, " (%zu trailers)", c->size);
+        fprintf(f, " (%zu trailer%s)", c->size, c->size == 1 ? "" : "s");
         break;
     default:
         break;

@@ -1,0 +1,338 @@
+"""pwasm run, test, bench, compile (and inspect's additions) on the C and
+AssemblyScript examples: what a plugin author sees."""
+import json
+import os
+import pathlib
+import re
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BUILD = ROOT / "build"
+PWASM = BUILD / "pwasm"
+HERE = pathlib.Path(__file__).resolve().parent
+FIXTURES = HERE / "fixtures"
+EXAMPLES = BUILD / "examples"
+
+
+def pwasm(*args, cwd=ROOT):
+    env = dict(os.environ, PWASM_BUILD_DIR=str(BUILD))
+    return subprocess.run([str(PWASM), *map(str, args)], capture_output=True,
+                          text=True, timeout=120, cwd=cwd, env=env)
+
+
+# ------------------------------------------------------------------ help
+
+@pytest.mark.parametrize("cmd", ["inspect", "compile", "run", "test", "bench"])
+def test_every_subcommand_has_help(cmd):
+    r = pwasm(cmd, "--help")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"usage: pwasm {cmd}")
+
+
+def test_tool_help_lists_the_subcommands():
+    r = pwasm("--help")
+    assert r.returncode == 0
+    for cmd in ["inspect", "compile", "run", "test", "bench"]:
+        assert f"pwasm {cmd}" in r.stdout
+    r = pwasm("frobnicate")
+    assert r.returncode == 2
+    assert 'unknown command "frobnicate"' in r.stderr
+
+
+def test_missing_arguments_are_usage_errors():
+    for cmd in ["inspect", "compile", "run", "test", "bench"]:
+        r = pwasm(cmd)
+        assert r.returncode == 2, cmd
+        assert "usage: pwasm" in r.stderr
+
+
+# --------------------------------------------------------------- inspect
+
+def test_inspect_guesses_the_sdk_and_groups_imports():
+    r = pwasm("inspect", EXAMPLES / "deny.wasm")
+    assert r.returncode == 0, r.stderr
+    assert "sdk:        C (pwasm C SDK)" in r.stdout
+    assert "  header maps:\n" in r.stdout
+    assert "  stream control, local responses:\n" in r.stdout
+    assert "memory:     2 pages initial (128 KiB)" in r.stdout
+    r = pwasm("inspect", EXAMPLES / "as_add_header.wasm")
+    assert "sdk:        AssemblyScript (solo-io/proxy-runtime)" in r.stdout
+    assert "  WASI:\n" in r.stdout
+
+
+def test_inspect_says_which_imports_are_not_implemented_yet():
+    r = pwasm("inspect", BUILD / "tests/plugins/hostcalls.wasm")
+    assert r.returncode == 0
+    assert re.search(r"env\.proxy_http_call .*\[ok\] returns Unimplemented", r.stdout)
+    assert "not implemented yet: they return Unimplemented" in r.stdout
+
+
+# ---------------------------------------------------------------- compile
+
+def test_compile_makes_an_artifact_run_and_test_accept(tmp_path):
+    art = tmp_path / "add_header.pwasm"
+    r = pwasm("compile", EXAMPLES / "add_header.wasm", "-o", art)
+    assert r.returncode == 0, r.stderr
+    assert art.read_bytes()[:8] == b"PWASMAOT"
+    r = pwasm("inspect", art)
+    assert "pwasm compile artifact" in r.stdout
+    assert "abi:        0.2.1" in r.stdout
+    r = pwasm("run", art, "--config", "x-from=artifact")
+    assert r.returncode == 0, r.stderr
+    assert "x-from: artifact" in r.stdout
+    t = tmp_path / "t.yaml"
+    t.write_text(f"plugin: {art}\nconfig: x-a=b\ntests:\n"
+                 "  - name: artifact\n"
+                 "    expect: {response: {headers: {x-a: b}}}\n")
+    r = pwasm("test", t)
+    assert r.returncode == 0, r.stdout
+    assert "1 passed, 0 failed" in r.stdout
+
+
+def test_compile_refuses_what_is_not_a_plugin(tmp_path):
+    bad = tmp_path / "x.wasm"
+    bad.write_bytes(b"hello")
+    r = pwasm("compile", bad, "-o", tmp_path / "out")
+    assert r.returncode == 1
+    assert "not a Wasm module" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# -------------------------------------------------------------------- run
+
+def test_run_c_example_prints_each_phase():
+    r = pwasm("run", EXAMPLES / "add_header.wasm", "--config", "x-powered-by=pwasm",
+              FIXTURES / "get.yaml")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert ("-- request_headers: proxy_on_request_headers (5 headers, end_of_stream) "
+            "-> continue") in out
+    assert "-- response_headers: proxy_on_response_headers (2 headers) -> continue" in out
+    assert "     x-powered-by: pwasm\n" in out
+    assert 'log info: add_header: root 1 adds "x-powered-by: pwasm" to responses' in out
+    assert "== result: complete" in out
+    assert 'body (12 bytes): "hello world\\n"' in out
+
+
+def test_run_trace_shows_the_expected_hostcalls():
+    r = pwasm("run", "--trace", EXAMPLES / "add_header.wasm", "--config", "x-a=b")
+    assert ('> proxy_get_buffer_bytes(buffer=plugin_configuration, start=0, '
+            'max_size=4294967295) -> Ok, data="x-a=b"') in r.stdout
+    assert ('> proxy_add_header_map_value(map=response_headers, key="x-a", value="b") '
+            '-> Ok') in r.stdout
+
+    r = pwasm("run", "--trace", EXAMPLES / "deny.wasm", "--config", "x-api-key",
+              FIXTURES / "get.yaml")
+    out = r.stdout
+    assert '> proxy_get_header_map_value(map=request_headers, key="x-api-key") -> NotFound' in out
+    assert ('> proxy_send_local_response(status=403, details="", body="forbidden\\n", '
+            'headers={"content-type": "text/plain"}, grpc_status=-1) -> Ok') in out
+    assert "-> local_response" in out
+    assert "== result: local_response" in out
+    assert "upstream request: not sent" in out
+
+    r = pwasm("run", "--trace", "--root-id", "add_header", EXAMPLES / "as_add_header.wasm")
+    out = r.stdout
+    assert '> proxy_get_property(path="plugin_root_id") -> Ok, value="add_header"' in out
+    assert ('> proxy_add_header_map_value(map=request_headers, key="x-as-request", '
+            'value="1") -> Ok') in out
+    assert ('> proxy_add_header_map_value(map=response_headers, key="x-powered-by", '
+            'value="pwasm-assemblyscript") -> Ok') in out
+
+
+def test_run_body_example_with_chunks():
+    r = pwasm("run", EXAMPLES / "body_replace.wasm", "--config", "hello=bye",
+              FIXTURES / "post.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "-- response_body: proxy_on_response_body (6 bytes) -> pause" in r.stdout
+    assert "-- response_body: proxy_on_response_body (12 bytes, end_of_stream) -> continue" \
+        in r.stdout
+    assert 'body (10 bytes): "bye world\\n"' in r.stdout
+
+
+def test_run_config_from_a_file(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.write_text("x-from=file")
+    r = pwasm("run", EXAMPLES / "add_header.wasm", "--config", f"@{cfg}")
+    assert r.returncode == 0, r.stderr
+    assert "x-from: file" in r.stdout
+    r = pwasm("run", EXAMPLES / "add_header.wasm", "--config", f"@{tmp_path}/missing")
+    assert r.returncode == 2
+    assert "cannot read" in r.stderr
+
+
+def test_run_flags_unimplemented_hostcalls_without_trace(tmp_path):
+    fx = tmp_path / "fx.yaml"
+    fx.write_text("request:\n  headers: {x-test: unimplemented}\n")
+    r = pwasm("run", BUILD / "tests/plugins/hostcalls.wasm", fx)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"   ! proxy_set_shared_data\(key=\"k\", value=\"v\", cas=0\) -> "
+                     r"Unimplemented \(not implemented in pwasm yet\)", r.stdout)
+    assert re.search(r"   ! proxy_http_call\(upstream=\"127.0.0.1:1\".*Unimplemented", r.stdout)
+
+
+def test_run_reports_a_plugin_that_does_not_start():
+    r = pwasm("run", EXAMPLES / "add_header.wasm", "--config", "nonsense")
+    assert r.returncode == 1
+    assert "== result: start_failed" in r.stdout
+    assert "no '=' in configuration" in r.stdout
+
+
+def test_run_reports_a_trap(tmp_path):
+    fx = tmp_path / "fx.yaml"
+    fx.write_text("request:\n  headers: {x-trap: unreachable}\n")
+    r = pwasm("run", BUILD / "tests/plugins/trap.wasm", fx)
+    assert r.returncode == 0
+    assert "== result: failed in request_headers" in r.stdout
+    assert ":status: 503" in r.stdout
+
+
+def test_run_bad_fixture_has_line_and_column(tmp_path):
+    fx = tmp_path / "fx.yaml"
+    fx.write_text("request:\n  headers:\n    a: b\n  bdy: x\n")
+    r = pwasm("run", EXAMPLES / "deny.wasm", fx)
+    assert r.returncode == 2
+    assert f"{fx}:4:3: unknown key \"bdy\" in request" in r.stderr
+
+
+# ------------------------------------------------------------------- test
+
+def test_examples_pass():
+    r = pwasm("test", HERE / "examples")
+    assert r.returncode == 0, r.stdout
+    assert re.search(r"^\d+ passed, 0 failed$", r.stdout, re.M)
+    assert "  ok    adds the configured response header" in r.stdout
+
+
+def test_failing_expectations_exit_1_with_a_readable_diff(tmp_path):
+    t = tmp_path / "fail.yaml"
+    t.write_text(f"""plugin: {EXAMPLES}/add_header.wasm
+config: x-a=b
+tests:
+  - name: passes
+    expect: {{response: {{headers: {{x-a: b}}}}}}
+  - name: wrong header and body
+    response:
+      headers: {{":status": "200"}}
+      body: "one\\ntwo\\n"
+    expect:
+      response:
+        headers: {{x-a: c, x-b: ~}}
+        body: "one\\nTWO\\n"
+      log: ['nothing like this']
+      actions: {{response_headers: pause}}
+""")
+    r = pwasm("test", t)
+    assert r.returncode == 1
+    out = r.stdout
+    assert "  ok    passes" in out
+    assert "  FAIL  wrong header and body" in out
+    assert ("    response.headers x-a (line 12):\n"
+            "      - expected: \"c\"\n"
+            "      + actual:   \"b\"\n") in out
+    assert ("    response.body (expected 8 bytes, got 8) (line 13):\n"
+            "        one\n"
+            "      - TWO\n"
+            "      + two\n") in out
+    assert "      - expected: a line matching /nothing like this/" in out
+    assert ("    response_headers (line 15):\n"
+            "      - expected: pause\n"
+            "      + actual:   continue\n") in out
+    assert out.rstrip().endswith("1 passed, 1 failed")
+
+
+def test_verbose_shows_what_happened(tmp_path):
+    t = tmp_path / "fail.yaml"
+    t.write_text(f"plugin: {EXAMPLES}/add_header.wasm\nconfig: x-a=b\ntests:\n"
+                 "  - expect: {outcome: paused}\n")
+    r = pwasm("test", "--trace", t)
+    assert r.returncode == 1
+    assert "  FAIL  test 1" in r.stdout
+    assert "    what happened:" in r.stdout
+    assert "> proxy_add_header_map_value(" in r.stdout
+
+
+def test_metrics_expectations_are_not_supported_yet(tmp_path):
+    t = tmp_path / "m.yaml"
+    t.write_text(f"plugin: {EXAMPLES}/add_header.wasm\nconfig: x-a=b\ntests:\n"
+                 "  - name: m\n    expect: {metrics: {requests_total: 1}}\n")
+    r = pwasm("test", t)
+    assert r.returncode == 1
+    assert "metric requests_total" in r.stdout
+    assert "not supported yet" in r.stdout
+
+
+def test_bad_yaml_has_line_and_column(tmp_path):
+    t = tmp_path / "bad.yaml"
+    t.write_text("plugin: x.wasm\ntests:\n  - name: a\n    expect: {log: [a, b}\n")
+    r = pwasm("test", t)
+    assert r.returncode == 1
+    assert re.search(re.escape(str(t)) + r":4:\d+: did not find expected ',' or ']'",
+                     r.stdout)
+    assert "0 passed, 1 failed" in r.stdout
+
+
+def test_unknown_keys_have_line_and_column(tmp_path):
+    t = tmp_path / "typo.yaml"
+    t.write_text(f"plugin: {EXAMPLES}/add_header.wasm\ntests:\n"
+                 "  - name: typo\n    expect:\n      respnse: {}\n")
+    r = pwasm("test", t)
+    assert r.returncode == 1
+    assert f"{t}:5:7: unknown key \"respnse\" in expect" in r.stdout
+
+
+def test_missing_plugin_fails_the_test(tmp_path):
+    t = tmp_path / "nop.yaml"
+    t.write_text("plugin: nowhere.wasm\ntests:\n  - name: a\n")
+    r = pwasm("test", t)
+    assert r.returncode == 1
+    assert "nowhere.wasm" in r.stdout
+
+
+def test_directories_are_searched_and_sorted(tmp_path):
+    (tmp_path / "b").mkdir()
+    for name in ["b/2.yaml", "1.yml"]:
+        (tmp_path / name).write_text(
+            f"plugin: {EXAMPLES}/add_header.wasm\nconfig: x-a=b\ntests:\n  - name: {name}\n")
+    (tmp_path / "notes.txt").write_text("not a test")
+    r = pwasm("test", tmp_path)
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.index("1.yml") < r.stdout.index("2.yaml")
+    assert "2 passed, 0 failed" in r.stdout
+
+
+# ------------------------------------------------------------------ bench
+
+def test_bench_text():
+    r = pwasm("bench", EXAMPLES / "add_header.wasm", FIXTURES / "get.yaml", "-n", "500",
+              "--config", "x-a=b")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^time:       mean \d+ ns, p50 \d+ ns, p99 \d+ ns per request", r.stdout,
+                     re.M)
+    assert "hostcalls:  2 per request" in r.stdout
+    assert "memory:     131072 bytes of guest linear memory" in r.stdout
+
+
+@pytest.mark.parametrize("plugin,args,outcome,hostcalls", [
+    ("add_header.wasm", ["--config", "x-a=b"], "complete", 2),
+    ("deny.wasm", ["--config", "x-api-key"], "local_response", 3),
+    # proxy-runtime logs its context bookkeeping whatever the level.
+    ("as_add_header.wasm", ["--root-id", "add_header"], "complete", 15),
+])
+def test_bench_json(plugin, args, outcome, hostcalls):
+    r = pwasm("bench", EXAMPLES / plugin, FIXTURES / "get.yaml", "-n", "300", "--json", *args)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["requests"] == 300
+    assert j["outcome"] == outcome
+    assert j["hostcalls_per_request"] == hostcalls
+    assert 0 < j["p50_ns"] <= j["p99_ns"] <= j["max_ns"]
+    assert j["min_ns"] <= j["mean_ns"] <= j["max_ns"]
+    assert j["guest_memory_bytes"] >= 65536
+
+
+def test_bench_refuses_a_bad_count():
+    r = pwasm("bench", EXAMPLES / "add_header.wasm", "-n", "0")
+    assert r.returncode == 2
