@@ -137,8 +137,14 @@ static void print_result(FILE *f, const exchange *x) {
     if (x->error[0])
         fprintf(f, ": %s", x->error);
     fprintf(f, "\n");
-    if (x->outcome == OUT_START_FAILED)
+    if (x->outcome == OUT_START_FAILED) {
+        for (size_t i = 0; i < x->nevents; i++)
+            if (x->events[i].kind == EV_LOG &&
+                strstr(x->events[i].text, "Missing root context factory"))
+                fprintf(f, "   hint: AssemblyScript plugins (proxy-runtime) pick their root "
+                           "context by root id: give --root-id (or root_id: in YAML)\n");
         return;
+    }
     int sent = x->outcome != OUT_LOCAL || x->lr.phase >= PH_RESP_HEADERS;
     sent = sent && x->resp_h_on;
     fprintf(f, "   upstream request: %s\n",

@@ -91,6 +91,22 @@ def test_compile_makes_an_artifact_run_and_test_accept(tmp_path):
     assert "1 passed, 0 failed" in r.stdout
 
 
+def test_compile_assemblyscript(tmp_path):
+    art = tmp_path / "as.pwasm"
+    r = pwasm("compile", EXAMPLES / "as_add_header.wasm", "-o", art)
+    assert r.returncode == 0, r.stderr
+    r = pwasm("run", "--root-id", "add_header", art)
+    assert r.returncode == 0, r.stderr
+    assert "x-powered-by: pwasm-assemblyscript" in r.stdout
+
+
+def test_run_hints_at_the_root_id_of_assemblyscript_plugins():
+    r = pwasm("run", EXAMPLES / "as_add_header.wasm")
+    assert r.returncode == 1
+    assert "== result: start_failed" in r.stdout
+    assert "give --root-id" in r.stdout
+
+
 def test_compile_refuses_what_is_not_a_plugin(tmp_path):
     bad = tmp_path / "x.wasm"
     bad.write_bytes(b"hello")
