@@ -119,6 +119,24 @@ int pw_module_compile(pw_runtime *rt, const char *name, const char *path,
                       const char *out_path, char *err, size_t errlen);
 
 const char *pw_module_name(const pw_module *m);
+/* 1 if the module exports the callback `export_name` (e.g.
+ * "proxy_on_request_body") with the signature this host calls, else 0. */
+int pw_module_has_callback(const pw_module *m, const char *export_name);
+
+/* If bytes are a pw_module_compile artifact, points *wasm at the module it
+ * holds and returns 1; else returns 0 (bytes are taken as Wasm). Returns -1
+ * for a truncated artifact. */
+int pw_artifact_wasm(const uint8_t *bytes, size_t len, const uint8_t **wasm,
+                     size_t *wasm_len);
+
+/* Every host function a module may import, in registry order (§10). */
+typedef struct pw_hostcall_info {
+    const char *module;    /* "env", "wasi_snapshot_preview1", "wasi_unstable" */
+    const char *name;
+    const char *signature; /* params ':' results; i i32, I i64: "iii:i" */
+    int implemented;       /* 0: registered, answers Unimplemented (12) */
+} pw_hostcall_info;
+const pw_hostcall_info *pw_hostcalls(size_t *n);
 /* "0.1.0", "0.2.0" or "0.2.1" (§1.1). */
 const char *pw_module_abi_version(const pw_module *m);
 
@@ -224,6 +242,15 @@ typedef struct pw_host_ops {
      * "proxy_log"), its arguments (i32 zero-extended), and its result (the
      * proxy_status_t or WASI errno; 0 for functions without a result).
      * Hostcalls that end the call (proc_exit) are not reported. */
+    /* A local response was stored for `stream` while another context's
+     * callback runs (proxy_set_effective_context then
+     * proxy_send_local_response). The embedder queues it and applies
+     * pw_stream_local_response() after the running callback returns, before
+     * calling back into that stream. Responses requested from the stream's
+     * own callback are reported by that callback's PW_ACTION_LOCAL_RESPONSE
+     * instead. */
+    void (*local_response)(void *host, void *stream);
+
     void (*trace)(void *host, void *stream, pw_str plugin_name,
                   const char *module, const char *name, const uint64_t *args,
                   size_t nargs, uint64_t result);
@@ -324,6 +351,11 @@ const pw_local_response *pw_stream_local_response(const pw_stream *s);
  * when the VM died since the stream was created; then returns the object to
  * the free list. Safe to call once per pw_stream_new. */
 void pw_stream_free(pw_stream *s);
+
+/* The VM's linear memory (read-only for the embedder): base and size in
+ * bytes, or NULL and 0 while the VM is dead. Valid until the next call into
+ * the VM; usable from any pw_host_ops hook. */
+const uint8_t *pw_vm_memory(const pw_vm *vm, size_t *size);
 
 /* Text of the last trap on this VM ("unreachable executed in
  * proxy_on_request_headers"), or "" if none. */

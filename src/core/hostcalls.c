@@ -493,6 +493,10 @@ static u32 hc_send_local_response(void *c, u32 status, u32 dptr, u32 dlen,
     s->lr.status = status;
     s->lr.grpc_status = (int32_t)grpc;
     s->has_local_response = 1;
+    /* Asked for another stream than the one whose callback runs: tell the
+     * embedder, no callback result will (§8.8, §8.10). */
+    if (ctx != VM->cur && VM->ops->local_response)
+        VM->ops->local_response(VM->host, s->host_stream);
     return OK;
 }
 
@@ -606,6 +610,38 @@ static const pw_host_func env_funcs[] = {
     ENV("emscripten_notify_memory_growth", "i:", hc_emscripten_notify_memory_growth),
     ENV("pthread_equal", "ii:i", hc_pthread_equal),
 };
+
+static int is_unimplemented(void (*fn)(void))
+{
+    static void (*const stubs[])(void) = {
+        F(hc_unimpl_0), F(hc_unimpl_1), F(hc_unimpl_2), F(hc_unimpl_3),
+        F(hc_unimpl_4), F(hc_unimpl_5), F(hc_unimpl_6), F(hc_unimpl_9),
+        F(hc_unimpl_10), F(hc_unimpl_12), F(hc_unimpl_iI)};
+    for (size_t i = 0; i < sizeof stubs / sizeof *stubs; i++)
+        if (fn == stubs[i])
+            return 1;
+    return 0;
+}
+
+const pw_hostcall_info *pw_hostcalls(size_t *n)
+{
+    static pw_hostcall_info *info;
+    size_t nf;
+    const pw_host_func *f = pw_core_host_funcs(&nf);
+    if (!info && f) {
+        pw_hostcall_info *a = calloc(nf, sizeof *a);
+        if (!a) {
+            *n = 0;
+            return NULL;
+        }
+        for (size_t i = 0; i < nf; i++)
+            a[i] = (pw_hostcall_info){f[i].module, f[i].name, f[i].sig,
+                                      !is_unimplemented(f[i].fn)};
+        info = a;
+    }
+    *n = info ? nf : 0;
+    return info;
+}
 
 /* From wasi.c: the WASI preview 1 functions, module name left NULL. */
 extern const pw_host_func pw_wasi_funcs[];

@@ -181,6 +181,29 @@ static uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
+int pw_artifact_wasm(const uint8_t *bytes, size_t len, const uint8_t **wasm,
+                     size_t *wasm_len)
+{
+    if (len < 8 || memcmp(bytes, PW_AOT_MAGIC, 8) != 0)
+        return 0;
+    if (len < PW_AOT_HEADER)
+        return -1;
+    uint64_t wlen = get_u64(bytes + 44);
+    if (wlen > len - PW_AOT_HEADER)
+        return -1;
+    *wasm = bytes + PW_AOT_HEADER;
+    *wasm_len = (size_t)wlen;
+    return 1;
+}
+
+int pw_module_has_callback(const pw_module *m, const char *export_name)
+{
+    for (size_t i = 0; i < sizeof callbacks / sizeof *callbacks; i++)
+        if (strcmp(callbacks[i].name, export_name) == 0)
+            return m->has_cb[callbacks[i].cb];
+    return 0;
+}
+
 int pw_module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
                    size_t len, pw_module **out, char *err, size_t errlen)
 {

@@ -323,6 +323,15 @@ uint64_t pw_vm_generation(const pw_vm *vm)
     return vm->generation;
 }
 
+const uint8_t *pw_vm_memory(const pw_vm *vm, size_t *size)
+{
+    uint64_t n = 0;
+    const uint8_t *base =
+        vm->inst && !vm->dead ? pw_winst_mem(vm->inst, &n) : NULL;
+    *size = base ? (size_t)n : 0;
+    return base;
+}
+
 const char *pw_vm_last_error(const pw_vm *vm)
 {
     return vm->last_error;

@@ -50,8 +50,11 @@ TEST(engine_loads_examples)
 {
     pw_module *m = load("add_header", EXAMPLE("add_header"));
     CHECK(m != NULL);
-    if (m)
+    if (m) {
         CHECK_STR(pw_module_abi_version(m), "0.2.1");
+        CHECK(pw_module_has_callback(m, "proxy_on_response_headers") == 1);
+        CHECK(pw_module_has_callback(m, "proxy_on_no_such_thing") == 0);
+    }
     pw_module *as = load("as_add_header", EXAMPLE("as_add_header"));
     CHECK(as != NULL);
     if (as)
@@ -157,6 +160,15 @@ TEST(engine_precompiled_artifact)
     unsigned char *b = read_all(out, &len);
     CHECK(b && len > 64);
     if (b) {
+        size_t raw_len;
+        unsigned char *raw = read_all(EXAMPLE("add_header"), &raw_len);
+        const uint8_t *w;
+        size_t wl;
+        CHECK(pw_artifact_wasm(b, len, &w, &wl) == 1 && raw && wl == raw_len &&
+              !memcmp(w, raw, wl));
+        CHECK(raw && pw_artifact_wasm(raw, raw_len, &w, &wl) == 0);
+        CHECK(pw_artifact_wasm(b, 60, &w, &wl) == -1);
+        free(raw);
         b[20] ^= 0xff;
         CHECK(pw_module_load(nocc, "stale", b, len, &m, err, sizeof err) == PW_ELOAD);
         CHECK_CONTAINS(err, "compiled by another version of pwasm");
@@ -375,6 +387,21 @@ TEST(core_hostcalls)
     const char *r = hostcall("random", NULL);
     CHECK(strncmp(r, "result: random 0 ", 17) == 0 && strlen(r) == 17 + 32);
     CHECK(!pw_vm_dead(hc_vm));
+    size_t memsize;
+    CHECK(pw_vm_memory(hc_vm, &memsize) != NULL && memsize >= 65536);
+    /* The registry says which hostcalls answer Unimplemented. */
+    size_t n;
+    const pw_hostcall_info *hi = pw_hostcalls(&n);
+    int log_ok = 0, http_unimpl = 0, wasi_both = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(hi[i].name, "proxy_log"))
+            log_ok = hi[i].implemented && !strcmp(hi[i].signature, "iii:i");
+        if (!strcmp(hi[i].name, "proxy_http_call"))
+            http_unimpl = !hi[i].implemented;
+        if (!strcmp(hi[i].name, "fd_write"))
+            wasi_both++;
+    }
+    CHECK(log_ok && http_unimpl && wasi_both == 2);
     pw_vm_free(hc_vm);
     pw_module_free(m);
 }
