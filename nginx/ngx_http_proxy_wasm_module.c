@@ -2615,8 +2615,9 @@ ngx_http_proxy_wasm_prop_response(ngx_http_request_t *r,
     }
 
     if (NAME_IS("size")) {
-        size = r->connection->sent - (off_t) r->header_size;
-        return ngx_http_proxy_wasm_prop_int(r, ngx_max(size, 0), value);
+        /* the body as the plugins passed it (before any chunked framing) */
+        size = ctx->out_size;
+        return ngx_http_proxy_wasm_prop_int(r, size, value);
     }
 
     if (NAME_IS("total_size")) {
@@ -2693,6 +2694,9 @@ static proxy_status_t
 ngx_http_proxy_wasm_prop_upstream(ngx_http_request_t *r, const pw_str *p,
     size_t n, pw_str *value)
 {
+    u_char                     *colon;
+    ngx_int_t                   pn;
+    ngx_str_t                  *name;
     ngx_uint_t                  port;
     ngx_http_upstream_t        *u;
     ngx_http_upstream_state_t  *state;
@@ -2703,26 +2707,43 @@ ngx_http_proxy_wasm_prop_upstream(ngx_http_request_t *r, const pw_str *p,
 
     port = NAME_IS("port");
     u = r->upstream;
+    name = NULL;
 
     if (u && u->peer.sockaddr) {
         return ngx_http_proxy_wasm_prop_addr(r, u->peer.sockaddr,
                                              u->peer.socklen, port, value);
     }
 
-    if (u && u->peer.name && !port) {
-        return ngx_http_proxy_wasm_prop_str(u->peer.name, value);
-    }
+    if (u && u->peer.name) {
+        name = u->peer.name;
 
-    if (r->upstream_states && r->upstream_states->nelts) {
+    } else if (r->upstream_states && r->upstream_states->nelts) {
+        /* the last peer tried, once the upstream is finalized */
         state = r->upstream_states->elts;
-        state = &state[r->upstream_states->nelts - 1];
-
-        if (state->peer && !port) {
-            return ngx_http_proxy_wasm_prop_str(state->peer, value);
-        }
+        name = state[r->upstream_states->nelts - 1].peer;
     }
 
-    return PROXY_RESULT_NOT_FOUND;
+    if (name == NULL) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    if (!port) {
+        return ngx_http_proxy_wasm_prop_str(name, value);
+    }
+
+    colon = ngx_strlchr(name->data, name->data + name->len, ']');
+    colon = ngx_strlchr(colon ? colon : name->data, name->data + name->len,
+                        ':');
+    if (colon == NULL) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    pn = ngx_atoi(colon + 1, name->data + name->len - colon - 1);
+    if (pn == NGX_ERROR) {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+
+    return ngx_http_proxy_wasm_prop_int(r, pn, value);
 }
 
 
@@ -4634,6 +4655,41 @@ ngx_http_proxy_wasm_request_result(ngx_http_request_t *r,
 }
 
 
+/* The request side is done. A :path written by a plugin chooses the
+ * location again, as "rewrite ... last" does (Envoy clears its route
+ * cache): the rest of this location's rewrite phase is skipped. */
+static ngx_int_t
+ngx_http_proxy_wasm_request_done(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    ngx_uint_t                  i;
+    ngx_http_phase_handler_t   *ph;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
+
+    if (ngx_http_proxy_wasm_fix_request_length(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!r->uri_changed) {
+        return NGX_DECLINED;
+    }
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_core_module);
+    ph = cmcf->phase_engine.handlers;
+
+    for (i = r->phase_handler; ph[i].checker; i++) {
+        if (ph[i].checker == ngx_http_core_post_rewrite_phase) {
+            r->phase_handler = i - 1;   /* the checker adds one */
+            break;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
 /* While a plugin holds the request, notice a client that goes away. */
 static void
 ngx_http_proxy_wasm_hold_request(ngx_http_request_t *r)
@@ -4703,13 +4759,7 @@ ngx_http_proxy_wasm_rewrite_handler(ngx_http_request_t *r)
             return NGX_DONE;        /* nginx is still reading it */
         }
 
-        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
-
-        if (ngx_http_proxy_wasm_fix_request_length(r, ctx) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return NGX_DECLINED;
+        return ngx_http_proxy_wasm_request_done(r, ctx);
 
     default: /* NGX_HTTP_PROXY_WASM_REQ_HEADERS */
         break;
@@ -4749,8 +4799,7 @@ ngx_http_proxy_wasm_rewrite_handler(ngx_http_request_t *r)
     ctx->req_next = ctx->nstreams;
 
     if (ngx_http_proxy_wasm_request_eos(r) && r->request_body == NULL) {
-        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
-        return NGX_DECLINED;
+        return ngx_http_proxy_wasm_request_done(r, ctx);
     }
 
     ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_BODY;
@@ -4775,13 +4824,7 @@ ngx_http_proxy_wasm_rewrite_handler(ngx_http_request_t *r)
             return ngx_http_proxy_wasm_request_result(r, ctx, rc);
         }
 
-        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
-
-        if (ngx_http_proxy_wasm_fix_request_length(r, ctx) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return NGX_DECLINED;
+        return ngx_http_proxy_wasm_request_done(r, ctx);
     }
 
     /* read (and store) the body now, through our request body filter;

@@ -76,7 +76,7 @@ class Upstream:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_GET = do_POST = do_HEAD = do_any
+            do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_any
 
             def log_message(self, *args):
                 pass

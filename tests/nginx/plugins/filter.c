@@ -24,7 +24,7 @@
  *                header x-local: <cb>), return Pause
  *   header=N:V   replace header N of this callback's map (:path, :status,
  *                :authority, :method work too); request map for reqh/reqb
- *   trailer=N:V  add a response trailer (map 3)
+ *   trailer=N:V  at end_of_stream, add a response trailer (map 3)
  *   continue     proxy_continue_stream(this direction), then return Pause
  *   close        proxy_close_stream(this direction)
  *   resume       set_effective_context(request header x-resume-ctx) then
@@ -218,9 +218,11 @@ static uint32_t run(int cb, uint32_t ctx, size_t size, int eos, const char *rule
             const char *colon = arglen > 1 ? memchr(arg + 1, ':', arglen - 1) : NULL;
             if (colon) {
                 proxy_map_type_t m = streq(act, actlen, "trailer") ? PROXY_MAP_HTTP_RESPONSE_TRAILERS : map;
-                if (m == PROXY_MAP_HTTP_RESPONSE_TRAILERS)
-                    st = proxy_add_header_map_value(m, arg, colon - arg, colon + 1, arg + arglen - colon - 1);
-                else
+                if (m == PROXY_MAP_HTTP_RESPONSE_TRAILERS) {
+                    if (eos) /* once, with the last body data or in on_response_trailers */
+                        st = proxy_add_header_map_value(m, arg, colon - arg, colon + 1,
+                                                        arg + arglen - colon - 1);
+                } else
                     st = proxy_replace_header_map_value(m, arg, colon - arg, colon + 1, arg + arglen - colon - 1);
             }
         } else if (streq(act, actlen, "continue")) {
