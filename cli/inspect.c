@@ -242,7 +242,8 @@ int cmd_inspect(int argc, char **argv) {
     printf("exports:    %u\n", info.nexports);
     for (uint32_t i = 0; i < info.nexports; i++) {
         const pw_wasm_export *ex = &info.exports[i];
-        printf("  %-6s %s %s\n", kind_name(ex->kind), ex->name,
+        printf("  %-6s %s%s%s\n", kind_name(ex->kind), ex->name,
+               ex->kind == PW_EXTERN_FUNC ? " " : "",
                ex->kind == PW_EXTERN_FUNC ? pw_sig_pretty(ex->sig, sig, sizeof sig) : "");
     }
     if (missing)
