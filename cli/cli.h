@@ -349,13 +349,10 @@ void trace_format(buf *out, pw_vm *vm, const char *module, const char *name, con
                   size_t nargs, uint64_t result);
 /* The property path and, on Ok, the value a proxy_get_property call read. */
 void trace_property(buf *out, pw_vm *vm, const uint64_t *args, uint64_t result);
-/* Guest memory (base, size) of a VM; NULL when it has no instance. */
+/* Guest memory (base, size) of a VM (pw_vm_memory); NULL while it is dead. */
 const uint8_t *guest_memory(pw_vm *vm, uint64_t *size);
 
 /* ---------------------------------------------------------- plugin.c */
-
-/* Magic at the start of a `pwasm compile` artifact. */
-#define ARTIFACT_MAGIC "PWASMAOT"
 
 /* Loads PATH: a .wasm, or an artifact made by `pwasm compile`. name is the
  * module name (file stem when NULL). */

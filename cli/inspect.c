@@ -7,8 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/core.h"
-#include "engine/wasm_parse.h"
+#include "engine/wasm_parse.h" /* internal: no public module reader yet */
 
 static const char *kind_name(int k) {
     static const char *names[] = {"func", "table", "memory", "global", "tag"};
@@ -38,16 +37,6 @@ static const struct area {
     {"Emscripten", "emscripten_notify_memory_growth pthread_equal"},
 };
 #define NAREAS (sizeof areas / sizeof *areas)
-
-/* Hostcalls this version of the library registers but answers with
- * Unimplemented (README "Status"); remove a name when it is implemented. */
-static const char *const pending =
-    "proxy_set_tick_period_milliseconds proxy_get_status proxy_get_shared_data "
-    "proxy_set_shared_data proxy_register_shared_queue proxy_resolve_shared_queue "
-    "proxy_enqueue_shared_queue proxy_dequeue_shared_queue proxy_clear_route_cache "
-    "proxy_http_call proxy_grpc_call proxy_grpc_stream proxy_grpc_send proxy_grpc_cancel "
-    "proxy_grpc_close proxy_define_metric proxy_increment_metric proxy_record_metric "
-    "proxy_get_metric proxy_call_foreign_function";
 
 /* 1 if name matches one word of the list ('*' is a wildcard). */
 static int word_match(const char *list, const char *name) {
@@ -155,17 +144,11 @@ int cmd_inspect(int argc, char **argv) {
     }
     const uint8_t *wasm = bytes;
     size_t wasm_len = len;
-    int artifact = len >= 52 && !memcmp(bytes, ARTIFACT_MAGIC, 8);
-    if (artifact) {
-        /* pw_module_compile's layout: magic, version, table hash, u64 wasm
-         * length, the module, then native code. */
-        uint64_t wl = 0;
-        for (int i = 7; i >= 0; i--)
-            wl = wl << 8 | bytes[44 + i];
-        if (wl <= len - 52) {
-            wasm = bytes + 52;
-            wasm_len = (size_t)wl;
-        }
+    int artifact = pw_artifact_wasm(bytes, len, &wasm, &wasm_len);
+    if (artifact < 0) {
+        fprintf(stderr, "pwasm: %s: truncated pwasm compile artifact\n", path);
+        free(bytes);
+        return 1;
     }
     pw_wasm_info info;
     char err[PW_ERRLEN], sig[256];
@@ -210,7 +193,7 @@ int cmd_inspect(int argc, char **argv) {
     printf("functions:  %u defined\n", info.nfuncs);
 
     size_t nfuncs;
-    const pw_host_func *funcs = pw_core_host_funcs(&nfuncs);
+    const pw_hostcall_info *funcs = pw_hostcalls(&nfuncs);
     int missing = 0, unimpl = 0;
     printf("imports:    %u\n", info.nimports);
     for (size_t a = 0; a <= NAREAS + 1; a++) {
@@ -223,16 +206,16 @@ int cmd_inspect(int argc, char **argv) {
                 printf("  %s:\n", a < NAREAS ? areas[a].title : a == NAREAS ? "WASI" : "other");
             title = 1;
             const char *status = "not provided";
+            int later = 0;
             if (im->kind == PW_EXTERN_FUNC) {
                 for (size_t j = 0; j < nfuncs; j++)
                     if (!strcmp(funcs[j].module, im->module) && !strcmp(funcs[j].name, im->name)) {
-                        status = strcmp(funcs[j].sig, im->sig) ? "wrong signature" : "ok";
+                        status = strcmp(funcs[j].signature, im->sig) ? "wrong signature" : "ok";
+                        later = !funcs[j].implemented && !strcmp(status, "ok");
                         break;
                     }
             }
-            int ok = !strcmp(status, "ok");
-            missing += !ok;
-            int later = ok && !strcmp(im->module, "env") && word_match(pending, im->name);
+            missing += strcmp(status, "ok") != 0;
             unimpl += later;
             printf("    %-6s %s.%s %s  [%s]%s\n", kind_name(im->kind), im->module, im->name,
                    im->kind == PW_EXTERN_FUNC ? pw_sig_pretty(im->sig, sig, sizeof sig) : "",

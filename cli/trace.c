@@ -11,15 +11,12 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/core.h"
 
 const uint8_t *guest_memory(pw_vm *vm, uint64_t *size) {
-    /* Internal: the library has no public accessor yet (see the API
-     * request in docs/CLI.md). */
-    *size = 0;
-    if (!vm || !vm->inst)
-        return NULL;
-    return pw_winst_mem(vm->inst, size);
+    size_t n = 0;
+    const uint8_t *base = vm ? pw_vm_memory(vm, &n) : NULL;
+    *size = n;
+    return base;
 }
 
 /* Parameter codes: one letter, then the name; 's', 'p', 'P', 'o', 'O', 'V'
@@ -239,10 +236,10 @@ static const char *wasi_errno_name(uint64_t e) {
 
 static int has_result(const char *module, const char *name) {
     size_t n;
-    const pw_host_func *f = pw_core_host_funcs(&n);
+    const pw_hostcall_info *f = pw_hostcalls(&n);
     for (size_t i = 0; i < n; i++)
         if (!strcmp(f[i].module, module) && !strcmp(f[i].name, name))
-            return f[i].sig[strlen(f[i].sig) - 1] != ':';
+            return f[i].signature[strlen(f[i].signature) - 1] != ':';
     return 1;
 }
 
