@@ -49,6 +49,7 @@ typedef struct {
     ngx_uint_t                       line;
 
     pw_module                       *module;     /* loaded in the master */
+    ngx_uint_t                       cbs;        /* ..._CB_* it exports */
     pw_vm                           *vm;         /* per worker */
     ngx_log_t                       *log;        /* plugin logs, no request */
 } ngx_http_proxy_wasm_mod_t;
@@ -61,7 +62,6 @@ typedef struct {
     ngx_str_t                        config;
     pw_plugin                       *plugin;     /* per worker */
 
-    unsigned                         warned_pause:1;
     unsigned                         warned_pseudo:1;
     unsigned                         warned_local:1;
 } ngx_http_proxy_wasm_plugin_t;
@@ -93,6 +93,13 @@ typedef struct {
     ngx_uint_t                       failure;
     size_t                           limit[2];   /* body buffer, per direction */
 } ngx_http_proxy_wasm_loc_conf_t;
+
+
+/* Callbacks that make the module read or hold bodies (pw_module_has_callback):
+ * without them, bodies stream through untouched. */
+#define NGX_HTTP_PROXY_WASM_CB_REQ_BODY   0x01
+#define NGX_HTTP_PROXY_WASM_CB_RESP_BODY  0x02
+#define NGX_HTTP_PROXY_WASM_CB_TRAILERS   0x04
 
 
 /* Directions: indexes of the per-direction fields below. */
@@ -159,6 +166,7 @@ struct ngx_http_proxy_wasm_ctx_s {
     ngx_http_proxy_wasm_loc_conf_t  *plcf;
     ngx_http_proxy_wasm_stream_t    *streams;    /* one per chain element */
     ngx_uint_t                       nstreams;
+    ngx_uint_t                       cbs;        /* ..._CB_* of the chain */
     ngx_http_proxy_wasm_ctx_t       *next;       /* next ctx of the request */
     ngx_uint_t                       phase;
     ngx_str_t                        authority;  /* :authority */
@@ -193,6 +201,7 @@ struct ngx_http_proxy_wasm_ctx_s {
     unsigned                         body_read:1; /* ... and read by nginx */
     unsigned                         req_eos:1;  /* last buf passed on */
     unsigned                         local_pending:1;
+    unsigned                         local_queued:1; /* from elsewhere */
     unsigned                         headers_held:1;   /* not sent yet */
     unsigned                         headers_paused:1; /* ... by a Pause */
     unsigned                         pending_eos:1;
@@ -276,6 +285,7 @@ static proxy_status_t ngx_http_proxy_wasm_resume(void *host, void *stream,
     proxy_stream_type_t type);
 static proxy_status_t ngx_http_proxy_wasm_close(void *host, void *stream,
     proxy_stream_type_t type);
+static void ngx_http_proxy_wasm_local_hook(void *host, void *stream);
 
 static ngx_int_t ngx_http_proxy_wasm_request_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -387,7 +397,8 @@ static const pw_host_ops  ngx_http_proxy_wasm_ops = {
     .body_replace = ngx_http_proxy_wasm_body_replace,
     .resume = ngx_http_proxy_wasm_resume,
     .close = ngx_http_proxy_wasm_close,
-    .set_property = ngx_http_proxy_wasm_set_property
+    .set_property = ngx_http_proxy_wasm_set_property,
+    .local_response = ngx_http_proxy_wasm_local_hook
 };
 
 
@@ -3371,6 +3382,7 @@ ngx_http_proxy_wasm_create_ctx(ngx_http_request_t *r,
     for (i = 0; i < ctx->nstreams; i++) {
         ctx->streams[i].ctx = ctx;
         ctx->streams[i].filter = filters[i];
+        ctx->cbs |= filters[i]->plugin->mod->cbs;
         ngx_http_proxy_wasm_body_init(&ctx->streams[i].held[0], 1);
         ngx_http_proxy_wasm_body_init(&ctx->streams[i].held[1], 1);
     }
@@ -4127,6 +4139,23 @@ ngx_http_proxy_wasm_close(void *host, void *stream, proxy_stream_type_t type)
 }
 
 
+/* A local response stored on this stream from another context's callback
+ * (proxy_set_effective_context): applied from the posted event. */
+static void
+ngx_http_proxy_wasm_local_hook(void *host, void *stream)
+{
+    ngx_http_proxy_wasm_stream_t  *s = stream;
+
+    if (s == NULL || s->ctx->gone || s->ctx->local || s->ctx->local_queued) {
+        return;
+    }
+
+    s->ctx->local_queued = 1;
+    s->ctx->local_stream = s;
+    ngx_http_proxy_wasm_post(s->ctx);
+}
+
+
 static const char *
 ngx_http_proxy_wasm_cb_name(ngx_uint_t cb)
 {
@@ -4520,9 +4549,22 @@ ngx_http_proxy_wasm_request_body_filter(ngx_http_request_t *r,
     }
 
     if (ctx->req_state != NGX_HTTP_PROXY_WASM_REQ_BODY) {
-        /* answered already: the rest of the body is dropped */
+        /* answered already: the rest of the body is dropped, and nginx
+         * finishes reading it (then the rewrite phase answers) */
+        eos = 0;
+
+        if (ngx_http_proxy_wasm_body_from(r, &body, in, &eos) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         ngx_http_proxy_wasm_consume(in);
-        return NGX_OK;
+
+        if (!eos) {
+            return NGX_OK;
+        }
+
+        ngx_http_proxy_wasm_body_init(&body, 1);
+        return ngx_http_proxy_wasm_request_out(ctx, &body, 1, NULL);
     }
 
     if (in == NULL) {
@@ -4798,7 +4840,9 @@ ngx_http_proxy_wasm_rewrite_handler(ngx_http_request_t *r)
 
     ctx->req_next = ctx->nstreams;
 
-    if (ngx_http_proxy_wasm_request_eos(r) && r->request_body == NULL) {
+    if ((ngx_http_proxy_wasm_request_eos(r) && r->request_body == NULL)
+        || !(ctx->cbs & NGX_HTTP_PROXY_WASM_CB_REQ_BODY))
+    {
         return ngx_http_proxy_wasm_request_done(r, ctx);
     }
 
@@ -4856,6 +4900,10 @@ ngx_http_proxy_wasm_body_read_done(ngx_http_request_t *r)
 
     ctx->body_read = 1;
     r->preserve_body = 1;
+
+    if (ctx->response_done) {
+        return;     /* answered while the body was still coming */
+    }
 
     if (ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0) {
         ngx_http_proxy_wasm_hold_request(r);    /* held until resumed */
@@ -5120,7 +5168,9 @@ again:
     ctx->resp_next = ctx->nstreams;
     ctx->headers_paused = 0;
 
-    if (ngx_http_proxy_wasm_no_body(r)) {
+    if (ngx_http_proxy_wasm_no_body(r)
+        || !(ctx->cbs & NGX_HTTP_PROXY_WASM_CB_RESP_BODY))
+    {
         return ngx_http_proxy_wasm_send_headers(ctx);
     }
 
@@ -5179,6 +5229,7 @@ ngx_http_proxy_wasm_header_filter(ngx_http_request_t *r)
      * response replaced by the local response), or answered locally */
     if (ctx->local_pending) {
         ctx->local_pending = 0;
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_DONE;
 
         if (ngx_http_proxy_wasm_set_local(r, ctx, ctx->local_stream)
             != NGX_OK)
@@ -5205,7 +5256,7 @@ ngx_http_proxy_wasm_response_trailers(ngx_http_proxy_wasm_ctx_t *ctx)
 
     ctx->trailers_done = 1;
 
-    if (ctx->failed) {
+    if (ctx->failed || !(ctx->cbs & NGX_HTTP_PROXY_WASM_CB_TRAILERS)) {
         return NGX_OK;
     }
 
@@ -5330,7 +5381,7 @@ ngx_http_proxy_wasm_response_body(ngx_http_proxy_wasm_ctx_t *ctx,
 
     r = ctx->r;
 
-    if (ctx->failed) {
+    if (ctx->failed || !(ctx->cbs & NGX_HTTP_PROXY_WASM_CB_RESP_BODY)) {
         rc = NGX_HTTP_PROXY_WASM_CONTINUE;
 
     } else {
@@ -5626,6 +5677,71 @@ done:
 }
 
 
+/* A local response queued from another context (local_hook). */
+static void
+ngx_http_proxy_wasm_apply_local(ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = ctx->r;
+
+    if (ctx->req_state < NGX_HTTP_PROXY_WASM_REQ_DONE) {
+        /* request side: the rewrite phase answers (once nginx has read
+         * the body, if it is reading it) */
+        ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_REQ);
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_LOCAL;
+
+        if (ctx->req_body && !ctx->body_read) {
+            return;
+        }
+
+        r->write_event_handler = ngx_http_core_run_phases;
+        ngx_http_core_run_phases(r);
+        return;
+    }
+
+    if (!ctx->response_done || ctx->out_eos) {
+        return;     /* nothing to replace, or too late: ignored */
+    }
+
+    if (!ctx->headers_held) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "proxy_wasm: response headers already sent, "
+                      "cannot answer locally: closing the stream");
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_RESP);
+    ctx->headers_paused = 0;
+    ngx_http_proxy_wasm_body_init(&ctx->pending, 1);
+
+    if (ngx_http_proxy_wasm_set_local(r, ctx, ctx->local_stream) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    ctx->replace = 1;
+    ctx->replace_sent = 0;
+    ctx->resp_next = 0;
+
+    rc = ngx_http_proxy_wasm_response_headers(ctx);
+
+    if (rc == NGX_OK && !ctx->headers_paused) {
+        rc = ngx_http_proxy_wasm_response_chunk(ctx, NULL);
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    ngx_http_proxy_wasm_update_buffered(ctx);
+    ngx_post_event(r->connection->write, &ngx_posted_events);
+}
+
+
 static void
 ngx_http_proxy_wasm_event_handler(ngx_event_t *ev)
 {
@@ -5650,6 +5766,14 @@ ngx_http_proxy_wasm_event_handler(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "proxy_wasm: stream closed by a plugin");
         ngx_http_finalize_request(r, NGX_HTTP_CLOSE);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    if (ctx->local_queued) {
+        ctx->local_queued = 0;
+        ctx->resume = 0;
+        ngx_http_proxy_wasm_apply_local(ctx);
         ngx_http_run_posted_requests(c);
         return;
     }
@@ -6392,6 +6516,20 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cf->log, 0,
                        "proxy_wasm_module \"%V\": ABI %s", &mod->name,
                        pw_module_abi_version(mod->module));
+
+        if (pw_module_has_callback(mod->module, "proxy_on_request_body")) {
+            mod->cbs |= NGX_HTTP_PROXY_WASM_CB_REQ_BODY;
+        }
+
+        if (pw_module_has_callback(mod->module, "proxy_on_response_body")) {
+            mod->cbs |= NGX_HTTP_PROXY_WASM_CB_RESP_BODY;
+        }
+
+        if (pw_module_has_callback(mod->module,
+                                   "proxy_on_response_trailers"))
+        {
+            mod->cbs |= NGX_HTTP_PROXY_WASM_CB_TRAILERS;
+        }
     }
 
     if (ngx_http_proxy_wasm_canary(cf, pmcf) != NGX_OK) {

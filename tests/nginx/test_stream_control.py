@@ -205,3 +205,39 @@ def test_pause_from_another_chain_element_ordering(nginx, upstream):
     assert upstream.header_values("x-second") == ["yes"]
     calls = re.findall(r"filter: (reqh|resph|log) ctx=(\d+) [^\n]*\"GET /two", nginx.log())
     assert [c for c, _ in calls][:2] == ["reqh", "reqh"]
+
+
+def test_local_response_for_a_paused_request_from_another_one(nginx, upstream):
+    # proxy_set_effective_context + proxy_send_local_response from another
+    # request's callback: applied to the paused request after that callback
+    nginx.start(FILTER)
+    a = Background(nginx, "/held", headers={"x-pw": "reqh.pause"})
+    ctx = context_of(nginx, "reqh", "held")
+    r = nginx.request("/other", headers={"x-pw": "reqh.remote_local=429", "x-resume-ctx": ctx})
+    assert r.status == 200
+    resp = a.join()
+    assert resp.status == 429 and resp.body == b"remote\n"
+    assert [p for _, p, _, _ in upstream.requests] == ["/other"]
+
+
+def test_local_response_for_a_paused_response_from_another_one(nginx, upstream):
+    nginx.start(FILTER)
+    a = Background(nginx, "/held", headers={"x-pw": "respb.pause"})
+    ctx = context_of(nginx, "respb", "held")
+    nginx.request("/other", headers={"x-pw": "reqh.remote_local=503", "x-resume-ctx": ctx})
+    # the generated response goes through on_response_body too, where this
+    # plugin pauses again (its rule applies to every body): resume it
+    m = nginx.wait_log(r"filter: respb ctx=%s size=7 eos=1" % ctx)
+    assert m, nginx.log()[-3000:]
+    resume(nginx, ctx, 1)
+    resp = a.join()
+    assert resp.status == 503 and resp.body == b"remote\n"
+
+
+def test_grpc_status_of_local_responses(nginx):
+    nginx.start(FILTER)
+    r = nginx.request("/", headers={"x-pw": "reqh.grpc=7"})
+    assert r.status == 200 and r.body == b"grpc"
+    assert r.header_values("grpc-status") == ["7"]
+    r = nginx.request("/", headers={"x-pw": "reqh.grpc=-1"})
+    assert r.status == 200 and r.header_values("grpc-status") == []

@@ -29,6 +29,10 @@
  *   close        proxy_close_stream(this direction)
  *   resume       set_effective_context(request header x-resume-ctx) then
  *                continue_stream(x-resume-dir: 0 request, 1 response)
+ *   remote_local=CODE  set_effective_context(x-resume-ctx) then
+ *                send_local_response(CODE, "remote\n") for that request
+ *   grpc=N       send_local_response(200, body "grpc", grpc_status N; -1:
+ *                none), return Pause
  *   prop=PATH    log the property (PATH dotted; split on '.')
  *   setprop=P:V  proxy_set_property(P, V)
  *   body         log the body buffer: size, FNV-1a hash, first 32 bytes
@@ -244,6 +248,21 @@ static uint32_t run(int cb, uint32_t ctx, size_t size, int eos, const char *rule
             } else {
                 st = PROXY_RESULT_NOT_FOUND;
             }
+        } else if (streq(act, actlen, "remote_local")) {
+            /* answer another request (context id in x-resume-ctx) */
+            char *id; size_t idlen;
+            st = pw_get_header(PROXY_MAP_HTTP_REQUEST_HEADERS, "x-resume-ctx", &id, &idlen);
+            if (st == PROXY_RESULT_OK) {
+                st = proxy_set_effective_context(parse_u32(id, idlen));
+                if (st == PROXY_RESULT_OK)
+                    st = pw_send_local_response(parse_u32(arg, arglen), "remote\n", 7, NULL, 0);
+                free(id);
+            }
+        } else if (streq(act, actlen, "grpc")) {
+            /* local response 200 with grpc-status N (-1: none) */
+            int32_t g = (arglen && arg[0] == '-') ? -1 : (int32_t)parse_u32(arg, arglen);
+            st = proxy_send_local_response(200, "", 0, "grpc", 4, NULL, 0, g);
+            ret = PROXY_ACTION_PAUSE;
         } else if (streq(act, actlen, "prop")) {
             log_prop(arg, arglen);
         } else if (streq(act, actlen, "setprop")) {
