@@ -4934,16 +4934,8 @@ ngx_http_proxy_wasm_resume_request(ngx_http_proxy_wasm_ctx_t *ctx)
                    "proxy_wasm \"%V\" resumes the request",
                    &s->filter->name);
 
-    if (s->stream && pw_stream_local_response(s->stream)
-        && !ctx->local && ctx->req_state < NGX_HTTP_PROXY_WASM_REQ_DONE)
-    {
-        /* answered from another context while paused */
-        ctx->local_stream = s;
-        ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_REQ);
-        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_LOCAL;
-
-    } else if (ctx->req_state == NGX_HTTP_PROXY_WASM_REQ_BODY
-               && (s->holding & (1 << NGX_HTTP_PROXY_WASM_REQ)))
+    if (ctx->req_state == NGX_HTTP_PROXY_WASM_REQ_BODY
+        && (s->holding & (1 << NGX_HTTP_PROXY_WASM_REQ)))
     {
         body = s->held[NGX_HTTP_PROXY_WASM_REQ];
         eos = (s->held_eos & (1 << NGX_HTTP_PROXY_WASM_REQ)) ? 1 : 0;
@@ -5368,6 +5360,10 @@ ngx_http_proxy_wasm_response_out(ngx_http_proxy_wasm_ctx_t *ctx,
 
 static ngx_int_t ngx_http_proxy_wasm_response_chunk(
     ngx_http_proxy_wasm_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_proxy_wasm_replace_response(
+    ngx_http_proxy_wasm_ctx_t *ctx, ngx_http_proxy_wasm_stream_t *s);
+static void ngx_http_proxy_wasm_response_resumed(
+    ngx_http_proxy_wasm_ctx_t *ctx, ngx_int_t rc);
 
 
 /* A body chunk through the response chain from element `from`. */
@@ -5420,21 +5416,7 @@ ngx_http_proxy_wasm_response_body(ngx_http_proxy_wasm_ctx_t *ctx,
     }
 
     if (rc == NGX_HTTP_PROXY_WASM_LOCAL) {
-        if (ngx_http_proxy_wasm_set_local(r, ctx, ctx->local_stream)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        ctx->replace = 1;
-        ctx->replace_sent = 0;
-        ctx->resp_next = 0;
-
-        rc = ngx_http_proxy_wasm_response_headers(ctx);
-        if (rc != NGX_OK || ctx->headers_paused) {
-            return rc;
-        }
-
+        return ngx_http_proxy_wasm_replace_response(ctx, ctx->local_stream);
     } else if (ngx_http_proxy_wasm_fail_response(r, ctx,
                    rc == NGX_HTTP_PROXY_WASM_OVERFLOW
                    ? NGX_HTTP_INTERNAL_SERVER_ERROR
@@ -5578,92 +5560,89 @@ ngx_http_proxy_wasm_resume_response(ngx_http_proxy_wasm_ctx_t *ctx)
 {
     ngx_int_t                      rc, i;
     ngx_uint_t                     eos;
-    ngx_http_request_t            *r;
     ngx_http_proxy_wasm_body_t     body;
     ngx_http_proxy_wasm_stream_t  *s;
 
-    r = ctx->r;
     i = ctx->paused[NGX_HTTP_PROXY_WASM_RESP];
     s = &ctx->streams[i];
 
     ctx->paused[NGX_HTTP_PROXY_WASM_RESP] = -1;
+    rc = NGX_OK;
 
     if (ctx->headers_paused) {
+        /* on_response_headers of the rest of the chain, then the body
+         * that arrived meanwhile */
         ctx->headers_paused = 0;
-
-        if (s->stream && pw_stream_local_response(s->stream) && !ctx->local) {
-            if (ngx_http_proxy_wasm_set_local(r, ctx, s) != NGX_OK) {
-                rc = NGX_ERROR;
-                goto done;
-            }
-
-            ctx->replace = 1;
-            ctx->replace_sent = 0;
-            ctx->resp_next = 0;
-        }
-
-        rc = ngx_http_proxy_wasm_response_headers(ctx);
-
-        if (rc != NGX_OK || ctx->headers_paused) {
-            goto done;
-        }
-
-        body = ctx->pending;
-        eos = ctx->pending_eos;
-        ngx_http_proxy_wasm_body_init(&ctx->pending, 1);
-        ctx->pending_eos = 0;
-
-        if (ctx->replace) {
-            rc = ngx_http_proxy_wasm_response_chunk(ctx, NULL);
-
-        } else if (body.size || eos) {
-            rc = ngx_http_proxy_wasm_response_body(ctx, 0, &body, eos, NULL);
-        }
-
-        goto done;
-    }
-
-    if (!(s->holding & (1 << NGX_HTTP_PROXY_WASM_RESP))) {
-        return;
-    }
-
-    body = s->held[NGX_HTTP_PROXY_WASM_RESP];
-    eos = (s->held_eos & (1 << NGX_HTTP_PROXY_WASM_RESP)) ? 1 : 0;
-
-    ngx_http_proxy_wasm_body_init(&s->held[NGX_HTTP_PROXY_WASM_RESP], 1);
-    s->holding &= ~(1 << NGX_HTTP_PROXY_WASM_RESP);
-    s->held_eos &= ~(1 << NGX_HTTP_PROXY_WASM_RESP);
-
-    if (s->stream && pw_stream_local_response(s->stream) && !ctx->local) {
-        ctx->local_stream = s;
-        ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_RESP);
-
-        if (!ctx->headers_held) {
-            rc = NGX_ERROR;
-            goto done;
-        }
-
-        if (ngx_http_proxy_wasm_set_local(r, ctx, s) != NGX_OK) {
-            rc = NGX_ERROR;
-            goto done;
-        }
-
-        ctx->replace = 1;
-        ctx->replace_sent = 0;
-        ctx->resp_next = 0;
 
         rc = ngx_http_proxy_wasm_response_headers(ctx);
 
         if (rc == NGX_OK && !ctx->headers_paused) {
-            rc = ngx_http_proxy_wasm_response_chunk(ctx, NULL);
+            body = ctx->pending;
+            eos = ctx->pending_eos;
+            ngx_http_proxy_wasm_body_init(&ctx->pending, 1);
+            ctx->pending_eos = 0;
+
+            if (ctx->replace) {
+                rc = ngx_http_proxy_wasm_response_chunk(ctx, NULL);
+
+            } else if (body.size || eos) {
+                rc = ngx_http_proxy_wasm_response_body(ctx, 0, &body, eos,
+                                                       NULL);
+            }
         }
 
-        goto done;
+    } else if (s->holding & (1 << NGX_HTTP_PROXY_WASM_RESP)) {
+        /* what the element buffered goes on to the next one */
+        body = s->held[NGX_HTTP_PROXY_WASM_RESP];
+        eos = (s->held_eos & (1 << NGX_HTTP_PROXY_WASM_RESP)) ? 1 : 0;
+
+        ngx_http_proxy_wasm_body_init(&s->held[NGX_HTTP_PROXY_WASM_RESP], 1);
+        s->holding &= ~(1 << NGX_HTTP_PROXY_WASM_RESP);
+        s->held_eos &= ~(1 << NGX_HTTP_PROXY_WASM_RESP);
+
+        rc = ngx_http_proxy_wasm_response_body(ctx, i + 1, &body, eos, NULL);
     }
 
-    rc = ngx_http_proxy_wasm_response_body(ctx, i + 1, &body, eos, NULL);
+    ngx_http_proxy_wasm_response_resumed(ctx, rc);
+}
 
-done:
+
+/* Replaces the response, while its headers are still held, by the local
+ * response of s; the chain's response callbacks see the new one. */
+static ngx_int_t
+ngx_http_proxy_wasm_replace_response(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_http_proxy_wasm_stream_t *s)
+{
+    ngx_int_t  rc;
+
+    ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_RESP);
+    ngx_http_proxy_wasm_body_init(&ctx->pending, 1);
+    ctx->headers_paused = 0;
+
+    if (ngx_http_proxy_wasm_set_local(ctx->r, ctx, s) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->replace = 1;
+    ctx->replace_sent = 0;
+    ctx->resp_next = 0;
+
+    rc = ngx_http_proxy_wasm_response_headers(ctx);
+
+    if (rc != NGX_OK || ctx->headers_paused) {
+        return rc;
+    }
+
+    return ngx_http_proxy_wasm_response_chunk(ctx, NULL);
+}
+
+
+/* After output made outside nginx's own calls of our filters. */
+static void
+ngx_http_proxy_wasm_response_resumed(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_int_t rc)
+{
+    ngx_http_request_t  *r = ctx->r;
 
     if (rc == NGX_ERROR) {
         ngx_http_finalize_request(r, NGX_ERROR);
@@ -5681,7 +5660,6 @@ done:
 static void
 ngx_http_proxy_wasm_apply_local(ngx_http_proxy_wasm_ctx_t *ctx)
 {
-    ngx_int_t            rc;
     ngx_http_request_t  *r;
 
     r = ctx->r;
@@ -5713,32 +5691,8 @@ ngx_http_proxy_wasm_apply_local(ngx_http_proxy_wasm_ctx_t *ctx)
         return;
     }
 
-    ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_RESP);
-    ctx->headers_paused = 0;
-    ngx_http_proxy_wasm_body_init(&ctx->pending, 1);
-
-    if (ngx_http_proxy_wasm_set_local(r, ctx, ctx->local_stream) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_ERROR);
-        return;
-    }
-
-    ctx->replace = 1;
-    ctx->replace_sent = 0;
-    ctx->resp_next = 0;
-
-    rc = ngx_http_proxy_wasm_response_headers(ctx);
-
-    if (rc == NGX_OK && !ctx->headers_paused) {
-        rc = ngx_http_proxy_wasm_response_chunk(ctx, NULL);
-    }
-
-    if (rc == NGX_ERROR) {
-        ngx_http_finalize_request(r, NGX_ERROR);
-        return;
-    }
-
-    ngx_http_proxy_wasm_update_buffered(ctx);
-    ngx_post_event(r->connection->write, &ngx_posted_events);
+    ngx_http_proxy_wasm_response_resumed(ctx,
+        ngx_http_proxy_wasm_replace_response(ctx, ctx->local_stream));
 }
 
 
