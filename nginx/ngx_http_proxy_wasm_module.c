@@ -182,6 +182,9 @@ struct ngx_http_proxy_wasm_ctx_s {
     ngx_http_proxy_wasm_stream_t    *local_stream; /* local response to apply */
     ngx_http_proxy_wasm_body_t       pending;    /* response body held while
                                                     its headers are paused */
+    ngx_http_proxy_wasm_body_t       gate;       /* request body waiting for
+                                                    paused request headers */
+    ngx_uint_t                       gate_from;  /* ... at this element */
     off_t                            out_size;   /* response bytes passed on */
 
     unsigned                         request_done:1;
@@ -202,6 +205,8 @@ struct ngx_http_proxy_wasm_ctx_s {
     unsigned                         req_eos:1;  /* last buf passed on */
     unsigned                         local_pending:1;
     unsigned                         local_queued:1; /* from elsewhere */
+    unsigned                         req_hdr_paused:1; /* on_request_headers */
+    unsigned                         gate_eos:1;
     unsigned                         headers_held:1;   /* not sent yet */
     unsigned                         headers_paused:1; /* ... by a Pause */
     unsigned                         pending_eos:1;
@@ -3278,10 +3283,18 @@ ngx_http_proxy_wasm_exit_process(ngx_cycle_t *cycle)
 static void ngx_http_proxy_wasm_body_init(ngx_http_proxy_wasm_body_t *body,
     ngx_uint_t owned);
 static void ngx_http_proxy_wasm_event_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_proxy_wasm_stream(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_stream_t *s);
 
 
+/* Ends every stream context of ctx: on_log, on_done, on_delete. In the log
+ * phase (`late`), plugins skipped by a local response or a failure before
+ * them get a context now, as Envoy creates one at access-log time for a
+ * filter the request never reached (REFERENCE §8.2), so a logging plugin
+ * sees every request. */
 static void
-ngx_http_proxy_wasm_end_streams(ngx_http_proxy_wasm_ctx_t *ctx)
+ngx_http_proxy_wasm_end_streams(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_uint_t late)
 {
     ngx_uint_t                     i;
     ngx_http_proxy_wasm_stream_t  *s;
@@ -3294,6 +3307,12 @@ ngx_http_proxy_wasm_end_streams(ngx_http_proxy_wasm_ctx_t *ctx)
 
     for (i = 0; i < ctx->nstreams; i++) {
         s = &ctx->streams[i];
+
+        if (late && s->stream == NULL && !s->failed && !s->freed
+            && ngx_http_proxy_wasm_stream(ctx->r, s) != NGX_OK)
+        {
+            s->failed = 1;
+        }
 
         if (s->stream && !s->freed) {
             s->freed = 1;
@@ -3314,7 +3333,7 @@ ngx_http_proxy_wasm_cleanup(void *data)
 
     for (ctx = req->first; ctx; ctx = ctx->next) {
         ctx->gone = 1;
-        ngx_http_proxy_wasm_end_streams(ctx);
+        ngx_http_proxy_wasm_end_streams(ctx, 0);
     }
 }
 
@@ -3392,6 +3411,7 @@ ngx_http_proxy_wasm_create_ctx(ngx_http_request_t *r,
     ctx->paused[NGX_HTTP_PROXY_WASM_REQ] = -1;
     ctx->paused[NGX_HTTP_PROXY_WASM_RESP] = -1;
     ngx_http_proxy_wasm_body_init(&ctx->pending, 1);
+    ngx_http_proxy_wasm_body_init(&ctx->gate, 1);
 
     ctx->event.handler = ngx_http_proxy_wasm_event_handler;
     ctx->event.data = ctx;
@@ -4229,13 +4249,23 @@ ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
         return NGX_HTTP_PROXY_WASM_CLOSE;
     }
 
-    if (action == PW_ACTION_PAUSE || action == PW_ACTION_PAUSE_NO_BUFFER) {
-        if (ctx->resume & (1 << dir)) {
+    if (ctx->resume & (1 << dir)) {
+        if (action == PW_ACTION_PAUSE || action == PW_ACTION_PAUSE_NO_BUFFER) {
             action = PW_ACTION_CONTINUE;    /* resumed during the call */
-        }
-    }
+            ctx->resume &= ~(1 << dir);
 
-    ctx->resume &= ~(1 << dir);
+        } else if (!(dir == NGX_HTTP_PROXY_WASM_REQ
+                     ? ctx->req_hdr_paused
+                       || ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0
+                     : ctx->headers_paused
+                       || ctx->paused[NGX_HTTP_PROXY_WASM_RESP] >= 0))
+        {
+            ctx->resume &= ~(1 << dir);     /* nothing else to resume */
+        }
+
+        /* else: a continue for what an earlier callback paused (e.g. the
+         * request headers, from a body callback): from the posted event */
+    }
 
     if (ctx->resume) {
         ngx_http_proxy_wasm_post(ctx);
@@ -4338,7 +4368,8 @@ ngx_http_proxy_wasm_update_buffered(ngx_http_proxy_wasm_ctx_t *ctx)
  */
 static ngx_int_t
 ngx_http_proxy_wasm_body_run(ngx_http_proxy_wasm_ctx_t *ctx, ngx_uint_t dir,
-    ngx_uint_t from, ngx_http_proxy_wasm_body_t *cur, ngx_uint_t eos)
+    ngx_uint_t from, ngx_uint_t to, ngx_http_proxy_wasm_body_t *cur,
+    ngx_uint_t eos)
 {
     ngx_int_t                      rc;
     ngx_uint_t                     i, buffering;
@@ -4347,7 +4378,7 @@ ngx_http_proxy_wasm_body_run(ngx_http_proxy_wasm_ctx_t *ctx, ngx_uint_t dir,
 
     r = ctx->r;
 
-    for (i = from; i < ctx->nstreams; i++) {
+    for (i = from; i < to; i++) {
         s = &ctx->streams[i];
 
         if (s->failed || s->stream == NULL) {
@@ -4440,6 +4471,10 @@ ngx_http_proxy_wasm_request_eos(ngx_http_request_t *r)
 
 
 static void ngx_http_proxy_wasm_body_read_done(ngx_http_request_t *r);
+static void ngx_http_proxy_wasm_hold_request(ngx_http_request_t *r);
+static ngx_int_t ngx_http_proxy_wasm_request_flow(
+    ngx_http_proxy_wasm_ctx_t *ctx, ngx_uint_t from,
+    ngx_http_proxy_wasm_body_t *body, ngx_uint_t eos);
 
 
 /* After the request side: the upstream must get a valid message. */
@@ -4531,6 +4566,45 @@ ngx_http_proxy_wasm_request_out(ngx_http_proxy_wasm_ctx_t *ctx,
 }
 
 
+/*
+ * The request body through the chain from element `from`, as far as the
+ * elements whose on_request_headers ran: while request headers are paused
+ * (a plugin that wants the body before deciding), the body goes to the
+ * elements before the paused one and waits (ctx->gate) for the others.
+ * NGX_DONE: the body waits at the gate.
+ */
+static ngx_int_t
+ngx_http_proxy_wasm_request_flow(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_uint_t from, ngx_http_proxy_wasm_body_t *body, ngx_uint_t eos)
+{
+    ngx_int_t   rc;
+    ngx_uint_t  to;
+
+    to = (ctx->req_state == NGX_HTTP_PROXY_WASM_REQ_HEADERS)
+         ? ctx->req_next : ctx->nstreams;
+
+    if (from > to) {
+        from = to;
+    }
+
+    rc = ngx_http_proxy_wasm_body_run(ctx, NGX_HTTP_PROXY_WASM_REQ, from, to,
+                                      body, eos);
+
+    if (rc != NGX_HTTP_PROXY_WASM_CONTINUE || to == ctx->nstreams) {
+        return rc;
+    }
+
+    if (ngx_http_proxy_wasm_body_append(ctx->r, &ctx->gate, body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->gate_from = to;
+    ctx->gate_eos |= eos;
+
+    return NGX_DONE;
+}
+
+
 /* Request body filter: each chunk nginx reads (after de-chunking) goes
  * through proxy_on_request_body before nginx stores it. */
 static ngx_int_t
@@ -4548,7 +4622,7 @@ ngx_http_proxy_wasm_request_body_filter(ngx_http_request_t *r,
         return ngx_http_next_request_body_filter(r, in);
     }
 
-    if (ctx->req_state != NGX_HTTP_PROXY_WASM_REQ_BODY) {
+    if (ctx->req_state >= NGX_HTTP_PROXY_WASM_REQ_LOCAL) {
         /* answered already: the rest of the body is dropped, and nginx
          * finishes reading it (then the rewrite phase answers) */
         eos = 0;
@@ -4581,13 +4655,23 @@ ngx_http_proxy_wasm_request_body_filter(ngx_http_request_t *r,
         return ngx_http_next_request_body_filter(r, in);
     }
 
-    rc = ngx_http_proxy_wasm_body_run(ctx, NGX_HTTP_PROXY_WASM_REQ, 0, &body,
-                                      eos);
+    rc = ngx_http_proxy_wasm_request_flow(ctx, 0, &body, eos);
 
     switch (rc) {
 
     case NGX_HTTP_PROXY_WASM_CONTINUE:
         return ngx_http_proxy_wasm_request_out(ctx, &body, eos, in);
+
+    case NGX_DONE:
+        /* stopped before elements whose request headers did not run */
+        ngx_http_proxy_wasm_consume(in);
+
+        if (!eos) {
+            return NGX_OK;
+        }
+
+        ngx_http_proxy_wasm_body_init(&body, 1);
+        return ngx_http_proxy_wasm_request_out(ctx, &body, 1, NULL);
 
     case NGX_HTTP_PROXY_WASM_PAUSE:
         ngx_http_proxy_wasm_consume(in);
@@ -4656,8 +4740,8 @@ ngx_http_proxy_wasm_request_read_body(ngx_http_request_t *r,
     ctx->body_read = 1;
     ctx->req_eos = 1;
 
-    rc = ngx_http_proxy_wasm_body_run(ctx, NGX_HTTP_PROXY_WASM_REQ, 0, &body,
-                                      1);
+    rc = ngx_http_proxy_wasm_body_run(ctx, NGX_HTTP_PROXY_WASM_REQ, 0,
+                                      ctx->nstreams, &body, 1);
 
     if (rc == NGX_HTTP_PROXY_WASM_CONTINUE) {
         r->request_body->bufs = body.chain;
@@ -4732,6 +4816,72 @@ ngx_http_proxy_wasm_request_done(ngx_http_request_t *r,
 }
 
 
+/* Reads (and stores) the body now, through our request body filter; the
+ * upstream request is made once it is complete. */
+static ngx_int_t
+ngx_http_proxy_wasm_read_body(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    ctx->req_body = 1;
+    r->request_body_no_buffering = 0;
+
+    rc = ngx_http_read_client_request_body(r,
+                                           ngx_http_proxy_wasm_body_read_done);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+
+    return NGX_DONE;
+}
+
+
+/* After the request headers went through the whole chain: the body that
+ * waited at the gate goes on; then wait for the rest of it, or go on. */
+static ngx_int_t
+ngx_http_proxy_wasm_open_gate(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    ngx_int_t                    rc;
+    ngx_uint_t                   eos;
+    ngx_http_proxy_wasm_body_t   body;
+
+    if (ctx->gate.size || ctx->gate_eos) {
+        body = ctx->gate;
+        eos = ctx->gate_eos;
+        ngx_http_proxy_wasm_body_init(&ctx->gate, 1);
+        ctx->gate_eos = 0;
+
+        rc = ngx_http_proxy_wasm_request_flow(ctx, ctx->gate_from, &body,
+                                              eos);
+
+        if (rc == NGX_HTTP_PROXY_WASM_PAUSE) {
+            ngx_http_proxy_wasm_hold_request(r);
+            return NGX_DONE;
+        }
+
+        if (rc != NGX_HTTP_PROXY_WASM_CONTINUE) {
+            return ngx_http_proxy_wasm_request_result(r, ctx, rc);
+        }
+
+        rc = ngx_http_proxy_wasm_request_out(ctx, &body, eos, NULL);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (!ctx->body_read) {
+        return NGX_DONE;            /* nginx goes on reading */
+    }
+
+    return ngx_http_proxy_wasm_request_done(r, ctx);
+}
+
+
 /* While a plugin holds the request, notice a client that goes away. */
 static void
 ngx_http_proxy_wasm_hold_request(ngx_http_request_t *r)
@@ -4779,7 +4929,7 @@ ngx_http_proxy_wasm_rewrite_handler(ngx_http_request_t *r)
         }
     }
 
-    if (ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0) {
+    if (ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0 || ctx->req_hdr_paused) {
         return NGX_DONE;            /* still held by a plugin */
     }
 
@@ -4827,11 +4977,20 @@ ngx_http_proxy_wasm_rewrite_handler(ngx_http_request_t *r)
         }
 
         if (rc == NGX_HTTP_PROXY_WASM_PAUSE) {
-            /* nothing goes upstream until proxy_continue_request */
+            /* nothing goes upstream until proxy_continue_request; the
+             * plugins that ran may still see the body meanwhile */
             ctx->req_next = i + 1;
-            ctx->paused[NGX_HTTP_PROXY_WASM_REQ] = i;
+            ctx->req_hdr_paused = 1;
             ngx_http_proxy_wasm_hold_request(r);
-            return NGX_DONE;
+
+            if (ctx->req_body || r->request_body
+                || ngx_http_proxy_wasm_request_eos(r)
+                || !(ctx->cbs & NGX_HTTP_PROXY_WASM_CB_REQ_BODY))
+            {
+                return NGX_DONE;
+            }
+
+            return ngx_http_proxy_wasm_read_body(r, ctx);
         }
 
         /* the rest of the chain and the content handler are skipped */
@@ -4840,6 +4999,13 @@ ngx_http_proxy_wasm_rewrite_handler(ngx_http_request_t *r)
 
     ctx->req_next = ctx->nstreams;
 
+    if (ctx->req_body) {
+        /* nginx started reading the body while the headers were paused:
+         * what waited goes through the rest of the chain */
+        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_BODY;
+        return ngx_http_proxy_wasm_open_gate(r, ctx);
+    }
+
     if ((ngx_http_proxy_wasm_request_eos(r) && r->request_body == NULL)
         || !(ctx->cbs & NGX_HTTP_PROXY_WASM_CB_REQ_BODY))
     {
@@ -4847,9 +5013,10 @@ ngx_http_proxy_wasm_rewrite_handler(ngx_http_request_t *r)
     }
 
     ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_BODY;
-    ctx->req_body = 1;
 
     if (r->request_body) {
+        ctx->req_body = 1;
+
         if (r->request_body->rest != 0 && !r->request_body->last_saved) {
             /* nginx is reading it for someone else: our filter is on
              * the way, but the body was partly read already */
@@ -4871,20 +5038,7 @@ ngx_http_proxy_wasm_rewrite_handler(ngx_http_request_t *r)
         return ngx_http_proxy_wasm_request_done(r, ctx);
     }
 
-    /* read (and store) the body now, through our request body filter;
-     * the upstream request is made once it is complete */
-    r->request_body_no_buffering = 0;
-
-    rc = ngx_http_read_client_request_body(r,
-                                           ngx_http_proxy_wasm_body_read_done);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    ngx_http_finalize_request(r, NGX_DONE);
-
-    return NGX_DONE;
+    return ngx_http_proxy_wasm_read_body(r, ctx);
 }
 
 
@@ -4905,7 +5059,7 @@ ngx_http_proxy_wasm_body_read_done(ngx_http_request_t *r)
         return;     /* answered while the body was still coming */
     }
 
-    if (ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0) {
+    if (ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0 || ctx->req_hdr_paused) {
         ngx_http_proxy_wasm_hold_request(r);    /* held until resumed */
         return;
     }
@@ -4926,16 +5080,19 @@ ngx_http_proxy_wasm_resume_request(ngx_http_proxy_wasm_ctx_t *ctx)
 
     r = ctx->r;
     i = ctx->paused[NGX_HTTP_PROXY_WASM_REQ];
-    s = &ctx->streams[i];
 
+    /* like Envoy's continueDecoding(): whatever of the request is stopped
+     * goes on, the body an element held and the headers */
     ctx->paused[NGX_HTTP_PROXY_WASM_REQ] = -1;
+    ctx->req_hdr_paused = 0;
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "proxy_wasm \"%V\" resumes the request",
-                   &s->filter->name);
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "proxy_wasm: request resumed");
 
-    if (ctx->req_state == NGX_HTTP_PROXY_WASM_REQ_BODY
-        && (s->holding & (1 << NGX_HTTP_PROXY_WASM_REQ)))
+    s = (i >= 0) ? &ctx->streams[i] : NULL;
+
+    if (s && (s->holding & (1 << NGX_HTTP_PROXY_WASM_REQ))
+        && ctx->req_state < NGX_HTTP_PROXY_WASM_REQ_LOCAL)
     {
         body = s->held[NGX_HTTP_PROXY_WASM_REQ];
         eos = (s->held_eos & (1 << NGX_HTTP_PROXY_WASM_REQ)) ? 1 : 0;
@@ -4944,8 +5101,7 @@ ngx_http_proxy_wasm_resume_request(ngx_http_proxy_wasm_ctx_t *ctx)
         s->holding &= ~(1 << NGX_HTTP_PROXY_WASM_REQ);
         s->held_eos &= ~(1 << NGX_HTTP_PROXY_WASM_REQ);
 
-        rc = ngx_http_proxy_wasm_body_run(ctx, NGX_HTTP_PROXY_WASM_REQ,
-                                          i + 1, &body, eos);
+        rc = ngx_http_proxy_wasm_request_flow(ctx, i + 1, &body, eos);
 
         switch (rc) {
         case NGX_HTTP_PROXY_WASM_CONTINUE:
@@ -4955,8 +5111,9 @@ ngx_http_proxy_wasm_resume_request(ngx_http_proxy_wasm_ctx_t *ctx)
                 return;
             }
             break;
-        case NGX_HTTP_PROXY_WASM_PAUSE:
-            return;
+        case NGX_DONE:                      /* waits at the gate */
+        case NGX_HTTP_PROXY_WASM_PAUSE:     /* another element holds it */
+            break;
         case NGX_HTTP_PROXY_WASM_LOCAL:
             ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_LOCAL;
             break;
@@ -4971,11 +5128,12 @@ ngx_http_proxy_wasm_resume_request(ngx_http_proxy_wasm_ctx_t *ctx)
             ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_FAIL;
             break;
         }
+    }
 
-        if (ctx->req_state == NGX_HTTP_PROXY_WASM_REQ_BODY && !ctx->body_read)
-        {
-            return;     /* nginx goes on reading */
-        }
+    if (ctx->req_state == NGX_HTTP_PROXY_WASM_REQ_BODY
+        && (!ctx->body_read || ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0))
+    {
+        return;     /* nginx goes on reading, or a plugin holds the body */
     }
 
     r->write_event_handler = ngx_http_core_run_phases;
@@ -5382,7 +5540,7 @@ ngx_http_proxy_wasm_response_body(ngx_http_proxy_wasm_ctx_t *ctx,
 
     } else {
         rc = ngx_http_proxy_wasm_body_run(ctx, NGX_HTTP_PROXY_WASM_RESP, from,
-                                          body, eos);
+                                          ctx->nstreams, body, eos);
     }
 
     switch (rc) {
@@ -5668,6 +5826,8 @@ ngx_http_proxy_wasm_apply_local(ngx_http_proxy_wasm_ctx_t *ctx)
         /* request side: the rewrite phase answers (once nginx has read
          * the body, if it is reading it) */
         ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_REQ);
+        ngx_http_proxy_wasm_body_init(&ctx->gate, 1);
+        ctx->req_hdr_paused = 0;
         ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_LOCAL;
 
         if (ctx->req_body && !ctx->body_read) {
@@ -5735,7 +5895,7 @@ ngx_http_proxy_wasm_event_handler(ngx_event_t *ev)
     if (ctx->resume & (1 << NGX_HTTP_PROXY_WASM_REQ)) {
         ctx->resume &= ~(1 << NGX_HTTP_PROXY_WASM_REQ);
 
-        if (ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0) {
+        if (ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0 || ctx->req_hdr_paused) {
             ngx_http_proxy_wasm_resume_request(ctx);
         }
     }
@@ -5764,7 +5924,7 @@ ngx_http_proxy_wasm_log_handler(ngx_http_request_t *r)
     }
 
     for (ctx = req->first; ctx; ctx = ctx->next) {
-        ngx_http_proxy_wasm_end_streams(ctx);
+        ngx_http_proxy_wasm_end_streams(ctx, 1);
     }
 
     return NGX_OK;
