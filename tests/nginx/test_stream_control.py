@@ -241,3 +241,59 @@ def test_grpc_status_of_local_responses(nginx):
     assert r.header_values("grpc-status") == ["7"]
     r = nginx.request("/", headers={"x-pw": "reqh.grpc=-1"})
     assert r.status == 200 and r.header_values("grpc-status") == []
+
+
+H2 = FILTER.replace("listen 127.0.0.1:@PORT@;", "listen 127.0.0.1:@PORT@;\n        listen 127.0.0.1:@PORT2@ http2;")
+
+
+def curl_background(port, path, *args):
+    import subprocess
+    return subprocess.Popen(["curl", "-sS", "--max-time", "20", "--http2-prior-knowledge",
+                             "-D", "-", *args, f"http://127.0.0.1:{port}{path}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_http2_pause_and_continue_both_directions(nginx, upstream):
+    from conftest import free_port
+    port2 = free_port()
+    nginx.start(H2.replace("@PORT2@", str(port2)))
+    for cb, direction in (("reqh", 0), ("resph", 1)):
+        before = len(upstream.requests)
+        p = curl_background(port2, f"/h2held-{cb}", "-H", f"x-pw: {cb}.pause")
+        m = nginx.wait_log(r"filter: %s ctx=(\d+) [^\n]*\"GET /h2held-%s HTTP/2.0\"" % (cb, cb))
+        assert m, nginx.log()[-3000:]
+        ctxs = [m.group(1)]
+        time.sleep(0.3)
+        assert p.poll() is None                     # still held
+        if cb == "reqh":
+            assert len(upstream.requests) == before
+        assert resume(nginx, ctxs[-1], direction).status == 200
+        out, err = p.communicate(timeout=20)
+        assert p.returncode == 0, err
+        assert out.startswith(b"HTTP/2 200") and out.endswith(b"upstream ok\n"), out
+
+
+def test_http2_local_responses(nginx, upstream):
+    from conftest import free_port
+    import subprocess
+    port2 = free_port()
+    nginx.start(H2.replace("@PORT2@", str(port2)))
+    for cb in ("reqh", "reqb", "resph", "respb"):
+        p = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-D", "-",
+                            "--data-binary", "body", "-H", f"x-pw: {cb}.local=418",
+                            f"http://127.0.0.1:{port2}/echo"], capture_output=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.startswith(b"HTTP/2 418"), p.stdout
+        assert p.stdout.endswith(b"local from %s\n" % cb.encode())
+
+
+def test_client_gone_while_paused(nginx, upstream):
+    nginx.start(FILTER)
+    s = socket.create_connection(("127.0.0.1", nginx.port), timeout=10)
+    s.sendall(b"GET /gone HTTP/1.1\r\nHost: x\r\nx-pw: reqh.pause\r\n\r\n")
+    ctx = context_of(nginx, "reqh", "gone")
+    s.close()
+    # the request ends (499), its stream context too; nothing went upstream
+    assert nginx.wait_log(r"filter: log ctx=%s " % ctx), nginx.log()[-2000:]
+    assert upstream.requests == []
+    assert resume(nginx, ctx, 0).status == 200     # a stale id: ignored
