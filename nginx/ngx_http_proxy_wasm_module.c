@@ -51,6 +51,10 @@ typedef struct {
     pw_module                       *module;     /* loaded in the master */
     ngx_uint_t                       cbs;        /* ..._CB_* it exports */
     pw_vm                           *vm;         /* per worker */
+    pw_vm                          **vmp;        /* the VM it uses: its own,
+                                                    or that of an earlier
+                                                    declaration of the same
+                                                    (file, vm_id, vm_config) */
     ngx_log_t                       *log;        /* plugin logs, no request */
 } ngx_http_proxy_wasm_mod_t;
 
@@ -3177,13 +3181,13 @@ ngx_http_proxy_wasm_plugin(ngx_http_proxy_wasm_plugin_t *p, ngx_log_t *log)
 
     mod = p->mod;
 
-    if (mod->vm == NULL) {
+    if (*mod->vmp == NULL) {
         rc = pw_vm_new(mod->module, ngx_http_proxy_wasm_pw(&mod->vm_id),
                        ngx_http_proxy_wasm_pw(&mod->vm_config),
-                       &ngx_http_proxy_wasm_ops, mod, &mod->vm, err,
+                       &ngx_http_proxy_wasm_ops, mod, mod->vmp, err,
                        sizeof(err));
         if (rc != PW_OK) {
-            mod->vm = NULL;
+            *mod->vmp = NULL;
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "proxy_wasm_module \"%V\": cannot create VM: %s",
                           &mod->name, err);
@@ -3191,7 +3195,7 @@ ngx_http_proxy_wasm_plugin(ngx_http_proxy_wasm_plugin_t *p, ngx_log_t *log)
         }
     }
 
-    rc = pw_plugin_new(mod->vm, ngx_http_proxy_wasm_pw(&mod->name),
+    rc = pw_plugin_new(*mod->vmp, ngx_http_proxy_wasm_pw(&mod->name),
                        ngx_http_proxy_wasm_pw(&p->root_id),
                        ngx_http_proxy_wasm_pw(&p->config), &p->plugin, err,
                        sizeof(err));
@@ -3476,8 +3480,8 @@ ngx_http_proxy_wasm_failed(ngx_http_request_t *r,
     open = (ctx->plcf->failure == NGX_HTTP_PROXY_WASM_FAIL_OPEN);
     s->failed = 1;
 
-    if (reason == NULL && s->filter->plugin->mod->vm) {
-        reason = pw_vm_last_error(s->filter->plugin->mod->vm);
+    if (reason == NULL && *s->filter->plugin->mod->vmp) {
+        reason = pw_vm_last_error(*s->filter->plugin->mod->vmp);
     }
 
     if (reason == NULL || reason[0] == '\0') {
@@ -6540,7 +6544,7 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
     char                             err[PW_ERRLEN];
     char                            *env;
     ngx_str_t                        name;
-    ngx_uint_t                       i;
+    ngx_uint_t                       i, j;
     pw_runtime_config                rcf;
     ngx_pool_cleanup_t              *cln;
     ngx_http_proxy_wasm_mod_t      **mods, *mod;
@@ -6630,6 +6634,21 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cf->log, 0,
                        "proxy_wasm_module \"%V\": ABI %s", &mod->name,
                        pw_module_abi_version(mod->module));
+
+        /* one VM per worker per (module, vm_id): declarations of the same
+         * file with the same vm_id and vm_config share it */
+        mod->vmp = &mod->vm;
+
+        for (j = 0; j < i; j++) {
+            if (ngx_http_proxy_wasm_str_eq(&mods[j]->path, &mod->path)
+                && ngx_http_proxy_wasm_str_eq(&mods[j]->vm_id, &mod->vm_id)
+                && ngx_http_proxy_wasm_str_eq(&mods[j]->vm_config,
+                                              &mod->vm_config))
+            {
+                mod->vmp = mods[j]->vmp;
+                break;
+            }
+        }
 
         if (pw_module_has_callback(mod->module, "proxy_on_request_body")) {
             mod->cbs |= NGX_HTTP_PROXY_WASM_CB_REQ_BODY;

@@ -141,3 +141,24 @@ def test_several_root_ids_of_one_module_share_one_vm(nginx, upstream):
     parents = re.findall(r"proxy_on_context_create \d+ (\d+)", worker)
     assert parents.count(ids["first"]) == 2 and parents.count(ids["second"]) == 3
     assert len(re.findall(r"proxy_on_vm_start", worker)) == 2   # per root (cpp-host)
+
+
+def test_declarations_of_one_module_and_vm_id_share_the_vm(nginx):
+    nginx.start("""
+    proxy_wasm_module a @WASM:tests/plugins/lifecycle.wasm@ vm_id=shared;
+    proxy_wasm_module b @WASM:tests/plugins/lifecycle.wasm@ vm_id=shared;
+    proxy_wasm_module c @WASM:tests/plugins/lifecycle.wasm@ vm_id=other;
+    server {
+        listen 127.0.0.1:@PORT@;
+        location /a { proxy_wasm a config=A; return 200; }
+        location /b { proxy_wasm b config=B; return 200; }
+        location /c { proxy_wasm c config=C; return 200; }
+    }
+""")
+    log = nginx.log()
+    worker = log[log.index("start worker process"):]
+    ids = dict((c, int(i)) for i, c in
+               re.findall(r"proxy_on_configure (\d+) \d+ config=(\w)", worker))
+    # a and b: root contexts 1 and 2 of one VM; c: its own VM, from 1 again
+    assert sorted([ids["A"], ids["B"]]) == [1, 2] and ids["C"] == 1, ids
+    assert re.search(r"\[pwasm\] b: lifecycle: proxy_on_configure", worker)
