@@ -42,6 +42,7 @@ include sdk/c/sdk.mk
 include examples/examples.mk
 include tests/tests.mk
 include nginx/nginx.mk
+include bench/bench.mk
 
 deps:
 	bash scripts/deps.sh

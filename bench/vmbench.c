@@ -1,0 +1,418 @@
+/*
+ * vmbench -- instantiation time, memory per VM and in-process cost of one
+ * HTTP stream, for `make bench` (bench/run.py runs it and reads its JSON).
+ *
+ *   vmbench load WASM ROOT_ID CACHE_DIR
+ *       One fresh process: pw_runtime_new, pw_module_load_file (cold when
+ *       CACHE_DIR is empty: wasm2c + cc; else SHA-256 + dlopen), then the
+ *       first pw_vm_new + pw_plugin_new. Run it in a new process each time:
+ *       dlopen of an already loaded object would be free.
+ *
+ *   vmbench vm WASM ROOT_ID CACHE_DIR HEADERS_FILE ITERATIONS NVMS STREAMS
+ *       With the module loaded once: ITERATIONS x (pw_vm_new, pw_plugin_new,
+ *       pw_vm_free), medians; RSS and linear memory of NVMS live VMs; then
+ *       STREAMS HTTP streams through one VM with an in-memory host (request
+ *       headers from HEADERS_FILE, "Name: value" lines, plus the four
+ *       pseudo-headers; a 3-byte response body): ns per stream and linear
+ *       memory growth over them.
+ *
+ * The linear memory size is read from the instance (src/core/core.h), the
+ * one internal structure used here.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/core.h"
+#include "pwasm.h"
+
+#define MAX_HEADERS 64
+
+/* ------------------------------------------------------ a minimal host */
+
+typedef struct bstream {
+    pw_kv req[MAX_HEADERS], resp[MAX_HEADERS];
+    size_t nreq, nresp, nresp_base;
+    char arena[4096]; /* copies of what plugins add; reset per stream */
+    size_t used;
+    char body[64];
+    size_t body_len;
+} bstream;
+
+static pw_str bs_save(bstream *s, pw_str v)
+{
+    if (v.len > sizeof s->arena - s->used)
+        return (pw_str){"", 0};
+    memcpy(s->arena + s->used, v.data, v.len);
+    pw_str r = {s->arena + s->used, v.len};
+    s->used += v.len;
+    return r;
+}
+
+static void h_log(void *host, void *stream, pw_str name, proxy_log_level_t l, pw_str msg)
+{
+    (void)host;
+    (void)stream;
+    if (l >= PROXY_LOG_WARN)
+        fprintf(stderr, "vmbench: [%.*s] %.*s\n", (int)name.len, name.data, (int)msg.len,
+                msg.data);
+}
+
+static proxy_log_level_t h_level(void *host)
+{
+    (void)host;
+    return PROXY_LOG_WARN;
+}
+
+static proxy_status_t h_pairs(void *host, void *stream, proxy_map_type_t map, pw_kv **pairs,
+                              size_t *n)
+{
+    (void)host;
+    bstream *s = stream;
+    if (map == PROXY_MAP_HTTP_REQUEST_HEADERS) {
+        *pairs = s->req;
+        *n = s->nreq;
+    } else if (map == PROXY_MAP_HTTP_RESPONSE_HEADERS) {
+        *pairs = s->resp;
+        *n = s->nresp;
+    } else {
+        return PROXY_RESULT_NOT_FOUND;
+    }
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t h_get(void *host, void *stream, proxy_map_type_t map, pw_str key,
+                            pw_str *value)
+{
+    pw_kv *kv;
+    size_t n;
+    if (h_pairs(host, stream, map, &kv, &n) != PROXY_RESULT_OK)
+        return PROXY_RESULT_NOT_FOUND;
+    for (size_t i = 0; i < n; i++)
+        if (kv[i].key.len == key.len && !strncasecmp(kv[i].key.data, key.data, key.len)) {
+            *value = kv[i].value;
+            return PROXY_RESULT_OK;
+        }
+    return PROXY_RESULT_NOT_FOUND;
+}
+
+static proxy_status_t h_add(void *host, void *stream, proxy_map_type_t map, pw_str key,
+                            pw_str value)
+{
+    (void)host;
+    bstream *s = stream;
+    pw_kv *kv = map == PROXY_MAP_HTTP_REQUEST_HEADERS ? s->req : s->resp;
+    size_t *n = map == PROXY_MAP_HTTP_REQUEST_HEADERS ? &s->nreq : &s->nresp;
+    if (map > PROXY_MAP_HTTP_RESPONSE_HEADERS || *n == MAX_HEADERS)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    kv[(*n)++] = (pw_kv){bs_save(s, key), bs_save(s, value)};
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t h_body_size(void *host, void *stream, proxy_buffer_type_t type,
+                                  size_t *size)
+{
+    (void)host;
+    if (type != PROXY_BUFFER_HTTP_RESPONSE_BODY)
+        return PROXY_RESULT_NOT_FOUND;
+    *size = ((bstream *)stream)->body_len;
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t h_body_copy(void *host, void *stream, proxy_buffer_type_t type,
+                                  size_t start, size_t len, void *dst)
+{
+    (void)host;
+    bstream *s = stream;
+    if (type != PROXY_BUFFER_HTTP_RESPONSE_BODY || start + len > s->body_len)
+        return PROXY_RESULT_NOT_FOUND;
+    memcpy(dst, s->body + start, len);
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t h_body_replace(void *host, void *stream, proxy_buffer_type_t type,
+                                     size_t start, size_t len, pw_str data)
+{
+    (void)host;
+    bstream *s = stream;
+    if (type != PROXY_BUFFER_HTTP_RESPONSE_BODY || start + len > s->body_len ||
+        s->body_len - len + data.len > sizeof s->body)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    memmove(s->body + start + data.len, s->body + start + len, s->body_len - start - len);
+    memcpy(s->body + start, data.data, data.len);
+    s->body_len = s->body_len - len + data.len;
+    return PROXY_RESULT_OK;
+}
+
+static const pw_host_ops ops = {
+    .log = h_log,
+    .log_level = h_level,
+    .map_pairs = h_pairs,
+    .map_get = h_get,
+    .map_add = h_add,
+    .body_size = h_body_size,
+    .body_copy = h_body_copy,
+    .body_replace = h_body_replace,
+};
+
+/* Request headers: pseudo-headers, then HEADERS_FILE ("Name: value"),
+ * names lower-cased as the nginx module lists them. */
+static char header_text[8192];
+
+static int load_headers(bstream *s, const char *path)
+{
+    static const char *pseudo[][2] = {
+        {":method", "GET"}, {":path", "/local/headers"}, {":authority", "127.0.0.1"},
+        {":scheme", "http"}};
+    for (size_t i = 0; i < 4; i++)
+        s->req[s->nreq++] = (pw_kv){{pseudo[i][0], strlen(pseudo[i][0])},
+                                    {pseudo[i][1], strlen(pseudo[i][1])}};
+    s->req[s->nreq++] = (pw_kv){{"host", 4}, {"127.0.0.1", 9}};
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        perror(path);
+        return -1;
+    }
+    size_t len = fread(header_text, 1, sizeof header_text - 1, f);
+    fclose(f);
+    header_text[len] = '\0';
+    for (char *line = strtok(header_text, "\n"); line && s->nreq < MAX_HEADERS;
+         line = strtok(NULL, "\n")) {
+        char *colon = strchr(line, ':');
+        if (!colon || line[0] == '#')
+            continue;
+        *colon = '\0';
+        char *v = colon + 1;
+        while (*v == ' ')
+            v++;
+        for (char *p = line; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+        s->req[s->nreq++] = (pw_kv){{line, strlen(line)}, {v, strlen(v)}};
+    }
+    static const char *resp[][2] = {
+        {":status", "200"}, {"content-type", "text/plain"}, {"content-length", "3"}};
+    for (size_t i = 0; i < 3; i++)
+        s->resp[s->nresp++] = (pw_kv){{resp[i][0], strlen(resp[i][0])},
+                                      {resp[i][1], strlen(resp[i][1])}};
+    s->nresp_base = s->nresp;
+    return 0;
+}
+
+/* ------------------------------------------------------------- helpers */
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return rss * 4;
+}
+
+static uint64_t linmem(pw_vm *vm)
+{
+    uint64_t size = 0;
+    pw_winst_mem(vm->inst, &size);
+    return size;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n ? v[n / 2] : 0;
+}
+
+static char err[PW_ERRLEN];
+
+#define S(s) ((pw_str){(s), strlen(s)})
+#define FAIL(what)                                                 \
+    do {                                                           \
+        fprintf(stderr, "vmbench: %s: %s\n", (what), err);         \
+        return 1;                                                  \
+    } while (0)
+
+static int new_vm(pw_module *m, const char *root_id, pw_vm **vm, pw_plugin **p, void *host)
+{
+    if (pw_vm_new(m, S(""), S(""), &ops, host, vm, err, sizeof err) != PW_OK)
+        return -1;
+    if (pw_plugin_new(*vm, S("bench"), S(root_id), S(""), p, err, sizeof err) != PW_OK) {
+        pw_vm_free(*vm);
+        return -1;
+    }
+    return 0;
+}
+
+static int setup(const char *cache_dir, const char *wasm, pw_runtime **rt, pw_module **m,
+                 double *load_ns)
+{
+    pw_runtime_config cfg = {.cache_dir = cache_dir};
+    if (pw_runtime_new(&cfg, rt, err, sizeof err) != PW_OK)
+        return -1;
+    double t = now_ns();
+    if (pw_module_load_file(*rt, "bench", wasm, m, err, sizeof err) != PW_OK)
+        return -1;
+    *load_ns = now_ns() - t;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- modes */
+
+static int mode_load(const char *wasm, const char *root_id, const char *cache_dir)
+{
+    double t0 = now_ns(), load;
+    pw_runtime *rt;
+    pw_module *m;
+    if (setup(cache_dir, wasm, &rt, &m, &load) != 0)
+        FAIL("load");
+    pw_vm *vm;
+    pw_plugin *p;
+    double t1 = now_ns();
+    if (new_vm(m, root_id, &vm, &p, NULL) != 0)
+        FAIL("first VM");
+    double t2 = now_ns();
+    printf("{\"load_ms\": %.3f, \"first_vm_us\": %.1f, \"total_ms\": %.3f}\n", load / 1e6,
+           (t2 - t1) / 1e3, (t2 - t0) / 1e6);
+    pw_vm_free(vm);
+    pw_module_free(m);
+    pw_runtime_free(rt);
+    return 0;
+}
+
+static int mode_vm(const char *wasm, const char *root_id, const char *cache_dir,
+                   const char *headers, long iterations, long nvms, long streams)
+{
+    pw_runtime *rt;
+    pw_module *m;
+    double load;
+    if (setup(cache_dir, wasm, &rt, &m, &load) != 0)
+        FAIL("load");
+
+    /* Instantiation with the compiled module loaded. */
+    double *vm_new = calloc((size_t)iterations, sizeof(double));
+    double *plugin_new = calloc((size_t)iterations, sizeof(double));
+    double *vm_free = calloc((size_t)iterations, sizeof(double));
+    double *both = calloc((size_t)iterations, sizeof(double));
+    if (!vm_new || !plugin_new || !vm_free || !both)
+        return 1;
+    for (long i = 0; i < iterations; i++) {
+        pw_vm *vm;
+        pw_plugin *p;
+        double t0 = now_ns();
+        if (pw_vm_new(m, S(""), S(""), &ops, NULL, &vm, err, sizeof err) != PW_OK)
+            FAIL("pw_vm_new");
+        double t1 = now_ns();
+        if (pw_plugin_new(vm, S("bench"), S(root_id), S(""), &p, err, sizeof err) != PW_OK)
+            FAIL("pw_plugin_new");
+        double t2 = now_ns();
+        pw_vm_free(vm);
+        double t3 = now_ns();
+        vm_new[i] = t1 - t0;
+        plugin_new[i] = t2 - t1;
+        both[i] = t2 - t0;
+        vm_free[i] = t3 - t2;
+    }
+
+    /* Memory of nvms live VMs, each with its root context. */
+    pw_vm **vms = calloc((size_t)nvms, sizeof *vms);
+    if (!vms)
+        return 1;
+    long rss0 = rss_kb();
+    uint64_t lin = 0;
+    for (long i = 0; i < nvms; i++) {
+        pw_plugin *p;
+        if (new_vm(m, root_id, &vms[i], &p, NULL) != 0)
+            FAIL("VM for memory");
+        lin += linmem(vms[i]);
+    }
+    long rss1 = rss_kb();
+    for (long i = 0; i < nvms; i++)
+        pw_vm_free(vms[i]);
+    free(vms);
+
+    /* HTTP streams through one VM. */
+    static bstream s;
+    if (load_headers(&s, headers) != 0)
+        return 1;
+    pw_vm *vm;
+    pw_plugin *p;
+    if (new_vm(m, root_id, &vm, &p, NULL) != 0)
+        FAIL("VM for streams");
+    uint64_t lin0 = linmem(vm);
+    long warm = streams / 10 + 1;
+    double t0 = 0;
+    for (long i = 0; i < warm + streams; i++) {
+        if (i == warm)
+            t0 = now_ns();
+        pw_stream *st;
+        s.nresp = s.nresp_base;
+        s.used = 0;
+        memcpy(s.body, "ok\n", 3);
+        s.body_len = 3;
+        if (pw_stream_new(p, &s, &st, err, sizeof err) != PW_OK)
+            FAIL("pw_stream_new");
+        if (pw_stream_on_request_headers(st, (uint32_t)s.nreq, 1) == PW_ACTION_ERROR ||
+            pw_stream_on_response_headers(st, (uint32_t)s.nresp, 0) == PW_ACTION_ERROR ||
+            pw_stream_on_response_body(st, s.body_len, 1) == PW_ACTION_ERROR) {
+            snprintf(err, sizeof err, "%s", pw_vm_last_error(vm));
+            FAIL("stream");
+        }
+        pw_stream_free(st);
+    }
+    double t1 = now_ns();
+    uint64_t lin1 = linmem(vm);
+    const char *added = s.nresp > s.nresp_base ? s.resp[s.nresp - 1].key.data : "";
+    size_t added_len = s.nresp > s.nresp_base ? s.resp[s.nresp - 1].key.len : 0;
+    pw_vm_free(vm);
+
+    printf("{\"cached_load_in_process_ms\": %.3f, \"iterations\": %ld,"
+           " \"vm_new_us\": %.2f, \"plugin_new_us\": %.2f, \"vm_and_plugin_us\": %.2f,"
+           " \"vm_free_us\": %.2f, \"vms\": %ld, \"rss_per_vm_kb\": %.1f,"
+           " \"linear_memory_per_vm_kb\": %.1f, \"streams\": %ld, \"stream_ns\": %.1f,"
+           " \"linear_memory_before_kb\": %.1f, \"linear_memory_after_kb\": %.1f,"
+           " \"last_added_header\": \"%.*s\", \"body\": \"%.2s\"}\n",
+           load / 1e6, iterations, median(vm_new, (size_t)iterations) / 1e3,
+           median(plugin_new, (size_t)iterations) / 1e3, median(both, (size_t)iterations) / 1e3,
+           median(vm_free, (size_t)iterations) / 1e3, nvms,
+           nvms ? (double)(rss1 - rss0) / (double)nvms : 0,
+           nvms ? (double)lin / 1024.0 / (double)nvms : 0, streams,
+           streams ? (t1 - t0) / (double)streams : 0, (double)lin0 / 1024.0,
+           (double)lin1 / 1024.0, (int)added_len, added, s.body);
+    free(vm_new);
+    free(plugin_new);
+    free(vm_free);
+    free(both);
+    pw_module_free(m);
+    pw_runtime_free(rt);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 5 && !strcmp(argv[1], "load"))
+        return mode_load(argv[2], argv[3], argv[4]);
+    if (argc == 9 && !strcmp(argv[1], "vm"))
+        return mode_vm(argv[2], argv[3], argv[4], argv[5], atol(argv[6]), atol(argv[7]),
+                       atol(argv[8]));
+    fprintf(stderr, "usage: vmbench load WASM ROOT_ID CACHE_DIR\n"
+                    "       vmbench vm WASM ROOT_ID CACHE_DIR HEADERS_FILE ITERATIONS NVMS "
+                    "STREAMS\n");
+    return 2;
+}
