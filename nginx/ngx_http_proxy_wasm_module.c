@@ -7,18 +7,28 @@
  * started once on a throw-away VM (a canary), so that `nginx -t` refuses a
  * bad module or a plugin whose on_vm_start/on_configure fails.
  *
- * Worker processes: one pw_vm per worker per proxy_wasm_module, one
+ * Worker processes: one pw_vm per worker per (module file, vm_id), one
  * pw_plugin (root context) per distinct (module, root_id, configuration),
  * shared by every location using it. Per request, one pw_stream per plugin
  * of the location's chain:
  *
- *   rewrite phase   on_request_headers, in chain order
- *   header filter   on_response_headers, in chain order
- *   log phase       on_log, on_done, on_delete (pw_stream_free)
+ *   rewrite phase        on_request_headers, in chain order; then, when a
+ *                        plugin exports it, nginx reads the body through
+ *   request body filter  on_request_body, chunk by chunk
+ *   header filter        on_response_headers (headers then held until the
+ *   body filter          first on_response_body results went through)
+ *                        on_response_trailers with the last buffer
+ *   log phase            on_log, on_done, on_delete (pw_stream_free)
  *
- * Header maps are r->headers_in / r->headers_out, kept consistent with
- * nginx's shortcut pointers. A trap answers 503 (fail closed) unless
- * proxy_wasm_failure_policy is "open". See docs/DIRECTIVES.md.
+ * Pause holds a direction until proxy_continue_stream: the rewrite handler
+ * returns NGX_DONE and is run again, the filters keep (copy) what they are
+ * given and set r->buffered. Actions a plugin asks for during a callback
+ * (continue, close, local response) are queued and applied after it
+ * returns, or from a posted event for another request (REFERENCE §8.10).
+ * Header maps are r->headers_in / r->headers_out / trailers, kept
+ * consistent with nginx's shortcut pointers. A trap answers 503 (fail
+ * closed) unless proxy_wasm_failure_policy is "open". See
+ * docs/DIRECTIVES.md and docs/PROPERTIES.md.
  */
 
 #include <ngx_config.h>

@@ -155,6 +155,8 @@ def test_declarations_of_one_module_and_vm_id_share_the_vm(nginx):
         location /c { proxy_wasm c config=C; return 200; }
     }
 """)
+    for c in "ABC":
+        assert nginx.wait_log(r"start worker process[\s\S]*proxy_on_configure \d+ \d+ config=" + c)
     log = nginx.log()
     worker = log[log.index("start worker process"):]
     ids = dict((c, int(i)) for i, c in
