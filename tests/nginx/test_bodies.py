@@ -258,3 +258,19 @@ def test_http2_bodies_both_ways(nginx, upstream):
     assert re.search(r"request: \"POST /echo HTTP/2.0\"", nginx.log())
     sizes = calls(nginx, "reqb")
     assert len(sizes) > 1 and sum(s for s, _ in sizes) == len(body)
+
+
+def test_without_body_callbacks_the_response_keeps_its_length(nginx, upstream):
+    # hostcalls.wasm exports no proxy_on_*_body: nothing is held or chunked
+    nginx.start("""
+    proxy_wasm_module hostcalls @WASM:tests/plugins/hostcalls.wasm@;
+    server {
+        listen 127.0.0.1:@PORT@;
+        location / { proxy_wasm hostcalls; proxy_pass http://@UPSTREAM@; }
+    }
+""")
+    r = nginx.request("/?size=100000")
+    assert r.status == 200 and len(r.body) == 100000
+    assert r.header("content-length") == "100000"
+    r = nginx.request("/echo", method="POST", body=b"q" * 5000)
+    assert r.body == b"q" * 5000
