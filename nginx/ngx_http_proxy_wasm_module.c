@@ -214,6 +214,7 @@ struct ngx_http_proxy_wasm_ctx_s {
     unsigned                         resume:2;   /* queued, per direction */
     unsigned                         close:1;    /* queued close */
     unsigned                         changed:2;  /* body size changed */
+    unsigned                         modified:2; /* body written at all */
     unsigned                         req_body:1; /* request body handled */
     unsigned                         body_read:1; /* ... and read by nginx */
     unsigned                         req_eos:1;  /* last buf passed on */
@@ -4116,6 +4117,8 @@ ngx_http_proxy_wasm_body_replace(void *host, void *stream,
         s->ctx->changed |= 1 << type;
     }
 
+    s->ctx->modified |= 1 << type;
+
     return PROXY_RESULT_OK;
 }
 
@@ -5475,18 +5478,27 @@ ngx_http_proxy_wasm_response_out(ngx_http_proxy_wasm_ctx_t *ctx,
 
     if (ctx->headers_held) {
 
-        if (eos && ctx->out_size == 0) {
-            /* the whole body is known: exact length */
-            ngx_http_clear_content_length(r);
-            r->headers_out.content_length_n = body->size;
+        if (eos && ctx->out_size == 0
+            && !(ctx->modified & (1 << NGX_HTTP_PROXY_WASM_RESP))
+            && !ctx->replace && r->headers_out.content_length_n == body->size)
+        {
+            /* the whole body, untouched: as the upstream sent it (ranges,
+             * strong ETag and all) */
 
         } else {
-            /* a plugin may change what follows: let nginx chunk it */
-            ngx_http_clear_content_length(r);
-        }
+            if (eos && ctx->out_size == 0) {
+                /* the whole body is known: exact length */
+                ngx_http_clear_content_length(r);
+                r->headers_out.content_length_n = body->size;
 
-        ngx_http_clear_accept_ranges(r);
-        ngx_http_weak_etag(r);
+            } else {
+                /* a plugin may change what follows: let nginx chunk it */
+                ngx_http_clear_content_length(r);
+            }
+
+            ngx_http_clear_accept_ranges(r);
+            ngx_http_weak_etag(r);
+        }
 
         if (ngx_http_proxy_wasm_trailer_count(r)) {
             r->expect_trailers = 1;

@@ -232,12 +232,21 @@ def test_static_file_body(nginx, tmp_path):
         listen 127.0.0.1:@PORT@;
         sendfile on;
         location / {{ root {root}; proxy_wasm filter config=respb.upper; }}
+        location /plain/ {{ alias {root}/; proxy_wasm filter; }}
     }}
 """)
     r = nginx.request("/f.txt")
     assert r.status == 200 and r.body == b"STATIC FILE\n" * 1000
-    # the whole file in one buffer with the last one: exact length
+    # the whole file in one buffer with the last one: exact length; the
+    # body changed, so no ranges and a weak ETag
     assert r.header("content-length") == "12000"
+    assert r.header("etag").startswith('W/')
+    r = nginx.request("/f.txt", headers={"range": "bytes=0-5"})
+    assert r.status == 200 and len(r.body) == 12000
+    # untouched, it goes as it was: ranges, strong ETag
+    r = nginx.request("/plain/f.txt", headers={"range": "bytes=0-5", "x-pw": "respb.body"})
+    assert r.status == 206 and r.body == b"static"
+    assert not r.header("etag").startswith('W/')
 
 
 def test_http2_bodies_both_ways(nginx, upstream):
