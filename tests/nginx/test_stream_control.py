@@ -297,3 +297,20 @@ def test_client_gone_while_paused(nginx, upstream):
     assert nginx.wait_log(r"filter: log ctx=%s " % ctx), nginx.log()[-2000:]
     assert upstream.requests == []
     assert resume(nginx, ctx, 0).status == 200     # a stale id: ignored
+
+
+def test_http2_close_stream_resets_the_stream(nginx, upstream):
+    from conftest import free_port
+    import subprocess
+    port2 = free_port()
+    nginx.start(H2.replace("@PORT2@", str(port2)))
+    for rules in ("reqh.close", "resph.close", "reqb.close"):
+        p = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "--data-binary", "x",
+                            "-H", "x-pw: " + rules, f"http://127.0.0.1:{port2}/a"],
+                           capture_output=True, timeout=30)
+        # RST_STREAM (nginx's 444 on HTTP/2: PROTOCOL_ERROR), no response
+        assert p.returncode != 0 and p.stdout == b"", p
+        assert re.search(rb"stream 1 was not closed cleanly", p.stderr), p.stderr
+    p = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", f"http://127.0.0.1:{port2}/b"],
+                       capture_output=True, timeout=30)
+    assert p.stdout == b"upstream ok\n"
