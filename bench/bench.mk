@@ -18,8 +18,8 @@
 #   BENCH_PORT          front nginx port; the upstream uses BENCH_PORT+1
 #   BENCH_ONLY          a subset of the parts: rps,rss,callgrind,vm
 #   BENCH_OUT           where latest.{md,png,json} go
-BENCH_SECONDS      ?= 5
-BENCH_ROUNDS       ?= 5
+BENCH_SECONDS      ?= 4
+BENCH_ROUNDS       ?= 7
 BENCH_CONNECTIONS  ?= 16
 BENCH_RSS_REQUESTS ?= 1000000
 BENCH_CG_REQUESTS  ?= 2000

@@ -15,12 +15,12 @@ set yrange [0:*]
 set offsets 0,0,graph 0.1,0
 set xzeroaxis lt -1
 set bmargin 8
-set title "CPU time per request (µs)"
+set title "CPU time per request (µs, best round)"
 plot data using 3:xtic(2) title "nginx answers (return 200)" lc rgb "#4477aa", \
      '' using 4 title "proxied to a local upstream" lc rgb "#ee6677", \
      '' using ($0-1./6):3:(sprintf("%.1f",$3)) with labels offset 0,0.6 font ",8" notitle, \
      '' using ($0+1./6):4:(sprintf("%.1f",$4)) with labels offset 0,0.6 font ",8" notitle
-set title "overhead over nginx alone (µs per request)"
+set title "overhead over nginx alone (µs per request, best rounds)"
 set yrange [*:*]
 plot data every ::1 using 5:xtic(2) title "nginx answers (return 200)" lc rgb "#4477aa", \
      '' every ::1 using 6 title "proxied to a local upstream" lc rgb "#ee6677", \
