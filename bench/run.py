@@ -523,7 +523,8 @@ def callgrind_category(ob, fl):
 
 
 def part_callgrind(args, run_dir, subst, headers, scenarios):
-    """Instructions per request, scenarios 1 to 3, one nginx process under
+    """Instructions per request of every scenario (the issue asks for 1 to 3;
+    the others cost little more), one nginx process under
     callgrind (master_process off), counters zeroed and dumped around each
     batch with callgrind_control."""
     port = args.port + 2
@@ -572,7 +573,8 @@ def part_callgrind(args, run_dir, subst, headers, scenarios):
                 keep = os.path.join(run_dir, f"callgrind.{set_name}-{key}.out")
                 os.replace(dump, keep)
                 total = callgrind_totals(keep)
-                res = {"requests": n, "ir_total": total, "ir_per_req": total / n, "dump": keep}
+                res = {"requests": n, "ir_total": total, "ir_per_req": total / n,
+                       "dump": os.path.relpath(keep, os.path.dirname(os.path.dirname(run_dir)))}
                 inc = callgrind_inclusive(keep, set(PWASM_HANDLERS))
                 res["handlers_ir_per_req"] = {k: v / n for k, v in inc.items()}
                 own = callgrind_self(keep)
