@@ -489,6 +489,16 @@ static int compile_to(const pw_engine_config *cfg, const char *name,
         errf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
+    /* The compiler runs inside dir: every path it gets must be absolute
+     * (a relative cache directory would otherwise point nowhere). */
+    char *abs = realpath(dir, NULL);
+    if (!abs) {
+        errf(err, errlen, "cannot resolve %s: %s", dir, strerror(errno));
+        rm_tree(dir);
+        return -1;
+    }
+    snprintf(dir, sizeof dir, "%s", abs);
+    free(abs);
     snprintf(tmp_so, sizeof tmp_so, "%s/plug.so", dir);
     int rc = compile(cfg, name, bytes, len, info, map, dir, tmp_so, err,
                      errlen);

@@ -177,6 +177,22 @@ TEST(engine_precompiled_artifact)
     pw_runtime_free(nocc);
 }
 
+TEST(engine_relative_cache_dir)
+{
+    /* The compiler runs in a temporary directory: a relative cache path
+     * must still work (found by the benchmark harness). */
+    system("rm -rf build/tests/relcache");
+    pw_runtime_config cfg = {.cache_dir = "build/tests/relcache"};
+    pw_runtime *r;
+    CHECK(pw_runtime_new(&cfg, &r, err, sizeof err) == PW_OK);
+    pw_module *m = NULL;
+    CHECK(pw_module_load_file(r, "rel", EXAMPLE("deny"), &m, err, sizeof err) == PW_OK);
+    if (!m)
+        printf("  %s\n", err);
+    pw_module_free(m);
+    pw_runtime_free(r);
+}
+
 /* Runs one request through trap.wasm with x-trap: kind. */
 static pw_action trap_request(pw_plugin *p, mh_stream *s, const char *kind)
 {
@@ -634,6 +650,7 @@ int main(void)
     RUN(engine_refuses_truncated_and_garbage);
     RUN(engine_traps_each_kind);
     RUN(engine_precompiled_artifact);
+    RUN(engine_relative_cache_dir);
     RUN(core_lifecycle_order);
     RUN(core_plugin_refusing_config);
     RUN(core_hostcalls);
