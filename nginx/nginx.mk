@@ -41,7 +41,8 @@ $(NGINX_MODULE): $(NGINX_TREE)/objs/Makefile $(NGINX_MOD_SRCS) $(LIB) \
                  include/pwasm.h include/proxy_wasm/abi.h
 	rm -f $(NGINX_TREE)/objs/ngx_http_proxy_wasm_module.so
 	MAKEFLAGS= MFLAGS= $(MAKE) -C $(NGINX_TREE) -f objs/Makefile modules
-	cp $(NGINX_TREE)/objs/ngx_http_proxy_wasm_module.so $@
+	# Never write in place: a running nginx has the old file mapped.
+	cp $(NGINX_TREE)/objs/ngx_http_proxy_wasm_module.so $@.tmp && mv -f $@.tmp $@
 
 run:
 	bash scripts/deps.sh
