@@ -15,9 +15,6 @@
  *       headers from HEADERS_FILE, "Name: value" lines, plus the four
  *       pseudo-headers; a 3-byte response body): ns per stream and linear
  *       memory growth over them.
- *
- * The linear memory size is read from the instance (src/core/core.h), the
- * one internal structure used here.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +22,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include "core/core.h"
 #include "pwasm.h"
 
 #define MAX_HEADERS 64
@@ -223,8 +219,8 @@ static long rss_kb(void)
 
 static uint64_t linmem(pw_vm *vm)
 {
-    uint64_t size = 0;
-    pw_winst_mem(vm->inst, &size);
+    size_t size = 0;
+    pw_vm_memory(vm, &size);
     return size;
 }
 
