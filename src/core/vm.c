@@ -29,18 +29,6 @@ static const char *const cb_names[PW_CB_COUNT] = {
     [PW_CB_MAIN_VOID] = "__main_void",
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 void pw_vm_log(pw_vm *vm, proxy_log_level_t level, const char *fmt, ...)
 {
     if (!vm->ops->log)
@@ -230,7 +218,7 @@ static int vm_instantiate(pw_vm *vm, char *err, size_t errlen)
                           &vm->inst, &trap);
     if (rc != 0) {
         vm->in_start = 0;
-        set_err(err, errlen, "module \"%s\": instantiation failed: %s",
+        pw_errf(err, errlen, "module \"%s\": instantiation failed: %s",
                 vm->m->name, pw_trap_str(trap.kind));
         return trap.kind == PW_TRAP_OUT_OF_MEMORY ? PW_ENOMEM : PW_ETRAP;
     }
@@ -253,10 +241,10 @@ static int vm_instantiate(pw_vm *vm, char *err, size_t errlen)
             vm->in_start = 0;
             vm->dead = 1;
             if (trap.kind == PW_TRAP_EXIT)
-                set_err(err, errlen, "module \"%s\": %s called proc_exit(%u)",
+                pw_errf(err, errlen, "module \"%s\": %s called proc_exit(%u)",
                         vm->m->name, cb_names[steps[i]], trap.exit_code);
             else
-                set_err(err, errlen, "module \"%s\": %s trapped: %s",
+                pw_errf(err, errlen, "module \"%s\": %s trapped: %s",
                         vm->m->name, cb_names[steps[i]],
                         pw_trap_str(trap.kind));
             snprintf(vm->last_error, sizeof vm->last_error, "%s", err ? err : "");
@@ -294,7 +282,7 @@ int pw_vm_new(pw_module *m, pw_str vm_id, pw_str vm_config,
             free(vm->vm_id);
             free(vm);
         }
-        set_err(err, errlen, "out of memory");
+        pw_errf(err, errlen, "out of memory");
         return PW_ENOMEM;
     }
     vm->m = m;
@@ -344,7 +332,7 @@ static int plugin_start(pw_plugin *p, char *err, size_t errlen)
     p->ctx.id = vm->next_ctx_id++;
     p->ctx.root_id = p->ctx.id;
     if (table_put(&vm->ctxs, &p->ctx) != 0) {
-        set_err(err, errlen, "out of memory");
+        pw_errf(err, errlen, "out of memory");
         return PW_ENOMEM;
     }
     p->started = 1;
@@ -358,7 +346,7 @@ static int plugin_start(pw_plugin *p, char *err, size_t errlen)
     if (rc < 0)
         goto trapped;
     if (rc == 0 && r == 0) {
-        set_err(err, errlen, "plugin \"%s\": proxy_on_vm_start returned false",
+        pw_errf(err, errlen, "plugin \"%s\": proxy_on_vm_start returned false",
                 p->name);
         return PW_EPLUGIN;
     }
@@ -368,7 +356,7 @@ static int plugin_start(pw_plugin *p, char *err, size_t errlen)
     if (rc < 0)
         goto trapped;
     if (rc == 0 && r == 0) {
-        set_err(err, errlen,
+        pw_errf(err, errlen,
                 "plugin \"%s\": proxy_on_configure returned false (the plugin "
                 "refused its configuration)",
                 p->name);
@@ -376,7 +364,7 @@ static int plugin_start(pw_plugin *p, char *err, size_t errlen)
     }
     return PW_OK;
 trapped:
-    set_err(err, errlen, "%s", vm->last_error);
+    pw_errf(err, errlen, "%s", vm->last_error);
     return PW_ETRAP;
 }
 
@@ -416,7 +404,7 @@ int pw_plugin_new(pw_vm *vm, pw_str name, pw_str root_id, pw_str config,
         !(p->config = copy_str(config, &p->config_len))) {
         if (p)
             plugin_free(p);
-        set_err(err, errlen, "out of memory");
+        pw_errf(err, errlen, "out of memory");
         return PW_ENOMEM;
     }
     p->vm = vm;
@@ -517,7 +505,7 @@ int pw_stream_new(pw_plugin *p, void *host_stream, pw_stream **out, char *err,
     if (s) {
         vm->free_streams = s->next_free;
     } else if (!(s = calloc(1, sizeof *s))) {
-        set_err(err, errlen, "out of memory");
+        pw_errf(err, errlen, "out of memory");
         return PW_ENOMEM;
     }
     s->ctx.id = vm->next_ctx_id++;
@@ -531,12 +519,12 @@ int pw_stream_new(pw_plugin *p, void *host_stream, pw_stream **out, char *err,
     s->created = 0;
     if (table_put(&vm->ctxs, &s->ctx) != 0) {
         stream_release(vm, s);
-        set_err(err, errlen, "out of memory");
+        pw_errf(err, errlen, "out of memory");
         return PW_ENOMEM;
     }
     uint32_t args[2] = {s->ctx.id, p->ctx.id};
     if (pw_vm_callback(vm, &s->ctx, PW_CB_ON_CONTEXT_CREATE, args, NULL) < 0) {
-        set_err(err, errlen, "%s", vm->last_error);
+        pw_errf(err, errlen, "%s", vm->last_error);
         stream_release(vm, s);
         return PW_ETRAP;
     }

@@ -43,7 +43,7 @@ struct pw_winst {
 
 /* ------------------------------------------------------------ utilities */
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
+void pw_errf(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || !errlen)
         return;
@@ -381,21 +381,21 @@ static int compile(const pw_engine_config *cfg, const char *name,
     snprintf(logp, sizeof logp, "%s/log", dir);
     snprintf(p, sizeof p, "%s/module.wasm", dir);
     if (write_file(p, bytes, len) != 0) {
-        errf(err, errlen, "%s: cannot write %s: %s", name, p, strerror(errno));
+        pw_errf(err, errlen, "%s: cannot write %s: %s", name, p, strerror(errno));
         return -1;
     }
     const char *w2c = getenv("PWASM_WASM2C");
     snprintf(cmd, sizeof cmd, "cd '%s' && exec %s module.wasm -n plug -o plug.c",
              dir, w2c && *w2c ? w2c : "wasm2c");
     if (run(cmd, logp) != 0) {
-        errf(err, errlen, "module \"%s\" refused by the validator (wasm2c)",
+        pw_errf(err, errlen, "module \"%s\" refused by the validator (wasm2c)",
              name);
         log_tail(logp, err, errlen);
         return -1;
     }
     snprintf(p, sizeof p, "%s/glue.c", dir);
     if (write_glue(p, info, map) != 0) {
-        errf(err, errlen, "%s: cannot write %s", name, p);
+        pw_errf(err, errlen, "%s: cannot write %s", name, p);
         return -2;
     }
     snprintf(cmd, sizeof cmd,
@@ -404,7 +404,7 @@ static int compile(const pw_engine_config *cfg, const char *name,
              "-lm",
              dir, cfg->cc, cfg->cflags, so_path);
     if (run(cmd, logp) != 0) {
-        errf(err, errlen, "module \"%s\": C compilation failed (%s %s)", name,
+        pw_errf(err, errlen, "module \"%s\": C compilation failed (%s %s)", name,
              cfg->cc, cfg->cflags);
         log_tail(logp, err, errlen);
         return -2;
@@ -424,7 +424,7 @@ static int link_map(const char *name, const pw_wasm_info *info,
     char pretty1[256], pretty2[256];
     int *map = calloc(info->nimports + 1, sizeof *map);
     if (!map) {
-        errf(err, errlen, "out of memory");
+        pw_errf(err, errlen, "out of memory");
         return -1;
     }
     for (uint32_t i = 0; i < info->nimports; i++) {
@@ -432,7 +432,7 @@ static int link_map(const char *name, const pw_wasm_info *info,
         if (im->kind != PW_EXTERN_FUNC) {
             static const char *kinds[] = {"function", "table", "memory",
                                           "global", "tag"};
-            errf(err, errlen,
+            pw_errf(err, errlen,
                  "module \"%s\" imports %s %s.%s; pwasm provides only "
                  "functions (a module must define its own memory and tables)",
                  name, im->kind < 5 ? kinds[im->kind] : "?", im->module,
@@ -442,7 +442,7 @@ static int link_map(const char *name, const pw_wasm_info *info,
         }
         int h = find_host(funcs, nfuncs, im->module, im->name);
         if (h < 0) {
-            errf(err, errlen,
+            pw_errf(err, errlen,
                  "module \"%s\" imports %s.%s %s, which this host does not "
                  "provide",
                  name, im->module, im->name,
@@ -451,7 +451,7 @@ static int link_map(const char *name, const pw_wasm_info *info,
             return -1;
         }
         if (strcmp(funcs[h].sig, im->sig) != 0) {
-            errf(err, errlen,
+            pw_errf(err, errlen,
                  "module \"%s\" imports %s.%s with signature %s, but this "
                  "host provides %s",
                  name, im->module, im->name,
@@ -464,7 +464,7 @@ static int link_map(const char *name, const pw_wasm_info *info,
     }
     if (!info->has_memory ||
         !pw_wasm_find_export(info, "memory", PW_EXTERN_MEMORY)) {
-        errf(err, errlen, "module \"%s\" does not %s a memory named \"memory\"",
+        pw_errf(err, errlen, "module \"%s\" does not %s a memory named \"memory\"",
              name, info->has_memory ? "export" : "define");
         free(map);
         return -1;
@@ -486,14 +486,14 @@ static int compile_to(const pw_engine_config *cfg, const char *name,
     snprintf(dir, sizeof dir, "%s/pwasm-XXXXXX",
              tmp_parent ? tmp_parent : t && *t ? t : "/tmp");
     if (!mkdtemp(dir)) {
-        errf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        pw_errf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
     /* The compiler runs inside dir: every path it gets must be absolute
      * (a relative cache directory would otherwise point nowhere). */
     char *abs = realpath(dir, NULL);
     if (!abs) {
-        errf(err, errlen, "cannot resolve %s: %s", dir, strerror(errno));
+        pw_errf(err, errlen, "cannot resolve %s: %s", dir, strerror(errno));
         rm_tree(dir);
         return -1;
     }
@@ -503,7 +503,7 @@ static int compile_to(const pw_engine_config *cfg, const char *name,
     int rc = compile(cfg, name, bytes, len, info, map, dir, tmp_so, err,
                      errlen);
     if (rc == 0 && rename(tmp_so, so_path) != 0) {
-        errf(err, errlen, "cannot store %s: %s", so_path, strerror(errno));
+        pw_errf(err, errlen, "cannot store %s: %s", so_path, strerror(errno));
         rc = -1;
     }
     rm_tree(dir);
@@ -518,13 +518,13 @@ static int open_code(const pw_engine_config *cfg, const char *name,
 {
     void *dl = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
-        errf(err, errlen, "module \"%s\": cannot load compiled code: %s",
+        pw_errf(err, errlen, "module \"%s\": cannot load compiled code: %s",
              name, dlerror());
         return -2;
     }
     const pw_glue_descriptor *desc = dlsym(dl, PW_GLUE_SYMBOL);
     if (!desc || desc->version != PW_GLUE_VERSION) {
-        errf(err, errlen,
+        pw_errf(err, errlen,
              "module \"%s\": compiled code is stale or foreign (no %s "
              "version %d)",
              name, PW_GLUE_SYMBOL, PW_GLUE_VERSION);
@@ -535,7 +535,7 @@ static int open_code(const pw_engine_config *cfg, const char *name,
     if (m)
         m->fns = calloc(nfuncs + 1, sizeof *m->fns);
     if (!m || !m->fns) {
-        errf(err, errlen, "out of memory");
+        pw_errf(err, errlen, "out of memory");
         dlclose(dl);
         free(m);
         return -1;
@@ -564,7 +564,7 @@ int pw_wmod_load(const pw_engine_config *cfg, const char *name,
     int use_cache = cfg->cache_dir && *cfg->cache_dir;
     if (use_cache) {
         if (mkdir_p(cfg->cache_dir) != 0) {
-            errf(err, errlen, "cannot create cache directory %s: %s",
+            pw_errf(err, errlen, "cannot create cache directory %s: %s",
                  cfg->cache_dir, strerror(errno));
             free(map);
             return -1;
@@ -622,14 +622,14 @@ int pw_wmod_load_code(const pw_engine_config *cfg, const char *name,
     /* dlopen needs a file: an anonymous one, never on disk. */
     int fd = memfd_create("pwasm-plugin", MFD_CLOEXEC);
     if (fd < 0) {
-        errf(err, errlen, "memfd_create: %s", strerror(errno));
+        pw_errf(err, errlen, "memfd_create: %s", strerror(errno));
         return -1;
     }
     size_t off = 0;
     while (off < code_len) {
         ssize_t w = write(fd, code + off, code_len - off);
         if (w <= 0) {
-            errf(err, errlen, "cannot write compiled code: %s",
+            pw_errf(err, errlen, "cannot write compiled code: %s",
                  strerror(errno));
             close(fd);
             return -1;

@@ -58,6 +58,10 @@ typedef struct pw_trap {
     uint32_t exit_code;
 } pw_trap;
 
+/* snprintf into an error buffer; nothing when err is NULL or errlen 0. */
+void pw_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Short text for a trap kind: "unreachable executed", ... */
 const char *pw_trap_str(int kind);
 

@@ -267,39 +267,12 @@ static proxy_status_t mprop(void *host, void *stream, const pw_str *path,
     return PROXY_RESULT_NOT_FOUND;
 }
 
-const pw_host_ops mh_ops = {
-    .log = mlog,
-    .log_level = mlevel,
-    .map_pairs = mpairs,
-    .map_get = mget,
-    .map_add = madd,
-    .map_replace = mreplace,
-    .map_remove = mremove,
-    .map_set_pairs = mset,
-    .get_property = mprop,
-    .body_size = mbody_size,
-    .body_copy = mbody_copy,
-    .body_replace = mbody_replace,
-    .resume = mresume,
-    .close = mclose,
-    .set_property = mset_property,
-};
+#define MH_OPS                                                             \
+    .log = mlog, .log_level = mlevel, .map_pairs = mpairs, .map_get = mget, \
+    .map_add = madd, .map_replace = mreplace, .map_remove = mremove,        \
+    .map_set_pairs = mset, .get_property = mprop, .body_size = mbody_size,  \
+    .body_copy = mbody_copy, .body_replace = mbody_replace,                 \
+    .resume = mresume, .close = mclose, .set_property = mset_property
 
-const pw_host_ops mh_ops_traced = {
-    .log = mlog,
-    .log_level = mlevel,
-    .map_pairs = mpairs,
-    .map_get = mget,
-    .map_add = madd,
-    .map_replace = mreplace,
-    .map_remove = mremove,
-    .map_set_pairs = mset,
-    .get_property = mprop,
-    .body_size = mbody_size,
-    .body_copy = mbody_copy,
-    .body_replace = mbody_replace,
-    .resume = mresume,
-    .close = mclose,
-    .set_property = mset_property,
-    .trace = mtrace,
-};
+const pw_host_ops mh_ops = {MH_OPS};
+const pw_host_ops mh_ops_traced = {MH_OPS, .trace = mtrace};
