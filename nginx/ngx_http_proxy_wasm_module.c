@@ -874,43 +874,73 @@ ngx_http_proxy_wasm_authority(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
-ngx_http_proxy_wasm_in_pseudo(ngx_http_request_t *r, pw_str key,
+/* The request's pseudo-headers, in the order map_pairs lists them. */
+static pw_str  ngx_http_proxy_wasm_pseudo[] = {
+    { ":method", 7 }, { ":path", 5 }, { ":authority", 10 }, { ":scheme", 7 }
+};
+
+
+/* Value of pseudo-header number k of ngx_http_proxy_wasm_pseudo[]. */
+static void
+ngx_http_proxy_wasm_in_pseudo_at(ngx_http_request_t *r, ngx_uint_t k,
     ngx_str_t *value)
 {
     ngx_http_proxy_wasm_ctx_t  *ctx;
 
-    if (ngx_http_proxy_wasm_key_is(key, (u_char *) ":method", 7)) {
+    switch (k) {
+
+    case 0:
         *value = r->method_name;
+        return;
 
-    } else if (ngx_http_proxy_wasm_key_is(key, (u_char *) ":path", 5)) {
+    case 1:
         *value = r->unparsed_uri;
+        return;
 
-    } else if (ngx_http_proxy_wasm_key_is(key, (u_char *) ":authority", 10)) {
+    case 2:
         *value = *ngx_http_proxy_wasm_authority(r);
+        return;
+    }
 
-    } else if (ngx_http_proxy_wasm_key_is(key, (u_char *) ":scheme", 7)) {
-        ctx = ngx_http_get_module_ctx(r, ngx_http_proxy_wasm_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_proxy_wasm_module);
 
-        if (ctx && ctx->scheme.len) {
-            *value = ctx->scheme;
-            return NGX_OK;
-        }
+    if (ctx && ctx->scheme.len) {
+        *value = ctx->scheme;
+        return;
+    }
 
 #if (NGX_HTTP_SSL)
-        if (r->connection->ssl) {
-            ngx_str_set(value, "https");
-        } else
+    if (r->connection->ssl) {
+        ngx_str_set(value, "https");
+        return;
+    }
 #endif
-        {
-            ngx_str_set(value, "http");
-        }
 
-    } else {
+    ngx_str_set(value, "http");
+}
+
+
+static ngx_int_t
+ngx_http_proxy_wasm_in_pseudo(ngx_http_request_t *r, pw_str key,
+    ngx_str_t *value)
+{
+    ngx_uint_t  k;
+
+    if (key.len == 0 || key.data[0] != ':') {
         return NGX_DECLINED;
     }
 
-    return NGX_OK;
+    for (k = 0; k < 4; k++) {
+        if (ngx_http_proxy_wasm_key_is(key,
+                                       (u_char *) ngx_http_proxy_wasm_pseudo[k].data,
+                                       ngx_http_proxy_wasm_pseudo[k].len))
+        {
+            ngx_http_proxy_wasm_in_pseudo_at(r, k, value);
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -924,19 +954,14 @@ ngx_http_proxy_wasm_in_pairs(ngx_http_request_t *r, pw_kv **pairs, size_t *n)
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    static pw_str  pseudo[] = {
-        { ":method", 7 }, { ":path", 5 }, { ":authority", 10 },
-        { ":scheme", 7 }
-    };
-
     kv = ngx_palloc(r->pool, ngx_http_proxy_wasm_in_count(r) * sizeof(pw_kv));
     if (kv == NULL) {
         return PROXY_RESULT_INTERNAL_FAILURE;
     }
 
     for (k = 0; k < 4; k++) {
-        (void) ngx_http_proxy_wasm_in_pseudo(r, pseudo[k], &v);
-        kv[k].key = pseudo[k];
+        ngx_http_proxy_wasm_in_pseudo_at(r, k, &v);
+        kv[k].key = ngx_http_proxy_wasm_pseudo[k];
         kv[k].value = ngx_http_proxy_wasm_pw(&v);
     }
 
