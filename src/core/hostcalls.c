@@ -129,12 +129,12 @@ static u32 hc_get_buffer_bytes(void *c, u32 type, u32 start, u32 max,
     size_t len = (size_t)(end - from);
     if (!is_body(type))
         return pw_out_bytes(VM, cfg.data + from, len, ret_ptr, ret_size);
+    if (!VM->ops->body_copy)
+        return PROXY_RESULT_UNIMPLEMENTED;
     uint8_t *dst;
     st = pw_out_alloc(VM, len, ret_ptr, ret_size, &dst);
     if (st != OK || !dst)
         return st;
-    if (!VM->ops->body_copy)
-        return PROXY_RESULT_UNIMPLEMENTED;
     return VM->ops->body_copy(VM->host, s, type, (size_t)from, len, dst);
 }
 
