@@ -93,6 +93,14 @@ class Upstream:
     def header_values(self, name, index=-1):
         return [v for k, v in self.headers(index) if k == name.lower()]
 
+    def index_of(self, path_prefix):
+        """Index of the one received request whose path starts with
+        path_prefix (for tests where other requests reach the upstream
+        concurrently, e.g. the one that resumes a paused request)."""
+        found = [i for i, r in enumerate(self.requests) if r[1].startswith(path_prefix)]
+        assert len(found) == 1, [r[1] for r in self.requests]
+        return found[0]
+
     def close(self):
         self.server.shutdown()
         self.server.server_close()
