@@ -84,10 +84,18 @@ typedef struct pw_runtime_config {
     /* Upper bound for each VM's linear memory in bytes; 0: 1 GiB
      * (REFERENCE.md §8.12). memory.grow beyond it fails in the plugin. */
     uint64_t max_memory_bytes;
+    /* CPU time one call into a plugin may take, in ms, before it is
+     * interrupted as a trap ("CPU time limit exceeded"; its VM is then
+     * rebuilt as after any trap). 0: 1000 ms; UINT32_MAX: no limit.
+     * Measured in 10 ms ticks of the process's user CPU time
+     * (ITIMER_VIRTUAL, SIGVTALRM), so the precision is about 10 ms. One
+     * limit per process: the last runtime created sets it. */
+    uint32_t max_call_ms;
 } pw_runtime_config;
 
 /* Creates the runtime and installs the trap handlers (SIGSEGV/SIGBUS, only
- * acting while Wasm code runs). cfg may be NULL for defaults.
+ * acting while Wasm code runs, and SIGVTALRM for the CPU time limit, only
+ * ever interrupting plugin code). cfg may be NULL for defaults.
  * Errors: PW_ENOMEM, PW_EIO (cache_dir cannot be created). */
 int pw_runtime_new(const pw_runtime_config *cfg, pw_runtime **out, char *err,
                    size_t errlen);

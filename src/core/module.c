@@ -46,6 +46,9 @@ int pw_runtime_new(const pw_runtime_config *cfg, pw_runtime **out, char *err,
     rt->ecfg.cc = rt->cc;
     rt->ecfg.cflags = rt->cflags;
     rt->ecfg.max_pages = (uint32_t)(pages > 65535 ? 65535 : pages ? pages : 1);
+    rt->ecfg.max_call_ms = cfg->max_call_ms == UINT32_MAX ? 0
+                           : cfg->max_call_ms            ? cfg->max_call_ms
+                                                         : 1000;
     *out = rt;
     return PW_OK;
 }

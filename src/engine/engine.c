@@ -4,6 +4,7 @@
  */
 #include <dirent.h>
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -542,6 +543,10 @@ static int open_code(const pw_engine_config *cfg, const char *name,
     }
     for (size_t i = 0; i < nfuncs; i++)
         m->fns[i] = funcs[i].fn;
+    struct link_map *lm = NULL;
+    if (dlinfo(dl, RTLD_DI_LINKMAP, &lm) == 0 && lm)
+        pw_rt_add_code((uintptr_t)lm->l_addr);
+    pw_rt_set_max_call_ms(cfg->max_call_ms);
     m->dl = dl;
     m->desc = desc;
     m->max_pages = cfg->max_pages;

@@ -35,6 +35,8 @@ typedef struct pw_engine_config {
     const char *cc;        /* compiler command, e.g. "cc" */
     const char *cflags;    /* e.g. "-O2" */
     uint32_t max_pages;    /* linear memory limit, 64 KiB pages (<= 65535) */
+    uint32_t max_call_ms;  /* CPU time limit of one call into a plugin, ms;
+                              0: none */
 } pw_engine_config;
 
 /* Trap kinds: wasm2c's wasm_rt_trap_t values, plus ours. */
@@ -50,7 +52,8 @@ enum {
     PW_TRAP_EXHAUSTION = 8,
     PW_TRAP_EXIT = 32,       /* WASI proc_exit; code in pw_trap.exit_code */
     PW_TRAP_HOST = 33,       /* a hostcall aborted the call */
-    PW_TRAP_OUT_OF_MEMORY = 34 /* linear memory could not be reserved */
+    PW_TRAP_OUT_OF_MEMORY = 34, /* linear memory could not be reserved */
+    PW_TRAP_TIMEOUT = 35       /* ran longer than the CPU time limit */
 };
 
 typedef struct pw_trap {

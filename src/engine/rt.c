@@ -17,7 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <link.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <sys/time.h>
+#include <ucontext.h>
 
 #include "engine/engine.h"
 #include "engine/glue.h"
@@ -33,6 +37,19 @@ static uint32_t pw_max_pages = 16384; /* set per instantiation */
 static int pw_initialized;
 static struct sigaction pw_old_segv, pw_old_bus;
 
+/* Watchdog (see pw_rt_arm_watchdog): a CPU-time tick per process; a call
+ * that is still the same outermost call after max_call_ms traps, but only
+ * when the tick interrupts plugin code (never host or libc code). */
+#define PW_TICK_MS 10
+static volatile uint64_t pw_call_seq;  /* outermost calls started */
+static uint64_t pw_watch_seq;          /* call seen by the last tick */
+static uint32_t pw_watch_ms;           /* CPU ms it has run for, by ticks */
+static uint32_t pw_max_call_ms = 1000;
+static volatile int pw_watchdog_armed;
+typedef struct { uintptr_t base, lo, hi; } pw_range;
+static pw_range *pw_code;              /* executable segments of plugins */
+static size_t pw_ncode;
+
 const char *pw_trap_str(int kind)
 {
     switch (kind) {
@@ -47,6 +64,7 @@ const char *pw_trap_str(int kind)
     case PW_TRAP_EXIT: return "proc_exit called";
     case PW_TRAP_HOST: return "aborted by the host";
     case PW_TRAP_OUT_OF_MEMORY: return "linear memory could not be allocated";
+    case PW_TRAP_TIMEOUT: return "CPU time limit exceeded (the plugin was interrupted)";
     }
     return "unknown trap";
 }
@@ -84,10 +102,101 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
     sigaction(SIGBUS, &pw_old_bus, NULL);
 }
 
+static uintptr_t interrupted_pc(void *uc)
+{
+#if defined(__x86_64__)
+    return (uintptr_t)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (uintptr_t)((ucontext_t *)uc)->uc_mcontext.pc;
+#else
+    (void)uc;
+    return 0; /* unknown architecture: never interrupt */
+#endif
+}
+
+static void on_tick(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)si;
+    if (pw_depth <= 0 || !pw_jmp)
+        return;
+    if (pw_watch_seq != pw_call_seq) {
+        pw_watch_seq = pw_call_seq;
+        pw_watch_ms = 0;
+        return;
+    }
+    pw_watch_ms += PW_TICK_MS;
+    if (!pw_max_call_ms || pw_watch_ms < pw_max_call_ms)
+        return;
+    uintptr_t pc = interrupted_pc(uc);
+    for (size_t i = 0; i < pw_ncode; i++)
+        if (pc >= pw_code[i].lo && pc < pw_code[i].hi)
+            rt_trap(PW_TRAP_TIMEOUT); /* siglongjmp out of plugin code */
+}
+
+static void watchdog_after_fork(void)
+{
+    pw_watchdog_armed = 0; /* timers are not inherited by fork() */
+}
+
+void pw_rt_set_max_call_ms(uint32_t ms)
+{
+    pw_max_call_ms = ms;
+}
+
+/* Records the executable segments of a loaded plugin object, so the tick
+ * only ever unwinds plugin code. */
+static int add_ranges(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    if (info->dlpi_addr != *(uintptr_t *)data)
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+            continue;
+        pw_range *r = realloc(pw_code, (pw_ncode + 1) * sizeof *r);
+        if (!r)
+            return 1;
+        r[pw_ncode].base = info->dlpi_addr;
+        r[pw_ncode].lo = info->dlpi_addr + ph->p_vaddr;
+        r[pw_ncode].hi = r[pw_ncode].lo + ph->p_memsz;
+        pw_code = r; /* the handler reads pw_ncode after the entry is set */
+        pw_ncode++;
+    }
+    return 1;
+}
+
+void pw_rt_add_code(uintptr_t base)
+{
+    for (size_t i = 0; i < pw_ncode; i++)
+        if (pw_code[i].base == base)
+            return; /* already known (dlopen of the same object) */
+    dl_iterate_phdr(add_ranges, &base);
+}
+
+/* Arms the CPU-time tick in this process (lazily: after fork too). */
+static void arm_watchdog(void)
+{
+    struct itimerval it = {{0, PW_TICK_MS * 1000}, {0, PW_TICK_MS * 1000}};
+    pw_watchdog_armed = 1;
+    setitimer(ITIMER_VIRTUAL, &it, NULL);
+}
+
 int pw_engine_init(char *err, size_t errlen)
 {
     if (pw_initialized)
         return 0;
+    struct sigaction st;
+    memset(&st, 0, sizeof st);
+    st.sa_sigaction = on_tick;
+    st.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER;
+    sigemptyset(&st.sa_mask);
+    if (sigaction(SIGVTALRM, &st, NULL) != 0 ||
+        pthread_atfork(NULL, NULL, watchdog_after_fork) != 0) {
+        snprintf(err, errlen, "watchdog: %s", strerror(errno));
+        return -1;
+    }
     stack_t cur;
     if (sigaltstack(NULL, &cur) == 0 && (cur.ss_flags & SS_DISABLE)) {
         stack_t ss;
@@ -184,8 +293,12 @@ int pw_rt_invoke(pw_rt_thunk thunk, void *arg, pw_trap *trap)
     sigjmp_buf jb;
     sigjmp_buf *volatile saved = pw_jmp;
     volatile int depth = pw_depth;
+    if (!pw_watchdog_armed && pw_max_call_ms)
+        arm_watchdog();
     int kind = sigsetjmp(jb, 0);
     if (kind == 0) {
+        if (depth == 0)
+            pw_call_seq++;
         pw_jmp = &jb;
         pw_depth = depth + 1;
         thunk(arg);

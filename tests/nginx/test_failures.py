@@ -57,6 +57,32 @@ def test_trap_in_request_headers_answers_503_then_recovers(nginx, upstream, kind
     assert nginx.proc.poll() is None
 
 
+def test_looping_plugin_is_interrupted_and_nginx_keeps_serving(nginx, upstream):
+    """A plugin in an infinite loop is stopped after the CPU time limit
+    (1000 ms by default) and answered like a trap; the worker keeps serving
+    other requests afterwards, through a rebuilt VM."""
+    import time
+    nginx.start("""
+    proxy_wasm_module loop @WASM:tests/plugins/loop.wasm@;
+    server {
+        listen 127.0.0.1:@PORT@;
+        location / { proxy_wasm loop; proxy_pass http://@UPSTREAM@; }
+    }
+""")
+    started = time.monotonic()
+    r = nginx.request("/", headers={"x-loop": "1"})
+    took = time.monotonic() - started
+    assert r.status == 503
+    assert 0.9 <= took < 10, took
+    assert upstream.requests == []
+    line = nginx.wait_log(r"\[error\].*proxy_wasm \"loop\" failed in on_request_headers: .*")
+    assert line, nginx.log()
+    assert "CPU time limit exceeded" in line.group(0)
+    r = nginx.request("/")
+    assert r.status == 200 and r.body == b"upstream ok\n"
+    assert nginx.proc.poll() is None
+
+
 def test_trap_in_response_headers_replaces_the_response(nginx, upstream):
     nginx.start(TRAP.replace("@POLICY@", ""))
     r = nginx.request("/", headers={"x-trap-response": "unreachable"})

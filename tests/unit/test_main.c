@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "memhost.h"
@@ -242,6 +243,42 @@ TEST(engine_traps_each_kind)
         CHECK(pw_vm_generation(vm) == gen + 1);
     }
     CHECK_CONTAINS(h.log, "trap|4|plugin \"trap\" trapped in proxy_on_request_headers: unreachable executed");
+    pw_vm_free(vm);
+    pw_module_free(m);
+}
+
+TEST(engine_interrupts_a_looping_plugin)
+{
+    /* The shared runtime has the default limit, 1000 ms of CPU time. */
+    pw_module *m = load("loop", PLUGIN("loop"));
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    mh_host h = {.level = PROXY_LOG_INFO};
+    pw_vm *vm;
+    pw_plugin *p;
+    CHECK(pw_vm_new(m, S(""), S(""), &mh_ops, &h, &vm, err, sizeof err) == PW_OK);
+    CHECK(pw_plugin_new(vm, S("loop"), S(""), S(""), &p, err, sizeof err) == PW_OK);
+    mh_stream s;
+    pw_stream *st;
+    mh_stream_init(&s);
+    mh_add(&s.req, "x-loop", "1");
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    CHECK(pw_stream_new(p, &s, &st, err, sizeof err) == PW_OK);
+    CHECK(pw_stream_on_request_headers(st, 1, 1) == PW_ACTION_ERROR);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    pw_stream_free(st);
+    double secs = (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+    CHECK(secs >= 0.9 && secs < 10);
+    CHECK_CONTAINS(pw_vm_last_error(vm), "CPU time limit exceeded");
+    CHECK_CONTAINS(pw_vm_last_error(vm), "in proxy_on_request_headers");
+    /* The next request gets a fresh instance. */
+    mh_stream_init(&s);
+    CHECK(pw_stream_new(p, &s, &st, err, sizeof err) == PW_OK);
+    CHECK(pw_stream_on_request_headers(st, 0, 1) == PW_ACTION_CONTINUE);
+    pw_stream_free(st);
+    CHECK(!pw_vm_dead(vm));
     pw_vm_free(vm);
     pw_module_free(m);
 }
@@ -651,6 +688,7 @@ int main(void)
     RUN(engine_traps_each_kind);
     RUN(engine_precompiled_artifact);
     RUN(engine_relative_cache_dir);
+    RUN(engine_interrupts_a_looping_plugin);
     RUN(core_lifecycle_order);
     RUN(core_plugin_refusing_config);
     RUN(core_hostcalls);
