@@ -126,6 +126,19 @@ static int globaltype(rd *r)
     return valtype(r, &c) || u8(r, &mut) ? -1 : 0;
 }
 
+/* Reads a vector's length: each entry takes at least one byte, so more
+ * entries than the section has bytes is malformed. */
+static int vec_len(rd *s, uint32_t size, const char *what, uint32_t *n)
+{
+    if (leb_u32(s, n))
+        return -1;
+    return *n > size ? fail(s, "too many %s", what) : 0;
+}
+
+/* A zeroed array of n entries for p (at least one); false when out of
+ * memory. */
+#define VEC_ALLOC(p, n) (((p) = calloc((n) ? (n) : 1, sizeof *(p))) != NULL)
+
 int pw_wasm_parse(const uint8_t *bytes, size_t len, pw_wasm_info *out,
                   char *err, size_t errlen)
 {
@@ -155,7 +168,7 @@ int pw_wasm_parse(const uint8_t *bytes, size_t len, pw_wasm_info *out,
         return -1;
     }
     out->mem_max = UINT32_MAX;
-    uint32_t nimported_funcs = 0;
+    uint32_t nimported_funcs = 0, seen = 0;
 
     while (r.p < r.end && !r.failed) {
         uint8_t id;
@@ -166,18 +179,26 @@ int pw_wasm_parse(const uint8_t *bytes, size_t len, pw_wasm_info *out,
             fail(&r, "section %u larger than the module (truncated?)", id);
             break;
         }
+        /* Known sections appear at most once (custom ones, id 0, may
+         * repeat); a repeat would also overwrite what was read before. */
+        if (id != 0 && id < 32) {
+            if (seen & (1u << id)) {
+                fail(&r, "section %u appears twice", id);
+                break;
+            }
+            seen |= 1u << id;
+        }
         const uint8_t *send = r.p + size;
         rd s = {r.p, send, bytes, err, errlen, 0};
         uint32_t n = 0;
         switch (id) {
         case 1: /* type */
-            if (leb_u32(&s, &n))
+            if (vec_len(&s, size, "types", &n))
                 break;
-            if (n > size) {
-                fail(&s, "too many types");
+            if (!VEC_ALLOC(types, n)) {
+                fail(&s, "out of memory");
                 break;
             }
-            types = calloc(n ? n : 1, sizeof *types);
             ntypes = n;
             for (uint32_t i = 0; i < n && !s.failed; i++) {
                 uint8_t form;
@@ -214,16 +235,13 @@ int pw_wasm_parse(const uint8_t *bytes, size_t len, pw_wasm_info *out,
             }
             break;
         case 2: /* import */
-            if (leb_u32(&s, &n))
+            if (vec_len(&s, size, "imports", &n))
                 break;
-            if (n > size) {
-                fail(&s, "too many imports");
+            if (!VEC_ALLOC(out->imports, n) || !VEC_ALLOC(imp_mod, n) ||
+                !VEC_ALLOC(imp_name, n) || !VEC_ALLOC(imp_type, n)) {
+                fail(&s, "out of memory");
                 break;
             }
-            out->imports = calloc(n ? n : 1, sizeof *out->imports);
-            imp_mod = calloc(n ? n : 1, sizeof *imp_mod);
-            imp_name = calloc(n ? n : 1, sizeof *imp_name);
-            imp_type = calloc(n ? n : 1, sizeof *imp_type);
             out->nimports = n;
             for (uint32_t i = 0; i < n && !s.failed; i++) {
                 uint8_t kind;
@@ -268,13 +286,12 @@ int pw_wasm_parse(const uint8_t *bytes, size_t len, pw_wasm_info *out,
             }
             break;
         case 3: /* function */
-            if (leb_u32(&s, &n))
+            if (vec_len(&s, size, "functions", &n))
                 break;
-            if (n > size) {
-                fail(&s, "too many functions");
+            if (!VEC_ALLOC(functypes, n)) {
+                fail(&s, "out of memory");
                 break;
             }
-            functypes = calloc(n ? n : 1, sizeof *functypes);
             nfunctypes = n;
             for (uint32_t i = 0; i < n && !s.failed; i++) {
                 if (leb_u32(&s, &functypes[i]))
@@ -294,14 +311,12 @@ int pw_wasm_parse(const uint8_t *bytes, size_t len, pw_wasm_info *out,
             }
             break;
         case 7: /* export */
-            if (leb_u32(&s, &n))
+            if (vec_len(&s, size, "exports", &n))
                 break;
-            if (n > size) {
-                fail(&s, "too many exports");
+            if (!VEC_ALLOC(out->exports, n) || !VEC_ALLOC(exp_name, n)) {
+                fail(&s, "out of memory");
                 break;
             }
-            out->exports = calloc(n ? n : 1, sizeof *out->exports);
-            exp_name = calloc(n ? n : 1, sizeof *exp_name);
             out->nexports = n;
             for (uint32_t i = 0; i < n && !s.failed; i++) {
                 uint8_t kind;

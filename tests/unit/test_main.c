@@ -123,6 +123,12 @@ TEST(engine_refuses_truncated_and_garbage)
                         sizeof err);
     CHECK(rc == PW_ELOAD);
     CHECK_CONTAINS(err, "refused");
+    /* A known section may appear once only. */
+    static const uint8_t twice[] = {0, 'a', 's', 'm', 1, 0, 0, 0,
+                                    5, 3, 1, 0, 1, 5, 3, 1, 0, 1};
+    rc = pw_module_load(rt, "twice", twice, sizeof twice, &m, err, sizeof err);
+    CHECK(rc == PW_ELOAD);
+    CHECK_CONTAINS(err, "section 5 appears twice");
     free(b);
 }
 
