@@ -107,7 +107,6 @@ struct pw_vm {
     pw_ctx *eff;          /* proxy_set_effective_context override */
     int in_start;         /* running _initialize/_start: proc_exit(0) is ok */
     int in_vm_start;      /* proxy_get_configuration returns the VM config */
-    const char *cur_export; /* name of the export being called */
     char last_error[PW_ERRLEN];
 };
 

@@ -19,12 +19,10 @@ static uint32_t guest_alloc(pw_vm *vm, uint32_t len)
         return 0;
     uint32_t p = 0;
     pw_trap trap;
-    const char *saved = vm->cur_export;
     if (pw_winst_call(vm->inst, &m->cb[PW_CB_MALLOC], &len, &p, &trap) != 0) {
         vm->dead = 1;
         pw_engine_trap(trap.kind, trap.exit_code);
     }
-    vm->cur_export = saved;
     return p;
 }
 

@@ -170,16 +170,13 @@ int pw_vm_callback(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb, const uint32_t *args,
     if (vm->dead)
         return -1;
     pw_ctx *saved_cur = vm->cur, *saved_eff = vm->eff;
-    const char *saved_export = vm->cur_export;
     vm->cur = ctx;
     vm->eff = NULL; /* §8.10: reset around every host->Wasm call */
-    vm->cur_export = cb_names[cb];
     pw_trap trap = {0};
     uint32_t r = 0;
     int rc = pw_winst_call(vm->inst, &m->cb[cb], args, &r, &trap);
     vm->cur = saved_cur;
     vm->eff = saved_eff;
-    vm->cur_export = saved_export;
     if (rc != 0) {
         vm_trapped(vm, ctx, cb_names[cb], &trap);
         return -1;

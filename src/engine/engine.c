@@ -31,7 +31,6 @@ struct pw_wmod {
     const pw_glue_descriptor *desc;
     void (**fns)(void); /* host function table, indexed as in the glue */
     uint32_t max_pages;
-    int cached;
 };
 
 struct pw_winst {
@@ -514,7 +513,7 @@ static int compile_to(const pw_engine_config *cfg, const char *name,
 /* dlopen()s compiled code and wraps it. */
 static int open_code(const pw_engine_config *cfg, const char *name,
                      const char *so_path, const pw_host_func *funcs,
-                     size_t nfuncs, int cached, pw_wmod **out, char *err,
+                     size_t nfuncs, pw_wmod **out, char *err,
                      size_t errlen)
 {
     void *dl = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
@@ -550,7 +549,6 @@ static int open_code(const pw_engine_config *cfg, const char *name,
     m->dl = dl;
     m->desc = desc;
     m->max_pages = cfg->max_pages;
-    m->cached = cached;
     desc->init(&pw_rt_ops);
     *out = m;
     return 0;
@@ -577,14 +575,14 @@ int pw_wmod_load(const pw_engine_config *cfg, const char *name,
         snprintf(so_path, sizeof so_path, "%s/%s.so", cfg->cache_dir, key);
         if (access(so_path, R_OK) == 0) {
             free(map);
-            return open_code(cfg, name, so_path, funcs, nfuncs, 1, out, err,
+            return open_code(cfg, name, so_path, funcs, nfuncs, out, err,
                              errlen);
         }
         rc = compile_to(cfg, name, bytes, len, info, map, cfg->cache_dir,
                         so_path, err, errlen);
         free(map);
         return rc ? rc
-                  : open_code(cfg, name, so_path, funcs, nfuncs, 0, out, err,
+                  : open_code(cfg, name, so_path, funcs, nfuncs, out, err,
                               errlen);
     }
     /* No cache: compile, open, unlink (an opened object stays mapped). */
@@ -595,7 +593,7 @@ int pw_wmod_load(const pw_engine_config *cfg, const char *name,
                     errlen);
     free(map);
     if (rc == 0)
-        rc = open_code(cfg, name, so_path, funcs, nfuncs, 0, out, err, errlen);
+        rc = open_code(cfg, name, so_path, funcs, nfuncs, out, err, errlen);
     unlink(so_path);
     return rc;
 }
@@ -643,7 +641,7 @@ int pw_wmod_load_code(const pw_engine_config *cfg, const char *name,
     }
     char path[64];
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    int rc = open_code(cfg, name, path, funcs, nfuncs, 1, out, err, errlen);
+    int rc = open_code(cfg, name, path, funcs, nfuncs, out, err, errlen);
     close(fd);
     return rc;
 }
@@ -674,11 +672,6 @@ void pw_wmod_free(pw_wmod *m)
      * by instances being torn down; dlclose would gain little. */
     free(m->fns);
     free(m);
-}
-
-int pw_wmod_cached(const pw_wmod *m)
-{
-    return m->cached;
 }
 
 int pw_wmod_func(const pw_wmod *m, const char *name, const char *sig,

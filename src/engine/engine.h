@@ -120,9 +120,6 @@ void pw_engine_table_hash(const pw_host_func *funcs, size_t nfuncs,
 int pw_wmod_func(const pw_wmod *m, const char *name, const char *sig,
                  pw_wfunc *out);
 
-/* 1 if the compiled object came from the cache. */
-int pw_wmod_cached(const pw_wmod *m);
-
 /* Called after every hostcall when set: fn is the index of the host
  * function in the table given to pw_wmod_load, args zero-extended. */
 typedef void (*pw_trace_fn)(void *ctx, uint32_t fn, const uint64_t *args,
@@ -146,8 +143,5 @@ int pw_winst_call(pw_winst *w, const pw_wfunc *f, const uint32_t *args,
 
 /* From a host function: abandons the innermost Wasm call with this trap. */
 __attribute__((noreturn)) void pw_engine_trap(int kind, uint32_t exit_code);
-
-/* 1 while Wasm code is on the stack. */
-int pw_engine_in_wasm(void);
 
 #endif

@@ -82,11 +82,6 @@ void pw_engine_trap(int kind, uint32_t exit_code)
     rt_trap(kind);
 }
 
-int pw_engine_in_wasm(void)
-{
-    return pw_depth > 0;
-}
-
 static void on_fault(int sig, siginfo_t *si, void *uc)
 {
     (void)uc;
