@@ -75,7 +75,12 @@ typedef struct pw_runtime_config {
      * directory in $PWASM_CACHE_DIR if set; "" (or NULL with the variable
      * unset): no cache, compile into a temporary directory deleted after
      * loading. Entries are keyed by SHA-256 of (module bytes, compiler,
-     * flags, host function table, glue version). */
+     * flags, host function table, glue version). Native code is trusted
+     * only if this host made it: the directory must be owned by root or
+     * this process's user and not writable by group or others (else
+     * PW_EIO), and an entry is loaded only if its file passes the same
+     * test and its SHA-256 matches the one recorded beside it when it was
+     * compiled; any other entry is compiled again over (cfg->warn). */
     const char *cache_dir;
     /* C compiler command; NULL: $PWASM_CC, else "cc". */
     const char *cc;
@@ -87,25 +92,64 @@ typedef struct pw_runtime_config {
     /* CPU time one call into a plugin may take, in ms, before it is
      * interrupted as a trap ("CPU time limit exceeded"; its VM is then
      * rebuilt as after any trap). 0: 1000 ms; UINT32_MAX: no limit.
-     * Measured in 10 ms ticks of the process's user CPU time
-     * (ITIMER_VIRTUAL, SIGVTALRM), so the precision is about 10 ms. One
-     * limit per process: the last runtime created sets it. */
+     * Measured in 10 ms ticks of the process's CPU time, user and system
+     * (ITIMER_PROF, SIGPROF), so the precision is about 10 ms; a plugin
+     * looping on hostcalls is stopped at its next hostcall or function
+     * entry after the limit. One limit per process: the last runtime
+     * created sets it. */
     uint32_t max_call_ms;
+
+    /* Limits on what is compiled (docs/ENGINE.md "Limits"). A module
+     * over one is refused with PW_ELOAD naming the limit, before any
+     * compiler runs. */
+    uint64_t max_module_bytes;  /* module file or buffer; 0: 64 MiB */
+    uint32_t max_functions;     /* defined functions; 0: 50,000 */
+    uint64_t max_data_bytes;    /* data section; 0: 16 MiB */
+    /* Each compiler process (wasm2c, then cc): wall-clock time in ms and
+     * address space in bytes; past either it is killed and the load fails
+     * with PW_ECOMPILE naming the limit. 0: 120,000 ms / 4 GiB;
+     * UINT32_MAX / UINT64_MAX: no limit. */
+    uint32_t compile_timeout_ms;
+    uint64_t compile_max_memory;
+
+    /* Called for problems the runtime recovers from by itself (a
+     * compile-cache entry that fails verification and is compiled again),
+     * with a NUL-terminated message. NULL: stderr. */
+    void (*warn)(void *data, const char *msg);
+    void *warn_data;
 } pw_runtime_config;
 
-/* Creates the runtime and installs the trap handlers (SIGSEGV/SIGBUS, only
- * acting while Wasm code runs, and SIGVTALRM for the CPU time limit, only
- * ever interrupting plugin code). cfg may be NULL for defaults.
- * Errors: PW_ENOMEM, PW_EIO (cache_dir cannot be created). */
+/* Creates the runtime and attaches it (pw_runtime_attach). cfg may be NULL
+ * for defaults. Errors: PW_ENOMEM, PW_EINVAL (handlers not installed). */
 int pw_runtime_new(const pw_runtime_config *cfg, pw_runtime **out, char *err,
                    size_t errlen);
+/* Detaches the runtime if attached, then frees it. Modules loaded with it
+ * must be freed first. */
 void pw_runtime_free(pw_runtime *rt);
+
+/* Installs (attach) or removes (detach) what running plugin code needs in
+ * this process: SIGSEGV/SIGBUS handlers that turn faults in plugin code
+ * into traps (a fault in host code is reported on stderr and crashes, it
+ * is never unwound), a SIGPROF handler and CPU timer for max_call_ms, and
+ * an alternate signal stack if the thread has none. The previous handlers
+ * are restored when the last attached runtime of the process detaches.
+ * Each call is idempotent per runtime. While no runtime is attached, calls
+ * into plugins fail (the VM traps with "no trap handlers in this
+ * process"). A process that forks workers attaches only while it runs
+ * plugins itself; every process detaches before this library's code can
+ * be unmapped (nginx: exit_process, and the cycle's pool cleanup).
+ * Errors of attach: PW_EINVAL (sigaction/sigaltstack failed). */
+int pw_runtime_attach(pw_runtime *rt, char *err, size_t errlen);
+void pw_runtime_detach(pw_runtime *rt);
 
 /* ------------------------------------------------------------------ module */
 
-/* Reads, validates, compiles (or takes from the cache) and loads a module,
- * given as Wasm bytes or as an artifact of pw_module_compile.
- * `name` is used in every message about it. Refused with PW_ELOAD when: the
+/* Reads, validates, compiles (or takes from the cache) and loads a module
+ * given as Wasm bytes. `name` is used in every message about it.
+ * pw_module_load_file reads only a regular file (not a FIFO or a device),
+ * of at most max_module_bytes. Refused with PW_ELOAD when: the bytes are
+ * an artifact of pw_module_compile (native code: see
+ * pw_module_load_precompiled), a structural limit is exceeded, the
  * bytes are not Wasm or fail validation (the validator's reason is given),
  * no Proxy-Wasm ABI marker is exported (§1.2), an import is unknown or has
  * another signature than the host's (import and both signatures named),
@@ -118,13 +162,24 @@ int pw_module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
 void pw_module_free(pw_module *m);
 
 /* Compiles the module at `path` into an artifact at out_path that
- * pw_module_load / pw_module_load_file accept in place of the .wasm on a
- * machine without a C compiler (`pwasm compile`). The artifact holds the
- * module, its native code for this machine's architecture, and a hash of
- * this pwasm's host function table: another pwasm version refuses it with
+ * pw_module_load_precompiled accepts in place of the .wasm on a machine
+ * without a C compiler (`pwasm compile`). The artifact holds the module,
+ * its native code for this machine's architecture, and a hash of this
+ * pwasm's host function table: another pwasm version refuses it with
  * PW_ELOAD. Errors as pw_module_load_file, plus PW_EIO writing out_path. */
 int pw_module_compile(pw_runtime *rt, const char *name, const char *path,
                       const char *out_path, char *err, size_t errlen);
+
+/* Loads an artifact of pw_module_compile. Its native code runs in this
+ * process unsandboxed, so it is loaded only when asked for by name here:
+ * sha256_hex, when not NULL, is the SHA-256 of the whole file (64 hex
+ * digits) and the file is refused with PW_ELOAD when it differs; NULL means
+ * the caller vouches for the file (a command-line user naming it).
+ * Errors as pw_module_load_file; PW_ELOAD also for a file that is not an
+ * artifact, or one made by another pwasm version. */
+int pw_module_load_precompiled(pw_runtime *rt, const char *name,
+                               const char *path, const char *sha256_hex,
+                               pw_module **out, char *err, size_t errlen);
 
 const char *pw_module_name(const pw_module *m);
 /* 1 if the module exports the callback `export_name` (e.g.

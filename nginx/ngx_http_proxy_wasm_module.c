@@ -57,6 +57,9 @@ typedef struct {
     ngx_str_t                        vm_config;
     ngx_str_t                        file;       /* where it was declared */
     ngx_uint_t                       line;
+    ngx_str_t                        sha256;     /* precompiled: its digest,
+                                                    NUL-terminated */
+    unsigned                         precompiled:1;
 
     pw_module                       *module;     /* loaded in the master */
     ngx_uint_t                       cbs;        /* ..._CB_* it exports */
@@ -97,6 +100,9 @@ typedef struct {
     ngx_array_t                      plugins;    /* ..._plugin_t * */
     ngx_array_t                      filters;    /* ..._filter_t * */
     ngx_str_t                        cache_dir;  /* data NULL: not set */
+    ngx_msec_t                       compile_timeout;
+    size_t                           compile_memory;
+    size_t                           module_max_size;
     pw_runtime                      *runtime;
     ngx_int_t                        request_id_index;
 } ngx_http_proxy_wasm_main_conf_t;
@@ -336,6 +342,27 @@ static ngx_command_t  ngx_http_proxy_wasm_commands[] = {
       ngx_http_proxy_wasm_cache_dir,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("proxy_wasm_compile_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, compile_timeout),
+      NULL },
+
+    { ngx_string("proxy_wasm_compile_memory"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, compile_memory),
+      NULL },
+
+    { ngx_string("proxy_wasm_module_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, module_max_size),
       NULL },
 
     { ngx_string("proxy_wasm"),
@@ -3250,6 +3277,7 @@ ngx_http_proxy_wasm_plugin(ngx_http_proxy_wasm_plugin_t *p, ngx_log_t *log)
 static ngx_int_t
 ngx_http_proxy_wasm_init_process(ngx_cycle_t *cycle)
 {
+    char                              err[PW_ERRLEN];
     ngx_uint_t                        i;
     ngx_http_proxy_wasm_mod_t       **mods;
     ngx_http_proxy_wasm_plugin_t    **plugins;
@@ -3265,6 +3293,15 @@ ngx_http_proxy_wasm_init_process(ngx_cycle_t *cycle)
                                                ngx_http_proxy_wasm_module);
     if (pmcf == NULL || pmcf->runtime == NULL) {
         return NGX_OK;
+    }
+
+    /* trap handlers and the CPU timer exist only in processes that run
+     * plugins, from here to exit_process */
+    if (pw_runtime_attach(pmcf->runtime, err, sizeof(err)) != PW_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "proxy_wasm: cannot install the trap handlers: %s",
+                      err);
+        return NGX_ERROR;
     }
 
     mods = pmcf->mods.elts;
@@ -3314,6 +3351,9 @@ ngx_http_proxy_wasm_exit_process(ngx_cycle_t *cycle)
             mods[i]->vm = NULL;
         }
     }
+
+    /* before the cycle's pool is destroyed, which unloads this module */
+    pw_runtime_detach(pmcf->runtime);
 }
 
 
@@ -6016,6 +6056,9 @@ ngx_http_proxy_wasm_create_main_conf(ngx_conf_t *cf)
     }
 
     pmcf->request_id_index = NGX_ERROR;
+    pmcf->compile_timeout = NGX_CONF_UNSET_MSEC;
+    pmcf->compile_memory = NGX_CONF_UNSET_SIZE;
+    pmcf->module_max_size = NGX_CONF_UNSET_SIZE;
 
     return pmcf;
 }
@@ -6176,7 +6219,8 @@ ngx_http_proxy_wasm_param(ngx_conf_t *cf, ngx_str_t *arg, const char *key,
 }
 
 
-/* proxy_wasm_module NAME PATH [vm_id=ID] [vm_config=STR|vm_config_file=P] */
+/* proxy_wasm_module NAME PATH [vm_id=ID] [vm_config=STR|vm_config_file=P]
+ *                   [precompiled sha256=HEX] */
 static char *
 ngx_http_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
@@ -6185,6 +6229,7 @@ ngx_http_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     ngx_int_t                    rc;
     ngx_str_t                   *value, path, cfg_inline, cfg_file, vm_id;
+    ngx_str_t                    sha256;
     ngx_uint_t                   i;
     ngx_flag_t                   file_seen;
     ngx_http_proxy_wasm_mod_t   *mod, **mods, **pm;
@@ -6236,12 +6281,25 @@ ngx_http_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_str_null(&vm_id);
     ngx_str_null(&cfg_inline);
     ngx_str_null(&cfg_file);
+    ngx_str_null(&sha256);
     file_seen = 0;
 
     for (i = 3; i < cf->args->nelts; i++) {
 
+        if (value[i].len == 11
+            && ngx_strncmp(value[i].data, "precompiled", 11) == 0)
+        {
+            mod->precompiled = 1;
+            continue;
+        }
+
         rc = ngx_http_proxy_wasm_param(cf, &value[i], "vm_id", &vm_id, NULL,
                                        NULL, NULL);
+
+        if (rc == NGX_DECLINED) {
+            rc = ngx_http_proxy_wasm_param(cf, &value[i], "sha256", &sha256,
+                                           NULL, NULL, NULL);
+        }
 
         if (rc == NGX_DECLINED) {
             rc = ngx_http_proxy_wasm_param(cf, &value[i], "vm_config",
@@ -6263,6 +6321,34 @@ ngx_http_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     if (cfg_inline.data && file_seen) {
         return "takes either \"vm_config=\" or \"vm_config_file=\", "
                "not both";
+    }
+
+    /* a precompiled artifact is native code: it runs unsandboxed, so it
+     * is loaded only when named as such, with the digest of the file */
+    if (mod->precompiled != (sha256.data != NULL)) {
+        return mod->precompiled
+               ? "needs \"sha256=\" (the SHA-256 of the precompiled file) "
+                 "with \"precompiled\""
+               : "takes \"sha256=\" only with \"precompiled\"";
+    }
+
+    if (sha256.data) {
+        if (sha256.len != 64) {
+            return "needs \"sha256=\" with 64 hexadecimal digits";
+        }
+
+        for (i = 0; i < 64; i++) {
+            if (ngx_hextoi(&sha256.data[i], 1) == NGX_ERROR) {
+                return "needs \"sha256=\" with 64 hexadecimal digits";
+            }
+        }
+
+        if (ngx_http_proxy_wasm_pstr(cf->pool, &mod->sha256, sha256.data,
+                                     sha256.len)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
     }
 
     mod->vm_id = vm_id;
@@ -6512,6 +6598,13 @@ ngx_http_proxy_wasm_cleanup_runtime(void *data)
 
 /* Starts every plugin once on a throw-away VM, so that a plugin refusing
  * its configuration fails the configuration (nginx -t). */
+static void
+ngx_http_proxy_wasm_runtime_warn(void *data, const char *msg)
+{
+    ngx_log_error(NGX_LOG_WARN, (ngx_log_t *) data, 0, "proxy_wasm: %s", msg);
+}
+
+
 static ngx_int_t
 ngx_http_proxy_wasm_canary(ngx_conf_t *cf,
     ngx_http_proxy_wasm_main_conf_t *pmcf)
@@ -6644,6 +6737,20 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
         rcf.cache_dir = (const char *) pmcf->cache_dir.data;
     }
 
+    ngx_conf_init_msec_value(pmcf->compile_timeout, 120000);
+    ngx_conf_init_size_value(pmcf->compile_memory, 4096 * 1024 * 1024ULL);
+    ngx_conf_init_size_value(pmcf->module_max_size, 64 * 1024 * 1024);
+
+    /* 0 is "no limit" in the directives, the maximum in the library */
+    rcf.compile_timeout_ms = pmcf->compile_timeout ? pmcf->compile_timeout
+                                                   : UINT32_MAX;
+    rcf.compile_max_memory = pmcf->compile_memory ? pmcf->compile_memory
+                                                  : UINT64_MAX;
+    rcf.max_module_bytes = pmcf->module_max_size ? pmcf->module_max_size
+                                                 : UINT64_MAX;
+    rcf.warn = ngx_http_proxy_wasm_runtime_warn;
+    rcf.warn_data = cf->cycle->log;
+
     rc = pw_runtime_new(&rcf, &pmcf->runtime, err, sizeof(err));
     if (rc != PW_OK) {
         pmcf->runtime = NULL;
@@ -6667,9 +6774,19 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
     for (i = 0; i < pmcf->mods.nelts; i++) {
         mod = mods[i];
 
-        rc = pw_module_load_file(pmcf->runtime, (const char *) mod->name.data,
-                                 (const char *) mod->path.data, &mod->module,
-                                 err, sizeof(err));
+        if (mod->precompiled) {
+            rc = pw_module_load_precompiled(pmcf->runtime,
+                                            (const char *) mod->name.data,
+                                            (const char *) mod->path.data,
+                                            (const char *) mod->sha256.data,
+                                            &mod->module, err, sizeof(err));
+
+        } else {
+            rc = pw_module_load_file(pmcf->runtime,
+                                     (const char *) mod->name.data,
+                                     (const char *) mod->path.data,
+                                     &mod->module, err, sizeof(err));
+        }
         if (rc != PW_OK) {
             mod->module = NULL;
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -6715,6 +6832,11 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
     if (ngx_http_proxy_wasm_canary(cf, pmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
+
+    /* the master runs no plugin code from here on: no trap handlers or
+     * CPU timer in it (workers attach in init_process); a reload to a
+     * configuration without this module can then unload it safely */
+    pw_runtime_detach(pmcf->runtime);
 
     return NGX_CONF_OK;
 }

@@ -37,6 +37,9 @@ enum pw_abi { PW_ABI_0_1_0 = 1, PW_ABI_0_2_0 = 2, PW_ABI_0_2_1 = 3 };
 struct pw_runtime {
     pw_engine_config ecfg;
     char *cache_dir, *cc, *cflags;
+    uint64_t max_module_bytes, max_data_bytes;
+    uint32_t max_functions;
+    int attached;         /* counted in the engine's attachment */
 };
 
 struct pw_module {

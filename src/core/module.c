@@ -4,9 +4,14 @@
  * compiling it through the engine.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "core/core.h"
 
@@ -23,18 +28,27 @@ static const char *env_or(const char *v, const char *env, const char *def)
     return e && *e ? e : def;
 }
 
+/* A limit from the configuration: 0 is the default, the maximum of the
+ * type is "none" (0 inside the engine). */
+static uint64_t limit64(uint64_t v, uint64_t def)
+{
+    return v == UINT64_MAX ? 0 : v ? v : def;
+}
+
 int pw_runtime_new(const pw_runtime_config *cfg, pw_runtime **out, char *err,
                    size_t errlen)
 {
     pw_runtime_config none = {0};
     if (!cfg)
         cfg = &none;
-    if (pw_engine_init(err, errlen) != 0)
-        return PW_EINVAL;
     pw_runtime *rt = calloc(1, sizeof *rt);
     if (!rt) {
         snprintf(err, errlen, "out of memory");
         return PW_ENOMEM;
+    }
+    if (pw_runtime_attach(rt, err, errlen) != PW_OK) {
+        free(rt);
+        return PW_EINVAL;
     }
     const char *cache = cfg->cache_dir ? cfg->cache_dir : getenv("PWASM_CACHE_DIR");
     rt->cache_dir = dup_or_null(cache && *cache ? cache : NULL);
@@ -49,14 +63,45 @@ int pw_runtime_new(const pw_runtime_config *cfg, pw_runtime **out, char *err,
     rt->ecfg.max_call_ms = cfg->max_call_ms == UINT32_MAX ? 0
                            : cfg->max_call_ms            ? cfg->max_call_ms
                                                          : 1000;
+    rt->ecfg.compile_timeout_ms =
+        cfg->compile_timeout_ms == UINT32_MAX ? 0
+        : cfg->compile_timeout_ms            ? cfg->compile_timeout_ms
+                                             : 120000;
+    rt->ecfg.compile_max_memory = limit64(cfg->compile_max_memory, 4ull << 30);
+    rt->ecfg.warn = cfg->warn;
+    rt->ecfg.warn_data = cfg->warn_data;
+    rt->max_module_bytes = limit64(cfg->max_module_bytes, 64ull << 20);
+    rt->max_data_bytes = limit64(cfg->max_data_bytes, 16ull << 20);
+    rt->max_functions = cfg->max_functions == UINT32_MAX ? 0
+                        : cfg->max_functions            ? cfg->max_functions
+                                                        : 50000;
     *out = rt;
     return PW_OK;
+}
+
+int pw_runtime_attach(pw_runtime *rt, char *err, size_t errlen)
+{
+    if (rt->attached)
+        return PW_OK;
+    if (pw_engine_attach(err, errlen) != 0)
+        return PW_EINVAL;
+    rt->attached = 1;
+    return PW_OK;
+}
+
+void pw_runtime_detach(pw_runtime *rt)
+{
+    if (!rt || !rt->attached)
+        return;
+    rt->attached = 0;
+    pw_engine_detach();
 }
 
 void pw_runtime_free(pw_runtime *rt)
 {
     if (!rt)
         return;
+    pw_runtime_detach(rt);
     free(rt->cache_dir);
     free(rt->cc);
     free(rt->cflags);
@@ -207,14 +252,63 @@ int pw_module_has_callback(const pw_module *m, const char *export_name)
     return 0;
 }
 
-int pw_module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
-                   size_t len, pw_module **out, char *err, size_t errlen)
+/* Refuses a module over the runtime's structural limits before anything
+ * is compiled (wasm2c's time grows with the function count, the C
+ * compiler's memory with the data section). */
+static int check_limits(const pw_runtime *rt, const pw_wasm_info *info,
+                        const char *name, char *err, size_t errlen)
+{
+    if (rt->max_functions && info->nfuncs > rt->max_functions) {
+        snprintf(err, errlen,
+                 "module \"%s\" refused: %u functions, over the limit of %u",
+                 name, info->nfuncs, rt->max_functions);
+        return -1;
+    }
+    if (rt->max_data_bytes && info->data_bytes > rt->max_data_bytes) {
+        snprintf(err, errlen,
+                 "module \"%s\" refused: a data section of %u bytes, over "
+                 "the limit of %llu",
+                 name, info->data_bytes,
+                 (unsigned long long)rt->max_data_bytes);
+        return -1;
+    }
+    return 0;
+}
+
+static int is_artifact(const uint8_t *bytes, size_t len)
+{
+    return len >= 8 && memcmp(bytes, PW_AOT_MAGIC, 8) == 0;
+}
+
+/* Loads Wasm bytes, or an artifact when `artifact` is set (native code the
+ * caller asked for explicitly). */
+static int module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
+                       size_t len, int artifact, pw_module **out, char *err,
+                       size_t errlen)
 {
     size_t nfuncs;
     const pw_host_func *funcs = pw_core_host_funcs(&nfuncs);
     const uint8_t *code = NULL;
     size_t code_len = 0;
-    if (len >= PW_AOT_HEADER && memcmp(bytes, PW_AOT_MAGIC, 8) == 0) {
+    if (is_artifact(bytes, len) && !artifact) {
+        snprintf(err, errlen,
+                 "module \"%s\" refused: this is a pwasm compile artifact, "
+                 "which holds native code; load it as precompiled, with its "
+                 "SHA-256",
+                 name);
+        return PW_ELOAD;
+    }
+    if (artifact && !is_artifact(bytes, len)) {
+        snprintf(err, errlen,
+                 "module \"%s\" refused: not a pwasm compile artifact", name);
+        return PW_ELOAD;
+    }
+    if (artifact) {
+        if (len < PW_AOT_HEADER) {
+            snprintf(err, errlen, "module \"%s\" refused: truncated artifact",
+                     name);
+            return PW_ELOAD;
+        }
         unsigned char table[32];
         pw_engine_table_hash(funcs, nfuncs, table);
         uint64_t wlen = get_u64(bytes + 44);
@@ -236,6 +330,12 @@ int pw_module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
         bytes += PW_AOT_HEADER;
         len = (size_t)wlen;
     }
+    if (rt->max_module_bytes && len > rt->max_module_bytes) {
+        snprintf(err, errlen,
+                 "module \"%s\" refused: %zu bytes, over the limit of %llu",
+                 name, len, (unsigned long long)rt->max_module_bytes);
+        return PW_ELOAD;
+    }
     pw_wasm_info info;
     char perr[256];
     if (pw_wasm_parse(bytes, len, &info, perr, sizeof perr) != 0) {
@@ -244,7 +344,8 @@ int pw_module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
     }
     int abi, rc = PW_ELOAD;
     const char *alloc;
-    if (check_module(&info, name, &abi, &alloc, err, errlen) != 0)
+    if (check_limits(rt, &info, name, err, errlen) != 0 ||
+        check_module(&info, name, &abi, &alloc, err, errlen) != 0)
         goto done;
     pw_module *m = calloc(1, sizeof *m);
     if (!m || !(m->name = strdup(name))) {
@@ -279,41 +380,82 @@ done:
     return rc;
 }
 
-static int read_file(const char *name, const char *path, uint8_t **out,
-                     size_t *outlen, char *err, size_t errlen)
+int pw_module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
+                   size_t len, pw_module **out, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    return module_load(rt, name, bytes, len, 0, out, err, errlen);
+}
+
+/* Reads a module file: a regular file only (a FIFO would block, a device
+ * never end), opened without blocking, of at most `max` bytes (0: any). */
+static int read_file(const char *name, const char *path, uint64_t max,
+                     uint8_t **out, size_t *outlen, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
         snprintf(err, errlen, "module \"%s\": cannot open %s: %s", name, path,
                  strerror(errno));
         return PW_EIO;
     }
-    uint8_t *buf = NULL;
-    size_t len = 0, cap = 0;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "module \"%s\": %s is not a regular file", name,
+                 path);
+        close(fd);
+        return PW_EIO;
+    }
+    if (max && (uint64_t)st.st_size > max) {
+        snprintf(err, errlen,
+                 "module \"%s\": %s is %llu bytes, over the limit of %llu",
+                 name, path, (unsigned long long)st.st_size,
+                 (unsigned long long)max);
+        close(fd);
+        return PW_EIO;
+    }
+    /* The size may change while we read: never read past max + 1. */
+    size_t cap = (size_t)st.st_size + 1, len = 0;
+    uint8_t *buf = malloc(cap);
+    if (!buf) {
+        close(fd);
+        snprintf(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
     for (;;) {
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            snprintf(err, errlen, "module \"%s\": cannot read %s: %s", name,
+                     path, strerror(errno));
+            free(buf);
+            close(fd);
+            return PW_EIO;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
         if (len == cap) {
-            cap = cap ? cap * 2 : 65536;
-            uint8_t *b = realloc(buf, cap);
+            if (max && len > max) {
+                snprintf(err, errlen,
+                         "module \"%s\": %s grew over the limit of %llu "
+                         "bytes while being read",
+                         name, path, (unsigned long long)max);
+                free(buf);
+                close(fd);
+                return PW_EIO;
+            }
+            uint8_t *b = realloc(buf, cap * 2);
             if (!b) {
                 free(buf);
-                fclose(f);
+                close(fd);
                 snprintf(err, errlen, "out of memory");
                 return PW_ENOMEM;
             }
             buf = b;
+            cap *= 2;
         }
-        size_t r = fread(buf + len, 1, cap - len, f);
-        len += r;
-        if (r == 0)
-            break;
     }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        snprintf(err, errlen, "module \"%s\": cannot read %s", name, path);
-        return PW_EIO;
-    }
+    close(fd);
     *out = buf;
     *outlen = len;
     return PW_OK;
@@ -324,7 +466,8 @@ int pw_module_compile(pw_runtime *rt, const char *name, const char *path,
 {
     uint8_t *bytes, *code = NULL;
     size_t len, code_len = 0;
-    int rc = read_file(name, path, &bytes, &len, err, errlen);
+    int rc = read_file(name, path, rt->max_module_bytes, &bytes, &len, err,
+                       errlen);
     if (rc != PW_OK)
         return rc;
     pw_wasm_info info;
@@ -337,7 +480,8 @@ int pw_module_compile(pw_runtime *rt, const char *name, const char *path,
         return PW_ELOAD;
     }
     rc = PW_ELOAD;
-    if (check_module(&info, name, &abi, &alloc, err, errlen) != 0)
+    if (check_limits(rt, &info, name, err, errlen) != 0 ||
+        check_module(&info, name, &abi, &alloc, err, errlen) != 0)
         goto done;
     size_t nfuncs;
     const pw_host_func *funcs = pw_core_host_funcs(&nfuncs);
@@ -348,7 +492,7 @@ int pw_module_compile(pw_runtime *rt, const char *name, const char *path,
         rc = erc == -2 ? PW_ECOMPILE : PW_ELOAD;
         goto done;
     }
-    rc = read_file(name, so_path, &code, &code_len, err, errlen);
+    rc = read_file(name, so_path, 0, &code, &code_len, err, errlen);
     unlink(so_path);
     if (rc != PW_OK)
         goto done;
@@ -387,10 +531,44 @@ int pw_module_load_file(pw_runtime *rt, const char *name, const char *path,
 {
     uint8_t *buf;
     size_t len;
-    int rc = read_file(name, path, &buf, &len, err, errlen);
+    int rc = read_file(name, path, rt->max_module_bytes, &buf, &len, err,
+                       errlen);
     if (rc != PW_OK)
         return rc;
-    rc = pw_module_load(rt, name, buf, len, out, err, errlen);
+    rc = module_load(rt, name, buf, len, 0, out, err, errlen);
+    free(buf);
+    return rc;
+}
+
+int pw_module_load_precompiled(pw_runtime *rt, const char *name,
+                               const char *path, const char *sha256_hex,
+                               pw_module **out, char *err, size_t errlen)
+{
+    uint8_t *buf;
+    size_t len;
+    /* An artifact holds the module and its code: allow for both. */
+    uint64_t max = rt->max_module_bytes ? rt->max_module_bytes * 2 + (64u << 20)
+                                        : 0;
+    int rc = read_file(name, path, max, &buf, &len, err, errlen);
+    if (rc != PW_OK)
+        return rc;
+    if (sha256_hex) {
+        unsigned char md[32];
+        unsigned int mdlen = 0;
+        char hex[65];
+        EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL);
+        for (int i = 0; i < 32; i++)
+            snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        if (strlen(sha256_hex) != 64 || strncasecmp(hex, sha256_hex, 64) != 0) {
+            snprintf(err, errlen,
+                     "module \"%s\" refused: %s has SHA-256 %s, not the "
+                     "expected %.64s",
+                     name, path, hex, sha256_hex);
+            free(buf);
+            return PW_ELOAD;
+        }
+    }
+    rc = module_load(rt, name, buf, len, 1, out, err, errlen);
     free(buf);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <link.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -100,13 +101,18 @@ static int cmp_str(const void *a, const void *b)
 /* The wasm_rt_* runtime the generated code links against, forwarded to the
  * engine (memory, traps) or kept local (function types, tables). */
 static const char glue_runtime[] =
+    PW_GLUE_SP_TEXT
     "static const pw_glue_rt *pw_rt;\n"
+    "const volatile uintptr_t *pw_floors_p;\n"
+    /* Runtime stubs that call into the host from plugin code get the
+     * hostcall headroom too. */
+    "#define PW_HOST_CHECK() if (__builtin_expect(PW_SP() < pw_floors_p[1], 0)) pw_rt->trap(8)\n"
     "void wasm_rt_trap(wasm_rt_trap_t c) { pw_rt->trap((int)c); abort(); }\n"
     "bool wasm_rt_is_initialized(void) { return true; }\n"
     "void wasm_rt_init(void) {}\n"
     "void wasm_rt_free(void) {}\n"
     "void wasm_rt_allocate_memory(wasm_rt_memory_t *m, uint32_t i, uint32_t x) { pw_rt->allocate_memory(m, i, x); }\n"
-    "uint32_t wasm_rt_grow_memory(wasm_rt_memory_t *m, uint32_t d) { return pw_rt->grow_memory(m, d); }\n"
+    "uint32_t wasm_rt_grow_memory(wasm_rt_memory_t *m, uint32_t d) { PW_HOST_CHECK(); return pw_rt->grow_memory(m, d); }\n"
     "void wasm_rt_free_memory(wasm_rt_memory_t *m) { pw_rt->free_memory(m); }\n"
     "typedef struct { uint32_t np, nr; wasm_rt_type_t t[64]; } pw_ft;\n"
     "static pw_ft *pw_fts; static uint32_t pw_nfts;\n"
@@ -125,7 +131,7 @@ static const char glue_runtime[] =
     "    if (!t->data) pw_rt->trap(34); }                                                \\\n"
     "  void wasm_rt_free_##type##_table(wasm_rt_##type##_table_t *t) { free(t->data); t->data = 0; } \\\n"
     "  uint32_t wasm_rt_grow_##type##_table(wasm_rt_##type##_table_t *t, uint32_t d, wasm_rt_##type##_t init) { \\\n"
-    "    uint64_t n = (uint64_t)t->size + d; uint32_t old = t->size;                     \\\n"
+    "    PW_HOST_CHECK(); uint64_t n = (uint64_t)t->size + d; uint32_t old = t->size;    \\\n"
     "    if (n > t->max_size || n > 10000000) return (uint32_t)-1;                       \\\n"
     "    void *p = realloc(t->data, (n ? n : 1) * sizeof *t->data); if (!p) return (uint32_t)-1; \\\n"
     "    t->data = p; for (uint64_t i = old; i < n; i++) t->data[i] = init;              \\\n"
@@ -198,7 +204,11 @@ static int write_glue(const char *path, const pw_wasm_info *info,
         fputs("_instance_t *i", f);
         for (int k = 0; k < np; k++)
             fprintf(f, ", %s a%d", ctype(im->sig[k]), k);
-        fputs(") {\n  ", f);
+        /* Enough native stack for the host, or a trap here, in plugin
+         * code, where unwinding is safe. */
+        fputs(") {\n  if (__builtin_expect(PW_SP() < pw_floors_p[1], 0)) "
+              "pw_rt->trap(8);\n  ",
+              f);
         if (colon[1])
             fprintf(f, "%s r = ", ret);
         fprintf(f, "((%s (*)(void *", ret);
@@ -240,7 +250,7 @@ static int write_glue(const char *path, const pw_wasm_info *info,
     fputs("};\n", f);
 
     fputs("static void pw_init(const pw_glue_rt *rt) { pw_rt = rt; "
-          "Z_plug_init_module(); }\n",
+          "pw_floors_p = rt->floors; Z_plug_init_module(); }\n",
           f);
     fputs("static void pw_instantiate(void *inst, pw_glue_imports *imp) {\n"
           "  (void)imp;\n  Z_plug_instantiate((Z_plug_instance_t *)inst",
@@ -270,26 +280,121 @@ static int write_glue(const char *path, const pw_wasm_info *info,
 
 /* ------------------------------------------------------------- compiling */
 
-/* Runs `sh -c cmd` with stdout/stderr to `logpath`; 0 on exit status 0. */
-static int run(const char *cmd, const char *logpath)
+/* Copies wasm2c's plug.c to out, replacing its empty FUNC_PROLOGUE (the
+ * variant without call-depth counting) by the native stack check: every
+ * compiled function traps with "call stack exhausted" when less than the
+ * Wasm headroom is left (see rt.c). 0, or -1 when the file cannot be
+ * read/written or does not have exactly one such line. */
+static int patch_prologue(const char *in, const char *out)
 {
+    FILE *fi = fopen(in, "r"), *fo = fi ? fopen(out, "w") : NULL;
+    if (!fo) {
+        if (fi)
+            fclose(fi);
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int found = 0, bad = 0;
+    while ((n = getline(&line, &cap, fi)) > 0) {
+        if (strcmp(line, "#define FUNC_PROLOGUE\n") == 0) {
+            found++;
+            fputs(PW_GLUE_SP_TEXT
+                  "extern __attribute__((visibility(\"hidden\"))) const "
+                  "volatile uintptr_t *pw_floors_p;\n"
+                  "#define FUNC_PROLOGUE if (__builtin_expect(PW_SP() < "
+                  "pw_floors_p[0], 0)) TRAP(EXHAUSTION);\n",
+                  fo);
+        } else if (fwrite(line, 1, (size_t)n, fo) != (size_t)n) {
+            bad = 1;
+            break;
+        }
+    }
+    free(line);
+    bad |= ferror(fi);
+    fclose(fi);
+    bad |= fclose(fo) != 0;
+    return bad || found != 1 ? -1 : 0;
+}
+
+static void log_tail(const char *logpath, char *err, size_t errlen);
+
+/* Runs `sh -c cmd` with stdout/stderr to `logpath`, in a process group of
+ * its own, under the configured limits: address space (ulimit -v, for the
+ * shell and everything it starts) and wall-clock time (the whole group is
+ * killed). Returns 0 on exit status 0, -1 on failure, -2 when the time
+ * limit killed it. */
+static int run(const pw_engine_config *cfg, const char *cmd,
+               const char *logpath)
+{
+    char full[17000];
+    if (cfg->compile_max_memory)
+        snprintf(full, sizeof full, "ulimit -v %llu && %s",
+                 (unsigned long long)(cfg->compile_max_memory >> 10), cmd);
+    else
+        snprintf(full, sizeof full, "%s", cmd);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, logpath,
                                      O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    char *argv[] = {"/bin/sh", "-c", (char *)cmd, NULL};
+    posix_spawnattr_t at;
+    posix_spawnattr_init(&at);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&at, 0);
+    char *argv[] = {"/bin/sh", "-c", full, NULL};
     pid_t pid;
-    int rc = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+    int rc = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
     if (rc != 0)
         return -1;
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long nap_us = 1000;
     int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR)
             return -1;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        uint64_t ms = (uint64_t)(now.tv_sec - t0.tv_sec) * 1000 +
+                      (uint64_t)((now.tv_nsec - t0.tv_nsec) / 1000000);
+        if (cfg->compile_timeout_ms && ms >= cfg->compile_timeout_ms) {
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+                ;
+            return -2;
+        }
+        struct timespec nap = {0, nap_us * 1000};
+        nanosleep(&nap, NULL);
+        if (nap_us < 50000)
+            nap_us *= 2;
+    }
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/* The error for a failed compiler step: what failed, the limit that
+ * stopped it, then the tail of its output. */
+static void step_failed(const pw_engine_config *cfg, int rc, const char *what,
+                        const char *logpath, char *err, size_t errlen)
+{
+    size_t used = strlen(err);
+    if (rc == -2)
+        snprintf(err + used, errlen - used,
+                 " (%s exceeded the compile time limit of %u ms)", what,
+                 cfg->compile_timeout_ms);
+    else if (cfg->compile_max_memory)
+        snprintf(err + used, errlen - used,
+                 " (%s failed; its memory limit is %llu MiB)", what,
+                 (unsigned long long)(cfg->compile_max_memory >> 20));
+    if (rc != -2)
+        log_tail(logpath, err, errlen);
 }
 
 /* Appends the tail of a log file to err (compiler/validator messages). */
@@ -387,11 +492,23 @@ static int compile(const pw_engine_config *cfg, const char *name,
     const char *w2c = getenv("PWASM_WASM2C");
     snprintf(cmd, sizeof cmd, "cd '%s' && exec %s module.wasm -n plug -o plug.c",
              dir, w2c && *w2c ? w2c : "wasm2c");
-    if (run(cmd, logp) != 0) {
-        pw_errf(err, errlen, "module \"%s\" refused by the validator (wasm2c)",
-             name);
-        log_tail(logp, err, errlen);
-        return -1;
+    int rc = run(cfg, cmd, logp);
+    if (rc != 0) {
+        pw_errf(err, errlen,
+                rc == -2 ? "module \"%s\" could not be compiled"
+                         : "module \"%s\" refused by the validator (wasm2c)",
+                name);
+        step_failed(cfg, rc, "wasm2c", logp, err, errlen);
+        return rc == -2 ? -2 : -1;
+    }
+    char p2[4200];
+    snprintf(p, sizeof p, "%s/plug.c", dir);
+    snprintf(p2, sizeof p2, "%s/plug_pw.c", dir);
+    if (patch_prologue(p, p2) != 0) {
+        pw_errf(err, errlen,
+                "module \"%s\": wasm2c's output was not as expected (no "
+                "single FUNC_PROLOGUE to patch)", name);
+        return -2;
     }
     snprintf(p, sizeof p, "%s/glue.c", dir);
     if (write_glue(p, info, map) != 0) {
@@ -400,13 +517,15 @@ static int compile(const pw_engine_config *cfg, const char *name,
     }
     snprintf(cmd, sizeof cmd,
              "cd '%s' && exec %s %s -fPIC -shared -fvisibility=hidden -w "
-             "-DWASM_RT_MEMCHECK_SIGNAL_HANDLER=1 -I. -o '%s' plug.c glue.c "
+             "-fstack-clash-protection -DWASM_RT_MEMCHECK_SIGNAL_HANDLER=1 "
+             "-DWASM_RT_USE_STACK_DEPTH_COUNT=0 -I. -o '%s' plug_pw.c glue.c "
              "-lm",
              dir, cfg->cc, cfg->cflags, so_path);
-    if (run(cmd, logp) != 0) {
-        pw_errf(err, errlen, "module \"%s\": C compilation failed (%s %s)", name,
-             cfg->cc, cfg->cflags);
-        log_tail(logp, err, errlen);
+    rc = run(cfg, cmd, logp);
+    if (rc != 0) {
+        pw_errf(err, errlen, "module \"%s\": C compilation failed (%s %s)",
+                name, cfg->cc, cfg->cflags);
+        step_failed(cfg, rc, "the C compiler", logp, err, errlen);
         return -2;
     }
     return 0;
@@ -473,17 +592,18 @@ static int link_map(const char *name, const pw_wasm_info *info,
     return 0;
 }
 
-/* Compiles into `so_path` through a temporary directory beside it (or in
- * $TMPDIR when tmp_parent is NULL), renamed into place atomically. */
-static int compile_to(const pw_engine_config *cfg, const char *name,
-                      const uint8_t *bytes, size_t len,
-                      const pw_wasm_info *info, const int *map,
-                      const char *tmp_parent, const char *so_path, char *err,
-                      size_t errlen)
+/* Compiles into <dir>/plug.so, dir a fresh private (0700) temporary
+ * directory under tmp_parent (or $TMPDIR when NULL), returned in dir. The
+ * caller removes it (rm_tree) after a success. */
+static int compile_in_tmp(const pw_engine_config *cfg, const char *name,
+                          const uint8_t *bytes, size_t len,
+                          const pw_wasm_info *info, const int *map,
+                          const char *tmp_parent, char *dir, size_t dirlen,
+                          char *err, size_t errlen)
 {
-    char dir[3800], tmp_so[4096];
+    char tmp_so[4200];
     const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/pwasm-XXXXXX",
+    snprintf(dir, dirlen, "%s/pwasm-XXXXXX",
              tmp_parent ? tmp_parent : t && *t ? t : "/tmp");
     if (!mkdtemp(dir)) {
         pw_errf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
@@ -497,12 +617,31 @@ static int compile_to(const pw_engine_config *cfg, const char *name,
         rm_tree(dir);
         return -1;
     }
-    snprintf(dir, sizeof dir, "%s", abs);
+    snprintf(dir, dirlen, "%s", abs);
     free(abs);
     snprintf(tmp_so, sizeof tmp_so, "%s/plug.so", dir);
     int rc = compile(cfg, name, bytes, len, info, map, dir, tmp_so, err,
                      errlen);
-    if (rc == 0 && rename(tmp_so, so_path) != 0) {
+    if (rc != 0)
+        rm_tree(dir);
+    return rc;
+}
+
+/* Compiles into `so_path` through a temporary directory beside it (or in
+ * $TMPDIR when tmp_parent is NULL), renamed into place atomically. */
+static int compile_to(const pw_engine_config *cfg, const char *name,
+                      const uint8_t *bytes, size_t len,
+                      const pw_wasm_info *info, const int *map,
+                      const char *tmp_parent, const char *so_path, char *err,
+                      size_t errlen)
+{
+    char dir[4096], tmp_so[4200];
+    int rc = compile_in_tmp(cfg, name, bytes, len, info, map, tmp_parent, dir,
+                            sizeof dir, err, errlen);
+    if (rc != 0)
+        return rc;
+    snprintf(tmp_so, sizeof tmp_so, "%s/plug.so", dir);
+    if (rename(tmp_so, so_path) != 0) {
         pw_errf(err, errlen, "cannot store %s: %s", so_path, strerror(errno));
         rc = -1;
     }
@@ -554,6 +693,257 @@ static int open_code(const pw_engine_config *cfg, const char *name,
     return 0;
 }
 
+/* ------------------------------------------------------ the trusted cache */
+
+/* Who may own native code this process loads: root or this process's
+ * user, and nobody else may write to it. 0, or -1 with why in err. */
+static int trusted_stat(const struct stat *st, const char *path, char *err,
+                        size_t errlen)
+{
+    if (st->st_uid != 0 && st->st_uid != geteuid()) {
+        pw_errf(err, errlen, "%s is owned by uid %u (not root or this "
+                "process's user)", path, (unsigned)st->st_uid);
+        return -1;
+    }
+    if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+        pw_errf(err, errlen, "%s is writable by %s (mode %04o)", path,
+                st->st_mode & S_IWOTH ? "others" : "its group",
+                (unsigned)(st->st_mode & 07777));
+        return -1;
+    }
+    return 0;
+}
+
+/* The cache directory and each directory above it must be trusted (a
+ * sticky one, like /tmp, may be writable by others: nobody else can
+ * rename what is ours in it). */
+static int trusted_dir(const char *dir, char *err, size_t errlen)
+{
+    char *abs = realpath(dir, NULL);
+    if (!abs) {
+        pw_errf(err, errlen, "cache directory %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int rc = 0, first = 1;
+    for (;;) {
+        struct stat st;
+        if (stat(abs, &st) != 0) {
+            pw_errf(err, errlen, "%s: %s", abs, strerror(errno));
+            rc = -1;
+            break;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            pw_errf(err, errlen, "%s is not a directory", abs);
+            rc = -1;
+            break;
+        }
+        if (!(!first && (st.st_mode & S_ISVTX)) &&
+            trusted_stat(&st, abs, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
+        if (strcmp(abs, "/") == 0)
+            break;
+        char *slash = strrchr(abs, '/');
+        if (slash == abs)
+            slash[1] = 0; /* "/x" -> "/" */
+        else
+            *slash = 0;
+        first = 0;
+    }
+    free(abs);
+    return rc;
+}
+
+static void sha256_hex(const uint8_t *b, size_t n, char hex[65])
+{
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_Digest(b, n, md, &len, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++)
+        sprintf(hex + 2 * i, "%02x", md[i]);
+    hex[64] = 0;
+}
+
+/* Reads a whole trusted regular file opened without following links.
+ * Returns the open descriptor (the caller closes it) with the bytes in
+ * *buf (malloc'ed), or -1 with why in err; errno ENOENT when missing. */
+static int read_trusted(const char *path, size_t max, uint8_t **buf,
+                        size_t *len, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        int e = errno;
+        pw_errf(err, errlen, "%s: %s", path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        (uint64_t)st.st_size > max) {
+        pw_errf(err, errlen, "%s is not a regular file of at most %zu bytes",
+                path, max);
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    if (trusted_stat(&st, path, err, errlen) != 0) {
+        close(fd);
+        errno = EPERM;
+        return -1;
+    }
+    size_t n = (size_t)st.st_size, off = 0;
+    uint8_t *b = malloc(n ? n : 1);
+    while (b && off < n) {
+        ssize_t r = pread(fd, b + off, n - off, (off_t)off);
+        if (r <= 0)
+            break;
+        off += (size_t)r;
+    }
+    if (!b || off != n) {
+        pw_errf(err, errlen, "%s: cannot read", path);
+        free(b);
+        close(fd);
+        errno = EIO;
+        return -1;
+    }
+    *buf = b;
+    *len = n;
+    return fd;
+}
+
+/* Reads a cache entry if it can be trusted: <key>.so whose SHA-256 equals
+ * the one in <key>.sha256, both trusted files. 0 with the object's bytes
+ * in *code (malloc'ed), or -1: missing (errno ENOENT) or refused (why in
+ * err). */
+static int read_entry(const char *so_path, const char *sum_path,
+                      uint8_t **code, size_t *code_len, char *err,
+                      size_t errlen)
+{
+    uint8_t *sum;
+    size_t sum_len;
+    int fd = read_trusted(so_path, (size_t)1 << 31, code, code_len, err,
+                          errlen);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    int sfd = read_trusted(sum_path, 4096, &sum, &sum_len, err, errlen);
+    if (sfd < 0) {
+        if (errno == ENOENT)
+            pw_errf(err, errlen, "%s has no recorded digest", so_path);
+        free(*code);
+        errno = EPERM;
+        return -1;
+    }
+    close(sfd);
+    char hex[65];
+    sha256_hex(*code, *code_len, hex);
+    int ok = sum_len >= 64 && memcmp(sum, hex, 64) == 0;
+    free(sum);
+    if (!ok) {
+        pw_errf(err, errlen, "%s does not match its recorded SHA-256",
+                so_path);
+        free(*code);
+        errno = EPERM;
+        return -1;
+    }
+    return 0;
+}
+
+/* Records the SHA-256 of a freshly compiled object at sum_path. */
+static int record_digest(const char *so_path, const char *sum_path)
+{
+    uint8_t *code;
+    size_t len;
+    char e[256], hex[66], tmp[4300];
+    int fd = read_trusted(so_path, (size_t)1 << 31, &code, &len, e, sizeof e);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    sha256_hex(code, len, hex);
+    free(code);
+    hex[64] = '\n';
+    snprintf(tmp, sizeof tmp, "%s.tmp", sum_path);
+    int rc = write_file(tmp, (const uint8_t *)hex, 65);
+    if (rc == 0)
+        rc = rename(tmp, sum_path);
+    if (rc != 0)
+        unlink(tmp);
+    return rc;
+}
+
+static void warn(const pw_engine_config *cfg, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void warn(const pw_engine_config *cfg, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (cfg->warn)
+        cfg->warn(cfg->warn_data, msg);
+    else
+        fprintf(stderr, "pwasm: warning: %s\n", msg);
+}
+
+/* Loaded objects by the SHA-256 of their bytes. Each is loaded from an
+ * anonymous file (memfd) written from bytes already checked, so the code
+ * that runs is the code that was verified; the file stays open for the
+ * life of the process (objects are never unloaded), which keeps its
+ * /proc/self/fd name unique: dlopen() returns the object already loaded
+ * under a name, so a name must never be reused for other bytes. */
+typedef struct pw_loaded {
+    char sha[65];
+    int fd;
+    struct pw_loaded *next;
+} pw_loaded;
+static pw_loaded *pw_loaded_list;
+
+static int load_bytes(const pw_engine_config *cfg, const char *name,
+                      const uint8_t *code, size_t code_len,
+                      const pw_host_func *funcs, size_t nfuncs, pw_wmod **out,
+                      char *err, size_t errlen)
+{
+    char hex[65];
+    sha256_hex(code, code_len, hex);
+    pw_loaded *l;
+    for (l = pw_loaded_list; l; l = l->next)
+        if (strcmp(l->sha, hex) == 0)
+            break;
+    if (!l) {
+        l = calloc(1, sizeof *l);
+        if (!l) {
+            pw_errf(err, errlen, "out of memory");
+            return -1;
+        }
+        l->fd = memfd_create("pwasm-plugin", MFD_CLOEXEC);
+        if (l->fd < 0) {
+            pw_errf(err, errlen, "memfd_create: %s", strerror(errno));
+            free(l);
+            return -1;
+        }
+        size_t off = 0;
+        while (off < code_len) {
+            ssize_t w = write(l->fd, code + off, code_len - off);
+            if (w <= 0) {
+                pw_errf(err, errlen, "cannot write compiled code: %s",
+                        strerror(errno));
+                close(l->fd);
+                free(l);
+                return -1;
+            }
+            off += (size_t)w;
+        }
+        memcpy(l->sha, hex, sizeof hex);
+        l->next = pw_loaded_list;
+        pw_loaded_list = l;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", l->fd);
+    return open_code(cfg, name, path, funcs, nfuncs, out, err, errlen);
+}
+
 int pw_wmod_load(const pw_engine_config *cfg, const char *name,
                  const uint8_t *bytes, size_t len, const pw_wasm_info *info,
                  const pw_host_func *funcs, size_t nfuncs, pw_wmod **out,
@@ -562,39 +952,70 @@ int pw_wmod_load(const pw_engine_config *cfg, const char *name,
     int *map, rc;
     if (link_map(name, info, funcs, nfuncs, &map, err, errlen) != 0)
         return -1;
-    char key[65], so_path[4096];
+    char key[65], so_path[4200], sum_path[4200], why[512];
     cache_key(cfg, bytes, len, funcs, nfuncs, key);
-    int use_cache = cfg->cache_dir && *cfg->cache_dir;
-    if (use_cache) {
+    if (cfg->cache_dir && *cfg->cache_dir) {
         if (mkdir_p(cfg->cache_dir) != 0) {
             pw_errf(err, errlen, "cannot create cache directory %s: %s",
-                 cfg->cache_dir, strerror(errno));
+                    cfg->cache_dir, strerror(errno));
+            free(map);
+            return -1;
+        }
+        if (trusted_dir(cfg->cache_dir, why, sizeof why) != 0) {
+            pw_errf(err, errlen, "refusing the compile cache %s: %s",
+                    cfg->cache_dir, why);
             free(map);
             return -1;
         }
         snprintf(so_path, sizeof so_path, "%s/%s.so", cfg->cache_dir, key);
-        if (access(so_path, R_OK) == 0) {
-            free(map);
-            return open_code(cfg, name, so_path, funcs, nfuncs, out, err,
-                             errlen);
+        snprintf(sum_path, sizeof sum_path, "%s/%s.sha256", cfg->cache_dir,
+                 key);
+        uint8_t *code;
+        size_t code_len;
+        rc = read_entry(so_path, sum_path, &code, &code_len, why, sizeof why);
+        if (rc != 0 && errno != ENOENT)
+            warn(cfg, "module \"%s\": compile cache entry refused (%s); "
+                 "compiling it again", name, why);
+        if (rc != 0) {
+            rc = compile_to(cfg, name, bytes, len, info, map, cfg->cache_dir,
+                            so_path, err, errlen);
+            if (rc == 0 && record_digest(so_path, sum_path) != 0) {
+                pw_errf(err, errlen, "cannot record the digest of %s: %s",
+                        so_path, strerror(errno));
+                rc = -1;
+            }
+            if (rc == 0 && read_entry(so_path, sum_path, &code, &code_len,
+                                      err, errlen) != 0)
+                rc = -1;
         }
-        rc = compile_to(cfg, name, bytes, len, info, map, cfg->cache_dir,
-                        so_path, err, errlen);
         free(map);
-        return rc ? rc
-                  : open_code(cfg, name, so_path, funcs, nfuncs, out, err,
-                              errlen);
+        if (rc != 0)
+            return rc;
+        rc = load_bytes(cfg, name, code, code_len, funcs, nfuncs, out, err,
+                        errlen);
+        free(code);
+        return rc;
     }
-    /* No cache: compile, open, unlink (an opened object stays mapped). */
-    const char *t = getenv("TMPDIR");
-    snprintf(so_path, sizeof so_path, "%s/pwasm-%s-%d.so",
-             t && *t ? t : "/tmp", key, (int)getpid());
-    rc = compile_to(cfg, name, bytes, len, info, map, NULL, so_path, err,
-                    errlen);
+    /* No cache: compile in a private temporary directory, load from it,
+     * remove it (an opened object stays mapped). */
+    char dir[4096];
+    rc = compile_in_tmp(cfg, name, bytes, len, info, map, NULL, dir,
+                        sizeof dir, err, errlen);
     free(map);
-    if (rc == 0)
-        rc = open_code(cfg, name, so_path, funcs, nfuncs, out, err, errlen);
-    unlink(so_path);
+    if (rc != 0)
+        return rc;
+    snprintf(so_path, sizeof so_path, "%s/plug.so", dir);
+    uint8_t *code;
+    size_t code_len;
+    int fd = read_trusted(so_path, (size_t)1 << 31, &code, &code_len, err,
+                          errlen);
+    rm_tree(dir);
+    if (fd < 0)
+        return -2;
+    close(fd);
+    rc = load_bytes(cfg, name, code, code_len, funcs, nfuncs, out, err,
+                    errlen);
+    free(code);
     return rc;
 }
 
@@ -622,28 +1043,8 @@ int pw_wmod_load_code(const pw_engine_config *cfg, const char *name,
     if (link_map(name, info, funcs, nfuncs, &map, err, errlen) != 0)
         return -1;
     free(map);
-    /* dlopen needs a file: an anonymous one, never on disk. */
-    int fd = memfd_create("pwasm-plugin", MFD_CLOEXEC);
-    if (fd < 0) {
-        pw_errf(err, errlen, "memfd_create: %s", strerror(errno));
-        return -1;
-    }
-    size_t off = 0;
-    while (off < code_len) {
-        ssize_t w = write(fd, code + off, code_len - off);
-        if (w <= 0) {
-            pw_errf(err, errlen, "cannot write compiled code: %s",
-                 strerror(errno));
-            close(fd);
-            return -1;
-        }
-        off += (size_t)w;
-    }
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    int rc = open_code(cfg, name, path, funcs, nfuncs, out, err, errlen);
-    close(fd);
-    return rc;
+    return load_bytes(cfg, name, code, code_len, funcs, nfuncs, out, err,
+                      errlen);
 }
 
 void pw_engine_table_hash(const pw_host_func *funcs, size_t nfuncs,

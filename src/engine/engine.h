@@ -37,6 +37,12 @@ typedef struct pw_engine_config {
     uint32_t max_pages;    /* linear memory limit, 64 KiB pages (<= 65535) */
     uint32_t max_call_ms;  /* CPU time limit of one call into a plugin, ms;
                               0: none */
+    uint32_t compile_timeout_ms;  /* per compiler process; 0: none */
+    uint64_t compile_max_memory;  /* address space per compiler process,
+                                     bytes; 0: none */
+    /* Recoverable problems (a cache entry compiled again); may be NULL. */
+    void (*warn)(void *data, const char *msg);
+    void *warn_data;
 } pw_engine_config;
 
 /* Trap kinds: wasm2c's wasm_rt_trap_t values, plus ours. */
@@ -53,7 +59,8 @@ enum {
     PW_TRAP_EXIT = 32,       /* WASI proc_exit; code in pw_trap.exit_code */
     PW_TRAP_HOST = 33,       /* a hostcall aborted the call */
     PW_TRAP_OUT_OF_MEMORY = 34, /* linear memory could not be reserved */
-    PW_TRAP_TIMEOUT = 35       /* ran longer than the CPU time limit */
+    PW_TRAP_TIMEOUT = 35,      /* ran longer than the CPU time limit */
+    PW_TRAP_DETACHED = 36      /* called while the process is detached */
 };
 
 typedef struct pw_trap {
@@ -78,8 +85,18 @@ typedef struct pw_wfunc {
     uint8_t nresults;
 } pw_wfunc;
 
-/* Installs the trap handlers (idempotent). 0 or -1 with err. */
-int pw_engine_init(char *err, size_t errlen);
+/* Attaches this process: installs the SIGSEGV/SIGBUS handlers (traps in
+ * plugin code), the SIGPROF handler and, at the first call, the CPU timer
+ * of the call time limit, and an alternate signal stack if the thread has
+ * none. Counted: each attach needs one detach. Calls into Wasm while the
+ * process is not attached fail with PW_TRAP_DETACHED. 0, or -1 with err. */
+int pw_engine_attach(char *err, size_t errlen);
+/* Undoes one attach; the last one disarms the timer and restores the
+ * previous handlers and signal stack. Must happen before the engine's code
+ * can be unmapped (dlclose of the object it is linked into). */
+void pw_engine_detach(void);
+/* Number of attaches not yet undone in this process. */
+int pw_engine_attached(void);
 
 /* Compiles (or takes from the cache) and loads a parsed module. Every
  * function import must match a host function by module, name and signature;

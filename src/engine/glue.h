@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <wasm-rt.h>
 
-#define PW_GLUE_VERSION 2
+#define PW_GLUE_VERSION 3
 #define PW_GLUE_SYMBOL "pw_glue_module"
 
 #define PW_GLUE_DECLS                                                        \
@@ -22,6 +22,9 @@
                                 uint32_t max);                               \
         uint32_t (*grow_memory)(wasm_rt_memory_t *m, uint32_t delta);        \
         void (*free_memory)(wasm_rt_memory_t *m);                            \
+        /* [0]: lowest stack pointer a Wasm function may run at, [1]: a    \
+         * hostcall trampoline; below it traps (call stack exhausted). */   \
+        const volatile uintptr_t *floors;                                    \
     } pw_glue_rt;                                                            \
     typedef struct pw_glue_imports {                                         \
         void *ctx;                                                           \
@@ -46,6 +49,21 @@
     } pw_glue_descriptor;
 
 PW_GLUE_DECLS
+
+/* PW_SP(): the stack pointer, as text for the generated files (glue.c and
+ * the patched wasm2c output). */
+#define PW_GLUE_SP_TEXT                                                      \
+    "#ifndef PW_SP\n"                                                         \
+    "#if defined(__x86_64__)\n"                                               \
+    "#define PW_SP() __extension__({ uintptr_t s_; "                          \
+    "__asm__(\"mov %%rsp, %0\" : \"=r\"(s_)); s_; })\n"                        \
+    "#elif defined(__aarch64__)\n"                                            \
+    "#define PW_SP() __extension__({ uintptr_t s_; "                          \
+    "__asm__(\"mov %0, sp\" : \"=r\"(s_)); s_; })\n"                           \
+    "#else\n"                                                                 \
+    "#define PW_SP() ((uintptr_t)__builtin_frame_address(0))\n"               \
+    "#endif\n"                                                                \
+    "#endif\n"
 
 #define PW_GLUE_STR2(...) #__VA_ARGS__
 #define PW_GLUE_STR(...) PW_GLUE_STR2(__VA_ARGS__)

@@ -1,15 +1,30 @@
 /*
  * rt.c -- the engine's runtime: trap delivery, linear memory, signal
- * handlers, and calls into Wasm.
+ * handlers, the native stack budget, the CPU time limit, and calls into
+ * Wasm.
  *
  * Linear memory reserves 8 GiB of address space per instance (any 32-bit
  * address plus any 32-bit offset) and makes only the live pages accessible,
  * so the compiled code needs no bounds checks: an out-of-bounds access faults
- * in the guard region and the SIGSEGV handler turns it into a trap. A stack
- * overflow faults on the thread's guard page; the handler runs on an
- * alternate stack and traps with "call stack exhausted". Faults while no Wasm
- * is running are not ours: the handler restores the previous disposition and
- * returns, so the fault is raised again and handled as it would have been.
+ * in the guard region and the SIGSEGV handler turns it into a trap.
+ *
+ * A fault is a trap only where unwinding is safe: when the faulting
+ * instruction is in a plugin's compiled code (its own functions, the glue's
+ * trampolines and runtime stubs). Host code (the core, the embedder, libc)
+ * is never unwound: a fault there is a bug, reported on stderr and re-raised
+ * with the previous disposition, so the process crashes loudly.
+ *
+ * The native stack is budgeted so that host code never runs short of it:
+ * every compiled Wasm function checks on entry that at least
+ * PW_WASM_HEADROOM bytes are left, every hostcall trampoline that at least
+ * PW_HOST_HEADROOM are, and traps ("call stack exhausted") otherwise, in
+ * plugin code. A deep recursion that calls a hostcall at every level traps
+ * cleanly at the trampoline instead of faulting inside nginx or malloc.
+ *
+ * Signal handlers (SIGSEGV, SIGBUS, SIGPROF), the alternate signal stack and
+ * the CPU timer exist only while the process is attached
+ * (pw_engine_attach): a process detaches before the code of this library
+ * can be unmapped, and then has none of them.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -20,8 +35,10 @@
 #include <link.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include "engine/engine.h"
 #include "engine/glue.h"
@@ -30,16 +47,34 @@
 #define PW_PAGE 65536u
 #define PW_RESERVE (8ull << 30)
 
+/* Native stack a compiled function must leave for what it calls in libc
+ * (memmove, math) and for the runtime stubs; and what a hostcall gets at
+ * least (the embedder's code, malloc, logging). Halved for small stacks. */
+#define PW_WASM_HEADROOM (64u << 10)
+#define PW_HOST_HEADROOM (256u << 10)
+
 static sigjmp_buf *volatile pw_jmp;  /* innermost call's trap target */
 static volatile int pw_depth;        /* Wasm calls on the stack */
 static uint32_t pw_exit_code;
 static uint32_t pw_max_pages = 16384; /* set per instantiation */
-static int pw_initialized;
-static struct sigaction pw_old_segv, pw_old_bus;
 
-/* Watchdog (see pw_rt_arm_watchdog): a CPU-time tick per process; a call
- * that is still the same outermost call after max_call_ms traps, but only
- * when the tick interrupts plugin code (never host or libc code). */
+/* Attachment (pw_engine_attach): handlers installed in this process. */
+static int pw_attached;
+static struct sigaction pw_old_segv, pw_old_bus, pw_old_prof;
+static void *pw_altstack;            /* ours, when we installed one */
+
+/* The stack floors the generated code compares its stack pointer with:
+ * [0] for Wasm functions, [1] for hostcall trampolines. UINTPTR_MAX makes
+ * the next check trap (the CPU time limit uses this to stop a plugin that
+ * spends its time in hostcalls). */
+static volatile uintptr_t pw_floors[2];
+static uintptr_t pw_floor_wasm, pw_floor_host;
+static pthread_t pw_stack_thread;
+static int pw_stack_known;
+static volatile int pw_timed_out;    /* the running call is over its limit */
+
+/* Watchdog (see arm_watchdog): a CPU-time tick per process; a call that is
+ * still the same outermost call after max_call_ms traps. */
 #define PW_TICK_MS 10
 static volatile uint64_t pw_call_seq;  /* outermost calls started */
 static uint64_t pw_watch_seq;          /* call seen by the last tick */
@@ -65,6 +100,8 @@ const char *pw_trap_str(int kind)
     case PW_TRAP_HOST: return "aborted by the host";
     case PW_TRAP_OUT_OF_MEMORY: return "linear memory could not be allocated";
     case PW_TRAP_TIMEOUT: return "CPU time limit exceeded (the plugin was interrupted)";
+    case PW_TRAP_DETACHED:
+        return "no trap handlers in this process (the engine is detached)";
     }
     return "unknown trap";
 }
@@ -73,6 +110,8 @@ __attribute__((noreturn)) static void rt_trap(int kind)
 {
     if (!pw_jmp || pw_depth <= 0)
         abort(); /* a trap outside any call: a bug in the engine */
+    if (pw_timed_out && (kind == PW_TRAP_EXHAUSTION || kind == 0))
+        kind = PW_TRAP_TIMEOUT; /* the floors were raised by the watchdog */
     siglongjmp(*pw_jmp, kind ? kind : PW_TRAP_HOST);
 }
 
@@ -82,19 +121,12 @@ void pw_engine_trap(int kind, uint32_t exit_code)
     rt_trap(kind);
 }
 
-static void on_fault(int sig, siginfo_t *si, void *uc)
+static int in_plugin_code(uintptr_t pc)
 {
-    (void)uc;
-    if (pw_depth > 0 && pw_jmp) {
-        /* SEGV_ACCERR: a PROT_NONE page of a memory reservation. Anything
-         * else while Wasm runs is the stack guard. */
-        rt_trap(si->si_code == SEGV_ACCERR || sig == SIGBUS
-                    ? PW_TRAP_OOB
-                    : PW_TRAP_EXHAUSTION);
-    }
-    /* Not ours: put back what was there and let the fault happen again. */
-    sigaction(SIGSEGV, &pw_old_segv, NULL);
-    sigaction(SIGBUS, &pw_old_bus, NULL);
+    for (size_t i = 0; i < pw_ncode; i++)
+        if (pc >= pw_code[i].lo && pc < pw_code[i].hi)
+            return 1;
+    return 0;
 }
 
 static uintptr_t interrupted_pc(void *uc)
@@ -105,16 +137,83 @@ static uintptr_t interrupted_pc(void *uc)
     return (uintptr_t)((ucontext_t *)uc)->uc_mcontext.pc;
 #else
     (void)uc;
-    return 0; /* unknown architecture: never interrupt */
+    return 0; /* unknown architecture: no fault is ever a trap */
 #endif
+}
+
+/* Async-signal-safe "0x..." of v into p; returns the end. */
+static char *put_hex(char *p, uintptr_t v)
+{
+    char tmp[2 * sizeof v];
+    int n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    *p++ = '0';
+    *p++ = 'x';
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static char *put_str(char *p, const char *s)
+{
+    while (*s)
+        *p++ = *s++;
+    return p;
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+    uintptr_t pc = interrupted_pc(uc);
+    if (pw_depth > 0 && pw_jmp && in_plugin_code(pc)) {
+        /* SEGV_ACCERR: a PROT_NONE page of a memory reservation. Anything
+         * else in plugin code is the stack guard (a frame larger than the
+         * headroom, probed by -fstack-clash-protection). */
+        rt_trap(si->si_code == SEGV_ACCERR || sig == SIGBUS
+                    ? PW_TRAP_OOB
+                    : PW_TRAP_EXHAUSTION);
+    }
+    if (pw_depth > 0) {
+        /* A fault in host code while a plugin call runs: a bug of ours or
+         * of the embedder. Never unwound (it could be inside malloc). */
+        char msg[256], *p = msg;
+        p = put_str(p, sig == SIGBUS ? "pwasm: SIGBUS" : "pwasm: SIGSEGV");
+        p = put_str(p, " in host code at pc ");
+        p = put_hex(p, pc);
+        p = put_str(p, " (address ");
+        p = put_hex(p, (uintptr_t)si->si_addr);
+        p = put_str(p, ") during a plugin call: not a plugin trap, "
+                       "crashing\n");
+        ssize_t w = write(2, msg, (size_t)(p - msg));
+        (void)w;
+    }
+    /* Not ours: put back what was there and let the fault happen again. */
+    sigaction(SIGSEGV, &pw_old_segv, NULL);
+    sigaction(SIGBUS, &pw_old_bus, NULL);
+}
+
+/* Stops the running call at the next safe point: the next compiled
+ * function entry or hostcall trampoline traps with PW_TRAP_TIMEOUT. */
+static void raise_floors(void)
+{
+    pw_timed_out = 1;
+    pw_floors[0] = UINTPTR_MAX;
+    pw_floors[1] = UINTPTR_MAX;
 }
 
 static void on_tick(int sig, siginfo_t *si, void *uc)
 {
-    (void)sig;
-    (void)si;
-    if (pw_depth <= 0 || !pw_jmp)
+    if (pw_depth <= 0 || !pw_jmp) {
+        /* Not during a call: hand the tick to a previous handler. */
+        if ((pw_old_prof.sa_flags & SA_SIGINFO) && pw_old_prof.sa_sigaction)
+            pw_old_prof.sa_sigaction(sig, si, uc);
+        else if (pw_old_prof.sa_handler != SIG_DFL &&
+                 pw_old_prof.sa_handler != SIG_IGN && pw_old_prof.sa_handler)
+            pw_old_prof.sa_handler(sig);
         return;
+    }
     if (pw_watch_seq != pw_call_seq) {
         pw_watch_seq = pw_call_seq;
         pw_watch_ms = 0;
@@ -123,10 +222,13 @@ static void on_tick(int sig, siginfo_t *si, void *uc)
     pw_watch_ms += PW_TICK_MS;
     if (!pw_max_call_ms || pw_watch_ms < pw_max_call_ms)
         return;
-    uintptr_t pc = interrupted_pc(uc);
-    for (size_t i = 0; i < pw_ncode; i++)
-        if (pc >= pw_code[i].lo && pc < pw_code[i].hi)
-            rt_trap(PW_TRAP_TIMEOUT); /* siglongjmp out of plugin code */
+    if (in_plugin_code(interrupted_pc(uc))) {
+        pw_timed_out = 1;
+        rt_trap(PW_TRAP_TIMEOUT); /* siglongjmp out of plugin code */
+    }
+    /* In a hostcall or libc (a loop of hostcalls spends its time there):
+     * stop at the next safe point instead. */
+    raise_floors();
 }
 
 static void watchdog_after_fork(void)
@@ -139,8 +241,8 @@ void pw_rt_set_max_call_ms(uint32_t ms)
     pw_max_call_ms = ms;
 }
 
-/* Records the executable segments of a loaded plugin object, so the tick
- * only ever unwinds plugin code. */
+/* Records the executable segments of a loaded plugin object: only faults
+ * and ticks there are traps. */
 static int add_ranges(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;
@@ -150,14 +252,19 @@ static int add_ranges(struct dl_phdr_info *info, size_t size, void *data)
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
             continue;
-        pw_range *r = realloc(pw_code, (pw_ncode + 1) * sizeof *r);
+        size_t n = pw_ncode + 1;
+        pw_range *r = malloc(n * sizeof *r);
         if (!r)
             return 1;
+        if (pw_ncode)
+            memcpy(r, pw_code, pw_ncode * sizeof *r);
         r[pw_ncode].base = info->dlpi_addr;
         r[pw_ncode].lo = info->dlpi_addr + ph->p_vaddr;
         r[pw_ncode].hi = r[pw_ncode].lo + ph->p_memsz;
-        pw_code = r; /* the handler reads pw_ncode after the entry is set */
-        pw_ncode++;
+        /* A handler may read the table at any time: publish the complete
+         * new one, then its length; the old one is never freed (small). */
+        pw_code = r;
+        __atomic_store_n(&pw_ncode, n, __ATOMIC_RELEASE);
     }
     return 1;
 }
@@ -170,27 +277,72 @@ void pw_rt_add_code(uintptr_t base)
     dl_iterate_phdr(add_ranges, &base);
 }
 
-/* Arms the CPU-time tick in this process (lazily: after fork too). */
+const volatile uintptr_t *pw_rt_floors(void)
+{
+    return pw_floors;
+}
+
+/* Finds this thread's stack and sets the floors (once per thread that
+ * calls into Wasm; the same after fork). */
+static void find_stack(void)
+{
+    pthread_t self = pthread_self();
+    if (pw_stack_known && pthread_equal(self, pw_stack_thread))
+        return;
+    uintptr_t lo = 0;
+    size_t size = 0;
+    pthread_attr_t a;
+    if (pthread_getattr_np(self, &a) == 0) {
+        void *addr;
+        if (pthread_attr_getstack(&a, &addr, &size) == 0)
+            lo = (uintptr_t)addr;
+        pthread_attr_destroy(&a);
+    }
+    if (!lo || !size) {
+        /* Unknown: assume the current position is the top of 1 MiB. */
+        uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+        size = 1u << 20;
+        lo = here - size;
+    }
+    size_t wasm = PW_WASM_HEADROOM, host = PW_HOST_HEADROOM;
+    while (host > size / 4 && host > 16384) {
+        host /= 2;
+        wasm /= 2;
+    }
+    pw_floor_wasm = lo + wasm;
+    pw_floor_host = lo + host;
+    pw_stack_thread = self;
+    pw_stack_known = 1;
+}
+
+/* Arms the CPU-time tick in this process (lazily: after fork too).
+ * ITIMER_PROF counts user and system time: a plugin looping on hostcalls
+ * (random_get, logging) spends most of its time in the kernel. */
 static void arm_watchdog(void)
 {
     struct itimerval it = {{0, PW_TICK_MS * 1000}, {0, PW_TICK_MS * 1000}};
     pw_watchdog_armed = 1;
-    setitimer(ITIMER_VIRTUAL, &it, NULL);
+    setitimer(ITIMER_PROF, &it, NULL);
 }
 
-int pw_engine_init(char *err, size_t errlen)
+int pw_engine_attached(void)
 {
-    if (pw_initialized)
+    return pw_attached;
+}
+
+int pw_engine_attach(char *err, size_t errlen)
+{
+    static int atfork_done;
+    if (pw_attached++)
         return 0;
-    struct sigaction st;
-    memset(&st, 0, sizeof st);
-    st.sa_sigaction = on_tick;
-    st.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER;
-    sigemptyset(&st.sa_mask);
-    if (sigaction(SIGVTALRM, &st, NULL) != 0 ||
-        pthread_atfork(NULL, NULL, watchdog_after_fork) != 0) {
-        snprintf(err, errlen, "watchdog: %s", strerror(errno));
-        return -1;
+    if (!atfork_done) {
+        /* Registered against this object: glibc drops it at dlclose. */
+        if (pthread_atfork(NULL, NULL, watchdog_after_fork) != 0) {
+            pw_errf(err, errlen, "pthread_atfork failed");
+            pw_attached = 0;
+            return -1;
+        }
+        atfork_done = 1;
     }
     stack_t cur;
     if (sigaltstack(NULL, &cur) == 0 && (cur.ss_flags & SS_DISABLE)) {
@@ -199,11 +351,18 @@ int pw_engine_init(char *err, size_t errlen)
         ss.ss_sp = malloc(ss.ss_size);
         ss.ss_flags = 0;
         if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0) {
-            snprintf(err, errlen, "sigaltstack: %s", strerror(errno));
+            pw_errf(err, errlen, "sigaltstack: %s", strerror(errno));
             free(ss.ss_sp);
+            pw_attached = 0;
             return -1;
         }
+        pw_altstack = ss.ss_sp;
     }
+    struct sigaction st;
+    memset(&st, 0, sizeof st);
+    st.sa_sigaction = on_tick;
+    st.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER;
+    sigemptyset(&st.sa_mask);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fault;
@@ -212,13 +371,38 @@ int pw_engine_init(char *err, size_t errlen)
      * must not be blocked while the handler runs. */
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSEGV, &sa, &pw_old_segv) != 0 ||
+    if (sigaction(SIGPROF, &st, &pw_old_prof) != 0 ||
+        sigaction(SIGSEGV, &sa, &pw_old_segv) != 0 ||
         sigaction(SIGBUS, &sa, &pw_old_bus) != 0) {
-        snprintf(err, errlen, "sigaction: %s", strerror(errno));
+        pw_errf(err, errlen, "sigaction: %s", strerror(errno));
+        pw_attached = 1;
+        pw_engine_detach();
         return -1;
     }
-    pw_initialized = 1;
     return 0;
+}
+
+void pw_engine_detach(void)
+{
+    if (pw_attached <= 0 || --pw_attached > 0)
+        return;
+    /* The timer first: no tick may arrive once the handler is gone. */
+    struct itimerval off;
+    memset(&off, 0, sizeof off);
+    setitimer(ITIMER_PROF, &off, NULL);
+    pw_watchdog_armed = 0;
+    sigaction(SIGPROF, &pw_old_prof, NULL);
+    sigaction(SIGSEGV, &pw_old_segv, NULL);
+    sigaction(SIGBUS, &pw_old_bus, NULL);
+    memset(&pw_old_prof, 0, sizeof pw_old_prof);
+    if (pw_altstack) {
+        stack_t ss;
+        memset(&ss, 0, sizeof ss);
+        ss.ss_flags = SS_DISABLE;
+        if (sigaltstack(&ss, NULL) == 0)
+            free(pw_altstack);
+        pw_altstack = NULL;
+    }
 }
 
 /* ---------------------------------------------------------------- memory */
@@ -272,6 +456,7 @@ const pw_glue_rt pw_rt_ops = {
     .allocate_memory = rt_allocate_memory,
     .grow_memory = rt_grow_memory,
     .free_memory = rt_free_memory,
+    .floors = pw_floors,
 };
 
 void pw_rt_set_max_pages(uint32_t pages)
@@ -288,8 +473,21 @@ int pw_rt_invoke(pw_rt_thunk thunk, void *arg, pw_trap *trap)
     sigjmp_buf jb;
     sigjmp_buf *volatile saved = pw_jmp;
     volatile int depth = pw_depth;
-    if (!pw_watchdog_armed && pw_max_call_ms)
-        arm_watchdog();
+    if (__builtin_expect(!pw_attached, 0)) {
+        if (trap) {
+            trap->kind = PW_TRAP_DETACHED;
+            trap->exit_code = 0;
+        }
+        return -1;
+    }
+    if (depth == 0) {
+        find_stack();
+        pw_timed_out = 0;
+        pw_floors[0] = pw_floor_wasm;
+        pw_floors[1] = pw_floor_host;
+        if (!pw_watchdog_armed && pw_max_call_ms)
+            arm_watchdog();
+    }
     int kind = sigsetjmp(jb, 0);
     if (kind == 0) {
         if (depth == 0)

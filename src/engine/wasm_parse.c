@@ -329,6 +329,9 @@ int pw_wasm_parse(const uint8_t *bytes, size_t len, pw_wasm_info *out,
         case 8: /* start */
             out->has_start = 1;
             break;
+        case 11: /* data */
+            out->data_bytes = size;
+            break;
         default:
             break;
         }

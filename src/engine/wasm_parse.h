@@ -45,6 +45,7 @@ typedef struct pw_wasm_info {
     uint32_t mem_initial;   /* pages */
     uint32_t mem_max;       /* pages; UINT32_MAX when unbounded */
     int has_start;
+    uint32_t data_bytes;    /* size of the data section (segments and all) */
     char *strings;          /* backing store of all names */
 } pw_wasm_info;
 

@@ -145,7 +145,19 @@ TEST(engine_precompiled_artifact)
     CHECK(pw_module_load_file(nocc, "raw", EXAMPLE("add_header"), &m, err,
                               sizeof err) == PW_ECOMPILE);
     CHECK_CONTAINS(err, "C compilation failed");
-    CHECK(pw_module_load_file(nocc, "aot", out, &m, err, sizeof err) == PW_OK);
+    /* Native code is loaded only when asked for: as a plain module the
+     * artifact is refused, as precompiled with a wrong digest too. */
+    CHECK(pw_module_load_file(nocc, "aot", out, &m, err, sizeof err) == PW_ELOAD);
+    CHECK_CONTAINS(err, "load it as precompiled");
+    CHECK(pw_module_load_precompiled(nocc, "aot", out,
+                                     "0000000000000000000000000000000000000000000000000000000000000000",
+                                     &m, err, sizeof err) == PW_ELOAD);
+    CHECK_CONTAINS(err, "not the expected 0000");
+    CHECK(pw_module_load_precompiled(nocc, "aot", EXAMPLE("add_header"), NULL, &m, err,
+                                     sizeof err) == PW_ELOAD);
+    CHECK_CONTAINS(err, "not a pwasm compile artifact");
+    m = NULL;
+    CHECK(pw_module_load_precompiled(nocc, "aot", out, NULL, &m, err, sizeof err) == PW_OK);
     if (m) {
         mh_host h = {.level = PROXY_LOG_INFO};
         pw_vm *vm;
@@ -177,7 +189,13 @@ TEST(engine_precompiled_artifact)
         CHECK(pw_artifact_wasm(b, 60, &w, &wl) == -1);
         free(raw);
         b[20] ^= 0xff;
-        CHECK(pw_module_load(nocc, "stale", b, len, &m, err, sizeof err) == PW_ELOAD);
+        const char *stale = "build/tests/stale.pwasm";
+        FILE *f = fopen(stale, "wb");
+        CHECK(f && fwrite(b, 1, len, f) == len);
+        if (f)
+            fclose(f);
+        CHECK(pw_module_load_precompiled(nocc, "stale", stale, NULL, &m, err, sizeof err) ==
+              PW_ELOAD);
         CHECK_CONTAINS(err, "compiled by another version of pwasm");
         free(b);
     }
