@@ -13,6 +13,7 @@
 #include "pwasm.h"
 
 int t_passed, t_failed;
+void run_safety_tests(void);
 const char *t_current;
 
 static pw_runtime *rt;
@@ -721,6 +722,7 @@ int main(void)
     RUN(core_trace_hook);
     RUN(core_assemblyscript_example);
     pw_runtime_free(rt);
+    run_safety_tests(); /* test_safety.c, with a runtime of its own */
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;
 }
