@@ -495,12 +495,12 @@ CATEGORY_ORDER = [
 
 
 def short_fn(ob, fl, fn):
-    obj = "plugin.so" if callgrind_category(ob, fl).startswith("plugin") else os.path.basename(ob)
+    obj = "plugin.so" if callgrind_category(ob, fl, fn).startswith("plugin") else os.path.basename(ob)
     f = fl.replace(ROOT + "/", "") if ROOT in fl else os.path.basename(fl)
     return f"{obj}: {f}:{fn}"
 
 
-def callgrind_category(ob, fl):
+def callgrind_category(ob, fl, fn=""):
     if ob.endswith("ngx_http_proxy_wasm_module.so"):
         if "src/engine/" in fl:
             return "pwasm engine (src/engine)"
@@ -510,6 +510,11 @@ def callgrind_category(ob, fl):
             return "pwasm nginx glue (nginx/)"
         return "pwasm, other"
     if "/cache/" in ob or ob.startswith("/tmp/"):
+        return "plugin code (wasm2c)"
+    # Plugins are loaded from anonymous files (memfd), which valgrind
+    # leaves unnamed: tell them by their symbols (wasm2c's Z_ names, the
+    # glue's wasm_rt_ and pw_ functions).
+    if ob in ("", "???") and fn.startswith(("Z_", "wasm_rt_", "pw_")):
         return "plugin code (wasm2c)"
     if "libc.so" in ob:
         return "libc (malloc, memcpy, ...)"
@@ -581,7 +586,7 @@ def part_callgrind(args, run_dir, subst, headers, scenarios):
                 owns[f"{set_name}/{key}"] = own
                 cats = {}
                 for (ob, fl, fn), ir in own.items():
-                    c = callgrind_category(ob, fl)
+                    c = callgrind_category(ob, fl, fn)
                     cats[c] = cats.get(c, 0) + ir / n
                 res["categories_ir_per_req"] = cats
                 top = sorted(own.items(), key=lambda kv: -kv[1])[:25]

@@ -280,11 +280,15 @@ static int write_glue(const char *path, const pw_wasm_info *info,
 
 /* ------------------------------------------------------------- compiling */
 
-/* Copies wasm2c's plug.c to out, replacing its empty FUNC_PROLOGUE (the
- * variant without call-depth counting) by the native stack check: every
- * compiled function traps with "call stack exhausted" when less than the
- * Wasm headroom is left (see rt.c). 0, or -1 when the file cannot be
- * read/written or does not have exactly one such line. */
+/* Copies wasm2c's plug.c to out, inserting after its empty FUNC_PROLOGUE
+ * (the variant without call-depth counting; wasm2c's helpers follow it)
+ * the native stack check for the bulk memory operations: memory.fill,
+ * memory.copy and memory.init call libc (memset, memmove, memcpy of a
+ * variable size), which then always has the Wasm headroom, and a plugin
+ * over its CPU time limit is stopped at its next bulk operation (see
+ * rt.c). Constant-size copies (loads, stores, bit casts) are inlined by
+ * the compiler and not checked. 0, or -1 when the file cannot be
+ * read/written or has not exactly one such line. */
 static int patch_prologue(const char *in, const char *out)
 {
     FILE *fi = fopen(in, "r"), *fo = fi ? fopen(out, "w") : NULL;
@@ -300,11 +304,16 @@ static int patch_prologue(const char *in, const char *out)
     while ((n = getline(&line, &cap, fi)) > 0) {
         if (strcmp(line, "#define FUNC_PROLOGUE\n") == 0) {
             found++;
+            fputs(line, fo);
             fputs(PW_GLUE_SP_TEXT
                   "extern __attribute__((visibility(\"hidden\"))) const "
                   "volatile uintptr_t *pw_floors_p;\n"
-                  "#define FUNC_PROLOGUE if (__builtin_expect(PW_SP() < "
-                  "pw_floors_p[0], 0)) TRAP(EXHAUSTION);\n",
+                  "#define PW_WASM_CHECK() (__builtin_expect(PW_SP() < "
+                  "pw_floors_p[0], 0) ? (void)TRAP(EXHAUSTION) : (void)0)\n"
+                  "#define memset(d, c, n) (PW_WASM_CHECK(), memset(d, c, n))\n"
+                  "#define memmove(d, s, n) (PW_WASM_CHECK(), memmove(d, s, n))\n"
+                  "#define memcpy(d, s, n) (__builtin_constant_p(n) ? (void)0 "
+                  ": PW_WASM_CHECK(), memcpy(d, s, n))\n",
                   fo);
         } else if (fwrite(line, 1, (size_t)n, fo) != (size_t)n) {
             bad = 1;
@@ -887,12 +896,13 @@ static void warn(const pw_engine_config *cfg, const char *fmt, ...)
         fprintf(stderr, "pwasm: warning: %s\n", msg);
 }
 
-/* Loaded objects by the SHA-256 of their bytes. Each is loaded from an
- * anonymous file (memfd) written from bytes already checked, so the code
- * that runs is the code that was verified; the file stays open for the
- * life of the process (objects are never unloaded), which keeps its
- * /proc/self/fd name unique: dlopen() returns the object already loaded
- * under a name, so a name must never be reused for other bytes. */
+/* Objects loaded from bytes (precompiled artifacts; compiles without a
+ * cache), by the SHA-256 of their bytes. Each is loaded from an anonymous
+ * file (memfd) written from bytes already checked, so the code that runs is
+ * the code that was verified; the file stays open for the life of the
+ * process (objects are never unloaded), which keeps its /proc/self/fd name
+ * unique: dlopen() returns the object already loaded under a name, so a
+ * name must never be reused for other bytes. */
 typedef struct pw_loaded {
     char sha[65];
     int fd;
@@ -991,10 +1001,12 @@ int pw_wmod_load(const pw_engine_config *cfg, const char *name,
         free(map);
         if (rc != 0)
             return rc;
-        rc = load_bytes(cfg, name, code, code_len, funcs, nfuncs, out, err,
-                        errlen);
         free(code);
-        return rc;
+        /* By its path, so debuggers and profilers find its symbols. Only a
+         * user already trusted (root, or this process's) could change the
+         * file since it was checked; its name is its content's key, so
+         * dlopen's reuse of an object loaded under the same name is right. */
+        return open_code(cfg, name, so_path, funcs, nfuncs, out, err, errlen);
     }
     /* No cache: compile in a private temporary directory, load from it,
      * remove it (an opened object stays mapped). */

@@ -15,11 +15,16 @@
  * with the previous disposition, so the process crashes loudly.
  *
  * The native stack is budgeted so that host code never runs short of it:
- * every compiled Wasm function checks on entry that at least
- * PW_WASM_HEADROOM bytes are left, every hostcall trampoline that at least
- * PW_HOST_HEADROOM are, and traps ("call stack exhausted") otherwise, in
- * plugin code. A deep recursion that calls a hostcall at every level traps
- * cleanly at the trampoline instead of faulting inside nginx or malloc.
+ * every hostcall trampoline (and runtime stub that calls the host) checks
+ * that at least PW_HOST_HEADROOM bytes are left, and the bulk memory
+ * operations that call libc that PW_WASM_HEADROOM are, trapping ("call
+ * stack exhausted") in plugin code otherwise. A deep recursion that calls a
+ * hostcall at every level traps cleanly at the trampoline instead of
+ * faulting inside nginx or malloc. Plugin code itself runs until it hits
+ * the thread's stack guard: a fault in the guard zone during a call is a
+ * trap wherever it happens, because only plugin code, the trap path and
+ * the leaf libc functions plugin code calls directly (memmove, floor) can
+ * get there -- everything behind a trampoline started with the headroom.
  *
  * Signal handlers (SIGSEGV, SIGBUS, SIGPROF), the alternate signal stack and
  * the CPU timer exist only while the process is attached
@@ -68,10 +73,12 @@ static void *pw_altstack;            /* ours, when we installed one */
  * the next check trap (the CPU time limit uses this to stop a plugin that
  * spends its time in hostcalls). */
 static volatile uintptr_t pw_floors[2];
-static uintptr_t pw_floor_wasm, pw_floor_host;
-static pthread_t pw_stack_thread;
+static uintptr_t pw_floor_wasm, pw_floor_host, pw_headroom_wasm;
 static int pw_stack_known;
 static volatile int pw_timed_out;    /* the running call is over its limit */
+/* Set when an outermost call must first run invoke_prepare(): detached,
+ * stack unknown, floors raised, timer not armed (after attach or fork). */
+static volatile int pw_slow = 1;
 
 /* Watchdog (see arm_watchdog): a CPU-time tick per process; a call that is
  * still the same outermost call after max_call_ms traps. */
@@ -164,13 +171,21 @@ static char *put_str(char *p, const char *s)
     return p;
 }
 
+/* The stack guard zone of the thread running Wasm: below its stack (the
+ * kernel's guard gap) up to the Wasm headroom. */
+static int in_stack_guard(uintptr_t addr)
+{
+    return pw_stack_known && addr < pw_floor_wasm &&
+           addr + (1u << 20) >= pw_floor_wasm - pw_headroom_wasm;
+}
+
 static void on_fault(int sig, siginfo_t *si, void *uc)
 {
-    uintptr_t pc = interrupted_pc(uc);
+    uintptr_t pc = interrupted_pc(uc), addr = (uintptr_t)si->si_addr;
+    if (pw_depth > 0 && pw_jmp && sig == SIGSEGV && in_stack_guard(addr))
+        rt_trap(PW_TRAP_EXHAUSTION);
     if (pw_depth > 0 && pw_jmp && in_plugin_code(pc)) {
-        /* SEGV_ACCERR: a PROT_NONE page of a memory reservation. Anything
-         * else in plugin code is the stack guard (a frame larger than the
-         * headroom, probed by -fstack-clash-protection). */
+        /* SEGV_ACCERR: a PROT_NONE page of a memory reservation. */
         rt_trap(si->si_code == SEGV_ACCERR || sig == SIGBUS
                     ? PW_TRAP_OOB
                     : PW_TRAP_EXHAUSTION);
@@ -199,6 +214,7 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 static void raise_floors(void)
 {
     pw_timed_out = 1;
+    pw_slow = 1;
     pw_floors[0] = UINTPTR_MAX;
     pw_floors[1] = UINTPTR_MAX;
 }
@@ -224,6 +240,7 @@ static void on_tick(int sig, siginfo_t *si, void *uc)
         return;
     if (in_plugin_code(interrupted_pc(uc))) {
         pw_timed_out = 1;
+        pw_slow = 1;
         rt_trap(PW_TRAP_TIMEOUT); /* siglongjmp out of plugin code */
     }
     /* In a hostcall or libc (a loop of hostcalls spends its time there):
@@ -234,6 +251,7 @@ static void on_tick(int sig, siginfo_t *si, void *uc)
 static void watchdog_after_fork(void)
 {
     pw_watchdog_armed = 0; /* timers are not inherited by fork() */
+    pw_slow = 1;
 }
 
 void pw_rt_set_max_call_ms(uint32_t ms)
@@ -282,17 +300,14 @@ const volatile uintptr_t *pw_rt_floors(void)
     return pw_floors;
 }
 
-/* Finds this thread's stack and sets the floors (once per thread that
- * calls into Wasm; the same after fork). */
+/* Finds the stack of the thread that calls into Wasm and sets the floors,
+ * once per process (the same after fork). Wasm runs on one thread. */
 static void find_stack(void)
 {
-    pthread_t self = pthread_self();
-    if (pw_stack_known && pthread_equal(self, pw_stack_thread))
-        return;
     uintptr_t lo = 0;
     size_t size = 0;
     pthread_attr_t a;
-    if (pthread_getattr_np(self, &a) == 0) {
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
         void *addr;
         if (pthread_attr_getstack(&a, &addr, &size) == 0)
             lo = (uintptr_t)addr;
@@ -311,7 +326,9 @@ static void find_stack(void)
     }
     pw_floor_wasm = lo + wasm;
     pw_floor_host = lo + host;
-    pw_stack_thread = self;
+    pw_headroom_wasm = wasm;
+    pw_floors[0] = pw_floor_wasm;
+    pw_floors[1] = pw_floor_host;
     pw_stack_known = 1;
 }
 
@@ -335,6 +352,7 @@ int pw_engine_attach(char *err, size_t errlen)
     static int atfork_done;
     if (pw_attached++)
         return 0;
+    pw_slow = 1;
     if (!atfork_done) {
         /* Registered against this object: glibc drops it at dlclose. */
         if (pthread_atfork(NULL, NULL, watchdog_after_fork) != 0) {
@@ -386,12 +404,23 @@ void pw_engine_detach(void)
 {
     if (pw_attached <= 0 || --pw_attached > 0)
         return;
-    /* The timer first: no tick may arrive once the handler is gone. */
+    pw_slow = 1;
+    /* The timer first, with its signal blocked, and a tick already
+     * pending taken: none may arrive once the handler is gone (SIGPROF's
+     * default action ends the process). */
+    sigset_t prof, saved;
+    sigemptyset(&prof);
+    sigaddset(&prof, SIGPROF);
+    sigprocmask(SIG_BLOCK, &prof, &saved);
     struct itimerval off;
     memset(&off, 0, sizeof off);
     setitimer(ITIMER_PROF, &off, NULL);
     pw_watchdog_armed = 0;
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&prof, NULL, &zero) == SIGPROF)
+        ;
     sigaction(SIGPROF, &pw_old_prof, NULL);
+    sigprocmask(SIG_SETMASK, &saved, NULL);
     sigaction(SIGSEGV, &pw_old_segv, NULL);
     sigaction(SIGBUS, &pw_old_bus, NULL);
     memset(&pw_old_prof, 0, sizeof pw_old_prof);
@@ -468,26 +497,39 @@ void pw_rt_set_max_pages(uint32_t pages)
 
 typedef uint32_t u32;
 
-int pw_rt_invoke(pw_rt_thunk thunk, void *arg, pw_trap *trap)
+/* What an outermost call needs first, rarely: refuses it when detached,
+ * finds the stack, lowers floors raised for the last call, arms the timer.
+ * Off the fast path of pw_rt_invoke (one flag test). */
+__attribute__((noinline, cold)) static int invoke_prepare(pw_trap *trap)
 {
-    sigjmp_buf jb;
-    sigjmp_buf *volatile saved = pw_jmp;
-    volatile int depth = pw_depth;
-    if (__builtin_expect(!pw_attached, 0)) {
+    if (!pw_attached) {
         if (trap) {
             trap->kind = PW_TRAP_DETACHED;
             trap->exit_code = 0;
         }
         return -1;
     }
-    if (depth == 0) {
+    pw_slow = 0;
+    if (!pw_stack_known)
         find_stack();
-        pw_timed_out = 0;
+    if (pw_timed_out) {
+        pw_timed_out = 0; /* the floors were raised for the last call */
         pw_floors[0] = pw_floor_wasm;
         pw_floors[1] = pw_floor_host;
-        if (!pw_watchdog_armed && pw_max_call_ms)
-            arm_watchdog();
     }
+    if (!pw_watchdog_armed && pw_max_call_ms)
+        arm_watchdog();
+    return 0;
+}
+
+int pw_rt_invoke(pw_rt_thunk thunk, void *arg, pw_trap *trap)
+{
+    sigjmp_buf jb;
+    sigjmp_buf *volatile saved = pw_jmp;
+    volatile int depth = pw_depth;
+    if (depth == 0 && __builtin_expect(pw_slow, 0) &&
+        invoke_prepare(trap) != 0)
+        return -1;
     int kind = sigsetjmp(jb, 0);
     if (kind == 0) {
         if (depth == 0)
