@@ -70,6 +70,27 @@ typedef struct pw_kv {
 
 /* ----------------------------------------------------------------- runtime */
 
+/* What one plugin may make the host do (docs/ENGINE.md "Limits"). Every
+ * field: 0 means the default given. A hostcall over a limit is refused with
+ * BadArgument (WASI random_get: EINVAL), never a trap of the host; the first
+ * refusal of each callback is logged at WARN. */
+typedef struct pw_limits {
+    /* Longest header (or trailer) name a plugin may write, in bytes, in
+     * proxy_add/replace_header_map_value, proxy_set_header_map_pairs and
+     * the headers of proxy_send_local_response. 0: 8192 (8 KiB, nginx's
+     * large_client_header_buffers). */
+    uint32_t max_header_name_bytes;
+    /* Longest header (or trailer) value, in bytes, as above. 0: 65536. */
+    uint32_t max_header_value_bytes;
+    /* Bytes the host takes from the plugin during one callback (from the
+     * host's call into the plugin until it returns): header names and
+     * values written, bodies written with proxy_set_buffer_bytes, local
+     * response body, details and headers, proxy_set_property paths and
+     * values, and bytes produced by WASI random_get. Reset at the start of
+     * every callback. 0: 32 MiB (33554432). */
+    uint64_t max_callback_bytes;
+} pw_limits;
+
 typedef struct pw_runtime_config {
     /* Directory for compiled modules, created if missing. NULL: the
      * directory in $PWASM_CACHE_DIR if set; "" (or NULL with the variable
@@ -91,6 +112,8 @@ typedef struct pw_runtime_config {
      * (ITIMER_VIRTUAL, SIGVTALRM), so the precision is about 10 ms. One
      * limit per process: the last runtime created sets it. */
     uint32_t max_call_ms;
+    /* Limits of what plugins may make the host do; zeroes are defaults. */
+    pw_limits limits;
 } pw_runtime_config;
 
 /* Creates the runtime and installs the trap handlers (SIGSEGV/SIGBUS, only

@@ -37,6 +37,7 @@ enum pw_abi { PW_ABI_0_1_0 = 1, PW_ABI_0_2_0 = 2, PW_ABI_0_2_1 = 3 };
 struct pw_runtime {
     pw_engine_config ecfg;
     char *cache_dir, *cc, *cflags;
+    pw_limits limits;     /* defaults filled in */
 };
 
 struct pw_module {
@@ -107,6 +108,11 @@ struct pw_vm {
     pw_ctx *eff;          /* proxy_set_effective_context override */
     int in_start;         /* running _initialize/_start: proc_exit(0) is ok */
     int in_vm_start;      /* proxy_get_configuration returns the VM config */
+    /* Limits (a copy of the runtime's) and the state they need. */
+    pw_limits lim;
+    uint32_t depth;       /* nested pw_vm_callback calls (the allocator) */
+    uint64_t budget;      /* bytes left of lim.max_callback_bytes */
+    int refusal_logged;   /* a limit refusal was logged in this callback */
     char last_error[PW_ERRLEN];
 };
 
@@ -127,12 +133,48 @@ static inline pw_ctx *pw_vm_ctx(pw_vm *vm)
 
 pw_ctx *pw_ctx_lookup(pw_vm *vm, uint32_t id);
 
+/* Name of the plugin of ctx (the module's name without one), as log lines
+ * carry it. */
+static inline pw_str pw_ctx_name(const pw_vm *vm, const pw_ctx *ctx)
+{
+    const char *n = ctx && ctx->plugin ? ctx->plugin->name : vm->m->name;
+    return (pw_str){n, strlen(n)};
+}
+
+/* The embedder's stream pointer of ctx, NULL outside a stream. */
+static inline void *pw_ctx_host_stream(const pw_ctx *ctx)
+{
+    return ctx && ctx->stream ? ctx->stream->host_stream : NULL;
+}
+
 /* Unix epoch ns from ops->now_ns, else CLOCK_REALTIME. */
 uint64_t pw_vm_now_ns(pw_vm *vm);
 
 /* Logs a message from the host itself on behalf of the VM. */
 void pw_vm_log(pw_vm *vm, proxy_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------------- limits */
+
+int pw_vm_over_budget(pw_vm *vm, const char *call, uint64_t n);
+
+/* Takes n bytes of hostcall `call` from the current callback's budget: 1
+ * if they fit, else 0 (nothing taken; logged as pw_vm_refuse does). */
+static inline int pw_vm_take(pw_vm *vm, const char *call, uint64_t n)
+{
+    if (n > vm->budget)
+        return pw_vm_over_budget(vm, call, n);
+    vm->budget -= n;
+    return 1;
+}
+
+/* A hostcall refused by a limit: logs why at WARN (the first refusal of
+ * the callback only) and returns BadArgument. */
+proxy_status_t pw_vm_refuse(pw_vm *vm, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Fills in the defaults of a pw_limits. */
+pw_limits pw_limits_resolve(const pw_limits *in);
 
 /* ---------------------------------------------------- guest memory access */
 

@@ -49,6 +49,7 @@ int pw_runtime_new(const pw_runtime_config *cfg, pw_runtime **out, char *err,
     rt->ecfg.max_call_ms = cfg->max_call_ms == UINT32_MAX ? 0
                            : cfg->max_call_ms            ? cfg->max_call_ms
                                                          : 1000;
+    rt->limits = pw_limits_resolve(&cfg->limits);
     *out = rt;
     return PW_OK;
 }

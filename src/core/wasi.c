@@ -170,6 +170,9 @@ static u32 clock_time_get(void *c, u32 id, U u64 precision, u32 ret)
     return pw_mem_put_u64(VM, ret, t) ? WASI_EFAULT : WASI_ESUCCESS;
 }
 
+/* At most 64 KiB per call (EINVAL beyond, as proxy-wasm-cpp-host); the
+ * bytes count against the callback's budget (EINVAL once spent): the time
+ * goes to the kernel, where the CPU time limit does not see it. */
 static u32 random_get(void *c, u32 buf, u32 len)
 {
     if (len > 65536)
@@ -177,6 +180,8 @@ static u32 random_get(void *c, u32 buf, u32 len)
     uint8_t *p = pw_mem(VM, buf, len);
     if (!p)
         return WASI_EFAULT;
+    if (!pw_vm_take(VM, "random_get", len))
+        return WASI_EINVAL;
     for (u32 done = 0; done < len;) {
         ssize_t r = getrandom(p + done, len - done, 0);
         if (r <= 0)

@@ -3,6 +3,7 @@
  * built from tests/plugins and examples/ (run from the repository root
  * after `make`). Prints "N passed, N failed" last; exit 1 on any failure.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,6 +358,7 @@ static const char *hostcall(const char *test, pw_action *action)
     mh_add(&hc_s.req, ":method", "GET");
     mh_add(&hc_s.req, ":path", "/p?q=1");
     mh_add(&hc_s.req, "x-test", test);
+    mh_body_set(&hc_s.req_body, ""); /* available, empty */
     hc_host.log_len = 0;
     hc_host.log[0] = 0;
     pw_stream *st;
@@ -463,6 +465,102 @@ TEST(core_hostcalls)
     CHECK(log_ok && http_unimpl && wasi_both == 2);
     pw_vm_free(hc_vm);
     pw_module_free(m);
+}
+
+/* Bytes malloc'ed by the process (mmap'ed chunks included). */
+static size_t heap_used(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* Starts hostcalls.wasm as plugin "hc" on the shared hc_* globals. */
+static pw_module *hc_start(pw_runtime *r)
+{
+    pw_module *m = NULL;
+    if (pw_module_load_file(r, "hostcalls", PLUGIN("hostcalls"), &m, err,
+                            sizeof err) != PW_OK) {
+        printf("  load: %s\n", err);
+        return NULL;
+    }
+    hc_host.level = PROXY_LOG_INFO;
+    if (pw_vm_new(m, S("my_vm"), S(""), &mh_ops, &hc_host, &hc_vm, err,
+                  sizeof err) != PW_OK ||
+        pw_plugin_new(hc_vm, S("hc"), S("my_root"), S(""), &hc_plugin, err,
+                      sizeof err) != PW_OK) {
+        printf("  start: %s\n", err);
+        pw_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+TEST(core_limits)
+{
+    pw_module *m = hc_start(rt);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    /* Header names up to 8 KiB, values up to 64 KiB: 10 MB values are
+     * refused without reaching the embedder. */
+    CHECK_STR(hostcall("limit_name", NULL), "result: limit_name 2 8k=0");
+    CHECK_CONTAINS(hc_host.log, "hc|3|plugin \"hc\": refused "
+                                "proxy_add_header_map_value: header name of "
+                                "1048576 bytes (limit 8192)");
+    CHECK_STR(hostcall("limit_value", NULL),
+              "result: limit_value 2 64k=0 64k+1=2 ok=0 bad=200");
+    CHECK(hc_s.hook_bytes == 5 + 65536);
+    /* One refusal notice per callback. */
+    CHECK(count_of(hc_host.log, "refused") == 1);
+    CHECK_STR(hostcall("limit_pairs", NULL), "result: limit_pairs 2");
+    /* 32 MiB per callback: 511 values of 64 KiB (+ 5 bytes of name) fit;
+     * the next callback has its budget again. */
+    CHECK_STR(hostcall("limit_budget", NULL), "result: limit_budget 2 ok=511 bad=489");
+    CHECK(hc_s.hook_bytes == 511ull * (5 + 65536));
+    CHECK_CONTAINS(hc_host.log, "over the callback's budget of 33554432 bytes");
+    CHECK_STR(hostcall("limit_budget", NULL), "result: limit_budget 2 ok=511 bad=489");
+    /* Bodies and properties count too: 32 prepends of 1 MiB reach the
+     * embedder (which refuses them: its buffer is 4 KiB), 31 properties
+     * (1 MiB + a 1-byte path). */
+    hostcall("limit_body", NULL);
+    CHECK(hc_s.hook_bytes == 32ull << 20);
+    CHECK_STR(hostcall("limit_property", NULL), "result: limit_property 2 ok=31 bad=9");
+    CHECK_STR(hostcall("limit_local_body", NULL), "result: limit_local_body 2");
+    /* random_get: 64 KiB per call, 512 calls (32 MiB) per callback. */
+    CHECK_STR(hostcall("limit_random", NULL), "result: limit_random 28 calls=512 errno=28");
+    /* A large local response is not kept once its stream is gone. */
+    pw_action a;
+    size_t before = heap_used();
+    CHECK(strncmp(hostcall("local_big_body", &a), "200 bbbb", 8) == 0);
+    CHECK(a == PW_ACTION_LOCAL_RESPONSE);
+    CHECK(heap_used() < before + 65536);
+    CHECK(!pw_vm_dead(hc_vm));
+    pw_vm_free(hc_vm);
+    pw_module_free(m);
+}
+
+TEST(core_limits_configurable)
+{
+    pw_runtime_config cfg = {.limits = {.max_header_value_bytes = 100000}};
+    pw_runtime *r;
+    CHECK(pw_runtime_new(&cfg, &r, err, sizeof err) == PW_OK);
+    pw_module *m = hc_start(r);
+    CHECK(m != NULL);
+    if (m) {
+        CHECK_STR(hostcall("limit_value", NULL),
+                  "result: limit_value 2 64k=0 64k+1=0 ok=0 bad=200");
+        pw_vm_free(hc_vm);
+        pw_module_free(m);
+    }
+    pw_runtime_free(r);
 }
 
 TEST(core_abi_0_1_0)
@@ -698,6 +796,8 @@ int main(void)
     RUN(core_lifecycle_order);
     RUN(core_plugin_refusing_config);
     RUN(core_hostcalls);
+    RUN(core_limits);
+    RUN(core_limits_configurable);
     RUN(core_abi_0_1_0);
     RUN(core_bodies_and_stream_control);
     RUN(core_trace_hook);
