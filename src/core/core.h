@@ -40,6 +40,14 @@ struct pw_runtime {
     pw_limits limits;     /* defaults filled in */
 };
 
+/* Log lines of one plugin in the current one-second window. */
+typedef struct pw_log_rate {
+    int64_t window;       /* CLOCK_MONOTONIC_COARSE second */
+    uint32_t lines;
+    uint64_t bytes;
+    uint64_t dropped;     /* lines dropped in this window */
+} pw_log_rate;
+
 struct pw_module {
     pw_runtime *rt;
     char *name;
@@ -65,6 +73,7 @@ struct pw_plugin {
     char *config;
     size_t config_len;
     int started;          /* root context live in the current instance */
+    pw_log_rate log_rate;
     pw_plugin *next;
 };
 
@@ -113,6 +122,7 @@ struct pw_vm {
     uint32_t depth;       /* nested pw_vm_callback calls (the allocator) */
     uint64_t budget;      /* bytes left of lim.max_callback_bytes */
     int refusal_logged;   /* a limit refusal was logged in this callback */
+    pw_log_rate log_rate; /* lines logged with no plugin context current */
     char last_error[PW_ERRLEN];
 };
 
@@ -175,6 +185,13 @@ proxy_status_t pw_vm_refuse(pw_vm *vm, const char *fmt, ...)
 
 /* Fills in the defaults of a pw_limits. */
 pw_limits pw_limits_resolve(const pw_limits *in);
+
+/* A plugin log message (proxy_log, WASI stdout/stderr) to ops->log: the
+ * first `avail` of its `len` bytes are at msg (bytes past avail count as
+ * truncated). Escapes C0 controls but TAB, truncates at PW_LOG_LINE_MAX,
+ * applies the per-plugin rate limit. */
+void pw_plugin_log(pw_vm *vm, proxy_log_level_t level, const char *msg,
+                   size_t avail, uint64_t len);
 
 /* ---------------------------------------------------- guest memory access */
 

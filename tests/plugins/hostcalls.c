@@ -62,6 +62,11 @@
  *   limit_random          random_get(65537) errno, then random_get(64 KiB)
  *                         until it fails; value "calls=<n> errno=<e>"
  *   local_big_body        send_local_response(200, 1 MiB of 'b'); Pause
+ *   log_forge             proxy_log("a\nb\r\0c\td\x1b[31m") at INFO
+ *   log_long              proxy_log of 10000 'x'
+ *   log_flood             proxy_log("flood <i>") 100000 times at INFO
+ *   wasi_forge            fd_write(1, "l1\nl2\n"), then fd_write(2) of
+ *                         10000 'y' and "\n" in two iovecs
  *
  * Values are raw bytes (%.*s), empty values leave out the value. Every test
  * returns Continue except local_response and local_big_body.
@@ -415,6 +420,38 @@ static proxy_status_t t_local_big_body(void) {
     return local_of(1u << 20);
 }
 
+static proxy_status_t t_log_forge(void) {
+    static const char msg[] = "a\nb\r\0c\td\x1b[31m";
+    return proxy_log(PROXY_LOG_INFO, msg, sizeof msg - 1);
+}
+
+static proxy_status_t t_log_long(void) {
+    char *x = filled(10000, 'x');
+    proxy_status_t st = proxy_log(PROXY_LOG_INFO, x, 10000);
+    free(x);
+    return st;
+}
+
+static proxy_status_t t_log_flood(void) {
+    char line[32];
+    for (int i = 0; i < 100000; i++) {
+        int n = pw_snprintf(line, sizeof line, "flood %d", i);
+        proxy_log(PROXY_LOG_INFO, line, (size_t)n);
+    }
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t t_wasi_forge(void) {
+    __wasi_size_t n;
+    __wasi_errno_t e = wasi_write(1, "l1\nl2\n", &n);
+    char *y = filled(10000, 'y');
+    __wasi_ciovec_t iov[2] = {{(const uint8_t *)y, 10000}, {(const uint8_t *)"\n", 1}};
+    __wasi_errno_t e2 = __wasi_fd_write(2, iov, 2, &n);
+    free(y);
+    put("fd2=%u nwritten=%lu", e2, (unsigned long)n);
+    return (proxy_status_t)e;
+}
+
 static const struct test {
     const char *name;
     proxy_status_t (*run)(void);
@@ -453,6 +490,10 @@ static const struct test {
     {"limit_local_body", t_limit_local_body},
     {"limit_random", t_limit_random},
     {"local_big_body", t_local_big_body},
+    {"log_forge", t_log_forge},
+    {"log_long", t_log_long},
+    {"log_flood", t_log_flood},
+    {"wasi_forge", t_wasi_forge},
 };
 
 EXPORT(proxy_on_vm_start) uint32_t proxy_on_vm_start(uint32_t root_id, uint32_t size) {

@@ -547,9 +547,50 @@ TEST(core_limits)
     pw_module_free(m);
 }
 
+TEST(core_log_limits)
+{
+    pw_module *m = hc_start(rt);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    /* Control characters but TAB escaped: one line per message. */
+    CHECK_STR(hostcall("log_forge", NULL), "result: log_forge 0");
+    CHECK_CONTAINS(hc_host.log, "hc|2|a\\nb\\r\\x00c\td\\x1b[31m\n");
+    /* Cut after 4096 bytes. */
+    static char want[4200];
+    snprintf(want, sizeof want, "hc|2|%0*d...(5904 bytes truncated)\n", 4096, 0);
+    for (char *p = want + 5; *p == '0'; p++)
+        *p = 'x';
+    CHECK_STR(hostcall("log_long", NULL), "result: log_long 0");
+    CHECK_CONTAINS(hc_host.log, want);
+    CHECK_STR(hostcall("wasi_forge", NULL), "result: wasi_forge 0 fd2=0 nwritten=10001");
+    CHECK_CONTAINS(hc_host.log, "hc|2|l1\\nl2\n");
+    for (char *p = want + 5; *p == 'x'; p++)
+        *p = 'y';
+    want[3] = '4';
+    CHECK_CONTAINS(hc_host.log, want);
+    /* 1000 lines per second: the rest is dropped, noticed once; the count
+     * is logged with the first line of a later second. Lines logged earlier
+     * in this second count too; the flood may straddle two seconds. */
+    hostcall("log_flood", NULL);
+    int lines = count_of(hc_host.log, "|flood ");
+    CHECK(lines > 900 && lines <= 2000);
+    CHECK_CONTAINS(hc_host.log, "hc|3|plugin \"hc\": log rate limit reached "
+                                "(1000 lines or 1048576 bytes per second), "
+                                "dropping lines\n");
+    CHECK(count_of(hc_host.log, "dropping lines") <= 2);
+    nanosleep(&(struct timespec){1, 100000000}, NULL);
+    CHECK_STR(hostcall("log_level", NULL), "result: log_level 0 2");
+    CHECK_CONTAINS(hc_host.log, "hc|3|plugin \"hc\": log rate limit: ");
+    CHECK_CONTAINS(hc_host.log, " lines dropped\n");
+    pw_vm_free(hc_vm);
+    pw_module_free(m);
+}
+
 TEST(core_limits_configurable)
 {
-    pw_runtime_config cfg = {.limits = {.max_header_value_bytes = 100000}};
+    pw_runtime_config cfg = {.limits = {.max_header_value_bytes = 100000,
+                                        .max_log_lines_per_sec = 3}};
     pw_runtime *r;
     CHECK(pw_runtime_new(&cfg, &r, err, sizeof err) == PW_OK);
     pw_module *m = hc_start(r);
@@ -557,6 +598,9 @@ TEST(core_limits_configurable)
     if (m) {
         CHECK_STR(hostcall("limit_value", NULL),
                   "result: limit_value 2 64k=0 64k+1=0 ok=0 bad=200");
+        nanosleep(&(struct timespec){1, 100000000}, NULL);
+        hostcall("log_flood", NULL);
+        CHECK(count_of(hc_host.log, "|flood ") <= 6);
         pw_vm_free(hc_vm);
         pw_module_free(m);
     }
@@ -797,6 +841,7 @@ int main(void)
     RUN(core_plugin_refusing_config);
     RUN(core_hostcalls);
     RUN(core_limits);
+    RUN(core_log_limits);
     RUN(core_limits_configurable);
     RUN(core_abi_0_1_0);
     RUN(core_bodies_and_stream_control);
