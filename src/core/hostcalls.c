@@ -7,6 +7,7 @@
  * this version does not implement return Unimplemented (12), never trap.
  */
 #include <stdlib.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/core.h"
@@ -254,10 +255,33 @@ static u32 hc_get_header_map_value(void *c, u32 map, u32 kptr, u32 klen,
     return pw_out_bytes(VM, val.data, val.len, ret_ptr, ret_size);
 }
 
-/* The per-header limits of a write by hostcall `call`. Ok or
- * BadArgument. */
-static proxy_status_t header_ok(pw_vm *vm, const char *call, pw_str key,
-                                pw_str val)
+/* A valid `:status` value: three digits, 200..599 (nginx sends 1xx
+ * itself; a plugin's 1xx with a body split the response). */
+static int status_ok(u32 status)
+{
+    return status >= 200 && status <= 599;
+}
+
+static int status_str_ok(pw_str v)
+{
+    if (v.len != 3)
+        return 0;
+    for (int i = 0; i < 3; i++)
+        if (v.data[i] < '0' || v.data[i] > '9')
+            return 0;
+    return status_ok((u32)((v.data[0] - '0') * 100 + (v.data[1] - '0') * 10 +
+                           (v.data[2] - '0')));
+}
+
+static int is_status_key(pw_str k)
+{
+    return k.len == 7 && k.data[0] == ':' && !strncasecmp(k.data, ":status", 7);
+}
+
+/* The per-header limits of a write to `map` by hostcall `call` (a local
+ * response's headers: map PROXY_MAP_TYPE_MAX + 1). Ok or BadArgument. */
+static proxy_status_t header_ok(pw_vm *vm, const char *call, u32 map,
+                                pw_str key, pw_str val)
 {
     if (key.len > vm->lim.max_header_name_bytes)
         return pw_vm_refuse(vm, "%s: header name of %zu bytes (limit %u)", call,
@@ -265,6 +289,10 @@ static proxy_status_t header_ok(pw_vm *vm, const char *call, pw_str key,
     if (val.len > vm->lim.max_header_value_bytes)
         return pw_vm_refuse(vm, "%s: header value of %zu bytes (limit %u)",
                             call, val.len, vm->lim.max_header_value_bytes);
+    if (map == PROXY_MAP_HTTP_RESPONSE_HEADERS && is_status_key(key) &&
+        !status_str_ok(val))
+        return pw_vm_refuse(vm, "%s: :status \"%.*s\" (200..599 only)", call,
+                            val.len <= 16 ? (int)val.len : 16, val.data);
     return OK;
 }
 
@@ -285,7 +313,7 @@ static u32 map_modify(pw_vm *vm, enum map_op op, u32 map, u32 kptr, u32 klen,
     if (op != MAP_REMOVE) {
         const char *call = op == MAP_ADD ? "proxy_add_header_map_value"
                                          : "proxy_replace_header_map_value";
-        proxy_status_t st = header_ok(vm, call, key, val);
+        proxy_status_t st = header_ok(vm, call, map, key, val);
         if (st == OK)
             st = charge(vm, call, (uint64_t)key.len + val.len);
         if (st != OK)
@@ -324,12 +352,12 @@ static u32 hc_remove_header_map_value(void *c, u32 map, u32 kp, u32 kl)
 }
 
 /* header_ok for every pair, then charges them all. */
-static proxy_status_t pairs_ok(pw_vm *vm, const char *call,
+static proxy_status_t pairs_ok(pw_vm *vm, const char *call, u32 map,
                                const pw_kv *pairs, size_t n)
 {
     uint64_t bytes = 0;
     for (size_t i = 0; i < n; i++) {
-        proxy_status_t st = header_ok(vm, call, pairs[i].key, pairs[i].value);
+        proxy_status_t st = header_ok(vm, call, map, pairs[i].key, pairs[i].value);
         if (st != OK)
             return st;
         bytes += pairs[i].key.len + pairs[i].value.len;
@@ -351,7 +379,7 @@ static u32 hc_set_header_map_pairs(void *c, u32 map, u32 ptr, u32 len)
         st = PROXY_RESULT_NOT_FOUND;
     else if (!VM->ops->map_set_pairs)
         st = PROXY_RESULT_UNIMPLEMENTED;
-    else if ((st = pairs_ok(VM, "proxy_set_header_map_pairs", pairs, n)) == OK)
+    else if ((st = pairs_ok(VM, "proxy_set_header_map_pairs", map, pairs, n)) == OK)
         st = VM->ops->map_set_pairs(VM->host, s, map, pairs, n);
     free(pairs);
     return st;
@@ -491,11 +519,17 @@ static u32 hc_send_local_response(void *c, u32 status, u32 dptr, u32 dlen,
         return st;
     pw_ctx *ctx = pw_vm_ctx(VM);
     pw_stream *s = ctx ? ctx->stream : NULL;
-    if (!s || status < 100 || status > 999) {
+    if (!s) {
         free(hdrs);
-        return s ? PROXY_RESULT_BAD_ARGUMENT : PROXY_RESULT_NOT_FOUND;
+        return PROXY_RESULT_NOT_FOUND;
     }
-    if ((st = pairs_ok(VM, call, hdrs, n)) == OK)
+    /* 200..599 only: a 1xx is interim (nginx would send it, then the body
+     * as a second response); 204 and 304 have no body. */
+    if (!status_ok(status))
+        st = pw_vm_refuse(VM, "%s: status %u (200..599 only)", call, status);
+    else if ((status == 204 || status == 304) && body.len)
+        st = pw_vm_refuse(VM, "%s: status %u with a body", call, status);
+    else if ((st = pairs_ok(VM, call, PROXY_MAP_TYPE_MAX + 1, hdrs, n)) == OK)
         st = charge(VM, call, (uint64_t)details.len + body.len);
     if (st != OK) {
         free(hdrs);

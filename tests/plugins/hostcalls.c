@@ -61,7 +61,16 @@
  *   limit_local_body      send_local_response(200, 33 MiB body)    -> 2
  *   limit_random          random_get(65537) errno, then random_get(64 KiB)
  *                         until it fails; value "calls=<n> errno=<e>"
+ *   local_bad_status      send_local_response of 100 101 199 600 999 0, and
+ *                         204 / 304 with a body; value "<code>=<st> ..."
+ *                         (the last: "304+body=<st>")              -> last
+ *   local_204             send_local_response(204, no body); returns Pause
  *   local_big_body        send_local_response(200, 1 MiB of 'b'); Pause
+ *   status_write          writes of :status in the response headers:
+ *                         replace 100, add 101, set_pairs {:status: 100},
+ *                         replace 600, 20, 2000, 200; value
+ *                         "100=<st> add101=<st> pairs100=<st> 600=<st>
+ *                         20=<st> 2000=<st> 200=<st>"              -> last
  *   log_forge             proxy_log("a\nb\r\0c\td\x1b[31m") at INFO
  *   log_long              proxy_log of 10000 'x'
  *   log_flood             proxy_log("flood <i>") 100000 times at INFO
@@ -69,7 +78,7 @@
  *                         10000 'y' and "\n" in two iovecs
  *
  * Values are raw bytes (%.*s), empty values leave out the value. Every test
- * returns Continue except local_response and local_big_body.
+ * returns Continue except local_response, local_204 and local_big_body.
  * proxy_on_vm_start and proxy_on_configure return 1. The ABI marker and the allocator come from
  * the SDK (proxy_wasm_raw.o).
  */
@@ -313,6 +322,8 @@ static proxy_status_t t_random(void) {
 
 /* ------------------------------------------------------------ limits */
 
+#define RESP PROXY_MAP_HTTP_RESPONSE_HEADERS
+
 /* n bytes of c (malloc'ed). */
 static char *filled(size_t n, char c) {
     char *p = malloc(n ? n : 1);
@@ -416,8 +427,49 @@ static proxy_status_t t_limit_random(void) {
     return (proxy_status_t)first;
 }
 
+static proxy_status_t local(uint32_t code, const char *body) {
+    return proxy_send_local_response(code, NULL, 0, body, strlen(body), NULL, 0,
+                                     PROXY_GRPC_STATUS_NONE);
+}
+
+static proxy_status_t t_local_bad_status(void) {
+    static const uint32_t codes[] = {100, 101, 199, 600, 999, 0};
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
+        put("%s%u=%d", SEP(), codes[i], local(codes[i], ""));
+    put(" 204+body=%d", local(204, "x"));
+    proxy_status_t st = local(304, "x");
+    put(" 304+body=%d", st);
+    return st;
+}
+
+static proxy_status_t t_local_204(void) {
+    return local(204, "");
+}
+
 static proxy_status_t t_local_big_body(void) {
     return local_of(1u << 20);
+}
+
+static proxy_status_t status_to(const char *v) {
+    return proxy_replace_header_map_value(RESP, ":status", 7, v, strlen(v));
+}
+
+static proxy_status_t t_status_write(void) {
+    put("100=%d", status_to("100"));
+    put(" add101=%d", proxy_add_header_map_value(RESP, ":status", 7, "101", 3));
+    pw_pair_t pairs[] = {pw_pair(":status", "100"), pw_pair("x-a", "1")};
+    char *data;
+    size_t size;
+    proxy_status_t st = pw_pairs_serialize(pairs, 2, &data, &size);
+    if (st == PROXY_RESULT_OK)
+        st = proxy_set_header_map_pairs(RESP, data, size);
+    put(" pairs100=%d", st);
+    put(" 600=%d", status_to("600"));
+    put(" 20=%d", status_to("20"));
+    put(" 2000=%d", status_to("2000"));
+    st = status_to("200");
+    put(" 200=%d", st);
+    return st;
 }
 
 static proxy_status_t t_log_forge(void) {
@@ -489,7 +541,10 @@ static const struct test {
     {"limit_property", t_limit_property},
     {"limit_local_body", t_limit_local_body},
     {"limit_random", t_limit_random},
+    {"local_bad_status", t_local_bad_status},
+    {"local_204", t_local_204},
     {"local_big_body", t_local_big_body},
+    {"status_write", t_status_write},
     {"log_forge", t_log_forge},
     {"log_long", t_log_long},
     {"log_flood", t_log_flood},
@@ -530,6 +585,7 @@ uint32_t proxy_on_request_headers(uint32_t ctx, uint32_t nheaders, uint32_t eos)
         pw_logf(PROXY_LOG_INFO, "result: %s %d%s%s", t->name, st, value_len ? " " : "", value);
     }
     free(name);
-    int local = t && (t->run == t_local_response || t->run == t_local_big_body);
+    int local = t && (t->run == t_local_response || t->run == t_local_204 ||
+                      t->run == t_local_big_body);
     return local ? PROXY_ACTION_PAUSE : PROXY_ACTION_CONTINUE;
 }

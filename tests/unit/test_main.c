@@ -547,6 +547,32 @@ TEST(core_limits)
     pw_module_free(m);
 }
 
+TEST(core_status_limits)
+{
+    pw_module *m = hc_start(rt);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    /* Local responses: 200..599 only, no body with 204 and 304. */
+    pw_action a;
+    CHECK_STR(hostcall("local_bad_status", &a),
+              "result: local_bad_status 2 100=2 101=2 199=2 600=2 999=2 0=2 "
+              "204+body=2 304+body=2");
+    CHECK(a == PW_ACTION_CONTINUE);
+    CHECK_CONTAINS(hc_host.log, "refused proxy_send_local_response: status 100 "
+                                "(200..599 only)");
+    CHECK_STR(hostcall("local_204", &a), "204  0 = -1");
+    CHECK(a == PW_ACTION_LOCAL_RESPONSE);
+    /* :status writes, by every hostcall that writes the response map. */
+    CHECK_STR(hostcall("status_write", NULL),
+              "result: status_write 0 100=2 add101=2 pairs100=2 600=2 20=2 "
+              "2000=2 200=0");
+    CHECK(mh_get(&hc_s.resp, ":status") && !strcmp(mh_get(&hc_s.resp, ":status"), "200"));
+    CHECK(mh_get(&hc_s.resp, "x-a") == NULL);
+    pw_vm_free(hc_vm);
+    pw_module_free(m);
+}
+
 TEST(core_log_limits)
 {
     pw_module *m = hc_start(rt);
@@ -841,6 +867,7 @@ int main(void)
     RUN(core_plugin_refusing_config);
     RUN(core_hostcalls);
     RUN(core_limits);
+    RUN(core_status_limits);
     RUN(core_log_limits);
     RUN(core_limits_configurable);
     RUN(core_abi_0_1_0);
