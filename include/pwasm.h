@@ -95,7 +95,7 @@ typedef struct pw_limits {
     uint64_t max_callback_bytes;
     /* Plugin log lines (proxy_log, WASI stdout/stderr) accepted per plugin
      * (root context) and second; excess lines are dropped and counted.
-     * 0: 1000; UINT32_MAX: no limit. */
+     * 0: 10000; UINT32_MAX: no limit. */
     uint32_t max_log_lines_per_sec;
     /* The same in bytes of message text per second. 0: 1 MiB (1048576);
      * UINT64_MAX: no limit. */

@@ -20,7 +20,7 @@ pw_limits pw_limits_resolve(const pw_limits *in)
     if (!l.max_callback_bytes)
         l.max_callback_bytes = 32ull << 20;
     if (!l.max_log_lines_per_sec)
-        l.max_log_lines_per_sec = 1000;
+        l.max_log_lines_per_sec = 10000;
     if (!l.max_log_bytes_per_sec)
         l.max_log_bytes_per_sec = 1ull << 20;
     return l;

@@ -142,12 +142,12 @@ def test_log_flood_is_rate_limited(nginx):
     r = nginx.request("/", headers={"x-pw": "reqh.flood=100000"})
     assert r.status == 200
     assert nginx.wait_log(r"\[warn\] .*\[pwasm\] filter: plugin \"filter\": log rate limit "
-                          r"reached \(1000 lines or 1048576 bytes per second\), dropping lines")
+                          r"reached \(10000 lines or 1048576 bytes per second\), dropping lines")
     log = nginx.log()
     lines = len(re.findall(r"filter: flood \d+", log))
-    assert 0 < lines <= 2000, lines
+    assert 0 < lines <= 20000, lines  # the flood may straddle two seconds
     # 100,000 lines of ~200 bytes would be ~20 MB
-    assert os.path.getsize(nginx.error_log) - size < 1024 * 1024
+    assert os.path.getsize(nginx.error_log) - size < 5 * 1024 * 1024
     # the count is logged with the plugin's first line of a later second
     time.sleep(1.1)
     nginx.request("/")  # filter.wasm logs a line per callback

@@ -575,10 +575,17 @@ TEST(core_status_limits)
 
 TEST(core_log_limits)
 {
-    pw_module *m = hc_start(rt);
+    /* 1000 lines per second (the default, 10,000, would not fit in the
+     * memhost's 64 KiB of log). */
+    pw_runtime_config cfg = {.limits = {.max_log_lines_per_sec = 1000}};
+    pw_runtime *r;
+    CHECK(pw_runtime_new(&cfg, &r, err, sizeof err) == PW_OK);
+    pw_module *m = hc_start(r);
     CHECK(m != NULL);
-    if (!m)
+    if (!m) {
+        pw_runtime_free(r);
         return;
+    }
     /* Control characters but TAB escaped: one line per message. */
     CHECK_STR(hostcall("log_forge", NULL), "result: log_forge 0");
     CHECK_CONTAINS(hc_host.log, "hc|2|a\\nb\\r\\x00c\td\\x1b[31m\n");
@@ -611,12 +618,12 @@ TEST(core_log_limits)
     CHECK_CONTAINS(hc_host.log, " lines dropped\n");
     pw_vm_free(hc_vm);
     pw_module_free(m);
+    pw_runtime_free(r);
 }
 
 TEST(core_limits_configurable)
 {
-    pw_runtime_config cfg = {.limits = {.max_header_value_bytes = 100000,
-                                        .max_log_lines_per_sec = 3}};
+    pw_runtime_config cfg = {.limits = {.max_header_value_bytes = 100000}};
     pw_runtime *r;
     CHECK(pw_runtime_new(&cfg, &r, err, sizeof err) == PW_OK);
     pw_module *m = hc_start(r);
@@ -624,9 +631,6 @@ TEST(core_limits_configurable)
     if (m) {
         CHECK_STR(hostcall("limit_value", NULL),
                   "result: limit_value 2 64k=0 64k+1=0 ok=0 bad=200");
-        nanosleep(&(struct timespec){1, 100000000}, NULL);
-        hostcall("log_flood", NULL);
-        CHECK(count_of(hc_host.log, "|flood ") <= 6);
         pw_vm_free(hc_vm);
         pw_module_free(m);
     }
