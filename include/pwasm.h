@@ -50,6 +50,10 @@ extern "C" {
 /* Size of an error buffer large enough for every message of this API. */
 #define PW_ERRLEN 512
 
+/* Most bytes of one plugin log message passed to pw_host_ops.log (after
+ * escaping), not counting the "...(N bytes truncated)" marker. */
+#define PW_LOG_LINE_MAX 4096
+
 typedef struct pw_runtime pw_runtime;
 typedef struct pw_module pw_module;
 typedef struct pw_vm pw_vm;
@@ -69,6 +73,34 @@ typedef struct pw_kv {
 } pw_kv;
 
 /* ----------------------------------------------------------------- runtime */
+
+/* What one plugin may make the host do (docs/ENGINE.md "Limits"). Every
+ * field: 0 means the default given. A hostcall over a limit is refused with
+ * BadArgument (WASI random_get: EINVAL), never a trap of the host; the first
+ * refusal of each callback is logged at WARN. */
+typedef struct pw_limits {
+    /* Longest header (or trailer) name a plugin may write, in bytes, in
+     * proxy_add/replace_header_map_value, proxy_set_header_map_pairs and
+     * the headers of proxy_send_local_response. 0: 8192 (8 KiB, nginx's
+     * large_client_header_buffers). */
+    uint32_t max_header_name_bytes;
+    /* Longest header (or trailer) value, in bytes, as above. 0: 65536. */
+    uint32_t max_header_value_bytes;
+    /* Bytes the host takes from the plugin during one callback (from the
+     * host's call into the plugin until it returns): header names and
+     * values written, bodies written with proxy_set_buffer_bytes, local
+     * response body, details and headers, proxy_set_property paths and
+     * values, and bytes produced by WASI random_get. Reset at the start of
+     * every callback. 0: 32 MiB (33554432). */
+    uint64_t max_callback_bytes;
+    /* Plugin log lines (proxy_log, WASI stdout/stderr) accepted per plugin
+     * (root context) and second; excess lines are dropped and counted.
+     * 0: 10000; UINT32_MAX: no limit. */
+    uint32_t max_log_lines_per_sec;
+    /* The same in bytes of message text per second. 0: 1 MiB (1048576);
+     * UINT64_MAX: no limit. */
+    uint64_t max_log_bytes_per_sec;
+} pw_limits;
 
 typedef struct pw_runtime_config {
     /* Directory for compiled modules, created if missing. NULL: the
@@ -117,6 +149,9 @@ typedef struct pw_runtime_config {
      * with a NUL-terminated message. NULL: stderr. */
     void (*warn)(void *data, const char *msg);
     void *warn_data;
+
+    /* Limits of what plugins may make the host do; zeroes are defaults. */
+    pw_limits limits;
 } pw_runtime_config;
 
 /* Creates the runtime and attaches it (pw_runtime_attach). cfg may be NULL
@@ -220,7 +255,10 @@ const char *pw_module_abi_version(const pw_module *m);
 typedef struct pw_host_ops {
     /* A plugin log line (proxy_log, or WASI fd_write to stdout=INFO /
      * stderr=ERROR). plugin_name identifies the plugin (or module name when
-     * no root context is current). msg is not NUL-terminated. */
+     * no root context is current). msg is not NUL-terminated. The core has
+     * already made it one safe line: C0 control characters but TAB escaped
+     * ("\n", "\r", "\xNN"), cut after PW_LOG_LINE_MAX bytes with a
+     * "...(N bytes truncated)" marker, and rate-limited (pw_limits). */
     void (*log)(void *host, void *stream, pw_str plugin_name,
                 proxy_log_level_t level, pw_str msg);
     /* Current log level for proxy_get_log_level (0..5). */

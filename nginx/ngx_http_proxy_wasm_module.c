@@ -1961,8 +1961,9 @@ ngx_http_proxy_wasm_set_pseudo(ngx_http_request_t *r,
             return PROXY_RESULT_BAD_ARGUMENT;
         }
 
+        /* as the core: nginx sends 1xx itself */
         status = ngx_atoi((u_char *) value->data, value->len);
-        if (status < 100 || status > 999) {
+        if (status < 200 || status > 599) {
             return PROXY_RESULT_BAD_ARGUMENT;
         }
 
@@ -3596,7 +3597,7 @@ ngx_http_proxy_wasm_set_response(ngx_http_request_t *r,
     u_char  *p;
     pw_str   grpc_key, grpc_value;
 
-    if (status < 100 || status > 999) {
+    if (status < 200 || status > 599) {     /* the core refuses them */
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "proxy_wasm: local response with invalid status %ui, "
                       "answering 500", status);
@@ -3621,9 +3622,15 @@ ngx_http_proxy_wasm_set_response(ngx_http_request_t *r,
             continue;
         }
 
-        if (!ngx_http_proxy_wasm_valid(headers[i].key, 1)
-            || !ngx_http_proxy_wasm_valid(headers[i].value, 0))
-        {
+        if (!ngx_http_proxy_wasm_valid(headers[i].key, 1)) {
+            /* not logged: it may hold CR or LF */
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "proxy_wasm: invalid local response header name "
+                          "(%uz bytes) ignored", headers[i].key.len);
+            continue;
+        }
+
+        if (!ngx_http_proxy_wasm_valid(headers[i].value, 0)) {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "proxy_wasm: invalid local response header "
                           "\"%*s\" ignored",

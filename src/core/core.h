@@ -40,7 +40,16 @@ struct pw_runtime {
     uint64_t max_module_bytes, max_data_bytes;
     uint32_t max_functions;
     int attached;         /* counted in the engine's attachment */
+    pw_limits limits;     /* defaults filled in */
 };
+
+/* Log lines of one plugin in the current one-second window. */
+typedef struct pw_log_rate {
+    int64_t window;       /* CLOCK_MONOTONIC_COARSE second */
+    uint32_t lines;
+    uint64_t bytes;
+    uint64_t dropped;     /* lines dropped in this window */
+} pw_log_rate;
 
 struct pw_module {
     pw_runtime *rt;
@@ -67,6 +76,7 @@ struct pw_plugin {
     char *config;
     size_t config_len;
     int started;          /* root context live in the current instance */
+    pw_log_rate log_rate;
     pw_plugin *next;
 };
 
@@ -110,6 +120,12 @@ struct pw_vm {
     pw_ctx *eff;          /* proxy_set_effective_context override */
     int in_start;         /* running _initialize/_start: proc_exit(0) is ok */
     int in_vm_start;      /* proxy_get_configuration returns the VM config */
+    /* Limits (a copy of the runtime's) and the state they need. */
+    pw_limits lim;
+    uint32_t depth;       /* nested pw_vm_callback calls (the allocator) */
+    uint64_t budget;      /* bytes left of lim.max_callback_bytes */
+    int refusal_logged;   /* a limit refusal was logged in this callback */
+    pw_log_rate log_rate; /* lines logged with no plugin context current */
     char last_error[PW_ERRLEN];
 };
 
@@ -130,12 +146,55 @@ static inline pw_ctx *pw_vm_ctx(pw_vm *vm)
 
 pw_ctx *pw_ctx_lookup(pw_vm *vm, uint32_t id);
 
+/* Name of the plugin of ctx (the module's name without one), as log lines
+ * carry it. */
+static inline pw_str pw_ctx_name(const pw_vm *vm, const pw_ctx *ctx)
+{
+    const char *n = ctx && ctx->plugin ? ctx->plugin->name : vm->m->name;
+    return (pw_str){n, strlen(n)};
+}
+
+/* The embedder's stream pointer of ctx, NULL outside a stream. */
+static inline void *pw_ctx_host_stream(const pw_ctx *ctx)
+{
+    return ctx && ctx->stream ? ctx->stream->host_stream : NULL;
+}
+
 /* Unix epoch ns from ops->now_ns, else CLOCK_REALTIME. */
 uint64_t pw_vm_now_ns(pw_vm *vm);
 
 /* Logs a message from the host itself on behalf of the VM. */
 void pw_vm_log(pw_vm *vm, proxy_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------------- limits */
+
+int pw_vm_over_budget(pw_vm *vm, const char *call, uint64_t n);
+
+/* Takes n bytes of hostcall `call` from the current callback's budget: 1
+ * if they fit, else 0 (nothing taken; logged as pw_vm_refuse does). */
+static inline int pw_vm_take(pw_vm *vm, const char *call, uint64_t n)
+{
+    if (n > vm->budget)
+        return pw_vm_over_budget(vm, call, n);
+    vm->budget -= n;
+    return 1;
+}
+
+/* A hostcall refused by a limit: logs why at WARN (the first refusal of
+ * the callback only) and returns BadArgument. */
+proxy_status_t pw_vm_refuse(pw_vm *vm, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Fills in the defaults of a pw_limits. */
+pw_limits pw_limits_resolve(const pw_limits *in);
+
+/* A plugin log message (proxy_log, WASI stdout/stderr) to ops->log: the
+ * first `avail` of its `len` bytes are at msg (bytes past avail count as
+ * truncated). Escapes C0 controls but TAB, truncates at PW_LOG_LINE_MAX,
+ * applies the per-plugin rate limit. */
+void pw_plugin_log(pw_vm *vm, proxy_log_level_t level, const char *msg,
+                   size_t avail, uint64_t len);
 
 /* ---------------------------------------------------- guest memory access */
 

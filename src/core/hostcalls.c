@@ -7,6 +7,7 @@
  * this version does not implement return Unimplemented (12), never trap.
  */
 #include <stdlib.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/core.h"
@@ -17,29 +18,23 @@ typedef uint64_t u64;
 #define VM ((pw_vm *)c)
 #define OK PROXY_RESULT_OK
 
-static pw_str plugin_name_of(pw_vm *vm, pw_ctx *ctx)
+/* Takes n bytes of a hostcall from the callback's budget, or refuses. */
+static proxy_status_t charge(pw_vm *vm, const char *call, uint64_t n)
 {
-    const char *n = ctx && ctx->plugin ? ctx->plugin->name : vm->m->name;
-    return (pw_str){n, strlen(n)};
-}
-
-static void *stream_of(pw_ctx *ctx)
-{
-    return ctx && ctx->stream ? ctx->stream->host_stream : NULL;
+    return pw_vm_take(vm, call, n) ? OK : PROXY_RESULT_BAD_ARGUMENT;
 }
 
 /* ------------------------------------------------------- logging, time */
 
+/* Escaped, truncated and rate-limited in pw_plugin_log (limits.c); a
+ * dropped line is still Ok (the Rust SDK panics on anything else). */
 static u32 hc_log(void *c, u32 level, u32 ptr, u32 len)
 {
     if (level > PROXY_LOG_CRITICAL)
         return PROXY_RESULT_BAD_ARGUMENT;
     pw_str msg;
     PW_GUEST_STR(VM, msg, ptr, len);
-    pw_ctx *ctx = pw_vm_ctx(VM);
-    if (VM->ops->log)
-        VM->ops->log(VM->host, stream_of(ctx), plugin_name_of(VM, ctx),
-                     (proxy_log_level_t)level, msg);
+    pw_plugin_log(VM, (proxy_log_level_t)level, msg.data, msg.len, msg.len);
     return OK;
 }
 
@@ -101,7 +96,7 @@ static proxy_status_t buffer_size(pw_vm *vm, u32 type, void **stream,
     if (type > PROXY_BUFFER_TYPE_MAX)
         return PROXY_RESULT_BAD_ARGUMENT;
     if (is_body(type)) {
-        *stream = stream_of(pw_vm_ctx(vm));
+        *stream = pw_ctx_host_stream(pw_vm_ctx(vm));
         if (!*stream || !vm->ops->body_size)
             return PROXY_RESULT_NOT_FOUND;
         return vm->ops->body_size(vm->host, *stream, type, size);
@@ -166,7 +161,7 @@ static u32 hc_set_buffer_bytes(void *c, u32 type, u32 start, u32 size,
                        type == PROXY_BUFFER_UPSTREAM_DATA
                    ? PROXY_RESULT_NOT_FOUND
                    : PROXY_RESULT_BAD_ARGUMENT; /* immutable buffers */
-    void *s = stream_of(pw_vm_ctx(VM));
+    void *s = pw_ctx_host_stream(pw_vm_ctx(VM));
     size_t cur;
     if (!s || !VM->ops->body_size)
         return PROXY_RESULT_NOT_FOUND;
@@ -175,6 +170,9 @@ static u32 hc_set_buffer_bytes(void *c, u32 type, u32 start, u32 size,
         return st;
     if (!VM->ops->body_replace)
         return PROXY_RESULT_UNIMPLEMENTED;
+    st = charge(VM, "proxy_set_buffer_bytes", len);
+    if (st != OK)
+        return st;
     size_t from = start < cur ? start : cur;
     size_t n = size < cur - from ? size : cur - from;
     return VM->ops->body_replace(VM->host, s, type, from, n, data);
@@ -197,7 +195,7 @@ static u32 hc_get_configuration(void *c, u32 ret_ptr, u32 ret_size)
 static int map_available(pw_vm *vm, u32 map, void **stream)
 {
     pw_ctx *ctx = pw_vm_ctx(vm);
-    *stream = stream_of(ctx);
+    *stream = pw_ctx_host_stream(ctx);
     return *stream && map <= PROXY_MAP_HTTP_RESPONSE_TRAILERS;
 }
 
@@ -257,6 +255,47 @@ static u32 hc_get_header_map_value(void *c, u32 map, u32 kptr, u32 klen,
     return pw_out_bytes(VM, val.data, val.len, ret_ptr, ret_size);
 }
 
+/* A valid `:status` value: three digits, 200..599 (nginx sends 1xx
+ * itself; a plugin's 1xx with a body split the response). */
+static int status_ok(u32 status)
+{
+    return status >= 200 && status <= 599;
+}
+
+static int status_str_ok(pw_str v)
+{
+    if (v.len != 3)
+        return 0;
+    for (int i = 0; i < 3; i++)
+        if (v.data[i] < '0' || v.data[i] > '9')
+            return 0;
+    return status_ok((u32)((v.data[0] - '0') * 100 + (v.data[1] - '0') * 10 +
+                           (v.data[2] - '0')));
+}
+
+static int is_status_key(pw_str k)
+{
+    return k.len == 7 && k.data[0] == ':' && !strncasecmp(k.data, ":status", 7);
+}
+
+/* The per-header limits of a write to `map` by hostcall `call` (a local
+ * response's headers: map PROXY_MAP_TYPE_MAX + 1). Ok or BadArgument. */
+static proxy_status_t header_ok(pw_vm *vm, const char *call, u32 map,
+                                pw_str key, pw_str val)
+{
+    if (key.len > vm->lim.max_header_name_bytes)
+        return pw_vm_refuse(vm, "%s: header name of %zu bytes (limit %u)", call,
+                            key.len, vm->lim.max_header_name_bytes);
+    if (val.len > vm->lim.max_header_value_bytes)
+        return pw_vm_refuse(vm, "%s: header value of %zu bytes (limit %u)",
+                            call, val.len, vm->lim.max_header_value_bytes);
+    if (map == PROXY_MAP_HTTP_RESPONSE_HEADERS && is_status_key(key) &&
+        !status_str_ok(val))
+        return pw_vm_refuse(vm, "%s: :status \"%.*s\" (200..599 only)", call,
+                            val.len <= 16 ? (int)val.len : 16, val.data);
+    return OK;
+}
+
 enum map_op { MAP_ADD, MAP_REPLACE, MAP_REMOVE };
 
 static u32 map_modify(pw_vm *vm, enum map_op op, u32 map, u32 kptr, u32 klen,
@@ -271,6 +310,15 @@ static u32 map_modify(pw_vm *vm, enum map_op op, u32 map, u32 kptr, u32 klen,
         PW_GUEST_STR(vm, val, vptr, vlen);
     if (!map_available(vm, map, &s))
         return PROXY_RESULT_NOT_FOUND;
+    if (op != MAP_REMOVE) {
+        const char *call = op == MAP_ADD ? "proxy_add_header_map_value"
+                                         : "proxy_replace_header_map_value";
+        proxy_status_t st = header_ok(vm, call, map, key, val);
+        if (st == OK)
+            st = charge(vm, call, (uint64_t)key.len + val.len);
+        if (st != OK)
+            return st;
+    }
     const pw_host_ops *o = vm->ops;
     switch (op) {
     case MAP_ADD:
@@ -303,6 +351,20 @@ static u32 hc_remove_header_map_value(void *c, u32 map, u32 kp, u32 kl)
     return map_modify(VM, MAP_REMOVE, map, kp, kl, 0, 0);
 }
 
+/* header_ok for every pair, then charges them all. */
+static proxy_status_t pairs_ok(pw_vm *vm, const char *call, u32 map,
+                               const pw_kv *pairs, size_t n)
+{
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        proxy_status_t st = header_ok(vm, call, map, pairs[i].key, pairs[i].value);
+        if (st != OK)
+            return st;
+        bytes += pairs[i].key.len + pairs[i].value.len;
+    }
+    return charge(vm, call, bytes);
+}
+
 static u32 hc_set_header_map_pairs(void *c, u32 map, u32 ptr, u32 len)
 {
     void *s;
@@ -317,7 +379,7 @@ static u32 hc_set_header_map_pairs(void *c, u32 map, u32 ptr, u32 len)
         st = PROXY_RESULT_NOT_FOUND;
     else if (!VM->ops->map_set_pairs)
         st = PROXY_RESULT_UNIMPLEMENTED;
-    else
+    else if ((st = pairs_ok(VM, "proxy_set_header_map_pairs", map, pairs, n)) == OK)
         st = VM->ops->map_set_pairs(VM->host, s, map, pairs, n);
     free(pairs);
     return st;
@@ -377,7 +439,7 @@ static u32 hc_get_property(void *c, u32 pptr, u32 plen, u32 ret_ptr,
         return PROXY_RESULT_NOT_FOUND;
     pw_str val = {0};
     proxy_status_t st =
-        VM->ops->get_property(VM->host, stream_of(ctx), seg, n, &val);
+        VM->ops->get_property(VM->host, pw_ctx_host_stream(ctx), seg, n, &val);
     if (st != OK)
         return st;
     return pw_out_bytes(VM, val.data, val.len, ret_ptr, ret_size);
@@ -394,7 +456,11 @@ static u32 hc_set_property(void *c, u32 pptr, u32 plen, u32 vptr, u32 vlen)
         return PROXY_RESULT_NOT_FOUND;
     if (!VM->ops->set_property)
         return PROXY_RESULT_UNIMPLEMENTED;
-    return VM->ops->set_property(VM->host, stream_of(pw_vm_ctx(VM)), seg, n,
+    proxy_status_t st =
+        charge(VM, "proxy_set_property", (uint64_t)path.len + value.len);
+    if (st != OK)
+        return st;
+    return VM->ops->set_property(VM->host, pw_ctx_host_stream(pw_vm_ctx(VM)), seg, n,
                                  value);
 }
 
@@ -406,7 +472,7 @@ static u32 stream_control(pw_vm *vm, u32 type, int close)
 {
     if (type > PROXY_STREAM_TYPE_MAX)
         return PROXY_RESULT_BAD_ARGUMENT;
-    void *s = stream_of(pw_vm_ctx(vm));
+    void *s = pw_ctx_host_stream(pw_vm_ctx(vm));
     if (!s)
         return PROXY_RESULT_NOT_FOUND;
     proxy_status_t (*fn)(void *, void *, proxy_stream_type_t) =
@@ -442,6 +508,7 @@ static u32 hc_send_local_response(void *c, u32 status, u32 dptr, u32 dlen,
                                   u32 bptr, u32 blen, u32 hptr, u32 hlen,
                                   u32 grpc)
 {
+    static const char call[] = "proxy_send_local_response";
     pw_str details, body;
     PW_GUEST_STR(VM, details, dptr, dlen);
     PW_GUEST_STR(VM, body, bptr, blen);
@@ -452,9 +519,21 @@ static u32 hc_send_local_response(void *c, u32 status, u32 dptr, u32 dlen,
         return st;
     pw_ctx *ctx = pw_vm_ctx(VM);
     pw_stream *s = ctx ? ctx->stream : NULL;
-    if (!s || status < 100 || status > 999) {
+    if (!s) {
         free(hdrs);
-        return s ? PROXY_RESULT_BAD_ARGUMENT : PROXY_RESULT_NOT_FOUND;
+        return PROXY_RESULT_NOT_FOUND;
+    }
+    /* 200..599 only: a 1xx is interim (nginx would send it, then the body
+     * as a second response); 204 and 304 have no body. */
+    if (!status_ok(status))
+        st = pw_vm_refuse(VM, "%s: status %u (200..599 only)", call, status);
+    else if ((status == 204 || status == 304) && body.len)
+        st = pw_vm_refuse(VM, "%s: status %u with a body", call, status);
+    else if ((st = pairs_ok(VM, call, PROXY_MAP_TYPE_MAX + 1, hdrs, n)) == OK)
+        st = charge(VM, call, (uint64_t)details.len + body.len);
+    if (st != OK) {
+        free(hdrs);
+        return st;
     }
     /* Copy everything into the stream's buffer: the headers array, then
      * the strings. It is applied by the embedder after the callback. */

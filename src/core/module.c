@@ -75,6 +75,7 @@ int pw_runtime_new(const pw_runtime_config *cfg, pw_runtime **out, char *err,
     rt->max_functions = cfg->max_functions == UINT32_MAX ? 0
                         : cfg->max_functions            ? cfg->max_functions
                                                         : 50000;
+    rt->limits = pw_limits_resolve(&cfg->limits);
     *out = rt;
     return PW_OK;
 }

@@ -172,9 +172,15 @@ int pw_vm_callback(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb, const uint32_t *args,
     pw_ctx *saved_cur = vm->cur, *saved_eff = vm->eff;
     vm->cur = ctx;
     vm->eff = NULL; /* §8.10: reset around every host->Wasm call */
+    if (vm->depth++ == 0) {
+        /* A callback starts (not a nested call such as the allocator). */
+        vm->budget = vm->lim.max_callback_bytes;
+        vm->refusal_logged = 0;
+    }
     pw_trap trap = {0};
     uint32_t r = 0;
     int rc = pw_winst_call(vm->inst, &m->cb[cb], args, &r, &trap);
+    vm->depth--;
     vm->cur = saved_cur;
     vm->eff = saved_eff;
     if (rc != 0) {
@@ -211,6 +217,8 @@ static int vm_instantiate(pw_vm *vm, char *err, size_t errlen)
     vm->in_start = 1;
     vm->cur = NULL;
     vm->eff = NULL;
+    vm->budget = vm->lim.max_callback_bytes; /* for the start functions */
+    vm->refusal_logged = 0;
     int rc = pw_winst_new(vm->m->wmod, vm, vm->ops->trace ? vm_trace : NULL,
                           &vm->inst, &trap);
     if (rc != 0) {
@@ -283,6 +291,7 @@ int pw_vm_new(pw_module *m, pw_str vm_id, pw_str vm_config,
         return PW_ENOMEM;
     }
     vm->m = m;
+    vm->lim = m->rt->limits;
     vm->ops = ops ? ops : &no_ops;
     vm->host = host;
     vm->next_ctx_id = 1;
@@ -481,8 +490,16 @@ void pw_vm_free(pw_vm *vm)
 
 /* --------------------------------------------------------------- streams */
 
+/* Local response buffers larger than this are not kept for reuse. */
+#define PW_LR_KEEP_BYTES 65536
+
 static void stream_release(pw_vm *vm, pw_stream *s)
 {
+    if (s->lr_cap > PW_LR_KEEP_BYTES) {
+        free(s->lr_buf);
+        s->lr_buf = NULL;
+        s->lr_cap = 0;
+    }
     s->has_local_response = 0;
     s->host_stream = NULL;
     s->next_free = vm->free_streams;

@@ -46,9 +46,40 @@
  *                         gets "hello from wasi stderr\n" (expect 0 16 0 8)
  *   random                random_get(16 bytes) errno; value: the bytes in hex
  *
+ * Limits (default pw_limits; statuses 0 Ok, 2 BadArgument, 28 WASI EINVAL):
+ *   limit_name            add_header_map_value with an 8 KiB name, then a
+ *                         1 MiB one; value "8k=<st>"               -> 2
+ *   limit_value           replace_header_map_value(x-big) with 64 KiB and
+ *                         64 KiB + 1 values, then 200 times with 10 MB;
+ *                         value "64k=<st> 64k+1=<st> ok=<n> bad=<n>"  -> last
+ *   limit_budget          replace_header_map_value(x-big, 64 KiB) 1000
+ *                         times; value "ok=<n> bad=<n>"           -> last
+ *   limit_pairs           set_header_map_pairs({x-big: 100 KiB})   -> 2
+ *   limit_body            set_buffer_bytes(request body, prepend 1 MiB)
+ *                         40 times; value "ok=<n>"                 -> last
+ *   limit_property        set_property("x", 1 MiB) 40 times; as limit_body
+ *   limit_local_body      send_local_response(200, 33 MiB body)    -> 2
+ *   limit_random          random_get(65537) errno, then random_get(64 KiB)
+ *                         until it fails; value "calls=<n> errno=<e>"
+ *   local_bad_status      send_local_response of 100 101 199 600 999 0, and
+ *                         204 / 304 with a body; value "<code>=<st> ..."
+ *                         (the last: "304+body=<st>")              -> last
+ *   local_204             send_local_response(204, no body); returns Pause
+ *   local_big_body        send_local_response(200, 1 MiB of 'b'); Pause
+ *   status_write          writes of :status in the response headers:
+ *                         replace 100, add 101, set_pairs {:status: 100},
+ *                         replace 600, 20, 2000, 200; value
+ *                         "100=<st> add101=<st> pairs100=<st> 600=<st>
+ *                         20=<st> 2000=<st> 200=<st>"              -> last
+ *   log_forge             proxy_log("a\nb\r\0c\td\x1b[31m") at INFO
+ *   log_long              proxy_log of 10000 'x'
+ *   log_flood             proxy_log("flood <i>") 100000 times at INFO
+ *   wasi_forge            fd_write(1, "l1\nl2\n"), then fd_write(2) of
+ *                         10000 'y' and "\n" in two iovecs
+ *
  * Values are raw bytes (%.*s), empty values leave out the value. Every test
- * returns Continue except local_response. proxy_on_vm_start and
- * proxy_on_configure return 1. The ABI marker and the allocator come from
+ * returns Continue except local_response, local_204 and local_big_body.
+ * proxy_on_vm_start and proxy_on_configure return 1. The ABI marker and the allocator come from
  * the SDK (proxy_wasm_raw.o).
  */
 #include <stdlib.h>
@@ -289,6 +320,190 @@ static proxy_status_t t_random(void) {
     return (proxy_status_t)e;
 }
 
+/* ------------------------------------------------------------ limits */
+
+#define RESP PROXY_MAP_HTTP_RESPONSE_HEADERS
+
+/* n bytes of c (malloc'ed). */
+static char *filled(size_t n, char c) {
+    char *p = malloc(n ? n : 1);
+    if (p)
+        memset(p, c, n);
+    return p;
+}
+
+/* Makes `call` `times` times, leaves its last status in st, puts
+ * "ok=<n> bad=<n>". */
+#define REPEAT(times, call)                                                              \
+    do {                                                                                 \
+        int ok_ = 0, bad_ = 0;                                                           \
+        for (int i_ = 0; i_ < (times); i_++) {                                           \
+            st = (call);                                                                 \
+            if (st == PROXY_RESULT_OK)                                                   \
+                ok_++;                                                                   \
+            else                                                                         \
+                bad_++;                                                                  \
+        }                                                                                \
+        put("%sok=%d bad=%d", SEP(), ok_, bad_);                                         \
+    } while (0)
+
+static proxy_status_t t_limit_name(void) {
+    char *name = filled(1 << 20, 'n');
+    put("8k=%d", proxy_add_header_map_value(REQ, name, 8192, "v", 1));
+    proxy_status_t st = proxy_add_header_map_value(REQ, name, 1 << 20, "v", 1);
+    free(name);
+    return st;
+}
+
+static proxy_status_t t_limit_value(void) {
+    size_t big = 10u << 20;
+    char *v = filled(big, 'v');
+    proxy_status_t st;
+    put("64k=%d", proxy_replace_header_map_value(REQ, "x-big", 5, v, 65536));
+    put(" 64k+1=%d", proxy_replace_header_map_value(REQ, "x-big", 5, v, 65537));
+    REPEAT(200, proxy_replace_header_map_value(REQ, "x-big", 5, v, big));
+    free(v);
+    return st;
+}
+
+static proxy_status_t t_limit_budget(void) {
+    char *v = filled(65536, 'v');
+    proxy_status_t st;
+    REPEAT(1000, proxy_replace_header_map_value(REQ, "x-big", 5, v, 65536));
+    free(v);
+    return st;
+}
+
+static proxy_status_t t_limit_pairs(void) {
+    char *v = filled(100 << 10, 'v');
+    pw_pair_t pairs[] = {{"x-big", 5, v, 100 << 10}};
+    char *data;
+    size_t size;
+    proxy_status_t st = pw_pairs_serialize(pairs, 1, &data, &size);
+    free(v);
+    if (st != PROXY_RESULT_OK)
+        return st;
+    st = proxy_set_header_map_pairs(REQ, data, size);
+    free(data);
+    return st;
+}
+
+static proxy_status_t t_limit_body(void) {
+    char *v = filled(1 << 20, 'b');
+    proxy_status_t st;
+    REPEAT(40, proxy_set_buffer_bytes(PROXY_BUFFER_HTTP_REQUEST_BODY, 0, 0, v, 1 << 20));
+    free(v);
+    return st;
+}
+
+static proxy_status_t t_limit_property(void) {
+    char *v = filled(1 << 20, 'p');
+    proxy_status_t st;
+    REPEAT(40, proxy_set_property("x", 1, v, 1 << 20));
+    free(v);
+    return st;
+}
+
+static proxy_status_t local_of(size_t n) {
+    char *body = filled(n, 'b');
+    proxy_status_t st =
+        proxy_send_local_response(200, NULL, 0, body, n, NULL, 0, PROXY_GRPC_STATUS_NONE);
+    free(body);
+    return st;
+}
+
+static proxy_status_t t_limit_local_body(void) {
+    return local_of(33u << 20);
+}
+
+static proxy_status_t t_limit_random(void) {
+    uint8_t *buf = malloc(65537);
+    __wasi_errno_t first = __wasi_random_get(buf, 65537), e;
+    int calls = 0;
+    while ((e = __wasi_random_get(buf, 65536)) == 0 && calls < 100000)
+        calls++;
+    put("calls=%d errno=%u", calls, e);
+    free(buf);
+    return (proxy_status_t)first;
+}
+
+static proxy_status_t local(uint32_t code, const char *body) {
+    return proxy_send_local_response(code, NULL, 0, body, strlen(body), NULL, 0,
+                                     PROXY_GRPC_STATUS_NONE);
+}
+
+static proxy_status_t t_local_bad_status(void) {
+    static const uint32_t codes[] = {100, 101, 199, 600, 999, 0};
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
+        put("%s%u=%d", SEP(), codes[i], local(codes[i], ""));
+    put(" 204+body=%d", local(204, "x"));
+    proxy_status_t st = local(304, "x");
+    put(" 304+body=%d", st);
+    return st;
+}
+
+static proxy_status_t t_local_204(void) {
+    return local(204, "");
+}
+
+static proxy_status_t t_local_big_body(void) {
+    return local_of(1u << 20);
+}
+
+static proxy_status_t status_to(const char *v) {
+    return proxy_replace_header_map_value(RESP, ":status", 7, v, strlen(v));
+}
+
+static proxy_status_t t_status_write(void) {
+    put("100=%d", status_to("100"));
+    put(" add101=%d", proxy_add_header_map_value(RESP, ":status", 7, "101", 3));
+    pw_pair_t pairs[] = {pw_pair(":status", "100"), pw_pair("x-a", "1")};
+    char *data;
+    size_t size;
+    proxy_status_t st = pw_pairs_serialize(pairs, 2, &data, &size);
+    if (st == PROXY_RESULT_OK)
+        st = proxy_set_header_map_pairs(RESP, data, size);
+    put(" pairs100=%d", st);
+    put(" 600=%d", status_to("600"));
+    put(" 20=%d", status_to("20"));
+    put(" 2000=%d", status_to("2000"));
+    st = status_to("200");
+    put(" 200=%d", st);
+    return st;
+}
+
+static proxy_status_t t_log_forge(void) {
+    static const char msg[] = "a\nb\r\0c\td\x1b[31m";
+    return proxy_log(PROXY_LOG_INFO, msg, sizeof msg - 1);
+}
+
+static proxy_status_t t_log_long(void) {
+    char *x = filled(10000, 'x');
+    proxy_status_t st = proxy_log(PROXY_LOG_INFO, x, 10000);
+    free(x);
+    return st;
+}
+
+static proxy_status_t t_log_flood(void) {
+    char line[32];
+    for (int i = 0; i < 100000; i++) {
+        int n = pw_snprintf(line, sizeof line, "flood %d", i);
+        proxy_log(PROXY_LOG_INFO, line, (size_t)n);
+    }
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t t_wasi_forge(void) {
+    __wasi_size_t n;
+    __wasi_errno_t e = wasi_write(1, "l1\nl2\n", &n);
+    char *y = filled(10000, 'y');
+    __wasi_ciovec_t iov[2] = {{(const uint8_t *)y, 10000}, {(const uint8_t *)"\n", 1}};
+    __wasi_errno_t e2 = __wasi_fd_write(2, iov, 2, &n);
+    free(y);
+    put("fd2=%u nwritten=%lu", e2, (unsigned long)n);
+    return (proxy_status_t)e;
+}
+
 static const struct test {
     const char *name;
     proxy_status_t (*run)(void);
@@ -318,6 +533,22 @@ static const struct test {
     {"effective_ctx_bad", t_effective_ctx_bad},
     {"wasi_write", t_wasi_write},
     {"random", t_random},
+    {"limit_name", t_limit_name},
+    {"limit_value", t_limit_value},
+    {"limit_budget", t_limit_budget},
+    {"limit_pairs", t_limit_pairs},
+    {"limit_body", t_limit_body},
+    {"limit_property", t_limit_property},
+    {"limit_local_body", t_limit_local_body},
+    {"limit_random", t_limit_random},
+    {"local_bad_status", t_local_bad_status},
+    {"local_204", t_local_204},
+    {"local_big_body", t_local_big_body},
+    {"status_write", t_status_write},
+    {"log_forge", t_log_forge},
+    {"log_long", t_log_long},
+    {"log_flood", t_log_flood},
+    {"wasi_forge", t_wasi_forge},
 };
 
 EXPORT(proxy_on_vm_start) uint32_t proxy_on_vm_start(uint32_t root_id, uint32_t size) {
@@ -354,5 +585,7 @@ uint32_t proxy_on_request_headers(uint32_t ctx, uint32_t nheaders, uint32_t eos)
         pw_logf(PROXY_LOG_INFO, "result: %s %d%s%s", t->name, st, value_len ? " " : "", value);
     }
     free(name);
-    return t && t->run == t_local_response ? PROXY_ACTION_PAUSE : PROXY_ACTION_CONTINUE;
+    int local = t && (t->run == t_local_response || t->run == t_local_204 ||
+                      t->run == t_local_big_body);
+    return local ? PROXY_ACTION_PAUSE : PROXY_ACTION_CONTINUE;
 }

@@ -93,6 +93,7 @@ static proxy_status_t mbody_replace(void *host, void *stream,
                                     size_t len, pw_str data)
 {
     (void)host;
+    ((mh_stream *)stream)->hook_bytes += data.len;
     mh_body *b = body_of(stream, type);
     if (!b || start + len > b->len ||
         b->len - len + data.len > sizeof b->data)
@@ -134,6 +135,7 @@ static proxy_status_t mset_property(void *host, void *stream,
                                     pw_str value)
 {
     (void)host;
+    ((mh_stream *)stream)->hook_bytes += value.len;
     char p[256] = "";
     size_t o = 0;
     for (size_t i = 0; i < n && o < sizeof p - 1; i++)
@@ -214,6 +216,7 @@ static proxy_status_t madd(void *host, void *stream, proxy_map_type_t map,
                            pw_str key, pw_str value)
 {
     (void)host;
+    ((mh_stream *)stream)->hook_bytes += key.len + value.len;
     mh_map *m = map_of(stream, map);
     if (m->n == MH_MAX_HEADERS)
         return PROXY_RESULT_INTERNAL_FAILURE;

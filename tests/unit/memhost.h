@@ -25,6 +25,9 @@ typedef struct mh_stream {
     size_t used;
     char events[1024];  /* "resume:0 close:1 setprop:my.key=v " */
     size_t events_len;
+    /* Bytes of header names and values, body data and property values
+     * that reached the hooks (kept or not). */
+    unsigned long long hook_bytes;
 } mh_stream;
 
 typedef struct mh_host {

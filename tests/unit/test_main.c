@@ -3,6 +3,7 @@
  * built from tests/plugins and examples/ (run from the repository root
  * after `make`). Prints "N passed, N failed" last; exit 1 on any failure.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,6 +377,7 @@ static const char *hostcall(const char *test, pw_action *action)
     mh_add(&hc_s.req, ":method", "GET");
     mh_add(&hc_s.req, ":path", "/p?q=1");
     mh_add(&hc_s.req, "x-test", test);
+    mh_body_set(&hc_s.req_body, ""); /* available, empty */
     hc_host.log_len = 0;
     hc_host.log[0] = 0;
     pw_stream *st;
@@ -482,6 +484,176 @@ TEST(core_hostcalls)
     CHECK(log_ok && http_unimpl && wasi_both == 2);
     pw_vm_free(hc_vm);
     pw_module_free(m);
+}
+
+/* Bytes malloc'ed by the process (mmap'ed chunks included). */
+static size_t heap_used(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* Starts hostcalls.wasm as plugin "hc" on the shared hc_* globals. */
+static pw_module *hc_start(pw_runtime *r)
+{
+    pw_module *m = NULL;
+    if (pw_module_load_file(r, "hostcalls", PLUGIN("hostcalls"), &m, err,
+                            sizeof err) != PW_OK) {
+        printf("  load: %s\n", err);
+        return NULL;
+    }
+    hc_host.level = PROXY_LOG_INFO;
+    if (pw_vm_new(m, S("my_vm"), S(""), &mh_ops, &hc_host, &hc_vm, err,
+                  sizeof err) != PW_OK ||
+        pw_plugin_new(hc_vm, S("hc"), S("my_root"), S(""), &hc_plugin, err,
+                      sizeof err) != PW_OK) {
+        printf("  start: %s\n", err);
+        pw_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+TEST(core_limits)
+{
+    pw_module *m = hc_start(rt);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    /* Header names up to 8 KiB, values up to 64 KiB: 10 MB values are
+     * refused without reaching the embedder. */
+    CHECK_STR(hostcall("limit_name", NULL), "result: limit_name 2 8k=0");
+    CHECK_CONTAINS(hc_host.log, "hc|3|plugin \"hc\": refused "
+                                "proxy_add_header_map_value: header name of "
+                                "1048576 bytes (limit 8192)");
+    CHECK_STR(hostcall("limit_value", NULL),
+              "result: limit_value 2 64k=0 64k+1=2 ok=0 bad=200");
+    CHECK(hc_s.hook_bytes == 5 + 65536);
+    /* One refusal notice per callback. */
+    CHECK(count_of(hc_host.log, "refused") == 1);
+    CHECK_STR(hostcall("limit_pairs", NULL), "result: limit_pairs 2");
+    /* 32 MiB per callback: 511 values of 64 KiB (+ 5 bytes of name) fit;
+     * the next callback has its budget again. */
+    CHECK_STR(hostcall("limit_budget", NULL), "result: limit_budget 2 ok=511 bad=489");
+    CHECK(hc_s.hook_bytes == 511ull * (5 + 65536));
+    CHECK_CONTAINS(hc_host.log, "over the callback's budget of 33554432 bytes");
+    CHECK_STR(hostcall("limit_budget", NULL), "result: limit_budget 2 ok=511 bad=489");
+    /* Bodies and properties count too: 32 prepends of 1 MiB reach the
+     * embedder (which refuses them: its buffer is 4 KiB), 31 properties
+     * (1 MiB + a 1-byte path). */
+    hostcall("limit_body", NULL);
+    CHECK(hc_s.hook_bytes == 32ull << 20);
+    CHECK_STR(hostcall("limit_property", NULL), "result: limit_property 2 ok=31 bad=9");
+    CHECK_STR(hostcall("limit_local_body", NULL), "result: limit_local_body 2");
+    /* random_get: 64 KiB per call, 512 calls (32 MiB) per callback. */
+    CHECK_STR(hostcall("limit_random", NULL), "result: limit_random 28 calls=512 errno=28");
+    /* A large local response is not kept once its stream is gone. */
+    pw_action a;
+    size_t before = heap_used();
+    CHECK(strncmp(hostcall("local_big_body", &a), "200 bbbb", 8) == 0);
+    CHECK(a == PW_ACTION_LOCAL_RESPONSE);
+    CHECK(heap_used() < before + 65536);
+    CHECK(!pw_vm_dead(hc_vm));
+    pw_vm_free(hc_vm);
+    pw_module_free(m);
+}
+
+TEST(core_status_limits)
+{
+    pw_module *m = hc_start(rt);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    /* Local responses: 200..599 only, no body with 204 and 304. */
+    pw_action a;
+    CHECK_STR(hostcall("local_bad_status", &a),
+              "result: local_bad_status 2 100=2 101=2 199=2 600=2 999=2 0=2 "
+              "204+body=2 304+body=2");
+    CHECK(a == PW_ACTION_CONTINUE);
+    CHECK_CONTAINS(hc_host.log, "refused proxy_send_local_response: status 100 "
+                                "(200..599 only)");
+    CHECK_STR(hostcall("local_204", &a), "204  0 = -1");
+    CHECK(a == PW_ACTION_LOCAL_RESPONSE);
+    /* :status writes, by every hostcall that writes the response map. */
+    CHECK_STR(hostcall("status_write", NULL),
+              "result: status_write 0 100=2 add101=2 pairs100=2 600=2 20=2 "
+              "2000=2 200=0");
+    CHECK(mh_get(&hc_s.resp, ":status") && !strcmp(mh_get(&hc_s.resp, ":status"), "200"));
+    CHECK(mh_get(&hc_s.resp, "x-a") == NULL);
+    pw_vm_free(hc_vm);
+    pw_module_free(m);
+}
+
+TEST(core_log_limits)
+{
+    /* 1000 lines per second (the default, 10,000, would not fit in the
+     * memhost's 64 KiB of log). */
+    pw_runtime_config cfg = {.limits = {.max_log_lines_per_sec = 1000}};
+    pw_runtime *r;
+    CHECK(pw_runtime_new(&cfg, &r, err, sizeof err) == PW_OK);
+    pw_module *m = hc_start(r);
+    CHECK(m != NULL);
+    if (!m) {
+        pw_runtime_free(r);
+        return;
+    }
+    /* Control characters but TAB escaped: one line per message. */
+    CHECK_STR(hostcall("log_forge", NULL), "result: log_forge 0");
+    CHECK_CONTAINS(hc_host.log, "hc|2|a\\nb\\r\\x00c\td\\x1b[31m\n");
+    /* Cut after 4096 bytes. */
+    static char want[4200];
+    snprintf(want, sizeof want, "hc|2|%0*d...(5904 bytes truncated)\n", 4096, 0);
+    for (char *p = want + 5; *p == '0'; p++)
+        *p = 'x';
+    CHECK_STR(hostcall("log_long", NULL), "result: log_long 0");
+    CHECK_CONTAINS(hc_host.log, want);
+    CHECK_STR(hostcall("wasi_forge", NULL), "result: wasi_forge 0 fd2=0 nwritten=10001");
+    CHECK_CONTAINS(hc_host.log, "hc|2|l1\\nl2\n");
+    for (char *p = want + 5; *p == 'x'; p++)
+        *p = 'y';
+    want[3] = '4';
+    CHECK_CONTAINS(hc_host.log, want);
+    /* 1000 lines per second: the rest is dropped, noticed once; the count
+     * is logged with the first line of a later second. Lines logged earlier
+     * in this second count too; the flood may straddle two seconds. */
+    hostcall("log_flood", NULL);
+    int lines = count_of(hc_host.log, "|flood ");
+    CHECK(lines > 900 && lines <= 2000);
+    CHECK_CONTAINS(hc_host.log, "hc|3|plugin \"hc\": log rate limit reached "
+                                "(1000 lines or 1048576 bytes per second), "
+                                "dropping lines\n");
+    CHECK(count_of(hc_host.log, "dropping lines") <= 2);
+    nanosleep(&(struct timespec){1, 100000000}, NULL);
+    CHECK_STR(hostcall("log_level", NULL), "result: log_level 0 2");
+    CHECK_CONTAINS(hc_host.log, "hc|3|plugin \"hc\": log rate limit: ");
+    CHECK_CONTAINS(hc_host.log, " lines dropped\n");
+    pw_vm_free(hc_vm);
+    pw_module_free(m);
+    pw_runtime_free(r);
+}
+
+TEST(core_limits_configurable)
+{
+    pw_runtime_config cfg = {.limits = {.max_header_value_bytes = 100000}};
+    pw_runtime *r;
+    CHECK(pw_runtime_new(&cfg, &r, err, sizeof err) == PW_OK);
+    pw_module *m = hc_start(r);
+    CHECK(m != NULL);
+    if (m) {
+        CHECK_STR(hostcall("limit_value", NULL),
+                  "result: limit_value 2 64k=0 64k+1=0 ok=0 bad=200");
+        pw_vm_free(hc_vm);
+        pw_module_free(m);
+    }
+    pw_runtime_free(r);
 }
 
 TEST(core_abi_0_1_0)
@@ -717,6 +889,10 @@ int main(void)
     RUN(core_lifecycle_order);
     RUN(core_plugin_refusing_config);
     RUN(core_hostcalls);
+    RUN(core_limits);
+    RUN(core_status_limits);
+    RUN(core_log_limits);
+    RUN(core_limits_configurable);
     RUN(core_abi_0_1_0);
     RUN(core_bodies_and_stream_control);
     RUN(core_trace_hook);

@@ -21,7 +21,7 @@
  *   splice=O,L,S replace L bytes at offset O by S
  *   truncate=N   at end_of_stream, keep the first N bytes
  *   local=CODE   send_local_response(CODE, body "local from <cb>\n",
- *                header x-local: <cb>), return Pause
+ *                header x-local: <cb>), return Pause (if it returned Ok)
  *   header=N:V   replace header N of this callback's map (:path, :status,
  *                :authority, :method work too); request map for reqh/reqb
  *   trailer=N:V  at end_of_stream, add a response trailer (map 3)
@@ -38,6 +38,11 @@
  *   body         log the body buffer: size, FNV-1a hash, first 32 bytes
  *   trailers     log the response trailers
  *   headers      log the map of this callback (request for reqh/reqb/log)
+ *   bighdr=N,S   replace header x-big of this callback's map N times with
+ *                S bytes of 'v'; logs "filter: bighdr ok=<n> bad=<n>"
+ *   bigname=S    add a header with an S-byte name (of 'n') to the map
+ *   flood=N      proxy_log "filter: flood <i>" N times (INFO)
+ *   forge        proxy_log "forged\n<date> [emerg] 1#1: fake\r\0end" (INFO)
  *
  * Log lines (INFO):
  *   filter: <cb> ctx=<id> size=<n> eos=<e>
@@ -217,7 +222,7 @@ static uint32_t run(int cb, uint32_t ctx, size_t size, int eos, const char *rule
             int blen = pw_snprintf(body, sizeof body, "local from %s\n", cb_names[cb]);
             pw_pair_t h = pw_pair("x-local", cb_names[cb]);
             st = pw_send_local_response(parse_u32(arg, arglen), body, blen, &h, 1);
-            ret = PROXY_ACTION_PAUSE;
+            if (st == PROXY_RESULT_OK) ret = PROXY_ACTION_PAUSE;
         } else if (streq(act, actlen, "header") || streq(act, actlen, "trailer")) {
             const char *colon = arglen > 1 ? memchr(arg + 1, ':', arglen - 1) : NULL;
             if (colon) {
@@ -273,6 +278,36 @@ static uint32_t run(int cb, uint32_t ctx, size_t size, int eos, const char *rule
                 for (size_t i = 0; i < plen; i++) if (path[i] == '.') path[i] = 0;
                 st = proxy_set_property(path, plen, colon + 1, arg + arglen - colon - 1);
             }
+        } else if (streq(act, actlen, "bighdr")) {
+            const char *c1 = memchr(arg, ',', arglen);
+            uint32_t times = parse_u32(arg, arglen), n = c1 ? parse_u32(c1 + 1, arg + arglen - c1 - 1) : 0;
+            char *v = malloc(n ? n : 1);
+            int ok = 0, bad = 0;
+            if (v) memset(v, 'v', n);
+            for (uint32_t i = 0; v && i < times; i++) {
+                st = proxy_replace_header_map_value(map, "x-big", 5, v, n);
+                if (st == PROXY_RESULT_OK) ok++; else bad++;
+            }
+            free(v);
+            LOG("bighdr ok=%d bad=%d", ok, bad);
+        } else if (streq(act, actlen, "bigname")) {
+            uint32_t n = parse_u32(arg, arglen);
+            char *k = malloc(n ? n : 1);
+            if (k) {
+                memset(k, 'n', n);
+                st = proxy_add_header_map_value(map, k, n, "v", 1);
+                free(k);
+            }
+        } else if (streq(act, actlen, "flood")) {
+            uint32_t n = parse_u32(arg, arglen);
+            char line[48];
+            for (uint32_t i = 0; i < n; i++) {
+                int len = pw_snprintf(line, sizeof line, "filter: flood %u", i);
+                proxy_log(PROXY_LOG_INFO, line, (size_t)len);
+            }
+        } else if (streq(act, actlen, "forge")) {
+            static const char msg[] = "forged\n2024/01/01 00:00:00 [emerg] 1#1: fake\r\0end";
+            st = proxy_log(PROXY_LOG_INFO, msg, sizeof msg - 1);
         } else if (streq(act, actlen, "body")) {
             log_body(cb, ctx, buf);
         } else if (streq(act, actlen, "trailers")) {

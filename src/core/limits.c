@@ -1,0 +1,164 @@
+/*
+ * limits.c -- what one plugin may make the host do (docs/ENGINE.md
+ * "Limits"): the per-callback byte budget's refusals, and the plugin log
+ * path (escaping, truncation, rate limit) shared by proxy_log and WASI
+ * stdout/stderr.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "core/core.h"
+
+pw_limits pw_limits_resolve(const pw_limits *in)
+{
+    pw_limits l = in ? *in : (pw_limits){0};
+    if (!l.max_header_name_bytes)
+        l.max_header_name_bytes = 8192;
+    if (!l.max_header_value_bytes)
+        l.max_header_value_bytes = 65536;
+    if (!l.max_callback_bytes)
+        l.max_callback_bytes = 32ull << 20;
+    if (!l.max_log_lines_per_sec)
+        l.max_log_lines_per_sec = 10000;
+    if (!l.max_log_bytes_per_sec)
+        l.max_log_bytes_per_sec = 1ull << 20;
+    return l;
+}
+
+/* A host notice about ctx's plugin, at WARN, outside the rate limit. */
+static void notice(pw_vm *vm, pw_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void notice(pw_vm *vm, pw_ctx *ctx, const char *fmt, ...)
+{
+    char buf[PW_ERRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0 || !vm->ops->log)
+        return;
+    pw_str name = pw_ctx_name(vm, ctx);
+    vm->ops->log(vm->host, pw_ctx_host_stream(ctx), name, PROXY_LOG_WARN,
+                 (pw_str){buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1});
+}
+
+proxy_status_t pw_vm_refuse(pw_vm *vm, const char *fmt, ...)
+{
+    if (vm->refusal_logged)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    vm->refusal_logged = 1;
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    pw_ctx *ctx = pw_vm_ctx(vm);
+    notice(vm, ctx,
+           "plugin \"%s\": refused %s (further refusals in this callback "
+           "are not logged)",
+           pw_ctx_name(vm, ctx).data, why);
+    return PROXY_RESULT_BAD_ARGUMENT;
+}
+
+int pw_vm_over_budget(pw_vm *vm, const char *call, uint64_t n)
+{
+    pw_vm_refuse(vm, "%s: %llu bytes over the callback's budget of %llu bytes",
+                 call, (unsigned long long)n,
+                 (unsigned long long)vm->lim.max_callback_bytes);
+    return 0;
+}
+
+/* ------------------------------------------------------------ plugin log */
+
+/* 1 if a line of `bytes` fits in the plugin's window, else counts it as
+ * dropped. Notices when dropping starts and, at the first line of a later
+ * window, how many lines were dropped. */
+static int rate_admit(pw_vm *vm, pw_ctx *ctx, uint64_t bytes)
+{
+    pw_log_rate *r = ctx && ctx->plugin ? &ctx->plugin->log_rate : &vm->log_rate;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    if ((int64_t)ts.tv_sec != r->window) {
+        if (r->dropped)
+            notice(vm, ctx, "plugin \"%s\": log rate limit: %llu lines dropped",
+                   pw_ctx_name(vm, ctx).data, (unsigned long long)r->dropped);
+        r->window = (int64_t)ts.tv_sec;
+        r->lines = 0;
+        r->bytes = 0;
+        r->dropped = 0;
+    }
+    if (r->lines >= vm->lim.max_log_lines_per_sec ||
+        r->bytes + bytes > vm->lim.max_log_bytes_per_sec) {
+        if (r->dropped++ == 0)
+            notice(vm, ctx,
+                   "plugin \"%s\": log rate limit reached (%u lines or %llu "
+                   "bytes per second), dropping lines",
+                   pw_ctx_name(vm, ctx).data, vm->lim.max_log_lines_per_sec,
+                   (unsigned long long)vm->lim.max_log_bytes_per_sec);
+        return 0;
+    }
+    r->lines++;
+    r->bytes += bytes;
+    return 1;
+}
+
+static int is_ctl(unsigned char c)
+{
+    return c < 0x20 && c != '\t';
+}
+
+/* The slow path: escape into a stack buffer, cut, mark. */
+static __attribute__((noinline)) void
+log_escaped(pw_vm *vm, pw_ctx *ctx, proxy_log_level_t level, const char *msg,
+            size_t avail, uint64_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char out[PW_LOG_LINE_MAX + 48];
+    size_t o = 0, i = 0;
+    for (; i < avail; i++) {
+        unsigned char c = (unsigned char)msg[i];
+        size_t n = !is_ctl(c) ? 1 : c == '\n' || c == '\r' ? 2 : 4;
+        if (o + n > PW_LOG_LINE_MAX)
+            break;
+        if (n == 1) {
+            out[o++] = (char)c;
+            continue;
+        }
+        out[o++] = '\\';
+        if (n == 2) {
+            out[o++] = c == '\n' ? 'n' : 'r';
+        } else {
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    if (i < len)
+        o += (size_t)snprintf(out + o, sizeof out - o, "...(%llu bytes truncated)",
+                              (unsigned long long)(len - i));
+    vm->ops->log(vm->host, pw_ctx_host_stream(ctx), pw_ctx_name(vm, ctx), level,
+                 (pw_str){out, o});
+}
+
+void pw_plugin_log(pw_vm *vm, proxy_log_level_t level, const char *msg,
+                   size_t avail, uint64_t len)
+{
+    const pw_host_ops *ops = vm->ops;
+    if (!ops->log)
+        return;
+    pw_ctx *ctx = pw_vm_ctx(vm);
+    /* Lines under the embedder's level are dropped by it: not counted. */
+    if ((!ops->log_level || level >= ops->log_level(vm->host)) &&
+        !rate_admit(vm, ctx, len < PW_LOG_LINE_MAX ? len : PW_LOG_LINE_MAX))
+        return;
+    int clean = avail == len && len <= PW_LOG_LINE_MAX;
+    for (size_t i = 0; clean && i < avail; i++)
+        clean = !is_ctl((unsigned char)msg[i]);
+    if (!clean) {
+        log_escaped(vm, ctx, level, msg, avail, len);
+        return;
+    }
+    ops->log(vm->host, pw_ctx_host_stream(ctx), pw_ctx_name(vm, ctx), level,
+             (pw_str){msg, avail});
+}
