@@ -50,7 +50,9 @@
 
 
 /* One proxy_wasm_module: a compiled module and, in a worker, its VM. */
-typedef struct {
+typedef struct ngx_http_proxy_wasm_mod_s  ngx_http_proxy_wasm_mod_t;
+
+struct ngx_http_proxy_wasm_mod_s {
     ngx_str_t                        name;       /* NUL-terminated */
     ngx_str_t                        path;       /* absolute, NUL-terminated */
     ngx_str_t                        vm_id;
@@ -61,12 +63,12 @@ typedef struct {
     pw_module                       *module;     /* loaded in the master */
     ngx_uint_t                       cbs;        /* ..._CB_* it exports */
     pw_vm                           *vm;         /* per worker */
-    pw_vm                          **vmp;        /* the VM it uses: its own,
-                                                    or that of an earlier
+    ngx_http_proxy_wasm_mod_t       *owner;      /* holds the VM it uses:
+                                                    itself, or an earlier
                                                     declaration of the same
                                                     (file, vm_id, vm_config) */
     ngx_log_t                       *log;        /* plugin logs, no request */
-} ngx_http_proxy_wasm_mod_t;
+};
 
 
 /* One distinct (module, root_id, configuration): a root context. */
@@ -3217,13 +3219,13 @@ ngx_http_proxy_wasm_plugin(ngx_http_proxy_wasm_plugin_t *p, ngx_log_t *log)
 
     mod = p->mod;
 
-    if (*mod->vmp == NULL) {
+    if (mod->owner->vm == NULL) {
         rc = pw_vm_new(mod->module, ngx_http_proxy_wasm_pw(&mod->vm_id),
                        ngx_http_proxy_wasm_pw(&mod->vm_config),
-                       &ngx_http_proxy_wasm_ops, mod, mod->vmp, err,
-                       sizeof(err));
+                       &ngx_http_proxy_wasm_ops, mod->owner, &mod->owner->vm,
+                       err, sizeof(err));
         if (rc != PW_OK) {
-            *mod->vmp = NULL;
+            mod->owner->vm = NULL;
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "proxy_wasm_module \"%V\": cannot create VM: %s",
                           &mod->name, err);
@@ -3231,7 +3233,7 @@ ngx_http_proxy_wasm_plugin(ngx_http_proxy_wasm_plugin_t *p, ngx_log_t *log)
         }
     }
 
-    rc = pw_plugin_new(*mod->vmp, ngx_http_proxy_wasm_pw(&mod->name),
+    rc = pw_plugin_new(mod->owner->vm, ngx_http_proxy_wasm_pw(&mod->name),
                        ngx_http_proxy_wasm_pw(&p->root_id),
                        ngx_http_proxy_wasm_pw(&p->config), &p->plugin, err,
                        sizeof(err));
@@ -3516,8 +3518,8 @@ ngx_http_proxy_wasm_failed(ngx_http_request_t *r,
     open = (ctx->plcf->failure == NGX_HTTP_PROXY_WASM_FAIL_OPEN);
     s->failed = 1;
 
-    if (reason == NULL && *s->filter->plugin->mod->vmp) {
-        reason = pw_vm_last_error(*s->filter->plugin->mod->vmp);
+    if (reason == NULL && s->filter->plugin->mod->owner->vm) {
+        reason = pw_vm_last_error(s->filter->plugin->mod->owner->vm);
     }
 
     if (reason == NULL || reason[0] == '\0') {
@@ -4323,6 +4325,7 @@ ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "proxy_wasm \"%V\" paused in %s", &s->filter->name,
                        ngx_http_proxy_wasm_cb_name(cb));
+
         return NGX_HTTP_PROXY_WASM_PAUSE;
 
     case PW_ACTION_LOCAL_RESPONSE:
@@ -5571,6 +5574,8 @@ static ngx_int_t ngx_http_proxy_wasm_response_chunk(
     ngx_http_proxy_wasm_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_proxy_wasm_replace_response(
     ngx_http_proxy_wasm_ctx_t *ctx, ngx_http_proxy_wasm_stream_t *s);
+static ngx_int_t ngx_http_proxy_wasm_replace_output(
+    ngx_http_proxy_wasm_ctx_t *ctx, ngx_int_t rc);
 static void ngx_http_proxy_wasm_response_resumed(
     ngx_http_proxy_wasm_ctx_t *ctx, ngx_int_t rc);
 
@@ -5581,10 +5586,7 @@ ngx_http_proxy_wasm_response_body(ngx_http_proxy_wasm_ctx_t *ctx,
     ngx_uint_t from, ngx_http_proxy_wasm_body_t *body, ngx_uint_t eos,
     ngx_chain_t *in)
 {
-    ngx_int_t            rc;
-    ngx_http_request_t  *r;
-
-    r = ctx->r;
+    ngx_int_t  rc;
 
     if (ctx->failed || !(ctx->cbs & NGX_HTTP_PROXY_WASM_CB_RESP_BODY)) {
         rc = NGX_HTTP_PROXY_WASM_CONTINUE;
@@ -5615,10 +5617,22 @@ ngx_http_proxy_wasm_response_body(ngx_http_proxy_wasm_ctx_t *ctx,
     /* LOCAL, FAIL, OVERFLOW: the response is replaced, if still possible */
 
     ngx_http_proxy_wasm_consume(in);
+
+    return ngx_http_proxy_wasm_replace_output(ctx, rc);
+}
+
+
+/* Replaces the response, if its headers are still held, by the local
+ * response (rc LOCAL) or an error page (FAIL: 503, OVERFLOW: 500); else
+ * NGX_ERROR resets the stream. */
+static ngx_int_t
+ngx_http_proxy_wasm_replace_output(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_int_t rc)
+{
     ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_RESP);
 
     if (!ctx->headers_held) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, ctx->r->connection->log, 0,
                       "proxy_wasm: response headers already sent, "
                       "cannot answer locally: closing the stream");
         return NGX_ERROR;
@@ -5626,11 +5640,13 @@ ngx_http_proxy_wasm_response_body(ngx_http_proxy_wasm_ctx_t *ctx,
 
     if (rc == NGX_HTTP_PROXY_WASM_LOCAL) {
         return ngx_http_proxy_wasm_replace_response(ctx, ctx->local_stream);
-    } else if (ngx_http_proxy_wasm_fail_response(r, ctx,
-                   rc == NGX_HTTP_PROXY_WASM_OVERFLOW
-                   ? NGX_HTTP_INTERNAL_SERVER_ERROR
-                   : NGX_HTTP_SERVICE_UNAVAILABLE)
-               != NGX_OK)
+    }
+
+    if (ngx_http_proxy_wasm_fail_response(ctx->r, ctx,
+                                          rc == NGX_HTTP_PROXY_WASM_OVERFLOW
+                                          ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                                          : NGX_HTTP_SERVICE_UNAVAILABLE)
+        != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -5865,28 +5881,38 @@ ngx_http_proxy_wasm_response_resumed(ngx_http_proxy_wasm_ctx_t *ctx,
 }
 
 
-/* A local response queued from another context (local_hook). */
+/* From an event: the request side is answered by the rewrite phase in
+ * `state` (REQ_LOCAL, REQ_FAIL), whatever held it; once nginx has read the
+ * body, if it is reading it (our filter drops the rest). */
 static void
-ngx_http_proxy_wasm_apply_local(ngx_http_proxy_wasm_ctx_t *ctx)
+ngx_http_proxy_wasm_answer_request(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_uint_t state)
 {
     ngx_http_request_t  *r;
 
     r = ctx->r;
 
+    ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_REQ);
+    ngx_http_proxy_wasm_body_init(&ctx->gate, 1);
+    ctx->req_hdr_paused = 0;
+    ctx->req_state = state;
+
+    if (ctx->req_body && !ctx->body_read) {
+        return;
+    }
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+}
+
+
+/* A local response queued from another context (local_hook). */
+static void
+ngx_http_proxy_wasm_apply_local(ngx_http_proxy_wasm_ctx_t *ctx)
+{
     if (ctx->req_state < NGX_HTTP_PROXY_WASM_REQ_DONE) {
-        /* request side: the rewrite phase answers (once nginx has read
-         * the body, if it is reading it) */
-        ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_REQ);
-        ngx_http_proxy_wasm_body_init(&ctx->gate, 1);
-        ctx->req_hdr_paused = 0;
-        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_LOCAL;
-
-        if (ctx->req_body && !ctx->body_read) {
-            return;
-        }
-
-        r->write_event_handler = ngx_http_core_run_phases;
-        ngx_http_core_run_phases(r);
+        ngx_http_proxy_wasm_answer_request(ctx,
+                                           NGX_HTTP_PROXY_WASM_REQ_LOCAL);
         return;
     }
 
@@ -5894,16 +5920,8 @@ ngx_http_proxy_wasm_apply_local(ngx_http_proxy_wasm_ctx_t *ctx)
         return;     /* nothing to replace, or too late: ignored */
     }
 
-    if (!ctx->headers_held) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "proxy_wasm: response headers already sent, "
-                      "cannot answer locally: closing the stream");
-        ngx_http_finalize_request(r, NGX_ERROR);
-        return;
-    }
-
     ngx_http_proxy_wasm_response_resumed(ctx,
-        ngx_http_proxy_wasm_replace_response(ctx, ctx->local_stream));
+        ngx_http_proxy_wasm_replace_output(ctx, NGX_HTTP_PROXY_WASM_LOCAL));
 }
 
 
@@ -6684,7 +6702,7 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
 
         /* one VM per worker per (module, vm_id): declarations of the same
          * file with the same vm_id and vm_config share it */
-        mod->vmp = &mod->vm;
+        mod->owner = mod;
 
         for (j = 0; j < i; j++) {
             if (ngx_http_proxy_wasm_str_eq(&mods[j]->path, &mod->path)
@@ -6692,7 +6710,7 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
                 && ngx_http_proxy_wasm_str_eq(&mods[j]->vm_config,
                                               &mod->vm_config))
             {
-                mod->vmp = mods[j]->vmp;
+                mod->owner = mods[j]->owner;
                 break;
             }
         }
