@@ -27,8 +27,12 @@
  * returns, or from a posted event for another request (REFERENCE §8.10).
  * Header maps are r->headers_in / r->headers_out / trailers, kept
  * consistent with nginx's shortcut pointers. A trap answers 503 (fail
- * closed) unless proxy_wasm_failure_policy is "open". See
- * docs/DIRECTIVES.md and docs/PROPERTIES.md.
+ * closed) unless proxy_wasm_failure_policy is "open". A stream that
+ * paused is kept in its VM's list (owner->paused) until its request ends;
+ * when a trap discards that VM (pw_host_ops.vm_discarded), the requests
+ * still held by such a stream, which nothing can continue any more, get
+ * the failure policy from their posted event (ngx_http_proxy_wasm_stranded).
+ * See docs/DIRECTIVES.md and docs/PROPERTIES.md.
  */
 
 #include <ngx_config.h>
@@ -67,6 +71,9 @@ struct ngx_http_proxy_wasm_mod_s {
                                                     itself, or an earlier
                                                     declaration of the same
                                                     (file, vm_id, vm_config) */
+    ngx_queue_t                      paused;     /* of an owner: streams that
+                                                    paused on its VM
+                                                    (..._stream_t.queue) */
     ngx_log_t                       *log;        /* plugin logs, no request */
 };
 
@@ -169,10 +176,16 @@ typedef struct {
     ngx_http_proxy_wasm_filter_t    *filter;
     pw_stream                       *stream;
     ngx_http_proxy_wasm_body_t       held[2];    /* buffered by its Pause */
+    ngx_queue_t                      queue;      /* in its VM's owner->paused
+                                                    once it paused, until its
+                                                    request ends or the VM
+                                                    is discarded */
     unsigned                         holding:2;  /* bit per direction */
     unsigned                         held_eos:2;
     unsigned                         failed:1;   /* failed open: skipped */
     unsigned                         freed:1;
+    unsigned                         queued:1;   /* in owner->paused */
+    unsigned                         discarded:1; /* its VM was discarded */
 } ngx_http_proxy_wasm_stream_t;
 
 
@@ -229,6 +242,9 @@ struct ngx_http_proxy_wasm_ctx_s {
     unsigned                         pending_eos:1;
     unsigned                         out_eos:1;  /* response last buf sent */
     unsigned                         trailers_done:1;
+    unsigned                         discarded:1; /* a stream's VM was
+                                                     discarded: see whether
+                                                     the request waits on it */
 };
 
 
@@ -308,6 +324,7 @@ static proxy_status_t ngx_http_proxy_wasm_resume(void *host, void *stream,
 static proxy_status_t ngx_http_proxy_wasm_close(void *host, void *stream,
     proxy_stream_type_t type);
 static void ngx_http_proxy_wasm_local_hook(void *host, void *stream);
+static void ngx_http_proxy_wasm_vm_discarded(void *host);
 
 static ngx_int_t ngx_http_proxy_wasm_request_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -420,7 +437,8 @@ static const pw_host_ops  ngx_http_proxy_wasm_ops = {
     .resume = ngx_http_proxy_wasm_resume,
     .close = ngx_http_proxy_wasm_close,
     .set_property = ngx_http_proxy_wasm_set_property,
-    .local_response = ngx_http_proxy_wasm_local_hook
+    .local_response = ngx_http_proxy_wasm_local_hook,
+    .vm_discarded = ngx_http_proxy_wasm_vm_discarded
 };
 
 
@@ -3347,6 +3365,16 @@ ngx_http_proxy_wasm_end_streams(ngx_http_proxy_wasm_ctx_t *ctx,
         ngx_delete_posted_event(&ctx->event);
     }
 
+    /* first, as on_log may trap and discard the VM */
+    for (i = 0; i < ctx->nstreams; i++) {
+        s = &ctx->streams[i];
+
+        if (s->queued) {
+            ngx_queue_remove(&s->queue);
+            s->queued = 0;
+        }
+    }
+
     for (i = 0; i < ctx->nstreams; i++) {
         s = &ctx->streams[i];
 
@@ -4220,6 +4248,34 @@ ngx_http_proxy_wasm_local_hook(void *host, void *stream)
 }
 
 
+/*
+ * A trap discarded the VM of `host` (an owner): every stream context on it
+ * is dead, and a request paused by one of them would never be continued.
+ * Called from inside the failing call, maybe another request's: the
+ * requests of the streams that paused on it are only marked here and their
+ * event posted (by ngx_http_proxy_wasm_call once that request's callback
+ * returned); ngx_http_proxy_wasm_stranded() applies the failure policy.
+ */
+static void
+ngx_http_proxy_wasm_vm_discarded(void *host)
+{
+    ngx_queue_t                   *q;
+    ngx_http_proxy_wasm_mod_t     *owner = host;
+    ngx_http_proxy_wasm_stream_t  *s;
+
+    while (!ngx_queue_empty(&owner->paused)) {
+        q = ngx_queue_head(&owner->paused);
+        ngx_queue_remove(q);
+
+        s = ngx_queue_data(q, ngx_http_proxy_wasm_stream_t, queue);
+        s->queued = 0;
+        s->discarded = 1;
+        s->ctx->discarded = 1;
+        ngx_http_proxy_wasm_post(s->ctx);
+    }
+}
+
+
 static const char *
 ngx_http_proxy_wasm_cb_name(ngx_uint_t cb)
 {
@@ -4311,7 +4367,7 @@ ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
          * request headers, from a body callback): from the posted event */
     }
 
-    if (ctx->resume) {
+    if (ctx->resume || ctx->discarded) {
         ngx_http_proxy_wasm_post(ctx);
     }
 
@@ -4325,6 +4381,13 @@ ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "proxy_wasm \"%V\" paused in %s", &s->filter->name,
                        ngx_http_proxy_wasm_cb_name(cb));
+
+        if (!s->queued) {
+            /* woken by vm_discarded if its VM dies meanwhile */
+            ngx_queue_insert_tail(&s->filter->plugin->mod->owner->paused,
+                                  &s->queue);
+            s->queued = 1;
+        }
 
         return NGX_HTTP_PROXY_WASM_PAUSE;
 
@@ -5925,6 +5988,101 @@ ngx_http_proxy_wasm_apply_local(ngx_http_proxy_wasm_ctx_t *ctx)
 }
 
 
+/*
+ * The VM of a stream this request paused on was discarded (vm_discarded):
+ * nothing can continue it any more. The failure policy applies as if that
+ * plugin had failed in the callback that paused: 503 (closed), or the
+ * request goes on without it (open; like a continue, whatever of that
+ * direction is stopped goes on). Returns 0 when the request is not held by
+ * such a stream (any more).
+ */
+static ngx_uint_t
+ngx_http_proxy_wasm_stranded(ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    u_char                        *p;
+    pw_vm                         *vm;
+    ngx_int_t                      i;
+    ngx_uint_t                     dir, cb;
+    ngx_http_proxy_wasm_stream_t  *s;
+    u_char                         reason[PW_ERRLEN + 96];
+
+    if (ctx->failed || ctx->phase == NGX_HTTP_PROXY_WASM_PHASE_LOG) {
+        return 0;       /* answered already, or ending */
+    }
+
+    s = NULL;
+    dir = NGX_HTTP_PROXY_WASM_REQ;
+    cb = NGX_HTTP_PROXY_WASM_ON_REQ_HEADERS;
+
+    if (ctx->req_state < NGX_HTTP_PROXY_WASM_REQ_LOCAL) {
+        /* held in the rewrite phase */
+        i = ctx->paused[NGX_HTTP_PROXY_WASM_REQ];
+
+        if (ctx->req_hdr_paused
+            && ctx->streams[ctx->req_next - 1].discarded)
+        {
+            s = &ctx->streams[ctx->req_next - 1];
+
+        } else if (i >= 0 && ctx->streams[i].discarded) {
+            s = &ctx->streams[i];
+            cb = NGX_HTTP_PROXY_WASM_ON_REQ_BODY;
+        }
+    }
+
+    i = ctx->paused[NGX_HTTP_PROXY_WASM_RESP];
+
+    if (s == NULL && i >= 0 && ctx->streams[i].discarded) {
+        s = &ctx->streams[i];
+        dir = NGX_HTTP_PROXY_WASM_RESP;
+        cb = ctx->headers_paused ? NGX_HTTP_PROXY_WASM_ON_RESP_HEADERS
+                                 : NGX_HTTP_PROXY_WASM_ON_RESP_BODY;
+    }
+
+    if (s == NULL) {
+        return 0;
+    }
+
+    ctx->resume &= ~(1 << dir);     /* a continue queued before the trap */
+
+    vm = s->filter->plugin->mod->owner->vm;
+    p = ngx_snprintf(reason, sizeof(reason) - 1,
+                     "paused, and its VM was discarded after a trap in "
+                     "another context (%s)", vm ? pw_vm_last_error(vm) : "");
+    *p = '\0';
+
+    if (ngx_http_proxy_wasm_failed(ctx->r, ctx, s,
+                                   ngx_http_proxy_wasm_cb_name(cb),
+                                   (const char *) reason)
+        == NGX_OK)
+    {
+        /* open: skipped from now on */
+        if (dir == NGX_HTTP_PROXY_WASM_REQ) {
+            ngx_http_proxy_wasm_resume_request(ctx);
+        } else {
+            ngx_http_proxy_wasm_resume_response(ctx);
+        }
+
+        return 1;
+    }
+
+    if (dir == NGX_HTTP_PROXY_WASM_REQ) {
+        ngx_http_proxy_wasm_answer_request(ctx, NGX_HTTP_PROXY_WASM_REQ_FAIL);
+        return 1;
+    }
+
+    /* the 503 page replaces the response; what arrived while its headers
+     * were paused is dropped */
+    ngx_http_proxy_wasm_body_init(&ctx->pending, 1);
+    ctx->pending_eos = 0;
+    ctx->headers_paused = 0;
+
+    ngx_http_proxy_wasm_response_resumed(ctx,
+        ngx_http_proxy_wasm_replace_output(ctx, NGX_HTTP_PROXY_WASM_FAIL));
+
+    return 1;
+}
+
+
 static void
 ngx_http_proxy_wasm_event_handler(ngx_event_t *ev)
 {
@@ -5959,6 +6117,15 @@ ngx_http_proxy_wasm_event_handler(ngx_event_t *ev)
         ngx_http_proxy_wasm_apply_local(ctx);
         ngx_http_run_posted_requests(c);
         return;
+    }
+
+    if (ctx->discarded) {
+        ctx->discarded = 0;
+
+        if (ngx_http_proxy_wasm_stranded(ctx)) {
+            ngx_http_run_posted_requests(c);
+            return;
+        }
     }
 
     if (ctx->resume & (1 << NGX_HTTP_PROXY_WASM_REQ)) {
@@ -6703,6 +6870,7 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
         /* one VM per worker per (module, vm_id): declarations of the same
          * file with the same vm_id and vm_config share it */
         mod->owner = mod;
+        ngx_queue_init(&mod->paused);
 
         for (j = 0; j < i; j++) {
             if (ngx_http_proxy_wasm_str_eq(&mods[j]->path, &mod->path)
