@@ -355,6 +355,16 @@ typedef struct pw_host_ops {
     void (*trace)(void *host, void *stream, pw_str plugin_name,
                   const char *module, const char *name, const uint64_t *args,
                   size_t nargs, uint64_t result);
+
+    /* The VM of `host` trapped and is now dead (its error is in
+     * pw_vm_last_error): every stream context created on it so far is dead
+     * for good (PW_ACTION_ERROR, no more callbacks), including those of
+     * streams the embedder holds paused, which nothing can resume any more.
+     * Called once per trap, from inside the failing call (any callback, or
+     * pw_stream_free): the embedder must only note it and act later (e.g.
+     * post an event that applies its failure policy to the streams it holds
+     * paused on this VM), and must not call into the VM from here. */
+    void (*vm_discarded)(void *host);
 } pw_host_ops;
 
 /* ---------------------------------------------------------------------- VM */

@@ -27,8 +27,12 @@
  * returns, or from a posted event for another request (REFERENCE §8.10).
  * Header maps are r->headers_in / r->headers_out / trailers, kept
  * consistent with nginx's shortcut pointers. A trap answers 503 (fail
- * closed) unless proxy_wasm_failure_policy is "open". See
- * docs/DIRECTIVES.md and docs/PROPERTIES.md.
+ * closed) unless proxy_wasm_failure_policy is "open". A stream that
+ * paused is kept in its VM's list (owner->paused) until its request ends;
+ * when a trap discards that VM (pw_host_ops.vm_discarded), the requests
+ * still held by such a stream, which nothing can continue any more, get
+ * the failure policy from their posted event (ngx_http_proxy_wasm_stranded).
+ * See docs/DIRECTIVES.md and docs/PROPERTIES.md.
  */
 
 #include <ngx_config.h>
@@ -50,7 +54,9 @@
 
 
 /* One proxy_wasm_module: a compiled module and, in a worker, its VM. */
-typedef struct {
+typedef struct ngx_http_proxy_wasm_mod_s  ngx_http_proxy_wasm_mod_t;
+
+struct ngx_http_proxy_wasm_mod_s {
     ngx_str_t                        name;       /* NUL-terminated */
     ngx_str_t                        path;       /* absolute, NUL-terminated */
     ngx_str_t                        vm_id;
@@ -64,12 +70,15 @@ typedef struct {
     pw_module                       *module;     /* loaded in the master */
     ngx_uint_t                       cbs;        /* ..._CB_* it exports */
     pw_vm                           *vm;         /* per worker */
-    pw_vm                          **vmp;        /* the VM it uses: its own,
-                                                    or that of an earlier
+    ngx_http_proxy_wasm_mod_t       *owner;      /* holds the VM it uses:
+                                                    itself, or an earlier
                                                     declaration of the same
                                                     (file, vm_id, vm_config) */
+    ngx_queue_t                      paused;     /* of an owner: streams that
+                                                    paused on its VM
+                                                    (..._stream_t.queue) */
     ngx_log_t                       *log;        /* plugin logs, no request */
-} ngx_http_proxy_wasm_mod_t;
+};
 
 
 /* One distinct (module, root_id, configuration): a root context. */
@@ -173,10 +182,16 @@ typedef struct {
     ngx_http_proxy_wasm_filter_t    *filter;
     pw_stream                       *stream;
     ngx_http_proxy_wasm_body_t       held[2];    /* buffered by its Pause */
+    ngx_queue_t                      queue;      /* in its VM's owner->paused
+                                                    once it paused, until its
+                                                    request ends or the VM
+                                                    is discarded */
     unsigned                         holding:2;  /* bit per direction */
     unsigned                         held_eos:2;
     unsigned                         failed:1;   /* failed open: skipped */
     unsigned                         freed:1;
+    unsigned                         queued:1;   /* in owner->paused */
+    unsigned                         discarded:1; /* its VM was discarded */
 } ngx_http_proxy_wasm_stream_t;
 
 
@@ -233,6 +248,9 @@ struct ngx_http_proxy_wasm_ctx_s {
     unsigned                         pending_eos:1;
     unsigned                         out_eos:1;  /* response last buf sent */
     unsigned                         trailers_done:1;
+    unsigned                         discarded:1; /* a stream's VM was
+                                                     discarded: see whether
+                                                     the request waits on it */
 };
 
 
@@ -312,6 +330,7 @@ static proxy_status_t ngx_http_proxy_wasm_resume(void *host, void *stream,
 static proxy_status_t ngx_http_proxy_wasm_close(void *host, void *stream,
     proxy_stream_type_t type);
 static void ngx_http_proxy_wasm_local_hook(void *host, void *stream);
+static void ngx_http_proxy_wasm_vm_discarded(void *host);
 
 static ngx_int_t ngx_http_proxy_wasm_request_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -445,7 +464,8 @@ static const pw_host_ops  ngx_http_proxy_wasm_ops = {
     .resume = ngx_http_proxy_wasm_resume,
     .close = ngx_http_proxy_wasm_close,
     .set_property = ngx_http_proxy_wasm_set_property,
-    .local_response = ngx_http_proxy_wasm_local_hook
+    .local_response = ngx_http_proxy_wasm_local_hook,
+    .vm_discarded = ngx_http_proxy_wasm_vm_discarded
 };
 
 
@@ -3245,13 +3265,13 @@ ngx_http_proxy_wasm_plugin(ngx_http_proxy_wasm_plugin_t *p, ngx_log_t *log)
 
     mod = p->mod;
 
-    if (*mod->vmp == NULL) {
+    if (mod->owner->vm == NULL) {
         rc = pw_vm_new(mod->module, ngx_http_proxy_wasm_pw(&mod->vm_id),
                        ngx_http_proxy_wasm_pw(&mod->vm_config),
-                       &ngx_http_proxy_wasm_ops, mod, mod->vmp, err,
-                       sizeof(err));
+                       &ngx_http_proxy_wasm_ops, mod->owner, &mod->owner->vm,
+                       err, sizeof(err));
         if (rc != PW_OK) {
-            *mod->vmp = NULL;
+            mod->owner->vm = NULL;
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "proxy_wasm_module \"%V\": cannot create VM: %s",
                           &mod->name, err);
@@ -3259,7 +3279,7 @@ ngx_http_proxy_wasm_plugin(ngx_http_proxy_wasm_plugin_t *p, ngx_log_t *log)
         }
     }
 
-    rc = pw_plugin_new(*mod->vmp, ngx_http_proxy_wasm_pw(&mod->name),
+    rc = pw_plugin_new(mod->owner->vm, ngx_http_proxy_wasm_pw(&mod->name),
                        ngx_http_proxy_wasm_pw(&p->root_id),
                        ngx_http_proxy_wasm_pw(&p->config), &p->plugin, err,
                        sizeof(err));
@@ -3384,6 +3404,16 @@ ngx_http_proxy_wasm_end_streams(ngx_http_proxy_wasm_ctx_t *ctx,
 
     if (ctx->event.posted) {
         ngx_delete_posted_event(&ctx->event);
+    }
+
+    /* first, as on_log may trap and discard the VM */
+    for (i = 0; i < ctx->nstreams; i++) {
+        s = &ctx->streams[i];
+
+        if (s->queued) {
+            ngx_queue_remove(&s->queue);
+            s->queued = 0;
+        }
     }
 
     for (i = 0; i < ctx->nstreams; i++) {
@@ -3557,8 +3587,8 @@ ngx_http_proxy_wasm_failed(ngx_http_request_t *r,
     open = (ctx->plcf->failure == NGX_HTTP_PROXY_WASM_FAIL_OPEN);
     s->failed = 1;
 
-    if (reason == NULL && *s->filter->plugin->mod->vmp) {
-        reason = pw_vm_last_error(*s->filter->plugin->mod->vmp);
+    if (reason == NULL && s->filter->plugin->mod->owner->vm) {
+        reason = pw_vm_last_error(s->filter->plugin->mod->owner->vm);
     }
 
     if (reason == NULL || reason[0] == '\0') {
@@ -4265,6 +4295,34 @@ ngx_http_proxy_wasm_local_hook(void *host, void *stream)
 }
 
 
+/*
+ * A trap discarded the VM of `host` (an owner): every stream context on it
+ * is dead, and a request paused by one of them would never be continued.
+ * Called from inside the failing call, maybe another request's: the
+ * requests of the streams that paused on it are only marked here and their
+ * event posted (by ngx_http_proxy_wasm_call once that request's callback
+ * returned); ngx_http_proxy_wasm_stranded() applies the failure policy.
+ */
+static void
+ngx_http_proxy_wasm_vm_discarded(void *host)
+{
+    ngx_queue_t                   *q;
+    ngx_http_proxy_wasm_mod_t     *owner = host;
+    ngx_http_proxy_wasm_stream_t  *s;
+
+    while (!ngx_queue_empty(&owner->paused)) {
+        q = ngx_queue_head(&owner->paused);
+        ngx_queue_remove(q);
+
+        s = ngx_queue_data(q, ngx_http_proxy_wasm_stream_t, queue);
+        s->queued = 0;
+        s->discarded = 1;
+        s->ctx->discarded = 1;
+        ngx_http_proxy_wasm_post(s->ctx);
+    }
+}
+
+
 static const char *
 ngx_http_proxy_wasm_cb_name(ngx_uint_t cb)
 {
@@ -4356,7 +4414,7 @@ ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
          * request headers, from a body callback): from the posted event */
     }
 
-    if (ctx->resume) {
+    if (ctx->resume || ctx->discarded) {
         ngx_http_proxy_wasm_post(ctx);
     }
 
@@ -4370,6 +4428,14 @@ ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "proxy_wasm \"%V\" paused in %s", &s->filter->name,
                        ngx_http_proxy_wasm_cb_name(cb));
+
+        if (!s->queued) {
+            /* woken by vm_discarded if its VM dies meanwhile */
+            ngx_queue_insert_tail(&s->filter->plugin->mod->owner->paused,
+                                  &s->queue);
+            s->queued = 1;
+        }
+
         return NGX_HTTP_PROXY_WASM_PAUSE;
 
     case PW_ACTION_LOCAL_RESPONSE:
@@ -5618,6 +5684,8 @@ static ngx_int_t ngx_http_proxy_wasm_response_chunk(
     ngx_http_proxy_wasm_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_proxy_wasm_replace_response(
     ngx_http_proxy_wasm_ctx_t *ctx, ngx_http_proxy_wasm_stream_t *s);
+static ngx_int_t ngx_http_proxy_wasm_replace_output(
+    ngx_http_proxy_wasm_ctx_t *ctx, ngx_int_t rc);
 static void ngx_http_proxy_wasm_response_resumed(
     ngx_http_proxy_wasm_ctx_t *ctx, ngx_int_t rc);
 
@@ -5628,10 +5696,7 @@ ngx_http_proxy_wasm_response_body(ngx_http_proxy_wasm_ctx_t *ctx,
     ngx_uint_t from, ngx_http_proxy_wasm_body_t *body, ngx_uint_t eos,
     ngx_chain_t *in)
 {
-    ngx_int_t            rc;
-    ngx_http_request_t  *r;
-
-    r = ctx->r;
+    ngx_int_t  rc;
 
     if (ctx->failed || !(ctx->cbs & NGX_HTTP_PROXY_WASM_CB_RESP_BODY)) {
         rc = NGX_HTTP_PROXY_WASM_CONTINUE;
@@ -5662,10 +5727,22 @@ ngx_http_proxy_wasm_response_body(ngx_http_proxy_wasm_ctx_t *ctx,
     /* LOCAL, FAIL, OVERFLOW: the response is replaced, if still possible */
 
     ngx_http_proxy_wasm_consume(in);
+
+    return ngx_http_proxy_wasm_replace_output(ctx, rc);
+}
+
+
+/* Replaces the response, if its headers are still held, by the local
+ * response (rc LOCAL) or an error page (FAIL: 503, OVERFLOW: 500); else
+ * NGX_ERROR resets the stream. */
+static ngx_int_t
+ngx_http_proxy_wasm_replace_output(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_int_t rc)
+{
     ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_RESP);
 
     if (!ctx->headers_held) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, ctx->r->connection->log, 0,
                       "proxy_wasm: response headers already sent, "
                       "cannot answer locally: closing the stream");
         return NGX_ERROR;
@@ -5673,11 +5750,13 @@ ngx_http_proxy_wasm_response_body(ngx_http_proxy_wasm_ctx_t *ctx,
 
     if (rc == NGX_HTTP_PROXY_WASM_LOCAL) {
         return ngx_http_proxy_wasm_replace_response(ctx, ctx->local_stream);
-    } else if (ngx_http_proxy_wasm_fail_response(r, ctx,
-                   rc == NGX_HTTP_PROXY_WASM_OVERFLOW
-                   ? NGX_HTTP_INTERNAL_SERVER_ERROR
-                   : NGX_HTTP_SERVICE_UNAVAILABLE)
-               != NGX_OK)
+    }
+
+    if (ngx_http_proxy_wasm_fail_response(ctx->r, ctx,
+                                          rc == NGX_HTTP_PROXY_WASM_OVERFLOW
+                                          ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                                          : NGX_HTTP_SERVICE_UNAVAILABLE)
+        != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -5912,28 +5991,38 @@ ngx_http_proxy_wasm_response_resumed(ngx_http_proxy_wasm_ctx_t *ctx,
 }
 
 
-/* A local response queued from another context (local_hook). */
+/* From an event: the request side is answered by the rewrite phase in
+ * `state` (REQ_LOCAL, REQ_FAIL), whatever held it; once nginx has read the
+ * body, if it is reading it (our filter drops the rest). */
 static void
-ngx_http_proxy_wasm_apply_local(ngx_http_proxy_wasm_ctx_t *ctx)
+ngx_http_proxy_wasm_answer_request(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_uint_t state)
 {
     ngx_http_request_t  *r;
 
     r = ctx->r;
 
+    ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_REQ);
+    ngx_http_proxy_wasm_body_init(&ctx->gate, 1);
+    ctx->req_hdr_paused = 0;
+    ctx->req_state = state;
+
+    if (ctx->req_body && !ctx->body_read) {
+        return;
+    }
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+}
+
+
+/* A local response queued from another context (local_hook). */
+static void
+ngx_http_proxy_wasm_apply_local(ngx_http_proxy_wasm_ctx_t *ctx)
+{
     if (ctx->req_state < NGX_HTTP_PROXY_WASM_REQ_DONE) {
-        /* request side: the rewrite phase answers (once nginx has read
-         * the body, if it is reading it) */
-        ngx_http_proxy_wasm_drop_held(ctx, NGX_HTTP_PROXY_WASM_REQ);
-        ngx_http_proxy_wasm_body_init(&ctx->gate, 1);
-        ctx->req_hdr_paused = 0;
-        ctx->req_state = NGX_HTTP_PROXY_WASM_REQ_LOCAL;
-
-        if (ctx->req_body && !ctx->body_read) {
-            return;
-        }
-
-        r->write_event_handler = ngx_http_core_run_phases;
-        ngx_http_core_run_phases(r);
+        ngx_http_proxy_wasm_answer_request(ctx,
+                                           NGX_HTTP_PROXY_WASM_REQ_LOCAL);
         return;
     }
 
@@ -5941,16 +6030,103 @@ ngx_http_proxy_wasm_apply_local(ngx_http_proxy_wasm_ctx_t *ctx)
         return;     /* nothing to replace, or too late: ignored */
     }
 
-    if (!ctx->headers_held) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "proxy_wasm: response headers already sent, "
-                      "cannot answer locally: closing the stream");
-        ngx_http_finalize_request(r, NGX_ERROR);
-        return;
+    ngx_http_proxy_wasm_response_resumed(ctx,
+        ngx_http_proxy_wasm_replace_output(ctx, NGX_HTTP_PROXY_WASM_LOCAL));
+}
+
+
+/*
+ * The VM of a stream this request paused on was discarded (vm_discarded):
+ * nothing can continue it any more. The failure policy applies as if that
+ * plugin had failed in the callback that paused: 503 (closed), or the
+ * request goes on without it (open; like a continue, whatever of that
+ * direction is stopped goes on). Returns 0 when the request is not held by
+ * such a stream (any more).
+ */
+static ngx_uint_t
+ngx_http_proxy_wasm_stranded(ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    u_char                        *p;
+    pw_vm                         *vm;
+    ngx_int_t                      i;
+    ngx_uint_t                     dir, cb;
+    ngx_http_proxy_wasm_stream_t  *s;
+    u_char                         reason[PW_ERRLEN + 96];
+
+    if (ctx->failed || ctx->phase == NGX_HTTP_PROXY_WASM_PHASE_LOG) {
+        return 0;       /* answered already, or ending */
     }
 
+    s = NULL;
+    dir = NGX_HTTP_PROXY_WASM_REQ;
+    cb = NGX_HTTP_PROXY_WASM_ON_REQ_HEADERS;
+
+    if (ctx->req_state < NGX_HTTP_PROXY_WASM_REQ_LOCAL) {
+        /* held in the rewrite phase */
+        i = ctx->paused[NGX_HTTP_PROXY_WASM_REQ];
+
+        if (ctx->req_hdr_paused
+            && ctx->streams[ctx->req_next - 1].discarded)
+        {
+            s = &ctx->streams[ctx->req_next - 1];
+
+        } else if (i >= 0 && ctx->streams[i].discarded) {
+            s = &ctx->streams[i];
+            cb = NGX_HTTP_PROXY_WASM_ON_REQ_BODY;
+        }
+    }
+
+    i = ctx->paused[NGX_HTTP_PROXY_WASM_RESP];
+
+    if (s == NULL && i >= 0 && ctx->streams[i].discarded) {
+        s = &ctx->streams[i];
+        dir = NGX_HTTP_PROXY_WASM_RESP;
+        cb = ctx->headers_paused ? NGX_HTTP_PROXY_WASM_ON_RESP_HEADERS
+                                 : NGX_HTTP_PROXY_WASM_ON_RESP_BODY;
+    }
+
+    if (s == NULL) {
+        return 0;
+    }
+
+    ctx->resume &= ~(1 << dir);     /* a continue queued before the trap */
+
+    vm = s->filter->plugin->mod->owner->vm;
+    p = ngx_snprintf(reason, sizeof(reason) - 1,
+                     "paused, and its VM was discarded after a trap in "
+                     "another context (%s)", vm ? pw_vm_last_error(vm) : "");
+    *p = '\0';
+
+    if (ngx_http_proxy_wasm_failed(ctx->r, ctx, s,
+                                   ngx_http_proxy_wasm_cb_name(cb),
+                                   (const char *) reason)
+        == NGX_OK)
+    {
+        /* open: skipped from now on */
+        if (dir == NGX_HTTP_PROXY_WASM_REQ) {
+            ngx_http_proxy_wasm_resume_request(ctx);
+        } else {
+            ngx_http_proxy_wasm_resume_response(ctx);
+        }
+
+        return 1;
+    }
+
+    if (dir == NGX_HTTP_PROXY_WASM_REQ) {
+        ngx_http_proxy_wasm_answer_request(ctx, NGX_HTTP_PROXY_WASM_REQ_FAIL);
+        return 1;
+    }
+
+    /* the 503 page replaces the response; what arrived while its headers
+     * were paused is dropped */
+    ngx_http_proxy_wasm_body_init(&ctx->pending, 1);
+    ctx->pending_eos = 0;
+    ctx->headers_paused = 0;
+
     ngx_http_proxy_wasm_response_resumed(ctx,
-        ngx_http_proxy_wasm_replace_response(ctx, ctx->local_stream));
+        ngx_http_proxy_wasm_replace_output(ctx, NGX_HTTP_PROXY_WASM_FAIL));
+
+    return 1;
 }
 
 
@@ -5988,6 +6164,15 @@ ngx_http_proxy_wasm_event_handler(ngx_event_t *ev)
         ngx_http_proxy_wasm_apply_local(ctx);
         ngx_http_run_posted_requests(c);
         return;
+    }
+
+    if (ctx->discarded) {
+        ctx->discarded = 0;
+
+        if (ngx_http_proxy_wasm_stranded(ctx)) {
+            ngx_http_run_posted_requests(c);
+            return;
+        }
     }
 
     if (ctx->resume & (1 << NGX_HTTP_PROXY_WASM_REQ)) {
@@ -6808,7 +6993,8 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
 
         /* one VM per worker per (module, vm_id): declarations of the same
          * file with the same vm_id and vm_config share it */
-        mod->vmp = &mod->vm;
+        mod->owner = mod;
+        ngx_queue_init(&mod->paused);
 
         for (j = 0; j < i; j++) {
             if (ngx_http_proxy_wasm_str_eq(&mods[j]->path, &mod->path)
@@ -6816,7 +7002,7 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
                 && ngx_http_proxy_wasm_str_eq(&mods[j]->vm_config,
                                               &mod->vm_config))
             {
-                mod->vmp = mods[j]->vmp;
+                mod->owner = mods[j]->owner;
                 break;
             }
         }

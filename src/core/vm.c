@@ -159,6 +159,8 @@ static void vm_trapped(pw_vm *vm, pw_ctx *ctx, const char *export,
     pw_vm_log(vm, PROXY_LOG_ERROR, "%s; its VM is discarded and rebuilt",
               vm->last_error);
     vm->cur = saved;
+    if (vm->ops->vm_discarded)
+        vm->ops->vm_discarded(vm->host);
 }
 
 int pw_vm_callback(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb, const uint32_t *args,

@@ -122,6 +122,11 @@ static proxy_status_t mresume(void *host, void *stream,
     return PROXY_RESULT_OK;
 }
 
+static void mdiscarded(void *host)
+{
+    ((mh_host *)host)->discarded++;
+}
+
 static proxy_status_t mclose(void *host, void *stream,
                              proxy_stream_type_t type)
 {
@@ -275,7 +280,8 @@ static proxy_status_t mprop(void *host, void *stream, const pw_str *path,
     .map_add = madd, .map_replace = mreplace, .map_remove = mremove,        \
     .map_set_pairs = mset, .get_property = mprop, .body_size = mbody_size,  \
     .body_copy = mbody_copy, .body_replace = mbody_replace,                 \
-    .resume = mresume, .close = mclose, .set_property = mset_property
+    .resume = mresume, .close = mclose, .set_property = mset_property,     \
+    .vm_discarded = mdiscarded
 
 const pw_host_ops mh_ops = {MH_OPS};
 const pw_host_ops mh_ops_traced = {MH_OPS, .trace = mtrace};

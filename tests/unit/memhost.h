@@ -36,6 +36,7 @@ typedef struct mh_host {
     proxy_log_level_t level;
     char trace_log[65536]; /* "env.proxy_log(2, 1024, 5) -> 0\n" */
     size_t trace_len;
+    unsigned discarded; /* vm_discarded calls */
 } mh_host;
 
 /* Sets a body's bytes (and makes it available). */

@@ -260,6 +260,7 @@ TEST(engine_traps_each_kind)
         uint64_t gen = pw_vm_generation(vm);
         CHECK(trap_request(p, &s, cases[i].kind) == PW_ACTION_ERROR);
         CHECK(pw_vm_dead(vm));
+        CHECK(h.discarded == i + 1); /* the embedder is told, once */
         CHECK_CONTAINS(pw_vm_last_error(vm), cases[i].msg);
         CHECK_CONTAINS(pw_vm_last_error(vm), "in proxy_on_request_headers");
         CHECK_CONTAINS(pw_vm_last_error(vm), "plugin \"trap\"");
@@ -267,6 +268,7 @@ TEST(engine_traps_each_kind)
         CHECK(trap_request(p, &s, NULL) == PW_ACTION_CONTINUE);
         CHECK(!pw_vm_dead(vm));
         CHECK(pw_vm_generation(vm) == gen + 1);
+        CHECK(h.discarded == i + 1); /* not for the rebuild */
     }
     CHECK_CONTAINS(h.log, "trap|4|plugin \"trap\" trapped in proxy_on_request_headers: unreachable executed");
     pw_vm_free(vm);

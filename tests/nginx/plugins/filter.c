@@ -27,6 +27,7 @@
  *   trailer=N:V  at end_of_stream, add a response trailer (map 3)
  *   continue     proxy_continue_stream(this direction), then return Pause
  *   close        proxy_close_stream(this direction)
+ *   trap         trap (wasm `unreachable`): the VM is discarded
  *   resume       set_effective_context(request header x-resume-ctx) then
  *                continue_stream(x-resume-dir: 0 request, 1 response)
  *   remote_local=CODE  set_effective_context(x-resume-ctx) then
@@ -239,6 +240,8 @@ static uint32_t run(int cb, uint32_t ctx, size_t size, int eos, const char *rule
             ret = PROXY_ACTION_PAUSE;
         } else if (streq(act, actlen, "close")) {
             st = proxy_close_stream(dir);
+        } else if (streq(act, actlen, "trap")) {
+            __builtin_trap();
         } else if (streq(act, actlen, "resume")) {
             char *id, *d; size_t idlen, dlen;
             if (pw_get_header(PROXY_MAP_HTTP_REQUEST_HEADERS, "x-resume-ctx", &id, &idlen) == PROXY_RESULT_OK) {
