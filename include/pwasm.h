@@ -338,11 +338,6 @@ typedef struct pw_host_ops {
                                    const pw_str *path, size_t nseg,
                                    pw_str value);
 
-    /* Called after every hostcall the plugin makes when non-NULL (for
-     * `pwasm run --trace`): the import's module and name ("env",
-     * "proxy_log"), its arguments (i32 zero-extended), and its result (the
-     * proxy_status_t or WASI errno; 0 for functions without a result).
-     * Hostcalls that end the call (proc_exit) are not reported. */
     /* A local response was stored for `stream` while another context's
      * callback runs (proxy_set_effective_context then
      * proxy_send_local_response). The embedder queues it and applies
@@ -352,6 +347,11 @@ typedef struct pw_host_ops {
      * instead. */
     void (*local_response)(void *host, void *stream);
 
+    /* Called after every hostcall the plugin makes when non-NULL (for
+     * `pwasm run --trace`): the import's module and name ("env",
+     * "proxy_log"), its arguments (i32 zero-extended), and its result (the
+     * proxy_status_t or WASI errno; 0 for functions without a result).
+     * Hostcalls that end the call (proc_exit) are not reported. */
     void (*trace)(void *host, void *stream, pw_str plugin_name,
                   const char *module, const char *name, const uint64_t *args,
                   size_t nargs, uint64_t result);

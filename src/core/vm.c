@@ -3,6 +3,7 @@
  * lifecycle (REFERENCE.md §1.3, §8.1, §8.2), trap handling and recovery
  * (§8.11).
  */
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -446,6 +447,10 @@ int pw_vm_recover(pw_vm *vm, char *err, size_t errlen)
     if (vm->inst)
         pw_winst_free(vm->inst);
     vm->inst = NULL;
+    /* A trap often ends a greedy call: give what it made the host allocate
+     * (freed with its request by now) back to the system. Rare: once per
+     * rebuild. */
+    malloc_trim(0);
     table_clear(&vm->ctxs);
     for (pw_plugin *p = vm->plugins; p; p = p->next)
         p->started = 0;
