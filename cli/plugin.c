@@ -66,6 +66,13 @@ int cmd_compile(int argc, char **argv) {
         }
     }
     if (optind + 1 != argc || !out) {
+        if (optind == argc)
+            fputs("pwasm compile: missing PLUGIN.wasm (the module to compile)\n\n", stderr);
+        else if (optind + 1 < argc)
+            fprintf(stderr, "pwasm compile: too many arguments (from \"%s\" on): one PLUGIN.wasm\n\n",
+                    argv[optind + 1]);
+        else
+            fputs("pwasm compile: missing -o OUT (the artifact to write)\n\n", stderr);
         usage(stderr, "compile");
         return 2;
     }

@@ -234,6 +234,13 @@ int session_option(session *s, int c) {
 
 int session_open(session *s, int argc, char **argv) {
     if (argc - optind < 1 || argc - optind > 2) {
+        if (argc - optind < 1)
+            fprintf(stderr, "pwasm %s: missing PLUGIN (a .wasm file or a pwasm compile artifact)\n\n",
+                    s->cmd);
+        else
+            fprintf(stderr, "pwasm %s: too many arguments (from \"%s\" on): one PLUGIN and at most "
+                            "one FIXTURE\n\n",
+                    s->cmd, argv[optind + 2]);
         usage(stderr, s->cmd);
         return 2;
     }

@@ -78,7 +78,14 @@ static void quoted(buf *b, const char *s, size_t len) {
 
 static int malformed(checker *ck, yaml_node_t *n, const char *fmt, const char *arg) {
     ck->bad = 1;
-    yerr(ck->d, n, ck->err, sizeof ck->err, fmt, arg);
+    char msg[sizeof ck->err];
+    snprintf(msg, sizeof msg, fmt, arg);
+    size_t pl = strlen(ck->d->path);
+    /* A message from the YAML readers already says where: one location. */
+    if (!strncmp(msg, ck->d->path, pl) && msg[pl] == ':')
+        memcpy(ck->err, msg, sizeof msg);
+    else
+        yerr(ck->d, n, ck->err, sizeof ck->err, "%s", msg);
     ck->failures++;
     buf_printf(&ck->out, "    %s\n", ck->err);
     return -1;
@@ -814,6 +821,8 @@ int cmd_test(int argc, char **argv) {
         }
     }
     if (optind == argc) {
+        fputs("pwasm test: missing FILE or DIR (YAML test files, or directories of them)\n\n",
+              stderr);
         usage(stderr, "test");
         return 2;
     }

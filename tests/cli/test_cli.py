@@ -127,7 +127,7 @@ def test_run_c_example_prints_each_phase():
             "-> continue") in out
     assert "-- response_headers: proxy_on_response_headers (2 headers) -> continue" in out
     assert "     x-powered-by: pwasm\n" in out
-    assert 'log info: add_header: root 1 adds "x-powered-by: pwasm" to responses' in out
+    assert 'log info: root 1 adds "x-powered-by: pwasm" to responses' in out
     assert "== result: complete" in out
     assert 'body (12 bytes): "hello world\\n"' in out
 
@@ -352,3 +352,31 @@ def test_bench_json(plugin, args, outcome, hostcalls):
 def test_bench_refuses_a_bad_count():
     r = pwasm("bench", EXAMPLES / "add_header.wasm", "-n", "0")
     assert r.returncode == 2
+
+
+# ------------------------------------------------ what a new user runs into
+
+def test_missing_arguments_are_named_before_the_usage():
+    r = pwasm("run")
+    assert r.returncode == 2
+    assert r.stderr.startswith("pwasm run: missing PLUGIN"), r.stderr
+    assert "usage: pwasm run" in r.stderr
+    r = pwasm("compile", EXAMPLES / "deny.wasm")
+    assert r.returncode == 2
+    assert r.stderr.startswith("pwasm compile: missing -o OUT"), r.stderr
+    assert "usage: pwasm compile" in r.stderr
+    r = pwasm("compile", "-o", "/tmp/x.pwasm")
+    assert r.stderr.startswith("pwasm compile: missing PLUGIN.wasm"), r.stderr
+    r = pwasm("test")
+    assert r.returncode == 2
+    assert r.stderr.startswith("pwasm test: missing FILE or DIR"), r.stderr
+
+
+def test_a_yaml_error_has_one_location(tmp_path):
+    t = tmp_path / "typo.yaml"
+    t.write_text(f"plugin: {EXAMPLES / 'add_header.wasm'}\nconfig: x-a=b\ntests:\n"
+                 "  - name: a\n    expect:\n      response:\n        body: {x: 1}\n")
+    r = pwasm("test", t)
+    assert r.returncode == 1
+    assert f"{t}:7:15: expected a string" in r.stdout, r.stdout
+    assert r.stdout.count(f"{t}:") == 1, r.stdout

@@ -23,7 +23,7 @@ def test_plugin_logs_are_prefixed_at_info(nginx):
         location / { proxy_wasm add_header config=x-a=b; proxy_pass http://@UPSTREAM@; }
     }
 """)
-    m = nginx.wait_log(r"\[info\] \d+#\d+: \[pwasm\] add_header: add_header: .*x-a: b.*")
+    m = nginx.wait_log(r"\[info\] \d+#\d+: \[pwasm\] add_header: .*x-a: b.*")
     assert m, nginx.log()
 
 
@@ -45,7 +45,7 @@ def test_plugin_log_levels_and_request_context(nginx):
                        r".*client: 127\.0\.0\.1.*request: \"GET /trap HTTP/1\.1\"")
     assert m, nginx.log()
     # deny's "no header" line is DEBUG: hidden at error_log level info
-    assert "[pwasm] deny: deny: context" not in nginx.log()
+    assert "[pwasm] deny: context" not in nginx.log()
 
 
 def test_debug_level_shows_plugin_debug_lines(nginx):
@@ -57,7 +57,7 @@ def test_debug_level_shows_plugin_debug_lines(nginx):
     }
 """, level="debug")
     nginx.request("/")
-    assert nginx.wait_log(r"\[debug\] .*\[pwasm\] deny: deny: context \d+: no x-k header"), \
+    assert nginx.wait_log(r"\[debug\] .*\[pwasm\] deny: context \d+: no x-k header"), \
         nginx.log()[-3000:]
 
 

@@ -70,21 +70,21 @@ class AddHeaderRoot extends RootContext {
       const eq = config.indexOf("=");
       if (eq <= 0) {
         log(LogLevelValues.error,
-          "add_header: bad configuration \"" + config + "\", expected name=value");
+          "bad configuration \"" + config + "\", expected name=value");
         return false;
       }
       name = trim(config.substring(0, eq));
       value = trim(config.substring(eq + 1));
       if (name.length == 0) {
         log(LogLevelValues.error,
-          "add_header: bad configuration \"" + config + "\", empty header name");
+          "bad configuration \"" + config + "\", empty header name");
         return false;
       }
     }
     this.headerName = name;
     this.headerValue = value;
     log(LogLevelValues.info,
-      "add_header: configured, response header \"" + name + ": " + value + "\"");
+      "configured, response header \"" + name + ": " + value + "\"");
     return true;
   }
 

@@ -57,13 +57,13 @@ static int on_configure(uint32_t root_id, size_t config_size) {
     struct config *c = calloc(1, sizeof *c);
     size_t size = 0;
     if (!c || pw_get_plugin_config(&c->buf, &size) != PROXY_RESULT_OK) {
-        pw_log(PROXY_LOG_ERROR, "add_header: cannot read the plugin configuration");
+        pw_log(PROXY_LOG_ERROR, "cannot read the plugin configuration");
         free(c);
         return 0;
     }
     const char *why = parse(c->buf, size, c);
     if (why) {
-        pw_logf(PROXY_LOG_ERROR, "add_header: bad configuration (%zu bytes): %s", config_size,
+        pw_logf(PROXY_LOG_ERROR, "bad configuration (%zu bytes): %s", config_size,
                 why);
         free(c->buf);
         free(c);
@@ -71,7 +71,7 @@ static int on_configure(uint32_t root_id, size_t config_size) {
     }
     drop_config(root_id); /* a reconfiguration replaces the previous one */
     pw_set_context_data(root_id, c);
-    pw_logf(PROXY_LOG_INFO, "add_header: root %u adds \"%s: %s\" to responses", root_id, c->name,
+    pw_logf(PROXY_LOG_INFO, "root %u adds \"%s: %s\" to responses", root_id, c->name,
             c->value);
     return 1;
 }
@@ -81,7 +81,7 @@ static proxy_action_t on_response_headers(uint32_t ctx, size_t nheaders, int end
     if (!c)
         return PROXY_ACTION_CONTINUE;
     proxy_status_t st = pw_add_header(PROXY_MAP_HTTP_RESPONSE_HEADERS, c->name, c->value);
-    pw_logf(PROXY_LOG_DEBUG, "add_header: context %u (%zu headers, eos %d): added %s, status %d",
+    pw_logf(PROXY_LOG_DEBUG, "context %u (%zu headers, eos %d): added %s, status %d",
             ctx, nheaders, end_of_stream, c->name, st);
     return PROXY_ACTION_CONTINUE;
 }

@@ -56,7 +56,7 @@ static int on_configure(uint32_t root_id, size_t config_size) {
         token = parse(text, size);
     if (!token) {
         pw_logf(PROXY_LOG_ERROR,
-                "auth_pause: bad configuration (%zu bytes): expected a token of printable "
+                "bad configuration (%zu bytes): expected a token of printable "
                 "characters without spaces",
                 config_size);
         free(text);
@@ -65,7 +65,7 @@ static int on_configure(uint32_t root_id, size_t config_size) {
     memmove(text, token, strlen(token) + 1);
     free(pw_get_context_data(root_id)); /* a reconfiguration replaces the old token */
     pw_set_context_data(root_id, text);
-    pw_logf(PROXY_LOG_INFO, "auth_pause: root %u configured (token of %zu bytes)", root_id,
+    pw_logf(PROXY_LOG_INFO, "root %u configured (token of %zu bytes)", root_id,
             strlen(text));
     return 1;
 }
@@ -119,7 +119,7 @@ static int request_has_body(void) {
 }
 
 static void deny(uint32_t ctx, const char *why) {
-    pw_logf(PROXY_LOG_DEBUG, "auth_pause: context %u: %s, answering 401", ctx, why);
+    pw_logf(PROXY_LOG_DEBUG, "context %u: %s, answering 401", ctx, why);
     pw_pair_t headers[] = {
         pw_pair("content-type", "text/plain"),
         pw_pair("www-authenticate", "Bearer"),
@@ -132,7 +132,7 @@ static proxy_action_t on_request_headers(uint32_t ctx, size_t nheaders, int end_
     const char *token = pw_get_context_data(pw_get_root_id(ctx));
     int header_ok = token && header_authorizes(token);
     if (token && !end_of_stream && request_has_body()) {
-        pw_logf(PROXY_LOG_DEBUG, "auth_pause: context %u: pausing until the body has arrived",
+        pw_logf(PROXY_LOG_DEBUG, "context %u: pausing until the body has arrived",
                 ctx);
         pw_set_context_data(ctx, header_ok ? &waiting_header_ok : &waiting);
         return PROXY_ACTION_PAUSE;
@@ -165,9 +165,9 @@ static proxy_action_t on_request_body(uint32_t ctx, size_t body_size, int end_of
     }
     proxy_status_t st = pw_continue_request();
     if (st != PROXY_RESULT_OK)
-        pw_logf(PROXY_LOG_WARN, "auth_pause: context %u: cannot resume (status %d)", ctx, st);
+        pw_logf(PROXY_LOG_WARN, "context %u: cannot resume (status %d)", ctx, st);
     else
-        pw_logf(PROXY_LOG_DEBUG, "auth_pause: context %u: authorized (%zu body bytes), resuming",
+        pw_logf(PROXY_LOG_DEBUG, "context %u: authorized (%zu body bytes), resuming",
                 ctx, body_size);
     return PW_BODY_CONTINUE;
 }

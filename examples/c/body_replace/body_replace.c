@@ -64,7 +64,7 @@ static int on_configure(uint32_t root_id, size_t config_size) {
                           ? "cannot read the plugin configuration"
                           : parse(text, size);
     if (why) {
-        pw_logf(PROXY_LOG_ERROR, "body_replace: bad configuration (%zu bytes): %s", config_size,
+        pw_logf(PROXY_LOG_ERROR, "bad configuration (%zu bytes): %s", config_size,
                 why);
         free(text);
         return 0;
@@ -72,7 +72,7 @@ static int on_configure(uint32_t root_id, size_t config_size) {
     free(pw_get_context_data(root_id)); /* a reconfiguration replaces the old rule */
     pw_set_context_data(root_id, text);
     struct rule r = rule_of(text);
-    pw_logf(PROXY_LOG_INFO, "body_replace: root %u replaces \"%s\" with \"%s\"", root_id, r.from,
+    pw_logf(PROXY_LOG_INFO, "root %u replaces \"%s\" with \"%s\"", root_id, r.from,
             r.to);
     return 1;
 }
@@ -89,7 +89,7 @@ static proxy_action_t on_response_headers(uint32_t ctx, size_t nheaders, int end
     size_t len = 0;
     pw_get_header(PROXY_MAP_HTTP_RESPONSE_HEADERS, "content-encoding", &enc, &len);
     if (enc && strcasecmp(enc, "identity") != 0) {
-        pw_logf(PROXY_LOG_DEBUG, "body_replace: context %u: content-encoding %s, body left alone",
+        pw_logf(PROXY_LOG_DEBUG, "context %u: content-encoding %s, body left alone",
                 ctx, enc);
         pw_set_context_data(ctx, &skip_body);
     } else if (rule && rule_of(rule).from_len != rule_of(rule).to_len) {
@@ -139,7 +139,7 @@ static proxy_action_t on_response_body(uint32_t ctx, size_t body_size, int end_o
     if (!rule || pw_get_context_data(ctx) == &skip_body)
         return PW_BODY_CONTINUE;
     if (!end_of_stream) {
-        pw_logf(PROXY_LOG_DEBUG, "body_replace: context %u: buffering, %zu bytes so far", ctx,
+        pw_logf(PROXY_LOG_DEBUG, "context %u: buffering, %zu bytes so far", ctx,
                 body_size);
         return PW_BODY_BUFFER;
     }
@@ -150,16 +150,16 @@ static proxy_action_t on_response_body(uint32_t ctx, size_t body_size, int end_o
     struct rule r = rule_of(rule);
     long n = st == PROXY_RESULT_OK ? replace_all(&r, body, size, &out, &out_len) : 0;
     if (st != PROXY_RESULT_OK)
-        pw_logf(PROXY_LOG_WARN, "body_replace: context %u: cannot read the body (status %d)", ctx,
+        pw_logf(PROXY_LOG_WARN, "context %u: cannot read the body (status %d)", ctx,
                 st);
     else if (n < 0)
-        pw_logf(PROXY_LOG_WARN, "body_replace: context %u: out of memory, body unchanged", ctx);
+        pw_logf(PROXY_LOG_WARN, "context %u: out of memory, body unchanged", ctx);
     else if (n > 0 && (st = pw_replace_buffer(PROXY_BUFFER_HTTP_RESPONSE_BODY, out, out_len)) !=
                           PROXY_RESULT_OK)
-        pw_logf(PROXY_LOG_WARN, "body_replace: context %u: cannot replace the body (status %d)",
+        pw_logf(PROXY_LOG_WARN, "context %u: cannot replace the body (status %d)",
                 ctx, st);
     else
-        pw_logf(PROXY_LOG_DEBUG, "body_replace: context %u: %ld replacements, %zu -> %zu bytes",
+        pw_logf(PROXY_LOG_DEBUG, "context %u: %ld replacements, %zu -> %zu bytes",
                 ctx, n, size, out_len);
     free(body);
     free(out);

@@ -29,7 +29,7 @@ static int on_configure(uint32_t root_id, size_t config_size) {
     else if (!why && !pw_is_header_name(name, strlen(name)))
         why = "configuration is not an HTTP header name";
     if (why) {
-        pw_logf(PROXY_LOG_ERROR, "deny: bad configuration (%zu bytes): %s", config_size, why);
+        pw_logf(PROXY_LOG_ERROR, "bad configuration (%zu bytes): %s", config_size, why);
         free(text);
         return 0;
     }
@@ -38,7 +38,7 @@ static int on_configure(uint32_t root_id, size_t config_size) {
     memmove(text, name, strlen(name) + 1);
     free(pw_get_context_data(root_id)); /* a reconfiguration replaces the old name */
     pw_set_context_data(root_id, text);
-    pw_logf(PROXY_LOG_INFO, "deny: root %u requires request header %s", root_id, text);
+    pw_logf(PROXY_LOG_INFO, "root %u requires request header %s", root_id, text);
     return 1;
 }
 
@@ -58,8 +58,8 @@ static proxy_action_t on_request_headers(uint32_t ctx, size_t nheaders, int end_
     if (st == PROXY_RESULT_OK)
         return PROXY_ACTION_CONTINUE;
     if (st != PROXY_RESULT_NOT_FOUND)
-        pw_logf(PROXY_LOG_WARN, "deny: reading header %s failed (status %d), denying", name, st);
-    pw_logf(PROXY_LOG_DEBUG, "deny: context %u: no %s header, answering 403", ctx,
+        pw_logf(PROXY_LOG_WARN, "reading header %s failed (status %d), denying", name, st);
+    pw_logf(PROXY_LOG_DEBUG, "context %u: no %s header, answering 403", ctx,
             name ? name : "(unconfigured)");
     pw_pair_t headers[] = {pw_pair("content-type", "text/plain")};
     pw_send_local_response(403, body, sizeof body - 1, headers, 1);

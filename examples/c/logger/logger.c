@@ -55,7 +55,7 @@ static void on_log(uint32_t ctx) {
         pw_snprintf(code, sizeof code, "%lld", (long long)v);
     if (pw_get_property_int64(PW_PATH("request", "duration"), &v) == PROXY_RESULT_OK)
         pw_snprintf(duration, sizeof duration, "%lldus", (long long)(v / 1000));
-    pw_logf(PROXY_LOG_INFO, "logger: %s %s %s %s from %s to %s",
+    pw_logf(PROXY_LOG_INFO, "%s %s %s %s from %s to %s",
             text(PW_PATH("request", "method"), method), text(PW_PATH("request", "path"), path),
             code, duration, text(PW_PATH("source", "address"), source),
             text(PW_PATH("upstream", "address"), upstream));
