@@ -126,9 +126,9 @@ typedef struct pw_runtime_config {
      * rebuilt as after any trap). 0: 1000 ms; UINT32_MAX: no limit.
      * Measured in 10 ms ticks of the process's CPU time, user and system
      * (ITIMER_PROF, SIGPROF), so the precision is about 10 ms; a plugin
-     * looping on hostcalls is stopped at its next hostcall or function
-     * entry after the limit. One limit per process: the last runtime
-     * created sets it. */
+     * looping on hostcalls is stopped at its next hostcall after the
+     * limit. Per runtime: each call carries the limit of the runtime its
+     * module was loaded with. */
     uint32_t max_call_ms;
 
     /* Limits on what is compiled (docs/ENGINE.md "Limits"). A module

@@ -32,6 +32,7 @@ struct pw_wmod {
     const pw_glue_descriptor *desc;
     void (**fns)(void); /* host function table, indexed as in the glue */
     uint32_t max_pages;
+    uint32_t max_call_ms;   /* travels with each call (per runtime) */
 };
 
 struct pw_winst {
@@ -693,10 +694,10 @@ static int open_code(const pw_engine_config *cfg, const char *name,
     struct link_map *lm = NULL;
     if (dlinfo(dl, RTLD_DI_LINKMAP, &lm) == 0 && lm)
         pw_rt_add_code((uintptr_t)lm->l_addr);
-    pw_rt_set_max_call_ms(cfg->max_call_ms);
     m->dl = dl;
     m->desc = desc;
     m->max_pages = cfg->max_pages;
+    m->max_call_ms = cfg->max_call_ms;
     desc->init(&pw_rt_ops);
     *out = m;
     return 0;
@@ -1133,7 +1134,7 @@ int pw_winst_new(pw_wmod *m, void *ctx, pw_trace_fn trace, pw_winst **out,
     w->imports.fns = (void (*const *)(void))m->fns;
     w->imports.trace = trace;
     pw_rt_set_max_pages(m->max_pages);
-    if (pw_rt_invoke(do_instantiate, w, trap) != 0) {
+    if (pw_rt_invoke(do_instantiate, w, m->max_call_ms, trap) != 0) {
         /* Partially initialised: free only what certainly exists. */
         wasm_rt_memory_t *mem = m->desc->memory(w->instance);
         if (mem && mem->data)
@@ -1203,7 +1204,7 @@ int pw_winst_call(pw_winst *w, const pw_wfunc *f, const uint32_t *args,
                   uint32_t *ret, pw_trap *trap)
 {
     call_args c = {w, f, args, 0};
-    if (pw_rt_invoke(do_call, &c, trap) != 0)
+    if (pw_rt_invoke(do_call, &c, w->m->max_call_ms, trap) != 0)
         return -1;
     if (ret)
         *ret = c.ret;

@@ -86,7 +86,7 @@ static volatile int pw_slow = 1;
 static volatile uint64_t pw_call_seq;  /* outermost calls started */
 static uint64_t pw_watch_seq;          /* call seen by the last tick */
 static uint32_t pw_watch_ms;           /* CPU ms it has run for, by ticks */
-static uint32_t pw_max_call_ms = 1000;
+static uint32_t pw_max_call_ms;        /* of the running outermost call */
 static volatile int pw_watchdog_armed;
 typedef struct { uintptr_t base, lo, hi; } pw_range;
 static pw_range *pw_code;              /* executable segments of plugins */
@@ -252,11 +252,6 @@ static void watchdog_after_fork(void)
 {
     pw_watchdog_armed = 0; /* timers are not inherited by fork() */
     pw_slow = 1;
-}
-
-void pw_rt_set_max_call_ms(uint32_t ms)
-{
-    pw_max_call_ms = ms;
 }
 
 /* Records the executable segments of a loaded plugin object: only faults
@@ -517,19 +512,22 @@ __attribute__((noinline, cold)) static int invoke_prepare(pw_trap *trap)
         pw_floors[0] = pw_floor_wasm;
         pw_floors[1] = pw_floor_host;
     }
-    if (!pw_watchdog_armed && pw_max_call_ms)
+    if (!pw_watchdog_armed)
         arm_watchdog();
     return 0;
 }
 
-int pw_rt_invoke(pw_rt_thunk thunk, void *arg, pw_trap *trap)
+int pw_rt_invoke(pw_rt_thunk thunk, void *arg, uint32_t max_call_ms,
+                 pw_trap *trap)
 {
     sigjmp_buf jb;
     sigjmp_buf *volatile saved = pw_jmp;
     volatile int depth = pw_depth;
-    if (depth == 0 && __builtin_expect(pw_slow, 0) &&
-        invoke_prepare(trap) != 0)
-        return -1;
+    if (depth == 0) {
+        if (__builtin_expect(pw_slow, 0) && invoke_prepare(trap) != 0)
+            return -1;
+        pw_max_call_ms = max_call_ms; /* the limit travels with the call */
+    }
     int kind = sigsetjmp(jb, 0);
     if (kind == 0) {
         if (depth == 0)

@@ -186,6 +186,52 @@ TEST(safety_cpu_limit_counts_time_in_hostcalls)
     pw_module_free(m);
 }
 
+/* Runs the loop plugin's looping request once; returns seconds taken. */
+static double loop_once(pw_module *m)
+{
+    mh_host h = {.level = PROXY_LOG_INFO};
+    pw_vm *vm;
+    pw_plugin *p;
+    if (pw_vm_new(m, S(""), S(""), &mh_ops, &h, &vm, err, sizeof err) != PW_OK)
+        return -1;
+    double secs = -1;
+    if (pw_plugin_new(vm, S("loop"), S(""), S(""), &p, err, sizeof err) == PW_OK) {
+        mh_stream s;
+        pw_stream *st;
+        mh_stream_init(&s);
+        mh_add(&s.req, "x-loop", "1");
+        double t0 = now_s();
+        if (pw_stream_new(p, &s, &st, err, sizeof err) == PW_OK) {
+            if (pw_stream_on_request_headers(st, 1, 1) == PW_ACTION_ERROR)
+                secs = now_s() - t0;
+            pw_stream_free(st);
+        }
+    }
+    pw_vm_free(vm);
+    return secs;
+}
+
+TEST(safety_cpu_limit_is_per_runtime)
+{
+    /* Before, the module loaded last set the limit for the whole process. */
+    pw_runtime_config fast = {.max_call_ms = 200};
+    pw_runtime *a, *b;
+    CHECK(pw_runtime_new(&fast, &a, err, sizeof err) == PW_OK);
+    pw_module *ma = NULL, *mb = NULL;
+    CHECK(pw_module_load_file(a, "loop", PLUGIN("loop"), &ma, err, sizeof err) == PW_OK);
+    CHECK(pw_runtime_new(NULL, &b, err, sizeof err) == PW_OK); /* 1000 ms */
+    CHECK(pw_module_load_file(b, "loop", PLUGIN("loop"), &mb, err, sizeof err) == PW_OK);
+    if (ma && mb) {
+        double ta = loop_once(ma), tb = loop_once(mb);
+        CHECK(ta >= 0.15 && ta < 0.6);
+        CHECK(tb >= 0.9 && tb < 5);
+    }
+    pw_module_free(ma);
+    pw_module_free(mb);
+    pw_runtime_free(b);
+    pw_runtime_free(a);
+}
+
 /* ----------------------------------------------------- module files */
 
 TEST(safety_module_files_are_regular_and_bounded)
@@ -369,6 +415,7 @@ void run_safety_tests(void)
     RUN(safety_recursion_through_hostcalls_traps_in_plugin_code);
     RUN(safety_handlers_and_timer_exist_only_while_attached);
     RUN(safety_cpu_limit_counts_time_in_hostcalls);
+    RUN(safety_cpu_limit_is_per_runtime);
     RUN(safety_module_files_are_regular_and_bounded);
     RUN(safety_cache_entries_are_verified_before_loading);
     pw_runtime_free(rt);
