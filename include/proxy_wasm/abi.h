@@ -2,8 +2,8 @@
  * proxy_wasm/abi.h -- the numbers of the Proxy-Wasm ABI, and nothing else.
  *
  * Shared by the pwasm host (src/core) and the pwasm C SDK (sdk/c) so that both
- * sides of the ABI use one definition. Values follow ../shared/abi/REFERENCE.md
- * section 5 (ABI 0.1.0, 0.2.0 and 0.2.1). This header must stay freestanding:
+ * sides of the ABI use one definition. Values follow docs/ABI.md §5
+ * (ABI 0.1.0, 0.2.0 and 0.2.1). This header must stay freestanding:
  * it is compiled for wasm32-wasi plugins as well as for the host.
  */
 #ifndef PROXY_WASM_ABI_H

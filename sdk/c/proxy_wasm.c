@@ -16,7 +16,7 @@
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* Module integration (REFERENCE.md §1.2, §1.4).                            */
+/* Module integration (docs/ABI.md §1.2, §1.4).                            */
 /* ------------------------------------------------------------------------ */
 
 /* ABI version marker: never called, its presence selects ABI 0.2.1. */
@@ -898,7 +898,7 @@ static int is_root(uint32_t id) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Exported callbacks (REFERENCE.md §2), ABI 0.2.x arities.                 */
+/* Exported callbacks (docs/ABI.md §2), ABI 0.2.x arities.                 */
 /* ------------------------------------------------------------------------ */
 
 PW_EXPORT(proxy_on_context_create)

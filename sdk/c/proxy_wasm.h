@@ -6,7 +6,7 @@
  *
  * Three layers, each usable on its own:
  *   1. Hostcalls: every `env.proxy_*` function of the ABI, declared as a Wasm
- *      import with the exact signature of REFERENCE.md §3.1. Only the ones a
+ *      import with the exact signature of docs/ABI.md §3.1. Only the ones a
  *      plugin calls end up imported by its module.
  *   2. Helpers (pw_*): logging, configuration, bodies and other buffers,
  *      header and trailer maps, local responses, typed properties, stream
@@ -42,7 +42,7 @@ extern "C" {
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* 1. Hostcalls (REFERENCE.md §3.1, module "env").                          */
+/* 1. Hostcalls (docs/ABI.md §3.1, module "env").                          */
 /*    Pointers, sizes, ids and enums are all wasm i32; the only i64         */
 /*    parameters are the metric values of increment/record_metric.          */
 /* ------------------------------------------------------------------------ */
@@ -132,7 +132,7 @@ proxy_status_t proxy_dequeue_shared_queue(uint32_t queue_id, char **return_value
                                           size_t *return_value_size);
 
 /* Stream control. The three no-argument 0.1.0 calls return an i32 status,
- * as cpp-host and real modules have them (§3.1 DISAGREEMENT). */
+ * as cpp-host and real modules have them (docs/ABI.md §3.1). */
 PW_HOSTCALL(proxy_continue_request)
 proxy_status_t proxy_continue_request(void);
 PW_HOSTCALL(proxy_continue_response)
@@ -205,7 +205,7 @@ proxy_status_t proxy_call_foreign_function(const char *name, size_t name_size, c
 /*    size to 0. Allocation failures return PROXY_RESULT_INTERNAL_FAILURE.  */
 /* ------------------------------------------------------------------------ */
 
-/* Logging (§3.3 "Logging"). pw_log sends a C string as is. pw_logf formats
+/* Logging (docs/ABI.md §3.3 "Logging, time, timers"). pw_log sends a C string as is. pw_logf formats
  * with pw_vsnprintf and skips the formatting when the host's level (from
  * proxy_get_log_level) is above `level`; lines of any length are sent whole. */
 proxy_status_t pw_log(proxy_log_level_t level, const char *msg);

@@ -1,4 +1,4 @@
-"""Properties (REFERENCE §6.3, §7) with Envoy's encodings, ngx.<variable>
+"""Properties (docs/ABI.md §6.3, §7) with Envoy's encodings, ngx.<variable>
 and proxy_set_property, read with filter.wasm's prop= action (which logs
 `filter: prop <path> <status> <hex of the value>`)."""
 

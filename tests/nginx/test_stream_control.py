@@ -118,7 +118,7 @@ def test_pause_in_response_body_holds_until_continue(nginx, upstream):
 
 def test_continue_inside_the_callback_does_not_pause(nginx, upstream):
     # proxy_continue_stream during the callback that then returns Pause:
-    # queued, applied after the callback returns (REFERENCE §8.10)
+    # queued, applied after the callback returns (docs/ABI.md §8.10)
     nginx.start(FILTER)
     r = nginx.request("/", headers={"x-pw": "reqh.continue resph.continue respb.continue"})
     assert r.status == 200 and r.body == b"upstream ok\n"

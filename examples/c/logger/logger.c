@@ -1,6 +1,6 @@
 /*
  * logger: writes one line per request at INFO from on_log, built from
- * properties (REFERENCE.md §7):
+ * properties (docs/ABI.md §7):
  *
  *   logger: GET /path 200 1234us from 127.0.0.1:5555 to 127.0.0.1:8081
  *

@@ -335,7 +335,7 @@ static proxy_status_t pairs_arg(int argc, char **argv, char **data, size_t *size
 
 #define BAD_PTR 0xFFFFFF00u
 
-/* Emscripten's imports, which every host provides (REFERENCE.md §1.4). */
+/* Emscripten's imports, which every host provides (docs/ABI.md §1.4). */
 __attribute__((import_module("env"), import_name("emscripten_notify_memory_growth"))) void
 emscripten_notify_memory_growth(uint32_t index);
 __attribute__((import_module("env"), import_name("pthread_equal"))) uint32_t
