@@ -22,7 +22,7 @@ LIB_SRCS := $(wildcard src/engine/*.c) $(wildcard src/core/*.c)
 LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB      := $(BUILD)/libpwasm.a
 
-$(BUILD)/obj/%.o: %.c $(wildcard include/*.h include/proxy_wasm/*.h src/engine/*.h src/core/*.h)
+$(BUILD)/obj/%.o: %.c $(wildcard include/*.h include/proxy_wasm/*.h src/engine/*.h src/core/*.h src/core/*.def)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Isrc -c $< -o $@
 

@@ -19,63 +19,8 @@ const uint8_t *guest_memory(pw_vm *vm, uint64_t *size) {
     return base;
 }
 
-/* Parameter codes: one letter, then the name; 's', 'p', 'P', 'o', 'O', 'V'
- * take two Wasm arguments (pointer, size / count).
- *   d u32   D i64   x pointer   g grpc status (i32, -1 none)
- *   L log level   M map type   B buffer type   S stream type   T metric type
- *   s string   p serialized pairs   P property path   V WASI iovecs
- *   u out u32   U out u64   o out bytes (ptr*, size*)   O out pairs      */
-static const struct {
-    const char *name;
-    const char *params;
-} sigs[] = {
-    {"proxy_log", "L level,s message"},
-    {"proxy_get_log_level", "u level"},
-    {"proxy_get_current_time_nanoseconds", "U time"},
-    {"proxy_set_tick_period_milliseconds", "d period_ms"},
-    {"proxy_get_configuration", "o configuration"},
-    {"proxy_get_status", "u code,o message"},
-    {"proxy_get_buffer_bytes", "B buffer,d start,d max_size,o data"},
-    {"proxy_get_buffer_status", "B buffer,u size,u flags"},
-    {"proxy_set_buffer_bytes", "B buffer,d start,d size,s data"},
-    {"proxy_get_header_map_pairs", "M map,O pairs"},
-    {"proxy_set_header_map_pairs", "M map,p pairs"},
-    {"proxy_get_header_map_value", "M map,s key,o value"},
-    {"proxy_add_header_map_value", "M map,s key,s value"},
-    {"proxy_replace_header_map_value", "M map,s key,s value"},
-    {"proxy_remove_header_map_value", "M map,s key"},
-    {"proxy_get_header_map_size", "M map,u size"},
-    {"proxy_get_property", "P path,o value"},
-    {"proxy_set_property", "P path,s value"},
-    {"proxy_get_shared_data", "s key,o value,u cas"},
-    {"proxy_set_shared_data", "s key,s value,d cas"},
-    {"proxy_register_shared_queue", "s name,u queue_id"},
-    {"proxy_resolve_shared_queue", "s vm_id,s name,u queue_id"},
-    {"proxy_enqueue_shared_queue", "d queue_id,s value"},
-    {"proxy_dequeue_shared_queue", "d queue_id,o value"},
-    {"proxy_continue_stream", "S stream"},
-    {"proxy_close_stream", "S stream"},
-    {"proxy_send_local_response", "d status,s details,s body,p headers,g grpc_status"},
-    {"proxy_http_call", "s upstream,p headers,s body,p trailers,d timeout_ms,u token"},
-    {"proxy_grpc_call",
-     "s service,s service_name,s method,p initial_metadata,s message,d timeout_ms,u token"},
-    {"proxy_grpc_stream", "s service,s service_name,s method,p initial_metadata,u token"},
-    {"proxy_grpc_send", "d token,s message,d end_stream"},
-    {"proxy_grpc_cancel", "d token"},
-    {"proxy_grpc_close", "d token"},
-    {"proxy_define_metric", "T type,s name,u metric_id"},
-    {"proxy_increment_metric", "d metric_id,D delta"},
-    {"proxy_record_metric", "d metric_id,D value"},
-    {"proxy_get_metric", "d metric_id,U value"},
-    {"proxy_set_effective_context", "d context_id"},
-    {"proxy_call_foreign_function", "s name,s args,o results"},
-    {"emscripten_notify_memory_growth", "d index"},
-    {"pthread_equal", "d a,d b"},
-    {"fd_write", "d fd,V data,u nwritten"},
-    {"clock_time_get", "d clock,D precision,U time"},
-    {"random_get", "x buf,d len"},
-    {"proc_exit", "d code"},
-};
+/* Arguments are decoded as the registry says (pw_hostcall_info.arguments
+ * in pwasm.h: a kind letter and a name per parameter). */
 
 static const char *enum_name(char code, uint64_t v) {
     static const char *const maps[] = {"request_headers",
@@ -234,24 +179,11 @@ static const char *wasi_errno_name(uint64_t e) {
     return "?";
 }
 
-static int has_result(const char *module, const char *name) {
-    size_t n;
-    const pw_hostcall_info *f = pw_hostcalls(&n);
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(f[i].module, module) && !strcmp(f[i].name, name))
-            return f[i].signature[strlen(f[i].signature) - 1] != ':';
-    return 1;
-}
-
 void trace_format(buf *out, pw_vm *vm, const char *module, const char *name, const uint64_t *args,
                   size_t nargs, uint64_t result) {
     int env = !strcmp(module, "env");
-    const char *params = NULL;
-    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
-        if (!strcmp(sigs[i].name, name)) {
-            params = sigs[i].params;
-            break;
-        }
+    const pw_hostcall_info *hc = pw_hostcall_find(module, name);
+    const char *params = hc ? hc->arguments : NULL;
     if (!env)
         buf_printf(out, "%s.", module);
     buf_printf(out, "%s(", name);
@@ -345,7 +277,7 @@ void trace_format(buf *out, pw_vm *vm, const char *module, const char *name, con
         first = 0;
     }
     buf_puts(out, ")");
-    if (!has_result(module, name)) {
+    if (hc && hc->signature[strlen(hc->signature) - 1] == ':') { /* no result */
         buf_puts(out, " -> ()");
     } else if (env) {
         const char *sn = status_name((uint32_t)result);

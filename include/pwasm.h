@@ -227,14 +227,49 @@ int pw_module_has_callback(const pw_module *m, const char *export_name);
 int pw_artifact_wasm(const uint8_t *bytes, size_t len, const uint8_t **wasm,
                      size_t *wasm_len);
 
+/* Areas of host functions, in the order `pwasm inspect` groups imports. */
+typedef enum pw_area {
+    PW_AREA_LOG = 0,        /* logging, time, timers */
+    PW_AREA_BUFFERS,        /* configuration and buffers */
+    PW_AREA_MAPS,           /* header maps */
+    PW_AREA_PROPERTIES,     /* properties */
+    PW_AREA_STREAM,         /* stream control, local responses */
+    PW_AREA_CALLOUTS,       /* HTTP and gRPC call-outs */
+    PW_AREA_SHARED,         /* shared data and queues */
+    PW_AREA_METRICS,        /* metrics */
+    PW_AREA_CONTEXTS,       /* contexts, foreign functions */
+    PW_AREA_EMSCRIPTEN,     /* Emscripten */
+    PW_AREA_WASI,           /* WASI */
+    PW_AREA_OTHER,          /* anything this host does not know */
+    PW_AREA_COUNT
+} pw_area;
+
+/* The title of an area, as in the comments above ("header maps"); "other"
+ * for a value out of range. */
+const char *pw_area_name(int area);
+
 /* Every host function a module may import, in registry order (§10). */
 typedef struct pw_hostcall_info {
     const char *module;    /* "env", "wasi_snapshot_preview1", "wasi_unstable" */
     const char *name;
     const char *signature; /* params ':' results; i i32, I i64: "iii:i" */
     int implemented;       /* 0: registered, answers Unimplemented (12) */
+    /* How to decode the arguments, for traces: comma-separated, one per
+     * parameter, a kind letter, a space and a name ("L level,s message");
+     * "" when not described. Kinds s p P o O V take two Wasm arguments
+     * (pointer, size or count), the others one:
+     *   d u32       D i64       x pointer    g gRPC status (i32, -1 none)
+     *   L log level M map type  B buffer type
+     *   S stream type           T metric type
+     *   s string    p serialized pairs       P property path
+     *   V WASI iovecs (pointer, count)
+     *   u out u32   U out u64   o out bytes (ptr*, size*)   O out pairs */
+    const char *arguments;
+    int area;              /* pw_area */
 } pw_hostcall_info;
 const pw_hostcall_info *pw_hostcalls(size_t *n);
+/* The host function of that module and name, or NULL. */
+const pw_hostcall_info *pw_hostcall_find(const char *module, const char *name);
 /* "0.1.0", "0.2.0" or "0.2.1" (§1.1). */
 const char *pw_module_abi_version(const pw_module *m);
 

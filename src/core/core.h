@@ -55,6 +55,8 @@ struct pw_module {
     pw_runtime *rt;
     char *name;
     pw_wmod *wmod;
+    const pw_host_func *funcs; /* the host table it was loaded with (the
+                                  engine's trace reports indices in it) */
     int abi;
     pw_wfunc cb[PW_CB_COUNT];
     uint8_t has_cb[PW_CB_COUNT];
@@ -129,7 +131,8 @@ struct pw_vm {
     char last_error[PW_ERRLEN];
 };
 
-/* Registry of every host function (env + WASI under both names). */
+/* The registry of every host function (hostcalls.c, from hostcalls.def):
+ * env, then WASI under both names, in a static table. */
 const pw_host_func *pw_core_host_funcs(size_t *n);
 
 /* Calls a callback of the VM's module on context ctx. Returns 0 (result in

@@ -366,6 +366,7 @@ static int module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
         goto done;
     }
     m->rt = rt;
+    m->funcs = funcs;
     m->abi = abi;
     for (size_t i = 0; i < sizeof callbacks / sizeof *callbacks; i++) {
         enum pw_cb cb = callbacks[i].cb;

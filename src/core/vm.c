@@ -202,15 +202,14 @@ static void vm_trace(void *c, uint32_t fn, const uint64_t *args,
                      uint32_t nargs, uint64_t result)
 {
     pw_vm *vm = c;
-    size_t n;
-    const pw_host_func *funcs = pw_core_host_funcs(&n);
-    if (fn >= n || !vm->ops->trace)
+    const pw_host_func *f = &vm->m->funcs[fn]; /* fn indexes that table */
+    if (!vm->ops->trace)
         return;
     pw_ctx *ctx = pw_vm_ctx(vm);
     const char *name = ctx && ctx->plugin ? ctx->plugin->name : vm->m->name;
     vm->ops->trace(vm->host, ctx && ctx->stream ? ctx->stream->host_stream : NULL,
-                   (pw_str){name, strlen(name)}, funcs[fn].module,
-                   funcs[fn].name, args, nargs, result);
+                   (pw_str){name, strlen(name)}, f->module, f->name, args,
+                   nargs, result);
 }
 
 /* Instantiates and runs the start functions (§1.3). */

@@ -1,6 +1,7 @@
 /*
  * wasi.c -- WASI preview 1 for Proxy-Wasm modules (REFERENCE.md §4.2),
- * registered under both `wasi_snapshot_preview1` and `wasi_unstable`.
+ * registered under both `wasi_snapshot_preview1` and `wasi_unstable`
+ * (hostcalls.def).
  *
  * Sandboxed: no files, no sockets, empty arguments and environment. stdout
  * and stderr go to the host log (INFO / ERROR); clocks and random_get work;
@@ -10,13 +11,9 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "core/core.h"
+#include "core/hc.h"
 
-typedef uint32_t u32;
-typedef uint64_t u64;
-
-#define VM ((pw_vm *)c)
-#define U __attribute__((unused))
+#define U PW_UNUSED
 
 enum {
     WASI_ESUCCESS = 0, WASI_EBADF = 8, WASI_EFAULT = 21, WASI_EINVAL = 28,
@@ -68,24 +65,24 @@ static u32 write_iovs(pw_vm *vm, u32 fd, u32 iovs, u32 n, u32 nwritten)
     return WASI_ESUCCESS;
 }
 
-static u32 fd_write(void *c, u32 fd, u32 iovs, u32 n, u32 nwritten)
+u32 pw_wasi_fd_write(void *c, u32 fd, u32 iovs, u32 n, u32 nwritten)
 {
     return write_iovs(VM, fd, iovs, n, nwritten);
 }
 
-static u32 fd_pwrite(void *c, u32 fd, u32 iovs, u32 n, U u64 off, u32 nw)
+u32 pw_wasi_fd_pwrite(void *c, u32 fd, u32 iovs, u32 n, U u64 off, u32 nw)
 {
     return write_iovs(VM, fd, iovs, n, nw);
 }
 
-static u32 fd_tell(void *c, u32 fd, u32 ret)
+u32 pw_wasi_fd_tell(void *c, u32 fd, u32 ret)
 {
     if (!is_stdio(fd))
         return WASI_EBADF;
     return pw_mem_put_u64(VM, ret, 0) ? WASI_EFAULT : WASI_ESUCCESS;
 }
 
-static u32 fd_fdstat_get(void *c, u32 fd, u32 ret)
+u32 pw_wasi_fd_fdstat_get(void *c, u32 fd, u32 ret)
 {
     if (!is_stdio(fd))
         return WASI_EBADF;
@@ -98,21 +95,21 @@ static u32 fd_fdstat_get(void *c, u32 fd, u32 ret)
     return WASI_ESUCCESS;
 }
 
-static u32 fd_readdir(void *c, U u32 fd, U u32 buf, U u32 len, U u64 cookie,
+u32 pw_wasi_fd_readdir(void *c, U u32 fd, U u32 buf, U u32 len, U u64 cookie,
                       u32 used)
 {
     pw_mem_put_u32(VM, used, 0);
     return WASI_ENOTDIR;
 }
 
-static u32 path_readlink(void *c, U u32 fd, U u32 p, U u32 pl, U u32 b,
+u32 pw_wasi_path_readlink(void *c, U u32 fd, U u32 p, U u32 pl, U u32 b,
                          U u32 bl, u32 used)
 {
     pw_mem_put_u32(VM, used, 0);
     return WASI_ENOTSUP;
 }
 
-static u32 sock_recv(void *c, U u32 fd, U u32 d, U u32 dl, U u32 f, u32 len,
+u32 pw_wasi_sock_recv(void *c, U u32 fd, U u32 d, U u32 dl, U u32 f, u32 len,
                      u32 flags)
 {
     pw_mem_put_u32(VM, len, 0);
@@ -122,33 +119,33 @@ static u32 sock_recv(void *c, U u32 fd, U u32 d, U u32 dl, U u32 f, u32 len,
     return WASI_ENOTSUP;
 }
 
-static u32 sock_send(void *c, U u32 fd, U u32 d, U u32 dl, U u32 f, u32 len)
+u32 pw_wasi_sock_send(void *c, U u32 fd, U u32 d, U u32 dl, U u32 f, u32 len)
 {
     pw_mem_put_u32(VM, len, 0);
     return WASI_ENOTSUP;
 }
 
-static u32 zero_pair(void *c, u32 a, u32 b)
+u32 pw_wasi_zero_pair(void *c, u32 a, u32 b)
 {
     if (pw_mem_put_u32(VM, a, 0) || pw_mem_put_u32(VM, b, 0))
         return WASI_EFAULT;
     return WASI_ESUCCESS;
 }
 
-static u32 args_get(void *c, U u32 argv, U u32 buf)
+u32 pw_wasi_args_get(void *c, U u32 argv, U u32 buf)
 {
     (void)c;
     return WASI_ESUCCESS;
 }
 
-static u32 clock_res_get(void *c, u32 id, u32 ret)
+u32 pw_wasi_clock_res_get(void *c, u32 id, u32 ret)
 {
     if (id > 1)
         return WASI_ENOTSUP;
     return pw_mem_put_u64(VM, ret, 1) ? WASI_EFAULT : WASI_ESUCCESS;
 }
 
-static u32 clock_time_get(void *c, u32 id, U u64 precision, u32 ret)
+u32 pw_wasi_clock_time_get(void *c, u32 id, U u64 precision, u32 ret)
 {
     uint64_t t;
     if (id == 0) {
@@ -166,7 +163,7 @@ static u32 clock_time_get(void *c, u32 id, U u64 precision, u32 ret)
 /* At most 64 KiB per call (EINVAL beyond, as proxy-wasm-cpp-host); the
  * bytes count against the callback's budget (EINVAL once spent): the time
  * goes to the kernel, where the CPU time limit does not see it. */
-static u32 random_get(void *c, u32 buf, u32 len)
+u32 pw_wasi_random_get(void *c, u32 buf, u32 len)
 {
     if (len > 65536)
         return WASI_EINVAL;
@@ -184,13 +181,13 @@ static u32 random_get(void *c, u32 buf, u32 len)
     return WASI_ESUCCESS;
 }
 
-static u32 poll_oneoff(void *c, U u32 in, U u32 out, U u32 n, u32 nevents)
+u32 pw_wasi_poll_oneoff(void *c, U u32 in, U u32 out, U u32 n, u32 nevents)
 {
     /* Go's runtime needs success (§4.1); never block a proxy worker. */
     return pw_mem_put_u32(VM, nevents, 0) ? WASI_EFAULT : WASI_ESUCCESS;
 }
 
-static void proc_exit(void *c, u32 code)
+void pw_wasi_proc_exit(void *c, u32 code)
 {
     if (code == 0 && VM->in_start)
         pw_engine_trap(PW_TRAP_EXIT, 0); /* start-up finished (§4.2) */
@@ -198,35 +195,36 @@ static void proc_exit(void *c, u32 code)
     pw_engine_trap(PW_TRAP_EXIT, code);
 }
 
-/* Constant answers, by signature. */
+/* Constant answers: a function of its own, or one shared by the WASI
+ * functions of the same signature and answer (badf_2, notsup_3, ...). */
 #define CONST(fname, val, ...)                                             \
-    static u32 fname(void *c, __VA_ARGS__)                                 \
+    u32 pw_wasi_##fname(void *c, __VA_ARGS__)                              \
     {                                                                      \
         (void)c;                                                           \
         return val;                                                        \
     }
 #define STDIO_OK(fname, ...)                                               \
-    static u32 fname(void *c, u32 fd, __VA_ARGS__)                         \
+    u32 pw_wasi_##fname(void *c, u32 fd, __VA_ARGS__)                      \
     {                                                                      \
         (void)c;                                                           \
         return is_stdio(fd) ? WASI_ESUCCESS : WASI_EBADF;                  \
     }
 
-static u32 ok_0(void *c)
+u32 pw_wasi_sched_yield(void *c)
 {
     (void)c;
     return WASI_ESUCCESS;
 }
-CONST(ok_1, WASI_ESUCCESS, U u32 a)
-CONST(ok_advise, WASI_ESUCCESS, U u32 a, U u64 b, U u64 d, U u32 e)
-CONST(nosys_2, WASI_ENOSYS, U u32 a, U u32 b)
-CONST(nosys_1, WASI_ENOSYS, U u32 a)
-CONST(nosys_4, WASI_ENOSYS, U u32 a, U u32 b, U u32 d, U u32 e)
-CONST(nosys_pread, WASI_ENOSYS, U u32 a, U u32 b, U u32 d, U u64 e, U u32 f)
+CONST(fd_close, WASI_ESUCCESS, U u32 a)
+CONST(fd_advise, WASI_ESUCCESS, U u32 a, U u64 b, U u64 d, U u32 e)
+CONST(fd_fdstat_set_flags, WASI_ENOSYS, U u32 a, U u32 b)
+CONST(proc_raise, WASI_ENOSYS, U u32 a)
+CONST(fd_read, WASI_ENOSYS, U u32 a, U u32 b, U u32 d, U u32 e)
+CONST(fd_pread, WASI_ENOSYS, U u32 a, U u32 b, U u32 d, U u64 e, U u32 f)
 CONST(badf_2, WASI_EBADF, U u32 a, U u32 b)
 CONST(badf_3, WASI_EBADF, U u32 a, U u32 b, U u32 d)
-CONST(spipe_seek, WASI_ESPIPE, U u32 a, U u64 b, U u32 d, U u32 e)
-CONST(noent_open, WASI_ENOENT, U u32 a, U u32 b, U u32 d, U u32 e, U u32 f,
+CONST(fd_seek, WASI_ESPIPE, U u32 a, U u64 b, U u32 d, U u32 e)
+CONST(path_open, WASI_ENOENT, U u32 a, U u32 b, U u32 d, U u32 e, U u32 f,
       U u64 g, U u64 h, U u32 i, U u32 j)
 CONST(notsup_2, WASI_ENOTSUP, U u32 a, U u32 b)
 CONST(notsup_3, WASI_ENOTSUP, U u32 a, U u32 b, U u32 d)
@@ -235,67 +233,15 @@ CONST(notsup_6, WASI_ENOTSUP, U u32 a, U u32 b, U u32 d, U u32 e, U u32 f,
       U u32 g)
 CONST(notsup_7, WASI_ENOTSUP, U u32 a, U u32 b, U u32 d, U u32 e, U u32 f,
       U u32 g, U u32 h)
-CONST(notsup_pfst, WASI_ENOTSUP, U u32 a, U u32 b, U u32 d, U u32 e, U u64 f,
+CONST(path_filestat_set_times, WASI_ENOTSUP, U u32 a, U u32 b, U u32 d, U u32 e, U u64 f,
       U u64 g, U u32 h)
-STDIO_OK(fd_rights, U u64 a, U u64 b)
-STDIO_OK(fd_set_size, U u64 a)
-STDIO_OK(fd_set_times, U u64 a, U u64 b, U u32 d)
+STDIO_OK(fd_fdstat_set_rights, U u64 a, U u64 b)
+STDIO_OK(fd_filestat_set_size, U u64 a)
+STDIO_OK(fd_filestat_set_times, U u64 a, U u64 b, U u32 d)
 STDIO_OK(fd_allocate, U u64 a, U u64 b)
 
-static u32 fd_sync1(void *c, u32 fd)
+u32 pw_wasi_fd_sync(void *c, u32 fd)
 {
     (void)c;
     return is_stdio(fd) ? WASI_ESUCCESS : WASI_EBADF;
 }
-
-#define W(name, sig, fn) {NULL, name, sig, (void (*)(void))(fn)}
-
-const pw_host_func pw_wasi_funcs[] = {
-    W("args_get", "ii:i", args_get),
-    W("args_sizes_get", "ii:i", zero_pair),
-    W("environ_get", "ii:i", args_get),
-    W("environ_sizes_get", "ii:i", zero_pair),
-    W("clock_res_get", "ii:i", clock_res_get),
-    W("clock_time_get", "iIi:i", clock_time_get),
-    W("fd_advise", "iIIi:i", ok_advise),
-    W("fd_allocate", "iII:i", fd_allocate),
-    W("fd_close", "i:i", ok_1),
-    W("fd_datasync", "i:i", fd_sync1),
-    W("fd_fdstat_get", "ii:i", fd_fdstat_get),
-    W("fd_fdstat_set_flags", "ii:i", nosys_2),
-    W("fd_fdstat_set_rights", "iII:i", fd_rights),
-    W("fd_filestat_get", "ii:i", badf_2),
-    W("fd_filestat_set_size", "iI:i", fd_set_size),
-    W("fd_filestat_set_times", "iIIi:i", fd_set_times),
-    W("fd_pread", "iiiIi:i", nosys_pread),
-    W("fd_prestat_get", "ii:i", badf_2),
-    W("fd_prestat_dir_name", "iii:i", badf_3),
-    W("fd_pwrite", "iiiIi:i", fd_pwrite),
-    W("fd_read", "iiii:i", nosys_4),
-    W("fd_readdir", "iiiIi:i", fd_readdir),
-    W("fd_renumber", "ii:i", badf_2),
-    W("fd_seek", "iIii:i", spipe_seek),
-    W("fd_sync", "i:i", fd_sync1),
-    W("fd_tell", "ii:i", fd_tell),
-    W("fd_write", "iiii:i", fd_write),
-    W("path_create_directory", "iii:i", notsup_3),
-    W("path_filestat_get", "iiiii:i", notsup_5),
-    W("path_filestat_set_times", "iiiiIIi:i", notsup_pfst),
-    W("path_link", "iiiiiii:i", notsup_7),
-    W("path_open", "iiiiiIIii:i", noent_open),
-    W("path_readlink", "iiiiii:i", path_readlink),
-    W("path_remove_directory", "iii:i", notsup_3),
-    W("path_rename", "iiiiii:i", notsup_6),
-    W("path_symlink", "iiiii:i", notsup_5),
-    W("path_unlink_file", "iii:i", notsup_3),
-    W("poll_oneoff", "iiii:i", poll_oneoff),
-    W("proc_exit", "i:", proc_exit),
-    W("proc_raise", "i:i", nosys_1),
-    W("sched_yield", ":i", ok_0),
-    W("random_get", "ii:i", random_get),
-    W("sock_accept", "iii:i", notsup_3),
-    W("sock_recv", "iiiiii:i", sock_recv),
-    W("sock_send", "iiiii:i", sock_send),
-    W("sock_shutdown", "ii:i", notsup_2),
-};
-const size_t pw_wasi_nfuncs = sizeof pw_wasi_funcs / sizeof *pw_wasi_funcs;

@@ -1,0 +1,130 @@
+/*
+ * hc_buffers.c -- buffers and configuration (REFERENCE.md §3.3
+ * "Configuration", "Buffers", §8.6): proxy_get_buffer_bytes,
+ * proxy_get_buffer_status, proxy_set_buffer_bytes, and 0.1.0's
+ * proxy_get_configuration. Bodies go through the embedder; the
+ * configuration buffers are answered here.
+ */
+#include "core/hc.h"
+
+/* The bytes of a configuration buffer, or NotFound. */
+static proxy_status_t config_of(pw_vm *vm, u32 type, pw_str *out)
+{
+    pw_ctx *ctx = pw_vm_ctx(vm);
+    if (type == PROXY_BUFFER_VM_CONFIGURATION) {
+        *out = (pw_str){vm->vm_config, vm->vm_config_len};
+        return OK;
+    }
+    /* Envoy limits the plugin configuration to on_configure; any context
+     * of the plugin may read it here, which no SDK minds. */
+    if (type == PROXY_BUFFER_PLUGIN_CONFIGURATION && ctx && ctx->plugin) {
+        *out = (pw_str){ctx->plugin->config, ctx->plugin->config_len};
+        return OK;
+    }
+    return PROXY_RESULT_NOT_FOUND;
+}
+
+static int is_body(u32 type)
+{
+    return type == PROXY_BUFFER_HTTP_REQUEST_BODY ||
+           type == PROXY_BUFFER_HTTP_RESPONSE_BODY;
+}
+
+/* Size of a buffer: bodies through the embedder, configurations here. */
+static proxy_status_t buffer_size(pw_vm *vm, u32 type, void **stream,
+                                  size_t *size, pw_str *config)
+{
+    if (type > PROXY_BUFFER_TYPE_MAX)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    if (is_body(type)) {
+        *stream = pw_ctx_host_stream(pw_vm_ctx(vm));
+        if (!*stream || !vm->ops->body_size)
+            return PROXY_RESULT_NOT_FOUND;
+        return vm->ops->body_size(vm->host, *stream, type, size);
+    }
+    proxy_status_t st = config_of(vm, type, config);
+    *size = config->len;
+    return st; /* TCP data, call-out and gRPC buffers: not in this host yet */
+}
+
+u32 pw_hc_get_buffer_bytes(void *c, u32 type, u32 start, u32 max,
+                           u32 ret_ptr, u32 ret_size)
+{
+    void *s = NULL;
+    size_t size = 0;
+    pw_str cfg = {0};
+    proxy_status_t st = buffer_size(VM, type, &s, &size, &cfg);
+    if (st != OK)
+        return st;
+    /* §3.3: 64-bit start + max; past the end is clamped, never refused. */
+    uint64_t from = start, end = (uint64_t)start + max;
+    if (from > size)
+        from = size;
+    if (end > size)
+        end = size;
+    size_t len = (size_t)(end - from);
+    if (!is_body(type))
+        return pw_out_bytes(VM, cfg.data + from, len, ret_ptr, ret_size);
+    if (!VM->ops->body_copy)
+        return PROXY_RESULT_UNIMPLEMENTED;
+    uint8_t *dst;
+    st = pw_out_alloc(VM, len, ret_ptr, ret_size, &dst);
+    if (st != OK || !dst)
+        return st;
+    return VM->ops->body_copy(VM->host, s, type, (size_t)from, len, dst);
+}
+
+u32 pw_hc_get_buffer_status(void *c, u32 type, u32 ret_size, u32 ret_flags)
+{
+    void *s = NULL;
+    size_t size = 0;
+    pw_str cfg;
+    proxy_status_t st = buffer_size(VM, type, &s, &size, &cfg);
+    if (st != OK)
+        return st;
+    if (pw_mem_put_u32(VM, ret_size, size > UINT32_MAX ? UINT32_MAX : (u32)size) ||
+        pw_mem_put_u32(VM, ret_flags, 0))
+        return PROXY_RESULT_INVALID_MEMORY_ACCESS;
+    return OK;
+}
+
+/* §3.3: replace `size` bytes at `start`; prepend (0,0), append (start >=
+ * length), replace-all (0, >= length), or any splice in between. */
+u32 pw_hc_set_buffer_bytes(void *c, u32 type, u32 start, u32 size, u32 ptr,
+                           u32 len)
+{
+    pw_str data;
+    if (type > PROXY_BUFFER_TYPE_MAX)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    PW_GUEST_STR(VM, data, ptr, len);
+    if (!is_body(type))
+        return type == PROXY_BUFFER_DOWNSTREAM_DATA ||
+                       type == PROXY_BUFFER_UPSTREAM_DATA
+                   ? PROXY_RESULT_NOT_FOUND
+                   : PROXY_RESULT_BAD_ARGUMENT; /* immutable buffers */
+    void *s = pw_ctx_host_stream(pw_vm_ctx(VM));
+    size_t cur;
+    if (!s || !VM->ops->body_size)
+        return PROXY_RESULT_NOT_FOUND;
+    proxy_status_t st = VM->ops->body_size(VM->host, s, type, &cur);
+    if (st != OK)
+        return st;
+    if (!VM->ops->body_replace)
+        return PROXY_RESULT_UNIMPLEMENTED;
+    st = pw_hc_charge(VM, "proxy_set_buffer_bytes", len);
+    if (st != OK)
+        return st;
+    size_t from = start < cur ? start : cur;
+    size_t n = size < cur - from ? size : cur - from;
+    return VM->ops->body_replace(VM->host, s, type, from, n, data);
+}
+
+/* 0.1.0: the VM configuration in on_vm_start, else the plugin's. */
+u32 pw_hc_get_configuration(void *c, u32 ret_ptr, u32 ret_size)
+{
+    return pw_hc_get_buffer_bytes(c,
+                                  VM->in_vm_start
+                                      ? PROXY_BUFFER_VM_CONFIGURATION
+                                      : PROXY_BUFFER_PLUGIN_CONFIGURATION,
+                                  0, UINT32_MAX, ret_ptr, ret_size);
+}
