@@ -10,29 +10,20 @@
 #include "engine/engine.h"
 #include "pwasm.h"
 
-/* Callbacks the core looks up in a module (REFERENCE.md §2). */
+/* Callbacks the core calls (callbacks.def, REFERENCE.md §2). */
 enum pw_cb {
-    PW_CB_ON_CONTEXT_CREATE,
-    PW_CB_ON_VM_START,
-    PW_CB_ON_CONFIGURE,
-    PW_CB_ON_REQUEST_HEADERS,
-    PW_CB_ON_RESPONSE_HEADERS,
-    PW_CB_ON_REQUEST_BODY,
-    PW_CB_ON_RESPONSE_BODY,
-    PW_CB_ON_REQUEST_TRAILERS,
-    PW_CB_ON_RESPONSE_TRAILERS,
-    PW_CB_ON_LOG,
-    PW_CB_ON_DONE,
-    PW_CB_ON_DELETE,
+#define PW_CALLBACK(id, export, sig_0_1_0, sig_0_2_x) PW_CB_##id,
+#include "core/callbacks.def"
     PW_CB_MALLOC, /* proxy_on_memory_allocate, else malloc (§1.4) */
-    PW_CB_INITIALIZE,
-    PW_CB_START,
-    PW_CB_MAIN,
-    PW_CB_MAIN_VOID,
     PW_CB_COUNT
 };
 
-enum pw_abi { PW_ABI_0_1_0 = 1, PW_ABI_0_2_0 = 2, PW_ABI_0_2_1 = 3 };
+/* ABI versions (callbacks.def); 0: no marker. */
+enum pw_abi {
+    PW_ABI_NONE = 0,
+#define PW_ABI_MARKER(id, export, version) PW_ABI_##id,
+#include "core/callbacks.def"
+};
 
 struct pw_runtime {
     pw_engine_config ecfg;
@@ -57,7 +48,7 @@ struct pw_module {
     pw_wmod *wmod;
     const pw_host_func *funcs; /* the host table it was loaded with (the
                                   engine's trace reports indices in it) */
-    int abi;
+    int abi;                   /* enum pw_abi */
     pw_wfunc cb[PW_CB_COUNT];
     uint8_t has_cb[PW_CB_COUNT];
 };
@@ -134,6 +125,31 @@ struct pw_vm {
 /* The registry of every host function (hostcalls.c, from hostcalls.def):
  * env, then WASI under both names, in a static table. */
 const pw_host_func *pw_core_host_funcs(size_t *n);
+
+/* ------------------------------------------- module checks (module_info.c) */
+
+/* A compiled artifact (pwasm compile): magic, format version (u32), host
+ * table hash (32 bytes), the module's length (u64), the module's bytes,
+ * then the shared object. Little-endian. */
+#define PW_AOT_MAGIC "PWASMAOT"
+#define PW_AOT_VERSION 1u
+#define PW_AOT_TABLE_HASH 12
+#define PW_AOT_WASM_LEN 44
+#define PW_AOT_HEADER (8 + 4 + 32 + 8)
+
+/* The module's ABI version from its marker export: an enum pw_abi. */
+int pw_abi_of(const pw_wasm_info *info);
+/* "0.2.1" for PW_ABI_0_2_1, ...; NULL for PW_ABI_NONE. */
+const char *pw_abi_name(int abi);
+/* The allocator export this host would call, or NULL. */
+const char *pw_allocator_of(const pw_wasm_info *info);
+
+/* Checks that a parsed module is a Proxy-Wasm module this host can call:
+ * ABI marker, callback signatures, allocator. 0 with *abi and *alloc
+ * set, or -1 with the reason in why ("no Proxy-Wasm ABI version marker
+ * (...)", "exports proxy_on_log with signature ..., expected ..."). */
+int pw_check_proxy_wasm(const pw_wasm_info *info, int *abi,
+                        const char **alloc, char *why, size_t whylen);
 
 /* Calls a callback of the VM's module on context ctx. Returns 0 (result in
  * *ret when non-NULL), 1 when the module does not export it, -1 on a trap

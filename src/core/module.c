@@ -1,7 +1,7 @@
 /*
  * module.c -- pw_runtime and pw_module: reading a plugin, checking it is a
- * Proxy-Wasm module this host can run (REFERENCE.md §1.2, §2, §13), and
- * compiling it through the engine.
+ * Proxy-Wasm module this host can run (module_info.c), and compiling it
+ * through the engine.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -109,118 +109,16 @@ void pw_runtime_free(pw_runtime *rt)
     free(rt);
 }
 
-/* Callback exports and the signatures this host calls them with. */
-static const struct {
-    enum pw_cb cb;
-    const char *name;
-    const char *sig;     /* for 0.2.x */
-    const char *sig_010; /* for 0.1.0 when different */
-} callbacks[] = {
-    {PW_CB_ON_CONTEXT_CREATE, "proxy_on_context_create", "ii:", NULL},
-    {PW_CB_ON_VM_START, "proxy_on_vm_start", "ii:i", NULL},
-    {PW_CB_ON_CONFIGURE, "proxy_on_configure", "ii:i", NULL},
-    {PW_CB_ON_REQUEST_HEADERS, "proxy_on_request_headers", "iii:i", "ii:i"},
-    {PW_CB_ON_RESPONSE_HEADERS, "proxy_on_response_headers", "iii:i", "ii:i"},
-    {PW_CB_ON_REQUEST_BODY, "proxy_on_request_body", "iii:i", NULL},
-    {PW_CB_ON_RESPONSE_BODY, "proxy_on_response_body", "iii:i", NULL},
-    {PW_CB_ON_REQUEST_TRAILERS, "proxy_on_request_trailers", "ii:i", NULL},
-    {PW_CB_ON_RESPONSE_TRAILERS, "proxy_on_response_trailers", "ii:i", NULL},
-    {PW_CB_ON_LOG, "proxy_on_log", "i:", NULL},
-    {PW_CB_ON_DONE, "proxy_on_done", "i:i", NULL},
-    {PW_CB_ON_DELETE, "proxy_on_delete", "i:", NULL},
-    {PW_CB_INITIALIZE, "_initialize", ":", NULL},
-    {PW_CB_START, "_start", ":", NULL},
-    {PW_CB_MAIN, "main", "ii:i", NULL},
-    {PW_CB_MAIN_VOID, "__main_void", ":i", NULL},
-};
-
-/* Exports present in SDK builds that this version does not call yet; their
- * signatures are still checked so a malformed module fails at load. */
-static const struct {
-    const char *name;
-    const char *sig;
-} other_callbacks[] = {
-    {"proxy_validate_configuration", "ii:i"},
-    {"proxy_on_tick", "i:"},
-    {"proxy_on_queue_ready", "ii:"},
-    {"proxy_on_foreign_function", "iii:"},
-    {"proxy_on_new_connection", "i:i"},
-    {"proxy_on_downstream_data", "iii:i"},
-    {"proxy_on_upstream_data", "iii:i"},
-    {"proxy_on_downstream_connection_close", "ii:"},
-    {"proxy_on_upstream_connection_close", "ii:"},
-    {"proxy_on_http_call_response", "iiiii:"},
-    {"proxy_on_grpc_receive_initial_metadata", "iii:"},
-    {"proxy_on_grpc_receive", "iii:"},
-    {"proxy_on_grpc_receive_trailing_metadata", "iii:"},
-    {"proxy_on_grpc_close", "iii:"},
-};
-
-static int check_sig(const pw_wasm_info *info, const char *name,
-                     const char *want, const char *mname, char *err,
-                     size_t errlen)
-{
-    const pw_wasm_export *e = pw_wasm_find_export(info, name, PW_EXTERN_FUNC);
-    if (!e || strcmp(e->sig, want) == 0)
-        return 0;
-    char a[128], b[128];
-    snprintf(err, errlen,
-             "module \"%s\" exports %s with signature %s, expected %s", mname,
-             name, pw_sig_pretty(e->sig, a, sizeof a),
-             pw_sig_pretty(want, b, sizeof b));
-    return -1;
-}
-
-/* Checks that a parsed module is a Proxy-Wasm module this host can call:
- * ABI marker, callback signatures, allocator. Sets *abi and *alloc. */
+/* The Proxy-Wasm checks (pw_check_proxy_wasm), with the module's name. */
 static int check_module(const pw_wasm_info *info, const char *name, int *abi,
                         const char **alloc, char *err, size_t errlen)
 {
-    *abi = 0;
-    if (pw_wasm_find_export(info, "proxy_abi_version_0_2_1", PW_EXTERN_FUNC))
-        *abi = PW_ABI_0_2_1;
-    else if (pw_wasm_find_export(info, "proxy_abi_version_0_2_0", PW_EXTERN_FUNC))
-        *abi = PW_ABI_0_2_0;
-    else if (pw_wasm_find_export(info, "proxy_abi_version_0_1_0", PW_EXTERN_FUNC))
-        *abi = PW_ABI_0_1_0;
-    if (!*abi) {
-        snprintf(err, errlen,
-                 "module \"%s\" refused: no Proxy-Wasm ABI version marker "
-                 "(exports none of proxy_abi_version_0_1_0, _0_2_0, _0_2_1)",
-                 name);
-        return -1;
-    }
-    for (size_t i = 0; i < sizeof callbacks / sizeof *callbacks; i++) {
-        const char *want = *abi == PW_ABI_0_1_0 && callbacks[i].sig_010
-                               ? callbacks[i].sig_010
-                               : callbacks[i].sig;
-        if (check_sig(info, callbacks[i].name, want, name, err, errlen))
-            return -1;
-    }
-    for (size_t i = 0; i < sizeof other_callbacks / sizeof *other_callbacks; i++)
-        if (check_sig(info, other_callbacks[i].name, other_callbacks[i].sig,
-                      name, err, errlen))
-            return -1;
-    *alloc = NULL;
-    if (pw_wasm_find_export(info, "proxy_on_memory_allocate", PW_EXTERN_FUNC))
-        *alloc = "proxy_on_memory_allocate"; /* preferred, §1.4 */
-    else if (pw_wasm_find_export(info, "malloc", PW_EXTERN_FUNC))
-        *alloc = "malloc";
-    if (!*alloc) {
-        snprintf(err, errlen,
-                 "module \"%s\" refused: exports no allocator "
-                 "(proxy_on_memory_allocate or malloc)",
-                 name);
-        return -1;
-    }
-    return check_sig(info, *alloc, "i:i", name, err, errlen);
+    char why[PW_ERRLEN - 64];
+    if (pw_check_proxy_wasm(info, abi, alloc, why, sizeof why) == 0)
+        return 0;
+    snprintf(err, errlen, "module \"%s\" refused: %s", name, why);
+    return -1;
 }
-
-/* A compiled artifact (pwasm compile): magic, format version, host table
- * hash, the module's bytes, then the shared object. */
-#define PW_AOT_MAGIC "PWASMAOT"
-#define PW_AOT_VERSION 1u
-#define PW_AOT_HEADER (8 + 4 + 32 + 8)
 
 static uint64_t get_u64(const uint8_t *p)
 {
@@ -230,26 +128,12 @@ static uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
-int pw_artifact_wasm(const uint8_t *bytes, size_t len, const uint8_t **wasm,
-                     size_t *wasm_len)
-{
-    if (len < 8 || memcmp(bytes, PW_AOT_MAGIC, 8) != 0)
-        return 0;
-    if (len < PW_AOT_HEADER)
-        return -1;
-    uint64_t wlen = get_u64(bytes + 44);
-    if (wlen > len - PW_AOT_HEADER)
-        return -1;
-    *wasm = bytes + PW_AOT_HEADER;
-    *wasm_len = (size_t)wlen;
-    return 1;
-}
-
 int pw_module_has_callback(const pw_module *m, const char *export_name)
 {
-    for (size_t i = 0; i < sizeof callbacks / sizeof *callbacks; i++)
-        if (strcmp(callbacks[i].name, export_name) == 0)
-            return m->has_cb[callbacks[i].cb];
+#define PW_CALLBACK(id, export, sig_0_1_0, sig_0_2_x)                      \
+    if (strcmp(export, export_name) == 0)                                  \
+        return m->has_cb[PW_CB_##id];
+#include "core/callbacks.def"
     return 0;
 }
 
@@ -312,9 +196,9 @@ static int module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
         }
         unsigned char table[32];
         pw_engine_table_hash(funcs, nfuncs, table);
-        uint64_t wlen = get_u64(bytes + 44);
+        uint64_t wlen = get_u64(bytes + PW_AOT_WASM_LEN);
         if (pw_get_u32(bytes + 8) != PW_AOT_VERSION ||
-            memcmp(bytes + 12, table, 32) != 0) {
+            memcmp(bytes + PW_AOT_TABLE_HASH, table, 32) != 0) {
             snprintf(err, errlen,
                      "module \"%s\" refused: compiled by another version of "
                      "pwasm (run pwasm compile again)",
@@ -368,11 +252,12 @@ static int module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
     m->rt = rt;
     m->funcs = funcs;
     m->abi = abi;
-    for (size_t i = 0; i < sizeof callbacks / sizeof *callbacks; i++) {
-        enum pw_cb cb = callbacks[i].cb;
-        m->has_cb[cb] =
-            pw_wmod_func(m->wmod, callbacks[i].name, NULL, &m->cb[cb]) == 0;
-    }
+    /* Looked up without a signature (checked above): called with the
+     * arity exported. */
+#define PW_CALLBACK(id, export, sig_0_1_0, sig_0_2_x)                      \
+    m->has_cb[PW_CB_##id] =                                                \
+        pw_wmod_func(m->wmod, export, NULL, &m->cb[PW_CB_##id]) == 0;
+#include "core/callbacks.def"
     m->has_cb[PW_CB_MALLOC] =
         pw_wmod_func(m->wmod, alloc, "i:i", &m->cb[PW_CB_MALLOC]) == 0;
     *out = m;
@@ -502,9 +387,9 @@ int pw_module_compile(pw_runtime *rt, const char *name, const char *path,
     memcpy(head, PW_AOT_MAGIC, 8);
     for (int i = 0; i < 4; i++)
         head[8 + i] = (uint8_t)(PW_AOT_VERSION >> (8 * i));
-    pw_engine_table_hash(funcs, nfuncs, head + 12);
+    pw_engine_table_hash(funcs, nfuncs, head + PW_AOT_TABLE_HASH);
     for (int i = 0; i < 8; i++)
-        head[44 + i] = (uint8_t)((uint64_t)len >> (8 * i));
+        head[PW_AOT_WASM_LEN + i] = (uint8_t)((uint64_t)len >> (8 * i));
     snprintf(tmp_out, sizeof tmp_out, "%s.tmp", out_path);
     FILE *f = fopen(tmp_out, "wb");
     rc = PW_EIO;
@@ -591,10 +476,6 @@ const char *pw_module_name(const pw_module *m)
 
 const char *pw_module_abi_version(const pw_module *m)
 {
-    switch (m->abi) {
-    case PW_ABI_0_1_0: return "0.1.0";
-    case PW_ABI_0_2_0: return "0.2.0";
-    case PW_ABI_0_2_1: return "0.2.1";
-    }
-    return "unknown";
+    const char *v = pw_abi_name(m->abi);
+    return v ? v : "unknown";
 }

@@ -10,24 +10,11 @@
 
 #include "core/core.h"
 
+/* Names of the callbacks, for messages. */
 static const char *const cb_names[PW_CB_COUNT] = {
-    [PW_CB_ON_CONTEXT_CREATE] = "proxy_on_context_create",
-    [PW_CB_ON_VM_START] = "proxy_on_vm_start",
-    [PW_CB_ON_CONFIGURE] = "proxy_on_configure",
-    [PW_CB_ON_REQUEST_HEADERS] = "proxy_on_request_headers",
-    [PW_CB_ON_RESPONSE_HEADERS] = "proxy_on_response_headers",
-    [PW_CB_ON_REQUEST_BODY] = "proxy_on_request_body",
-    [PW_CB_ON_RESPONSE_BODY] = "proxy_on_response_body",
-    [PW_CB_ON_REQUEST_TRAILERS] = "proxy_on_request_trailers",
-    [PW_CB_ON_RESPONSE_TRAILERS] = "proxy_on_response_trailers",
-    [PW_CB_ON_LOG] = "proxy_on_log",
-    [PW_CB_ON_DONE] = "proxy_on_done",
-    [PW_CB_ON_DELETE] = "proxy_on_delete",
+#define PW_CALLBACK(id, export, sig_0_1_0, sig_0_2_x) [PW_CB_##id] = export,
+#include "core/callbacks.def"
     [PW_CB_MALLOC] = "the allocator",
-    [PW_CB_INITIALIZE] = "_initialize",
-    [PW_CB_START] = "_start",
-    [PW_CB_MAIN] = "main",
-    [PW_CB_MAIN_VOID] = "__main_void",
 };
 
 void pw_vm_log(pw_vm *vm, proxy_log_level_t level, const char *fmt, ...)
