@@ -33,8 +33,9 @@ $(LIB): $(LIB_OBJS)
 lib: $(LIB)
 
 include cli/cli.mk
+# The CLI sees the public API only (include/), as any embedder.
 $(BUILD)/pwasm: $(wildcard cli/*.c) $(LIB)
-	$(CC) $(ALL_CFLAGS) -Isrc $(filter %.c,$^) $(LIB) $(LDLIBS_PWASM) $(CLI_LDLIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(filter %.c,$^) $(LIB) $(LDLIBS_PWASM) $(CLI_LDLIBS) -o $@
 
 cli: $(BUILD)/pwasm
 

@@ -1,82 +1,28 @@
 /*
  * inspect.c -- `pwasm inspect PLUGIN.wasm`: what a module is and whether
- * this host can run it, without running it.
+ * this host can run it, without running it (pw_module_info_read; imports
+ * grouped by the registry's areas).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
-#include "engine/wasm_parse.h" /* internal: no public module reader yet */
 
 static const char *kind_name(int k) {
     static const char *names[] = {"func", "table", "memory", "global", "tag"};
     return k >= 0 && k < 5 ? names[k] : "?";
 }
 
-/* Import areas, in the order they are printed (REFERENCE.md §3.1). */
-static const struct area {
-    const char *title;
-    const char *names; /* space-separated, '*' suffix = prefix match */
-} areas[] = {
-    {"logging, time, timers", "proxy_log proxy_get_log_level proxy_get_current_time_nanoseconds "
-                              "proxy_set_tick_period_milliseconds"},
-    {"configuration and buffers",
-     "proxy_get_configuration proxy_get_buffer_bytes proxy_get_buffer_status "
-     "proxy_set_buffer_bytes"},
-    {"header maps", "proxy_get_header_map* proxy_set_header_map* proxy_add_header_map* "
-                    "proxy_replace_header_map* proxy_remove_header_map*"},
-    {"properties", "proxy_get_property proxy_set_property"},
-    {"stream control, local responses",
-     "proxy_continue_* proxy_close_stream proxy_clear_route_cache proxy_send_local_response"},
-    {"HTTP and gRPC call-outs", "proxy_http_call proxy_grpc_* proxy_get_status"},
-    {"shared data and queues", "proxy_*_shared_data proxy_*_shared_queue"},
-    {"metrics", "proxy_*_metric"},
-    {"contexts, foreign functions",
-     "proxy_set_effective_context proxy_done proxy_call_foreign_function"},
-    {"Emscripten", "emscripten_notify_memory_growth pthread_equal"},
-};
-#define NAREAS (sizeof areas / sizeof *areas)
-
-/* 1 if name matches one word of the list ('*' is a wildcard). */
-static int word_match(const char *list, const char *name) {
-    const char *p = list;
-    while (*p) {
-        size_t n = strcspn(p, " ");
-        char pat[96];
-        snprintf(pat, sizeof pat, "%.*s", (int)n, p);
-        char *star = strchr(pat, '*');
-        if (star) {
-            size_t pre = (size_t)(star - pat), suf = strlen(star + 1), len = strlen(name);
-            if (len >= pre + suf && !strncmp(name, pat, pre) &&
-                !strcmp(name + len - suf, star + 1))
-                return 1;
-        } else if (!strcmp(pat, name)) {
+static int has_export(const pw_module_info *in, const char *name) {
+    for (size_t i = 0; i < in->nexports; i++)
+        if (in->exports[i].kind == PW_KIND_FUNC && !strcmp(in->exports[i].name, name))
             return 1;
-        }
-        p += n;
-        while (*p == ' ')
-            p++;
-    }
     return 0;
 }
 
-static size_t area_of(const pw_wasm_import *im) {
-    if (!strcmp(im->module, "wasi_snapshot_preview1") || !strcmp(im->module, "wasi_unstable"))
-        return NAREAS; /* WASI */
-    if (!strcmp(im->module, "env"))
-        for (size_t i = 0; i < NAREAS; i++)
-            if (word_match(areas[i].names, im->name))
-                return i;
-    return NAREAS + 1; /* other */
-}
-
-static int has_export(const pw_wasm_info *in, const char *name) {
-    return pw_wasm_find_export(in, name, PW_EXTERN_FUNC) != NULL;
-}
-
-static int has_import(const pw_wasm_info *in, const char *module, const char *name) {
-    for (uint32_t i = 0; i < in->nimports; i++)
+static int has_import(const pw_module_info *in, const char *module, const char *name) {
+    for (size_t i = 0; i < in->nimports; i++)
         if ((!module || !strcmp(in->imports[i].module, module)) &&
             !strcmp(in->imports[i].name, name))
             return 1;
@@ -84,11 +30,15 @@ static int has_import(const pw_wasm_info *in, const char *module, const char *na
 }
 
 /* Which SDK built the module, from the traits REFERENCE.md §9 lists. */
-static const char *sdk_guess(const pw_wasm_info *in, const char **why) {
+static const char *sdk_guess(const pw_module_info *in, const char **why) {
+    if (!in->abi_version) {
+        *why = "no Proxy-Wasm ABI version marker";
+        return "none";
+    }
     int pa = has_export(in, "proxy_on_memory_allocate"), ma = has_export(in, "malloc");
     int init = has_export(in, "_initialize"), start = has_export(in, "_start");
     int wasi = 0;
-    for (uint32_t i = 0; i < in->nimports; i++)
+    for (size_t i = 0; i < in->nimports; i++)
         wasi |= !strncmp(in->imports[i].module, "wasi", 4);
     if (pa && ma && has_export(in, "free") && has_export(in, "calloc") &&
         has_export(in, "realloc")) {
@@ -96,7 +46,7 @@ static const char *sdk_guess(const pw_wasm_info *in, const char **why) {
         return "Go (TinyGo SDK)";
     }
     if (has_export(in, "proxy_on_grpc_trailing_metadata") ||
-        (ma && in->has_start && !init && !start)) {
+        (ma && in->has_start_section && !init && !start)) {
         *why = "malloc allocator, a start section and no _initialize/_start";
         return "AssemblyScript (solo-io/proxy-runtime)";
     }
@@ -142,103 +92,85 @@ int cmd_inspect(int argc, char **argv) {
         fprintf(stderr, "pwasm: cannot read %s: %s\n", path, strerror(errno));
         return 2;
     }
-    const uint8_t *wasm = bytes;
-    size_t wasm_len = len;
-    int artifact = pw_artifact_wasm(bytes, len, &wasm, &wasm_len);
-    if (artifact < 0) {
-        fprintf(stderr, "pwasm: %s: truncated pwasm compile artifact\n", path);
-        free(bytes);
-        return 1;
-    }
-    pw_wasm_info info;
+    pw_module_info info;
     char err[PW_ERRLEN], sig[256];
-    if (pw_wasm_parse(wasm, wasm_len, &info, err, sizeof err) != 0) {
+    if (pw_module_info_read(bytes, len, &info, err, sizeof err) != PW_OK) {
         fprintf(stderr, "pwasm: %s: %s\n", path, err);
         free(bytes);
         return 1;
     }
-    static const char *markers[] = {"proxy_abi_version_0_2_1", "proxy_abi_version_0_2_0",
-                                    "proxy_abi_version_0_1_0"};
-    const char *abi = "none (not a Proxy-Wasm module)";
-    for (int i = 0; i < 3; i++)
-        if (has_export(&info, markers[i])) {
-            abi = i == 0 ? "0.2.1" : i == 1 ? "0.2.0" : "0.1.0";
-            break;
-        }
-    const char *start = has_export(&info, "_initialize") ? "_initialize (reactor)"
-                        : has_export(&info, "_start")    ? "_start (command)"
-                        : info.has_start                 ? "start section"
-                                                         : "none";
-    const char *alloc = has_export(&info, "proxy_on_memory_allocate") ? "proxy_on_memory_allocate"
-                        : has_export(&info, "malloc")                 ? "malloc"
-                                                                      : "none";
+    const char *start = info.has_start_section ? "start section" : "none";
+    if (info.start)
+        start = strcmp(info.start, "_initialize") ? "_start (command)" : "_initialize (reactor)";
     const char *why, *sdk = sdk_guess(&info, &why);
     printf("file:       %s (%zu bytes%s)\n", path, len,
-           artifact ? ", pwasm compile artifact" : "");
-    printf("abi:        %s\n", abi);
+           info.artifact ? ", pwasm compile artifact" : "");
+    printf("abi:        %s\n",
+           info.abi_version ? info.abi_version : "none (not a Proxy-Wasm module)");
     printf("sdk:        %s (guessed: %s)\n", sdk, why);
     printf("start:      %s\n", start);
-    printf("allocator:  %s\n", alloc);
+    printf("allocator:  %s\n", info.allocator ? info.allocator : "none");
     if (info.has_memory || info.imports_memory) {
-        printf("memory:     %u pages initial (%llu KiB)", info.mem_initial,
-               (unsigned long long)info.mem_initial * 64);
-        if (info.mem_max != UINT32_MAX)
-            printf(", %u max (%llu KiB)", info.mem_max, (unsigned long long)info.mem_max * 64);
+        printf("memory:     %u pages initial (%llu KiB)", info.memory_initial,
+               (unsigned long long)info.memory_initial * 64);
+        if (info.memory_max != UINT32_MAX)
+            printf(", %u max (%llu KiB)", info.memory_max,
+                   (unsigned long long)info.memory_max * 64);
         else
             printf(", no max (this host allows 1 GiB)");
         printf("%s\n", info.imports_memory ? " (imported)" : "");
     } else {
         printf("memory:     none\n");
     }
-    printf("functions:  %u defined\n", info.nfuncs);
+    printf("functions:  %u defined\n", info.nfunctions);
 
-    size_t nfuncs;
-    const pw_hostcall_info *funcs = pw_hostcalls(&nfuncs);
-    int missing = 0, unimpl = 0;
-    printf("imports:    %u\n", info.nimports);
-    for (size_t a = 0; a <= NAREAS + 1; a++) {
+    static const char *const status_names[] = {
+        [PW_IMPORT_OK] = "ok",
+        [PW_IMPORT_UNIMPLEMENTED] = "ok",
+        [PW_IMPORT_MISSING] = "not provided",
+        [PW_IMPORT_WRONG_SIGNATURE] = "wrong signature",
+    };
+    printf("imports:    %zu\n", info.nimports);
+    for (int a = 0; a < PW_AREA_COUNT; a++) {
         int title = 0;
-        for (uint32_t i = 0; i < info.nimports; i++) {
-            const pw_wasm_import *im = &info.imports[i];
-            if (area_of(im) != a)
+        for (size_t i = 0; i < info.nimports; i++) {
+            const pw_import_info *im = &info.imports[i];
+            if (im->area != a)
                 continue;
             if (!title)
-                printf("  %s:\n", a < NAREAS ? areas[a].title : a == NAREAS ? "WASI" : "other");
+                printf("  %s:\n", pw_area_name(a));
             title = 1;
-            const char *status = "not provided";
-            int later = 0;
-            if (im->kind == PW_EXTERN_FUNC) {
-                for (size_t j = 0; j < nfuncs; j++)
-                    if (!strcmp(funcs[j].module, im->module) && !strcmp(funcs[j].name, im->name)) {
-                        status = strcmp(funcs[j].signature, im->sig) ? "wrong signature" : "ok";
-                        later = !funcs[j].implemented && !strcmp(status, "ok");
-                        break;
-                    }
-            }
-            missing += strcmp(status, "ok") != 0;
-            unimpl += later;
+            int later = im->status == PW_IMPORT_UNIMPLEMENTED;
             printf("    %-6s %s.%s %s  [%s]%s\n", kind_name(im->kind), im->module, im->name,
-                   im->kind == PW_EXTERN_FUNC ? pw_sig_pretty(im->sig, sig, sizeof sig) : "",
-                   status, later ? " returns Unimplemented in this version" : "");
+                   im->kind == PW_KIND_FUNC ? pw_signature_pretty(im->signature, sig, sizeof sig)
+                                            : "",
+                   status_names[im->status],
+                   later ? " returns Unimplemented in this version" : "");
         }
     }
-    printf("exports:    %u\n", info.nexports);
-    for (uint32_t i = 0; i < info.nexports; i++) {
-        const pw_wasm_export *ex = &info.exports[i];
-        printf("  %-6s %s%s%s\n", kind_name(ex->kind), ex->name,
-               ex->kind == PW_EXTERN_FUNC ? " " : "",
-               ex->kind == PW_EXTERN_FUNC ? pw_sig_pretty(ex->sig, sig, sizeof sig) : "");
+    printf("exports:    %zu\n", info.nexports);
+    for (size_t i = 0; i < info.nexports; i++) {
+        const pw_export_info *ex = &info.exports[i];
+        printf(
+            "  %-6s %s%s%s\n", kind_name(ex->kind), ex->name, ex->kind == PW_KIND_FUNC ? " " : "",
+            ex->kind == PW_KIND_FUNC ? pw_signature_pretty(ex->signature, sig, sizeof sig) : "");
     }
+    size_t missing = info.nmissing;
+    if (info.problem[0])
+        printf("host:       cannot run it as a Proxy-Wasm plugin: %s\n", info.problem);
     if (missing)
-        printf("host:       cannot run it (%d import%s above not provided)\n", missing,
+        printf("host:       cannot run it (%zu import%s above not provided)\n", missing,
                missing == 1 ? "" : "s");
-    else if (unimpl)
-        printf("host:       provides every import (%d not implemented yet: they return "
+    else if (info.problem[0])
+        ; /* said above */
+    else if (info.nunimplemented)
+        printf("host:       provides every import (%zu not implemented yet: they return "
                "Unimplemented)\n",
-               unimpl);
+               info.nunimplemented);
     else
         printf("host:       provides every import\n");
-    pw_wasm_info_free(&info);
+    int rc = missing || info.problem[0] ? 1 : 0;
+    pw_module_info_free(&info);
     free(bytes);
-    return missing ? 1 : 0;
+    return rc;
 }

@@ -18,7 +18,9 @@ static const struct command {
      "it, its start function, allocator and memory limits, its imports grouped\n"
      "by area (each marked ok, not provided or wrong signature, and whether\n"
      "pwasm implements it yet), its exports, and whether this host can run it.\n"
-     "Exit status 1 when an import is not provided.\n"},
+     "Exit status 1 when an import is not provided or the module is no\n"
+     "Proxy-Wasm plugin this host can run (no ABI marker, a callback of a\n"
+     "signature it cannot call, no allocator).\n"},
     {"compile", cmd_compile, "compile PLUGIN.wasm -o OUT [--name NAME]",
      "Compiles the plugin to native code for this machine and writes an\n"
      "artifact (the module plus its compiled code) that run, test, bench and the\n"

@@ -273,6 +273,102 @@ const pw_hostcall_info *pw_hostcall_find(const char *module, const char *name);
 /* "0.1.0", "0.2.0" or "0.2.1" (§1.1). */
 const char *pw_module_abi_version(const pw_module *m);
 
+/* ----------------------------------------------------------- module reader */
+
+/* What a module is and whether this host can run it, read without
+ * compiling or running anything (`pwasm inspect`). */
+
+/* Kinds of imports and exports (the Wasm external kinds). */
+enum {
+    PW_KIND_FUNC = 0,
+    PW_KIND_TABLE = 1,
+    PW_KIND_MEMORY = 2,
+    PW_KIND_GLOBAL = 3,
+    PW_KIND_TAG = 4
+};
+
+/* pw_import_info.status: does this host provide the import? */
+enum {
+    PW_IMPORT_OK = 0,              /* provided */
+    PW_IMPORT_UNIMPLEMENTED = 1,   /* provided, answers Unimplemented (12) */
+    PW_IMPORT_MISSING = 2,         /* no host function of that name (or not
+                                      a function: this host provides none) */
+    PW_IMPORT_WRONG_SIGNATURE = 3  /* provided with another signature */
+};
+
+/* pw_export_info.role: what this host makes of an export. */
+enum {
+    PW_EXPORT_OTHER = 0,
+    PW_EXPORT_ABI_MARKER = 1,      /* proxy_abi_version_* */
+    PW_EXPORT_CALLBACK = 2,        /* a callback or start function this
+                                      host calls */
+    PW_EXPORT_CALLBACK_LATER = 3,  /* a callback of the ABI this version
+                                      does not call yet */
+    PW_EXPORT_ALLOCATOR = 4        /* the allocator this host would use */
+};
+
+typedef struct pw_import_info {
+    const char *module;
+    const char *name;
+    int kind;                     /* PW_KIND_* */
+    const char *signature;        /* functions: "iii:i" (as pw_hostcall_info);
+                                     "" for other kinds */
+    int status;                   /* PW_IMPORT_* */
+    int area;                     /* pw_area: the host function's, WASI for
+                                     any WASI module, else PW_AREA_OTHER */
+    const pw_hostcall_info *host; /* the host function of that module and
+                                     name, or NULL */
+} pw_import_info;
+
+typedef struct pw_export_info {
+    const char *name;
+    int kind;                     /* PW_KIND_* */
+    const char *signature;        /* functions; "" for other kinds */
+    int role;                     /* PW_EXPORT_* */
+} pw_export_info;
+
+typedef struct pw_module_info {
+    int artifact;                 /* the bytes were a pwasm compile artifact
+                                     (what follows is about its module) */
+    /* "0.1.0", "0.2.0" or "0.2.1" from the exported marker (§1.2), or
+     * NULL: not a Proxy-Wasm module. */
+    const char *abi_version;
+    /* Why this host cannot run it as a Proxy-Wasm plugin: no ABI marker,
+     * a callback exported with a signature this host cannot call, no
+     * allocator (the reason pw_module_load would give); "" if none of
+     * these. Imports are judged one by one in imports[].status. */
+    char problem[PW_ERRLEN];
+    const char *allocator;        /* "proxy_on_memory_allocate", "malloc" or
+                                     NULL */
+    const char *start;            /* "_initialize", "_start" or NULL */
+    int has_start_section;        /* a Wasm start function */
+    int has_memory;               /* defines a memory */
+    int imports_memory;
+    uint32_t memory_initial;      /* pages of 64 KiB */
+    uint32_t memory_max;          /* pages; UINT32_MAX: no maximum */
+    uint32_t nfunctions;          /* defined (not imported) functions */
+    uint32_t data_bytes;          /* size of the data section */
+    pw_import_info *imports;
+    size_t nimports;
+    size_t nmissing;              /* imports MISSING or WRONG_SIGNATURE */
+    size_t nunimplemented;        /* imports UNIMPLEMENTED */
+    pw_export_info *exports;
+    size_t nexports;
+    void *internal_;              /* owned by the reader */
+} pw_module_info;
+
+/* Reads Wasm bytes, or the module of a pw_module_compile artifact.
+ * PW_ELOAD when they are neither (the reason in err: "not a Wasm module
+ * (bad magic number)", "truncated pwasm compile artifact", ...),
+ * PW_ENOMEM. Any input is safe. On success free it with
+ * pw_module_info_free; strings point into it. */
+int pw_module_info_read(const uint8_t *bytes, size_t len, pw_module_info *out,
+                        char *err, size_t errlen);
+void pw_module_info_free(pw_module_info *info);
+
+/* "(i32, i32) -> i32" from the signature "ii:i", into buf. Returns buf. */
+const char *pw_signature_pretty(const char *signature, char *buf, size_t len);
+
 /* -------------------------------------------------------------- host hooks */
 
 /*

@@ -1,13 +1,21 @@
 /*
  * module_info.c -- reading a module without compiling it: whether it is a
  * Proxy-Wasm module this host can call (REFERENCE.md §1.2, §2, §13; the
- * check pw_module_load makes), and the artifact format of pwasm compile.
- * Names come from callbacks.def.
+ * check pw_module_load makes), and the public reader behind `pwasm
+ * inspect` (pw_module_info_read), which also judges each import against
+ * the registry. Names come from callbacks.def and hostcalls.def.
  */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "core/core.h"
+
+_Static_assert((int)PW_KIND_FUNC == (int)PW_EXTERN_FUNC &&
+                   (int)PW_KIND_TABLE == (int)PW_EXTERN_TABLE &&
+                   (int)PW_KIND_MEMORY == (int)PW_EXTERN_MEMORY &&
+                   (int)PW_KIND_GLOBAL == (int)PW_EXTERN_GLOBAL &&
+                   (int)PW_KIND_TAG == (int)PW_EXTERN_TAG,
+               "public kinds are the engine's");
 
 /* ------------------------------------------------------ artifact format */
 
@@ -120,4 +128,137 @@ int pw_check_proxy_wasm(const pw_wasm_info *info, int *abi,
         return -1;
     }
     return check_sig(info, *alloc, "i:i", why, whylen);
+}
+
+/* --------------------------------------------------------------- reader */
+
+static int export_role(const char *name, const char *alloc)
+{
+    if (alloc && !strcmp(name, alloc))
+        return PW_EXPORT_ALLOCATOR;
+#define PW_ABI_MARKER(id, export, version)                                 \
+    if (!strcmp(name, export))                                             \
+        return PW_EXPORT_ABI_MARKER;
+#define PW_CALLBACK(id, export, sig_0_1_0, sig_0_2_x)                      \
+    if (!strcmp(name, export))                                             \
+        return PW_EXPORT_CALLBACK;
+#define PW_CALLBACK_LATER(export, sig)                                     \
+    if (!strcmp(name, export))                                             \
+        return PW_EXPORT_CALLBACK_LATER;
+#include "core/callbacks.def"
+    return PW_EXPORT_OTHER;
+}
+
+static int is_wasi(const char *module)
+{
+    return !strcmp(module, "wasi_snapshot_preview1") ||
+           !strcmp(module, "wasi_unstable");
+}
+
+static void judge_import(const pw_wasm_import *im, pw_import_info *out)
+{
+    const pw_hostcall_info *h = pw_hostcall_find(im->module, im->name);
+    int func = im->kind == PW_EXTERN_FUNC;
+    *out = (pw_import_info){
+        .module = im->module,
+        .name = im->name,
+        .kind = im->kind,
+        .signature = func ? im->sig : "",
+        .host = h,
+        .area = h ? h->area : is_wasi(im->module) ? PW_AREA_WASI : PW_AREA_OTHER,
+    };
+    if (!h || !func)
+        out->status = PW_IMPORT_MISSING;
+    else if (strcmp(h->signature, im->sig) != 0)
+        out->status = PW_IMPORT_WRONG_SIGNATURE;
+    else
+        out->status = h->implemented ? PW_IMPORT_OK : PW_IMPORT_UNIMPLEMENTED;
+}
+
+int pw_module_info_read(const uint8_t *bytes, size_t len, pw_module_info *out,
+                        char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    const uint8_t *wasm = bytes;
+    size_t wasm_len = len;
+    int artifact = pw_artifact_wasm(bytes, len, &wasm, &wasm_len);
+    if (artifact < 0) {
+        pw_errf(err, errlen, "truncated pwasm compile artifact");
+        return PW_ELOAD;
+    }
+    pw_wasm_info *wi = calloc(1, sizeof *wi);
+    if (!wi) {
+        pw_errf(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+    char perr[256];
+    if (pw_wasm_parse(wasm, wasm_len, wi, perr, sizeof perr) != 0) {
+        pw_errf(err, errlen, "%s", perr);
+        free(wi);
+        return strstr(perr, "out of memory") ? PW_ENOMEM : PW_ELOAD;
+    }
+    out->internal_ = wi;
+    out->imports = calloc(wi->nimports ? wi->nimports : 1, sizeof *out->imports);
+    out->exports = calloc(wi->nexports ? wi->nexports : 1, sizeof *out->exports);
+    if (!out->imports || !out->exports) {
+        pw_module_info_free(out);
+        pw_errf(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+    out->artifact = artifact;
+    int abi;
+    const char *alloc;
+    if (pw_check_proxy_wasm(wi, &abi, &alloc, out->problem,
+                            sizeof out->problem) == 0)
+        out->problem[0] = 0;
+    out->abi_version = pw_abi_name(pw_abi_of(wi));
+    out->allocator = pw_allocator_of(wi);
+    out->start = has_func(wi, "_initialize") ? "_initialize"
+                 : has_func(wi, "_start")    ? "_start"
+                                             : NULL;
+    out->has_start_section = wi->has_start;
+    out->has_memory = wi->has_memory;
+    out->imports_memory = wi->imports_memory;
+    out->memory_initial = wi->mem_initial;
+    out->memory_max = wi->mem_max;
+    out->nfunctions = wi->nfuncs;
+    out->data_bytes = wi->data_bytes;
+    out->nimports = wi->nimports;
+    for (uint32_t i = 0; i < wi->nimports; i++) {
+        pw_import_info *im = &out->imports[i];
+        judge_import(&wi->imports[i], im);
+        out->nmissing += im->status == PW_IMPORT_MISSING ||
+                         im->status == PW_IMPORT_WRONG_SIGNATURE;
+        out->nunimplemented += im->status == PW_IMPORT_UNIMPLEMENTED;
+    }
+    out->nexports = wi->nexports;
+    for (uint32_t i = 0; i < wi->nexports; i++) {
+        const pw_wasm_export *e = &wi->exports[i];
+        int func = e->kind == PW_EXTERN_FUNC;
+        out->exports[i] = (pw_export_info){
+            .name = e->name,
+            .kind = e->kind,
+            .signature = func ? e->sig : "",
+            .role = func ? export_role(e->name, out->allocator) : PW_EXPORT_OTHER,
+        };
+    }
+    return PW_OK;
+}
+
+void pw_module_info_free(pw_module_info *info)
+{
+    if (!info)
+        return;
+    if (info->internal_) {
+        pw_wasm_info_free(info->internal_);
+        free(info->internal_);
+    }
+    free(info->imports);
+    free(info->exports);
+    memset(info, 0, sizeof *info);
+}
+
+const char *pw_signature_pretty(const char *signature, char *buf, size_t len)
+{
+    return pw_sig_pretty(signature, buf, len);
 }

@@ -49,3 +49,21 @@ def test_not_wasm(tmp_path):
     r = inspect(f)
     assert r.returncode == 1
     assert "not a Wasm module" in r.stderr
+
+
+def test_not_a_proxy_wasm_module():
+    r = inspect("build/tests/plugins/not_proxy_wasm.wasm")
+    assert r.returncode == 1, r.stdout
+    assert "abi:        none (not a Proxy-Wasm module)" in r.stdout
+    assert "sdk:        none" in r.stdout
+    assert ("host:       cannot run it as a Proxy-Wasm plugin: no Proxy-Wasm ABI "
+            "version marker") in r.stdout
+    assert "provides every import" not in r.stdout
+
+
+def test_truncated_artifact(tmp_path):
+    f = tmp_path / "x.pwasm"
+    f.write_bytes(b"PWASMAOT\x01\x00\x00\x00")
+    r = inspect(f)
+    assert r.returncode == 1
+    assert "truncated pwasm compile artifact" in r.stderr

@@ -874,6 +874,171 @@ TEST(core_assemblyscript_example)
     pw_module_free(m);
 }
 
+/* ---------------------------------------------------- registry, reader */
+
+/* Wasm arguments a trace argument kind takes (pwasm.h). */
+static int kind_args(char k)
+{
+    return strchr("spPoOV", k) ? 2 : 1;
+}
+
+TEST(registry_rows_agree)
+{
+    size_t n;
+    const pw_hostcall_info *h = pw_hostcalls(&n);
+    CHECK(n > 100);
+    int bad = 0, described = 0, wasi = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *sig = h[i].signature, *colon = strchr(sig, ':');
+        int is_wasi = strcmp(h[i].module, "env") != 0;
+        wasi += is_wasi;
+        if (!colon || h[i].area < 0 || h[i].area >= PW_AREA_OTHER ||
+            (is_wasi != (h[i].area == PW_AREA_WASI)) ||
+            pw_hostcall_find(h[i].module, h[i].name) != &h[i]) {
+            printf("  row %s.%s\n", h[i].module, h[i].name);
+            bad++;
+            continue;
+        }
+        if (!*h[i].arguments)
+            continue;
+        /* The kinds take the signature's parameters, as many as each
+         * says; D (i64) exactly where the signature has an i64. */
+        described++;
+        const char *a = h[i].arguments;
+        int np = (int)(colon - sig), at = 0;
+        for (;;) {
+            int k = kind_args(*a);
+            if (at + k > np || (sig[at] == 'I') != (*a == 'D')) {
+                printf("  arguments of %s: \"%s\" vs %s\n", h[i].name,
+                       h[i].arguments, sig);
+                bad++;
+                break;
+            }
+            at += k;
+            a = strchr(a, ',');
+            if (!a)
+                break;
+            a++;
+        }
+        if (!a && at != np) {
+            printf("  arguments of %s: %d of %d parameters\n", h[i].name, at, np);
+            bad++;
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(described > 40);
+    CHECK(wasi % 2 == 0 && wasi > 0);
+    CHECK(pw_hostcall_find("env", "proxy_no_such_call") == NULL);
+    CHECK(pw_hostcall_find("env", "fd_write") == NULL);
+    const pw_hostcall_info *log = pw_hostcall_find("env", "proxy_log");
+    CHECK(log && log->area == PW_AREA_LOG && log->implemented &&
+          !strcmp(log->arguments, "L level,s message"));
+    const pw_hostcall_info *q = pw_hostcall_find("env", "proxy_enqueue_shared_queue");
+    CHECK(q && q->area == PW_AREA_SHARED && !q->implemented);
+    CHECK_STR(pw_area_name(PW_AREA_MAPS), "header maps");
+    CHECK_STR(pw_area_name(PW_AREA_WASI), "WASI");
+    CHECK_STR(pw_area_name(-1), "other");
+    CHECK_STR(pw_area_name(PW_AREA_COUNT), "other");
+}
+
+static const pw_import_info *info_import(const pw_module_info *mi, const char *name)
+{
+    for (size_t i = 0; i < mi->nimports; i++)
+        if (!strcmp(mi->imports[i].name, name))
+            return &mi->imports[i];
+    return NULL;
+}
+
+static int info_export_role(const pw_module_info *mi, const char *name)
+{
+    for (size_t i = 0; i < mi->nexports; i++)
+        if (!strcmp(mi->exports[i].name, name))
+            return mi->exports[i].role;
+    return -1;
+}
+
+/* Reads path with pw_module_info_read; 0 when it was read. */
+static int read_info(const char *path, pw_module_info *mi)
+{
+    size_t len;
+    unsigned char *b = read_all(path, &len);
+    if (!b) {
+        printf("  cannot read %s\n", path);
+        return -1;
+    }
+    int rc = pw_module_info_read(b, len, mi, err, sizeof err);
+    free(b);
+    if (rc != PW_OK)
+        printf("  %s: %s\n", path, err);
+    return rc;
+}
+
+TEST(reader_module_info)
+{
+    pw_module_info mi;
+    CHECK(read_info(EXAMPLE("add_header"), &mi) == PW_OK);
+    CHECK_STR(mi.abi_version, "0.2.1");
+    CHECK_STR(mi.problem, "");
+    CHECK_STR(mi.allocator, "proxy_on_memory_allocate");
+    CHECK_STR(mi.start, "_initialize");
+    CHECK(!mi.artifact && mi.has_memory && mi.memory_initial >= 1 && mi.nfunctions > 0);
+    CHECK(mi.nmissing == 0 && mi.nunimplemented == 0);
+    const pw_import_info *im = info_import(&mi, "proxy_log");
+    CHECK(im && im->status == PW_IMPORT_OK && im->area == PW_AREA_LOG &&
+          im->kind == PW_KIND_FUNC && !strcmp(im->signature, "iii:i") && im->host &&
+          !strcmp(im->host->name, "proxy_log"));
+    CHECK(info_export_role(&mi, "proxy_abi_version_0_2_1") == PW_EXPORT_ABI_MARKER);
+    CHECK(info_export_role(&mi, "proxy_on_request_headers") == PW_EXPORT_CALLBACK);
+    CHECK(info_export_role(&mi, "_initialize") == PW_EXPORT_CALLBACK);
+    CHECK(info_export_role(&mi, "proxy_on_tick") == PW_EXPORT_CALLBACK_LATER);
+    CHECK(info_export_role(&mi, "proxy_on_memory_allocate") == PW_EXPORT_ALLOCATOR);
+    CHECK(info_export_role(&mi, "memory") == PW_EXPORT_OTHER);
+    pw_module_info_free(&mi);
+    CHECK(mi.imports == NULL && mi.internal_ == NULL);
+
+    /* Imports this version links but does not implement. */
+    CHECK(read_info(PLUGIN("hostcalls"), &mi) == PW_OK);
+    im = info_import(&mi, "proxy_http_call");
+    CHECK(im && im->status == PW_IMPORT_UNIMPLEMENTED && im->area == PW_AREA_CALLOUTS);
+    im = info_import(&mi, "fd_write");
+    CHECK(im && im->status == PW_IMPORT_OK && im->area == PW_AREA_WASI);
+    CHECK(mi.nunimplemented > 0 && mi.nmissing == 0);
+    pw_module_info_free(&mi);
+
+    /* Imports this host does not provide. */
+    CHECK(read_info(PLUGIN("bad_import"), &mi) == PW_OK);
+    im = info_import(&mi, "proxy_does_not_exist");
+    CHECK(im && im->status == PW_IMPORT_MISSING && im->area == PW_AREA_OTHER && !im->host);
+    CHECK(mi.nmissing == 1 && mi.problem[0] == 0);
+    pw_module_info_free(&mi);
+    CHECK(read_info(PLUGIN("bad_signature"), &mi) == PW_OK);
+    im = info_import(&mi, "proxy_log");
+    CHECK(im && im->status == PW_IMPORT_WRONG_SIGNATURE && im->area == PW_AREA_LOG &&
+          im->host && !strcmp(im->host->signature, "iii:i"));
+    CHECK(mi.nmissing == 1);
+    pw_module_info_free(&mi);
+
+    /* Not a Proxy-Wasm module: said by the reader as by the loader. */
+    CHECK(read_info(PLUGIN("not_proxy_wasm"), &mi) == PW_OK);
+    CHECK(mi.abi_version == NULL && mi.allocator == NULL);
+    CHECK_CONTAINS(mi.problem, "no Proxy-Wasm ABI version marker");
+    CHECK(mi.nmissing == 0);
+    pw_module_info_free(&mi);
+    pw_module *m = NULL;
+    CHECK(pw_module_load_file(rt, "plain", PLUGIN("not_proxy_wasm"), &m, err,
+                              sizeof err) == PW_ELOAD);
+    CHECK_CONTAINS(err, "module \"plain\" refused: no Proxy-Wasm ABI version marker");
+
+    /* Neither Wasm nor an artifact. */
+    CHECK(pw_module_info_read((const uint8_t *)"hello", 5, &mi, err, sizeof err) == PW_ELOAD);
+    CHECK_CONTAINS(err, "not a Wasm module");
+    CHECK(pw_module_info_read((const uint8_t *)"PWASMAOT\1\0\0\0", 12, &mi, err,
+                              sizeof err) == PW_ELOAD);
+    CHECK_CONTAINS(err, "truncated pwasm compile artifact");
+    char buf[64];
+    CHECK_STR(pw_signature_pretty("iI:i", buf, sizeof buf), "(i32, i64) -> i32");
+}
+
 int main(void)
 {
     if (pw_runtime_new(NULL, &rt, err, sizeof err) != PW_OK) {
@@ -899,6 +1064,8 @@ int main(void)
     RUN(core_bodies_and_stream_control);
     RUN(core_trace_hook);
     RUN(core_assemblyscript_example);
+    RUN(registry_rows_agree);
+    RUN(reader_module_info);
     pw_runtime_free(rt);
     run_safety_tests(); /* test_safety.c, with a runtime of its own */
     printf("%d passed, %d failed\n", t_passed, t_failed);
