@@ -35,6 +35,17 @@
 extern "C" {
 #endif
 
+/* ----------------------------------------------------------------- version */
+
+/* This library's version (semantic versioning; 0.x: the API may change). */
+#define PWASM_VERSION_MAJOR 0
+#define PWASM_VERSION_MINOR 1
+#define PWASM_VERSION_PATCH 0
+#define PWASM_VERSION_STRING "0.1.0"
+/* One number to compare: (major * 10000 + minor * 100 + patch). */
+#define PWASM_VERSION_NUMBER                                                  \
+    (PWASM_VERSION_MAJOR * 10000 + PWASM_VERSION_MINOR * 100 + PWASM_VERSION_PATCH)
+
 /* ------------------------------------------------------------------ errors */
 
 #define PW_OK 0
@@ -46,6 +57,10 @@ extern "C" {
 #define PW_ETRAP (-6)    /* the plugin trapped; its VM is now dead */
 #define PW_EPLUGIN (-7)  /* the plugin refused: on_vm_start/on_configure = 0 */
 #define PW_EDEAD (-8)    /* the VM is dead (trapped earlier) */
+
+/* A short description of a PW_* code ("module refused"); "unknown error"
+ * for any other value. Never NULL; static. */
+const char *pw_strerror(int code);
 
 /* Size of an error buffer large enough for every message of this API. */
 #define PW_ERRLEN 512

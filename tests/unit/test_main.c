@@ -1039,6 +1039,27 @@ TEST(reader_module_info)
     CHECK_STR(pw_signature_pretty("iI:i", buf, sizeof buf), "(i32, i64) -> i32");
 }
 
+TEST(api_version_and_strerror)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%d.%d.%d", PWASM_VERSION_MAJOR, PWASM_VERSION_MINOR,
+             PWASM_VERSION_PATCH);
+    CHECK_STR(v, PWASM_VERSION_STRING);
+    CHECK(PWASM_VERSION_NUMBER == PWASM_VERSION_MAJOR * 10000 +
+                                      PWASM_VERSION_MINOR * 100 + PWASM_VERSION_PATCH);
+    CHECK_STR(pw_strerror(PW_OK), "success");
+    CHECK_STR(pw_strerror(PW_ELOAD), "module refused");
+    CHECK_STR(pw_strerror(PW_ETRAP), "plugin trapped");
+    CHECK_STR(pw_strerror(12345), "unknown error");
+    /* Every code has words of its own. */
+    int distinct = 1;
+    for (int a = PW_EDEAD; a <= PW_OK; a++)
+        for (int b = a + 1; b <= PW_OK; b++)
+            distinct &= strcmp(pw_strerror(a), pw_strerror(b)) != 0;
+    CHECK(distinct);
+    CHECK(strcmp(pw_strerror(PW_EDEAD), "unknown error") != 0);
+}
+
 int main(void)
 {
     if (pw_runtime_new(NULL, &rt, err, sizeof err) != PW_OK) {
@@ -1066,6 +1087,7 @@ int main(void)
     RUN(core_assemblyscript_example);
     RUN(registry_rows_agree);
     RUN(reader_module_info);
+    RUN(api_version_and_strerror);
     pw_runtime_free(rt);
     run_safety_tests(); /* test_safety.c, with a runtime of its own */
     printf("%d passed, %d failed\n", t_passed, t_failed);
