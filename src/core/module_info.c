@@ -78,17 +78,19 @@ const char *pw_allocator_of(const pw_wasm_info *info)
     return NULL;
 }
 
-/* 0 if `name` is not exported or has signature `want`, else -1 with why. */
+/* 0 if `name` is not exported or has signature `want` (or `other`, when
+ * not NULL), else -1 with why. */
 static int check_sig(const pw_wasm_info *info, const char *name,
-                     const char *want, char *why, size_t whylen)
+                     const char *want, const char *other, char *why,
+                     size_t whylen)
 {
     const pw_wasm_export *e = pw_wasm_find_export(info, name, PW_EXTERN_FUNC);
-    if (!e || strcmp(e->sig, want) == 0)
+    if (!e || strcmp(e->sig, want) == 0 || (other && !strcmp(e->sig, other)))
         return 0;
-    char a[128], b[128];
-    snprintf(why, whylen, "exports %s with signature %s, expected %s", name,
-             pw_sig_pretty(e->sig, a, sizeof a),
-             pw_sig_pretty(want, b, sizeof b));
+    char a[128], b[128], c[128];
+    snprintf(why, whylen, "exports %s with signature %s, expected %s%s%s", name,
+             pw_sig_pretty(e->sig, a, sizeof a), pw_sig_pretty(want, b, sizeof b),
+             other ? " or " : "", other ? pw_sig_pretty(other, c, sizeof c) : "");
     return -1;
 }
 
@@ -112,13 +114,18 @@ int pw_check_proxy_wasm(const pw_wasm_info *info, int *abi,
                  (int)sizeof markers - 3, markers);
         return -1;
     }
+    /* A callback of either version's signature, whatever the marker says
+     * (the marker's first in a refusal): it is called with its arity. */
 #define PW_CALLBACK(id, export, sig_0_1_0, sig_0_2_x)                      \
     if (check_sig(info, export,                                            \
-                  *abi == PW_ABI_0_1_0 ? sig_0_1_0 : sig_0_2_x, why,       \
-                  whylen))                                                 \
+                  *abi == PW_ABI_0_1_0 ? sig_0_1_0 : sig_0_2_x,            \
+                  strcmp(sig_0_1_0, sig_0_2_x) == 0 ? NULL                 \
+                  : *abi == PW_ABI_0_1_0            ? sig_0_2_x            \
+                                                    : sig_0_1_0,           \
+                  why, whylen))                                            \
         return -1;
 #define PW_CALLBACK_LATER(export, sig)                                     \
-    if (check_sig(info, export, sig, why, whylen))                         \
+    if (check_sig(info, export, sig, NULL, why, whylen))                   \
         return -1;
 #include "core/callbacks.def"
     *alloc = pw_allocator_of(info);
@@ -127,7 +134,7 @@ int pw_check_proxy_wasm(const pw_wasm_info *info, int *abi,
                  (int)sizeof allocators - 5, allocators);
         return -1;
     }
-    return check_sig(info, *alloc, "i:i", why, whylen);
+    return check_sig(info, *alloc, "i:i", NULL, why, whylen);
 }
 
 /* --------------------------------------------------------------- reader */

@@ -67,3 +67,18 @@ def test_truncated_artifact(tmp_path):
     r = inspect(f)
     assert r.returncode == 1
     assert "truncated pwasm compile artifact" in r.stderr
+
+
+def test_header_callbacks_of_the_other_abi_version_are_accepted():
+    for name, abi, sig in (("mixed_abi010", "0.1.0", "(i32, i32, i32) -> i32"),
+                           ("mixed_abi020", "0.2.0", "(i32, i32) -> i32")):
+        r = inspect(f"build/tests/plugins/{name}.wasm")
+        assert r.returncode == 0, r.stdout
+        assert f"abi:        {abi}" in r.stdout
+        assert f"func   proxy_on_request_headers {sig}" in r.stdout
+        assert "host:       provides every import" in r.stdout
+    r = inspect("build/tests/plugins/bad_headers.wasm")
+    assert r.returncode == 1
+    assert ("cannot run it as a Proxy-Wasm plugin: exports proxy_on_request_headers "
+            "with signature (i32) -> i32, expected (i32, i32, i32) -> i32 or "
+            "(i32, i32) -> i32") in r.stdout

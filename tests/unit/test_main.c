@@ -1039,6 +1039,78 @@ TEST(reader_module_info)
     CHECK_STR(pw_signature_pretty("iI:i", buf, sizeof buf), "(i32, i64) -> i32");
 }
 
+/* A module of one ABI version with the header callbacks of the other:
+ * loaded, and each callback called with the arity it exports (the WAT
+ * writes its arity and arguments as headers, one digit each). */
+static void mixed_headers(const char *path, const char *abi, int arity)
+{
+    pw_module *m = load("mixed", path);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    CHECK_STR(pw_module_abi_version(m), abi);
+    CHECK(pw_module_has_callback(m, "proxy_on_request_headers") == 1);
+    CHECK(pw_module_has_callback(m, "proxy_on_response_headers") == 1);
+    mh_host h = {.level = PROXY_LOG_INFO};
+    pw_vm *vm;
+    pw_plugin *p;
+    CHECK(pw_vm_new(m, S(""), S(""), &mh_ops, &h, &vm, err, sizeof err) == PW_OK);
+    CHECK(pw_plugin_new(vm, S("mixed"), S(""), S(""), &p, err, sizeof err) == PW_OK);
+    mh_stream s;
+    mh_stream_init(&s);
+    mh_add(&s.req, ":path", "/");
+    mh_add(&s.req, "x-a", "1");
+    mh_add(&s.resp, ":status", "200");
+    pw_stream *st;
+    CHECK(pw_stream_new(p, &s, &st, err, sizeof err) == PW_OK);
+    CHECK(pw_stream_on_request_headers(st, 2, 1) == PW_ACTION_CONTINUE);
+    CHECK(pw_stream_on_response_headers(st, 1, 0) == PW_ACTION_CONTINUE);
+    pw_stream_free(st);
+    CHECK_STR(h.log, "mixed|2|request_headers\n"
+                     "mixed|2|response_headers\n");
+    const char *want_args = arity == 3 ? "3" : "2";
+    CHECK_STR(mh_get(&s.req, "x-args"), want_args);
+    CHECK_STR(mh_get(&s.req, "x-ctx"), "2"); /* the stream, after root 1 */
+    CHECK_STR(mh_get(&s.req, "x-n"), "2");
+    CHECK_STR(mh_get(&s.resp, "x-args"), want_args);
+    CHECK_STR(mh_get(&s.resp, "x-ctx"), "2");
+    CHECK_STR(mh_get(&s.resp, "x-n"), "1");
+    if (arity == 3) {
+        CHECK_STR(mh_get(&s.req, "x-eos"), "1");
+        CHECK_STR(mh_get(&s.resp, "x-eos"), "0");
+    } else {
+        CHECK(mh_get(&s.req, "x-eos") == NULL && mh_get(&s.resp, "x-eos") == NULL);
+    }
+    CHECK(!pw_vm_dead(vm));
+    pw_vm_free(vm);
+    pw_module_free(m);
+}
+
+TEST(core_abi_0_1_0_marker_0_2_x_callbacks)
+{
+    mixed_headers(PLUGIN("mixed_abi010"), "0.1.0", 3);
+}
+
+TEST(core_abi_0_2_x_marker_0_1_0_callbacks)
+{
+    mixed_headers(PLUGIN("mixed_abi020"), "0.2.0", 2);
+}
+
+TEST(core_header_callbacks_of_neither_signature)
+{
+    pw_module *m = NULL;
+    CHECK(pw_module_load_file(rt, "bad_headers", PLUGIN("bad_headers"), &m, err,
+                              sizeof err) == PW_ELOAD);
+    CHECK(m == NULL);
+    CHECK_CONTAINS(err, "module \"bad_headers\" refused: exports "
+                        "proxy_on_request_headers with signature (i32) -> i32, "
+                        "expected (i32, i32, i32) -> i32 or (i32, i32) -> i32");
+    pw_module_info mi;
+    CHECK(read_info(PLUGIN("mixed_abi010"), &mi) == PW_OK);
+    CHECK_STR(mi.problem, "");
+    pw_module_info_free(&mi);
+}
+
 TEST(api_version_and_strerror)
 {
     char v[32];
@@ -1082,6 +1154,9 @@ int main(void)
     RUN(core_log_limits);
     RUN(core_limits_configurable);
     RUN(core_abi_0_1_0);
+    RUN(core_abi_0_1_0_marker_0_2_x_callbacks);
+    RUN(core_abi_0_2_x_marker_0_1_0_callbacks);
+    RUN(core_header_callbacks_of_neither_signature);
     RUN(core_bodies_and_stream_control);
     RUN(core_trace_hook);
     RUN(core_assemblyscript_example);
