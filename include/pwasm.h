@@ -345,7 +345,7 @@ typedef struct pw_export_info {
 typedef struct pw_module_info {
     int artifact;                 /* the bytes were a pwasm compile artifact
                                      (what follows is about its module) */
-    /* "0.1.0", "0.2.0" or "0.2.1" from the exported marker (§1.2), or
+    /* "0.1.0", "0.2.0" or "0.2.1" from the exported marker, or
      * NULL: not a Proxy-Wasm module. */
     const char *abi_version;
     /* Why this host cannot run it as a Proxy-Wasm plugin: no ABI marker,

@@ -10,7 +10,7 @@
 #include "engine/engine.h"
 #include "pwasm.h"
 
-/* Callbacks the core calls (callbacks.def, REFERENCE.md §2). */
+/* Callbacks the core calls (callbacks.def). */
 enum pw_cb {
 #define PW_CALLBACK(id, export, sig_0_1_0, sig_0_2_x) PW_CB_##id,
 #include "core/callbacks.def"

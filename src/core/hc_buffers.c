@@ -1,9 +1,9 @@
 /*
- * hc_buffers.c -- buffers and configuration (REFERENCE.md §3.3
- * "Configuration", "Buffers", §8.6): proxy_get_buffer_bytes,
+ * hc_buffers.c -- buffers and configuration: proxy_get_buffer_bytes,
  * proxy_get_buffer_status, proxy_set_buffer_bytes, and 0.1.0's
  * proxy_get_configuration. Bodies go through the embedder; the
- * configuration buffers are answered here.
+ * configuration buffers are answered here (docs/ABI.md §3.3
+ * "Configuration", "Buffers").
  */
 #include "core/hc.h"
 

@@ -1,8 +1,9 @@
 /*
- * hc_callouts.c -- HTTP and gRPC call-outs (REFERENCE.md §3.3 "HTTP
- * callouts", "gRPC callouts", "Status of callouts", §8.9): proxy_http_call,
- * proxy_grpc_*, proxy_get_status, and later the callbacks that deliver
- * their answers. Not implemented yet: every one answers Unimplemented.
+ * hc_callouts.c -- HTTP and gRPC call-outs: proxy_http_call, proxy_grpc_*,
+ * proxy_get_status, and later the callbacks that deliver their answers
+ * (proxy_on_http_call_response, proxy_on_grpc_*). Not implemented yet:
+ * every one answers Unimplemented (docs/ABI.md §3.3 "HTTP callouts", "gRPC
+ * callouts", "Status of callouts", §8.9).
  */
 #include "core/hc.h"
 

@@ -1,7 +1,7 @@
 /*
  * hc_emscripten.c -- what C++ plugins built with Emscripten import besides
- * the ABI (REFERENCE.md §9.4): emscripten_notify_memory_growth and
- * pthread_equal.
+ * the ABI: emscripten_notify_memory_growth and pthread_equal (docs/ABI.md
+ * §9).
  */
 #include "core/hc.h"
 

@@ -1,7 +1,7 @@
 /*
- * hc_foreign.c -- foreign functions (REFERENCE.md §3.3 "Foreign
- * functions", §6.6): proxy_call_foreign_function, the host's own
- * extensions called by name. Not implemented yet: Unimplemented.
+ * hc_foreign.c -- foreign functions: proxy_call_foreign_function, the
+ * host's own extensions called by name. Not implemented yet: Unimplemented
+ * (docs/ABI.md §3.3 "Foreign functions", §6.6).
  */
 #include "core/hc.h"
 

@@ -1,7 +1,7 @@
 /*
- * hc_log_time.c -- logging and time (REFERENCE.md §3.3 "Logging, time,
- * timers"): proxy_log, proxy_get_log_level,
- * proxy_get_current_time_nanoseconds, and the clock WASI shares.
+ * hc_log_time.c -- logging and time: proxy_log, proxy_get_log_level,
+ * proxy_get_current_time_nanoseconds, and the clock WASI shares
+ * (docs/ABI.md §3.3 "Logging, time, timers").
  */
 #include <time.h>
 

@@ -1,8 +1,8 @@
 /*
- * hc_maps.c -- header maps (REFERENCE.md §3.3 "Header maps", §6.1, §8.6):
- * the proxy_*_header_map_* hostcalls, through the embedder's map hooks,
- * and the per-header limits every header write obeys (local responses'
- * headers too, through pw_hc_pairs_ok).
+ * hc_maps.c -- header maps: the proxy_*_header_map_* hostcalls, through the
+ * embedder's map hooks, and the per-header limits every header write obeys
+ * (local responses' headers too, through pw_hc_pairs_ok) (docs/ABI.md §3.3
+ * "Header maps", §6.1).
  */
 #include <stdlib.h>
 #include <strings.h>

@@ -1,7 +1,7 @@
 /*
- * hc_metrics.c -- metrics (REFERENCE.md §3.3 "Metrics", §5.11): counters,
- * gauges and histograms a plugin defines and updates. Not implemented
- * yet: every one answers Unimplemented.
+ * hc_metrics.c -- metrics: counters, gauges and histograms a plugin defines
+ * and updates. Not implemented yet: every one answers Unimplemented
+ * (docs/ABI.md §3.3 "Metrics").
  */
 #include "core/hc.h"
 

@@ -1,7 +1,7 @@
 /*
- * hc_properties.c -- properties (REFERENCE.md §3.3 "Properties", §6.2,
- * §7): proxy_get_property and proxy_set_property. The core answers the
- * plugin's own names; everything else goes to the embedder.
+ * hc_properties.c -- properties: proxy_get_property and proxy_set_property.
+ * The core answers the plugin's own names; everything else goes to the
+ * embedder (docs/ABI.md §3.3 "Properties", §6.2).
  */
 #include "core/hc.h"
 

@@ -1,7 +1,7 @@
 /*
- * hc_queues.c -- shared queues (REFERENCE.md §3.3 "Shared queues", §6.5):
- * register, resolve, enqueue, dequeue, and later the proxy_on_queue_ready
- * callbacks. Not implemented yet: every one answers Unimplemented.
+ * hc_queues.c -- shared queues: register, resolve, enqueue, dequeue, and
+ * later the proxy_on_queue_ready callbacks. Not implemented yet: every one
+ * answers Unimplemented (docs/ABI.md §3.3 "Shared queues", §6.5).
  */
 #include "core/hc.h"
 

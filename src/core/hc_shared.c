@@ -1,7 +1,7 @@
 /*
- * hc_shared.c -- shared key/value data (REFERENCE.md §3.3 "Shared
- * key/value data", §6.4): proxy_get_shared_data and proxy_set_shared_data,
- * with compare-and-swap. Not implemented yet: both answer Unimplemented.
+ * hc_shared.c -- shared key/value data: proxy_get_shared_data and
+ * proxy_set_shared_data, with compare-and-swap. Not implemented yet: both
+ * answer Unimplemented (docs/ABI.md §3.3 "Shared key/value data", §6.4).
  */
 #include "core/hc.h"
 

@@ -1,8 +1,7 @@
 /*
- * hc_stream.c -- the stream and its contexts (REFERENCE.md §3.3 "Stream
- * control", "Local responses", "Contexts", §8.8, §8.10): continue and
- * close, proxy_send_local_response, proxy_set_effective_context and
- * proxy_done.
+ * hc_stream.c -- the stream and its contexts: continue and close,
+ * proxy_send_local_response, proxy_set_effective_context and proxy_done
+ * (docs/ABI.md §3.3 "Stream control", "Local responses", "Contexts").
  */
 #include <stdlib.h>
 

@@ -1,7 +1,7 @@
 /*
- * hc_timers.c -- timers (REFERENCE.md §3.3 "Logging, time, timers",
- * §8.5): proxy_set_tick_period_milliseconds, and later the
- * proxy_on_tick callbacks it asks for. Not implemented yet: Unimplemented.
+ * hc_timers.c -- timers: proxy_set_tick_period_milliseconds, and later the
+ * proxy_on_tick callbacks it asks for. Not implemented yet: Unimplemented
+ * (docs/ABI.md §3.3 "Logging, time, timers", §8.5).
  */
 #include "core/hc.h"
 

@@ -1,8 +1,7 @@
 /*
- * hostcalls.c -- the registry of every host function (REFERENCE.md §10),
- * generated from hostcalls.def: the engine's import table and the public
- * pw_hostcalls(). The functions themselves live by area in hc_*.c and
- * wasi.c.
+ * hostcalls.c -- the registry of every host function, generated from
+ * hostcalls.def: the engine's import table and the public pw_hostcalls().
+ * The functions themselves live by area in hc_*.c and wasi.c.
  */
 #include <string.h>
 

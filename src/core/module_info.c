@@ -1,9 +1,9 @@
 /*
  * module_info.c -- reading a module without compiling it: whether it is a
- * Proxy-Wasm module this host can call (REFERENCE.md §1.2, §2, §13; the
- * check pw_module_load makes), and the public reader behind `pwasm
- * inspect` (pw_module_info_read), which also judges each import against
- * the registry. Names come from callbacks.def and hostcalls.def.
+ * Proxy-Wasm module this host can call (the check pw_module_load makes),
+ * and the public reader behind `pwasm inspect` (pw_module_info_read), which
+ * also judges each import against the registry. Names come from
+ * callbacks.def and hostcalls.def.
  */
 #include <stdio.h>
 #include <stdlib.h>
