@@ -124,7 +124,7 @@ char *ypath(ydoc *d, const char *p);
 int yconfig(ydoc *d, yaml_node_t *n, char **out, size_t *len, char *err, size_t errlen);
 /* A scalar as bytes: its text, or with a tag !int / !uint (8 bytes LE),
  * !float (8 bytes LE IEEE-754), !bool (1 byte), !hex (hex digits) per
- * REFERENCE.md §6.3. Bytes live in the arena. */
+ * docs/ABI.md §6.3. Bytes live in the arena. */
 int yvalue_bytes(ydoc *d, yaml_node_t *n, arena *a, pw_str *out, char *err, size_t errlen);
 /* Unsigned integer scalar. */
 int yuint(ydoc *d, yaml_node_t *n, uint64_t *out, char *err, size_t errlen);

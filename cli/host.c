@@ -3,7 +3,7 @@
  * properties, and the replay of one HTTP exchange through a plugin.
  *
  * The exchange follows what the nginx module does (docs/DIRECTIVES.md) and
- * REFERENCE.md §8.2/§8.7/§8.8: request headers, body chunks, trailers, then
+ * docs/ABI.md §8.2/§8.7/§8.8: request headers, body chunks, trailers, then
  * the response (the fixture's, or the plugin's local response), then
  * on_log/on_done/on_delete. A Pause that nothing resumes stops the exchange
  * (a proxy would wait forever); a trap fails closed with a 503.

@@ -29,7 +29,7 @@ static int has_import(const pw_module_info *in, const char *module, const char *
     return 0;
 }
 
-/* Which SDK built the module, from the traits REFERENCE.md §9 lists. */
+/* Which SDK built the module, from the traits docs/ABI.md §9 lists. */
 static const char *sdk_guess(const pw_module_info *in, const char **why) {
     if (!in->abi_version) {
         *why = "no Proxy-Wasm ABI version marker";

@@ -76,7 +76,9 @@ void usage(FILE *f, const char *cmd) {
             fprintf(f, "usage: pwasm %s\n\n%s", commands[i].synopsis, commands[i].help);
             return;
         }
-    fputs("usage: pwasm COMMAND [ARGS]   (pwasm COMMAND --help for each)\n\n", f);
+    fputs("usage: pwasm COMMAND [ARGS]   (pwasm COMMAND --help for each;\n"
+          "       pwasm --version)\n\n",
+          f);
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(f, "  pwasm %s\n", commands[i].synopsis);
     fputs("\nPLUGIN is a .wasm file or an artifact of pwasm compile. Compiled plugins\n"
@@ -97,6 +99,10 @@ int main(int argc, char **argv) {
         const char *cmd = argc > 2 && !strcmp(argv[1], "help") ? argv[2] : NULL;
         usage(argc < 2 ? stderr : stdout, cmd);
         return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("pwasm %s (Proxy-Wasm ABI 0.1.0, 0.2.0, 0.2.1)\n", PWASM_VERSION_STRING);
+        return 0;
     }
     for (size_t i = 0; i < NCOMMANDS; i++)
         if (!strcmp(argv[1], commands[i].name))

@@ -14,7 +14,7 @@
  *               root contexts living in it. One per process per
  *               (module, vm_id). Not thread-safe: use it from one thread.
  *   pw_plugin   one (name, root_id, plugin configuration) on a VM: a root
- *               context (REFERENCE.md §8.1).
+ *               context (docs/ABI.md §8.1).
  *   pw_stream   one HTTP stream context of a plugin (§8.2).
  *
  * Conventions: functions returning int return PW_OK (0) or a negative
@@ -134,7 +134,7 @@ typedef struct pw_runtime_config {
     /* Optimisation and extra flags; NULL: $PWASM_CFLAGS, else "-O2". */
     const char *cflags;
     /* Upper bound for each VM's linear memory in bytes; 0: 1 GiB
-     * (REFERENCE.md §8.12). memory.grow beyond it fails in the plugin. */
+     * (docs/ABI.md §8.12). memory.grow beyond it fails in the plugin. */
     uint64_t max_memory_bytes;
     /* CPU time one call into a plugin may take, in ms, before it is
      * interrupted as a trap ("CPU time limit exceeded"; its VM is then
@@ -396,7 +396,7 @@ const char *pw_signature_pretty(const char *signature, char *buf, size_t len);
  * (0..3) of a stream context reach the embedder, which answers NotFound for
  * a map it cannot offer now.
  * Any hook may be NULL: the core then answers PROXY_RESULT_UNIMPLEMENTED
- * (or NotFound / empty where REFERENCE.md §3.2 says SDKs require it).
+ * (or NotFound / empty where docs/ABI.md §3.2 says SDKs require it).
  */
 typedef struct pw_host_ops {
     /* A plugin log line (proxy_log, or WASI fd_write to stdout=INFO /
@@ -435,7 +435,7 @@ typedef struct pw_host_ops {
 
     /* A property not answered by the core itself (the core answers
      * plugin_name, plugin_root_id, plugin_vm_id). path holds nseg segments,
-     * e.g. {"request","path"}; value encodings per REFERENCE.md §6.3.
+     * e.g. {"request","path"}; value encodings per docs/ABI.md §6.3.
      * NotFound for unknown properties. */
     proxy_status_t (*get_property)(void *host, void *stream, const pw_str *path,
                                    size_t nseg, pw_str *value);
@@ -444,7 +444,7 @@ typedef struct pw_host_ops {
      * clock_time_get(REALTIME), Unix epoch ns. NULL: clock_gettime. */
     uint64_t (*now_ns)(void *host);
 
-    /* ---- bodies (REFERENCE.md §3.3 "Buffers", §8.6, §8.7) ----
+    /* ---- bodies (docs/ABI.md §3.3 "Buffers", §8.6, §8.7) ----
      * type is PROXY_BUFFER_HTTP_REQUEST_BODY or PROXY_BUFFER_HTTP_RESPONSE_BODY
      * (the core answers the configuration buffers itself). The buffer is
      * what the embedder holds for the stream now: the current chunk, or

@@ -13,7 +13,12 @@ unit-test: $(UNIT_BIN) test-plugins examples-c examples-as
 	$(UNIT_BIN)
 
 # Everything, without installing dependencies first.
-check: all unit-test test-cli test-conformance test-nginx
+check: check-includes all unit-test test-cli test-conformance test-nginx
+
+# Dependencies point one way (docs/ARCHITECTURE.md).
+.PHONY: check-includes
+check-includes:
+	$(NGINX_PYTHON) scripts/check_includes.py
 
 test: deps
 	$(MAKE) check

@@ -1,6 +1,6 @@
 /*
  * marshal.c -- values crossing the ABI: out-values through the module's
- * allocator (REFERENCE.md §1.4) and serialised pairs (§6.1).
+ * allocator (docs/ABI.md §1.4) and serialised pairs (§6.1).
  */
 #include <stdlib.h>
 

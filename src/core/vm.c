@@ -1,6 +1,6 @@
 /*
  * vm.c -- VMs, root contexts (plugins) and HTTP stream contexts: their
- * lifecycle (REFERENCE.md §1.3, §8.1, §8.2), trap handling and recovery
+ * lifecycle (docs/ABI.md §1.3, §8.1, §8.2), trap handling and recovery
  * (§8.11).
  */
 #include <malloc.h>

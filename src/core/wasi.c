@@ -1,5 +1,5 @@
 /*
- * wasi.c -- WASI preview 1 for Proxy-Wasm modules (REFERENCE.md §4.2),
+ * wasi.c -- WASI preview 1 for Proxy-Wasm modules (docs/ABI.md §4.2),
  * registered under both `wasi_snapshot_preview1` and `wasi_unstable`
  * (hostcalls.def).
  *

@@ -380,3 +380,9 @@ def test_a_yaml_error_has_one_location(tmp_path):
     assert r.returncode == 1
     assert f"{t}:7:15: expected a string" in r.stdout, r.stdout
     assert r.stdout.count(f"{t}:") == 1, r.stdout
+
+
+def test_version():
+    r = pwasm("--version")
+    assert r.returncode == 0
+    assert re.match(r"pwasm \d+\.\d+\.\d+ ", r.stdout), r.stdout
