@@ -30,16 +30,16 @@ struct pw_runtime {
     char *cache_dir, *cc, *cflags;
     uint64_t max_module_bytes, max_data_bytes;
     uint32_t max_functions;
-    int attached;         /* counted in the engine's attachment */
-    pw_limits limits;     /* defaults filled in */
+    int attached;     /* counted in the engine's attachment */
+    pw_limits limits; /* defaults filled in */
 };
 
 /* Log lines of one plugin in the current one-second window. */
 typedef struct pw_log_rate {
-    int64_t window;       /* CLOCK_MONOTONIC_COARSE second */
+    int64_t window; /* CLOCK_MONOTONIC_COARSE second */
     uint32_t lines;
     uint64_t bytes;
-    uint64_t dropped;     /* lines dropped in this window */
+    uint64_t dropped; /* lines dropped in this window */
 } pw_log_rate;
 
 struct pw_module {
@@ -55,9 +55,9 @@ struct pw_module {
 
 typedef struct pw_ctx {
     uint32_t id;
-    uint32_t root_id;     /* context id of the root (== id for roots) */
+    uint32_t root_id; /* context id of the root (== id for roots) */
     pw_plugin *plugin;
-    pw_stream *stream;    /* NULL for root contexts */
+    pw_stream *stream; /* NULL for root contexts */
 } pw_ctx;
 
 struct pw_plugin {
@@ -68,7 +68,7 @@ struct pw_plugin {
     size_t root_id_len;
     char *config;
     size_t config_len;
-    int started;          /* root context live in the current instance */
+    int started; /* root context live in the current instance */
     pw_log_rate log_rate;
     pw_plugin *next;
 };
@@ -78,10 +78,10 @@ struct pw_stream {
     pw_plugin *plugin;
     void *host_stream;
     uint64_t generation;
-    int created;          /* on_context_create delivered */
+    int created; /* on_context_create delivered */
     int has_local_response;
     pw_local_response lr;
-    char *lr_buf;         /* owns lr's strings and headers */
+    char *lr_buf; /* owns lr's strings and headers */
     size_t lr_cap;
     pw_stream *next_free;
 };
@@ -109,10 +109,10 @@ struct pw_vm {
     pw_plugin *plugins, **plugins_tail;
     pw_stream *free_streams;
     /* Hostcall state for the call in progress. */
-    pw_ctx *cur;          /* context of the innermost host->Wasm call */
-    pw_ctx *eff;          /* proxy_set_effective_context override */
-    int in_start;         /* running _initialize/_start: proc_exit(0) is ok */
-    int in_vm_start;      /* proxy_get_configuration returns the VM config */
+    pw_ctx *cur;     /* context of the innermost host->Wasm call */
+    pw_ctx *eff;     /* proxy_set_effective_context override */
+    int in_start;    /* running _initialize/_start: proc_exit(0) is ok */
+    int in_vm_start; /* proxy_get_configuration returns the VM config */
     /* Limits (a copy of the runtime's) and the state they need. */
     pw_limits lim;
     uint32_t depth;       /* nested pw_vm_callback calls (the allocator) */
@@ -148,18 +148,16 @@ const char *pw_allocator_of(const pw_wasm_info *info);
  * ABI marker, callback signatures, allocator. 0 with *abi and *alloc
  * set, or -1 with the reason in why ("no Proxy-Wasm ABI version marker
  * (...)", "exports proxy_on_log with signature ..., expected ..."). */
-int pw_check_proxy_wasm(const pw_wasm_info *info, int *abi,
-                        const char **alloc, char *why, size_t whylen);
+int pw_check_proxy_wasm(const pw_wasm_info *info, int *abi, const char **alloc, char *why,
+                        size_t whylen);
 
 /* Calls a callback of the VM's module on context ctx. Returns 0 (result in
  * *ret when non-NULL), 1 when the module does not export it, -1 on a trap
  * (the VM is then dead and the trap logged). */
-int pw_vm_callback(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb, const uint32_t *args,
-                   uint32_t *ret);
+int pw_vm_callback(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb, const uint32_t *args, uint32_t *ret);
 
 /* The current context for a hostcall (effective override first). */
-static inline pw_ctx *pw_vm_ctx(pw_vm *vm)
-{
+static inline pw_ctx *pw_vm_ctx(pw_vm *vm) {
     return vm->eff ? vm->eff : vm->cur;
 }
 
@@ -167,15 +165,13 @@ pw_ctx *pw_ctx_lookup(pw_vm *vm, uint32_t id);
 
 /* Name of the plugin of ctx (the module's name without one), as log lines
  * carry it. */
-static inline pw_str pw_ctx_name(const pw_vm *vm, const pw_ctx *ctx)
-{
+static inline pw_str pw_ctx_name(const pw_vm *vm, const pw_ctx *ctx) {
     const char *n = ctx && ctx->plugin ? ctx->plugin->name : vm->m->name;
     return (pw_str){n, strlen(n)};
 }
 
 /* The embedder's stream pointer of ctx, NULL outside a stream. */
-static inline void *pw_ctx_host_stream(const pw_ctx *ctx)
-{
+static inline void *pw_ctx_host_stream(const pw_ctx *ctx) {
     return ctx && ctx->stream ? ctx->stream->host_stream : NULL;
 }
 
@@ -192,8 +188,7 @@ int pw_vm_over_budget(pw_vm *vm, const char *call, uint64_t n);
 
 /* Takes n bytes of hostcall `call` from the current callback's budget: 1
  * if they fit, else 0 (nothing taken; logged as pw_vm_refuse does). */
-static inline int pw_vm_take(pw_vm *vm, const char *call, uint64_t n)
-{
+static inline int pw_vm_take(pw_vm *vm, const char *call, uint64_t n) {
     if (n > vm->budget)
         return pw_vm_over_budget(vm, call, n);
     vm->budget -= n;
@@ -202,8 +197,7 @@ static inline int pw_vm_take(pw_vm *vm, const char *call, uint64_t n)
 
 /* A hostcall refused by a limit: logs why at WARN (the first refusal of
  * the callback only) and returns BadArgument. */
-proxy_status_t pw_vm_refuse(pw_vm *vm, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+proxy_status_t pw_vm_refuse(pw_vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Fills in the defaults of a pw_limits. */
 pw_limits pw_limits_resolve(const pw_limits *in);
@@ -212,15 +206,14 @@ pw_limits pw_limits_resolve(const pw_limits *in);
  * first `avail` of its `len` bytes are at msg (bytes past avail count as
  * truncated). Escapes C0 controls but TAB, truncates at PW_LOG_LINE_MAX,
  * applies the per-plugin rate limit. */
-void pw_plugin_log(pw_vm *vm, proxy_log_level_t level, const char *msg,
-                   size_t avail, uint64_t len);
+void pw_plugin_log(pw_vm *vm, proxy_log_level_t level, const char *msg, size_t avail,
+                   uint64_t len);
 
 /* ---------------------------------------------------- guest memory access */
 
 /* Pointer to [ptr, ptr+len) in linear memory, or NULL when out of bounds
  * (64-bit arithmetic). len 0 is valid anywhere within [0, size]. */
-static inline uint8_t *pw_mem(pw_vm *vm, uint32_t ptr, uint64_t len)
-{
+static inline uint8_t *pw_mem(pw_vm *vm, uint32_t ptr, uint64_t len) {
     uint64_t size;
     uint8_t *base = pw_winst_mem(vm->inst, &size);
     if ((uint64_t)ptr + len > size)
@@ -228,8 +221,7 @@ static inline uint8_t *pw_mem(pw_vm *vm, uint32_t ptr, uint64_t len)
     return base + ptr;
 }
 
-static inline int pw_mem_put_u32(pw_vm *vm, uint32_t ptr, uint32_t v)
-{
+static inline int pw_mem_put_u32(pw_vm *vm, uint32_t ptr, uint32_t v) {
     uint8_t *p = pw_mem(vm, ptr, 4);
     if (!p)
         return -1;
@@ -240,8 +232,7 @@ static inline int pw_mem_put_u32(pw_vm *vm, uint32_t ptr, uint32_t v)
     return 0;
 }
 
-static inline int pw_mem_put_u64(pw_vm *vm, uint32_t ptr, uint64_t v)
-{
+static inline int pw_mem_put_u64(pw_vm *vm, uint32_t ptr, uint64_t v) {
     uint8_t *p = pw_mem(vm, ptr, 8);
     if (!p)
         return -1;
@@ -250,43 +241,40 @@ static inline int pw_mem_put_u64(pw_vm *vm, uint32_t ptr, uint64_t v)
     return 0;
 }
 
-static inline uint32_t pw_get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
+static inline uint32_t pw_get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 /* Guest (ptr, len) as a pw_str, or returns InvalidMemoryAccess. (0,0) is a
  * valid empty string (§3.3 local responses). */
-#define PW_GUEST_STR(vm, s, ptr_, len_)                                    \
-    do {                                                                   \
-        uint8_t *p_ = pw_mem((vm), (ptr_), (len_));                        \
-        if (!p_)                                                           \
-            return PROXY_RESULT_INVALID_MEMORY_ACCESS;                     \
-        (s).data = (const char *)p_;                                       \
-        (s).len = (len_);                                                  \
+#define PW_GUEST_STR(vm, s, ptr_, len_)                                                           \
+    do {                                                                                          \
+        uint8_t *p_ = pw_mem((vm), (ptr_), (len_));                                               \
+        if (!p_)                                                                                  \
+            return PROXY_RESULT_INVALID_MEMORY_ACCESS;                                            \
+        (s).data = (const char *)p_;                                                              \
+        (s).len = (len_);                                                                         \
     } while (0)
 
 /* Returns a value to the plugin following §1.4: checks both out-pointers,
  * writes (0,0) for empty, else allocates exactly len bytes with the module's
  * allocator and copies. Traps propagate (the VM dies). */
-proxy_status_t pw_out_bytes(pw_vm *vm, const void *data, size_t len,
-                            uint32_t ret_ptr, uint32_t ret_size);
+proxy_status_t pw_out_bytes(pw_vm *vm, const void *data, size_t len, uint32_t ret_ptr,
+                            uint32_t ret_size);
 
 /* As pw_out_bytes, but leaves the copy to the caller: *dst is where len
  * bytes must be written (NULL when len is 0 or on error). */
-proxy_status_t pw_out_alloc(pw_vm *vm, size_t len, uint32_t ret_ptr,
-                            uint32_t ret_size, uint8_t **dst);
+proxy_status_t pw_out_alloc(pw_vm *vm, size_t len, uint32_t ret_ptr, uint32_t ret_size,
+                            uint8_t **dst);
 
 /* Serialises pairs (§6.1) into a fresh guest allocation, as pw_out_bytes. */
-proxy_status_t pw_out_pairs(pw_vm *vm, const pw_kv *pairs, size_t n,
-                            uint32_t ret_ptr, uint32_t ret_size);
+proxy_status_t pw_out_pairs(pw_vm *vm, const pw_kv *pairs, size_t n, uint32_t ret_ptr,
+                            uint32_t ret_size);
 
 /* Parses serialised pairs (§6.1) in guest memory. Accepts (0,0), (any,0),
  * the 1-byte "\0" and a zero count as empty. *pairs is malloc'ed (free it);
  * values point into guest memory. Returns Ok, InvalidMemoryAccess or
  * BadArgument (malformed). */
-proxy_status_t pw_parse_pairs(pw_vm *vm, uint32_t ptr, uint32_t len,
-                              pw_kv **pairs, size_t *n);
+proxy_status_t pw_parse_pairs(pw_vm *vm, uint32_t ptr, uint32_t len, pw_kv **pairs, size_t *n);
 
 #endif

@@ -8,8 +8,7 @@
 #include "core/hc.h"
 
 /* The bytes of a configuration buffer, or NotFound. */
-static proxy_status_t config_of(pw_vm *vm, u32 type, pw_str *out)
-{
+static proxy_status_t config_of(pw_vm *vm, u32 type, pw_str *out) {
     pw_ctx *ctx = pw_vm_ctx(vm);
     if (type == PROXY_BUFFER_VM_CONFIGURATION) {
         *out = (pw_str){vm->vm_config, vm->vm_config_len};
@@ -24,16 +23,13 @@ static proxy_status_t config_of(pw_vm *vm, u32 type, pw_str *out)
     return PROXY_RESULT_NOT_FOUND;
 }
 
-static int is_body(u32 type)
-{
-    return type == PROXY_BUFFER_HTTP_REQUEST_BODY ||
-           type == PROXY_BUFFER_HTTP_RESPONSE_BODY;
+static int is_body(u32 type) {
+    return type == PROXY_BUFFER_HTTP_REQUEST_BODY || type == PROXY_BUFFER_HTTP_RESPONSE_BODY;
 }
 
 /* Size of a buffer: bodies through the embedder, configurations here. */
-static proxy_status_t buffer_size(pw_vm *vm, u32 type, void **stream,
-                                  size_t *size, pw_str *config)
-{
+static proxy_status_t buffer_size(pw_vm *vm, u32 type, void **stream, size_t *size,
+                                  pw_str *config) {
     if (type > PROXY_BUFFER_TYPE_MAX)
         return PROXY_RESULT_BAD_ARGUMENT;
     if (is_body(type)) {
@@ -47,9 +43,7 @@ static proxy_status_t buffer_size(pw_vm *vm, u32 type, void **stream,
     return st; /* TCP data, call-out and gRPC buffers: not in this host yet */
 }
 
-u32 pw_hc_get_buffer_bytes(void *c, u32 type, u32 start, u32 max,
-                           u32 ret_ptr, u32 ret_size)
-{
+u32 pw_hc_get_buffer_bytes(void *c, u32 type, u32 start, u32 max, u32 ret_ptr, u32 ret_size) {
     void *s = NULL;
     size_t size = 0;
     pw_str cfg = {0};
@@ -74,8 +68,7 @@ u32 pw_hc_get_buffer_bytes(void *c, u32 type, u32 start, u32 max,
     return VM->ops->body_copy(VM->host, s, type, (size_t)from, len, dst);
 }
 
-u32 pw_hc_get_buffer_status(void *c, u32 type, u32 ret_size, u32 ret_flags)
-{
+u32 pw_hc_get_buffer_status(void *c, u32 type, u32 ret_size, u32 ret_flags) {
     void *s = NULL;
     size_t size = 0;
     pw_str cfg;
@@ -90,16 +83,13 @@ u32 pw_hc_get_buffer_status(void *c, u32 type, u32 ret_size, u32 ret_flags)
 
 /* §3.3: replace `size` bytes at `start`; prepend (0,0), append (start >=
  * length), replace-all (0, >= length), or any splice in between. */
-u32 pw_hc_set_buffer_bytes(void *c, u32 type, u32 start, u32 size, u32 ptr,
-                           u32 len)
-{
+u32 pw_hc_set_buffer_bytes(void *c, u32 type, u32 start, u32 size, u32 ptr, u32 len) {
     pw_str data;
     if (type > PROXY_BUFFER_TYPE_MAX)
         return PROXY_RESULT_BAD_ARGUMENT;
     PW_GUEST_STR(VM, data, ptr, len);
     if (!is_body(type))
-        return type == PROXY_BUFFER_DOWNSTREAM_DATA ||
-                       type == PROXY_BUFFER_UPSTREAM_DATA
+        return type == PROXY_BUFFER_DOWNSTREAM_DATA || type == PROXY_BUFFER_UPSTREAM_DATA
                    ? PROXY_RESULT_NOT_FOUND
                    : PROXY_RESULT_BAD_ARGUMENT; /* immutable buffers */
     void *s = pw_ctx_host_stream(pw_vm_ctx(VM));
@@ -120,11 +110,8 @@ u32 pw_hc_set_buffer_bytes(void *c, u32 type, u32 start, u32 size, u32 ptr,
 }
 
 /* 0.1.0: the VM configuration in on_vm_start, else the plugin's. */
-u32 pw_hc_get_configuration(void *c, u32 ret_ptr, u32 ret_size)
-{
-    return pw_hc_get_buffer_bytes(c,
-                                  VM->in_vm_start
-                                      ? PROXY_BUFFER_VM_CONFIGURATION
-                                      : PROXY_BUFFER_PLUGIN_CONFIGURATION,
-                                  0, UINT32_MAX, ret_ptr, ret_size);
+u32 pw_hc_get_configuration(void *c, u32 ret_ptr, u32 ret_size) {
+    return pw_hc_get_buffer_bytes(
+        c, VM->in_vm_start ? PROXY_BUFFER_VM_CONFIGURATION : PROXY_BUFFER_PLUGIN_CONFIGURATION, 0,
+        UINT32_MAX, ret_ptr, ret_size);
 }

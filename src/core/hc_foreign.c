@@ -6,10 +6,8 @@
 #include "core/hc.h"
 
 /* Calls the host function `name` with `args`; its results as out-bytes. */
-u32 pw_hc_call_foreign_function(PW_UNUSED void *c, PW_UNUSED u32 nptr,
-                                PW_UNUSED u32 nlen, PW_UNUSED u32 aptr,
-                                PW_UNUSED u32 alen, PW_UNUSED u32 ret_ptr,
-                                PW_UNUSED u32 ret_size)
-{
+u32 pw_hc_call_foreign_function(PW_UNUSED void *c, PW_UNUSED u32 nptr, PW_UNUSED u32 nlen,
+                                PW_UNUSED u32 aptr, PW_UNUSED u32 alen, PW_UNUSED u32 ret_ptr,
+                                PW_UNUSED u32 ret_size) {
     return PROXY_RESULT_UNIMPLEMENTED;
 }

@@ -9,8 +9,7 @@
 
 /* Escaped, truncated and rate-limited in pw_plugin_log (limits.c); a
  * dropped line is still Ok (the Rust SDK panics on anything else). */
-u32 pw_hc_log(void *c, u32 level, u32 ptr, u32 len)
-{
+u32 pw_hc_log(void *c, u32 level, u32 ptr, u32 len) {
     if (level > PROXY_LOG_CRITICAL)
         return PROXY_RESULT_BAD_ARGUMENT;
     pw_str msg;
@@ -19,18 +18,14 @@ u32 pw_hc_log(void *c, u32 level, u32 ptr, u32 len)
     return OK;
 }
 
-u32 pw_hc_get_log_level(void *c, u32 ret)
-{
-    u32 level = VM->ops->log_level ? (u32)VM->ops->log_level(VM->host)
-                                   : PROXY_LOG_INFO;
+u32 pw_hc_get_log_level(void *c, u32 ret) {
+    u32 level = VM->ops->log_level ? (u32)VM->ops->log_level(VM->host) : PROXY_LOG_INFO;
     if (level > PROXY_LOG_CRITICAL)
         level = PROXY_LOG_CRITICAL; /* §3.2: Rust panics on 6 */
-    return pw_mem_put_u32(VM, ret, level) ? PROXY_RESULT_INVALID_MEMORY_ACCESS
-                                          : OK;
+    return pw_mem_put_u32(VM, ret, level) ? PROXY_RESULT_INVALID_MEMORY_ACCESS : OK;
 }
 
-uint64_t pw_vm_now_ns(pw_vm *vm)
-{
+uint64_t pw_vm_now_ns(pw_vm *vm) {
     if (vm->ops->now_ns)
         return vm->ops->now_ns(vm->host);
     struct timespec ts;
@@ -38,9 +33,6 @@ uint64_t pw_vm_now_ns(pw_vm *vm)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-u32 pw_hc_get_current_time(void *c, u32 ret)
-{
-    return pw_mem_put_u64(VM, ret, pw_vm_now_ns(VM))
-               ? PROXY_RESULT_INVALID_MEMORY_ACCESS
-               : OK;
+u32 pw_hc_get_current_time(void *c, u32 ret) {
+    return pw_mem_put_u64(VM, ret, pw_vm_now_ns(VM)) ? PROXY_RESULT_INVALID_MEMORY_ACCESS : OK;
 }

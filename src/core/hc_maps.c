@@ -11,15 +11,13 @@
 
 /* Maps this version serves through the embedder: HTTP headers and trailers
  * of a stream context. Anything else is "not available now". */
-static int map_available(pw_vm *vm, u32 map, void **stream)
-{
+static int map_available(pw_vm *vm, u32 map, void **stream) {
     pw_ctx *ctx = pw_vm_ctx(vm);
     *stream = pw_ctx_host_stream(ctx);
     return *stream && map <= PROXY_MAP_HTTP_RESPONSE_TRAILERS;
 }
 
-u32 pw_hc_get_header_map_pairs(void *c, u32 map, u32 ret_ptr, u32 ret_size)
-{
+u32 pw_hc_get_header_map_pairs(void *c, u32 map, u32 ret_ptr, u32 ret_size) {
     void *s;
     if (map > PROXY_MAP_TYPE_MAX)
         return PROXY_RESULT_BAD_ARGUMENT;
@@ -33,8 +31,7 @@ u32 pw_hc_get_header_map_pairs(void *c, u32 map, u32 ret_ptr, u32 ret_size)
     return pw_out_pairs(VM, pairs, n, ret_ptr, ret_size);
 }
 
-u32 pw_hc_get_header_map_size(void *c, u32 map, u32 ret)
-{
+u32 pw_hc_get_header_map_size(void *c, u32 map, u32 ret) {
     void *s;
     if (map > PROXY_MAP_TYPE_MAX)
         return PROXY_RESULT_BAD_ARGUMENT;
@@ -53,9 +50,7 @@ u32 pw_hc_get_header_map_size(void *c, u32 map, u32 ret)
     return OK;
 }
 
-u32 pw_hc_get_header_map_value(void *c, u32 map, u32 kptr, u32 klen,
-                               u32 ret_ptr, u32 ret_size)
-{
+u32 pw_hc_get_header_map_value(void *c, u32 map, u32 kptr, u32 klen, u32 ret_ptr, u32 ret_size) {
     void *s;
     pw_str key, val = {0};
     if (map > PROXY_MAP_TYPE_MAX)
@@ -73,35 +68,30 @@ u32 pw_hc_get_header_map_value(void *c, u32 map, u32 kptr, u32 klen,
     return pw_out_bytes(VM, val.data, val.len, ret_ptr, ret_size);
 }
 
-static int status_str_ok(pw_str v)
-{
+static int status_str_ok(pw_str v) {
     if (v.len != 3)
         return 0;
     for (int i = 0; i < 3; i++)
         if (v.data[i] < '0' || v.data[i] > '9')
             return 0;
-    return pw_hc_status_ok((u32)((v.data[0] - '0') * 100 +
-                                 (v.data[1] - '0') * 10 + (v.data[2] - '0')));
+    return pw_hc_status_ok(
+        (u32)((v.data[0] - '0') * 100 + (v.data[1] - '0') * 10 + (v.data[2] - '0')));
 }
 
-static int is_status_key(pw_str k)
-{
+static int is_status_key(pw_str k) {
     return k.len == 7 && k.data[0] == ':' && !strncasecmp(k.data, ":status", 7);
 }
 
 /* The per-header limits of a write to `map` by hostcall `call` (a local
  * response's headers: PW_HC_LOCAL_RESPONSE_MAP). Ok or BadArgument. */
-static proxy_status_t header_ok(pw_vm *vm, const char *call, u32 map,
-                                pw_str key, pw_str val)
-{
+static proxy_status_t header_ok(pw_vm *vm, const char *call, u32 map, pw_str key, pw_str val) {
     if (key.len > vm->lim.max_header_name_bytes)
-        return pw_vm_refuse(vm, "%s: header name of %zu bytes (limit %u)", call,
-                            key.len, vm->lim.max_header_name_bytes);
+        return pw_vm_refuse(vm, "%s: header name of %zu bytes (limit %u)", call, key.len,
+                            vm->lim.max_header_name_bytes);
     if (val.len > vm->lim.max_header_value_bytes)
-        return pw_vm_refuse(vm, "%s: header value of %zu bytes (limit %u)",
-                            call, val.len, vm->lim.max_header_value_bytes);
-    if (map == PROXY_MAP_HTTP_RESPONSE_HEADERS && is_status_key(key) &&
-        !status_str_ok(val))
+        return pw_vm_refuse(vm, "%s: header value of %zu bytes (limit %u)", call, val.len,
+                            vm->lim.max_header_value_bytes);
+    if (map == PROXY_MAP_HTTP_RESPONSE_HEADERS && is_status_key(key) && !status_str_ok(val))
         return pw_vm_refuse(vm, "%s: :status \"%.*s\" (200..599 only)", call,
                             val.len <= 16 ? (int)val.len : 16, val.data);
     return OK;
@@ -109,9 +99,7 @@ static proxy_status_t header_ok(pw_vm *vm, const char *call, u32 map,
 
 enum map_op { MAP_ADD, MAP_REPLACE, MAP_REMOVE };
 
-static u32 map_modify(pw_vm *vm, enum map_op op, u32 map, u32 kptr, u32 klen,
-                      u32 vptr, u32 vlen)
-{
+static u32 map_modify(pw_vm *vm, enum map_op op, u32 map, u32 kptr, u32 klen, u32 vptr, u32 vlen) {
     void *s;
     pw_str key, val = {0};
     if (map > PROXY_MAP_TYPE_MAX)
@@ -122,8 +110,8 @@ static u32 map_modify(pw_vm *vm, enum map_op op, u32 map, u32 kptr, u32 klen,
     if (!map_available(vm, map, &s))
         return PROXY_RESULT_NOT_FOUND;
     if (op != MAP_REMOVE) {
-        const char *call = op == MAP_ADD ? "proxy_add_header_map_value"
-                                         : "proxy_replace_header_map_value";
+        const char *call =
+            op == MAP_ADD ? "proxy_add_header_map_value" : "proxy_replace_header_map_value";
         proxy_status_t st = header_ok(vm, call, map, key, val);
         if (st == OK)
             st = pw_hc_charge(vm, call, (uint64_t)key.len + val.len);
@@ -133,38 +121,29 @@ static u32 map_modify(pw_vm *vm, enum map_op op, u32 map, u32 kptr, u32 klen,
     const pw_host_ops *o = vm->ops;
     switch (op) {
     case MAP_ADD:
-        return o->map_add ? o->map_add(vm->host, s, map, key, val)
-                          : PROXY_RESULT_UNIMPLEMENTED;
+        return o->map_add ? o->map_add(vm->host, s, map, key, val) : PROXY_RESULT_UNIMPLEMENTED;
     case MAP_REPLACE:
         return o->map_replace ? o->map_replace(vm->host, s, map, key, val)
                               : PROXY_RESULT_UNIMPLEMENTED;
     case MAP_REMOVE:
-        return o->map_remove ? o->map_remove(vm->host, s, map, key)
-                             : PROXY_RESULT_UNIMPLEMENTED;
+        return o->map_remove ? o->map_remove(vm->host, s, map, key) : PROXY_RESULT_UNIMPLEMENTED;
     }
     return PROXY_RESULT_BAD_ARGUMENT;
 }
 
-u32 pw_hc_add_header_map_value(void *c, u32 map, u32 kptr, u32 klen,
-                               u32 vptr, u32 vlen)
-{
+u32 pw_hc_add_header_map_value(void *c, u32 map, u32 kptr, u32 klen, u32 vptr, u32 vlen) {
     return map_modify(VM, MAP_ADD, map, kptr, klen, vptr, vlen);
 }
 
-u32 pw_hc_replace_header_map_value(void *c, u32 map, u32 kptr, u32 klen,
-                                   u32 vptr, u32 vlen)
-{
+u32 pw_hc_replace_header_map_value(void *c, u32 map, u32 kptr, u32 klen, u32 vptr, u32 vlen) {
     return map_modify(VM, MAP_REPLACE, map, kptr, klen, vptr, vlen);
 }
 
-u32 pw_hc_remove_header_map_value(void *c, u32 map, u32 kptr, u32 klen)
-{
+u32 pw_hc_remove_header_map_value(void *c, u32 map, u32 kptr, u32 klen) {
     return map_modify(VM, MAP_REMOVE, map, kptr, klen, 0, 0);
 }
 
-proxy_status_t pw_hc_pairs_ok(pw_vm *vm, const char *call, u32 map,
-                              const pw_kv *pairs, size_t n)
-{
+proxy_status_t pw_hc_pairs_ok(pw_vm *vm, const char *call, u32 map, const pw_kv *pairs, size_t n) {
     uint64_t bytes = 0;
     for (size_t i = 0; i < n; i++) {
         proxy_status_t st = header_ok(vm, call, map, pairs[i].key, pairs[i].value);
@@ -175,8 +154,7 @@ proxy_status_t pw_hc_pairs_ok(pw_vm *vm, const char *call, u32 map,
     return pw_hc_charge(vm, call, bytes);
 }
 
-u32 pw_hc_set_header_map_pairs(void *c, u32 map, u32 ptr, u32 len)
-{
+u32 pw_hc_set_header_map_pairs(void *c, u32 map, u32 ptr, u32 len) {
     void *s;
     if (map > PROXY_MAP_TYPE_MAX)
         return PROXY_RESULT_BAD_ARGUMENT;
@@ -189,8 +167,7 @@ u32 pw_hc_set_header_map_pairs(void *c, u32 map, u32 ptr, u32 len)
         st = PROXY_RESULT_NOT_FOUND;
     else if (!VM->ops->map_set_pairs)
         st = PROXY_RESULT_UNIMPLEMENTED;
-    else if ((st = pw_hc_pairs_ok(VM, "proxy_set_header_map_pairs", map, pairs,
-                                  n)) == OK)
+    else if ((st = pw_hc_pairs_ok(VM, "proxy_set_header_map_pairs", map, pairs, n)) == OK)
         st = VM->ops->map_set_pairs(VM->host, s, map, pairs, n);
     free(pairs);
     return st;

@@ -9,8 +9,7 @@
 
 /* §3.3: continue / close the current stream; the embedder defers the
  * action until the callback returns (§8.10). */
-static u32 stream_control(pw_vm *vm, u32 type, int close)
-{
+static u32 stream_control(pw_vm *vm, u32 type, int close) {
     if (type > PROXY_STREAM_TYPE_MAX)
         return PROXY_RESULT_BAD_ARGUMENT;
     void *s = pw_ctx_host_stream(pw_vm_ctx(vm));
@@ -23,40 +22,33 @@ static u32 stream_control(pw_vm *vm, u32 type, int close)
     return fn(vm->host, s, (proxy_stream_type_t)type);
 }
 
-u32 pw_hc_continue_stream(void *c, u32 type)
-{
+u32 pw_hc_continue_stream(void *c, u32 type) {
     return stream_control(VM, type, 0);
 }
 
-u32 pw_hc_close_stream(void *c, u32 type)
-{
+u32 pw_hc_close_stream(void *c, u32 type) {
     return stream_control(VM, type, 1);
 }
 
 /* 0.1.0's names for continuing either direction. */
-u32 pw_hc_continue_request(void *c)
-{
+u32 pw_hc_continue_request(void *c) {
     return stream_control(VM, PROXY_STREAM_HTTP_REQUEST, 0);
 }
 
-u32 pw_hc_continue_response(void *c)
-{
+u32 pw_hc_continue_response(void *c) {
     return stream_control(VM, PROXY_STREAM_HTTP_RESPONSE, 0);
 }
 
 /* 0.1.0: writing :path already makes nginx choose the location again. Not
  * implemented: Unimplemented. */
-u32 pw_hc_clear_route_cache(PW_UNUSED void *c)
-{
+u32 pw_hc_clear_route_cache(PW_UNUSED void *c) {
     return PROXY_RESULT_UNIMPLEMENTED;
 }
 
 /* ------------------------------------------------------ local response */
 
-u32 pw_hc_send_local_response(void *c, u32 status, u32 dptr, u32 dlen,
-                              u32 bptr, u32 blen, u32 hptr, u32 hlen,
-                              u32 grpc)
-{
+u32 pw_hc_send_local_response(void *c, u32 status, u32 dptr, u32 dlen, u32 bptr, u32 blen,
+                              u32 hptr, u32 hlen, u32 grpc) {
     static const char call[] = "proxy_send_local_response";
     pw_str details, body;
     PW_GUEST_STR(VM, details, dptr, dlen);
@@ -78,8 +70,7 @@ u32 pw_hc_send_local_response(void *c, u32 status, u32 dptr, u32 dlen,
         st = pw_vm_refuse(VM, "%s: status %u (200..599 only)", call, status);
     else if ((status == 204 || status == 304) && body.len)
         st = pw_vm_refuse(VM, "%s: status %u with a body", call, status);
-    else if ((st = pw_hc_pairs_ok(VM, call, PW_HC_LOCAL_RESPONSE_MAP, hdrs,
-                                  n)) == OK)
+    else if ((st = pw_hc_pairs_ok(VM, call, PW_HC_LOCAL_RESPONSE_MAP, hdrs, n)) == OK)
         st = pw_hc_charge(VM, call, (uint64_t)details.len + body.len);
     if (st != OK) {
         free(hdrs);
@@ -101,13 +92,13 @@ u32 pw_hc_send_local_response(void *c, u32 status, u32 dptr, u32 dlen,
     }
     pw_kv *out = (pw_kv *)(void *)s->lr_buf;
     char *p = s->lr_buf + n * sizeof(pw_kv);
-#define COPY(dst, src)                                                     \
-    do {                                                                   \
-        if ((src).len)                                                     \
-            memcpy(p, (src).data, (src).len);                              \
-        (dst).data = p;                                                    \
-        (dst).len = (src).len;                                             \
-        p += (src).len;                                                    \
+#define COPY(dst, src)                                                                            \
+    do {                                                                                          \
+        if ((src).len)                                                                            \
+            memcpy(p, (src).data, (src).len);                                                     \
+        (dst).data = p;                                                                           \
+        (dst).len = (src).len;                                                                    \
+        p += (src).len;                                                                           \
     } while (0)
     for (size_t i = 0; i < n; i++) {
         COPY(out[i].key, hdrs[i].key);
@@ -131,8 +122,7 @@ u32 pw_hc_send_local_response(void *c, u32 status, u32 dptr, u32 dlen,
 
 /* ------------------------------------------------------------ contexts */
 
-u32 pw_hc_set_effective_context(void *c, u32 id)
-{
+u32 pw_hc_set_effective_context(void *c, u32 id) {
     pw_ctx *ctx = pw_ctx_lookup(VM, id);
     if (!ctx)
         return PROXY_RESULT_BAD_ARGUMENT;
@@ -141,7 +131,6 @@ u32 pw_hc_set_effective_context(void *c, u32 id)
 }
 
 /* §8.4: no root context ever waits for proxy_done in this version. */
-u32 pw_hc_done(PW_UNUSED void *c)
-{
+u32 pw_hc_done(PW_UNUSED void *c) {
     return PROXY_RESULT_NOT_FOUND;
 }

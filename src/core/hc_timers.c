@@ -5,7 +5,6 @@
  */
 #include "core/hc.h"
 
-u32 pw_hc_set_tick_period(PW_UNUSED void *c, PW_UNUSED u32 period_ms)
-{
+u32 pw_hc_set_tick_period(PW_UNUSED void *c, PW_UNUSED u32 period_ms) {
     return PROXY_RESULT_UNIMPLEMENTED;
 }

@@ -20,43 +20,36 @@ static const pw_host_func funcs[] = {
 };
 
 static const pw_hostcall_info infos[] = {
-#define PW_HOSTCALL(name, area, impl, sig, args, fn)                       \
+#define PW_HOSTCALL(name, area, impl, sig, args, fn)                                              \
     {"env", name, sig, impl, args, PW_AREA_##area},
 #include "core/hostcalls.def"
-#define PW_WASI(name, sig, args, fn)                                       \
-    {"wasi_snapshot_preview1", name, sig, 1, args, PW_AREA_WASI},
+#define PW_WASI(name, sig, args, fn) {"wasi_snapshot_preview1", name, sig, 1, args, PW_AREA_WASI},
 #include "core/hostcalls.def"
-#define PW_WASI(name, sig, args, fn)                                       \
-    {"wasi_unstable", name, sig, 1, args, PW_AREA_WASI},
+#define PW_WASI(name, sig, args, fn) {"wasi_unstable", name, sig, 1, args, PW_AREA_WASI},
 #include "core/hostcalls.def"
 };
 
 #define NFUNCS (sizeof funcs / sizeof *funcs)
-_Static_assert(sizeof infos / sizeof *infos == NFUNCS,
-               "one info row per host function");
+_Static_assert(sizeof infos / sizeof *infos == NFUNCS, "one info row per host function");
 
-const pw_host_func *pw_core_host_funcs(size_t *n)
-{
+const pw_host_func *pw_core_host_funcs(size_t *n) {
     *n = NFUNCS;
     return funcs;
 }
 
-const pw_hostcall_info *pw_hostcalls(size_t *n)
-{
+const pw_hostcall_info *pw_hostcalls(size_t *n) {
     *n = NFUNCS;
     return infos;
 }
 
-const pw_hostcall_info *pw_hostcall_find(const char *module, const char *name)
-{
+const pw_hostcall_info *pw_hostcall_find(const char *module, const char *name) {
     for (size_t i = 0; i < NFUNCS; i++)
         if (!strcmp(infos[i].name, name) && !strcmp(infos[i].module, module))
             return &infos[i];
     return NULL;
 }
 
-const char *pw_area_name(int area)
-{
+const char *pw_area_name(int area) {
     static const char *const names[PW_AREA_COUNT] = {
         [PW_AREA_LOG] = "logging, time, timers",
         [PW_AREA_BUFFERS] = "configuration and buffers",

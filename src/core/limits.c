@@ -10,8 +10,7 @@
 
 #include "core/core.h"
 
-pw_limits pw_limits_resolve(const pw_limits *in)
-{
+pw_limits pw_limits_resolve(const pw_limits *in) {
     pw_limits l = in ? *in : (pw_limits){0};
     if (!l.max_header_name_bytes)
         l.max_header_name_bytes = 8192;
@@ -29,8 +28,7 @@ pw_limits pw_limits_resolve(const pw_limits *in)
 /* A host notice about ctx's plugin, at WARN, outside the rate limit. */
 static void notice(pw_vm *vm, pw_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void notice(pw_vm *vm, pw_ctx *ctx, const char *fmt, ...)
-{
+static void notice(pw_vm *vm, pw_ctx *ctx, const char *fmt, ...) {
     char buf[PW_ERRLEN];
     va_list ap;
     va_start(ap, fmt);
@@ -43,8 +41,7 @@ static void notice(pw_vm *vm, pw_ctx *ctx, const char *fmt, ...)
                  (pw_str){buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1});
 }
 
-proxy_status_t pw_vm_refuse(pw_vm *vm, const char *fmt, ...)
-{
+proxy_status_t pw_vm_refuse(pw_vm *vm, const char *fmt, ...) {
     if (vm->refusal_logged)
         return PROXY_RESULT_BAD_ARGUMENT;
     vm->refusal_logged = 1;
@@ -61,11 +58,9 @@ proxy_status_t pw_vm_refuse(pw_vm *vm, const char *fmt, ...)
     return PROXY_RESULT_BAD_ARGUMENT;
 }
 
-int pw_vm_over_budget(pw_vm *vm, const char *call, uint64_t n)
-{
-    pw_vm_refuse(vm, "%s: %llu bytes over the callback's budget of %llu bytes",
-                 call, (unsigned long long)n,
-                 (unsigned long long)vm->lim.max_callback_bytes);
+int pw_vm_over_budget(pw_vm *vm, const char *call, uint64_t n) {
+    pw_vm_refuse(vm, "%s: %llu bytes over the callback's budget of %llu bytes", call,
+                 (unsigned long long)n, (unsigned long long)vm->lim.max_callback_bytes);
     return 0;
 }
 
@@ -74,8 +69,7 @@ int pw_vm_over_budget(pw_vm *vm, const char *call, uint64_t n)
 /* 1 if a line of `bytes` fits in the plugin's window, else counts it as
  * dropped. Notices when dropping starts and, at the first line of a later
  * window, how many lines were dropped. */
-static int rate_admit(pw_vm *vm, pw_ctx *ctx, uint64_t bytes)
-{
+static int rate_admit(pw_vm *vm, pw_ctx *ctx, uint64_t bytes) {
     pw_log_rate *r = ctx && ctx->plugin ? &ctx->plugin->log_rate : &vm->log_rate;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
@@ -103,16 +97,13 @@ static int rate_admit(pw_vm *vm, pw_ctx *ctx, uint64_t bytes)
     return 1;
 }
 
-static int is_ctl(unsigned char c)
-{
+static int is_ctl(unsigned char c) {
     return c < 0x20 && c != '\t';
 }
 
 /* The slow path: escape into a stack buffer, cut, mark. */
-static __attribute__((noinline)) void
-log_escaped(pw_vm *vm, pw_ctx *ctx, proxy_log_level_t level, const char *msg,
-            size_t avail, uint64_t len)
-{
+static __attribute__((noinline)) void log_escaped(pw_vm *vm, pw_ctx *ctx, proxy_log_level_t level,
+                                                  const char *msg, size_t avail, uint64_t len) {
     static const char hex[] = "0123456789abcdef";
     char out[PW_LOG_LINE_MAX + 48];
     size_t o = 0, i = 0;
@@ -137,13 +128,11 @@ log_escaped(pw_vm *vm, pw_ctx *ctx, proxy_log_level_t level, const char *msg,
     if (i < len)
         o += (size_t)snprintf(out + o, sizeof out - o, "...(%llu bytes truncated)",
                               (unsigned long long)(len - i));
-    vm->ops->log(vm->host, pw_ctx_host_stream(ctx), pw_ctx_name(vm, ctx), level,
-                 (pw_str){out, o});
+    vm->ops->log(vm->host, pw_ctx_host_stream(ctx), pw_ctx_name(vm, ctx), level, (pw_str){out, o});
 }
 
-void pw_plugin_log(pw_vm *vm, proxy_log_level_t level, const char *msg,
-                   size_t avail, uint64_t len)
-{
+void pw_plugin_log(pw_vm *vm, proxy_log_level_t level, const char *msg, size_t avail,
+                   uint64_t len) {
     const pw_host_ops *ops = vm->ops;
     if (!ops->log)
         return;
@@ -159,6 +148,5 @@ void pw_plugin_log(pw_vm *vm, proxy_log_level_t level, const char *msg,
         log_escaped(vm, ctx, level, msg, avail, len);
         return;
     }
-    ops->log(vm->host, pw_ctx_host_stream(ctx), pw_ctx_name(vm, ctx), level,
-             (pw_str){msg, avail});
+    ops->log(vm->host, pw_ctx_host_stream(ctx), pw_ctx_name(vm, ctx), level, (pw_str){msg, avail});
 }

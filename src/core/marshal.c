@@ -12,8 +12,7 @@
 
 /* Allocates len (> 0) bytes in the guest; 0 on failure. A trap inside the
  * allocator kills the VM and abandons the hostcall's own Wasm call too. */
-static uint32_t guest_alloc(pw_vm *vm, uint32_t len)
-{
+static uint32_t guest_alloc(pw_vm *vm, uint32_t len) {
     pw_module *m = vm->m;
     if (!m->has_cb[PW_CB_MALLOC])
         return 0;
@@ -26,9 +25,8 @@ static uint32_t guest_alloc(pw_vm *vm, uint32_t len)
     return p;
 }
 
-proxy_status_t pw_out_alloc(pw_vm *vm, size_t len, uint32_t ret_ptr,
-                            uint32_t ret_size, uint8_t **dst)
-{
+proxy_status_t pw_out_alloc(pw_vm *vm, size_t len, uint32_t ret_ptr, uint32_t ret_size,
+                            uint8_t **dst) {
     *dst = NULL;
     if (!pw_mem(vm, ret_ptr, 4) || !pw_mem(vm, ret_size, 4))
         return PROXY_RESULT_INVALID_MEMORY_ACCESS;
@@ -50,9 +48,8 @@ proxy_status_t pw_out_alloc(pw_vm *vm, size_t len, uint32_t ret_ptr,
     return PROXY_RESULT_OK;
 }
 
-proxy_status_t pw_out_bytes(pw_vm *vm, const void *data, size_t len,
-                            uint32_t ret_ptr, uint32_t ret_size)
-{
+proxy_status_t pw_out_bytes(pw_vm *vm, const void *data, size_t len, uint32_t ret_ptr,
+                            uint32_t ret_size) {
     uint8_t *d;
     proxy_status_t st = pw_out_alloc(vm, len, ret_ptr, ret_size, &d);
     if (st == PROXY_RESULT_OK && d)
@@ -60,17 +57,15 @@ proxy_status_t pw_out_bytes(pw_vm *vm, const void *data, size_t len,
     return st;
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
+static void put_u32(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)v;
     p[1] = (uint8_t)(v >> 8);
     p[2] = (uint8_t)(v >> 16);
     p[3] = (uint8_t)(v >> 24);
 }
 
-proxy_status_t pw_out_pairs(pw_vm *vm, const pw_kv *pairs, size_t n,
-                            uint32_t ret_ptr, uint32_t ret_size)
-{
+proxy_status_t pw_out_pairs(pw_vm *vm, const pw_kv *pairs, size_t n, uint32_t ret_ptr,
+                            uint32_t ret_size) {
     if (n == 0)
         return pw_out_bytes(vm, NULL, 0, ret_ptr, ret_size);
     uint64_t size = 4;
@@ -97,9 +92,7 @@ proxy_status_t pw_out_pairs(pw_vm *vm, const pw_kv *pairs, size_t n,
     return PROXY_RESULT_OK;
 }
 
-proxy_status_t pw_parse_pairs(pw_vm *vm, uint32_t ptr, uint32_t len,
-                              pw_kv **pairs, size_t *n)
-{
+proxy_status_t pw_parse_pairs(pw_vm *vm, uint32_t ptr, uint32_t len, pw_kv **pairs, size_t *n) {
     *pairs = NULL;
     *n = 0;
     if (len == 0)
@@ -123,8 +116,7 @@ proxy_status_t pw_parse_pairs(pw_vm *vm, uint32_t ptr, uint32_t len,
     for (uint32_t i = 0; i < count; i++) {
         uint32_t kl = pw_get_u32(b + 4 + 8 * i);
         uint32_t vl = pw_get_u32(b + 8 + 8 * i);
-        if (off + kl + 1 + vl + 1 > len || b[off + kl] != 0 ||
-            b[off + kl + 1 + vl] != 0) {
+        if (off + kl + 1 + vl + 1 > len || b[off + kl] != 0 || b[off + kl + 1 + vl] != 0) {
             free(kv);
             return PROXY_RESULT_BAD_ARGUMENT;
         }

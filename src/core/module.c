@@ -15,13 +15,11 @@
 
 #include "core/core.h"
 
-static char *dup_or_null(const char *s)
-{
+static char *dup_or_null(const char *s) {
     return s ? strdup(s) : NULL;
 }
 
-static const char *env_or(const char *v, const char *env, const char *def)
-{
+static const char *env_or(const char *v, const char *env, const char *def) {
     if (v && *v)
         return v;
     const char *e = getenv(env);
@@ -30,14 +28,11 @@ static const char *env_or(const char *v, const char *env, const char *def)
 
 /* A limit from the configuration: 0 is the default, the maximum of the
  * type is "none" (0 inside the engine). */
-static uint64_t limit64(uint64_t v, uint64_t def)
-{
+static uint64_t limit64(uint64_t v, uint64_t def) {
     return v == UINT64_MAX ? 0 : v ? v : def;
 }
 
-int pw_runtime_new(const pw_runtime_config *cfg, pw_runtime **out, char *err,
-                   size_t errlen)
-{
+int pw_runtime_new(const pw_runtime_config *cfg, pw_runtime **out, char *err, size_t errlen) {
     pw_runtime_config none = {0};
     if (!cfg)
         cfg = &none;
@@ -61,27 +56,25 @@ int pw_runtime_new(const pw_runtime_config *cfg, pw_runtime **out, char *err,
     rt->ecfg.cflags = rt->cflags;
     rt->ecfg.max_pages = (uint32_t)(pages > 65535 ? 65535 : pages ? pages : 1);
     rt->ecfg.max_call_ms = cfg->max_call_ms == UINT32_MAX ? 0
-                           : cfg->max_call_ms            ? cfg->max_call_ms
-                                                         : 1000;
-    rt->ecfg.compile_timeout_ms =
-        cfg->compile_timeout_ms == UINT32_MAX ? 0
-        : cfg->compile_timeout_ms            ? cfg->compile_timeout_ms
-                                             : 120000;
+                           : cfg->max_call_ms             ? cfg->max_call_ms
+                                                          : 1000;
+    rt->ecfg.compile_timeout_ms = cfg->compile_timeout_ms == UINT32_MAX ? 0
+                                  : cfg->compile_timeout_ms             ? cfg->compile_timeout_ms
+                                                                        : 120000;
     rt->ecfg.compile_max_memory = limit64(cfg->compile_max_memory, 4ull << 30);
     rt->ecfg.warn = cfg->warn;
     rt->ecfg.warn_data = cfg->warn_data;
     rt->max_module_bytes = limit64(cfg->max_module_bytes, 64ull << 20);
     rt->max_data_bytes = limit64(cfg->max_data_bytes, 16ull << 20);
     rt->max_functions = cfg->max_functions == UINT32_MAX ? 0
-                        : cfg->max_functions            ? cfg->max_functions
-                                                        : 50000;
+                        : cfg->max_functions             ? cfg->max_functions
+                                                         : 50000;
     rt->limits = pw_limits_resolve(&cfg->limits);
     *out = rt;
     return PW_OK;
 }
 
-int pw_runtime_attach(pw_runtime *rt, char *err, size_t errlen)
-{
+int pw_runtime_attach(pw_runtime *rt, char *err, size_t errlen) {
     if (rt->attached)
         return PW_OK;
     if (pw_engine_attach(err, errlen) != 0)
@@ -90,16 +83,14 @@ int pw_runtime_attach(pw_runtime *rt, char *err, size_t errlen)
     return PW_OK;
 }
 
-void pw_runtime_detach(pw_runtime *rt)
-{
+void pw_runtime_detach(pw_runtime *rt) {
     if (!rt || !rt->attached)
         return;
     rt->attached = 0;
     pw_engine_detach();
 }
 
-void pw_runtime_free(pw_runtime *rt)
-{
+void pw_runtime_free(pw_runtime *rt) {
     if (!rt)
         return;
     pw_runtime_detach(rt);
@@ -110,9 +101,8 @@ void pw_runtime_free(pw_runtime *rt)
 }
 
 /* The Proxy-Wasm checks (pw_check_proxy_wasm), with the module's name. */
-static int check_module(const pw_wasm_info *info, const char *name, int *abi,
-                        const char **alloc, char *err, size_t errlen)
-{
+static int check_module(const pw_wasm_info *info, const char *name, int *abi, const char **alloc,
+                        char *err, size_t errlen) {
     char why[PW_ERRLEN - 64];
     if (pw_check_proxy_wasm(info, abi, alloc, why, sizeof why) == 0)
         return 0;
@@ -120,18 +110,16 @@ static int check_module(const pw_wasm_info *info, const char *name, int *abi,
     return -1;
 }
 
-static uint64_t get_u64(const uint8_t *p)
-{
+static uint64_t get_u64(const uint8_t *p) {
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--)
         v = v << 8 | p[i];
     return v;
 }
 
-int pw_module_has_callback(const pw_module *m, const char *export_name)
-{
-#define PW_CALLBACK(id, export, sig_0_1_0, sig_0_2_x)                      \
-    if (strcmp(export, export_name) == 0)                                  \
+int pw_module_has_callback(const pw_module *m, const char *export_name) {
+#define PW_CALLBACK(id, export, sig_0_1_0, sig_0_2_x)                                             \
+    if (strcmp(export, export_name) == 0)                                                         \
         return m->has_cb[PW_CB_##id];
 #include "core/callbacks.def"
     return 0;
@@ -140,37 +128,31 @@ int pw_module_has_callback(const pw_module *m, const char *export_name)
 /* Refuses a module over the runtime's structural limits before anything
  * is compiled (wasm2c's time grows with the function count, the C
  * compiler's memory with the data section). */
-static int check_limits(const pw_runtime *rt, const pw_wasm_info *info,
-                        const char *name, char *err, size_t errlen)
-{
+static int check_limits(const pw_runtime *rt, const pw_wasm_info *info, const char *name,
+                        char *err, size_t errlen) {
     if (rt->max_functions && info->nfuncs > rt->max_functions) {
-        snprintf(err, errlen,
-                 "module \"%s\" refused: %u functions, over the limit of %u",
-                 name, info->nfuncs, rt->max_functions);
+        snprintf(err, errlen, "module \"%s\" refused: %u functions, over the limit of %u", name,
+                 info->nfuncs, rt->max_functions);
         return -1;
     }
     if (rt->max_data_bytes && info->data_bytes > rt->max_data_bytes) {
         snprintf(err, errlen,
                  "module \"%s\" refused: a data section of %u bytes, over "
                  "the limit of %llu",
-                 name, info->data_bytes,
-                 (unsigned long long)rt->max_data_bytes);
+                 name, info->data_bytes, (unsigned long long)rt->max_data_bytes);
         return -1;
     }
     return 0;
 }
 
-static int is_artifact(const uint8_t *bytes, size_t len)
-{
+static int is_artifact(const uint8_t *bytes, size_t len) {
     return len >= 8 && memcmp(bytes, PW_AOT_MAGIC, 8) == 0;
 }
 
 /* Loads Wasm bytes, or an artifact when `artifact` is set (native code the
  * caller asked for explicitly). */
-static int module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
-                       size_t len, int artifact, pw_module **out, char *err,
-                       size_t errlen)
-{
+static int module_load(pw_runtime *rt, const char *name, const uint8_t *bytes, size_t len,
+                       int artifact, pw_module **out, char *err, size_t errlen) {
     size_t nfuncs;
     const pw_host_func *funcs = pw_core_host_funcs(&nfuncs);
     const uint8_t *code = NULL;
@@ -184,14 +166,12 @@ static int module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
         return PW_ELOAD;
     }
     if (artifact && !is_artifact(bytes, len)) {
-        snprintf(err, errlen,
-                 "module \"%s\" refused: not a pwasm compile artifact", name);
+        snprintf(err, errlen, "module \"%s\" refused: not a pwasm compile artifact", name);
         return PW_ELOAD;
     }
     if (artifact) {
         if (len < PW_AOT_HEADER) {
-            snprintf(err, errlen, "module \"%s\" refused: truncated artifact",
-                     name);
+            snprintf(err, errlen, "module \"%s\" refused: truncated artifact", name);
             return PW_ELOAD;
         }
         unsigned char table[32];
@@ -206,8 +186,7 @@ static int module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
             return PW_ELOAD;
         }
         if (wlen > len - PW_AOT_HEADER) {
-            snprintf(err, errlen, "module \"%s\" refused: truncated artifact",
-                     name);
+            snprintf(err, errlen, "module \"%s\" refused: truncated artifact", name);
             return PW_ELOAD;
         }
         code = bytes + PW_AOT_HEADER + wlen;
@@ -216,9 +195,8 @@ static int module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
         len = (size_t)wlen;
     }
     if (rt->max_module_bytes && len > rt->max_module_bytes) {
-        snprintf(err, errlen,
-                 "module \"%s\" refused: %zu bytes, over the limit of %llu",
-                 name, len, (unsigned long long)rt->max_module_bytes);
+        snprintf(err, errlen, "module \"%s\" refused: %zu bytes, over the limit of %llu", name,
+                 len, (unsigned long long)rt->max_module_bytes);
         return PW_ELOAD;
     }
     pw_wasm_info info;
@@ -239,10 +217,10 @@ static int module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
         rc = PW_ENOMEM;
         goto done;
     }
-    int erc = code ? pw_wmod_load_code(&rt->ecfg, name, &info, funcs, nfuncs,
-                                       code, code_len, &m->wmod, err, errlen)
-                   : pw_wmod_load(&rt->ecfg, name, bytes, len, &info, funcs,
-                                  nfuncs, &m->wmod, err, errlen);
+    int erc = code ? pw_wmod_load_code(&rt->ecfg, name, &info, funcs, nfuncs, code, code_len,
+                                       &m->wmod, err, errlen)
+                   : pw_wmod_load(&rt->ecfg, name, bytes, len, &info, funcs, nfuncs, &m->wmod, err,
+                                  errlen);
     if (erc != 0) {
         free(m->name);
         free(m);
@@ -254,12 +232,10 @@ static int module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
     m->abi = abi;
     /* Looked up without a signature (checked above): called with the
      * arity exported. */
-#define PW_CALLBACK(id, export, sig_0_1_0, sig_0_2_x)                      \
-    m->has_cb[PW_CB_##id] =                                                \
-        pw_wmod_func(m->wmod, export, NULL, &m->cb[PW_CB_##id]) == 0;
+#define PW_CALLBACK(id, export, sig_0_1_0, sig_0_2_x)                                             \
+    m->has_cb[PW_CB_##id] = pw_wmod_func(m->wmod, export, NULL, &m->cb[PW_CB_##id]) == 0;
 #include "core/callbacks.def"
-    m->has_cb[PW_CB_MALLOC] =
-        pw_wmod_func(m->wmod, alloc, "i:i", &m->cb[PW_CB_MALLOC]) == 0;
+    m->has_cb[PW_CB_MALLOC] = pw_wmod_func(m->wmod, alloc, "i:i", &m->cb[PW_CB_MALLOC]) == 0;
     *out = m;
     rc = PW_OK;
 done:
@@ -267,35 +243,29 @@ done:
     return rc;
 }
 
-int pw_module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
-                   size_t len, pw_module **out, char *err, size_t errlen)
-{
+int pw_module_load(pw_runtime *rt, const char *name, const uint8_t *bytes, size_t len,
+                   pw_module **out, char *err, size_t errlen) {
     return module_load(rt, name, bytes, len, 0, out, err, errlen);
 }
 
 /* Reads a module file: a regular file only (a FIFO would block, a device
  * never end), opened without blocking, of at most `max` bytes (0: any). */
-static int read_file(const char *name, const char *path, uint64_t max,
-                     uint8_t **out, size_t *outlen, char *err, size_t errlen)
-{
+static int read_file(const char *name, const char *path, uint64_t max, uint8_t **out,
+                     size_t *outlen, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(err, errlen, "module \"%s\": cannot open %s: %s", name, path,
-                 strerror(errno));
+        snprintf(err, errlen, "module \"%s\": cannot open %s: %s", name, path, strerror(errno));
         return PW_EIO;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "module \"%s\": %s is not a regular file", name,
-                 path);
+        snprintf(err, errlen, "module \"%s\": %s is not a regular file", name, path);
         close(fd);
         return PW_EIO;
     }
     if (max && (uint64_t)st.st_size > max) {
-        snprintf(err, errlen,
-                 "module \"%s\": %s is %llu bytes, over the limit of %llu",
-                 name, path, (unsigned long long)st.st_size,
-                 (unsigned long long)max);
+        snprintf(err, errlen, "module \"%s\": %s is %llu bytes, over the limit of %llu", name,
+                 path, (unsigned long long)st.st_size, (unsigned long long)max);
         close(fd);
         return PW_EIO;
     }
@@ -312,8 +282,8 @@ static int read_file(const char *name, const char *path, uint64_t max,
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            snprintf(err, errlen, "module \"%s\": cannot read %s: %s", name,
-                     path, strerror(errno));
+            snprintf(err, errlen, "module \"%s\": cannot read %s: %s", name, path,
+                     strerror(errno));
             free(buf);
             close(fd);
             return PW_EIO;
@@ -348,13 +318,11 @@ static int read_file(const char *name, const char *path, uint64_t max,
     return PW_OK;
 }
 
-int pw_module_compile(pw_runtime *rt, const char *name, const char *path,
-                      const char *out_path, char *err, size_t errlen)
-{
+int pw_module_compile(pw_runtime *rt, const char *name, const char *path, const char *out_path,
+                      char *err, size_t errlen) {
     uint8_t *bytes, *code = NULL;
     size_t len, code_len = 0;
-    int rc = read_file(name, path, rt->max_module_bytes, &bytes, &len, err,
-                       errlen);
+    int rc = read_file(name, path, rt->max_module_bytes, &bytes, &len, err, errlen);
     if (rc != PW_OK)
         return rc;
     pw_wasm_info info;
@@ -373,8 +341,8 @@ int pw_module_compile(pw_runtime *rt, const char *name, const char *path,
     size_t nfuncs;
     const pw_host_func *funcs = pw_core_host_funcs(&nfuncs);
     snprintf(so_path, sizeof so_path, "%s.so.tmp", out_path);
-    int erc = pw_wmod_compile_to(&rt->ecfg, name, bytes, len, &info, funcs,
-                                 nfuncs, so_path, err, errlen);
+    int erc = pw_wmod_compile_to(&rt->ecfg, name, bytes, len, &info, funcs, nfuncs, so_path, err,
+                                 errlen);
     if (erc != 0) {
         rc = erc == -2 ? PW_ECOMPILE : PW_ELOAD;
         goto done;
@@ -397,8 +365,7 @@ int pw_module_compile(pw_runtime *rt, const char *name, const char *path,
         snprintf(err, errlen, "cannot write %s: %s", tmp_out, strerror(errno));
         goto done;
     }
-    int ok = fwrite(head, 1, sizeof head, f) == sizeof head &&
-             fwrite(bytes, 1, len, f) == len &&
+    int ok = fwrite(head, 1, sizeof head, f) == sizeof head && fwrite(bytes, 1, len, f) == len &&
              fwrite(code, 1, code_len, f) == code_len;
     if (fclose(f) != 0 || !ok || rename(tmp_out, out_path) != 0) {
         snprintf(err, errlen, "cannot write %s: %s", out_path, strerror(errno));
@@ -413,13 +380,11 @@ done:
     return rc;
 }
 
-int pw_module_load_file(pw_runtime *rt, const char *name, const char *path,
-                        pw_module **out, char *err, size_t errlen)
-{
+int pw_module_load_file(pw_runtime *rt, const char *name, const char *path, pw_module **out,
+                        char *err, size_t errlen) {
     uint8_t *buf;
     size_t len;
-    int rc = read_file(name, path, rt->max_module_bytes, &buf, &len, err,
-                       errlen);
+    int rc = read_file(name, path, rt->max_module_bytes, &buf, &len, err, errlen);
     if (rc != PW_OK)
         return rc;
     rc = module_load(rt, name, buf, len, 0, out, err, errlen);
@@ -427,15 +392,12 @@ int pw_module_load_file(pw_runtime *rt, const char *name, const char *path,
     return rc;
 }
 
-int pw_module_load_precompiled(pw_runtime *rt, const char *name,
-                               const char *path, const char *sha256_hex,
-                               pw_module **out, char *err, size_t errlen)
-{
+int pw_module_load_precompiled(pw_runtime *rt, const char *name, const char *path,
+                               const char *sha256_hex, pw_module **out, char *err, size_t errlen) {
     uint8_t *buf;
     size_t len;
     /* An artifact holds the module and its code: allow for both. */
-    uint64_t max = rt->max_module_bytes ? rt->max_module_bytes * 2 + (64u << 20)
-                                        : 0;
+    uint64_t max = rt->max_module_bytes ? rt->max_module_bytes * 2 + (64u << 20) : 0;
     int rc = read_file(name, path, max, &buf, &len, err, errlen);
     if (rc != PW_OK)
         return rc;
@@ -460,8 +422,7 @@ int pw_module_load_precompiled(pw_runtime *rt, const char *name,
     return rc;
 }
 
-void pw_module_free(pw_module *m)
-{
+void pw_module_free(pw_module *m) {
     if (!m)
         return;
     pw_wmod_free(m->wmod);
@@ -469,13 +430,11 @@ void pw_module_free(pw_module *m)
     free(m);
 }
 
-const char *pw_module_name(const pw_module *m)
-{
+const char *pw_module_name(const pw_module *m) {
     return m->name;
 }
 
-const char *pw_module_abi_version(const pw_module *m)
-{
+const char *pw_module_abi_version(const pw_module *m) {
     const char *v = pw_abi_name(m->abi);
     return v ? v : "unknown";
 }

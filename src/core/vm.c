@@ -17,8 +17,7 @@ static const char *const cb_names[PW_CB_COUNT] = {
     [PW_CB_MALLOC] = "the allocator",
 };
 
-void pw_vm_log(pw_vm *vm, proxy_log_level_t level, const char *fmt, ...)
-{
+void pw_vm_log(pw_vm *vm, proxy_log_level_t level, const char *fmt, ...) {
     if (!vm->ops->log)
         return;
     char buf[PW_ERRLEN];
@@ -37,13 +36,11 @@ void pw_vm_log(pw_vm *vm, proxy_log_level_t level, const char *fmt, ...)
 
 /* ------------------------------------------------------- context table */
 
-static uint32_t slot_of(uint32_t id, uint32_t cap)
-{
+static uint32_t slot_of(uint32_t id, uint32_t cap) {
     return (id * 2654435761u) & (cap - 1);
 }
 
-static int table_grow(pw_ctx_table *t)
-{
+static int table_grow(pw_ctx_table *t) {
     uint32_t cap = t->cap ? t->cap * 2 : 64;
     uint32_t *keys = calloc(cap, sizeof *keys);
     pw_ctx **vals = calloc(cap, sizeof *vals);
@@ -69,8 +66,7 @@ static int table_grow(pw_ctx_table *t)
     return 0;
 }
 
-static int table_put(pw_ctx_table *t, pw_ctx *ctx)
-{
+static int table_put(pw_ctx_table *t, pw_ctx *ctx) {
     if ((t->len + 1) * 2 > t->cap && table_grow(t) != 0)
         return -1;
     uint32_t j = slot_of(ctx->id, t->cap);
@@ -82,8 +78,7 @@ static int table_put(pw_ctx_table *t, pw_ctx *ctx)
     return 0;
 }
 
-pw_ctx *pw_ctx_lookup(pw_vm *vm, uint32_t id)
-{
+pw_ctx *pw_ctx_lookup(pw_vm *vm, uint32_t id) {
     pw_ctx_table *t = &vm->ctxs;
     if (!id || !t->cap)
         return NULL;
@@ -94,8 +89,7 @@ pw_ctx *pw_ctx_lookup(pw_vm *vm, uint32_t id)
 }
 
 /* Linear probing deletion with backward shift (no tombstones). */
-static void table_del(pw_ctx_table *t, uint32_t id)
-{
+static void table_del(pw_ctx_table *t, uint32_t id) {
     if (!t->cap)
         return;
     uint32_t mask = t->cap - 1, j = slot_of(id, t->cap);
@@ -117,8 +111,7 @@ static void table_del(pw_ctx_table *t, uint32_t id)
     }
 }
 
-static void table_clear(pw_ctx_table *t)
-{
+static void table_clear(pw_ctx_table *t) {
     if (t->cap) {
         memset(t->keys, 0, t->cap * sizeof *t->keys);
         memset(t->vals, 0, t->cap * sizeof *t->vals);
@@ -129,31 +122,24 @@ static void table_clear(pw_ctx_table *t)
 /* ------------------------------------------------------------ callbacks */
 
 /* Marks the VM dead after a trap and records / logs why. */
-static void vm_trapped(pw_vm *vm, pw_ctx *ctx, const char *export,
-                       const pw_trap *trap)
-{
+static void vm_trapped(pw_vm *vm, pw_ctx *ctx, const char *export, const pw_trap *trap) {
     vm->dead = 1;
     const char *who = ctx && ctx->plugin ? ctx->plugin->name : vm->m->name;
     if (trap->kind == PW_TRAP_EXIT)
         snprintf(vm->last_error, sizeof vm->last_error,
-                 "plugin \"%s\" trapped in %s: proc_exit(%u)", who, export,
-                 trap->exit_code);
+                 "plugin \"%s\" trapped in %s: proc_exit(%u)", who, export, trap->exit_code);
     else
-        snprintf(vm->last_error, sizeof vm->last_error,
-                 "plugin \"%s\" trapped in %s: %s", who, export,
-                 pw_trap_str(trap->kind));
+        snprintf(vm->last_error, sizeof vm->last_error, "plugin \"%s\" trapped in %s: %s", who,
+                 export, pw_trap_str(trap->kind));
     pw_ctx *saved = vm->cur;
     vm->cur = ctx;
-    pw_vm_log(vm, PROXY_LOG_ERROR, "%s; its VM is discarded and rebuilt",
-              vm->last_error);
+    pw_vm_log(vm, PROXY_LOG_ERROR, "%s; its VM is discarded and rebuilt", vm->last_error);
     vm->cur = saved;
     if (vm->ops->vm_discarded)
         vm->ops->vm_discarded(vm->host);
 }
 
-int pw_vm_callback(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb, const uint32_t *args,
-                   uint32_t *ret)
-{
+int pw_vm_callback(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb, const uint32_t *args, uint32_t *ret) {
     pw_module *m = vm->m;
     if (!m->has_cb[cb])
         return 1;
@@ -185,9 +171,7 @@ int pw_vm_callback(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb, const uint32_t *args,
 /* ------------------------------------------------------------------- VM */
 
 /* pw_host_ops.trace for the hostcall just made (engine callback). */
-static void vm_trace(void *c, uint32_t fn, const uint64_t *args,
-                     uint32_t nargs, uint64_t result)
-{
+static void vm_trace(void *c, uint32_t fn, const uint64_t *args, uint32_t nargs, uint64_t result) {
     pw_vm *vm = c;
     const pw_host_func *f = &vm->m->funcs[fn]; /* fn indexes that table */
     if (!vm->ops->trace)
@@ -195,25 +179,22 @@ static void vm_trace(void *c, uint32_t fn, const uint64_t *args,
     pw_ctx *ctx = pw_vm_ctx(vm);
     const char *name = ctx && ctx->plugin ? ctx->plugin->name : vm->m->name;
     vm->ops->trace(vm->host, ctx && ctx->stream ? ctx->stream->host_stream : NULL,
-                   (pw_str){name, strlen(name)}, f->module, f->name, args,
-                   nargs, result);
+                   (pw_str){name, strlen(name)}, f->module, f->name, args, nargs, result);
 }
 
 /* Instantiates and runs the start functions (§1.3). */
-static int vm_instantiate(pw_vm *vm, char *err, size_t errlen)
-{
+static int vm_instantiate(pw_vm *vm, char *err, size_t errlen) {
     pw_trap trap = {0};
     vm->in_start = 1;
     vm->cur = NULL;
     vm->eff = NULL;
     vm->budget = vm->lim.max_callback_bytes; /* for the start functions */
     vm->refusal_logged = 0;
-    int rc = pw_winst_new(vm->m->wmod, vm, vm->ops->trace ? vm_trace : NULL,
-                          &vm->inst, &trap);
+    int rc = pw_winst_new(vm->m->wmod, vm, vm->ops->trace ? vm_trace : NULL, &vm->inst, &trap);
     if (rc != 0) {
         vm->in_start = 0;
-        pw_errf(err, errlen, "module \"%s\": instantiation failed: %s",
-                vm->m->name, pw_trap_str(trap.kind));
+        pw_errf(err, errlen, "module \"%s\": instantiation failed: %s", vm->m->name,
+                pw_trap_str(trap.kind));
         return trap.kind == PW_TRAP_OUT_OF_MEMORY ? PW_ENOMEM : PW_ETRAP;
     }
     vm->dead = 0;
@@ -235,12 +216,11 @@ static int vm_instantiate(pw_vm *vm, char *err, size_t errlen)
             vm->in_start = 0;
             vm->dead = 1;
             if (trap.kind == PW_TRAP_EXIT)
-                pw_errf(err, errlen, "module \"%s\": %s called proc_exit(%u)",
-                        vm->m->name, cb_names[steps[i]], trap.exit_code);
+                pw_errf(err, errlen, "module \"%s\": %s called proc_exit(%u)", vm->m->name,
+                        cb_names[steps[i]], trap.exit_code);
             else
-                pw_errf(err, errlen, "module \"%s\": %s trapped: %s",
-                        vm->m->name, cb_names[steps[i]],
-                        pw_trap_str(trap.kind));
+                pw_errf(err, errlen, "module \"%s\": %s trapped: %s", vm->m->name,
+                        cb_names[steps[i]], pw_trap_str(trap.kind));
             snprintf(vm->last_error, sizeof vm->last_error, "%s", err ? err : "");
             pw_winst_free(vm->inst);
             vm->inst = NULL;
@@ -251,8 +231,7 @@ static int vm_instantiate(pw_vm *vm, char *err, size_t errlen)
     return PW_OK;
 }
 
-static char *copy_str(pw_str s, size_t *len)
-{
+static char *copy_str(pw_str s, size_t *len) {
     char *p = malloc(s.len + 1);
     if (!p)
         return NULL;
@@ -264,10 +243,8 @@ static char *copy_str(pw_str s, size_t *len)
     return p;
 }
 
-int pw_vm_new(pw_module *m, pw_str vm_id, pw_str vm_config,
-              const pw_host_ops *ops, void *host, pw_vm **out, char *err,
-              size_t errlen)
-{
+int pw_vm_new(pw_module *m, pw_str vm_id, pw_str vm_config, const pw_host_ops *ops, void *host,
+              pw_vm **out, char *err, size_t errlen) {
     static const pw_host_ops no_ops;
     pw_vm *vm = calloc(1, sizeof *vm);
     if (!vm || !(vm->vm_id = copy_str(vm_id, &vm->vm_id_len)) ||
@@ -296,33 +273,27 @@ int pw_vm_new(pw_module *m, pw_str vm_id, pw_str vm_config,
     return PW_OK;
 }
 
-int pw_vm_dead(const pw_vm *vm)
-{
+int pw_vm_dead(const pw_vm *vm) {
     return vm->dead;
 }
 
-uint64_t pw_vm_generation(const pw_vm *vm)
-{
+uint64_t pw_vm_generation(const pw_vm *vm) {
     return vm->generation;
 }
 
-const uint8_t *pw_vm_memory(const pw_vm *vm, size_t *size)
-{
+const uint8_t *pw_vm_memory(const pw_vm *vm, size_t *size) {
     uint64_t n = 0;
-    const uint8_t *base =
-        vm->inst && !vm->dead ? pw_winst_mem(vm->inst, &n) : NULL;
+    const uint8_t *base = vm->inst && !vm->dead ? pw_winst_mem(vm->inst, &n) : NULL;
     *size = base ? (size_t)n : 0;
     return base;
 }
 
-const char *pw_vm_last_error(const pw_vm *vm)
-{
+const char *pw_vm_last_error(const pw_vm *vm) {
     return vm->last_error;
 }
 
 /* Creates the plugin's root context in the current instance (§8.1). */
-static int plugin_start(pw_plugin *p, char *err, size_t errlen)
-{
+static int plugin_start(pw_plugin *p, char *err, size_t errlen) {
     pw_vm *vm = p->vm;
     p->ctx.id = vm->next_ctx_id++;
     p->ctx.root_id = p->ctx.id;
@@ -341,8 +312,7 @@ static int plugin_start(pw_plugin *p, char *err, size_t errlen)
     if (rc < 0)
         goto trapped;
     if (rc == 0 && r == 0) {
-        pw_errf(err, errlen, "plugin \"%s\": proxy_on_vm_start returned false",
-                p->name);
+        pw_errf(err, errlen, "plugin \"%s\": proxy_on_vm_start returned false", p->name);
         return PW_EPLUGIN;
     }
     args[1] = (uint32_t)p->config_len;
@@ -363,8 +333,7 @@ trapped:
     return PW_ETRAP;
 }
 
-static void plugin_stop(pw_plugin *p)
-{
+static void plugin_stop(pw_plugin *p) {
     pw_vm *vm = p->vm;
     if (!p->started)
         return;
@@ -377,17 +346,15 @@ static void plugin_stop(pw_plugin *p)
     p->started = 0;
 }
 
-static void plugin_free(pw_plugin *p)
-{
+static void plugin_free(pw_plugin *p) {
     free(p->name);
     free(p->root_id);
     free(p->config);
     free(p);
 }
 
-int pw_plugin_new(pw_vm *vm, pw_str name, pw_str root_id, pw_str config,
-                  pw_plugin **out, char *err, size_t errlen)
-{
+int pw_plugin_new(pw_vm *vm, pw_str name, pw_str root_id, pw_str config, pw_plugin **out,
+                  char *err, size_t errlen) {
     if (vm->dead) {
         int rc = pw_vm_recover(vm, err, errlen);
         if (rc != PW_OK)
@@ -416,18 +383,15 @@ int pw_plugin_new(pw_vm *vm, pw_str name, pw_str root_id, pw_str config,
     return PW_OK;
 }
 
-const char *pw_plugin_name(const pw_plugin *p)
-{
+const char *pw_plugin_name(const pw_plugin *p) {
     return p->name;
 }
 
-pw_vm *pw_plugin_vm(const pw_plugin *p)
-{
+pw_vm *pw_plugin_vm(const pw_plugin *p) {
     return p->vm;
 }
 
-int pw_vm_recover(pw_vm *vm, char *err, size_t errlen)
-{
+int pw_vm_recover(pw_vm *vm, char *err, size_t errlen) {
     if (!vm->dead)
         return PW_OK;
     if (vm->inst)
@@ -454,8 +418,7 @@ int pw_vm_recover(pw_vm *vm, char *err, size_t errlen)
     return PW_OK;
 }
 
-void pw_vm_free(pw_vm *vm)
-{
+void pw_vm_free(pw_vm *vm) {
     if (!vm)
         return;
     pw_plugin *p = vm->plugins;
@@ -486,8 +449,7 @@ void pw_vm_free(pw_vm *vm)
 /* Local response buffers larger than this are not kept for reuse. */
 #define PW_LR_KEEP_BYTES 65536
 
-static void stream_release(pw_vm *vm, pw_stream *s)
-{
+static void stream_release(pw_vm *vm, pw_stream *s) {
     if (s->lr_cap > PW_LR_KEEP_BYTES) {
         free(s->lr_buf);
         s->lr_buf = NULL;
@@ -499,9 +461,7 @@ static void stream_release(pw_vm *vm, pw_stream *s)
     vm->free_streams = s;
 }
 
-int pw_stream_new(pw_plugin *p, void *host_stream, pw_stream **out, char *err,
-                  size_t errlen)
-{
+int pw_stream_new(pw_plugin *p, void *host_stream, pw_stream **out, char *err, size_t errlen) {
     pw_vm *vm = p->vm;
     if (vm->dead) {
         int rc = pw_vm_recover(vm, err, errlen);
@@ -540,16 +500,14 @@ int pw_stream_new(pw_plugin *p, void *host_stream, pw_stream **out, char *err,
     return PW_OK;
 }
 
-static int stream_alive(const pw_stream *s)
-{
+static int stream_alive(const pw_stream *s) {
     const pw_vm *vm = s->plugin->vm;
     return !vm->dead && s->generation == vm->generation && s->created;
 }
 
 /* Calls a stream callback (nargs 2: id, n; 3: id, n, eos) and turns what it
  * returned into what the embedder does (§8.7, §8.8). */
-static pw_action stream_cb(pw_stream *s, enum pw_cb cb, uint32_t n, int eos)
-{
+static pw_action stream_cb(pw_stream *s, enum pw_cb cb, uint32_t n, int eos) {
     if (!stream_alive(s))
         return PW_ACTION_ERROR;
     uint32_t args[3] = {s->ctx.id, n, eos ? 1u : 0u}, r = 0;
@@ -579,54 +537,39 @@ static pw_action stream_cb(pw_stream *s, enum pw_cb cb, uint32_t n, int eos)
     }
 }
 
-static uint32_t size32(size_t n)
-{
+static uint32_t size32(size_t n) {
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
-pw_action pw_stream_on_request_body(pw_stream *s, size_t body_size,
-                                    int end_of_stream)
-{
-    return stream_cb(s, PW_CB_ON_REQUEST_BODY, size32(body_size),
-                     end_of_stream);
+pw_action pw_stream_on_request_body(pw_stream *s, size_t body_size, int end_of_stream) {
+    return stream_cb(s, PW_CB_ON_REQUEST_BODY, size32(body_size), end_of_stream);
 }
 
-pw_action pw_stream_on_response_body(pw_stream *s, size_t body_size,
-                                     int end_of_stream)
-{
-    return stream_cb(s, PW_CB_ON_RESPONSE_BODY, size32(body_size),
-                     end_of_stream);
+pw_action pw_stream_on_response_body(pw_stream *s, size_t body_size, int end_of_stream) {
+    return stream_cb(s, PW_CB_ON_RESPONSE_BODY, size32(body_size), end_of_stream);
 }
 
-pw_action pw_stream_on_request_trailers(pw_stream *s, uint32_t ntrailers)
-{
+pw_action pw_stream_on_request_trailers(pw_stream *s, uint32_t ntrailers) {
     return stream_cb(s, PW_CB_ON_REQUEST_TRAILERS, ntrailers, 0);
 }
 
-pw_action pw_stream_on_response_trailers(pw_stream *s, uint32_t ntrailers)
-{
+pw_action pw_stream_on_response_trailers(pw_stream *s, uint32_t ntrailers) {
     return stream_cb(s, PW_CB_ON_RESPONSE_TRAILERS, ntrailers, 0);
 }
 
-pw_action pw_stream_on_request_headers(pw_stream *s, uint32_t nheaders,
-                                       int end_of_stream)
-{
+pw_action pw_stream_on_request_headers(pw_stream *s, uint32_t nheaders, int end_of_stream) {
     return stream_cb(s, PW_CB_ON_REQUEST_HEADERS, nheaders, end_of_stream);
 }
 
-pw_action pw_stream_on_response_headers(pw_stream *s, uint32_t nheaders,
-                                        int end_of_stream)
-{
+pw_action pw_stream_on_response_headers(pw_stream *s, uint32_t nheaders, int end_of_stream) {
     return stream_cb(s, PW_CB_ON_RESPONSE_HEADERS, nheaders, end_of_stream);
 }
 
-const pw_local_response *pw_stream_local_response(const pw_stream *s)
-{
+const pw_local_response *pw_stream_local_response(const pw_stream *s) {
     return s->has_local_response ? &s->lr : NULL;
 }
 
-void pw_stream_free(pw_stream *s)
-{
+void pw_stream_free(pw_stream *s) {
     if (!s)
         return;
     pw_vm *vm = s->plugin->vm;

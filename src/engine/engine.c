@@ -4,9 +4,9 @@
  */
 #include <dirent.h>
 #include <dlfcn.h>
-#include <link.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -32,7 +32,7 @@ struct pw_wmod {
     const pw_glue_descriptor *desc;
     void (**fns)(void); /* host function table, indexed as in the glue */
     uint32_t max_pages;
-    uint32_t max_call_ms;   /* travels with each call (per runtime) */
+    uint32_t max_call_ms; /* travels with each call (per runtime) */
 };
 
 struct pw_winst {
@@ -45,8 +45,7 @@ struct pw_winst {
 
 /* ------------------------------------------------------------ utilities */
 
-void pw_errf(char *err, size_t errlen, const char *fmt, ...)
-{
+void pw_errf(char *err, size_t errlen, const char *fmt, ...) {
     if (!err || !errlen)
         return;
     va_list ap;
@@ -57,12 +56,10 @@ void pw_errf(char *err, size_t errlen, const char *fmt, ...)
 
 /* wasm2c's name mangling (wabt 1.0.32, CWriter::MangleName): "Z_" then each
  * byte: [A-Za-z0-9_] except 'Z' as is, anything else as Z + two hex digits. */
-static void mangle(FILE *f, const char *s)
-{
+static void mangle(FILE *f, const char *s) {
     fputs("Z_", f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-              (*p >= '0' && *p <= '9')) &&
+        if ((((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')) &&
              *p != 'Z') ||
             *p == '_')
             fputc(*p, f);
@@ -71,29 +68,28 @@ static void mangle(FILE *f, const char *s)
     }
 }
 
-static const char *ctype(char c)
-{
+static const char *ctype(char c) {
     switch (c) {
-    case 'i': return "u32";
-    case 'I': return "u64";
-    case 'f': return "f32";
-    case 'F': return "f64";
+    case 'i':
+        return "u32";
+    case 'I':
+        return "u64";
+    case 'f':
+        return "f32";
+    case 'F':
+        return "f64";
     }
     return NULL;
 }
 
-static int find_host(const pw_host_func *funcs, size_t n, const char *mod,
-                     const char *name)
-{
+static int find_host(const pw_host_func *funcs, size_t n, const char *mod, const char *name) {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(funcs[i].module, mod) == 0 &&
-            strcmp(funcs[i].name, name) == 0)
+        if (strcmp(funcs[i].module, mod) == 0 && strcmp(funcs[i].name, name) == 0)
             return (int)i;
     return -1;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
+static int cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
@@ -101,8 +97,7 @@ static int cmp_str(const void *a, const void *b)
 
 /* The wasm_rt_* runtime the generated code links against, forwarded to the
  * engine (memory, traps) or kept local (function types, tables). */
-static const char glue_runtime[] =
-    PW_GLUE_SP_TEXT
+static const char glue_runtime[] = PW_GLUE_SP_TEXT
     "static const pw_glue_rt *pw_rt;\n"
     "const volatile uintptr_t *pw_floors_p;\n"
     /* Runtime stubs that call into the host from plugin code get the
@@ -112,38 +107,49 @@ static const char glue_runtime[] =
     "bool wasm_rt_is_initialized(void) { return true; }\n"
     "void wasm_rt_init(void) {}\n"
     "void wasm_rt_free(void) {}\n"
-    "void wasm_rt_allocate_memory(wasm_rt_memory_t *m, uint32_t i, uint32_t x) { pw_rt->allocate_memory(m, i, x); }\n"
-    "uint32_t wasm_rt_grow_memory(wasm_rt_memory_t *m, uint32_t d) { PW_HOST_CHECK(); return pw_rt->grow_memory(m, d); }\n"
+    "void wasm_rt_allocate_memory(wasm_rt_memory_t *m, uint32_t i, uint32_t x) { "
+    "pw_rt->allocate_memory(m, i, x); }\n"
+    "uint32_t wasm_rt_grow_memory(wasm_rt_memory_t *m, uint32_t d) { PW_HOST_CHECK(); return "
+    "pw_rt->grow_memory(m, d); }\n"
     "void wasm_rt_free_memory(wasm_rt_memory_t *m) { pw_rt->free_memory(m); }\n"
     "typedef struct { uint32_t np, nr; wasm_rt_type_t t[64]; } pw_ft;\n"
     "static pw_ft *pw_fts; static uint32_t pw_nfts;\n"
     "uint32_t wasm_rt_register_func_type(uint32_t np, uint32_t nr, ...) {\n"
     "  pw_ft ft; memset(&ft, 0, sizeof ft); ft.np = np; ft.nr = nr;\n"
     "  va_list ap; va_start(ap, nr);\n"
-    "  for (uint32_t i = 0; i < np + nr; i++) { wasm_rt_type_t t = va_arg(ap, wasm_rt_type_t); if (i < 64) ft.t[i] = t; }\n"
+    "  for (uint32_t i = 0; i < np + nr; i++) { wasm_rt_type_t t = va_arg(ap, wasm_rt_type_t); if "
+    "(i < 64) ft.t[i] = t; }\n"
     "  va_end(ap);\n"
-    "  for (uint32_t i = 0; i < pw_nfts; i++) if (!memcmp(&pw_fts[i], &ft, sizeof ft)) return i + 1;\n"
+    "  for (uint32_t i = 0; i < pw_nfts; i++) if (!memcmp(&pw_fts[i], &ft, sizeof ft)) return i + "
+    "1;\n"
     "  pw_ft *n = realloc(pw_fts, (pw_nfts + 1) * sizeof *n); if (!n) abort();\n"
     "  pw_fts = n; pw_fts[pw_nfts++] = ft; return pw_nfts;\n"
     "}\n"
     "#define PW_TABLE_OPS(type)                                                         \\\n"
-    "  void wasm_rt_allocate_##type##_table(wasm_rt_##type##_table_t *t, uint32_t n, uint32_t max) { \\\n"
+    "  void wasm_rt_allocate_##type##_table(wasm_rt_##type##_table_t *t, uint32_t n, uint32_t "
+    "max) { \\\n"
     "    t->size = n; t->max_size = max; t->data = calloc(n ? n : 1, sizeof *t->data);   \\\n"
     "    if (!t->data) pw_rt->trap(34); }                                                \\\n"
-    "  void wasm_rt_free_##type##_table(wasm_rt_##type##_table_t *t) { free(t->data); t->data = 0; } \\\n"
-    "  uint32_t wasm_rt_grow_##type##_table(wasm_rt_##type##_table_t *t, uint32_t d, wasm_rt_##type##_t init) { \\\n"
+    "  void wasm_rt_free_##type##_table(wasm_rt_##type##_table_t *t) { free(t->data); t->data = "
+    "0; } \\\n"
+    "  uint32_t wasm_rt_grow_##type##_table(wasm_rt_##type##_table_t *t, uint32_t d, "
+    "wasm_rt_##type##_t init) { \\\n"
     "    PW_HOST_CHECK(); uint64_t n = (uint64_t)t->size + d; uint32_t old = t->size;    \\\n"
     "    if (n > t->max_size || n > 10000000) return (uint32_t)-1;                       \\\n"
-    "    void *p = realloc(t->data, (n ? n : 1) * sizeof *t->data); if (!p) return (uint32_t)-1; \\\n"
+    "    void *p = realloc(t->data, (n ? n : 1) * sizeof *t->data); if (!p) return (uint32_t)-1; "
+    "\\\n"
     "    t->data = p; for (uint64_t i = old; i < n; i++) t->data[i] = init;              \\\n"
     "    t->size = (uint32_t)n; return old; }\n"
     "PW_TABLE_OPS(funcref)\n"
     "PW_TABLE_OPS(externref)\n"
     "static WASM_RT_UNWIND_TARGET *pw_unwind;\n"
     "static uint32_t pw_tag, pw_exc_size; static unsigned char pw_exc[256];\n"
-    "uint32_t wasm_rt_register_tag(uint32_t size) { static uint32_t n; if (size > sizeof pw_exc) pw_rt->trap(8); return n++; }\n"
-    "void wasm_rt_load_exception(uint32_t tag, uint32_t size, const void *v) { pw_tag = tag; pw_exc_size = size; if (size) memcpy(pw_exc, v, size); }\n"
-    "void wasm_rt_throw(void) { if (pw_unwind) siglongjmp(*pw_unwind, WASM_RT_TRAP_UNCAUGHT_EXCEPTION); pw_rt->trap(7); abort(); }\n"
+    "uint32_t wasm_rt_register_tag(uint32_t size) { static uint32_t n; if (size > sizeof pw_exc) "
+    "pw_rt->trap(8); return n++; }\n"
+    "void wasm_rt_load_exception(uint32_t tag, uint32_t size, const void *v) { pw_tag = tag; "
+    "pw_exc_size = size; if (size) memcpy(pw_exc, v, size); }\n"
+    "void wasm_rt_throw(void) { if (pw_unwind) siglongjmp(*pw_unwind, "
+    "WASM_RT_TRAP_UNCAUGHT_EXCEPTION); pw_rt->trap(7); abort(); }\n"
     "WASM_RT_UNWIND_TARGET *wasm_rt_get_unwind_target(void) { return pw_unwind; }\n"
     "void wasm_rt_set_unwind_target(WASM_RT_UNWIND_TARGET *t) { pw_unwind = t; }\n"
     "uint32_t wasm_rt_exception_tag(void) { return pw_tag; }\n"
@@ -152,9 +158,7 @@ static const char glue_runtime[] =
 
 /* Writes glue.c for the parsed module: import trampolines (by host index
  * map[i] for import i), the export table and the descriptor. */
-static int write_glue(const char *path, const pw_wasm_info *info,
-                      const int *map)
-{
+static int write_glue(const char *path, const pw_wasm_info *info, const int *map) {
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;
@@ -219,11 +223,12 @@ static int write_glue(const char *path, const pw_wasm_info *info,
         for (int k = 0; k < np; k++)
             fprintf(f, ", a%d", k);
         fputs(");\n  if (__builtin_expect(i->g.trace != 0, 0)) {\n"
-              "    u64 a[] = {0", f);
+              "    u64 a[] = {0",
+              f);
         for (int k = 0; k < np; k++)
             fprintf(f, ", (u64)a%d", k);
-        fprintf(f, "};\n    i->g.trace(i->g.ctx, %d, a + 1, %d, %s);\n  }\n",
-                map[i], np, colon[1] ? "(u64)r" : "0");
+        fprintf(f, "};\n    i->g.trace(i->g.ctx, %d, a + 1, %d, %s);\n  }\n", map[i], np,
+                colon[1] ? "(u64)r" : "0");
         fputs(colon[1] ? "  return r;\n}\n" : "}\n", f);
     }
 
@@ -290,8 +295,7 @@ static int write_glue(const char *path, const pw_wasm_info *info,
  * rt.c). Constant-size copies (loads, stores, bit casts) are inlined by
  * the compiler and not checked. 0, or -1 when the file cannot be
  * read/written or has not exactly one such line. */
-static int patch_prologue(const char *in, const char *out)
-{
+static int patch_prologue(const char *in, const char *out) {
     FILE *fi = fopen(in, "r"), *fo = fi ? fopen(out, "w") : NULL;
     if (!fo) {
         if (fi)
@@ -306,15 +310,14 @@ static int patch_prologue(const char *in, const char *out)
         if (strcmp(line, "#define FUNC_PROLOGUE\n") == 0) {
             found++;
             fputs(line, fo);
-            fputs(PW_GLUE_SP_TEXT
-                  "extern __attribute__((visibility(\"hidden\"))) const "
-                  "volatile uintptr_t *pw_floors_p;\n"
-                  "#define PW_WASM_CHECK() (__builtin_expect(PW_SP() < "
-                  "pw_floors_p[0], 0) ? (void)TRAP(EXHAUSTION) : (void)0)\n"
-                  "#define memset(d, c, n) (PW_WASM_CHECK(), memset(d, c, n))\n"
-                  "#define memmove(d, s, n) (PW_WASM_CHECK(), memmove(d, s, n))\n"
-                  "#define memcpy(d, s, n) (__builtin_constant_p(n) ? (void)0 "
-                  ": PW_WASM_CHECK(), memcpy(d, s, n))\n",
+            fputs(PW_GLUE_SP_TEXT "extern __attribute__((visibility(\"hidden\"))) const "
+                                  "volatile uintptr_t *pw_floors_p;\n"
+                                  "#define PW_WASM_CHECK() (__builtin_expect(PW_SP() < "
+                                  "pw_floors_p[0], 0) ? (void)TRAP(EXHAUSTION) : (void)0)\n"
+                                  "#define memset(d, c, n) (PW_WASM_CHECK(), memset(d, c, n))\n"
+                                  "#define memmove(d, s, n) (PW_WASM_CHECK(), memmove(d, s, n))\n"
+                                  "#define memcpy(d, s, n) (__builtin_constant_p(n) ? (void)0 "
+                                  ": PW_WASM_CHECK(), memcpy(d, s, n))\n",
                   fo);
         } else if (fwrite(line, 1, (size_t)n, fo) != (size_t)n) {
             bad = 1;
@@ -335,9 +338,7 @@ static void log_tail(const char *logpath, char *err, size_t errlen);
  * shell and everything it starts) and wall-clock time (the whole group is
  * killed). Returns 0 on exit status 0, -1 on failure, -2 when the time
  * limit killed it. */
-static int run(const pw_engine_config *cfg, const char *cmd,
-               const char *logpath)
-{
+static int run(const pw_engine_config *cfg, const char *cmd, const char *logpath) {
     char full[17000];
     if (cfg->compile_max_memory)
         snprintf(full, sizeof full, "ulimit -v %llu && %s",
@@ -346,8 +347,7 @@ static int run(const pw_engine_config *cfg, const char *cmd,
         snprintf(full, sizeof full, "%s", cmd);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, logpath,
-                                     O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_addopen(&fa, 1, logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawnattr_t at;
@@ -391,25 +391,21 @@ static int run(const pw_engine_config *cfg, const char *cmd,
 
 /* The error for a failed compiler step: what failed, the limit that
  * stopped it, then the tail of its output. */
-static void step_failed(const pw_engine_config *cfg, int rc, const char *what,
-                        const char *logpath, char *err, size_t errlen)
-{
+static void step_failed(const pw_engine_config *cfg, int rc, const char *what, const char *logpath,
+                        char *err, size_t errlen) {
     size_t used = strlen(err);
     if (rc == -2)
-        snprintf(err + used, errlen - used,
-                 " (%s exceeded the compile time limit of %u ms)", what,
+        snprintf(err + used, errlen - used, " (%s exceeded the compile time limit of %u ms)", what,
                  cfg->compile_timeout_ms);
     else if (cfg->compile_max_memory)
-        snprintf(err + used, errlen - used,
-                 " (%s failed; its memory limit is %llu MiB)", what,
+        snprintf(err + used, errlen - used, " (%s failed; its memory limit is %llu MiB)", what,
                  (unsigned long long)(cfg->compile_max_memory >> 20));
     if (rc != -2)
         log_tail(logpath, err, errlen);
 }
 
 /* Appends the tail of a log file to err (compiler/validator messages). */
-static void log_tail(const char *logpath, char *err, size_t errlen)
-{
+static void log_tail(const char *logpath, char *err, size_t errlen) {
     FILE *f = fopen(logpath, "r");
     if (!f)
         return;
@@ -424,8 +420,7 @@ static void log_tail(const char *logpath, char *err, size_t errlen)
         snprintf(err + used, errlen - used, ": %s", buf);
 }
 
-static int write_file(const char *path, const uint8_t *b, size_t n)
-{
+static int write_file(const char *path, const uint8_t *b, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f)
         return -1;
@@ -433,8 +428,7 @@ static int write_file(const char *path, const uint8_t *b, size_t n)
     return (fclose(f) == 0 && w == n) ? 0 : -1;
 }
 
-static void rm_tree(const char *dir)
-{
+static void rm_tree(const char *dir) {
     DIR *d = opendir(dir);
     if (!d)
         return;
@@ -450,8 +444,7 @@ static void rm_tree(const char *dir)
     rmdir(dir);
 }
 
-static int mkdir_p(const char *path)
-{
+static int mkdir_p(const char *path) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s", path);
     for (char *p = tmp + 1; *p; p++) {
@@ -467,10 +460,8 @@ static int mkdir_p(const char *path)
 
 /* Cache key: SHA-256 over the host table hash (glue version, names and
  * signatures of the host functions), compiler, flags and module bytes. */
-static void cache_key(const pw_engine_config *cfg, const uint8_t *bytes,
-                      size_t len, const pw_host_func *funcs, size_t nfuncs,
-                      char hex[65])
-{
+static void cache_key(const pw_engine_config *cfg, const uint8_t *bytes, size_t len,
+                      const pw_host_func *funcs, size_t nfuncs, char hex[65]) {
     unsigned char md[32], table[32];
     unsigned int mdlen = 0;
     pw_engine_table_hash(funcs, nfuncs, table);
@@ -487,11 +478,9 @@ static void cache_key(const pw_engine_config *cfg, const uint8_t *bytes,
     hex[64] = 0;
 }
 
-static int compile(const pw_engine_config *cfg, const char *name,
-                   const uint8_t *bytes, size_t len, const pw_wasm_info *info,
-                   const int *map, const char *dir, const char *so_path,
-                   char *err, size_t errlen)
-{
+static int compile(const pw_engine_config *cfg, const char *name, const uint8_t *bytes, size_t len,
+                   const pw_wasm_info *info, const int *map, const char *dir, const char *so_path,
+                   char *err, size_t errlen) {
     char p[4200], logp[4200], cmd[16384];
     snprintf(logp, sizeof logp, "%s/log", dir);
     snprintf(p, sizeof p, "%s/module.wasm", dir);
@@ -500,8 +489,8 @@ static int compile(const pw_engine_config *cfg, const char *name,
         return -1;
     }
     const char *w2c = getenv("PWASM_WASM2C");
-    snprintf(cmd, sizeof cmd, "cd '%s' && exec %s module.wasm -n plug -o plug.c",
-             dir, w2c && *w2c ? w2c : "wasm2c");
+    snprintf(cmd, sizeof cmd, "cd '%s' && exec %s module.wasm -n plug -o plug.c", dir,
+             w2c && *w2c ? w2c : "wasm2c");
     int rc = run(cfg, cmd, logp);
     if (rc != 0) {
         pw_errf(err, errlen,
@@ -517,7 +506,8 @@ static int compile(const pw_engine_config *cfg, const char *name,
     if (patch_prologue(p, p2) != 0) {
         pw_errf(err, errlen,
                 "module \"%s\": wasm2c's output was not as expected (no "
-                "single FUNC_PROLOGUE to patch)", name);
+                "single FUNC_PROLOGUE to patch)",
+                name);
         return -2;
     }
     snprintf(p, sizeof p, "%s/glue.c", dir);
@@ -533,8 +523,8 @@ static int compile(const pw_engine_config *cfg, const char *name,
              dir, cfg->cc, cfg->cflags, so_path);
     rc = run(cfg, cmd, logp);
     if (rc != 0) {
-        pw_errf(err, errlen, "module \"%s\": C compilation failed (%s %s)",
-                name, cfg->cc, cfg->cflags);
+        pw_errf(err, errlen, "module \"%s\": C compilation failed (%s %s)", name, cfg->cc,
+                cfg->cflags);
         step_failed(cfg, rc, "the C compiler", logp, err, errlen);
         return -2;
     }
@@ -546,10 +536,8 @@ static int compile(const pw_engine_config *cfg, const char *name,
 /* Maps each import to its host function (map[i] = index in funcs), or
  * refuses the module: unknown import, other signature, non-function import,
  * no exported memory. */
-static int link_map(const char *name, const pw_wasm_info *info,
-                    const pw_host_func *funcs, size_t nfuncs, int **out,
-                    char *err, size_t errlen)
-{
+static int link_map(const char *name, const pw_wasm_info *info, const pw_host_func *funcs,
+                    size_t nfuncs, int **out, char *err, size_t errlen) {
     char pretty1[256], pretty2[256];
     int *map = calloc(info->nimports + 1, sizeof *map);
     if (!map) {
@@ -559,42 +547,37 @@ static int link_map(const char *name, const pw_wasm_info *info,
     for (uint32_t i = 0; i < info->nimports; i++) {
         const pw_wasm_import *im = &info->imports[i];
         if (im->kind != PW_EXTERN_FUNC) {
-            static const char *kinds[] = {"function", "table", "memory",
-                                          "global", "tag"};
+            static const char *kinds[] = {"function", "table", "memory", "global", "tag"};
             pw_errf(err, errlen,
-                 "module \"%s\" imports %s %s.%s; pwasm provides only "
-                 "functions (a module must define its own memory and tables)",
-                 name, im->kind < 5 ? kinds[im->kind] : "?", im->module,
-                 im->name);
+                    "module \"%s\" imports %s %s.%s; pwasm provides only "
+                    "functions (a module must define its own memory and tables)",
+                    name, im->kind < 5 ? kinds[im->kind] : "?", im->module, im->name);
             free(map);
             return -1;
         }
         int h = find_host(funcs, nfuncs, im->module, im->name);
         if (h < 0) {
             pw_errf(err, errlen,
-                 "module \"%s\" imports %s.%s %s, which this host does not "
-                 "provide",
-                 name, im->module, im->name,
-                 pw_sig_pretty(im->sig, pretty1, sizeof pretty1));
+                    "module \"%s\" imports %s.%s %s, which this host does not "
+                    "provide",
+                    name, im->module, im->name, pw_sig_pretty(im->sig, pretty1, sizeof pretty1));
             free(map);
             return -1;
         }
         if (strcmp(funcs[h].sig, im->sig) != 0) {
             pw_errf(err, errlen,
-                 "module \"%s\" imports %s.%s with signature %s, but this "
-                 "host provides %s",
-                 name, im->module, im->name,
-                 pw_sig_pretty(im->sig, pretty1, sizeof pretty1),
-                 pw_sig_pretty(funcs[h].sig, pretty2, sizeof pretty2));
+                    "module \"%s\" imports %s.%s with signature %s, but this "
+                    "host provides %s",
+                    name, im->module, im->name, pw_sig_pretty(im->sig, pretty1, sizeof pretty1),
+                    pw_sig_pretty(funcs[h].sig, pretty2, sizeof pretty2));
             free(map);
             return -1;
         }
         map[i] = h;
     }
-    if (!info->has_memory ||
-        !pw_wasm_find_export(info, "memory", PW_EXTERN_MEMORY)) {
-        pw_errf(err, errlen, "module \"%s\" does not %s a memory named \"memory\"",
-             name, info->has_memory ? "export" : "define");
+    if (!info->has_memory || !pw_wasm_find_export(info, "memory", PW_EXTERN_MEMORY)) {
+        pw_errf(err, errlen, "module \"%s\" does not %s a memory named \"memory\"", name,
+                info->has_memory ? "export" : "define");
         free(map);
         return -1;
     }
@@ -605,16 +588,13 @@ static int link_map(const char *name, const pw_wasm_info *info,
 /* Compiles into <dir>/plug.so, dir a fresh private (0700) temporary
  * directory under tmp_parent (or $TMPDIR when NULL), returned in dir. The
  * caller removes it (rm_tree) after a success. */
-static int compile_in_tmp(const pw_engine_config *cfg, const char *name,
-                          const uint8_t *bytes, size_t len,
-                          const pw_wasm_info *info, const int *map,
-                          const char *tmp_parent, char *dir, size_t dirlen,
-                          char *err, size_t errlen)
-{
+static int compile_in_tmp(const pw_engine_config *cfg, const char *name, const uint8_t *bytes,
+                          size_t len, const pw_wasm_info *info, const int *map,
+                          const char *tmp_parent, char *dir, size_t dirlen, char *err,
+                          size_t errlen) {
     char tmp_so[4200];
     const char *t = getenv("TMPDIR");
-    snprintf(dir, dirlen, "%s/pwasm-XXXXXX",
-             tmp_parent ? tmp_parent : t && *t ? t : "/tmp");
+    snprintf(dir, dirlen, "%s/pwasm-XXXXXX", tmp_parent ? tmp_parent : t && *t ? t : "/tmp");
     if (!mkdtemp(dir)) {
         pw_errf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
         return -1;
@@ -630,8 +610,7 @@ static int compile_in_tmp(const pw_engine_config *cfg, const char *name,
     snprintf(dir, dirlen, "%s", abs);
     free(abs);
     snprintf(tmp_so, sizeof tmp_so, "%s/plug.so", dir);
-    int rc = compile(cfg, name, bytes, len, info, map, dir, tmp_so, err,
-                     errlen);
+    int rc = compile(cfg, name, bytes, len, info, map, dir, tmp_so, err, errlen);
     if (rc != 0)
         rm_tree(dir);
     return rc;
@@ -639,15 +618,12 @@ static int compile_in_tmp(const pw_engine_config *cfg, const char *name,
 
 /* Compiles into `so_path` through a temporary directory beside it (or in
  * $TMPDIR when tmp_parent is NULL), renamed into place atomically. */
-static int compile_to(const pw_engine_config *cfg, const char *name,
-                      const uint8_t *bytes, size_t len,
-                      const pw_wasm_info *info, const int *map,
-                      const char *tmp_parent, const char *so_path, char *err,
-                      size_t errlen)
-{
+static int compile_to(const pw_engine_config *cfg, const char *name, const uint8_t *bytes,
+                      size_t len, const pw_wasm_info *info, const int *map, const char *tmp_parent,
+                      const char *so_path, char *err, size_t errlen) {
     char dir[4096], tmp_so[4200];
-    int rc = compile_in_tmp(cfg, name, bytes, len, info, map, tmp_parent, dir,
-                            sizeof dir, err, errlen);
+    int rc =
+        compile_in_tmp(cfg, name, bytes, len, info, map, tmp_parent, dir, sizeof dir, err, errlen);
     if (rc != 0)
         return rc;
     snprintf(tmp_so, sizeof tmp_so, "%s/plug.so", dir);
@@ -660,23 +636,20 @@ static int compile_to(const pw_engine_config *cfg, const char *name,
 }
 
 /* dlopen()s compiled code and wraps it. */
-static int open_code(const pw_engine_config *cfg, const char *name,
-                     const char *so_path, const pw_host_func *funcs,
-                     size_t nfuncs, pw_wmod **out, char *err,
-                     size_t errlen)
-{
+static int open_code(const pw_engine_config *cfg, const char *name, const char *so_path,
+                     const pw_host_func *funcs, size_t nfuncs, pw_wmod **out, char *err,
+                     size_t errlen) {
     void *dl = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
-        pw_errf(err, errlen, "module \"%s\": cannot load compiled code: %s",
-             name, dlerror());
+        pw_errf(err, errlen, "module \"%s\": cannot load compiled code: %s", name, dlerror());
         return -2;
     }
     const pw_glue_descriptor *desc = dlsym(dl, PW_GLUE_SYMBOL);
     if (!desc || desc->version != PW_GLUE_VERSION) {
         pw_errf(err, errlen,
-             "module \"%s\": compiled code is stale or foreign (no %s "
-             "version %d)",
-             name, PW_GLUE_SYMBOL, PW_GLUE_VERSION);
+                "module \"%s\": compiled code is stale or foreign (no %s "
+                "version %d)",
+                name, PW_GLUE_SYMBOL, PW_GLUE_VERSION);
         dlclose(dl);
         return -2;
     }
@@ -707,18 +680,17 @@ static int open_code(const pw_engine_config *cfg, const char *name,
 
 /* Who may own native code this process loads: root or this process's
  * user, and nobody else may write to it. 0, or -1 with why in err. */
-static int trusted_stat(const struct stat *st, const char *path, char *err,
-                        size_t errlen)
-{
+static int trusted_stat(const struct stat *st, const char *path, char *err, size_t errlen) {
     if (st->st_uid != 0 && st->st_uid != geteuid()) {
-        pw_errf(err, errlen, "%s is owned by uid %u (not root or this "
-                "process's user)", path, (unsigned)st->st_uid);
+        pw_errf(err, errlen,
+                "%s is owned by uid %u (not root or this "
+                "process's user)",
+                path, (unsigned)st->st_uid);
         return -1;
     }
     if (st->st_mode & (S_IWGRP | S_IWOTH)) {
         pw_errf(err, errlen, "%s is writable by %s (mode %04o)", path,
-                st->st_mode & S_IWOTH ? "others" : "its group",
-                (unsigned)(st->st_mode & 07777));
+                st->st_mode & S_IWOTH ? "others" : "its group", (unsigned)(st->st_mode & 07777));
         return -1;
     }
     return 0;
@@ -727,8 +699,7 @@ static int trusted_stat(const struct stat *st, const char *path, char *err,
 /* The cache directory and each directory above it must be trusted (a
  * sticky one, like /tmp, may be writable by others: nobody else can
  * rename what is ours in it). */
-static int trusted_dir(const char *dir, char *err, size_t errlen)
-{
+static int trusted_dir(const char *dir, char *err, size_t errlen) {
     char *abs = realpath(dir, NULL);
     if (!abs) {
         pw_errf(err, errlen, "cache directory %s: %s", dir, strerror(errno));
@@ -747,8 +718,7 @@ static int trusted_dir(const char *dir, char *err, size_t errlen)
             rc = -1;
             break;
         }
-        if (!(!first && (st.st_mode & S_ISVTX)) &&
-            trusted_stat(&st, abs, err, errlen) != 0) {
+        if (!(!first && (st.st_mode & S_ISVTX)) && trusted_stat(&st, abs, err, errlen) != 0) {
             rc = -1;
             break;
         }
@@ -765,8 +735,7 @@ static int trusted_dir(const char *dir, char *err, size_t errlen)
     return rc;
 }
 
-static void sha256_hex(const uint8_t *b, size_t n, char hex[65])
-{
+static void sha256_hex(const uint8_t *b, size_t n, char hex[65]) {
     unsigned char md[32];
     unsigned int len = 0;
     EVP_Digest(b, n, md, &len, EVP_sha256(), NULL);
@@ -778,9 +747,8 @@ static void sha256_hex(const uint8_t *b, size_t n, char hex[65])
 /* Reads a whole trusted regular file opened without following links.
  * Returns the open descriptor (the caller closes it) with the bytes in
  * *buf (malloc'ed), or -1 with why in err; errno ENOENT when missing. */
-static int read_trusted(const char *path, size_t max, uint8_t **buf,
-                        size_t *len, char *err, size_t errlen)
-{
+static int read_trusted(const char *path, size_t max, uint8_t **buf, size_t *len, char *err,
+                        size_t errlen) {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         int e = errno;
@@ -789,10 +757,8 @@ static int read_trusted(const char *path, size_t max, uint8_t **buf,
         return -1;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-        (uint64_t)st.st_size > max) {
-        pw_errf(err, errlen, "%s is not a regular file of at most %zu bytes",
-                path, max);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+        pw_errf(err, errlen, "%s is not a regular file of at most %zu bytes", path, max);
         close(fd);
         errno = EINVAL;
         return -1;
@@ -826,14 +792,11 @@ static int read_trusted(const char *path, size_t max, uint8_t **buf,
  * the one in <key>.sha256, both trusted files. 0 with the object's bytes
  * in *code (malloc'ed), or -1: missing (errno ENOENT) or refused (why in
  * err). */
-static int read_entry(const char *so_path, const char *sum_path,
-                      uint8_t **code, size_t *code_len, char *err,
-                      size_t errlen)
-{
+static int read_entry(const char *so_path, const char *sum_path, uint8_t **code, size_t *code_len,
+                      char *err, size_t errlen) {
     uint8_t *sum;
     size_t sum_len;
-    int fd = read_trusted(so_path, (size_t)1 << 31, code, code_len, err,
-                          errlen);
+    int fd = read_trusted(so_path, (size_t)1 << 31, code, code_len, err, errlen);
     if (fd < 0)
         return -1;
     close(fd);
@@ -851,8 +814,7 @@ static int read_entry(const char *so_path, const char *sum_path,
     int ok = sum_len >= 64 && memcmp(sum, hex, 64) == 0;
     free(sum);
     if (!ok) {
-        pw_errf(err, errlen, "%s does not match its recorded SHA-256",
-                so_path);
+        pw_errf(err, errlen, "%s does not match its recorded SHA-256", so_path);
         free(*code);
         errno = EPERM;
         return -1;
@@ -861,8 +823,7 @@ static int read_entry(const char *so_path, const char *sum_path,
 }
 
 /* Records the SHA-256 of a freshly compiled object at sum_path. */
-static int record_digest(const char *so_path, const char *sum_path)
-{
+static int record_digest(const char *so_path, const char *sum_path) {
     uint8_t *code;
     size_t len;
     char e[256], hex[66], tmp[4300];
@@ -884,8 +845,7 @@ static int record_digest(const char *so_path, const char *sum_path)
 
 static void warn(const pw_engine_config *cfg, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static void warn(const pw_engine_config *cfg, const char *fmt, ...)
-{
+static void warn(const pw_engine_config *cfg, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -911,11 +871,9 @@ typedef struct pw_loaded {
 } pw_loaded;
 static pw_loaded *pw_loaded_list;
 
-static int load_bytes(const pw_engine_config *cfg, const char *name,
-                      const uint8_t *code, size_t code_len,
-                      const pw_host_func *funcs, size_t nfuncs, pw_wmod **out,
-                      char *err, size_t errlen)
-{
+static int load_bytes(const pw_engine_config *cfg, const char *name, const uint8_t *code,
+                      size_t code_len, const pw_host_func *funcs, size_t nfuncs, pw_wmod **out,
+                      char *err, size_t errlen) {
     char hex[65];
     sha256_hex(code, code_len, hex);
     pw_loaded *l;
@@ -938,8 +896,7 @@ static int load_bytes(const pw_engine_config *cfg, const char *name,
         while (off < code_len) {
             ssize_t w = write(l->fd, code + off, code_len - off);
             if (w <= 0) {
-                pw_errf(err, errlen, "cannot write compiled code: %s",
-                        strerror(errno));
+                pw_errf(err, errlen, "cannot write compiled code: %s", strerror(errno));
                 close(l->fd);
                 free(l);
                 return -1;
@@ -955,11 +912,9 @@ static int load_bytes(const pw_engine_config *cfg, const char *name,
     return open_code(cfg, name, path, funcs, nfuncs, out, err, errlen);
 }
 
-int pw_wmod_load(const pw_engine_config *cfg, const char *name,
-                 const uint8_t *bytes, size_t len, const pw_wasm_info *info,
-                 const pw_host_func *funcs, size_t nfuncs, pw_wmod **out,
-                 char *err, size_t errlen)
-{
+int pw_wmod_load(const pw_engine_config *cfg, const char *name, const uint8_t *bytes, size_t len,
+                 const pw_wasm_info *info, const pw_host_func *funcs, size_t nfuncs, pw_wmod **out,
+                 char *err, size_t errlen) {
     int *map, rc;
     if (link_map(name, info, funcs, nfuncs, &map, err, errlen) != 0)
         return -1;
@@ -967,36 +922,35 @@ int pw_wmod_load(const pw_engine_config *cfg, const char *name,
     cache_key(cfg, bytes, len, funcs, nfuncs, key);
     if (cfg->cache_dir && *cfg->cache_dir) {
         if (mkdir_p(cfg->cache_dir) != 0) {
-            pw_errf(err, errlen, "cannot create cache directory %s: %s",
-                    cfg->cache_dir, strerror(errno));
+            pw_errf(err, errlen, "cannot create cache directory %s: %s", cfg->cache_dir,
+                    strerror(errno));
             free(map);
             return -1;
         }
         if (trusted_dir(cfg->cache_dir, why, sizeof why) != 0) {
-            pw_errf(err, errlen, "refusing the compile cache %s: %s",
-                    cfg->cache_dir, why);
+            pw_errf(err, errlen, "refusing the compile cache %s: %s", cfg->cache_dir, why);
             free(map);
             return -1;
         }
         snprintf(so_path, sizeof so_path, "%s/%s.so", cfg->cache_dir, key);
-        snprintf(sum_path, sizeof sum_path, "%s/%s.sha256", cfg->cache_dir,
-                 key);
+        snprintf(sum_path, sizeof sum_path, "%s/%s.sha256", cfg->cache_dir, key);
         uint8_t *code;
         size_t code_len;
         rc = read_entry(so_path, sum_path, &code, &code_len, why, sizeof why);
         if (rc != 0 && errno != ENOENT)
-            warn(cfg, "module \"%s\": compile cache entry refused (%s); "
-                 "compiling it again", name, why);
+            warn(cfg,
+                 "module \"%s\": compile cache entry refused (%s); "
+                 "compiling it again",
+                 name, why);
         if (rc != 0) {
-            rc = compile_to(cfg, name, bytes, len, info, map, cfg->cache_dir,
-                            so_path, err, errlen);
+            rc =
+                compile_to(cfg, name, bytes, len, info, map, cfg->cache_dir, so_path, err, errlen);
             if (rc == 0 && record_digest(so_path, sum_path) != 0) {
-                pw_errf(err, errlen, "cannot record the digest of %s: %s",
-                        so_path, strerror(errno));
+                pw_errf(err, errlen, "cannot record the digest of %s: %s", so_path,
+                        strerror(errno));
                 rc = -1;
             }
-            if (rc == 0 && read_entry(so_path, sum_path, &code, &code_len,
-                                      err, errlen) != 0)
+            if (rc == 0 && read_entry(so_path, sum_path, &code, &code_len, err, errlen) != 0)
                 rc = -1;
         }
         free(map);
@@ -1012,57 +966,45 @@ int pw_wmod_load(const pw_engine_config *cfg, const char *name,
     /* No cache: compile in a private temporary directory, load from it,
      * remove it (an opened object stays mapped). */
     char dir[4096];
-    rc = compile_in_tmp(cfg, name, bytes, len, info, map, NULL, dir,
-                        sizeof dir, err, errlen);
+    rc = compile_in_tmp(cfg, name, bytes, len, info, map, NULL, dir, sizeof dir, err, errlen);
     free(map);
     if (rc != 0)
         return rc;
     snprintf(so_path, sizeof so_path, "%s/plug.so", dir);
     uint8_t *code;
     size_t code_len;
-    int fd = read_trusted(so_path, (size_t)1 << 31, &code, &code_len, err,
-                          errlen);
+    int fd = read_trusted(so_path, (size_t)1 << 31, &code, &code_len, err, errlen);
     rm_tree(dir);
     if (fd < 0)
         return -2;
     close(fd);
-    rc = load_bytes(cfg, name, code, code_len, funcs, nfuncs, out, err,
-                    errlen);
+    rc = load_bytes(cfg, name, code, code_len, funcs, nfuncs, out, err, errlen);
     free(code);
     return rc;
 }
 
-int pw_wmod_compile_to(const pw_engine_config *cfg, const char *name,
-                       const uint8_t *bytes, size_t len,
-                       const pw_wasm_info *info, const pw_host_func *funcs,
-                       size_t nfuncs, const char *so_path, char *err,
-                       size_t errlen)
-{
+int pw_wmod_compile_to(const pw_engine_config *cfg, const char *name, const uint8_t *bytes,
+                       size_t len, const pw_wasm_info *info, const pw_host_func *funcs,
+                       size_t nfuncs, const char *so_path, char *err, size_t errlen) {
     int *map;
     if (link_map(name, info, funcs, nfuncs, &map, err, errlen) != 0)
         return -1;
-    int rc = compile_to(cfg, name, bytes, len, info, map, NULL, so_path, err,
-                        errlen);
+    int rc = compile_to(cfg, name, bytes, len, info, map, NULL, so_path, err, errlen);
     free(map);
     return rc;
 }
 
-int pw_wmod_load_code(const pw_engine_config *cfg, const char *name,
-                      const pw_wasm_info *info, const pw_host_func *funcs,
-                      size_t nfuncs, const uint8_t *code, size_t code_len,
-                      pw_wmod **out, char *err, size_t errlen)
-{
+int pw_wmod_load_code(const pw_engine_config *cfg, const char *name, const pw_wasm_info *info,
+                      const pw_host_func *funcs, size_t nfuncs, const uint8_t *code,
+                      size_t code_len, pw_wmod **out, char *err, size_t errlen) {
     int *map;
     if (link_map(name, info, funcs, nfuncs, &map, err, errlen) != 0)
         return -1;
     free(map);
-    return load_bytes(cfg, name, code, code_len, funcs, nfuncs, out, err,
-                      errlen);
+    return load_bytes(cfg, name, code, code_len, funcs, nfuncs, out, err, errlen);
 }
 
-void pw_engine_table_hash(const pw_host_func *funcs, size_t nfuncs,
-                          unsigned char out[32])
-{
+void pw_engine_table_hash(const pw_host_func *funcs, size_t nfuncs, unsigned char out[32]) {
     unsigned int len = 0;
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     EVP_DigestInit_ex(c, EVP_sha256(), NULL);
@@ -1078,8 +1020,7 @@ void pw_engine_table_hash(const pw_host_func *funcs, size_t nfuncs,
     EVP_MD_CTX_free(c);
 }
 
-void pw_wmod_free(pw_wmod *m)
-{
+void pw_wmod_free(pw_wmod *m) {
     if (!m)
         return;
     /* The object stays mapped: function pointers into it may still be held
@@ -1088,9 +1029,7 @@ void pw_wmod_free(pw_wmod *m)
     free(m);
 }
 
-int pw_wmod_func(const pw_wmod *m, const char *name, const char *sig,
-                 pw_wfunc *out)
-{
+int pw_wmod_func(const pw_wmod *m, const char *name, const char *sig, pw_wfunc *out) {
     const pw_glue_descriptor *d = m->desc;
     for (uint32_t i = 0; i < d->nexports; i++) {
         const pw_glue_export *e = &d->exports[i];
@@ -1114,16 +1053,13 @@ int pw_wmod_func(const pw_wmod *m, const char *name, const char *sig,
 
 /* ------------------------------------------------------------- instances */
 
-static void do_instantiate(void *arg)
-{
+static void do_instantiate(void *arg) {
     pw_winst *w = arg;
     w->m->desc->instantiate(w->instance, &w->imports);
     w->instantiated = 1;
 }
 
-int pw_winst_new(pw_wmod *m, void *ctx, pw_trace_fn trace, pw_winst **out,
-                 pw_trap *trap)
-{
+int pw_winst_new(pw_wmod *m, void *ctx, pw_trace_fn trace, pw_winst **out, pw_trap *trap) {
     pw_winst *w = calloc(1, sizeof *w + m->desc->instance_size);
     if (!w) {
         trap->kind = PW_TRAP_OUT_OF_MEMORY;
@@ -1147,8 +1083,7 @@ int pw_winst_new(pw_wmod *m, void *ctx, pw_trace_fn trace, pw_winst **out,
     return 0;
 }
 
-void pw_winst_free(pw_winst *w)
-{
+void pw_winst_free(pw_winst *w) {
     if (!w)
         return;
     if (w->instantiated)
@@ -1156,8 +1091,7 @@ void pw_winst_free(pw_winst *w)
     free(w);
 }
 
-uint8_t *pw_winst_mem(const pw_winst *w, uint64_t *size)
-{
+uint8_t *pw_winst_mem(const pw_winst *w, uint64_t *size) {
     *size = w->mem->size;
     return w->mem->data;
 }
@@ -1171,38 +1105,67 @@ typedef struct call_args {
 
 typedef uint32_t u32;
 
-static void do_call(void *arg)
-{
+static void do_call(void *arg) {
     call_args *c = arg;
     void *i = c->w->instance;
     const uint32_t *a = c->a;
     void (*fn)(void) = c->f->fn;
     if (c->f->nresults) {
         switch (c->f->nparams) {
-        case 0: c->ret = ((u32 (*)(void *))fn)(i); break;
-        case 1: c->ret = ((u32 (*)(void *, u32))fn)(i, a[0]); break;
-        case 2: c->ret = ((u32 (*)(void *, u32, u32))fn)(i, a[0], a[1]); break;
-        case 3: c->ret = ((u32 (*)(void *, u32, u32, u32))fn)(i, a[0], a[1], a[2]); break;
-        case 4: c->ret = ((u32 (*)(void *, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3]); break;
-        case 5: c->ret = ((u32 (*)(void *, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4]); break;
-        case 6: c->ret = ((u32 (*)(void *, u32, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4], a[5]); break;
+        case 0:
+            c->ret = ((u32(*)(void *))fn)(i);
+            break;
+        case 1:
+            c->ret = ((u32(*)(void *, u32))fn)(i, a[0]);
+            break;
+        case 2:
+            c->ret = ((u32(*)(void *, u32, u32))fn)(i, a[0], a[1]);
+            break;
+        case 3:
+            c->ret = ((u32(*)(void *, u32, u32, u32))fn)(i, a[0], a[1], a[2]);
+            break;
+        case 4:
+            c->ret = ((u32(*)(void *, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3]);
+            break;
+        case 5:
+            c->ret =
+                ((u32(*)(void *, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4]);
+            break;
+        case 6:
+            c->ret = ((u32(*)(void *, u32, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3],
+                                                                        a[4], a[5]);
+            break;
         }
     } else {
         switch (c->f->nparams) {
-        case 0: ((void (*)(void *))fn)(i); break;
-        case 1: ((void (*)(void *, u32))fn)(i, a[0]); break;
-        case 2: ((void (*)(void *, u32, u32))fn)(i, a[0], a[1]); break;
-        case 3: ((void (*)(void *, u32, u32, u32))fn)(i, a[0], a[1], a[2]); break;
-        case 4: ((void (*)(void *, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3]); break;
-        case 5: ((void (*)(void *, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4]); break;
-        case 6: ((void (*)(void *, u32, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4], a[5]); break;
+        case 0:
+            ((void (*)(void *))fn)(i);
+            break;
+        case 1:
+            ((void (*)(void *, u32))fn)(i, a[0]);
+            break;
+        case 2:
+            ((void (*)(void *, u32, u32))fn)(i, a[0], a[1]);
+            break;
+        case 3:
+            ((void (*)(void *, u32, u32, u32))fn)(i, a[0], a[1], a[2]);
+            break;
+        case 4:
+            ((void (*)(void *, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3]);
+            break;
+        case 5:
+            ((void (*)(void *, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4]);
+            break;
+        case 6:
+            ((void (*)(void *, u32, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4],
+                                                                 a[5]);
+            break;
         }
     }
 }
 
-int pw_winst_call(pw_winst *w, const pw_wfunc *f, const uint32_t *args,
-                  uint32_t *ret, pw_trap *trap)
-{
+int pw_winst_call(pw_winst *w, const pw_wfunc *f, const uint32_t *args, uint32_t *ret,
+                  pw_trap *trap) {
     call_args c = {w, f, args, 0};
     if (pw_rt_invoke(do_call, &c, w->m->max_call_ms, trap) != 0)
         return -1;

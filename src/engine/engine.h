@@ -26,20 +26,20 @@
 typedef struct pw_host_func {
     const char *module; /* "env", "wasi_snapshot_preview1", ... */
     const char *name;
-    const char *sig;    /* "iii:i" */
+    const char *sig; /* "iii:i" */
     void (*fn)(void);
 } pw_host_func;
 
 typedef struct pw_engine_config {
-    const char *cache_dir; /* NULL: no cache (temporary directory) */
-    const char *cc;        /* compiler command, e.g. "cc" */
-    const char *cflags;    /* e.g. "-O2" */
-    uint32_t max_pages;    /* linear memory limit, 64 KiB pages (<= 65535) */
-    uint32_t max_call_ms;  /* CPU time limit of one call into a plugin, ms;
-                              0: none */
-    uint32_t compile_timeout_ms;  /* per compiler process; 0: none */
-    uint64_t compile_max_memory;  /* address space per compiler process,
-                                     bytes; 0: none */
+    const char *cache_dir;       /* NULL: no cache (temporary directory) */
+    const char *cc;              /* compiler command, e.g. "cc" */
+    const char *cflags;          /* e.g. "-O2" */
+    uint32_t max_pages;          /* linear memory limit, 64 KiB pages (<= 65535) */
+    uint32_t max_call_ms;        /* CPU time limit of one call into a plugin, ms;
+                                    0: none */
+    uint32_t compile_timeout_ms; /* per compiler process; 0: none */
+    uint64_t compile_max_memory; /* address space per compiler process,
+                                    bytes; 0: none */
     /* Recoverable problems (a cache entry compiled again); may be NULL. */
     void (*warn)(void *data, const char *msg);
     void *warn_data;
@@ -56,11 +56,11 @@ enum {
     PW_TRAP_CALL_INDIRECT = 6,
     PW_TRAP_UNCAUGHT_EXCEPTION = 7,
     PW_TRAP_EXHAUSTION = 8,
-    PW_TRAP_EXIT = 32,       /* WASI proc_exit; code in pw_trap.exit_code */
-    PW_TRAP_HOST = 33,       /* a hostcall aborted the call */
+    PW_TRAP_EXIT = 32,          /* WASI proc_exit; code in pw_trap.exit_code */
+    PW_TRAP_HOST = 33,          /* a hostcall aborted the call */
     PW_TRAP_OUT_OF_MEMORY = 34, /* linear memory could not be reserved */
-    PW_TRAP_TIMEOUT = 35,      /* ran longer than the CPU time limit */
-    PW_TRAP_DETACHED = 36      /* called while the process is detached */
+    PW_TRAP_TIMEOUT = 35,       /* ran longer than the CPU time limit */
+    PW_TRAP_DETACHED = 36       /* called while the process is detached */
 };
 
 typedef struct pw_trap {
@@ -69,8 +69,7 @@ typedef struct pw_trap {
 } pw_trap;
 
 /* snprintf into an error buffer; nothing when err is NULL or errlen 0. */
-void pw_errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void pw_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Short text for a trap kind: "unreachable executed", ... */
 const char *pw_trap_str(int kind);
@@ -103,49 +102,42 @@ int pw_engine_attached(void);
  * otherwise -1 with e.g. "imports env.proxy_foo (i32) -> i32, which this host
  * does not provide". The module must define and export a memory.
  * Returns 0, -1 (refused: err), -2 (wasm2c or compiler failed: err). */
-int pw_wmod_load(const pw_engine_config *cfg, const char *name,
-                 const uint8_t *bytes, size_t len, const pw_wasm_info *info,
-                 const pw_host_func *funcs, size_t nfuncs, pw_wmod **out,
+int pw_wmod_load(const pw_engine_config *cfg, const char *name, const uint8_t *bytes, size_t len,
+                 const pw_wasm_info *info, const pw_host_func *funcs, size_t nfuncs, pw_wmod **out,
                  char *err, size_t errlen);
 void pw_wmod_free(pw_wmod *m);
 
 /* Compiles the module (after the same import checks as pw_wmod_load) into
  * a shared object at so_path, for machines without a compiler. Returns as
  * pw_wmod_load. */
-int pw_wmod_compile_to(const pw_engine_config *cfg, const char *name,
-                       const uint8_t *bytes, size_t len,
-                       const pw_wasm_info *info, const pw_host_func *funcs,
-                       size_t nfuncs, const char *so_path, char *err,
-                       size_t errlen);
+int pw_wmod_compile_to(const pw_engine_config *cfg, const char *name, const uint8_t *bytes,
+                       size_t len, const pw_wasm_info *info, const pw_host_func *funcs,
+                       size_t nfuncs, const char *so_path, char *err, size_t errlen);
 
 /* Loads compiled code produced by pw_wmod_compile_to (bytes of the shared
  * object) for the module described by info, with the same import checks,
  * without a compiler or a file on disk. The caller checks that the code was
  * built for this host table (pw_engine_table_hash). */
-int pw_wmod_load_code(const pw_engine_config *cfg, const char *name,
-                      const pw_wasm_info *info, const pw_host_func *funcs,
-                      size_t nfuncs, const uint8_t *code, size_t code_len,
-                      pw_wmod **out, char *err, size_t errlen);
+int pw_wmod_load_code(const pw_engine_config *cfg, const char *name, const pw_wasm_info *info,
+                      const pw_host_func *funcs, size_t nfuncs, const uint8_t *code,
+                      size_t code_len, pw_wmod **out, char *err, size_t errlen);
 
 /* SHA-256 identifying the host function table and glue version that
  * compiled code depends on. */
-void pw_engine_table_hash(const pw_host_func *funcs, size_t nfuncs,
-                          unsigned char out[32]);
+void pw_engine_table_hash(const pw_host_func *funcs, size_t nfuncs, unsigned char out[32]);
 
 /* Looks up a function export; 0 if found and of the form pw_wfunc can call
  * (i32 params, <= 1 i32 result) with exactly signature `sig` when non-NULL. */
-int pw_wmod_func(const pw_wmod *m, const char *name, const char *sig,
-                 pw_wfunc *out);
+int pw_wmod_func(const pw_wmod *m, const char *name, const char *sig, pw_wfunc *out);
 
 /* Called after every hostcall when set: fn is the index of the host
  * function in the table given to pw_wmod_load, args zero-extended. */
-typedef void (*pw_trace_fn)(void *ctx, uint32_t fn, const uint64_t *args,
-                            uint32_t nargs, uint64_t result);
+typedef void (*pw_trace_fn)(void *ctx, uint32_t fn, const uint64_t *args, uint32_t nargs,
+                            uint64_t result);
 /* Instantiates: allocates memory and tables, runs data/elem segments and
  * the Wasm start function. ctx is passed to every host function; trace,
  * when non-NULL, is called after each hostcall (from the start function on). */
-int pw_winst_new(pw_wmod *m, void *ctx, pw_trace_fn trace, pw_winst **out,
-                 pw_trap *trap);
+int pw_winst_new(pw_wmod *m, void *ctx, pw_trace_fn trace, pw_winst **out, pw_trap *trap);
 void pw_winst_free(pw_winst *w);
 
 /* Linear memory: base and current size in bytes. The base is stable for the
@@ -155,8 +147,8 @@ uint8_t *pw_winst_mem(const pw_winst *w, uint64_t *size);
 /* Calls f with args (f->nparams of them). Returns 0 and the result in *ret
  * (if f->nresults), or -1 with the trap in *trap. Calls may nest (a host
  * function may call back into Wasm). */
-int pw_winst_call(pw_winst *w, const pw_wfunc *f, const uint32_t *args,
-                  uint32_t *ret, pw_trap *trap);
+int pw_winst_call(pw_winst *w, const pw_wfunc *f, const uint32_t *args, uint32_t *ret,
+                  pw_trap *trap);
 
 /* From a host function: abandons the innermost Wasm call with this trap. */
 __attribute__((noreturn)) void pw_engine_trap(int kind, uint32_t exit_code);

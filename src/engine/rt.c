@@ -32,13 +32,13 @@
  * can be unmapped, and then has none of them.
  */
 #include <errno.h>
+#include <link.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <link.h>
-#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/time.h>
@@ -58,15 +58,15 @@
 #define PW_WASM_HEADROOM (64u << 10)
 #define PW_HOST_HEADROOM (256u << 10)
 
-static sigjmp_buf *volatile pw_jmp;  /* innermost call's trap target */
-static volatile int pw_depth;        /* Wasm calls on the stack */
+static sigjmp_buf *volatile pw_jmp; /* innermost call's trap target */
+static volatile int pw_depth;       /* Wasm calls on the stack */
 static uint32_t pw_exit_code;
 static uint32_t pw_max_pages = 16384; /* set per instantiation */
 
 /* Attachment (pw_engine_attach): handlers installed in this process. */
 static int pw_attached;
 static struct sigaction pw_old_segv, pw_old_bus, pw_old_prof;
-static void *pw_altstack;            /* ours, when we installed one */
+static void *pw_altstack; /* ours, when we installed one */
 
 /* The stack floors the generated code compares its stack pointer with:
  * [0] for Wasm functions, [1] for hostcall trampolines. UINTPTR_MAX makes
@@ -75,7 +75,7 @@ static void *pw_altstack;            /* ours, when we installed one */
 static volatile uintptr_t pw_floors[2];
 static uintptr_t pw_floor_wasm, pw_floor_host, pw_headroom_wasm;
 static int pw_stack_known;
-static volatile int pw_timed_out;    /* the running call is over its limit */
+static volatile int pw_timed_out; /* the running call is over its limit */
 /* Set when an outermost call must first run invoke_prepare(): detached,
  * stack unknown, floors raised, timer not armed (after attach or fork). */
 static volatile int pw_slow = 1;
@@ -83,38 +83,50 @@ static volatile int pw_slow = 1;
 /* Watchdog (see arm_watchdog): a CPU-time tick per process; a call that is
  * still the same outermost call after max_call_ms traps. */
 #define PW_TICK_MS 10
-static volatile uint64_t pw_call_seq;  /* outermost calls started */
-static uint64_t pw_watch_seq;          /* call seen by the last tick */
-static uint32_t pw_watch_ms;           /* CPU ms it has run for, by ticks */
-static uint32_t pw_max_call_ms;        /* of the running outermost call */
+static volatile uint64_t pw_call_seq; /* outermost calls started */
+static uint64_t pw_watch_seq;         /* call seen by the last tick */
+static uint32_t pw_watch_ms;          /* CPU ms it has run for, by ticks */
+static uint32_t pw_max_call_ms;       /* of the running outermost call */
 static volatile int pw_watchdog_armed;
-typedef struct { uintptr_t base, lo, hi; } pw_range;
-static pw_range *pw_code;              /* executable segments of plugins */
+typedef struct {
+    uintptr_t base, lo, hi;
+} pw_range;
+static pw_range *pw_code; /* executable segments of plugins */
 static size_t pw_ncode;
 
-const char *pw_trap_str(int kind)
-{
+const char *pw_trap_str(int kind) {
     switch (kind) {
-    case PW_TRAP_OOB: return "out-of-bounds memory access";
-    case PW_TRAP_INT_OVERFLOW: return "integer overflow";
-    case PW_TRAP_DIV_BY_ZERO: return "integer divide by zero";
-    case PW_TRAP_INVALID_CONVERSION: return "invalid conversion to integer";
-    case PW_TRAP_UNREACHABLE: return "unreachable executed";
-    case PW_TRAP_CALL_INDIRECT: return "invalid call_indirect";
-    case PW_TRAP_UNCAUGHT_EXCEPTION: return "uncaught exception";
-    case PW_TRAP_EXHAUSTION: return "call stack exhausted";
-    case PW_TRAP_EXIT: return "proc_exit called";
-    case PW_TRAP_HOST: return "aborted by the host";
-    case PW_TRAP_OUT_OF_MEMORY: return "linear memory could not be allocated";
-    case PW_TRAP_TIMEOUT: return "CPU time limit exceeded (the plugin was interrupted)";
+    case PW_TRAP_OOB:
+        return "out-of-bounds memory access";
+    case PW_TRAP_INT_OVERFLOW:
+        return "integer overflow";
+    case PW_TRAP_DIV_BY_ZERO:
+        return "integer divide by zero";
+    case PW_TRAP_INVALID_CONVERSION:
+        return "invalid conversion to integer";
+    case PW_TRAP_UNREACHABLE:
+        return "unreachable executed";
+    case PW_TRAP_CALL_INDIRECT:
+        return "invalid call_indirect";
+    case PW_TRAP_UNCAUGHT_EXCEPTION:
+        return "uncaught exception";
+    case PW_TRAP_EXHAUSTION:
+        return "call stack exhausted";
+    case PW_TRAP_EXIT:
+        return "proc_exit called";
+    case PW_TRAP_HOST:
+        return "aborted by the host";
+    case PW_TRAP_OUT_OF_MEMORY:
+        return "linear memory could not be allocated";
+    case PW_TRAP_TIMEOUT:
+        return "CPU time limit exceeded (the plugin was interrupted)";
     case PW_TRAP_DETACHED:
         return "no trap handlers in this process (the engine is detached)";
     }
     return "unknown trap";
 }
 
-__attribute__((noreturn)) static void rt_trap(int kind)
-{
+__attribute__((noreturn)) static void rt_trap(int kind) {
     if (!pw_jmp || pw_depth <= 0)
         abort(); /* a trap outside any call: a bug in the engine */
     if (pw_timed_out && (kind == PW_TRAP_EXHAUSTION || kind == 0))
@@ -122,22 +134,19 @@ __attribute__((noreturn)) static void rt_trap(int kind)
     siglongjmp(*pw_jmp, kind ? kind : PW_TRAP_HOST);
 }
 
-void pw_engine_trap(int kind, uint32_t exit_code)
-{
+void pw_engine_trap(int kind, uint32_t exit_code) {
     pw_exit_code = exit_code;
     rt_trap(kind);
 }
 
-static int in_plugin_code(uintptr_t pc)
-{
+static int in_plugin_code(uintptr_t pc) {
     for (size_t i = 0; i < pw_ncode; i++)
         if (pc >= pw_code[i].lo && pc < pw_code[i].hi)
             return 1;
     return 0;
 }
 
-static uintptr_t interrupted_pc(void *uc)
-{
+static uintptr_t interrupted_pc(void *uc) {
 #if defined(__x86_64__)
     return (uintptr_t)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RIP];
 #elif defined(__aarch64__)
@@ -149,8 +158,7 @@ static uintptr_t interrupted_pc(void *uc)
 }
 
 /* Async-signal-safe "0x..." of v into p; returns the end. */
-static char *put_hex(char *p, uintptr_t v)
-{
+static char *put_hex(char *p, uintptr_t v) {
     char tmp[2 * sizeof v];
     int n = 0;
     do {
@@ -164,8 +172,7 @@ static char *put_hex(char *p, uintptr_t v)
     return p;
 }
 
-static char *put_str(char *p, const char *s)
-{
+static char *put_str(char *p, const char *s) {
     while (*s)
         *p++ = *s++;
     return p;
@@ -173,22 +180,18 @@ static char *put_str(char *p, const char *s)
 
 /* The stack guard zone of the thread running Wasm: below its stack (the
  * kernel's guard gap) up to the Wasm headroom. */
-static int in_stack_guard(uintptr_t addr)
-{
+static int in_stack_guard(uintptr_t addr) {
     return pw_stack_known && addr < pw_floor_wasm &&
            addr + (1u << 20) >= pw_floor_wasm - pw_headroom_wasm;
 }
 
-static void on_fault(int sig, siginfo_t *si, void *uc)
-{
+static void on_fault(int sig, siginfo_t *si, void *uc) {
     uintptr_t pc = interrupted_pc(uc), addr = (uintptr_t)si->si_addr;
     if (pw_depth > 0 && pw_jmp && sig == SIGSEGV && in_stack_guard(addr))
         rt_trap(PW_TRAP_EXHAUSTION);
     if (pw_depth > 0 && pw_jmp && in_plugin_code(pc)) {
         /* SEGV_ACCERR: a PROT_NONE page of a memory reservation. */
-        rt_trap(si->si_code == SEGV_ACCERR || sig == SIGBUS
-                    ? PW_TRAP_OOB
-                    : PW_TRAP_EXHAUSTION);
+        rt_trap(si->si_code == SEGV_ACCERR || sig == SIGBUS ? PW_TRAP_OOB : PW_TRAP_EXHAUSTION);
     }
     if (pw_depth > 0) {
         /* A fault in host code while a plugin call runs: a bug of ours or
@@ -211,22 +214,20 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 
 /* Stops the running call at the next safe point: the next compiled
  * function entry or hostcall trampoline traps with PW_TRAP_TIMEOUT. */
-static void raise_floors(void)
-{
+static void raise_floors(void) {
     pw_timed_out = 1;
     pw_slow = 1;
     pw_floors[0] = UINTPTR_MAX;
     pw_floors[1] = UINTPTR_MAX;
 }
 
-static void on_tick(int sig, siginfo_t *si, void *uc)
-{
+static void on_tick(int sig, siginfo_t *si, void *uc) {
     if (pw_depth <= 0 || !pw_jmp) {
         /* Not during a call: hand the tick to a previous handler. */
         if ((pw_old_prof.sa_flags & SA_SIGINFO) && pw_old_prof.sa_sigaction)
             pw_old_prof.sa_sigaction(sig, si, uc);
-        else if (pw_old_prof.sa_handler != SIG_DFL &&
-                 pw_old_prof.sa_handler != SIG_IGN && pw_old_prof.sa_handler)
+        else if (pw_old_prof.sa_handler != SIG_DFL && pw_old_prof.sa_handler != SIG_IGN &&
+                 pw_old_prof.sa_handler)
             pw_old_prof.sa_handler(sig);
         return;
     }
@@ -248,16 +249,14 @@ static void on_tick(int sig, siginfo_t *si, void *uc)
     raise_floors();
 }
 
-static void watchdog_after_fork(void)
-{
+static void watchdog_after_fork(void) {
     pw_watchdog_armed = 0; /* timers are not inherited by fork() */
     pw_slow = 1;
 }
 
 /* Records the executable segments of a loaded plugin object: only faults
  * and ticks there are traps. */
-static int add_ranges(struct dl_phdr_info *info, size_t size, void *data)
-{
+static int add_ranges(struct dl_phdr_info *info, size_t size, void *data) {
     (void)size;
     if (info->dlpi_addr != *(uintptr_t *)data)
         return 0;
@@ -282,23 +281,20 @@ static int add_ranges(struct dl_phdr_info *info, size_t size, void *data)
     return 1;
 }
 
-void pw_rt_add_code(uintptr_t base)
-{
+void pw_rt_add_code(uintptr_t base) {
     for (size_t i = 0; i < pw_ncode; i++)
         if (pw_code[i].base == base)
             return; /* already known (dlopen of the same object) */
     dl_iterate_phdr(add_ranges, &base);
 }
 
-const volatile uintptr_t *pw_rt_floors(void)
-{
+const volatile uintptr_t *pw_rt_floors(void) {
     return pw_floors;
 }
 
 /* Finds the stack of the thread that calls into Wasm and sets the floors,
  * once per process (the same after fork). Wasm runs on one thread. */
-static void find_stack(void)
-{
+static void find_stack(void) {
     uintptr_t lo = 0;
     size_t size = 0;
     pthread_attr_t a;
@@ -330,20 +326,17 @@ static void find_stack(void)
 /* Arms the CPU-time tick in this process (lazily: after fork too).
  * ITIMER_PROF counts user and system time: a plugin looping on hostcalls
  * (random_get, logging) spends most of its time in the kernel. */
-static void arm_watchdog(void)
-{
+static void arm_watchdog(void) {
     struct itimerval it = {{0, PW_TICK_MS * 1000}, {0, PW_TICK_MS * 1000}};
     pw_watchdog_armed = 1;
     setitimer(ITIMER_PROF, &it, NULL);
 }
 
-int pw_engine_attached(void)
-{
+int pw_engine_attached(void) {
     return pw_attached;
 }
 
-int pw_engine_attach(char *err, size_t errlen)
-{
+int pw_engine_attach(char *err, size_t errlen) {
     static int atfork_done;
     if (pw_attached++)
         return 0;
@@ -384,8 +377,7 @@ int pw_engine_attach(char *err, size_t errlen)
      * must not be blocked while the handler runs. */
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGPROF, &st, &pw_old_prof) != 0 ||
-        sigaction(SIGSEGV, &sa, &pw_old_segv) != 0 ||
+    if (sigaction(SIGPROF, &st, &pw_old_prof) != 0 || sigaction(SIGSEGV, &sa, &pw_old_segv) != 0 ||
         sigaction(SIGBUS, &sa, &pw_old_bus) != 0) {
         pw_errf(err, errlen, "sigaction: %s", strerror(errno));
         pw_attached = 1;
@@ -395,8 +387,7 @@ int pw_engine_attach(char *err, size_t errlen)
     return 0;
 }
 
-void pw_engine_detach(void)
-{
+void pw_engine_detach(void) {
     if (pw_attached <= 0 || --pw_attached > 0)
         return;
     pw_slow = 1;
@@ -431,19 +422,16 @@ void pw_engine_detach(void)
 
 /* ---------------------------------------------------------------- memory */
 
-static void rt_allocate_memory(wasm_rt_memory_t *m, uint32_t initial,
-                               uint32_t max)
-{
+static void rt_allocate_memory(wasm_rt_memory_t *m, uint32_t initial, uint32_t max) {
     uint32_t limit = max < pw_max_pages ? max : pw_max_pages;
     memset(m, 0, sizeof *m);
     if (initial > limit)
         rt_trap(PW_TRAP_OUT_OF_MEMORY);
-    void *p = mmap(NULL, PW_RESERVE, PROT_NONE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *p =
+        mmap(NULL, PW_RESERVE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         rt_trap(PW_TRAP_OUT_OF_MEMORY);
-    if (initial &&
-        mprotect(p, (size_t)initial * PW_PAGE, PROT_READ | PROT_WRITE) != 0) {
+    if (initial && mprotect(p, (size_t)initial * PW_PAGE, PROT_READ | PROT_WRITE) != 0) {
         munmap(p, PW_RESERVE);
         rt_trap(PW_TRAP_OUT_OF_MEMORY);
     }
@@ -453,23 +441,20 @@ static void rt_allocate_memory(wasm_rt_memory_t *m, uint32_t initial,
     m->size = initial * PW_PAGE;
 }
 
-static uint32_t rt_grow_memory(wasm_rt_memory_t *m, uint32_t delta)
-{
+static uint32_t rt_grow_memory(wasm_rt_memory_t *m, uint32_t delta) {
     uint32_t old = m->pages;
     uint64_t pages = (uint64_t)old + delta;
     if (pages > m->max_pages || pages > 65535)
         return UINT32_MAX;
-    if (delta &&
-        mprotect(m->data + (size_t)old * PW_PAGE, (size_t)delta * PW_PAGE,
-                 PROT_READ | PROT_WRITE) != 0)
+    if (delta && mprotect(m->data + (size_t)old * PW_PAGE, (size_t)delta * PW_PAGE,
+                          PROT_READ | PROT_WRITE) != 0)
         return UINT32_MAX;
     m->pages = (uint32_t)pages;
     m->size = (uint32_t)(pages * PW_PAGE);
     return old;
 }
 
-static void rt_free_memory(wasm_rt_memory_t *m)
-{
+static void rt_free_memory(wasm_rt_memory_t *m) {
     if (m->data)
         munmap(m->data, PW_RESERVE);
     m->data = NULL;
@@ -483,8 +468,7 @@ const pw_glue_rt pw_rt_ops = {
     .floors = pw_floors,
 };
 
-void pw_rt_set_max_pages(uint32_t pages)
-{
+void pw_rt_set_max_pages(uint32_t pages) {
     pw_max_pages = pages ? (pages > 65535 ? 65535 : pages) : 16384;
 }
 
@@ -495,8 +479,7 @@ typedef uint32_t u32;
 /* What an outermost call needs first, rarely: refuses it when detached,
  * finds the stack, lowers floors raised for the last call, arms the timer.
  * Off the fast path of pw_rt_invoke (one flag test). */
-__attribute__((noinline, cold)) static int invoke_prepare(pw_trap *trap)
-{
+__attribute__((noinline, cold)) static int invoke_prepare(pw_trap *trap) {
     if (!pw_attached) {
         if (trap) {
             trap->kind = PW_TRAP_DETACHED;
@@ -517,9 +500,7 @@ __attribute__((noinline, cold)) static int invoke_prepare(pw_trap *trap)
     return 0;
 }
 
-int pw_rt_invoke(pw_rt_thunk thunk, void *arg, uint32_t max_call_ms,
-                 pw_trap *trap)
-{
+int pw_rt_invoke(pw_rt_thunk thunk, void *arg, uint32_t max_call_ms, pw_trap *trap) {
     sigjmp_buf jb;
     sigjmp_buf *volatile saved = pw_jmp;
     volatile int depth = pw_depth;

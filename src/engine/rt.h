@@ -25,7 +25,6 @@ typedef void (*pw_rt_thunk)(void *arg);
  * outermost call may use max_call_ms of CPU time (user and system, 10 ms
  * ticks) before it is interrupted with PW_TRAP_TIMEOUT (0: no limit);
  * nested calls run under the outermost one's limit. */
-int pw_rt_invoke(pw_rt_thunk thunk, void *arg, uint32_t max_call_ms,
-                 pw_trap *trap);
+int pw_rt_invoke(pw_rt_thunk thunk, void *arg, uint32_t max_call_ms, pw_trap *trap);
 
 #endif

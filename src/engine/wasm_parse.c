@@ -17,8 +17,7 @@ typedef struct rd {
     int failed;
 } rd;
 
-static int fail(rd *r, const char *fmt, ...)
-{
+static int fail(rd *r, const char *fmt, ...) {
     if (!r->failed) {
         char msg[256];
         va_list ap;
@@ -26,15 +25,14 @@ static int fail(rd *r, const char *fmt, ...)
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
         if (r->err && r->errlen)
-            snprintf(r->err, r->errlen, "malformed Wasm at byte %zu: %s",
-                     (size_t)(r->p - r->base), msg);
+            snprintf(r->err, r->errlen, "malformed Wasm at byte %zu: %s", (size_t)(r->p - r->base),
+                     msg);
     }
     r->failed = 1;
     return -1;
 }
 
-static int u8(rd *r, uint8_t *v)
-{
+static int u8(rd *r, uint8_t *v) {
     *v = 0;
     if (r->p >= r->end)
         return fail(r, "unexpected end (truncated module?)");
@@ -42,8 +40,7 @@ static int u8(rd *r, uint8_t *v)
     return 0;
 }
 
-static int leb_u32(rd *r, uint32_t *v)
-{
+static int leb_u32(rd *r, uint32_t *v) {
     uint64_t x = 0;
     *v = 0;
     for (int shift = 0; shift < 35; shift += 7) {
@@ -61,19 +58,32 @@ static int leb_u32(rd *r, uint32_t *v)
     return fail(r, "integer representation too long");
 }
 
-static int valtype(rd *r, char *c)
-{
+static int valtype(rd *r, char *c) {
     uint8_t t;
     if (u8(r, &t))
         return -1;
     switch (t) {
-    case 0x7f: *c = 'i'; return 0;
-    case 0x7e: *c = 'I'; return 0;
-    case 0x7d: *c = 'f'; return 0;
-    case 0x7c: *c = 'F'; return 0;
-    case 0x7b: *c = 'v'; return 0;
-    case 0x70: *c = 'r'; return 0;
-    case 0x6f: *c = 'x'; return 0;
+    case 0x7f:
+        *c = 'i';
+        return 0;
+    case 0x7e:
+        *c = 'I';
+        return 0;
+    case 0x7d:
+        *c = 'f';
+        return 0;
+    case 0x7c:
+        *c = 'F';
+        return 0;
+    case 0x7b:
+        *c = 'v';
+        return 0;
+    case 0x70:
+        *c = 'r';
+        return 0;
+    case 0x6f:
+        *c = 'x';
+        return 0;
     }
     return fail(r, "unknown value type 0x%02x", t);
 }
@@ -84,8 +94,7 @@ typedef struct arena {
     size_t used, cap;
 } arena;
 
-static int name(rd *r, arena *a, size_t *off)
-{
+static int name(rd *r, arena *a, size_t *off) {
     uint32_t n;
     if (leb_u32(r, &n))
         return -1;
@@ -101,8 +110,7 @@ static int name(rd *r, arena *a, size_t *off)
     return 0;
 }
 
-static int limits(rd *r, uint32_t *min, uint32_t *max)
-{
+static int limits(rd *r, uint32_t *min, uint32_t *max) {
     uint8_t flags;
     if (u8(r, &flags) || leb_u32(r, min))
         return -1;
@@ -112,15 +120,13 @@ static int limits(rd *r, uint32_t *min, uint32_t *max)
     return 0;
 }
 
-static int tabletype(rd *r)
-{
+static int tabletype(rd *r) {
     char c;
     uint32_t a, b;
     return valtype(r, &c) || limits(r, &a, &b) ? -1 : 0;
 }
 
-static int globaltype(rd *r)
-{
+static int globaltype(rd *r) {
     char c;
     uint8_t mut;
     return valtype(r, &c) || u8(r, &mut) ? -1 : 0;
@@ -128,8 +134,7 @@ static int globaltype(rd *r)
 
 /* Reads a vector's length: each entry takes at least one byte, so more
  * entries than the section has bytes is malformed. */
-static int vec_len(rd *s, uint32_t size, const char *what, uint32_t *n)
-{
+static int vec_len(rd *s, uint32_t size, const char *what, uint32_t *n) {
     if (leb_u32(s, n))
         return -1;
     return *n > size ? fail(s, "too many %s", what) : 0;
@@ -139,11 +144,9 @@ static int vec_len(rd *s, uint32_t size, const char *what, uint32_t *n)
  * memory. */
 #define VEC_ALLOC(p, n) (((p) = calloc((n) ? (n) : 1, sizeof *(p))) != NULL)
 
-int pw_wasm_parse(const uint8_t *bytes, size_t len, pw_wasm_info *out,
-                  char *err, size_t errlen)
-{
+int pw_wasm_parse(const uint8_t *bytes, size_t len, pw_wasm_info *out, char *err, size_t errlen) {
     rd r = {bytes, bytes + len, bytes, err, errlen, 0};
-    char (*types)[PW_SIG_MAX] = NULL;
+    char(*types)[PW_SIG_MAX] = NULL;
     uint32_t ntypes = 0, *functypes = NULL, nfunctypes = 0;
     /* Temporary import/export name offsets. */
     size_t *imp_mod = NULL, *imp_name = NULL, *exp_name = NULL;
@@ -156,8 +159,7 @@ int pw_wasm_parse(const uint8_t *bytes, size_t len, pw_wasm_info *out,
         return -1;
     }
     if (memcmp(bytes + 4, "\1\0\0\0", 4) != 0) {
-        snprintf(err, errlen,
-                 "unsupported Wasm binary version (only version 1)");
+        snprintf(err, errlen, "unsupported Wasm binary version (only version 1)");
         return -1;
     }
     r.p += 8;
@@ -237,16 +239,15 @@ int pw_wasm_parse(const uint8_t *bytes, size_t len, pw_wasm_info *out,
         case 2: /* import */
             if (vec_len(&s, size, "imports", &n))
                 break;
-            if (!VEC_ALLOC(out->imports, n) || !VEC_ALLOC(imp_mod, n) ||
-                !VEC_ALLOC(imp_name, n) || !VEC_ALLOC(imp_type, n)) {
+            if (!VEC_ALLOC(out->imports, n) || !VEC_ALLOC(imp_mod, n) || !VEC_ALLOC(imp_name, n) ||
+                !VEC_ALLOC(imp_type, n)) {
                 fail(&s, "out of memory");
                 break;
             }
             out->nimports = n;
             for (uint32_t i = 0; i < n && !s.failed; i++) {
                 uint8_t kind;
-                if (name(&s, &a, &imp_mod[i]) || name(&s, &a, &imp_name[i]) ||
-                    u8(&s, &kind))
+                if (name(&s, &a, &imp_mod[i]) || name(&s, &a, &imp_name[i]) || u8(&s, &kind))
                     break;
                 out->imports[i].kind = kind;
                 switch (kind) {
@@ -254,8 +255,7 @@ int pw_wasm_parse(const uint8_t *bytes, size_t len, pw_wasm_info *out,
                     if (leb_u32(&s, &imp_type[i]))
                         break;
                     if (imp_type[i] >= ntypes)
-                        fail(&s, "import %u uses unknown type %u", i,
-                             imp_type[i]);
+                        fail(&s, "import %u uses unknown type %u", i, imp_type[i]);
                     nimported_funcs++;
                     break;
                 case PW_EXTERN_TABLE:
@@ -297,8 +297,7 @@ int pw_wasm_parse(const uint8_t *bytes, size_t len, pw_wasm_info *out,
                 if (leb_u32(&s, &functypes[i]))
                     break;
                 if (functypes[i] >= ntypes)
-                    fail(&s, "function %u uses unknown type %u", i,
-                         functypes[i]);
+                    fail(&s, "function %u uses unknown type %u", i, functypes[i]);
             }
             out->nfuncs = n;
             break;
@@ -362,15 +361,12 @@ int pw_wasm_parse(const uint8_t *bytes, size_t len, pw_wasm_info *out,
             /* re-export of an import: find the n-th function import */
             uint32_t k = 0;
             for (uint32_t j = 0; j < out->nimports; j++)
-                if (out->imports[j].kind == PW_EXTERN_FUNC &&
-                    k++ == ex->index)
+                if (out->imports[j].kind == PW_EXTERN_FUNC && k++ == ex->index)
                     memcpy(ex->sig, out->imports[j].sig, PW_SIG_MAX);
         } else if (ex->index - nimported_funcs < nfunctypes) {
-            memcpy(ex->sig, types[functypes[ex->index - nimported_funcs]],
-                   PW_SIG_MAX);
+            memcpy(ex->sig, types[functypes[ex->index - nimported_funcs]], PW_SIG_MAX);
         } else {
-            snprintf(err, errlen,
-                     "malformed Wasm: export \"%s\" names unknown function %u",
+            snprintf(err, errlen, "malformed Wasm: export \"%s\" names unknown function %u",
                      ex->name, ex->index);
             goto error_noarena;
         }
@@ -396,30 +392,26 @@ error_noarena:
     return -1;
 }
 
-void pw_wasm_info_free(pw_wasm_info *info)
-{
+void pw_wasm_info_free(pw_wasm_info *info) {
     free(info->imports);
     free(info->exports);
     free(info->strings);
     memset(info, 0, sizeof *info);
 }
 
-const pw_wasm_export *pw_wasm_find_export(const pw_wasm_info *info,
-                                          const char *nm, int kind)
-{
+const pw_wasm_export *pw_wasm_find_export(const pw_wasm_info *info, const char *nm, int kind) {
     for (uint32_t i = 0; i < info->nexports; i++)
-        if (info->exports[i].kind == kind &&
-            strcmp(info->exports[i].name, nm) == 0)
+        if (info->exports[i].kind == kind && strcmp(info->exports[i].name, nm) == 0)
             return &info->exports[i];
     return NULL;
 }
 
-const char *pw_sig_pretty(const char *sig, char *buf, size_t len)
-{
+const char *pw_sig_pretty(const char *sig, char *buf, size_t len) {
     size_t o = 0;
     int first = 1, results = 0;
     const char *closing = "";
-#define PUT(...) o += (size_t)snprintf(buf + (o < len ? o : len), o < len ? len - o : 0, __VA_ARGS__)
+#define PUT(...)                                                                                  \
+    o += (size_t)snprintf(buf + (o < len ? o : len), o < len ? len - o : 0, __VA_ARGS__)
     PUT("(");
     for (const char *c = sig; *c; c++) {
         if (*c == ':') {
@@ -434,9 +426,14 @@ const char *pw_sig_pretty(const char *sig, char *buf, size_t len)
             }
             continue;
         }
-        const char *t = *c == 'i' ? "i32" : *c == 'I' ? "i64" : *c == 'f' ? "f32"
-                      : *c == 'F' ? "f64" : *c == 'v' ? "v128" : *c == 'r' ? "funcref"
-                      : *c == 'x' ? "externref" : "?";
+        const char *t = *c == 'i'   ? "i32"
+                        : *c == 'I' ? "i64"
+                        : *c == 'f' ? "f32"
+                        : *c == 'F' ? "f64"
+                        : *c == 'v' ? "v128"
+                        : *c == 'r' ? "funcref"
+                        : *c == 'x' ? "externref"
+                                    : "?";
         PUT("%s%s", first ? "" : ", ", t);
         first = 0;
     }

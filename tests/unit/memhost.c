@@ -5,8 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-static pw_str save(mh_stream *s, pw_str v)
-{
+static pw_str save(mh_stream *s, pw_str v) {
     if (s->used + v.len > sizeof s->strings)
         return (pw_str){"", 0};
     memcpy(s->strings + s->used, v.data, v.len);
@@ -15,59 +14,54 @@ static pw_str save(mh_stream *s, pw_str v)
     return r;
 }
 
-void mh_stream_init(mh_stream *s)
-{
+void mh_stream_init(mh_stream *s) {
     memset(s, 0, sizeof *s);
 }
 
-void mh_add(mh_map *m, const char *k, const char *v)
-{
+void mh_add(mh_map *m, const char *k, const char *v) {
     if (m->n < MH_MAX_HEADERS)
         m->kv[m->n++] = (pw_kv){{k, strlen(k)}, {v, strlen(v)}};
 }
 
-const char *mh_get(const mh_map *m, const char *k)
-{
+const char *mh_get(const mh_map *m, const char *k) {
     static char buf[1024];
     for (size_t i = 0; i < m->n; i++)
         if (m->kv[i].key.len == strlen(k) &&
             !strncasecmp(m->kv[i].key.data, k, m->kv[i].key.len)) {
-            snprintf(buf, sizeof buf, "%.*s", (int)m->kv[i].value.len,
-                     m->kv[i].value.data);
+            snprintf(buf, sizeof buf, "%.*s", (int)m->kv[i].value.len, m->kv[i].value.data);
             return buf;
         }
     return NULL;
 }
 
-static mh_map *map_of(void *stream, proxy_map_type_t map)
-{
+static mh_map *map_of(void *stream, proxy_map_type_t map) {
     mh_stream *s = stream;
     switch (map) {
-    case PROXY_MAP_HTTP_REQUEST_HEADERS: return &s->req;
-    case PROXY_MAP_HTTP_REQUEST_TRAILERS: return &s->req_trailers;
-    case PROXY_MAP_HTTP_RESPONSE_HEADERS: return &s->resp;
-    default: return &s->resp_trailers;
+    case PROXY_MAP_HTTP_REQUEST_HEADERS:
+        return &s->req;
+    case PROXY_MAP_HTTP_REQUEST_TRAILERS:
+        return &s->req_trailers;
+    case PROXY_MAP_HTTP_RESPONSE_HEADERS:
+        return &s->resp;
+    default:
+        return &s->resp_trailers;
     }
 }
 
-void mh_body_set(mh_body *b, const char *s)
-{
+void mh_body_set(mh_body *b, const char *s) {
     b->len = strlen(s);
     memcpy(b->data, s, b->len);
     b->available = 1;
 }
 
-static mh_body *body_of(void *stream, proxy_buffer_type_t type)
-{
+static mh_body *body_of(void *stream, proxy_buffer_type_t type) {
     mh_stream *s = stream;
-    mh_body *b = type == PROXY_BUFFER_HTTP_REQUEST_BODY ? &s->req_body
-                                                         : &s->resp_body;
+    mh_body *b = type == PROXY_BUFFER_HTTP_REQUEST_BODY ? &s->req_body : &s->resp_body;
     return b->available ? b : NULL;
 }
 
-static proxy_status_t mbody_size(void *host, void *stream,
-                                 proxy_buffer_type_t type, size_t *size)
-{
+static proxy_status_t mbody_size(void *host, void *stream, proxy_buffer_type_t type,
+                                 size_t *size) {
     (void)host;
     mh_body *b = body_of(stream, type);
     if (!b)
@@ -76,10 +70,8 @@ static proxy_status_t mbody_size(void *host, void *stream,
     return PROXY_RESULT_OK;
 }
 
-static proxy_status_t mbody_copy(void *host, void *stream,
-                                 proxy_buffer_type_t type, size_t start,
-                                 size_t len, void *dst)
-{
+static proxy_status_t mbody_copy(void *host, void *stream, proxy_buffer_type_t type, size_t start,
+                                 size_t len, void *dst) {
     (void)host;
     mh_body *b = body_of(stream, type);
     if (!b || start + len > b->len)
@@ -88,72 +80,57 @@ static proxy_status_t mbody_copy(void *host, void *stream,
     return PROXY_RESULT_OK;
 }
 
-static proxy_status_t mbody_replace(void *host, void *stream,
-                                    proxy_buffer_type_t type, size_t start,
-                                    size_t len, pw_str data)
-{
+static proxy_status_t mbody_replace(void *host, void *stream, proxy_buffer_type_t type,
+                                    size_t start, size_t len, pw_str data) {
     (void)host;
     ((mh_stream *)stream)->hook_bytes += data.len;
     mh_body *b = body_of(stream, type);
-    if (!b || start + len > b->len ||
-        b->len - len + data.len > sizeof b->data)
+    if (!b || start + len > b->len || b->len - len + data.len > sizeof b->data)
         return PROXY_RESULT_BAD_ARGUMENT;
-    memmove(b->data + start + data.len, b->data + start + len,
-            b->len - start - len);
+    memmove(b->data + start + data.len, b->data + start + len, b->len - start - len);
     memcpy(b->data + start, data.data, data.len);
     b->len = b->len - len + data.len;
     return PROXY_RESULT_OK;
 }
 
-static void event(void *stream, const char *fmt, const char *a, int n)
-{
+static void event(void *stream, const char *fmt, const char *a, int n) {
     mh_stream *s = stream;
-    int w = snprintf(s->events + s->events_len,
-                     sizeof s->events - s->events_len, fmt, a, n);
+    int w = snprintf(s->events + s->events_len, sizeof s->events - s->events_len, fmt, a, n);
     if (w > 0 && s->events_len + (size_t)w < sizeof s->events)
         s->events_len += (size_t)w;
 }
 
-static proxy_status_t mresume(void *host, void *stream,
-                              proxy_stream_type_t type)
-{
+static proxy_status_t mresume(void *host, void *stream, proxy_stream_type_t type) {
     (void)host;
     event(stream, "%sresume:%d ", "", (int)type);
     return PROXY_RESULT_OK;
 }
 
-static void mdiscarded(void *host)
-{
+static void mdiscarded(void *host) {
     ((mh_host *)host)->discarded++;
 }
 
-static proxy_status_t mclose(void *host, void *stream,
-                             proxy_stream_type_t type)
-{
+static proxy_status_t mclose(void *host, void *stream, proxy_stream_type_t type) {
     (void)host;
     event(stream, "%sclose:%d ", "", (int)type);
     return PROXY_RESULT_OK;
 }
 
-static proxy_status_t mset_property(void *host, void *stream,
-                                    const pw_str *path, size_t n,
-                                    pw_str value)
-{
+static proxy_status_t mset_property(void *host, void *stream, const pw_str *path, size_t n,
+                                    pw_str value) {
     (void)host;
     ((mh_stream *)stream)->hook_bytes += value.len;
     char p[256] = "";
     size_t o = 0;
     for (size_t i = 0; i < n && o < sizeof p - 1; i++)
-        o += (size_t)snprintf(p + o, sizeof p - o, "%s%.*s", i ? "." : "",
-                              (int)path[i].len, path[i].data);
+        o += (size_t)snprintf(p + o, sizeof p - o, "%s%.*s", i ? "." : "", (int)path[i].len,
+                              path[i].data);
     event(stream, "setprop:%s=%d ", p, (int)value.len);
     return PROXY_RESULT_OK;
 }
 
-static void mtrace(void *host, void *stream, pw_str plugin, const char *module,
-                   const char *name, const uint64_t *args, size_t nargs,
-                   uint64_t result)
-{
+static void mtrace(void *host, void *stream, pw_str plugin, const char *module, const char *name,
+                   const uint64_t *args, size_t nargs, uint64_t result) {
     (void)stream;
     (void)plugin;
     mh_host *h = host;
@@ -163,8 +140,8 @@ static void mtrace(void *host, void *stream, pw_str plugin, const char *module,
         o += (size_t)snprintf(line + o, sizeof line - o, "%s%llu", i ? ", " : "",
                               (unsigned long long)args[i]);
     if (o < sizeof line)
-        o += (size_t)snprintf(line + o, sizeof line - o, ") -> %llu\n",
-                              (unsigned long long)result);
+        o +=
+            (size_t)snprintf(line + o, sizeof line - o, ") -> %llu\n", (unsigned long long)result);
     if (o < sizeof line && h->trace_len + o < sizeof h->trace_log) {
         memcpy(h->trace_log + h->trace_len, line, o);
         h->trace_len += o;
@@ -172,31 +149,25 @@ static void mtrace(void *host, void *stream, pw_str plugin, const char *module,
     }
 }
 
-static int keq(pw_str a, pw_str b)
-{
+static int keq(pw_str a, pw_str b) {
     return a.len == b.len && !strncasecmp(a.data, b.data, a.len);
 }
 
-static void mlog(void *host, void *stream, pw_str name, proxy_log_level_t l,
-                 pw_str msg)
-{
+static void mlog(void *host, void *stream, pw_str name, proxy_log_level_t l, pw_str msg) {
     (void)stream;
     mh_host *h = host;
-    int n = snprintf(h->log + h->log_len, sizeof h->log - h->log_len,
-                     "%.*s|%d|%.*s\n", (int)name.len, name.data, (int)l,
-                     (int)msg.len, msg.data);
+    int n = snprintf(h->log + h->log_len, sizeof h->log - h->log_len, "%.*s|%d|%.*s\n",
+                     (int)name.len, name.data, (int)l, (int)msg.len, msg.data);
     if (n > 0 && h->log_len + (size_t)n < sizeof h->log)
         h->log_len += (size_t)n;
 }
 
-static proxy_log_level_t mlevel(void *host)
-{
+static proxy_log_level_t mlevel(void *host) {
     return ((mh_host *)host)->level;
 }
 
-static proxy_status_t mpairs(void *host, void *stream, proxy_map_type_t map,
-                             pw_kv **pairs, size_t *n)
-{
+static proxy_status_t mpairs(void *host, void *stream, proxy_map_type_t map, pw_kv **pairs,
+                             size_t *n) {
     (void)host;
     mh_map *m = map_of(stream, map);
     *pairs = m->kv;
@@ -204,9 +175,8 @@ static proxy_status_t mpairs(void *host, void *stream, proxy_map_type_t map,
     return PROXY_RESULT_OK;
 }
 
-static proxy_status_t mget(void *host, void *stream, proxy_map_type_t map,
-                           pw_str key, pw_str *value)
-{
+static proxy_status_t mget(void *host, void *stream, proxy_map_type_t map, pw_str key,
+                           pw_str *value) {
     (void)host;
     mh_map *m = map_of(stream, map);
     for (size_t i = 0; i < m->n; i++)
@@ -217,9 +187,8 @@ static proxy_status_t mget(void *host, void *stream, proxy_map_type_t map,
     return PROXY_RESULT_NOT_FOUND;
 }
 
-static proxy_status_t madd(void *host, void *stream, proxy_map_type_t map,
-                           pw_str key, pw_str value)
-{
+static proxy_status_t madd(void *host, void *stream, proxy_map_type_t map, pw_str key,
+                           pw_str value) {
     (void)host;
     ((mh_stream *)stream)->hook_bytes += key.len + value.len;
     mh_map *m = map_of(stream, map);
@@ -229,9 +198,7 @@ static proxy_status_t madd(void *host, void *stream, proxy_map_type_t map,
     return PROXY_RESULT_OK;
 }
 
-static proxy_status_t mremove(void *host, void *stream, proxy_map_type_t map,
-                              pw_str key)
-{
+static proxy_status_t mremove(void *host, void *stream, proxy_map_type_t map, pw_str key) {
     (void)host;
     mh_map *m = map_of(stream, map);
     size_t o = 0;
@@ -242,16 +209,14 @@ static proxy_status_t mremove(void *host, void *stream, proxy_map_type_t map,
     return PROXY_RESULT_OK;
 }
 
-static proxy_status_t mreplace(void *host, void *stream, proxy_map_type_t map,
-                               pw_str key, pw_str value)
-{
+static proxy_status_t mreplace(void *host, void *stream, proxy_map_type_t map, pw_str key,
+                               pw_str value) {
     mremove(host, stream, map, key);
     return madd(host, stream, map, key, value);
 }
 
-static proxy_status_t mset(void *host, void *stream, proxy_map_type_t map,
-                           const pw_kv *pairs, size_t n)
-{
+static proxy_status_t mset(void *host, void *stream, proxy_map_type_t map, const pw_kv *pairs,
+                           size_t n) {
     (void)host;
     map_of(stream, map)->n = 0;
     for (size_t i = 0; i < n; i++)
@@ -259,9 +224,8 @@ static proxy_status_t mset(void *host, void *stream, proxy_map_type_t map,
     return PROXY_RESULT_OK;
 }
 
-static proxy_status_t mprop(void *host, void *stream, const pw_str *path,
-                            size_t n, pw_str *value)
-{
+static proxy_status_t mprop(void *host, void *stream, const pw_str *path, size_t n,
+                            pw_str *value) {
     (void)host;
     mh_stream *s = stream;
     if (s && n == 2 && path[0].len == 7 && !memcmp(path[0].data, "request", 7) &&
@@ -275,13 +239,11 @@ static proxy_status_t mprop(void *host, void *stream, const pw_str *path,
     return PROXY_RESULT_NOT_FOUND;
 }
 
-#define MH_OPS                                                             \
-    .log = mlog, .log_level = mlevel, .map_pairs = mpairs, .map_get = mget, \
-    .map_add = madd, .map_replace = mreplace, .map_remove = mremove,        \
-    .map_set_pairs = mset, .get_property = mprop, .body_size = mbody_size,  \
-    .body_copy = mbody_copy, .body_replace = mbody_replace,                 \
-    .resume = mresume, .close = mclose, .set_property = mset_property,     \
-    .vm_discarded = mdiscarded
+#define MH_OPS                                                                                    \
+    .log = mlog, .log_level = mlevel, .map_pairs = mpairs, .map_get = mget, .map_add = madd,      \
+    .map_replace = mreplace, .map_remove = mremove, .map_set_pairs = mset, .get_property = mprop, \
+    .body_size = mbody_size, .body_copy = mbody_copy, .body_replace = mbody_replace,              \
+    .resume = mresume, .close = mclose, .set_property = mset_property, .vm_discarded = mdiscarded
 
 const pw_host_ops mh_ops = {MH_OPS};
 const pw_host_ops mh_ops_traced = {MH_OPS, .trace = mtrace};

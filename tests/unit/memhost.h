@@ -23,7 +23,7 @@ typedef struct mh_stream {
     mh_body req_body, resp_body;
     char strings[8192]; /* copies of keys/values set by plugins */
     size_t used;
-    char events[1024];  /* "resume:0 close:1 setprop:my.key=v " */
+    char events[1024]; /* "resume:0 close:1 setprop:my.key=v " */
     size_t events_len;
     /* Bytes of header names and values, body data and property values
      * that reached the hooks (kept or not). */
@@ -31,7 +31,7 @@ typedef struct mh_stream {
 } mh_stream;
 
 typedef struct mh_host {
-    char log[65536];   /* "<plugin>|<level>|<message>\n" lines */
+    char log[65536]; /* "<plugin>|<level>|<message>\n" lines */
     size_t log_len;
     proxy_log_level_t level;
     char trace_log[65536]; /* "env.proxy_log(2, 1024, 5) -> 0\n" */

@@ -24,8 +24,7 @@ static char err[PW_ERRLEN];
 #define EXAMPLE(name) "build/examples/" name ".wasm"
 #define S(lit) ((pw_str){lit, sizeof(lit) - 1})
 
-static pw_module *load(const char *name, const char *path)
-{
+static pw_module *load(const char *name, const char *path) {
     pw_module *m = NULL;
     int rc = pw_module_load_file(rt, name, path, &m, err, sizeof err);
     if (rc != PW_OK)
@@ -33,8 +32,7 @@ static pw_module *load(const char *name, const char *path)
     return m;
 }
 
-static unsigned char *read_all(const char *path, size_t *len)
-{
+static unsigned char *read_all(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
@@ -49,8 +47,7 @@ static unsigned char *read_all(const char *path, size_t *len)
 
 /* ---------------------------------------------------------------- engine */
 
-TEST(engine_loads_examples)
-{
+TEST(engine_loads_examples) {
     pw_module *m = load("add_header", EXAMPLE("add_header"));
     CHECK(m != NULL);
     if (m) {
@@ -66,11 +63,9 @@ TEST(engine_loads_examples)
     pw_module_free(as);
 }
 
-TEST(engine_refuses_unknown_import)
-{
+TEST(engine_refuses_unknown_import) {
     pw_module *m = NULL;
-    int rc = pw_module_load_file(rt, "bad_import", PLUGIN("bad_import"), &m,
-                                 err, sizeof err);
+    int rc = pw_module_load_file(rt, "bad_import", PLUGIN("bad_import"), &m, err, sizeof err);
     CHECK(rc == PW_ELOAD);
     CHECK(m == NULL);
     CHECK_CONTAINS(err, "module \"bad_import\"");
@@ -78,18 +73,16 @@ TEST(engine_refuses_unknown_import)
     CHECK_CONTAINS(err, "does not provide");
 }
 
-TEST(engine_refuses_bad_signature)
-{
+TEST(engine_refuses_bad_signature) {
     pw_module *m = NULL;
-    int rc = pw_module_load_file(rt, "bad_signature", PLUGIN("bad_signature"),
-                                 &m, err, sizeof err);
+    int rc =
+        pw_module_load_file(rt, "bad_signature", PLUGIN("bad_signature"), &m, err, sizeof err);
     CHECK(rc == PW_ELOAD);
     CHECK_CONTAINS(err, "env.proxy_log with signature (i32, i32) -> i32");
     CHECK_CONTAINS(err, "host provides (i32, i32, i32) -> i32");
 }
 
-TEST(engine_refuses_truncated_and_garbage)
-{
+TEST(engine_refuses_truncated_and_garbage) {
     size_t len;
     unsigned char *b = read_all(EXAMPLE("add_header"), &len);
     CHECK(b != NULL);
@@ -106,54 +99,48 @@ TEST(engine_refuses_truncated_and_garbage)
     for (size_t n = 0; n < len; n += 97)
         refused += pw_module_load(rt, "prefix", b, n, &m, err, sizeof err) != PW_OK;
     CHECK(refused == (int)((len + 96) / 97));
-    rc = pw_module_load(rt, "text", (const uint8_t *)"hello world", 11, &m,
-                        err, sizeof err);
+    rc = pw_module_load(rt, "text", (const uint8_t *)"hello world", 11, &m, err, sizeof err);
     CHECK(rc == PW_ELOAD);
     CHECK_CONTAINS(err, "not a Wasm module");
     /* Valid structure, invalid code: the validator (wasm2c) says why. */
     static const uint8_t bad_code[] = {
-        0, 'a', 's', 'm', 1, 0, 0, 0,
-        1, 4, 1, 0x60, 0, 0,                         /* type ()->() */
-        3, 2, 1, 0,                                  /* one function */
-        5, 3, 1, 0, 1,                               /* memory 1 page */
-        7, 0x24, 2, 6, 'm', 'e', 'm', 'o', 'r', 'y', 2, 0,
-        23, 'p', 'r', 'o', 'x', 'y', '_', 'a', 'b', 'i', '_', 'v', 'e', 'r',
-        's', 'i', 'o', 'n', '_', '0', '_', '2', '_', '1', 0, 0,
-        10, 5, 1, 3, 0, 0x6a, 0x0b,                  /* body: i32.add */
+        0,   'a',  's', 'm', 1,   0,   0,   0,   1,   4,   1,   0x60, 0,    0, /* type ()->() */
+        3,   2,    1,   0,                                                     /* one function */
+        5,   3,    1,   0,   1,                                                /* memory 1 page */
+        7,   0x24, 2,   6,   'm', 'e', 'm', 'o', 'r', 'y', 2,   0,    23,   'p', 'r', 'o',
+        'x', 'y',  '_', 'a', 'b', 'i', '_', 'v', 'e', 'r', 's', 'i',  'o',  'n', '_', '0',
+        '_', '2',  '_', '1', 0,   0,   10,  5,   1,   3,   0,   0x6a, 0x0b, /* body: i32.add */
     };
-    rc = pw_module_load(rt, "badcode", bad_code, sizeof bad_code, &m, err,
-                        sizeof err);
+    rc = pw_module_load(rt, "badcode", bad_code, sizeof bad_code, &m, err, sizeof err);
     CHECK(rc == PW_ELOAD);
     CHECK_CONTAINS(err, "refused");
     /* A known section may appear once only. */
-    static const uint8_t twice[] = {0, 'a', 's', 'm', 1, 0, 0, 0,
-                                    5, 3, 1, 0, 1, 5, 3, 1, 0, 1};
+    static const uint8_t twice[] = {0, 'a', 's', 'm', 1, 0, 0, 0, 5, 3, 1, 0, 1, 5, 3, 1, 0, 1};
     rc = pw_module_load(rt, "twice", twice, sizeof twice, &m, err, sizeof err);
     CHECK(rc == PW_ELOAD);
     CHECK_CONTAINS(err, "section 5 appears twice");
     free(b);
 }
 
-TEST(engine_precompiled_artifact)
-{
+TEST(engine_precompiled_artifact) {
     const char *out = "build/tests/add_header.pwasm";
-    CHECK(pw_module_compile(rt, "add_header", EXAMPLE("add_header"), out, err,
-                            sizeof err) == PW_OK);
+    CHECK(pw_module_compile(rt, "add_header", EXAMPLE("add_header"), out, err, sizeof err) ==
+          PW_OK);
     /* A runtime that cannot compile anything and has no cache. */
     pw_runtime_config cfg = {.cache_dir = "", .cc = "false"};
     pw_runtime *nocc;
     CHECK(pw_runtime_new(&cfg, &nocc, err, sizeof err) == PW_OK);
     pw_module *m = NULL;
-    CHECK(pw_module_load_file(nocc, "raw", EXAMPLE("add_header"), &m, err,
-                              sizeof err) == PW_ECOMPILE);
+    CHECK(pw_module_load_file(nocc, "raw", EXAMPLE("add_header"), &m, err, sizeof err) ==
+          PW_ECOMPILE);
     CHECK_CONTAINS(err, "C compilation failed");
     /* Native code is loaded only when asked for: as a plain module the
      * artifact is refused, as precompiled with a wrong digest too. */
     CHECK(pw_module_load_file(nocc, "aot", out, &m, err, sizeof err) == PW_ELOAD);
     CHECK_CONTAINS(err, "load it as precompiled");
-    CHECK(pw_module_load_precompiled(nocc, "aot", out,
-                                     "0000000000000000000000000000000000000000000000000000000000000000",
-                                     &m, err, sizeof err) == PW_ELOAD);
+    CHECK(pw_module_load_precompiled(
+              nocc, "aot", out, "0000000000000000000000000000000000000000000000000000000000000000",
+              &m, err, sizeof err) == PW_ELOAD);
     CHECK_CONTAINS(err, "not the expected 0000");
     CHECK(pw_module_load_precompiled(nocc, "aot", EXAMPLE("add_header"), NULL, &m, err,
                                      sizeof err) == PW_ELOAD);
@@ -204,8 +191,7 @@ TEST(engine_precompiled_artifact)
     pw_runtime_free(nocc);
 }
 
-TEST(engine_relative_cache_dir)
-{
+TEST(engine_relative_cache_dir) {
     /* The compiler runs in a temporary directory: a relative cache path
      * must still work (found by the benchmark harness). */
     system("rm -rf build/tests/relcache");
@@ -221,8 +207,7 @@ TEST(engine_relative_cache_dir)
 }
 
 /* Runs one request through trap.wasm with x-trap: kind. */
-static pw_action trap_request(pw_plugin *p, mh_stream *s, const char *kind)
-{
+static pw_action trap_request(pw_plugin *p, mh_stream *s, const char *kind) {
     mh_stream_init(s);
     mh_add(&s->req, ":path", "/");
     if (kind)
@@ -235,8 +220,7 @@ static pw_action trap_request(pw_plugin *p, mh_stream *s, const char *kind)
     return a;
 }
 
-TEST(engine_traps_each_kind)
-{
+TEST(engine_traps_each_kind) {
     pw_module *m = load("trap", PLUGIN("trap"));
     CHECK(m != NULL);
     if (!m)
@@ -270,13 +254,13 @@ TEST(engine_traps_each_kind)
         CHECK(pw_vm_generation(vm) == gen + 1);
         CHECK(h.discarded == i + 1); /* not for the rebuild */
     }
-    CHECK_CONTAINS(h.log, "trap|4|plugin \"trap\" trapped in proxy_on_request_headers: unreachable executed");
+    CHECK_CONTAINS(
+        h.log, "trap|4|plugin \"trap\" trapped in proxy_on_request_headers: unreachable executed");
     pw_vm_free(vm);
     pw_module_free(m);
 }
 
-TEST(engine_interrupts_a_looping_plugin)
-{
+TEST(engine_interrupts_a_looping_plugin) {
     /* The shared runtime has the default limit, 1000 ms of CPU time. */
     pw_module *m = load("loop", PLUGIN("loop"));
     CHECK(m != NULL);
@@ -313,8 +297,7 @@ TEST(engine_interrupts_a_looping_plugin)
 
 /* ------------------------------------------------------------------ core */
 
-TEST(core_lifecycle_order)
-{
+TEST(core_lifecycle_order) {
     pw_module *m = load("lifecycle", PLUGIN("lifecycle"));
     CHECK(m != NULL);
     if (!m)
@@ -334,23 +317,21 @@ TEST(core_lifecycle_order)
     CHECK(pw_stream_on_response_headers(st, 1, 1) == PW_ACTION_CONTINUE);
     pw_stream_free(st);
     pw_vm_free(vm);
-    CHECK_STR(h.log,
-              "life|2|lifecycle: proxy_on_context_create 1 0\n"
-              "life|2|lifecycle: proxy_on_vm_start 1 5\n"
-              "life|2|lifecycle: proxy_on_configure 1 3 config=a=b\n"
-              "life|2|lifecycle: proxy_on_context_create 2 1\n"
-              "life|2|lifecycle: proxy_on_request_headers 2 1 0\n"
-              "life|2|lifecycle: proxy_on_response_headers 2 1 1\n"
-              "life|2|lifecycle: proxy_on_log 2\n"
-              "life|2|lifecycle: proxy_on_done 2\n"
-              "life|2|lifecycle: proxy_on_delete 2\n"
-              "life|2|lifecycle: proxy_on_done 1\n"
-              "life|2|lifecycle: proxy_on_delete 1\n");
+    CHECK_STR(h.log, "life|2|lifecycle: proxy_on_context_create 1 0\n"
+                     "life|2|lifecycle: proxy_on_vm_start 1 5\n"
+                     "life|2|lifecycle: proxy_on_configure 1 3 config=a=b\n"
+                     "life|2|lifecycle: proxy_on_context_create 2 1\n"
+                     "life|2|lifecycle: proxy_on_request_headers 2 1 0\n"
+                     "life|2|lifecycle: proxy_on_response_headers 2 1 1\n"
+                     "life|2|lifecycle: proxy_on_log 2\n"
+                     "life|2|lifecycle: proxy_on_done 2\n"
+                     "life|2|lifecycle: proxy_on_delete 2\n"
+                     "life|2|lifecycle: proxy_on_done 1\n"
+                     "life|2|lifecycle: proxy_on_delete 1\n");
     pw_module_free(m);
 }
 
-TEST(core_plugin_refusing_config)
-{
+TEST(core_plugin_refusing_config) {
     pw_module *m = load("add_header", EXAMPLE("add_header"));
     if (!m)
         return;
@@ -358,8 +339,8 @@ TEST(core_plugin_refusing_config)
     pw_vm *vm;
     pw_plugin *p;
     CHECK(pw_vm_new(m, S(""), S(""), &mh_ops, &h, &vm, err, sizeof err) == PW_OK);
-    CHECK(pw_plugin_new(vm, S("ah"), S(""), S("no equals sign"), &p, err,
-                        sizeof err) == PW_EPLUGIN);
+    CHECK(pw_plugin_new(vm, S("ah"), S(""), S("no equals sign"), &p, err, sizeof err) ==
+          PW_EPLUGIN);
     CHECK_CONTAINS(err, "proxy_on_configure returned false");
     CHECK(pw_plugin_new(vm, S("ah"), S(""), S("x-a=1"), &p, err, sizeof err) == PW_OK);
     pw_vm_free(vm);
@@ -372,8 +353,7 @@ static pw_plugin *hc_plugin;
 static mh_host hc_host;
 static mh_stream hc_s;
 
-static const char *hostcall(const char *test, pw_action *action)
-{
+static const char *hostcall(const char *test, pw_action *action) {
     static char line[1024];
     mh_stream_init(&hc_s);
     mh_add(&hc_s.req, ":method", "GET");
@@ -390,13 +370,11 @@ static const char *hostcall(const char *test, pw_action *action)
         *action = a;
     if (a == PW_ACTION_LOCAL_RESPONSE) {
         const pw_local_response *lr = pw_stream_local_response(st);
-        snprintf(line, sizeof line, "%u %.*s %zu %.*s=%.*s %d", lr->status,
-                 (int)lr->body.len, lr->body.data, lr->nheaders,
-                 lr->nheaders ? (int)lr->headers[0].key.len : 0,
+        snprintf(line, sizeof line, "%u %.*s %zu %.*s=%.*s %d", lr->status, (int)lr->body.len,
+                 lr->body.data, lr->nheaders, lr->nheaders ? (int)lr->headers[0].key.len : 0,
                  lr->nheaders ? lr->headers[0].key.data : "",
                  lr->nheaders ? (int)lr->headers[0].value.len : 0,
-                 lr->nheaders ? lr->headers[0].value.data : "",
-                 lr->grpc_status);
+                 lr->nheaders ? lr->headers[0].value.data : "", lr->grpc_status);
         /* The next callback (the local response's own response headers,
          * §8.8) no longer reports it. */
         if (pw_stream_on_response_headers(st, 0, 1) != PW_ACTION_CONTINUE ||
@@ -414,17 +392,15 @@ static const char *hostcall(const char *test, pw_action *action)
     return line;
 }
 
-TEST(core_hostcalls)
-{
+TEST(core_hostcalls) {
     pw_module *m = load("hostcalls", PLUGIN("hostcalls"));
     CHECK(m != NULL);
     if (!m)
         return;
     hc_host.level = PROXY_LOG_INFO;
-    CHECK(pw_vm_new(m, S("my_vm"), S(""), &mh_ops, &hc_host, &hc_vm, err,
-                    sizeof err) == PW_OK);
-    CHECK(pw_plugin_new(hc_vm, S("hc"), S("my_root"), S("config-bytes"),
-                        &hc_plugin, err, sizeof err) == PW_OK);
+    CHECK(pw_vm_new(m, S("my_vm"), S(""), &mh_ops, &hc_host, &hc_vm, err, sizeof err) == PW_OK);
+    CHECK(pw_plugin_new(hc_vm, S("hc"), S("my_root"), S("config-bytes"), &hc_plugin, err,
+                        sizeof err) == PW_OK);
     /* Bad guest pointers: InvalidMemoryAccess (6), never a crash. */
     CHECK_STR(hostcall("log_badptr", NULL), "result: log_badptr 6");
     CHECK_STR(hostcall("get_header_badptr", NULL), "result: get_header_badptr 6");
@@ -442,7 +418,8 @@ TEST(core_hostcalls)
     CHECK(hc_s.req.n == 2);
     /* Time and log level. */
     const char *t = hostcall("time", NULL);
-    CHECK(strncmp(t, "result: time 0 ", 15) == 0 && strtoull(t + 15, NULL, 10) > 1600000000ull * 1000000000ull);
+    CHECK(strncmp(t, "result: time 0 ", 15) == 0 &&
+          strtoull(t + 15, NULL, 10) > 1600000000ull * 1000000000ull);
     CHECK_STR(hostcall("log_level", NULL), "result: log_level 0 2");
     /* Properties. */
     CHECK_STR(hostcall("property_name", NULL), "result: property_name 0 hc");
@@ -489,14 +466,12 @@ TEST(core_hostcalls)
 }
 
 /* Bytes malloc'ed by the process (mmap'ed chunks included). */
-static size_t heap_used(void)
-{
+static size_t heap_used(void) {
     struct mallinfo2 mi = mallinfo2();
     return mi.uordblks + mi.hblkhd;
 }
 
-static int count_of(const char *hay, const char *needle)
-{
+static int count_of(const char *hay, const char *needle) {
     int n = 0;
     for (const char *p = hay; (p = strstr(p, needle)); p++)
         n++;
@@ -504,19 +479,15 @@ static int count_of(const char *hay, const char *needle)
 }
 
 /* Starts hostcalls.wasm as plugin "hc" on the shared hc_* globals. */
-static pw_module *hc_start(pw_runtime *r)
-{
+static pw_module *hc_start(pw_runtime *r) {
     pw_module *m = NULL;
-    if (pw_module_load_file(r, "hostcalls", PLUGIN("hostcalls"), &m, err,
-                            sizeof err) != PW_OK) {
+    if (pw_module_load_file(r, "hostcalls", PLUGIN("hostcalls"), &m, err, sizeof err) != PW_OK) {
         printf("  load: %s\n", err);
         return NULL;
     }
     hc_host.level = PROXY_LOG_INFO;
-    if (pw_vm_new(m, S("my_vm"), S(""), &mh_ops, &hc_host, &hc_vm, err,
-                  sizeof err) != PW_OK ||
-        pw_plugin_new(hc_vm, S("hc"), S("my_root"), S(""), &hc_plugin, err,
-                      sizeof err) != PW_OK) {
+    if (pw_vm_new(m, S("my_vm"), S(""), &mh_ops, &hc_host, &hc_vm, err, sizeof err) != PW_OK ||
+        pw_plugin_new(hc_vm, S("hc"), S("my_root"), S(""), &hc_plugin, err, sizeof err) != PW_OK) {
         printf("  start: %s\n", err);
         pw_module_free(m);
         return NULL;
@@ -524,8 +495,7 @@ static pw_module *hc_start(pw_runtime *r)
     return m;
 }
 
-TEST(core_limits)
-{
+TEST(core_limits) {
     pw_module *m = hc_start(rt);
     CHECK(m != NULL);
     if (!m)
@@ -536,8 +506,7 @@ TEST(core_limits)
     CHECK_CONTAINS(hc_host.log, "hc|3|plugin \"hc\": refused "
                                 "proxy_add_header_map_value: header name of "
                                 "1048576 bytes (limit 8192)");
-    CHECK_STR(hostcall("limit_value", NULL),
-              "result: limit_value 2 64k=0 64k+1=2 ok=0 bad=200");
+    CHECK_STR(hostcall("limit_value", NULL), "result: limit_value 2 64k=0 64k+1=2 ok=0 bad=200");
     CHECK(hc_s.hook_bytes == 5 + 65536);
     /* One refusal notice per callback. */
     CHECK(count_of(hc_host.log, "refused") == 1);
@@ -568,8 +537,7 @@ TEST(core_limits)
     pw_module_free(m);
 }
 
-TEST(core_status_limits)
-{
+TEST(core_status_limits) {
     pw_module *m = hc_start(rt);
     CHECK(m != NULL);
     if (!m)
@@ -594,8 +562,7 @@ TEST(core_status_limits)
     pw_module_free(m);
 }
 
-TEST(core_log_limits)
-{
+TEST(core_log_limits) {
     /* 1000 lines per second (the default, 10,000, would not fit in the
      * memhost's 64 KiB of log). */
     pw_runtime_config cfg = {.limits = {.max_log_lines_per_sec = 1000}};
@@ -642,8 +609,7 @@ TEST(core_log_limits)
     pw_runtime_free(r);
 }
 
-TEST(core_limits_configurable)
-{
+TEST(core_limits_configurable) {
     pw_runtime_config cfg = {.limits = {.max_header_value_bytes = 100000}};
     pw_runtime *r;
     CHECK(pw_runtime_new(&cfg, &r, err, sizeof err) == PW_OK);
@@ -658,8 +624,7 @@ TEST(core_limits_configurable)
     pw_runtime_free(r);
 }
 
-TEST(core_abi_0_1_0)
-{
+TEST(core_abi_0_1_0) {
     pw_module *m = load("abi010", PLUGIN("abi010"));
     CHECK(m != NULL);
     if (!m)
@@ -669,8 +634,8 @@ TEST(core_abi_0_1_0)
     pw_vm *vm;
     pw_plugin *p;
     CHECK(pw_vm_new(m, S(""), S("the-vm-config"), &mh_ops, &h, &vm, err, sizeof err) == PW_OK);
-    CHECK(pw_plugin_new(vm, S("old"), S(""), S("the-plugin-config"), &p, err,
-                        sizeof err) == PW_OK);
+    CHECK(pw_plugin_new(vm, S("old"), S(""), S("the-plugin-config"), &p, err, sizeof err) ==
+          PW_OK);
     mh_stream s;
     mh_stream_init(&s);
     mh_add(&s.req, ":path", "/");
@@ -696,8 +661,7 @@ TEST(core_abi_0_1_0)
 static pw_plugin *bd_plugin;
 static mh_host bd_host;
 
-static pw_stream *bd_start(mh_stream *s, const char *mode)
-{
+static pw_stream *bd_start(mh_stream *s, const char *mode) {
     mh_stream_init(s);
     mh_add(&s->req, ":path", "/");
     mh_add(&s->req, "x-mode", mode);
@@ -709,8 +673,7 @@ static pw_stream *bd_start(mh_stream *s, const char *mode)
     return st;
 }
 
-TEST(core_bodies_and_stream_control)
-{
+TEST(core_bodies_and_stream_control) {
     pw_module *m = load("bodies", PLUGIN("bodies"));
     CHECK(m != NULL);
     if (!m)
@@ -815,8 +778,7 @@ TEST(core_bodies_and_stream_control)
     pw_module_free(m);
 }
 
-TEST(core_trace_hook)
-{
+TEST(core_trace_hook) {
     pw_module *m = load("add_header", EXAMPLE("add_header"));
     if (!m)
         return;
@@ -842,8 +804,7 @@ TEST(core_trace_hook)
     pw_module_free(m);
 }
 
-TEST(core_assemblyscript_example)
-{
+TEST(core_assemblyscript_example) {
     pw_module *m = load("as_add_header", EXAMPLE("as_add_header"));
     if (!m)
         return;
@@ -854,8 +815,7 @@ TEST(core_assemblyscript_example)
     /* The AS runtime aborts unless plugin_root_id names its root context. */
     CHECK(pw_plugin_new(vm, S("as"), S("wrong"), S(""), &p, err, sizeof err) == PW_ETRAP);
     CHECK_CONTAINS(err, "proc_exit(255)");
-    CHECK(pw_plugin_new(vm, S("as"), S("add_header"), S("x-as=hi"), &p, err,
-                        sizeof err) == PW_OK);
+    CHECK(pw_plugin_new(vm, S("as"), S("add_header"), S("x-as=hi"), &p, err, sizeof err) == PW_OK);
     mh_stream s;
     mh_stream_init(&s);
     mh_add(&s.req, ":path", "/");
@@ -877,13 +837,11 @@ TEST(core_assemblyscript_example)
 /* ---------------------------------------------------- registry, reader */
 
 /* Wasm arguments a trace argument kind takes (pwasm.h). */
-static int kind_args(char k)
-{
+static int kind_args(char k) {
     return strchr("spPoOV", k) ? 2 : 1;
 }
 
-TEST(registry_rows_agree)
-{
+TEST(registry_rows_agree) {
     size_t n;
     const pw_hostcall_info *h = pw_hostcalls(&n);
     CHECK(n > 100);
@@ -909,8 +867,7 @@ TEST(registry_rows_agree)
         for (;;) {
             int k = kind_args(*a);
             if (at + k > np || (sig[at] == 'I') != (*a == 'D')) {
-                printf("  arguments of %s: \"%s\" vs %s\n", h[i].name,
-                       h[i].arguments, sig);
+                printf("  arguments of %s: \"%s\" vs %s\n", h[i].name, h[i].arguments, sig);
                 bad++;
                 break;
             }
@@ -941,16 +898,14 @@ TEST(registry_rows_agree)
     CHECK_STR(pw_area_name(PW_AREA_COUNT), "other");
 }
 
-static const pw_import_info *info_import(const pw_module_info *mi, const char *name)
-{
+static const pw_import_info *info_import(const pw_module_info *mi, const char *name) {
     for (size_t i = 0; i < mi->nimports; i++)
         if (!strcmp(mi->imports[i].name, name))
             return &mi->imports[i];
     return NULL;
 }
 
-static int info_export_role(const pw_module_info *mi, const char *name)
-{
+static int info_export_role(const pw_module_info *mi, const char *name) {
     for (size_t i = 0; i < mi->nexports; i++)
         if (!strcmp(mi->exports[i].name, name))
             return mi->exports[i].role;
@@ -958,8 +913,7 @@ static int info_export_role(const pw_module_info *mi, const char *name)
 }
 
 /* Reads path with pw_module_info_read; 0 when it was read. */
-static int read_info(const char *path, pw_module_info *mi)
-{
+static int read_info(const char *path, pw_module_info *mi) {
     size_t len;
     unsigned char *b = read_all(path, &len);
     if (!b) {
@@ -973,8 +927,7 @@ static int read_info(const char *path, pw_module_info *mi)
     return rc;
 }
 
-TEST(reader_module_info)
-{
+TEST(reader_module_info) {
     pw_module_info mi;
     CHECK(read_info(EXAMPLE("add_header"), &mi) == PW_OK);
     CHECK_STR(mi.abi_version, "0.2.1");
@@ -1013,8 +966,8 @@ TEST(reader_module_info)
     pw_module_info_free(&mi);
     CHECK(read_info(PLUGIN("bad_signature"), &mi) == PW_OK);
     im = info_import(&mi, "proxy_log");
-    CHECK(im && im->status == PW_IMPORT_WRONG_SIGNATURE && im->area == PW_AREA_LOG &&
-          im->host && !strcmp(im->host->signature, "iii:i"));
+    CHECK(im && im->status == PW_IMPORT_WRONG_SIGNATURE && im->area == PW_AREA_LOG && im->host &&
+          !strcmp(im->host->signature, "iii:i"));
     CHECK(mi.nmissing == 1);
     pw_module_info_free(&mi);
 
@@ -1025,15 +978,15 @@ TEST(reader_module_info)
     CHECK(mi.nmissing == 0);
     pw_module_info_free(&mi);
     pw_module *m = NULL;
-    CHECK(pw_module_load_file(rt, "plain", PLUGIN("not_proxy_wasm"), &m, err,
-                              sizeof err) == PW_ELOAD);
+    CHECK(pw_module_load_file(rt, "plain", PLUGIN("not_proxy_wasm"), &m, err, sizeof err) ==
+          PW_ELOAD);
     CHECK_CONTAINS(err, "module \"plain\" refused: no Proxy-Wasm ABI version marker");
 
     /* Neither Wasm nor an artifact. */
     CHECK(pw_module_info_read((const uint8_t *)"hello", 5, &mi, err, sizeof err) == PW_ELOAD);
     CHECK_CONTAINS(err, "not a Wasm module");
-    CHECK(pw_module_info_read((const uint8_t *)"PWASMAOT\1\0\0\0", 12, &mi, err,
-                              sizeof err) == PW_ELOAD);
+    CHECK(pw_module_info_read((const uint8_t *)"PWASMAOT\1\0\0\0", 12, &mi, err, sizeof err) ==
+          PW_ELOAD);
     CHECK_CONTAINS(err, "truncated pwasm compile artifact");
     char buf[64];
     CHECK_STR(pw_signature_pretty("iI:i", buf, sizeof buf), "(i32, i64) -> i32");
@@ -1042,8 +995,7 @@ TEST(reader_module_info)
 /* A module of one ABI version with the header callbacks of the other:
  * loaded, and each callback called with the arity it exports (the WAT
  * writes its arity and arguments as headers, one digit each). */
-static void mixed_headers(const char *path, const char *abi, int arity)
-{
+static void mixed_headers(const char *path, const char *abi, int arity) {
     pw_module *m = load("mixed", path);
     CHECK(m != NULL);
     if (!m)
@@ -1086,21 +1038,18 @@ static void mixed_headers(const char *path, const char *abi, int arity)
     pw_module_free(m);
 }
 
-TEST(core_abi_0_1_0_marker_0_2_x_callbacks)
-{
+TEST(core_abi_0_1_0_marker_0_2_x_callbacks) {
     mixed_headers(PLUGIN("mixed_abi010"), "0.1.0", 3);
 }
 
-TEST(core_abi_0_2_x_marker_0_1_0_callbacks)
-{
+TEST(core_abi_0_2_x_marker_0_1_0_callbacks) {
     mixed_headers(PLUGIN("mixed_abi020"), "0.2.0", 2);
 }
 
-TEST(core_header_callbacks_of_neither_signature)
-{
+TEST(core_header_callbacks_of_neither_signature) {
     pw_module *m = NULL;
-    CHECK(pw_module_load_file(rt, "bad_headers", PLUGIN("bad_headers"), &m, err,
-                              sizeof err) == PW_ELOAD);
+    CHECK(pw_module_load_file(rt, "bad_headers", PLUGIN("bad_headers"), &m, err, sizeof err) ==
+          PW_ELOAD);
     CHECK(m == NULL);
     CHECK_CONTAINS(err, "module \"bad_headers\" refused: exports "
                         "proxy_on_request_headers with signature (i32) -> i32, "
@@ -1111,14 +1060,13 @@ TEST(core_header_callbacks_of_neither_signature)
     pw_module_info_free(&mi);
 }
 
-TEST(api_version_and_strerror)
-{
+TEST(api_version_and_strerror) {
     char v[32];
     snprintf(v, sizeof v, "%d.%d.%d", PWASM_VERSION_MAJOR, PWASM_VERSION_MINOR,
              PWASM_VERSION_PATCH);
     CHECK_STR(v, PWASM_VERSION_STRING);
-    CHECK(PWASM_VERSION_NUMBER == PWASM_VERSION_MAJOR * 10000 +
-                                      PWASM_VERSION_MINOR * 100 + PWASM_VERSION_PATCH);
+    CHECK(PWASM_VERSION_NUMBER ==
+          PWASM_VERSION_MAJOR * 10000 + PWASM_VERSION_MINOR * 100 + PWASM_VERSION_PATCH);
     CHECK_STR(pw_strerror(PW_OK), "success");
     CHECK_STR(pw_strerror(PW_ELOAD), "module refused");
     CHECK_STR(pw_strerror(PW_ETRAP), "plugin trapped");
@@ -1132,8 +1080,7 @@ TEST(api_version_and_strerror)
     CHECK(strcmp(pw_strerror(PW_EDEAD), "unknown error") != 0);
 }
 
-int main(void)
-{
+int main(void) {
     if (pw_runtime_new(NULL, &rt, err, sizeof err) != PW_OK) {
         printf("runtime: %s\n", err);
         return 2;

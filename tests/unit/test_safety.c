@@ -26,8 +26,7 @@
 static pw_runtime *rt;
 static char err[PW_ERRLEN];
 
-static double now_s(void)
-{
+static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + t.tv_nsec / 1e9;
@@ -39,9 +38,8 @@ static double now_s(void)
  * if a trap ever unwound it, they would differ. */
 static unsigned entered, left;
 
-static proxy_status_t deep_pairs(void *host, void *stream, proxy_map_type_t map,
-                                 pw_kv **pairs, size_t *n)
-{
+static proxy_status_t deep_pairs(void *host, void *stream, proxy_map_type_t map, pw_kv **pairs,
+                                 size_t *n) {
     entered++;
     volatile char buf[32768];
     for (size_t i = 0; i < sizeof buf; i += 512)
@@ -54,11 +52,10 @@ static proxy_status_t deep_pairs(void *host, void *stream, proxy_map_type_t map,
     return PROXY_RESULT_OK;
 }
 
-TEST(safety_recursion_through_hostcalls_traps_in_plugin_code)
-{
+TEST(safety_recursion_through_hostcalls_traps_in_plugin_code) {
     pw_module *m = NULL;
-    CHECK(pw_module_load_file(rt, "recurse", PLUGIN("recurse_hostcall"), &m, err,
-                              sizeof err) == PW_OK);
+    CHECK(pw_module_load_file(rt, "recurse", PLUGIN("recurse_hostcall"), &m, err, sizeof err) ==
+          PW_OK);
     if (!m)
         return;
     pw_host_ops ops = mh_ops;
@@ -93,20 +90,18 @@ TEST(safety_recursion_through_hostcalls_traps_in_plugin_code)
 
 /* ------------------------------------------------ attach and detach */
 
-static void *segv_handler(void)
-{
+static void *segv_handler(void) {
     struct sigaction sa;
     sigaction(SIGSEGV, NULL, &sa);
     return (sa.sa_flags & SA_SIGINFO) ? (void *)sa.sa_sigaction : (void *)sa.sa_handler;
 }
 
-TEST(safety_handlers_and_timer_exist_only_while_attached)
-{
+TEST(safety_handlers_and_timer_exist_only_while_attached) {
     void *ours = segv_handler();
     CHECK(ours != (void *)SIG_DFL); /* rt is attached */
     pw_module *m = NULL;
-    CHECK(pw_module_load_file(rt, "add_header", EXAMPLE("add_header"), &m, err,
-                              sizeof err) == PW_OK);
+    CHECK(pw_module_load_file(rt, "add_header", EXAMPLE("add_header"), &m, err, sizeof err) ==
+          PW_OK);
     if (!m)
         return;
     mh_host h = {.level = PROXY_LOG_INFO};
@@ -129,8 +124,7 @@ TEST(safety_handlers_and_timer_exist_only_while_attached)
     pw_runtime_detach(rt);
     CHECK(segv_handler() == (void *)SIG_DFL);
     getitimer(ITIMER_PROF, &it);
-    CHECK(it.it_interval.tv_usec == 0 && it.it_value.tv_usec == 0 &&
-          it.it_value.tv_sec == 0);
+    CHECK(it.it_interval.tv_usec == 0 && it.it_value.tv_usec == 0 && it.it_value.tv_sec == 0);
     struct sigaction prof;
     sigaction(SIGPROF, NULL, &prof);
     CHECK(prof.sa_handler == SIG_DFL);
@@ -159,11 +153,10 @@ TEST(safety_handlers_and_timer_exist_only_while_attached)
 
 /* --------------------------------------------- the CPU limit, system time */
 
-TEST(safety_cpu_limit_counts_time_in_hostcalls)
-{
+TEST(safety_cpu_limit_counts_time_in_hostcalls) {
     pw_module *m = NULL;
-    CHECK(pw_module_load_file(rt, "loop_random", PLUGIN("loop_random"), &m, err,
-                              sizeof err) == PW_OK);
+    CHECK(pw_module_load_file(rt, "loop_random", PLUGIN("loop_random"), &m, err, sizeof err) ==
+          PW_OK);
     if (!m)
         return;
     mh_host h = {.level = PROXY_LOG_INFO};
@@ -187,8 +180,7 @@ TEST(safety_cpu_limit_counts_time_in_hostcalls)
 }
 
 /* Runs the loop plugin's looping request once; returns seconds taken. */
-static double loop_once(pw_module *m)
-{
+static double loop_once(pw_module *m) {
     mh_host h = {.level = PROXY_LOG_INFO};
     pw_vm *vm;
     pw_plugin *p;
@@ -211,8 +203,7 @@ static double loop_once(pw_module *m)
     return secs;
 }
 
-TEST(safety_cpu_limit_is_per_runtime)
-{
+TEST(safety_cpu_limit_is_per_runtime) {
     /* Before, the module loaded last set the limit for the whole process. */
     pw_runtime_config fast = {.max_call_ms = 200};
     pw_runtime *a, *b;
@@ -234,8 +225,7 @@ TEST(safety_cpu_limit_is_per_runtime)
 
 /* ----------------------------------------------------- module files */
 
-TEST(safety_module_files_are_regular_and_bounded)
-{
+TEST(safety_module_files_are_regular_and_bounded) {
     pw_module *m = NULL;
     const char *fifo = "build/tests/module.fifo";
     unlink(fifo);
@@ -274,8 +264,7 @@ TEST(safety_module_files_are_regular_and_bounded)
     pw_runtime_config cfg3 = {.cache_dir = "", .compile_timeout_ms = 50};
     CHECK(pw_runtime_new(&cfg3, &r, err, sizeof err) == PW_OK);
     t0 = now_s();
-    CHECK(pw_module_load_file(r, "slow", EXAMPLE("deny"), &m, err, sizeof err) ==
-          PW_ECOMPILE);
+    CHECK(pw_module_load_file(r, "slow", EXAMPLE("deny"), &m, err, sizeof err) == PW_ECOMPILE);
     CHECK_CONTAINS(err, "exceeded the compile time limit of 50 ms");
     CHECK(now_s() - t0 < 2.0);
     pw_runtime_free(r);
@@ -284,15 +273,13 @@ TEST(safety_module_files_are_regular_and_bounded)
 /* ------------------------------------------------ the compile cache */
 
 static char warned[2048];
-static void on_warn(void *data, const char *msg)
-{
+static void on_warn(void *data, const char *msg) {
     (void)data;
     snprintf(warned, sizeof warned, "%s", msg);
 }
 
 /* The one <key>.so in dir, into path. */
-static int cache_entry(const char *dir, char *path, size_t len)
-{
+static int cache_entry(const char *dir, char *path, size_t len) {
     char cmd[512];
     snprintf(cmd, sizeof cmd, "ls %s/*.so", dir);
     FILE *p = popen(cmd, "r");
@@ -306,8 +293,7 @@ static int cache_entry(const char *dir, char *path, size_t len)
     return 0;
 }
 
-static int works(pw_module *m)
-{
+static int works(pw_module *m) {
     mh_host h = {.level = PROXY_LOG_INFO};
     pw_vm *vm;
     pw_plugin *p;
@@ -327,8 +313,7 @@ static int works(pw_module *m)
     return ok;
 }
 
-TEST(safety_cache_entries_are_verified_before_loading)
-{
+TEST(safety_cache_entries_are_verified_before_loading) {
     const char *dir = "build/tests/trustcache";
     const char *marker = "build/tests/constructor-ran";
     char so[1024], cmd[2048];
@@ -405,8 +390,7 @@ TEST(safety_cache_entries_are_verified_before_loading)
 }
 
 void run_safety_tests(void);
-void run_safety_tests(void)
-{
+void run_safety_tests(void) {
     if (pw_runtime_new(NULL, &rt, err, sizeof err) != PW_OK) {
         printf("runtime: %s\n", err);
         t_failed++;
