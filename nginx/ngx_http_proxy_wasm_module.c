@@ -20,6 +20,10 @@
  *                        on_response_trailers with the last buffer
  *   log phase            on_log, on_done, on_delete (pw_stream_free)
  *
+ * A body callback says end_of_stream with the last data when the length is
+ * known (Content-Length; nginx passes its last buffer apart, later), with an
+ * empty last call when only that buffer tells the end (chunked).
+ *
  * Pause holds a direction until proxy_continue_stream: the rewrite handler
  * returns NGX_DONE and is run again, the filters keep (copy) what they are
  * given and set r->buffered. Actions a plugin asks for during a callback
@@ -221,6 +225,9 @@ struct ngx_http_proxy_wasm_ctx_s {
                                                     paused request headers */
     ngx_uint_t                       gate_from;  /* ... at this element */
     off_t                            out_size;   /* response bytes passed on */
+    off_t                            in_size;    /* response bytes nginx gave */
+    off_t                            in_length;  /* their Content-Length when
+                                                    the headers came, or -1 */
 
     unsigned                         request_done:1;
     unsigned                         response_done:1;
@@ -247,6 +254,10 @@ struct ngx_http_proxy_wasm_ctx_s {
     unsigned                         headers_paused:1; /* ... by a Pause */
     unsigned                         pending_eos:1;
     unsigned                         out_eos:1;  /* response last buf sent */
+    unsigned                         in_eos:1;   /* plugins had the response
+                                                    body's end */
+    unsigned                         in_early:1; /* ... with its last bytes,
+                                                    before nginx's last buf */
     unsigned                         trailers_done:1;
     unsigned                         discarded:1; /* a stream's VM was
                                                      discarded: see whether
@@ -5524,6 +5535,7 @@ ngx_http_proxy_wasm_header_filter(ngx_http_request_t *r)
 
     ctx->response_done = 1;
     ctx->phase = NGX_HTTP_PROXY_WASM_PHASE_RESP;
+    ctx->in_length = r->headers_out.content_length_n;   /* of what comes */
 
     if (ctx->failed) {
         /* failed closed in the request phase: nginx's 503 as it is */
@@ -5640,6 +5652,15 @@ ngx_http_proxy_wasm_response_out(ngx_http_proxy_wasm_ctx_t *ctx,
 
         if (ngx_http_proxy_wasm_trailer_count(r)) {
             r->expect_trailers = 1;
+
+#if (NGX_HTTP_V2)
+            if (r->stream) {
+                /* trailers end a body without a length, as nginx's chunked
+                 * filter makes it for HTTP/1.1: clients (curl) stop
+                 * reading at Content-Length */
+                ngx_http_clear_content_length(r);
+            }
+#endif
         }
 
         rc = ngx_http_proxy_wasm_send_headers(ctx);
@@ -5652,11 +5673,16 @@ ngx_http_proxy_wasm_response_out(ngx_http_proxy_wasm_ctx_t *ctx,
         }
     }
 
-    if (in && !body->owned) {
-        out = in;
+    if (in && !body->owned && !(eos && ctx->in_early)) {
+        out = in;               /* untouched: as nginx made it */
 
     } else {
-        ngx_http_proxy_wasm_consume(in);
+        if (body->owned) {
+            ngx_http_proxy_wasm_consume(in);    /* copied */
+        }
+
+        /* else nginx's buffers, the end of the body without nginx's last
+         * buffer (it comes later): ours is added */
 
         out = ngx_http_proxy_wasm_body_chain(r, body, eos);
         if (out == NGX_CHAIN_ERROR) {
@@ -5812,6 +5838,18 @@ ngx_http_proxy_wasm_response_chunk(ngx_http_proxy_wasm_ctx_t *ctx,
 
         eos = 1;
 
+    } else if (ctx->in_eos) {
+        /* after the end of the body (its last buffer, or its last bytes
+         * when its length is known): nginx's own empty last buffer, or a
+         * flush; nothing for the plugins */
+        ngx_http_proxy_wasm_consume(in);
+
+        if (ctx->headers_held) {
+            return NGX_OK;
+        }
+
+        return ngx_http_next_body_filter(r, NULL);
+
     } else {
         eos = 0;
 
@@ -5826,6 +5864,25 @@ ngx_http_proxy_wasm_response_chunk(ngx_http_proxy_wasm_ctx_t *ctx,
             }
 
             return ngx_http_next_body_filter(r, in);
+        }
+
+        /* The end of the body comes with its last bytes when its length is
+         * known (Envoy): nginx passes its last buffer separately, e.g. once
+         * the upstream is finalized, and a plugin must not be called again
+         * with an empty chunk. A body whose end only its last buffer tells
+         * (chunked, closed connection) keeps that empty call. */
+        ctx->in_size += body.size;
+
+        if (!eos && body.size && ctx->in_length >= 0
+            && ctx->in_size >= ctx->in_length
+            && (ctx->cbs & NGX_HTTP_PROXY_WASM_CB_RESP_BODY))
+        {
+            eos = 1;
+            ctx->in_early = 1;
+        }
+
+        if (eos) {
+            ctx->in_eos = 1;
         }
     }
 
