@@ -123,6 +123,16 @@ struct ngx_proxy_wasm_stream_s {
 };
 
 
+/*
+ * Hidden: not exported from the .so. nginx loads dynamic modules with
+ * RTLD_GLOBAL, so an exported name would bind a later module's calls (a
+ * stream module built from ../common) to the first module's copy; and
+ * calls between our files then skip the PLT.
+ */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
 /* ngx_proxy_wasm_conf.c */
 ngx_int_t ngx_proxy_wasm_conf_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
     const ngx_proxy_wasm_subsys_t *subsys);
@@ -159,6 +169,10 @@ proxy_status_t ngx_proxy_wasm_prop_addr(ngx_pool_t *pool, struct sockaddr *sa,
     socklen_t socklen, ngx_uint_t port, pw_str *value);
 proxy_status_t ngx_proxy_wasm_property(ngx_pool_t *pool, ngx_connection_t *c,
     const pw_str *p, size_t n, pw_str *value);
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 static ngx_inline pw_str

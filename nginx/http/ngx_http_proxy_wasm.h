@@ -208,6 +208,11 @@ typedef struct {
 #define NGX_HTTP_PROXY_WASM_OUT_SPECIAL  4
 
 
+/* Hidden, as in ngx_proxy_wasm.h. */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
 /* ngx_http_proxy_wasm_module.c */
 ngx_http_proxy_wasm_req_t *ngx_http_proxy_wasm_req(ngx_http_request_t *r,
     ngx_uint_t create);
@@ -327,6 +332,10 @@ proxy_status_t ngx_http_proxy_wasm_get_property(void *host, void *stream,
     const pw_str *path, size_t nseg, pw_str *value);
 proxy_status_t ngx_http_proxy_wasm_set_property(void *host, void *stream,
     const pw_str *path, size_t nseg, pw_str value);
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 extern ngx_module_t  ngx_http_proxy_wasm_module;
