@@ -13,7 +13,7 @@
 NGINX_SRC      ?= /usr/share/nginx/src
 NGINX_TREE     := $(BUILD)/nginx-src
 NGINX_MODULE   := $(BUILD)/ngx_http_proxy_wasm_module.so
-NGINX_MOD_SRCS := $(wildcard nginx/*.c)
+NGINX_MOD_SRCS := $(wildcard nginx/*/*.c nginx/*/*.h)
 NGINX_BIN      ?= /usr/sbin/nginx
 # Debian's interpreter, which has python3-pytest (not a pyenv one on PATH).
 NGINX_PYTHON   ?= /usr/bin/python3

@@ -47,8 +47,9 @@ def free_port():
 
 class Upstream:
     """An HTTP/1.0 upstream on 127.0.0.1 that answers 200 "upstream ok\\n"
-    (or `size` bytes for a query ?size=N, or the request body for a path
-    starting with /echo) and keeps every request's
+    (or `size` bytes for a query ?size=N, the same chunked (HTTP/1.1) for
+    ?chunked=N, or the request body for a path starting with /echo) and
+    keeps every request's
     (method, path, [(name, value), ...], body)."""
 
     def __init__(self):
@@ -62,6 +63,10 @@ class Upstream:
                 upstream.requests.append((self.command, self.path, list(self.headers.items()),
                                           received))
                 m = re.search(r"[?&]size=(\d+)", self.path)
+                c = re.search(r"[?&]chunked=(\d+)", self.path)
+                if c:
+                    self.send_chunked(int(c.group(1)))
+                    return
                 if self.path.startswith("/echo"):
                     body = received
                 elif m:
@@ -75,6 +80,23 @@ class Upstream:
                 self.send_header("X-Upstream", "python")
                 self.end_headers()
                 self.wfile.write(body)
+
+            def send_chunked(self, n):
+                # HTTP/1.1 chunked, two chunks: the end of the body is only
+                # known from the terminating chunk
+                body = (b"abcdefghijklmnopqrstuvwxyz" * (n // 26 + 1))[:n]
+                self.protocol_version = "HTTP/1.1"
+                self.close_connection = True
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for part in (body[:n // 2], body[n // 2:]):
+                    if part:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                        self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
 
             do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_any
 

@@ -283,3 +283,68 @@ def test_without_body_callbacks_the_response_keeps_its_length(nginx, upstream):
     assert r.header("content-length") == "100000"
     r = nginx.request("/echo", method="POST", body=b"q" * 5000)
     assert r.body == b"q" * 5000
+
+
+# end_of_stream comes with the last data when the length is known (Envoy
+# delivers such a body in one call): a plugin that rewrites "the first N
+# bytes" of each chunk, as the C++ SDK's example does, must not be called
+# again with an empty chunk and write its text twice.
+
+def test_known_length_response_ends_with_its_last_bytes(nginx):
+    start(nginx)
+    r = nginx.request("/?size=100", headers={"x-pw": "respb.splice=0,5,HELLO"})
+    assert r.status == 200 and r.body == b"HELLO" + alphabet(100)[5:]
+    assert calls(nginx, "respb") == [(100, 1)]
+    # the whole body in that call: an exact length
+    assert r.header("content-length") == "100"
+
+
+def test_known_length_response_in_chunks_ends_with_its_last_bytes(nginx):
+    start(nginx)
+    r = nginx.request("/?size=1000000", headers={"x-pw": "respb.upper"})
+    assert r.status == 200 and r.body == alphabet(1000000).upper()
+    sizes = calls(nginx, "respb")
+    assert len(sizes) > 1 and sum(s for s, _ in sizes) == 1000000
+    assert all(s > 0 for s, _ in sizes)
+    assert [e for _, e in sizes] == [0] * (len(sizes) - 1) + [1]
+
+
+def test_chunked_response_ends_with_an_empty_call(nginx):
+    # the end of a chunked body is only known from its terminating chunk
+    nginx.start(FILTER.replace("proxy_pass http://@UPSTREAM@;",
+                               "proxy_pass http://@UPSTREAM@; proxy_http_version 1.1;", 1)
+                .replace("@EXTRA@", ""))
+    r = nginx.request("/?chunked=100", headers={"x-pw": "respb.body"})
+    assert r.status == 200 and r.body == alphabet(100)
+    sizes = calls(nginx, "respb")
+    assert sizes[-1] == (0, 1)
+    assert sum(s for s, _ in sizes) == 100
+    assert all(s > 0 and e == 0 for s, e in sizes[:-1])
+
+
+def test_request_body_with_content_length_ends_with_its_last_bytes(nginx, upstream):
+    import conftest
+    port2 = conftest.free_port()
+    start(nginx, f"listen 127.0.0.1:{port2} http2;")
+
+    def check(n):
+        sizes = calls(nginx, "reqb")
+        assert sum(s for s, _ in sizes) == n
+        assert all(s > 0 for s, _ in sizes), sizes
+        assert [e for _, e in sizes] == [0] * (len(sizes) - 1) + [1], sizes
+        assert upstream.requests[-1][3].count(b"HELLO") == len(sizes)
+        open(nginx.error_log, "w").close()
+
+    # /spool reads 1k at a time: whole buffers, the last one included
+    for path, n in (("/echo", 300000), ("/spool", 4096)):
+        r = nginx.request(path, method="POST", body=alphabet(n),
+                          headers={"x-pw": "reqb.splice=0,5,HELLO"})
+        assert r.status == 200
+        check(n)
+        p = subprocess.run(["curl", "-sS", "--max-time", "20", "--http2-prior-knowledge",
+                            "-X", "POST", "--data-binary", "@-", "-o", "/dev/null",
+                            "-H", "x-pw: reqb.splice=0,5,HELLO",
+                            f"http://127.0.0.1:{port2}{path}"],
+                           input=alphabet(n), capture_output=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        check(n)

@@ -1,0 +1,220 @@
+/*
+ * ngx_proxy_wasm.h -- what any nginx subsystem that runs Proxy-Wasm plugins
+ * needs, HTTP or not (ngx_proxy_wasm_*.c next to this file):
+ *
+ *   ngx_proxy_wasm_conf.c   proxy_wasm_module, proxy_wasm_cache_dir and the
+ *                           proxy_wasm chain elements; loading the modules
+ *                           and the canary at configuration time
+ *   ngx_proxy_wasm_vm.c     per worker: the VMs, plugins (root contexts),
+ *                           the paused-stream list of a VM; the log and
+ *                           vm_discarded host hooks
+ *   ngx_proxy_wasm_props.c  Envoy's property encodings; the properties of
+ *                           the connection and the node (plugin_* are
+ *                           answered by the library)
+ *
+ * Nothing here refers to ngx_http_*: a stream subsystem module (a second
+ * .so: Debian builds nginx's stream subsystem as its own dynamic module)
+ * compiles these files too. What is the subsystem's comes through
+ * ngx_proxy_wasm_subsys_t.
+ */
+
+#ifndef _NGX_PROXY_WASM_H_INCLUDED_
+#define _NGX_PROXY_WASM_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include <pwasm.h>
+
+
+typedef struct ngx_proxy_wasm_mod_s     ngx_proxy_wasm_mod_t;
+typedef struct ngx_proxy_wasm_stream_s  ngx_proxy_wasm_stream_t;
+
+
+/* What a subsystem gives the common code. */
+typedef struct {
+    const pw_host_ops               *ops;        /* hooks of its VMs, with
+                                                    the common ones below */
+    /* the log of the request (session) stream context `stream` belongs
+     * to; NULL once it is gone (the module's log is used) */
+    ngx_log_t                     *(*stream_log)(void *stream);
+    /* s paused on a VM that a trap discarded; called from inside the
+     * failing call, maybe another request's: mark and post, no more */
+    void                           (*discarded)(ngx_proxy_wasm_stream_t *s);
+} ngx_proxy_wasm_subsys_t;
+
+
+/* One proxy_wasm_module: a compiled module and, in a worker, its VM. */
+struct ngx_proxy_wasm_mod_s {
+    ngx_str_t                        name;       /* NUL-terminated */
+    ngx_str_t                        path;       /* absolute, NUL-terminated */
+    ngx_str_t                        vm_id;
+    ngx_str_t                        vm_config;
+    ngx_str_t                        file;       /* where it was declared */
+    ngx_uint_t                       line;
+    ngx_str_t                        sha256;     /* precompiled: its digest,
+                                                    NUL-terminated */
+    unsigned                         precompiled:1;
+
+    pw_module                       *module;     /* loaded in the master */
+    ngx_uint_t                       cbs;        /* callbacks it exports that
+                                                    the subsystem asks for */
+    const ngx_proxy_wasm_subsys_t   *subsys;
+    pw_vm                           *vm;         /* per worker */
+    ngx_proxy_wasm_mod_t            *owner;      /* holds the VM it uses:
+                                                    itself, or an earlier
+                                                    declaration of the same
+                                                    (file, vm_id, vm_config) */
+    ngx_queue_t                      paused;     /* of an owner: streams that
+                                                    paused on its VM
+                                                    (..._stream_t.queue) */
+    ngx_log_t                       *log;        /* plugin logs, no request */
+};
+
+
+/* One distinct (module, root_id, configuration): a root context. */
+typedef struct {
+    ngx_proxy_wasm_mod_t            *mod;
+    ngx_str_t                        root_id;
+    ngx_str_t                        config;
+    pw_plugin                       *plugin;     /* per worker */
+
+    unsigned                         warned_pseudo:1;
+    unsigned                         warned_local:1;
+} ngx_proxy_wasm_plugin_t;
+
+
+/* One proxy_wasm directive: an element of a chain (an HTTP location's). */
+typedef struct {
+    ngx_str_t                        name;
+    ngx_str_t                        root_id;
+    ngx_str_t                        config;
+    ngx_str_t                        file;
+    ngx_uint_t                       line;
+    ngx_proxy_wasm_plugin_t         *plugin;     /* resolved at init */
+} ngx_proxy_wasm_filter_t;
+
+
+/* The subsystem's main configuration holds one; its commands give its
+ * offset to the directive handlers below (cmd->offset). */
+typedef struct {
+    ngx_array_t                      mods;       /* ..._mod_t * */
+    ngx_array_t                      plugins;    /* ..._plugin_t * */
+    ngx_array_t                      filters;    /* ..._filter_t * */
+    ngx_str_t                        cache_dir;  /* data NULL: not set */
+    ngx_msec_t                       compile_timeout;
+    size_t                           compile_memory;
+    size_t                           module_max_size;
+    pw_runtime                      *runtime;
+    const ngx_proxy_wasm_subsys_t   *subsys;
+} ngx_proxy_wasm_conf_t;
+
+
+/* What the common code knows of a subsystem's stream context (its first
+ * use): its place in its VM's list of paused streams. */
+struct ngx_proxy_wasm_stream_s {
+    ngx_queue_t                      queue;      /* in its VM's owner->paused
+                                                    once it paused, until its
+                                                    request ends or the VM
+                                                    is discarded */
+    unsigned                         queued:1;   /* in owner->paused */
+    unsigned                         discarded:1; /* its VM was discarded */
+};
+
+
+/*
+ * Hidden: not exported from the .so. nginx loads dynamic modules with
+ * RTLD_GLOBAL, so an exported name would bind a later module's calls (a
+ * stream module built from ../common) to the first module's copy; and
+ * calls between our files then skip the PLT.
+ */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
+/* ngx_proxy_wasm_conf.c */
+ngx_int_t ngx_proxy_wasm_conf_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
+    const ngx_proxy_wasm_subsys_t *subsys);
+char *ngx_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_proxy_wasm_cache_dir_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_proxy_wasm_filter_directive(ngx_conf_t *cf,
+    ngx_proxy_wasm_conf_t *wc, ngx_array_t **chain);
+ngx_int_t ngx_proxy_wasm_resolve(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc);
+ngx_int_t ngx_proxy_wasm_load(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc);
+ngx_int_t ngx_proxy_wasm_pstr(ngx_pool_t *pool, ngx_str_t *dst, u_char *src,
+    size_t len);
+
+/* ngx_proxy_wasm_vm.c */
+pw_plugin *ngx_proxy_wasm_plugin(ngx_proxy_wasm_plugin_t *p, ngx_log_t *log);
+ngx_int_t ngx_proxy_wasm_init_process(ngx_cycle_t *cycle,
+    ngx_proxy_wasm_conf_t *wc);
+void ngx_proxy_wasm_exit_process(ngx_cycle_t *cycle,
+    ngx_proxy_wasm_conf_t *wc);
+void ngx_proxy_wasm_host_log(void *host, void *stream, pw_str plugin_name,
+    proxy_log_level_t level, pw_str msg);
+proxy_log_level_t ngx_proxy_wasm_host_log_level(void *host);
+void ngx_proxy_wasm_vm_discarded(void *host);
+
+/* ngx_proxy_wasm_props.c */
+proxy_status_t ngx_proxy_wasm_prop_int(ngx_pool_t *pool, int64_t n,
+    pw_str *value);
+proxy_status_t ngx_proxy_wasm_prop_bool(ngx_uint_t b, pw_str *value);
+proxy_status_t ngx_proxy_wasm_prop_str(ngx_str_t *s, pw_str *value);
+proxy_status_t ngx_proxy_wasm_prop_pairs(ngx_pool_t *pool, pw_kv *kv,
+    size_t n, const pw_str *rest, size_t nrest, pw_str *value);
+proxy_status_t ngx_proxy_wasm_prop_addr(ngx_pool_t *pool, struct sockaddr *sa,
+    socklen_t socklen, ngx_uint_t port, pw_str *value);
+proxy_status_t ngx_proxy_wasm_property(ngx_pool_t *pool, ngx_connection_t *c,
+    const pw_str *p, size_t n, pw_str *value);
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
+
+
+static ngx_inline pw_str
+ngx_proxy_wasm_pw(ngx_str_t *s)
+{
+    pw_str  p;
+
+    p.data = (const char *) s->data;
+    p.len = s->len;
+
+    return p;
+}
+
+
+static ngx_inline ngx_int_t
+ngx_proxy_wasm_key_is(pw_str key, u_char *name, size_t len)
+{
+    return key.len == len
+           && ngx_strncasecmp((u_char *) key.data, name, len) == 0;
+}
+
+
+/* s paused on the VM of mod: woken by vm_discarded if that VM dies. */
+static ngx_inline void
+ngx_proxy_wasm_queue_paused(ngx_proxy_wasm_mod_t *mod,
+    ngx_proxy_wasm_stream_t *s)
+{
+    if (!s->queued) {
+        ngx_queue_insert_tail(&mod->owner->paused, &s->queue);
+        s->queued = 1;
+    }
+}
+
+
+static ngx_inline void
+ngx_proxy_wasm_dequeue_paused(ngx_proxy_wasm_stream_t *s)
+{
+    if (s->queued) {
+        ngx_queue_remove(&s->queue);
+        s->queued = 0;
+    }
+}
+
+
+#endif /* _NGX_PROXY_WASM_H_INCLUDED_ */

@@ -1,0 +1,628 @@
+/*
+ * ngx_http_proxy_wasm_module -- runs Proxy-Wasm plugins in nginx's HTTP
+ * subsystem on top of the pwasm host library (include/pwasm.h). This file
+ * has the module, its directives and configuration, the per-request state
+ * and the log phase; ngx_http_proxy_wasm.h lists the module's other files,
+ * and what does not depend on HTTP is in ../common (ngx_proxy_wasm.h).
+ *
+ * Configuration time (master process): every proxy_wasm_module is compiled
+ * and loaded once per configuration cycle, and every distinct plugin is
+ * started once on a throw-away VM (a canary), so that `nginx -t` refuses a
+ * bad module or a plugin whose on_vm_start/on_configure fails
+ * (common/ngx_proxy_wasm_conf.c).
+ *
+ * Worker processes: one pw_vm per worker per (module file, vm_id), one
+ * pw_plugin (root context) per distinct (module, root_id, configuration),
+ * shared by every location using it (common/ngx_proxy_wasm_vm.c). Per
+ * request, one pw_stream per plugin of the location's chain:
+ *
+ *   rewrite phase        on_request_headers, in chain order; then, when a
+ *                        plugin exports it, nginx reads the body through
+ *   request body filter  on_request_body, chunk by chunk
+ *                        (ngx_http_proxy_wasm_request.c)
+ *   header filter        on_response_headers (headers then held until the
+ *   body filter          first on_response_body results went through)
+ *                        on_response_trailers with the last buffer
+ *                        (ngx_http_proxy_wasm_response.c)
+ *   log phase            on_log, on_done, on_delete (pw_stream_free)
+ *
+ * A body callback says end_of_stream with the last data when the length is
+ * known (Content-Length; nginx passes its last buffer apart, later), with an
+ * empty last call when only that buffer tells the end (chunked).
+ *
+ * Pause holds a direction until proxy_continue_stream: the rewrite handler
+ * returns NGX_DONE and is run again, the filters keep (copy) what they are
+ * given (ngx_http_proxy_wasm_body.c) and set r->buffered. Actions a plugin
+ * asks for during a callback (continue, close, local response) are queued
+ * and applied after it returns, or from a posted event for another request
+ * (ngx_http_proxy_wasm_control.c). Header maps are r->headers_in /
+ * r->headers_out / trailers, kept consistent with nginx's shortcut pointers
+ * (ngx_http_proxy_wasm_headers.c). A trap answers 503 (fail closed) unless
+ * proxy_wasm_failure_policy is "open". A stream that paused is kept in its
+ * VM's list (owner->paused) until its request ends; when a trap discards
+ * that VM (pw_host_ops.vm_discarded), the requests still held by such a
+ * stream, which nothing can continue any more, get the failure policy from
+ * their posted event (ngx_http_proxy_wasm_stranded).
+ * See docs/DIRECTIVES.md and docs/PROPERTIES.md.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_proxy_wasm.h"
+
+
+static ngx_int_t ngx_http_proxy_wasm_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_proxy_wasm_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_proxy_wasm_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_proxy_wasm_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_proxy_wasm_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_proxy_wasm_init_process(ngx_cycle_t *cycle);
+static void ngx_http_proxy_wasm_exit_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_proxy_wasm_log_handler(ngx_http_request_t *r);
+static ngx_log_t *ngx_http_proxy_wasm_stream_log(void *stream);
+
+
+static ngx_conf_enum_t  ngx_http_proxy_wasm_failure_policies[] = {
+    { ngx_string("closed"), NGX_HTTP_PROXY_WASM_FAIL_CLOSED },
+    { ngx_string("open"), NGX_HTTP_PROXY_WASM_FAIL_OPEN },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_proxy_wasm_commands[] = {
+
+    { ngx_string("proxy_wasm_module"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_proxy_wasm_module_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm),
+      NULL },
+
+    { ngx_string("proxy_wasm_cache_dir"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_proxy_wasm_cache_dir_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm),
+      NULL },
+
+    { ngx_string("proxy_wasm_compile_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.compile_timeout),
+      NULL },
+
+    { ngx_string("proxy_wasm_compile_memory"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.compile_memory),
+      NULL },
+
+    { ngx_string("proxy_wasm_module_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.module_max_size),
+      NULL },
+
+    { ngx_string("proxy_wasm"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_proxy_wasm_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("proxy_wasm_failure_policy"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_loc_conf_t, failure),
+      &ngx_http_proxy_wasm_failure_policies },
+
+    { ngx_string("proxy_wasm_request_body_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_loc_conf_t, limit),
+      NULL },
+
+    { ngx_string("proxy_wasm_response_body_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_loc_conf_t, limit) + sizeof(size_t),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_proxy_wasm_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_proxy_wasm_postconfiguration, /* postconfiguration */
+
+    ngx_http_proxy_wasm_create_main_conf,  /* create main configuration */
+    ngx_http_proxy_wasm_init_main_conf,    /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_proxy_wasm_create_loc_conf,   /* create location configuration */
+    ngx_http_proxy_wasm_merge_loc_conf     /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_proxy_wasm_module = {
+    NGX_MODULE_V1,
+    &ngx_http_proxy_wasm_module_ctx,       /* module context */
+    ngx_http_proxy_wasm_commands,          /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_proxy_wasm_init_process,      /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_proxy_wasm_exit_process,      /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static const pw_host_ops  ngx_http_proxy_wasm_ops = {
+    .log = ngx_proxy_wasm_host_log,
+    .log_level = ngx_proxy_wasm_host_log_level,
+    .map_pairs = ngx_http_proxy_wasm_map_pairs,
+    .map_get = ngx_http_proxy_wasm_map_get,
+    .map_add = ngx_http_proxy_wasm_map_add,
+    .map_replace = ngx_http_proxy_wasm_map_replace,
+    .map_remove = ngx_http_proxy_wasm_map_remove,
+    .map_set_pairs = ngx_http_proxy_wasm_map_set_pairs,
+    .get_property = ngx_http_proxy_wasm_get_property,
+    .now_ns = NULL,                        /* clock_gettime */
+    .body_size = ngx_http_proxy_wasm_body_size,
+    .body_copy = ngx_http_proxy_wasm_body_copy,
+    .body_replace = ngx_http_proxy_wasm_body_replace,
+    .resume = ngx_http_proxy_wasm_resume,
+    .close = ngx_http_proxy_wasm_close,
+    .set_property = ngx_http_proxy_wasm_set_property,
+    .local_response = ngx_http_proxy_wasm_local_hook,
+    .vm_discarded = ngx_proxy_wasm_vm_discarded
+};
+
+
+static const ngx_proxy_wasm_subsys_t  ngx_http_proxy_wasm_subsys = {
+    &ngx_http_proxy_wasm_ops,
+    ngx_http_proxy_wasm_stream_log,
+    ngx_http_proxy_wasm_discarded
+};
+
+
+/* ------------------------------------------------------ configuration */
+
+
+static void *
+ngx_http_proxy_wasm_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_proxy_wasm_main_conf_t  *pmcf;
+
+    pmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_proxy_wasm_main_conf_t));
+    if (pmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_proxy_wasm_conf_init(cf, &pmcf->wasm, &ngx_http_proxy_wasm_subsys)
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    pmcf->request_id_index = NGX_ERROR;
+
+    return pmcf;
+}
+
+
+static char *
+ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_proxy_wasm_main_conf_t *pmcf = conf;
+
+    ngx_str_t               name;
+    ngx_uint_t              i;
+    ngx_proxy_wasm_mod_t  **mods, *mod;
+
+    if (pmcf->wasm.mods.nelts == 0 && pmcf->wasm.filters.nelts == 0) {
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_proxy_wasm_resolve(cf, &pmcf->wasm) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_set(&name, "request_id");
+    pmcf->request_id_index = ngx_http_get_variable_index(cf, &name);
+    if (pmcf->request_id_index == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_process == NGX_PROCESS_SIGNALLER) {
+        return NGX_CONF_OK;     /* "nginx -s": no need to compile anything */
+    }
+
+    if (ngx_proxy_wasm_load(cf, &pmcf->wasm) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    mods = pmcf->wasm.mods.elts;
+
+    for (i = 0; i < pmcf->wasm.mods.nelts; i++) {
+        mod = mods[i];
+
+        if (pw_module_has_callback(mod->module, "proxy_on_request_body")) {
+            mod->cbs |= NGX_HTTP_PROXY_WASM_CB_REQ_BODY;
+        }
+
+        if (pw_module_has_callback(mod->module, "proxy_on_response_body")) {
+            mod->cbs |= NGX_HTTP_PROXY_WASM_CB_RESP_BODY;
+        }
+
+        if (pw_module_has_callback(mod->module,
+                                   "proxy_on_response_trailers"))
+        {
+            mod->cbs |= NGX_HTTP_PROXY_WASM_CB_TRAILERS;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_proxy_wasm_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_proxy_wasm_loc_conf_t  *plcf;
+
+    plcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_proxy_wasm_loc_conf_t));
+    if (plcf == NULL) {
+        return NULL;
+    }
+
+    plcf->chain = NGX_CONF_UNSET_PTR;
+    plcf->failure = NGX_CONF_UNSET_UINT;
+    plcf->limit[NGX_HTTP_PROXY_WASM_REQ] = NGX_CONF_UNSET_SIZE;
+    plcf->limit[NGX_HTTP_PROXY_WASM_RESP] = NGX_CONF_UNSET_SIZE;
+
+    return plcf;
+}
+
+
+static char *
+ngx_http_proxy_wasm_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_proxy_wasm_loc_conf_t  *prev = parent;
+    ngx_http_proxy_wasm_loc_conf_t  *conf = child;
+
+    /* the innermost level with any proxy_wasm wins: chains never merge */
+    ngx_conf_merge_ptr_value(conf->chain, prev->chain, NULL);
+    ngx_conf_merge_uint_value(conf->failure, prev->failure,
+                              NGX_HTTP_PROXY_WASM_FAIL_CLOSED);
+    ngx_conf_merge_size_value(conf->limit[NGX_HTTP_PROXY_WASM_REQ],
+                              prev->limit[NGX_HTTP_PROXY_WASM_REQ],
+                              1024 * 1024);
+    ngx_conf_merge_size_value(conf->limit[NGX_HTTP_PROXY_WASM_RESP],
+                              prev->limit[NGX_HTTP_PROXY_WASM_RESP],
+                              1024 * 1024);
+
+    return NGX_CONF_OK;
+}
+
+
+/* proxy_wasm NAME [root_id=ID] [config=STR | config_file=PATH] */
+static char *
+ngx_http_proxy_wasm_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_proxy_wasm_loc_conf_t *plcf = conf;
+
+    ngx_http_proxy_wasm_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_proxy_wasm_module);
+
+    return ngx_proxy_wasm_filter_directive(cf, &pmcf->wasm, &plcf->chain);
+}
+
+
+static ngx_int_t
+ngx_http_proxy_wasm_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt              *h;
+    ngx_http_core_main_conf_t        *cmcf;
+    ngx_http_proxy_wasm_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_proxy_wasm_module);
+
+    if (pmcf->wasm.filters.nelts == 0) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_proxy_wasm_rewrite_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_proxy_wasm_log_handler;
+
+    if (ngx_http_proxy_wasm_response_filter_init() != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_proxy_wasm_request_filter_init();
+}
+
+
+static ngx_int_t
+ngx_http_proxy_wasm_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_proxy_wasm_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_proxy_wasm_module);
+    if (pmcf == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_proxy_wasm_init_process(cycle, &pmcf->wasm);
+}
+
+
+static void
+ngx_http_proxy_wasm_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_proxy_wasm_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_proxy_wasm_module);
+    if (pmcf == NULL) {
+        return;
+    }
+
+    ngx_proxy_wasm_exit_process(cycle, &pmcf->wasm);
+}
+
+
+/* ------------------------------------------------- per-request state */
+
+
+/* Ends every stream context of ctx: on_log, on_done, on_delete. In the log
+ * phase (`late`), plugins skipped by a local response or a failure before
+ * them get a context now, as Envoy creates one at access-log time for a
+ * filter the request never reached (Envoy), so a logging plugin
+ * sees every request. */
+static void
+ngx_http_proxy_wasm_end_streams(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_uint_t late)
+{
+    ngx_uint_t                     i;
+    ngx_http_proxy_wasm_stream_t  *s;
+
+    ctx->phase = NGX_HTTP_PROXY_WASM_PHASE_LOG;
+
+    if (ctx->event.posted) {
+        ngx_delete_posted_event(&ctx->event);
+    }
+
+    /* first, as on_log may trap and discard the VM */
+    for (i = 0; i < ctx->nstreams; i++) {
+        ngx_proxy_wasm_dequeue_paused(&ctx->streams[i].base);
+    }
+
+    for (i = 0; i < ctx->nstreams; i++) {
+        s = &ctx->streams[i];
+
+        if (late && s->stream == NULL && !s->failed && !s->freed
+            && ngx_http_proxy_wasm_stream(ctx->r, s) != NGX_OK)
+        {
+            s->failed = 1;
+        }
+
+        if (s->stream && !s->freed) {
+            s->freed = 1;
+            pw_stream_free(s->stream);  /* on_log, on_done, on_delete */
+        }
+    }
+}
+
+
+static void
+ngx_http_proxy_wasm_cleanup(void *data)
+{
+    ngx_http_proxy_wasm_req_t  *req = data;
+    ngx_http_proxy_wasm_ctx_t  *ctx;
+
+    /* normally a no-op: the log phase ended every stream; r->pool is gone
+     * by now, so the hooks must no longer touch the request */
+
+    for (ctx = req->first; ctx; ctx = ctx->next) {
+        ctx->gone = 1;
+        ngx_http_proxy_wasm_end_streams(ctx, 0);
+    }
+}
+
+
+ngx_http_proxy_wasm_req_t *
+ngx_http_proxy_wasm_req(ngx_http_request_t *r, ngx_uint_t create)
+{
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_proxy_wasm_req_t  *req;
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_proxy_wasm_cleanup) {
+            return cln->data;
+        }
+    }
+
+    if (!create) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_proxy_wasm_req_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    req = cln->data;
+    req->first = NULL;
+    req->last = NULL;
+    req->props = NULL;
+
+    cln->handler = ngx_http_proxy_wasm_cleanup;
+
+    return req;
+}
+
+
+ngx_http_proxy_wasm_ctx_t *
+ngx_http_proxy_wasm_create_ctx(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_loc_conf_t *plcf)
+{
+    ngx_uint_t                  i;
+    ngx_http_proxy_wasm_req_t  *req;
+    ngx_http_proxy_wasm_ctx_t  *ctx;
+    ngx_proxy_wasm_filter_t   **filters;
+
+    req = ngx_http_proxy_wasm_req(r, 1);
+    if (req == NULL) {
+        return NULL;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_proxy_wasm_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    ctx->nstreams = plcf->chain->nelts;
+    ctx->streams = ngx_pcalloc(r->pool, ctx->nstreams
+                                        * sizeof(ngx_http_proxy_wasm_stream_t));
+    if (ctx->streams == NULL) {
+        return NULL;
+    }
+
+    filters = plcf->chain->elts;
+
+    for (i = 0; i < ctx->nstreams; i++) {
+        ctx->streams[i].ctx = ctx;
+        ctx->streams[i].filter = filters[i];
+        ctx->cbs |= filters[i]->plugin->mod->cbs;
+        ngx_http_proxy_wasm_body_init(&ctx->streams[i].held[0], 1);
+        ngx_http_proxy_wasm_body_init(&ctx->streams[i].held[1], 1);
+    }
+
+    ctx->r = r;
+    ctx->plcf = plcf;
+    ctx->paused[NGX_HTTP_PROXY_WASM_REQ] = -1;
+    ctx->paused[NGX_HTTP_PROXY_WASM_RESP] = -1;
+    ngx_http_proxy_wasm_body_init(&ctx->pending, 1);
+    ngx_http_proxy_wasm_body_init(&ctx->gate, 1);
+
+    ctx->event.handler = ngx_http_proxy_wasm_event_handler;
+    ctx->event.data = ctx;
+    ctx->event.log = r->connection->log;
+    ctx->authority = *ngx_http_proxy_wasm_authority(r);
+
+    if (req->last) {
+        req->last->next = ctx;
+    } else {
+        req->first = ctx;
+    }
+
+    req->last = ctx;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_proxy_wasm_module);
+
+    return ctx;
+}
+
+
+/* The stream context of chain element s, created on first use.
+ * NGX_DECLINED: it could not be created (already logged). */
+ngx_int_t
+ngx_http_proxy_wasm_stream(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_stream_t *s)
+{
+    int         rc;
+    char        err[PW_ERRLEN];
+    pw_plugin  *plugin;
+
+    if (s->stream) {
+        return NGX_OK;
+    }
+
+    plugin = ngx_proxy_wasm_plugin(s->filter->plugin, r->connection->log);
+    if (plugin == NULL) {
+        return NGX_DECLINED;
+    }
+
+    rc = pw_stream_new(plugin, s, &s->stream, err, sizeof(err));
+    if (rc != PW_OK) {
+        s->stream = NULL;
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "proxy_wasm \"%V\": cannot create stream context: %s",
+                      &s->filter->name, err);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* pw_host_ops hooks log with the request's connection log while it lives
+ * (subsys->stream_log). */
+static ngx_log_t *
+ngx_http_proxy_wasm_stream_log(void *stream)
+{
+    ngx_http_request_t  *r;
+
+    r = ngx_http_proxy_wasm_request(stream);
+
+    if (r && r->connection && r->connection->log) {
+        return r->connection->log;
+    }
+
+    return NULL;
+}
+
+
+/* ---------------------------------------------------------- log phase */
+
+
+static ngx_int_t
+ngx_http_proxy_wasm_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_proxy_wasm_req_t  *req;
+    ngx_http_proxy_wasm_ctx_t  *ctx;
+
+    req = ngx_http_proxy_wasm_req(r, 0);
+    if (req == NULL) {
+        return NGX_OK;
+    }
+
+    for (ctx = req->first; ctx; ctx = ctx->next) {
+        ngx_http_proxy_wasm_end_streams(ctx, 1);
+    }
+
+    return NGX_OK;
+}
