@@ -6,7 +6,8 @@
 - src/engine/ includes nothing of src/core/ and not pwasm.h;
 - src/core/ includes no nginx header and nothing of cli/;
 - nginx/ and cli/ include only include/ (pwasm.h, proxy_wasm/abi.h) of the
-  library, never src/engine/ or src/core/ headers;
+  library, never src/engine/ or src/core/ headers; nginx/common/ includes
+  no ngx_http_* header (the stream module compiles it too);
 - project headers include each other without a loop, and no .c file
   includes another .c file.
 
@@ -61,6 +62,9 @@ def main():
                 if path.startswith("src/core/"):
                     if inc.startswith("ngx_") or "nginx" in inc or (target or "").startswith("cli/"):
                         bad.append(f"{where}: the core includes {inc}")
+                if path.startswith("nginx/common/") and inc.startswith("ngx_http"):
+                    bad.append(f"{where}: nginx/common/ is shared with the stream module and "
+                               f"includes an HTTP header ({inc})")
                 if path.startswith(("nginx/", "cli/")):
                     if (target or "").startswith("src/"):
                         bad.append(f"{where}: {path.split('/')[0]}/ includes a library "
