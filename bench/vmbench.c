@@ -142,15 +142,24 @@ static proxy_status_t h_body_replace(void *host, void *stream, proxy_buffer_type
     return PROXY_RESULT_OK;
 }
 
-static const pw_host_ops ops = {
+static const pw_host_log_ops log_ops = {
     .log = h_log,
     .log_level = h_level,
+};
+
+static const pw_host_http_ops http_ops = {
     .map_pairs = h_pairs,
     .map_get = h_get,
     .map_add = h_add,
     .body_size = h_body_size,
     .body_copy = h_body_copy,
     .body_replace = h_body_replace,
+};
+
+static const pw_host_ops ops = {
+    .size = sizeof(pw_host_ops),
+    .log = &log_ops,
+    .http = &http_ops,
 };
 
 /* Request headers: pseudo-headers, then HEADERS_FILE ("Name: value"),

@@ -427,6 +427,33 @@ void exchange_free(exchange *x) {
     memset(x, 0, sizeof *x);
 }
 
+static const pw_host_log_ops log_ops = {.log = h_log, .log_level = h_log_level};
+
+/* Only for a fixture that sets the clock: else the real one. */
+static const pw_host_clock_ops clock_ops = {.now_ns = h_now};
+
+static const pw_host_property_ops property_ops = {
+    .get_property = h_get_property,
+    .set_property = h_set_property,
+};
+
+static const pw_host_http_ops http_ops = {
+    .map_pairs = h_map_pairs,
+    .map_get = h_map_get,
+    .map_add = h_map_add,
+    .map_replace = h_map_replace,
+    .map_remove = h_map_remove,
+    .map_set_pairs = h_map_set_pairs,
+    .body_size = h_body_size,
+    .body_copy = h_body_copy,
+    .body_replace = h_body_replace,
+    .resume = h_resume,
+    .close = h_close,
+};
+
+/* Only when hostcalls are recorded (o->trace). */
+static const pw_host_observe_ops observe_ops = {.trace = h_trace};
+
 int host_start(host *h, pw_module *m, const fixture *fx, exchange *x, const run_opts *o) {
     memset(h, 0, sizeof *h);
     h->x = x;
@@ -435,23 +462,12 @@ int host_start(host *h, pw_module *m, const fixture *fx, exchange *x, const run_
                                     : o->default_level;
     h->trace = o->trace;
     h->ops = (pw_host_ops){
-        .log = h_log,
-        .log_level = h_log_level,
-        .map_pairs = h_map_pairs,
-        .map_get = h_map_get,
-        .map_add = h_map_add,
-        .map_replace = h_map_replace,
-        .map_remove = h_map_remove,
-        .map_set_pairs = h_map_set_pairs,
-        .get_property = h_get_property,
-        .now_ns = fx->has_clock ? h_now : NULL,
-        .body_size = h_body_size,
-        .body_copy = h_body_copy,
-        .body_replace = h_body_replace,
-        .resume = h_resume,
-        .close = h_close,
-        .set_property = h_set_property,
-        .trace = o->trace ? h_trace : NULL,
+        .size = sizeof(pw_host_ops),
+        .log = &log_ops,
+        .clock = fx->has_clock ? &clock_ops : NULL,
+        .property = &property_ops,
+        .http = &http_ops,
+        .observe = o->trace ? &observe_ops : NULL,
     };
     /* Properties from the fixture are readable from on_vm_start on. */
     x->props.n = 0;

@@ -387,137 +387,252 @@ const char *pw_signature_pretty(const char *signature, char *buf, size_t len);
 /* -------------------------------------------------------------- host hooks */
 
 /*
- * Implemented by the embedder. `host` is the pointer given to pw_vm_new;
- * `stream` is the pointer given to pw_stream_new (NULL outside a stream, e.g.
- * in on_vm_start/on_configure). Returned pw_str values must stay valid until
+ * Implemented by the embedder, grouped by capability: one table per area
+ * (pw_host_log_ops, pw_host_clock_ops, ...), reached from one pw_host_ops.
+ * Every hook has a named function type (pw_host_*_fn), so that an embedder
+ * can declare its hooks with it (`static pw_host_log_fn my_log;`).
+ *
+ * Common arguments: `host` is the pointer given to pw_vm_new; `stream` is
+ * the pointer given to pw_stream_new (NULL outside a stream, e.g. in
+ * on_vm_start/on_configure). Returned pw_str values must stay valid until
  * the hostcall returns (e.g. point into the request or its pool).
- * Map functions return a proxy_status_t; map is a proxy_map_type_t the core
- * has already range-checked: HTTP request/response headers and trailers
- * (0..3) of a stream context reach the embedder, which answers NotFound for
- * a map it cannot offer now.
- * Any hook may be NULL: the core then answers PROXY_RESULT_UNIMPLEMENTED
- * (or NotFound / empty where docs/ABI.md §3.2 says SDKs require it).
+ *
+ * Any area pointer and any hook may be NULL: a NULL area behaves exactly as
+ * that area with every hook NULL, and the core then answers
+ * PROXY_RESULT_UNIMPLEMENTED for the hostcalls that reach the hook (or
+ * NotFound / empty where docs/ABI.md §3.2 says SDKs require it: each hook
+ * below says which). The tables must outlive every VM using them; an
+ * embedder normally keeps each one `static const`.
  */
+
+/* ---- log (docs/ABI.md §3.3 "Logging") ---- */
+
+/* A plugin log line (proxy_log, or WASI fd_write to stdout=INFO /
+ * stderr=ERROR), and the host's own notices about a plugin (traps, limits).
+ * plugin_name identifies the plugin (or module name when no root context
+ * is current). msg is not NUL-terminated. The core has already made it one
+ * safe line: C0 control characters but TAB escaped ("\n", "\r", "\xNN"),
+ * cut after PW_LOG_LINE_MAX bytes with a "...(N bytes truncated)" marker,
+ * and rate-limited (pw_limits). NULL: the lines are dropped. */
+typedef void pw_host_log_fn(void *host, void *stream, pw_str plugin_name,
+                            proxy_log_level_t level, pw_str msg);
+/* Current log level for proxy_get_log_level (0..5; the core answers 5 for
+ * anything above). Plugin lines under it are not counted by the rate limit
+ * (the embedder drops them). NULL: PROXY_LOG_INFO, and every line counts. */
+typedef proxy_log_level_t pw_host_log_level_fn(void *host);
+
+typedef struct pw_host_log_ops {
+    pw_host_log_fn *log;
+    pw_host_log_level_fn *log_level;
+} pw_host_log_ops;
+
+/* ---- clock ---- */
+
+/* Current time for proxy_get_current_time_nanoseconds and WASI
+ * clock_time_get(REALTIME), Unix epoch ns. NULL (or no clock area):
+ * clock_gettime(CLOCK_REALTIME). */
+typedef uint64_t pw_host_now_ns_fn(void *host);
+
+typedef struct pw_host_clock_ops {
+    pw_host_now_ns_fn *now_ns;
+} pw_host_clock_ops;
+
+/* ---- properties (§3.3 "Properties", §6.3) ---- */
+
+/* A property not answered by the core itself (the core answers
+ * plugin_name, plugin_root_id, plugin_vm_id) for proxy_get_property.
+ * path holds nseg segments, e.g. {"request","path"}; value encodings per
+ * docs/ABI.md §6.3. NotFound for unknown properties. NULL: NotFound. */
+typedef proxy_status_t pw_host_get_property_fn(void *host, void *stream,
+                                               const pw_str *path, size_t nseg,
+                                               pw_str *value);
+/* proxy_set_property; path as in get_property. NotFound for a path that
+ * cannot be set. The core has charged the bytes to the callback's budget.
+ * NULL: Unimplemented. */
+typedef proxy_status_t pw_host_set_property_fn(void *host, void *stream,
+                                               const pw_str *path, size_t nseg,
+                                               pw_str value);
+
+typedef struct pw_host_property_ops {
+    pw_host_get_property_fn *get_property;
+    pw_host_set_property_fn *set_property;
+} pw_host_property_ops;
+
+/* ---- HTTP streams: header maps, bodies, stream control ----
+ *
+ * Only called with a non-NULL `stream` (outside a stream context the core
+ * answers NotFound / empty itself).
+ *
+ * Header maps (§3.3 "Header maps"): the hooks return a proxy_status_t; map
+ * is a proxy_map_type_t the core has already range-checked: HTTP
+ * request/response headers and trailers (0..3) of a stream context reach
+ * the embedder, which answers NotFound for a map it cannot offer now. The
+ * core has already checked the header limits and charged written bytes to
+ * the callback's budget. */
+
+/* All pairs of a map, pseudo-headers (":method", ":path", ":authority",
+ * ":scheme" / ":status") first. *pairs is host memory (e.g. the request
+ * pool) valid until the hostcall returns; *n may be 0. Reached by
+ * proxy_get_header_map_pairs and proxy_get_header_map_size. NULL (or not
+ * Ok): an empty map. */
+typedef proxy_status_t pw_host_map_pairs_fn(void *host, void *stream,
+                                            proxy_map_type_t map,
+                                            pw_kv **pairs, size_t *n);
+/* First value of key (case-insensitive), for proxy_get_header_map_value.
+ * NotFound if absent. NULL: NotFound. */
+typedef proxy_status_t pw_host_map_get_fn(void *host, void *stream,
+                                          proxy_map_type_t map, pw_str key,
+                                          pw_str *value);
+/* Append a value (duplicates allowed): proxy_add_header_map_value.
+ * NULL: Unimplemented. */
+typedef proxy_status_t pw_host_map_add_fn(void *host, void *stream,
+                                          proxy_map_type_t map, pw_str key,
+                                          pw_str value);
+/* Replace all values of key, adding it if missing:
+ * proxy_replace_header_map_value. NULL: Unimplemented. */
+typedef proxy_status_t pw_host_map_replace_fn(void *host, void *stream,
+                                              proxy_map_type_t map, pw_str key,
+                                              pw_str value);
+/* Remove all values of key; Ok when missing:
+ * proxy_remove_header_map_value. NULL: Unimplemented. */
+typedef proxy_status_t pw_host_map_remove_fn(void *host, void *stream,
+                                             proxy_map_type_t map, pw_str key);
+/* Replace the whole map with n pairs (n may be 0); pairs is core memory valid
+ * during the call: proxy_set_header_map_pairs. NULL: Unimplemented. */
+typedef proxy_status_t pw_host_map_set_pairs_fn(void *host, void *stream,
+                                                proxy_map_type_t map,
+                                                const pw_kv *pairs, size_t n);
+
+/* Bodies (docs/ABI.md §3.3 "Buffers", §8.6, §8.7): type is
+ * PROXY_BUFFER_HTTP_REQUEST_BODY or PROXY_BUFFER_HTTP_RESPONSE_BODY (the
+ * core answers the configuration buffers itself). The buffer is what the
+ * embedder holds for the stream now: the current chunk, or everything
+ * buffered so far after the plugin returned Pause from a body callback.
+ * NotFound when that body is not available (e.g. the request body from a
+ * response callback once it was sent). */
+
+/* Current size in bytes: proxy_get_buffer_status, proxy_get_buffer_bytes,
+ * proxy_set_buffer_bytes. NULL: NotFound from all three. */
+typedef proxy_status_t pw_host_body_size_fn(void *host, void *stream,
+                                            proxy_buffer_type_t type,
+                                            size_t *size);
+/* Copies bytes [start, start+len) into dst (within the size reported by
+ * body_size; the core has clamped it). dst is the plugin's memory: the
+ * only copy made. proxy_get_buffer_bytes; NULL: Unimplemented. */
+typedef proxy_status_t pw_host_body_copy_fn(void *host, void *stream,
+                                            proxy_buffer_type_t type,
+                                            size_t start, size_t len,
+                                            void *dst);
+/* Replaces bytes [start, start+len) (clamped to the size) with data:
+ * prepend is (0,0), append is (size,0), replace-all is (0,size). The
+ * embedder fixes up Content-Length / chunked framing itself.
+ * proxy_set_buffer_bytes; NULL: Unimplemented. */
+typedef proxy_status_t pw_host_body_replace_fn(void *host, void *stream,
+                                               proxy_buffer_type_t type,
+                                               size_t start, size_t len,
+                                               pw_str data);
+
+/* Stream control (§3.3 "Stream control", §8.10): proxy_continue_stream /
+ * proxy_continue_request / _response (resume), and proxy_close_stream
+ * (close), for the stream of `stream`. type is a proxy_stream_type_t
+ * (0 request, 1 response, 2 downstream, 3 upstream). Called during a plugin
+ * callback: the embedder must defer the real resume/close until the
+ * callback has returned (queue it). NULL: Unimplemented. */
+typedef proxy_status_t pw_host_resume_fn(void *host, void *stream,
+                                         proxy_stream_type_t type);
+typedef proxy_status_t pw_host_close_fn(void *host, void *stream,
+                                        proxy_stream_type_t type);
+
+/* A local response was stored for `stream` while another context's
+ * callback runs (proxy_set_effective_context then
+ * proxy_send_local_response). The embedder queues it and applies
+ * pw_stream_local_response() after the running callback returns, before
+ * calling back into that stream. Responses requested from the stream's
+ * own callback are reported by that callback's PW_ACTION_LOCAL_RESPONSE
+ * instead. NULL: not reported. */
+typedef void pw_host_local_response_fn(void *host, void *stream);
+
+typedef struct pw_host_http_ops {
+    pw_host_map_pairs_fn *map_pairs;
+    pw_host_map_get_fn *map_get;
+    pw_host_map_add_fn *map_add;
+    pw_host_map_replace_fn *map_replace;
+    pw_host_map_remove_fn *map_remove;
+    pw_host_map_set_pairs_fn *map_set_pairs;
+    pw_host_body_size_fn *body_size;
+    pw_host_body_copy_fn *body_copy;
+    pw_host_body_replace_fn *body_replace;
+    pw_host_resume_fn *resume;
+    pw_host_close_fn *close;
+    pw_host_local_response_fn *local_response;
+} pw_host_http_ops;
+
+/* ---- observation and VM lifecycle ---- */
+
+/* Called after every hostcall the plugin makes when non-NULL (for
+ * `pwasm run --trace`): the import's module and name ("env",
+ * "proxy_log"), its arguments (i32 zero-extended), and its result (the
+ * proxy_status_t or WASI errno; 0 for functions without a result).
+ * Hostcalls that end the call (proc_exit) are not reported. Read when the
+ * VM is instantiated (pw_vm_new, pw_vm_recover). */
+typedef void pw_host_trace_fn(void *host, void *stream, pw_str plugin_name,
+                              const char *module, const char *name,
+                              const uint64_t *args, size_t nargs,
+                              uint64_t result);
+/* The VM of `host` trapped and is now dead (its error is in
+ * pw_vm_last_error): every stream context created on it so far is dead
+ * for good (PW_ACTION_ERROR, no more callbacks), including those of
+ * streams the embedder holds paused, which nothing can resume any more.
+ * Called once per trap, from inside the failing call (any callback, or
+ * pw_stream_free): the embedder must only note it and act later (e.g.
+ * post an event that applies its failure policy to the streams it holds
+ * paused on this VM), and must not call into the VM from here. */
+typedef void pw_host_vm_discarded_fn(void *host);
+
+typedef struct pw_host_observe_ops {
+    pw_host_trace_fn *trace;
+    pw_host_vm_discarded_fn *vm_discarded;
+} pw_host_observe_ops;
+
+/* ---- areas of the next issues ----
+ * Declared only: the next issues define these tables (TCP streams, timers,
+ * HTTP/gRPC callouts, shared data and queues, metrics, foreign functions).
+ * Leave their pointers NULL; this version ignores them. */
+struct pw_host_network_ops;
+struct pw_host_timer_ops;
+struct pw_host_callout_ops;
+struct pw_host_shared_ops;
+struct pw_host_metrics_ops;
+struct pw_host_foreign_ops;
+
+/* ---- the whole host ---- */
+
 typedef struct pw_host_ops {
-    /* A plugin log line (proxy_log, or WASI fd_write to stdout=INFO /
-     * stderr=ERROR). plugin_name identifies the plugin (or module name when
-     * no root context is current). msg is not NUL-terminated. The core has
-     * already made it one safe line: C0 control characters but TAB escaped
-     * ("\n", "\r", "\xNN"), cut after PW_LOG_LINE_MAX bytes with a
-     * "...(N bytes truncated)" marker, and rate-limited (pw_limits). */
-    void (*log)(void *host, void *stream, pw_str plugin_name,
-                proxy_log_level_t level, pw_str msg);
-    /* Current log level for proxy_get_log_level (0..5). */
-    proxy_log_level_t (*log_level)(void *host);
-
-    /* All pairs of a map, pseudo-headers (":method", ":path", ":authority",
-     * ":scheme" / ":status") first. *pairs is host memory (e.g. the request
-     * pool) valid until the hostcall returns; *n may be 0. */
-    proxy_status_t (*map_pairs)(void *host, void *stream, proxy_map_type_t map,
-                                pw_kv **pairs, size_t *n);
-    /* First value of key (case-insensitive). NotFound if absent. */
-    proxy_status_t (*map_get)(void *host, void *stream, proxy_map_type_t map,
-                              pw_str key, pw_str *value);
-    /* Append a value (duplicates allowed). */
-    proxy_status_t (*map_add)(void *host, void *stream, proxy_map_type_t map,
-                              pw_str key, pw_str value);
-    /* Replace all values of key, adding it if missing. */
-    proxy_status_t (*map_replace)(void *host, void *stream,
-                                  proxy_map_type_t map, pw_str key,
-                                  pw_str value);
-    /* Remove all values of key; Ok when missing. */
-    proxy_status_t (*map_remove)(void *host, void *stream, proxy_map_type_t map,
-                                 pw_str key);
-    /* Replace the whole map with n pairs (n may be 0). */
-    proxy_status_t (*map_set_pairs)(void *host, void *stream,
-                                    proxy_map_type_t map, const pw_kv *pairs,
-                                    size_t n);
-
-    /* A property not answered by the core itself (the core answers
-     * plugin_name, plugin_root_id, plugin_vm_id). path holds nseg segments,
-     * e.g. {"request","path"}; value encodings per docs/ABI.md §6.3.
-     * NotFound for unknown properties. */
-    proxy_status_t (*get_property)(void *host, void *stream, const pw_str *path,
-                                   size_t nseg, pw_str *value);
-
-    /* Current time for proxy_get_current_time_nanoseconds and WASI
-     * clock_time_get(REALTIME), Unix epoch ns. NULL: clock_gettime. */
-    uint64_t (*now_ns)(void *host);
-
-    /* ---- bodies (docs/ABI.md §3.3 "Buffers", §8.6, §8.7) ----
-     * type is PROXY_BUFFER_HTTP_REQUEST_BODY or PROXY_BUFFER_HTTP_RESPONSE_BODY
-     * (the core answers the configuration buffers itself). The buffer is
-     * what the embedder holds for the stream now: the current chunk, or
-     * everything buffered so far after the plugin returned Pause from a body
-     * callback. NotFound when that body is not available (e.g. the request
-     * body from a response callback once it was sent). */
-    /* Current size in bytes. */
-    proxy_status_t (*body_size)(void *host, void *stream,
-                                proxy_buffer_type_t type, size_t *size);
-    /* Copies bytes [start, start+len) into dst (within the size reported
-     * by body_size; the core has clamped it). dst is the plugin's memory:
-     * the only copy made. */
-    proxy_status_t (*body_copy)(void *host, void *stream,
-                                proxy_buffer_type_t type, size_t start,
-                                size_t len, void *dst);
-    /* Replaces bytes [start, start+len) (clamped to the size) with data:
-     * prepend is (0,0), append is (size,0), replace-all is (0,size). The
-     * embedder fixes up Content-Length / chunked framing itself. */
-    proxy_status_t (*body_replace)(void *host, void *stream,
-                                   proxy_buffer_type_t type, size_t start,
-                                   size_t len, pw_str data);
-
-    /* ---- stream control (§3.3 "Stream control", §8.10) ----
-     * proxy_continue_stream / proxy_continue_request / _response, and
-     * proxy_close_stream, for the stream of `stream`. type is a
-     * proxy_stream_type_t (0 request, 1 response, 2 downstream, 3 upstream).
-     * Called during a plugin callback: the embedder must defer the real
-     * resume/close until the callback has returned (queue it). */
-    proxy_status_t (*resume)(void *host, void *stream,
-                             proxy_stream_type_t type);
-    proxy_status_t (*close)(void *host, void *stream,
-                            proxy_stream_type_t type);
-
-    /* proxy_set_property (§3.3 "Properties"); path as in get_property.
-     * NotFound for a path that cannot be set. */
-    proxy_status_t (*set_property)(void *host, void *stream,
-                                   const pw_str *path, size_t nseg,
-                                   pw_str value);
-
-    /* A local response was stored for `stream` while another context's
-     * callback runs (proxy_set_effective_context then
-     * proxy_send_local_response). The embedder queues it and applies
-     * pw_stream_local_response() after the running callback returns, before
-     * calling back into that stream. Responses requested from the stream's
-     * own callback are reported by that callback's PW_ACTION_LOCAL_RESPONSE
-     * instead. */
-    void (*local_response)(void *host, void *stream);
-
-    /* Called after every hostcall the plugin makes when non-NULL (for
-     * `pwasm run --trace`): the import's module and name ("env",
-     * "proxy_log"), its arguments (i32 zero-extended), and its result (the
-     * proxy_status_t or WASI errno; 0 for functions without a result).
-     * Hostcalls that end the call (proc_exit) are not reported. */
-    void (*trace)(void *host, void *stream, pw_str plugin_name,
-                  const char *module, const char *name, const uint64_t *args,
-                  size_t nargs, uint64_t result);
-
-    /* The VM of `host` trapped and is now dead (its error is in
-     * pw_vm_last_error): every stream context created on it so far is dead
-     * for good (PW_ACTION_ERROR, no more callbacks), including those of
-     * streams the embedder holds paused, which nothing can resume any more.
-     * Called once per trap, from inside the failing call (any callback, or
-     * pw_stream_free): the embedder must only note it and act later (e.g.
-     * post an event that applies its failure policy to the streams it holds
-     * paused on this VM), and must not call into the VM from here. */
-    void (*vm_discarded)(void *host);
+    /* sizeof(pw_host_ops) as the embedder was compiled: pw_vm_new refuses
+     * (PW_EINVAL) a size it does not know, e.g. a table built against
+     * another version of this header. Always `sizeof(pw_host_ops)`. */
+    size_t size;
+    const pw_host_log_ops *log;
+    const pw_host_clock_ops *clock;
+    const pw_host_property_ops *property;
+    const pw_host_http_ops *http;
+    const pw_host_observe_ops *observe;
+    /* The next issues define these; NULL for now. */
+    const struct pw_host_network_ops *network;
+    const struct pw_host_timer_ops *timers;
+    const struct pw_host_callout_ops *callouts;
+    const struct pw_host_shared_ops *shared;
+    const struct pw_host_metrics_ops *metrics;
+    const struct pw_host_foreign_ops *foreign;
 } pw_host_ops;
 
 /* ---------------------------------------------------------------------- VM */
 
 /* Instantiates the module, runs its start functions (§1.3). vm_id and
- * vm_config are copied. ops must outlive the VM. Errors: PW_ENOMEM,
- * PW_ETRAP (a start function trapped; reason in err), PW_ELOAD. */
+ * vm_config are copied. ops and its area tables must outlive the VM; ops
+ * may be NULL (no hooks at all). Errors: PW_EINVAL (ops->size is not
+ * sizeof(pw_host_ops)), PW_ENOMEM, PW_ETRAP (a start function trapped;
+ * reason in err), PW_ELOAD. */
 int pw_vm_new(pw_module *m, pw_str vm_id, pw_str vm_config,
               const pw_host_ops *ops, void *host, pw_vm **out, char *err,
               size_t errlen);
@@ -551,7 +666,7 @@ pw_vm *pw_plugin_vm(const pw_plugin *p);
 /* What the embedder must do after a stream callback (§8.7). */
 typedef enum pw_action {
     PW_ACTION_CONTINUE = 0, /* go on with the next filter / phase */
-    /* Stop until ops->resume is called for this direction. From a body
+    /* Stop until ops->http->resume is called for this direction. From a body
      * callback: keep buffering the body and call the body callback again
      * with the accumulated size when more arrives or at end of stream
      * (StopIterationAndBuffer / Watermark). */
@@ -583,7 +698,7 @@ int pw_stream_new(pw_plugin *p, void *stream, pw_stream **out, char *err,
 
 /* proxy_on_request_headers / proxy_on_response_headers (nheaders includes
  * pseudo-headers; end_of_stream 0/1). On PW_ACTION_ERROR the trap has been
- * logged through ops->log with the plugin name. */
+ * logged through ops->log->log with the plugin name. */
 pw_action pw_stream_on_request_headers(pw_stream *s, uint32_t nheaders,
                                        int end_of_stream);
 pw_action pw_stream_on_response_headers(pw_stream *s, uint32_t nheaders,

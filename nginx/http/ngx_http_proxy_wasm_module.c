@@ -40,7 +40,7 @@
  * (ngx_http_proxy_wasm_headers.c). A trap answers 503 (fail closed) unless
  * proxy_wasm_failure_policy is "open". A stream that paused is kept in its
  * VM's list (owner->paused) until its request ends; when a trap discards
- * that VM (pw_host_ops.vm_discarded), the requests still held by such a
+ * that VM (pw_host_ops.observe->vm_discarded), the requests still held by such a
  * stream, which nothing can continue any more, get the failure policy from
  * their posted event (ngx_http_proxy_wasm_stranded).
  * See docs/DIRECTIVES.md and docs/PROPERTIES.md.
@@ -174,25 +174,46 @@ ngx_module_t  ngx_http_proxy_wasm_module = {
 };
 
 
-static const pw_host_ops  ngx_http_proxy_wasm_ops = {
+static const pw_host_log_ops  ngx_http_proxy_wasm_log_ops = {
     .log = ngx_proxy_wasm_host_log,
-    .log_level = ngx_proxy_wasm_host_log_level,
+    .log_level = ngx_proxy_wasm_host_log_level
+};
+
+
+static const pw_host_property_ops  ngx_http_proxy_wasm_property_ops = {
+    .get_property = ngx_http_proxy_wasm_get_property,
+    .set_property = ngx_http_proxy_wasm_set_property
+};
+
+
+static const pw_host_http_ops  ngx_http_proxy_wasm_http_ops = {
     .map_pairs = ngx_http_proxy_wasm_map_pairs,
     .map_get = ngx_http_proxy_wasm_map_get,
     .map_add = ngx_http_proxy_wasm_map_add,
     .map_replace = ngx_http_proxy_wasm_map_replace,
     .map_remove = ngx_http_proxy_wasm_map_remove,
     .map_set_pairs = ngx_http_proxy_wasm_map_set_pairs,
-    .get_property = ngx_http_proxy_wasm_get_property,
-    .now_ns = NULL,                        /* clock_gettime */
     .body_size = ngx_http_proxy_wasm_body_size,
     .body_copy = ngx_http_proxy_wasm_body_copy,
     .body_replace = ngx_http_proxy_wasm_body_replace,
     .resume = ngx_http_proxy_wasm_resume,
     .close = ngx_http_proxy_wasm_close,
-    .set_property = ngx_http_proxy_wasm_set_property,
-    .local_response = ngx_http_proxy_wasm_local_hook,
+    .local_response = ngx_http_proxy_wasm_local_hook
+};
+
+
+static const pw_host_observe_ops  ngx_http_proxy_wasm_observe_ops = {
     .vm_discarded = ngx_proxy_wasm_vm_discarded
+};
+
+
+/* the host hooks, by area; no clock area: clock_gettime */
+static const pw_host_ops  ngx_http_proxy_wasm_ops = {
+    .size = sizeof(pw_host_ops),
+    .log = &ngx_http_proxy_wasm_log_ops,
+    .property = &ngx_http_proxy_wasm_property_ops,
+    .http = &ngx_http_proxy_wasm_http_ops,
+    .observe = &ngx_http_proxy_wasm_observe_ops
 };
 
 

@@ -93,9 +93,20 @@ typedef struct pw_ctx_table {
     uint32_t cap, len;
 } pw_ctx_table;
 
+/* The embedder's hook tables (pw_host_ops areas), copied at pw_vm_new.
+ * Never NULL: an area the embedder left NULL points to an all-NULL table,
+ * so a hook test is one load from the VM and one from the table. */
+typedef struct pw_vm_hooks {
+    const pw_host_log_ops *log;
+    const pw_host_clock_ops *clock;
+    const pw_host_property_ops *property;
+    const pw_host_http_ops *http;
+    const pw_host_observe_ops *observe;
+} pw_vm_hooks;
+
 struct pw_vm {
     pw_module *m;
-    const pw_host_ops *ops;
+    pw_vm_hooks hooks;
     void *host;
     char *vm_id;
     size_t vm_id_len;
@@ -175,7 +186,7 @@ static inline void *pw_ctx_host_stream(const pw_ctx *ctx) {
     return ctx && ctx->stream ? ctx->stream->host_stream : NULL;
 }
 
-/* Unix epoch ns from ops->now_ns, else CLOCK_REALTIME. */
+/* Unix epoch ns from the clock hook now_ns, else CLOCK_REALTIME. */
 uint64_t pw_vm_now_ns(pw_vm *vm);
 
 /* Logs a message from the host itself on behalf of the VM. */
@@ -202,7 +213,7 @@ proxy_status_t pw_vm_refuse(pw_vm *vm, const char *fmt, ...) __attribute__((form
 /* Fills in the defaults of a pw_limits. */
 pw_limits pw_limits_resolve(const pw_limits *in);
 
-/* A plugin log message (proxy_log, WASI stdout/stderr) to ops->log: the
+/* A plugin log message (proxy_log, WASI stdout/stderr) to the log hook: the
  * first `avail` of its `len` bytes are at msg (bytes past avail count as
  * truncated). Escapes C0 controls but TAB, truncates at PW_LOG_LINE_MAX,
  * applies the per-plugin rate limit. */

@@ -34,9 +34,9 @@ static proxy_status_t buffer_size(pw_vm *vm, u32 type, void **stream, size_t *si
         return PROXY_RESULT_BAD_ARGUMENT;
     if (is_body(type)) {
         *stream = pw_ctx_host_stream(pw_vm_ctx(vm));
-        if (!*stream || !vm->ops->body_size)
+        if (!*stream || !vm->hooks.http->body_size)
             return PROXY_RESULT_NOT_FOUND;
-        return vm->ops->body_size(vm->host, *stream, type, size);
+        return vm->hooks.http->body_size(vm->host, *stream, type, size);
     }
     proxy_status_t st = config_of(vm, type, config);
     *size = config->len;
@@ -59,13 +59,13 @@ u32 pw_hc_get_buffer_bytes(void *c, u32 type, u32 start, u32 max, u32 ret_ptr, u
     size_t len = (size_t)(end - from);
     if (!is_body(type))
         return pw_out_bytes(VM, cfg.data + from, len, ret_ptr, ret_size);
-    if (!VM->ops->body_copy)
+    if (!VM->hooks.http->body_copy)
         return PROXY_RESULT_UNIMPLEMENTED;
     uint8_t *dst;
     st = pw_out_alloc(VM, len, ret_ptr, ret_size, &dst);
     if (st != OK || !dst)
         return st;
-    return VM->ops->body_copy(VM->host, s, type, (size_t)from, len, dst);
+    return VM->hooks.http->body_copy(VM->host, s, type, (size_t)from, len, dst);
 }
 
 u32 pw_hc_get_buffer_status(void *c, u32 type, u32 ret_size, u32 ret_flags) {
@@ -94,19 +94,19 @@ u32 pw_hc_set_buffer_bytes(void *c, u32 type, u32 start, u32 size, u32 ptr, u32 
                    : PROXY_RESULT_BAD_ARGUMENT; /* immutable buffers */
     void *s = pw_ctx_host_stream(pw_vm_ctx(VM));
     size_t cur;
-    if (!s || !VM->ops->body_size)
+    if (!s || !VM->hooks.http->body_size)
         return PROXY_RESULT_NOT_FOUND;
-    proxy_status_t st = VM->ops->body_size(VM->host, s, type, &cur);
+    proxy_status_t st = VM->hooks.http->body_size(VM->host, s, type, &cur);
     if (st != OK)
         return st;
-    if (!VM->ops->body_replace)
+    if (!VM->hooks.http->body_replace)
         return PROXY_RESULT_UNIMPLEMENTED;
     st = pw_hc_charge(VM, "proxy_set_buffer_bytes", len);
     if (st != OK)
         return st;
     size_t from = start < cur ? start : cur;
     size_t n = size < cur - from ? size : cur - from;
-    return VM->ops->body_replace(VM->host, s, type, from, n, data);
+    return VM->hooks.http->body_replace(VM->host, s, type, from, n, data);
 }
 
 /* 0.1.0: the VM configuration in on_vm_start, else the plugin's. */

@@ -19,15 +19,16 @@ u32 pw_hc_log(void *c, u32 level, u32 ptr, u32 len) {
 }
 
 u32 pw_hc_get_log_level(void *c, u32 ret) {
-    u32 level = VM->ops->log_level ? (u32)VM->ops->log_level(VM->host) : PROXY_LOG_INFO;
+    u32 level =
+        VM->hooks.log->log_level ? (u32)VM->hooks.log->log_level(VM->host) : PROXY_LOG_INFO;
     if (level > PROXY_LOG_CRITICAL)
         level = PROXY_LOG_CRITICAL; /* §3.2: Rust panics on 6 */
     return pw_mem_put_u32(VM, ret, level) ? PROXY_RESULT_INVALID_MEMORY_ACCESS : OK;
 }
 
 uint64_t pw_vm_now_ns(pw_vm *vm) {
-    if (vm->ops->now_ns)
-        return vm->ops->now_ns(vm->host);
+    if (vm->hooks.clock->now_ns)
+        return vm->hooks.clock->now_ns(vm->host);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;

@@ -21,11 +21,11 @@ u32 pw_hc_get_header_map_pairs(void *c, u32 map, u32 ret_ptr, u32 ret_size) {
     void *s;
     if (map > PROXY_MAP_TYPE_MAX)
         return PROXY_RESULT_BAD_ARGUMENT;
-    if (!map_available(VM, map, &s) || !VM->ops->map_pairs)
+    if (!map_available(VM, map, &s) || !VM->hooks.http->map_pairs)
         return pw_out_bytes(VM, NULL, 0, ret_ptr, ret_size); /* §3.3 */
     pw_kv *pairs = NULL;
     size_t n = 0;
-    proxy_status_t st = VM->ops->map_pairs(VM->host, s, map, &pairs, &n);
+    proxy_status_t st = VM->hooks.http->map_pairs(VM->host, s, map, &pairs, &n);
     if (st != OK)
         return pw_out_bytes(VM, NULL, 0, ret_ptr, ret_size);
     return pw_out_pairs(VM, pairs, n, ret_ptr, ret_size);
@@ -40,8 +40,8 @@ u32 pw_hc_get_header_map_size(void *c, u32 map, u32 ret) {
     uint64_t size = 0;
     pw_kv *pairs = NULL;
     size_t n = 0;
-    if (map_available(VM, map, &s) && VM->ops->map_pairs &&
-        VM->ops->map_pairs(VM->host, s, map, &pairs, &n) == OK && n) {
+    if (map_available(VM, map, &s) && VM->hooks.http->map_pairs &&
+        VM->hooks.http->map_pairs(VM->host, s, map, &pairs, &n) == OK && n) {
         size = 4; /* §12: the serialised size */
         for (size_t i = 0; i < n; i++)
             size += 8 + pairs[i].key.len + 1 + pairs[i].value.len + 1;
@@ -59,8 +59,8 @@ u32 pw_hc_get_header_map_value(void *c, u32 map, u32 kptr, u32 klen, u32 ret_ptr
     if (!pw_mem(VM, ret_ptr, 4) || !pw_mem(VM, ret_size, 4))
         return PROXY_RESULT_INVALID_MEMORY_ACCESS;
     proxy_status_t st = PROXY_RESULT_NOT_FOUND; /* §8.6: never BadArgument */
-    if (map_available(VM, map, &s) && VM->ops->map_get)
-        st = VM->ops->map_get(VM->host, s, map, key, &val);
+    if (map_available(VM, map, &s) && VM->hooks.http->map_get)
+        st = VM->hooks.http->map_get(VM->host, s, map, key, &val);
     if (st == PROXY_RESULT_NOT_FOUND && VM->m->abi == PW_ABI_0_1_0)
         return pw_out_bytes(VM, NULL, 0, ret_ptr, ret_size); /* §1.1 */
     if (st != OK)
@@ -118,7 +118,7 @@ static u32 map_modify(pw_vm *vm, enum map_op op, u32 map, u32 kptr, u32 klen, u3
         if (st != OK)
             return st;
     }
-    const pw_host_ops *o = vm->ops;
+    const pw_host_http_ops *o = vm->hooks.http;
     switch (op) {
     case MAP_ADD:
         return o->map_add ? o->map_add(vm->host, s, map, key, val) : PROXY_RESULT_UNIMPLEMENTED;
@@ -165,10 +165,10 @@ u32 pw_hc_set_header_map_pairs(void *c, u32 map, u32 ptr, u32 len) {
         return st;
     if (!map_available(VM, map, &s))
         st = PROXY_RESULT_NOT_FOUND;
-    else if (!VM->ops->map_set_pairs)
+    else if (!VM->hooks.http->map_set_pairs)
         st = PROXY_RESULT_UNIMPLEMENTED;
     else if ((st = pw_hc_pairs_ok(VM, "proxy_set_header_map_pairs", map, pairs, n)) == OK)
-        st = VM->ops->map_set_pairs(VM->host, s, map, pairs, n);
+        st = VM->hooks.http->map_set_pairs(VM->host, s, map, pairs, n);
     free(pairs);
     return st;
 }

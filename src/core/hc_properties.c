@@ -47,10 +47,11 @@ u32 pw_hc_get_property(void *c, u32 pptr, u32 plen, u32 ret_ptr, u32 ret_size) {
             return pw_out_bytes(VM, VM->vm_id, VM->vm_id_len, ret_ptr, ret_size);
 #undef IS
     }
-    if (!VM->ops->get_property)
+    if (!VM->hooks.property->get_property)
         return PROXY_RESULT_NOT_FOUND;
     pw_str val = {0};
-    proxy_status_t st = VM->ops->get_property(VM->host, pw_ctx_host_stream(ctx), seg, n, &val);
+    proxy_status_t st =
+        VM->hooks.property->get_property(VM->host, pw_ctx_host_stream(ctx), seg, n, &val);
     if (st != OK)
         return st;
     return pw_out_bytes(VM, val.data, val.len, ret_ptr, ret_size);
@@ -64,10 +65,11 @@ u32 pw_hc_set_property(void *c, u32 pptr, u32 plen, u32 vptr, u32 vlen) {
     size_t n = parse_path(path, seg);
     if (!n)
         return PROXY_RESULT_NOT_FOUND;
-    if (!VM->ops->set_property)
+    if (!VM->hooks.property->set_property)
         return PROXY_RESULT_UNIMPLEMENTED;
     proxy_status_t st = pw_hc_charge(VM, "proxy_set_property", (uint64_t)path.len + value.len);
     if (st != OK)
         return st;
-    return VM->ops->set_property(VM->host, pw_ctx_host_stream(pw_vm_ctx(VM)), seg, n, value);
+    return VM->hooks.property->set_property(VM->host, pw_ctx_host_stream(pw_vm_ctx(VM)), seg, n,
+                                            value);
 }

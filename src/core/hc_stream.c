@@ -15,8 +15,7 @@ static u32 stream_control(pw_vm *vm, u32 type, int close) {
     void *s = pw_ctx_host_stream(pw_vm_ctx(vm));
     if (!s)
         return PROXY_RESULT_NOT_FOUND;
-    proxy_status_t (*fn)(void *, void *, proxy_stream_type_t) =
-        close ? vm->ops->close : vm->ops->resume;
+    pw_host_resume_fn *fn = close ? vm->hooks.http->close : vm->hooks.http->resume;
     if (!fn)
         return PROXY_RESULT_UNIMPLEMENTED;
     return fn(vm->host, s, (proxy_stream_type_t)type);
@@ -115,8 +114,8 @@ u32 pw_hc_send_local_response(void *c, u32 status, u32 dptr, u32 dlen, u32 bptr,
     s->has_local_response = 1;
     /* Asked for another stream than the one whose callback runs: tell the
      * embedder, no callback result will (§8.8, §8.10). */
-    if (ctx != VM->cur && VM->ops->local_response)
-        VM->ops->local_response(VM->host, s->host_stream);
+    if (ctx != VM->cur && VM->hooks.http->local_response)
+        VM->hooks.http->local_response(VM->host, s->host_stream);
     return OK;
 }
 

@@ -34,11 +34,11 @@ static void notice(pw_vm *vm, pw_ctx *ctx, const char *fmt, ...) {
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    if (n < 0 || !vm->ops->log)
+    if (n < 0 || !vm->hooks.log->log)
         return;
     pw_str name = pw_ctx_name(vm, ctx);
-    vm->ops->log(vm->host, pw_ctx_host_stream(ctx), name, PROXY_LOG_WARN,
-                 (pw_str){buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1});
+    vm->hooks.log->log(vm->host, pw_ctx_host_stream(ctx), name, PROXY_LOG_WARN,
+                       (pw_str){buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1});
 }
 
 proxy_status_t pw_vm_refuse(pw_vm *vm, const char *fmt, ...) {
@@ -128,12 +128,13 @@ static __attribute__((noinline)) void log_escaped(pw_vm *vm, pw_ctx *ctx, proxy_
     if (i < len)
         o += (size_t)snprintf(out + o, sizeof out - o, "...(%llu bytes truncated)",
                               (unsigned long long)(len - i));
-    vm->ops->log(vm->host, pw_ctx_host_stream(ctx), pw_ctx_name(vm, ctx), level, (pw_str){out, o});
+    vm->hooks.log->log(vm->host, pw_ctx_host_stream(ctx), pw_ctx_name(vm, ctx), level,
+                       (pw_str){out, o});
 }
 
 void pw_plugin_log(pw_vm *vm, proxy_log_level_t level, const char *msg, size_t avail,
                    uint64_t len) {
-    const pw_host_ops *ops = vm->ops;
+    const pw_host_log_ops *ops = vm->hooks.log;
     if (!ops->log)
         return;
     pw_ctx *ctx = pw_vm_ctx(vm);

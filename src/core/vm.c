@@ -18,7 +18,7 @@ static const char *const cb_names[PW_CB_COUNT] = {
 };
 
 void pw_vm_log(pw_vm *vm, proxy_log_level_t level, const char *fmt, ...) {
-    if (!vm->ops->log)
+    if (!vm->hooks.log->log)
         return;
     char buf[PW_ERRLEN];
     va_list ap;
@@ -29,9 +29,9 @@ void pw_vm_log(pw_vm *vm, proxy_log_level_t level, const char *fmt, ...) {
         return;
     pw_ctx *ctx = vm->cur;
     const char *name = ctx && ctx->plugin ? ctx->plugin->name : vm->m->name;
-    vm->ops->log(vm->host, ctx && ctx->stream ? ctx->stream->host_stream : NULL,
-                 (pw_str){name, strlen(name)}, level,
-                 (pw_str){buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1});
+    vm->hooks.log->log(vm->host, ctx && ctx->stream ? ctx->stream->host_stream : NULL,
+                       (pw_str){name, strlen(name)}, level,
+                       (pw_str){buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1});
 }
 
 /* ------------------------------------------------------- context table */
@@ -135,8 +135,8 @@ static void vm_trapped(pw_vm *vm, pw_ctx *ctx, const char *export, const pw_trap
     vm->cur = ctx;
     pw_vm_log(vm, PROXY_LOG_ERROR, "%s; its VM is discarded and rebuilt", vm->last_error);
     vm->cur = saved;
-    if (vm->ops->vm_discarded)
-        vm->ops->vm_discarded(vm->host);
+    if (vm->hooks.observe->vm_discarded)
+        vm->hooks.observe->vm_discarded(vm->host);
 }
 
 int pw_vm_callback(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb, const uint32_t *args, uint32_t *ret) {
@@ -170,16 +170,17 @@ int pw_vm_callback(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb, const uint32_t *args, 
 
 /* ------------------------------------------------------------------- VM */
 
-/* pw_host_ops.trace for the hostcall just made (engine callback). */
+/* The trace hook (pw_host_observe_ops) for the hostcall just made (engine callback). */
 static void vm_trace(void *c, uint32_t fn, const uint64_t *args, uint32_t nargs, uint64_t result) {
     pw_vm *vm = c;
     const pw_host_func *f = &vm->m->funcs[fn]; /* fn indexes that table */
-    if (!vm->ops->trace)
+    if (!vm->hooks.observe->trace)
         return;
     pw_ctx *ctx = pw_vm_ctx(vm);
     const char *name = ctx && ctx->plugin ? ctx->plugin->name : vm->m->name;
-    vm->ops->trace(vm->host, ctx && ctx->stream ? ctx->stream->host_stream : NULL,
-                   (pw_str){name, strlen(name)}, f->module, f->name, args, nargs, result);
+    vm->hooks.observe->trace(vm->host, ctx && ctx->stream ? ctx->stream->host_stream : NULL,
+                             (pw_str){name, strlen(name)}, f->module, f->name, args, nargs,
+                             result);
 }
 
 /* Instantiates and runs the start functions (§1.3). */
@@ -190,7 +191,8 @@ static int vm_instantiate(pw_vm *vm, char *err, size_t errlen) {
     vm->eff = NULL;
     vm->budget = vm->lim.max_callback_bytes; /* for the start functions */
     vm->refusal_logged = 0;
-    int rc = pw_winst_new(vm->m->wmod, vm, vm->ops->trace ? vm_trace : NULL, &vm->inst, &trap);
+    int rc = pw_winst_new(vm->m->wmod, vm, vm->hooks.observe->trace ? vm_trace : NULL, &vm->inst,
+                          &trap);
     if (rc != 0) {
         vm->in_start = 0;
         pw_errf(err, errlen, "module \"%s\": instantiation failed: %s", vm->m->name,
@@ -243,9 +245,38 @@ static char *copy_str(pw_str s, size_t *len) {
     return p;
 }
 
+/* The embedder's areas, an all-NULL table for each one it left out (the
+ * core then tests only the hook). PW_EINVAL for a pw_host_ops of a size
+ * this version does not know. */
+static int host_hooks(const pw_host_ops *ops, pw_vm_hooks *h, char *err, size_t errlen) {
+    static const pw_host_log_ops no_log;
+    static const pw_host_clock_ops no_clock;
+    static const pw_host_property_ops no_property;
+    static const pw_host_http_ops no_http;
+    static const pw_host_observe_ops no_observe;
+    if (ops && ops->size != sizeof *ops) {
+        pw_errf(err, errlen,
+                "pw_host_ops.size is %zu, this library expects %zu (sizeof(pw_host_ops)): set "
+                "it, and build the embedder against this library's pwasm.h",
+                ops->size, sizeof *ops);
+        return PW_EINVAL;
+    }
+    *h = (pw_vm_hooks){
+        .log = ops && ops->log ? ops->log : &no_log,
+        .clock = ops && ops->clock ? ops->clock : &no_clock,
+        .property = ops && ops->property ? ops->property : &no_property,
+        .http = ops && ops->http ? ops->http : &no_http,
+        .observe = ops && ops->observe ? ops->observe : &no_observe,
+    };
+    return PW_OK;
+}
+
 int pw_vm_new(pw_module *m, pw_str vm_id, pw_str vm_config, const pw_host_ops *ops, void *host,
               pw_vm **out, char *err, size_t errlen) {
-    static const pw_host_ops no_ops;
+    pw_vm_hooks hooks;
+    int hrc = host_hooks(ops, &hooks, err, errlen);
+    if (hrc != PW_OK)
+        return hrc;
     pw_vm *vm = calloc(1, sizeof *vm);
     if (!vm || !(vm->vm_id = copy_str(vm_id, &vm->vm_id_len)) ||
         !(vm->vm_config = copy_str(vm_config, &vm->vm_config_len))) {
@@ -258,7 +289,7 @@ int pw_vm_new(pw_module *m, pw_str vm_id, pw_str vm_config, const pw_host_ops *o
     }
     vm->m = m;
     vm->lim = m->rt->limits;
-    vm->ops = ops ? ops : &no_ops;
+    vm->hooks = hooks;
     vm->host = host;
     vm->next_ctx_id = 1;
     vm->plugins_tail = &vm->plugins;

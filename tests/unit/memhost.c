@@ -239,11 +239,36 @@ static proxy_status_t mprop(void *host, void *stream, const pw_str *path, size_t
     return PROXY_RESULT_NOT_FOUND;
 }
 
-#define MH_OPS                                                                                    \
-    .log = mlog, .log_level = mlevel, .map_pairs = mpairs, .map_get = mget, .map_add = madd,      \
-    .map_replace = mreplace, .map_remove = mremove, .map_set_pairs = mset, .get_property = mprop, \
-    .body_size = mbody_size, .body_copy = mbody_copy, .body_replace = mbody_replace,              \
-    .resume = mresume, .close = mclose, .set_property = mset_property, .vm_discarded = mdiscarded
+static const pw_host_log_ops mh_log_ops = {.log = mlog, .log_level = mlevel};
 
-const pw_host_ops mh_ops = {MH_OPS};
-const pw_host_ops mh_ops_traced = {MH_OPS, .trace = mtrace};
+static const pw_host_property_ops mh_property_ops = {
+    .get_property = mprop,
+    .set_property = mset_property,
+};
+
+const pw_host_http_ops mh_http_ops = {
+    .map_pairs = mpairs,
+    .map_get = mget,
+    .map_add = madd,
+    .map_replace = mreplace,
+    .map_remove = mremove,
+    .map_set_pairs = mset,
+    .body_size = mbody_size,
+    .body_copy = mbody_copy,
+    .body_replace = mbody_replace,
+    .resume = mresume,
+    .close = mclose,
+};
+
+static const pw_host_observe_ops mh_observe_ops = {.vm_discarded = mdiscarded};
+static const pw_host_observe_ops mh_observe_traced_ops = {
+    .trace = mtrace,
+    .vm_discarded = mdiscarded,
+};
+
+#define MH_OPS                                                                                    \
+    .size = sizeof(pw_host_ops), .log = &mh_log_ops, .property = &mh_property_ops,                \
+    .http = &mh_http_ops
+
+const pw_host_ops mh_ops = {MH_OPS, .observe = &mh_observe_ops};
+const pw_host_ops mh_ops_traced = {MH_OPS, .observe = &mh_observe_traced_ops};

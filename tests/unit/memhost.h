@@ -45,6 +45,9 @@ void mh_body_set(mh_body *b, const char *s);
 extern const pw_host_ops mh_ops;
 /* The same with the trace hook set. */
 extern const pw_host_ops mh_ops_traced;
+/* Their HTTP area, for a test that replaces one hook (copy it, change the
+ * hook, point a copy of mh_ops at the copy). */
+extern const pw_host_http_ops mh_http_ops;
 
 void mh_stream_init(mh_stream *s);
 void mh_add(mh_map *m, const char *k, const char *v);

@@ -331,6 +331,31 @@ TEST(core_lifecycle_order) {
     pw_module_free(m);
 }
 
+/* pw_host_ops.size: anything but sizeof(pw_host_ops) is refused before the
+ * module runs; NULL ops and NULL areas mean no hooks. */
+TEST(core_host_ops_size) {
+    pw_module *m = load("lifecycle", PLUGIN("lifecycle"));
+    if (!m)
+        return;
+    mh_host h = {.level = PROXY_LOG_TRACE};
+    pw_vm *vm = NULL;
+    pw_host_ops ops = mh_ops;
+    ops.size = 0;
+    CHECK(pw_vm_new(m, S(""), S(""), &ops, &h, &vm, err, sizeof err) == PW_EINVAL);
+    CHECK_CONTAINS(err, "pw_host_ops.size is 0");
+    ops.size = sizeof ops + 8;
+    CHECK(pw_vm_new(m, S(""), S(""), &ops, &h, &vm, err, sizeof err) == PW_EINVAL);
+    ops = (pw_host_ops){.size = sizeof ops};
+    CHECK(pw_vm_new(m, S(""), S(""), &ops, &h, &vm, err, sizeof err) == PW_OK);
+    pw_plugin *p;
+    CHECK(pw_plugin_new(vm, S("life"), S(""), S(""), &p, err, sizeof err) == PW_OK);
+    pw_vm_free(vm);
+    CHECK(h.log_len == 0); /* no log area: the plugin's lines are dropped */
+    CHECK(pw_vm_new(m, S(""), S(""), NULL, &h, &vm, err, sizeof err) == PW_OK);
+    pw_vm_free(vm);
+    pw_module_free(m);
+}
+
 TEST(core_plugin_refusing_config) {
     pw_module *m = load("add_header", EXAMPLE("add_header"));
     if (!m)
@@ -1094,6 +1119,7 @@ int main(void) {
     RUN(engine_relative_cache_dir);
     RUN(engine_interrupts_a_looping_plugin);
     RUN(core_lifecycle_order);
+    RUN(core_host_ops_size);
     RUN(core_plugin_refusing_config);
     RUN(core_hostcalls);
     RUN(core_limits);

@@ -58,8 +58,10 @@ TEST(safety_recursion_through_hostcalls_traps_in_plugin_code) {
           PW_OK);
     if (!m)
         return;
+    pw_host_http_ops http = mh_http_ops;
+    http.map_pairs = deep_pairs;
     pw_host_ops ops = mh_ops;
-    ops.map_pairs = deep_pairs;
+    ops.http = &http;
     mh_host h = {.level = PROXY_LOG_INFO};
     pw_vm *vm;
     pw_plugin *p;
