@@ -268,6 +268,7 @@ ngx_int_t ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
     ngx_http_proxy_wasm_stream_t *s, ngx_uint_t cb, size_t n, ngx_uint_t eos);
 void ngx_http_proxy_wasm_discarded(ngx_proxy_wasm_stream_t *ps);
 void ngx_http_proxy_wasm_event_handler(ngx_event_t *ev);
+extern ngx_http_proxy_wasm_ctx_t  *ngx_http_proxy_wasm_live;
 
 /* ngx_http_proxy_wasm_local.c */
 ngx_int_t ngx_http_proxy_wasm_set_local(ngx_http_request_t *r,

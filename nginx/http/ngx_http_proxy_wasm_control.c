@@ -414,12 +414,19 @@ ngx_http_proxy_wasm_stranded(ngx_http_proxy_wasm_ctx_t *ctx)
 }
 
 
+/* The context an event handler works on, cleared by the request's pool
+ * cleanup: resuming a request can finalize it and free its pool, ctx
+ * included, so the handler checks this before touching ctx again. */
+ngx_http_proxy_wasm_ctx_t  *ngx_http_proxy_wasm_live;
+
+
 void
 ngx_http_proxy_wasm_event_handler(ngx_event_t *ev)
 {
+    ngx_uint_t                  resp;
     ngx_connection_t           *c;
     ngx_http_request_t         *r;
-    ngx_http_proxy_wasm_ctx_t  *ctx;
+    ngx_http_proxy_wasm_ctx_t  *ctx, *prev;
 
     ctx = ev->data;
 
@@ -463,7 +470,19 @@ ngx_http_proxy_wasm_event_handler(ngx_event_t *ev)
         ctx->resume &= ~(1 << NGX_HTTP_PROXY_WASM_REQ);
 
         if (ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0 || ctx->req_hdr_paused) {
+            prev = ngx_http_proxy_wasm_live;
+            ngx_http_proxy_wasm_live = ctx;
+
             ngx_http_proxy_wasm_resume_request(ctx);
+
+            resp = (ngx_http_proxy_wasm_live == ctx);
+            ngx_http_proxy_wasm_live = prev;
+
+            if (!resp) {
+                /* the request ended and its pool, ctx with it, is freed */
+                ngx_http_run_posted_requests(c);
+                return;
+            }
         }
     }
 

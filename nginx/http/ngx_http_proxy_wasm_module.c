@@ -478,6 +478,10 @@ ngx_http_proxy_wasm_cleanup(void *data)
      * by now, so the hooks must no longer touch the request */
 
     for (ctx = req->first; ctx; ctx = ctx->next) {
+        if (ngx_http_proxy_wasm_live == ctx) {
+            ngx_http_proxy_wasm_live = NULL;    /* see the event handler */
+        }
+
         ctx->gone = 1;
         ngx_http_proxy_wasm_end_streams(ctx, 0);
     }
