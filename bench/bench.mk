@@ -64,4 +64,4 @@ $(BENCH_AS_WASM): bench/plugins/as_headers.ts $(AS_STAMP) $(AS_DIR)/as.mk
 
 $(BENCH_VMBENCH): bench/vmbench.c $(LIB) include/pwasm.h $(wildcard src/core/*.h src/engine/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Isrc $< $(LIB) $(LDLIBS_PWASM) -o $@
+	$(CC) $(ALL_CFLAGS) $< $(LIB) $(LDLIBS_PWASM) -o $@
