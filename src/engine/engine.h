@@ -94,8 +94,6 @@ int pw_engine_attach(char *err, size_t errlen);
  * previous handlers and signal stack. Must happen before the engine's code
  * can be unmapped (dlclose of the object it is linked into). */
 void pw_engine_detach(void);
-/* Number of attaches not yet undone in this process. */
-int pw_engine_attached(void);
 
 /* Compiles (or takes from the cache) and loads a parsed module. Every
  * function import must match a host function by module, name and signature;

@@ -21,8 +21,8 @@
         void (*allocate_memory)(wasm_rt_memory_t * m, uint32_t initial, uint32_t max);            \
         uint32_t (*grow_memory)(wasm_rt_memory_t * m, uint32_t delta);                            \
         void (*free_memory)(wasm_rt_memory_t * m);                                                \
-        /* [0]: lowest stack pointer a Wasm function may run at, [1]: a                           \
-         * hostcall trampoline; below it traps (call stack exhausted). */                         \
+        /* [0]: lowest stack pointer for a bulk memory operation, [1]: for                        \
+         * a hostcall or runtime stub; below it traps (stack exhausted). */                       \
         const volatile uintptr_t *floors;                                                         \
     } pw_glue_rt;                                                                                 \
     typedef struct pw_glue_imports {                                                              \

@@ -52,9 +52,10 @@
 #define PW_PAGE 65536u
 #define PW_RESERVE (8ull << 30)
 
-/* Native stack a compiled function must leave for what it calls in libc
- * (memmove, math) and for the runtime stubs; and what a hostcall gets at
- * least (the embedder's code, malloc, logging). Halved for small stacks. */
+/* Native stack left when plugin code calls libc for a bulk memory
+ * operation (memset, memmove, memcpy); and what a hostcall or a runtime
+ * stub gets at least (the embedder's code, malloc, logging). Halved for
+ * small stacks. */
 #define PW_WASM_HEADROOM (64u << 10)
 #define PW_HOST_HEADROOM (256u << 10)
 
@@ -69,7 +70,8 @@ static struct sigaction pw_old_segv, pw_old_bus, pw_old_prof;
 static void *pw_altstack; /* ours, when we installed one */
 
 /* The stack floors the generated code compares its stack pointer with:
- * [0] for Wasm functions, [1] for hostcall trampolines. UINTPTR_MAX makes
+ * [0] before a bulk memory operation, [1] in hostcall trampolines and
+ * runtime stubs. UINTPTR_MAX makes
  * the next check trap (the CPU time limit uses this to stop a plugin that
  * spends its time in hostcalls). */
 static volatile uintptr_t pw_floors[2];
@@ -212,8 +214,9 @@ static void on_fault(int sig, siginfo_t *si, void *uc) {
     sigaction(SIGBUS, &pw_old_bus, NULL);
 }
 
-/* Stops the running call at the next safe point: the next compiled
- * function entry or hostcall trampoline traps with PW_TRAP_TIMEOUT. */
+/* Stops the running call at the next safe point: the next hostcall
+ * trampoline, runtime stub or bulk memory operation traps with
+ * PW_TRAP_TIMEOUT. */
 static void raise_floors(void) {
     pw_timed_out = 1;
     pw_slow = 1;
@@ -288,10 +291,6 @@ void pw_rt_add_code(uintptr_t base) {
     dl_iterate_phdr(add_ranges, &base);
 }
 
-const volatile uintptr_t *pw_rt_floors(void) {
-    return pw_floors;
-}
-
 /* Finds the stack of the thread that calls into Wasm and sets the floors,
  * once per process (the same after fork). Wasm runs on one thread. */
 static void find_stack(void) {
@@ -330,10 +329,6 @@ static void arm_watchdog(void) {
     struct itimerval it = {{0, PW_TICK_MS * 1000}, {0, PW_TICK_MS * 1000}};
     pw_watchdog_armed = 1;
     setitimer(ITIMER_PROF, &it, NULL);
-}
-
-int pw_engine_attached(void) {
-    return pw_attached;
 }
 
 int pw_engine_attach(char *err, size_t errlen) {

@@ -14,10 +14,6 @@ void pw_rt_set_max_pages(uint32_t pages);
  * may interrupt it. */
 void pw_rt_add_code(uintptr_t base);
 
-/* The two stack floors the generated code checks (Wasm functions,
- * hostcall trampolines); see rt.c. */
-const volatile uintptr_t *pw_rt_floors(void);
-
 typedef void (*pw_rt_thunk)(void *arg);
 
 /* Runs thunk(arg) as a Wasm call: traps inside it (from compiled code,
