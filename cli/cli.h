@@ -289,7 +289,6 @@ typedef struct exchange {
     int req_body_on, resp_body_on;
     buf req_sent, resp_sent; /* body bytes passed on */
     props props;             /* fixture's + set by the plugin */
-    int pending_resume[2], pending_close;
     /* record */
     call *calls;
     size_t ncalls, capcalls;

@@ -256,23 +256,6 @@ static proxy_status_t h_body_replace(void *hp, void *stream, proxy_buffer_type_t
     return PROXY_RESULT_OK;
 }
 
-/* ------------------------------------------------------ stream control */
-
-static proxy_status_t h_resume(void *hp, void *stream, proxy_stream_type_t type) {
-    (void)hp;
-    if (type > PROXY_STREAM_HTTP_RESPONSE)
-        return PROXY_RESULT_NOT_FOUND; /* TCP directions: not an HTTP stream */
-    XS(stream)->pending_resume[type] = 1;
-    return PROXY_RESULT_OK;
-}
-
-static proxy_status_t h_close(void *hp, void *stream, proxy_stream_type_t type) {
-    (void)hp;
-    (void)type;
-    XS(stream)->pending_close = 1;
-    return PROXY_RESULT_OK;
-}
-
 /* ---------------------------------------------------------- properties */
 
 static void join_path(buf *b, const pw_str *path, size_t nseg) {
@@ -400,7 +383,6 @@ void exchange_reset(exchange *x) {
     buf_clear(&x->resp_sent);
     x->req_body_on = x->resp_body_on = 0;
     x->props.n = 0;
-    x->pending_resume[0] = x->pending_resume[1] = x->pending_close = 0;
     x->ncalls = x->nevents = 0;
     x->lr.present = 0;
     x->lr.headers.n = 0;
@@ -447,8 +429,6 @@ static const pw_host_http_ops http_ops = {
     .body_size = h_body_size,
     .body_copy = h_body_copy,
     .body_replace = h_body_replace,
-    .resume = h_resume,
-    .close = h_close,
 };
 
 /* Only when hostcalls are recorded (o->trace). */
@@ -561,42 +541,39 @@ static void take_local_response(host *h, exchange *x, pw_stream *s, call *c) {
         hlist_add(&l->headers, &x->mem, r->headers[i].key, r->headers[i].value);
 }
 
-/* Calls one stream callback and says what the exchange does next. */
-static enum step step(host *h, exchange *x, pw_stream *s, enum phase ph, size_t n, int eos) {
+/* Calls one stream callback through the chain (one plugin, failure policy
+ * closed: the CLI fails as nginx does by default) and says what the
+ * exchange does next. */
+static enum step step(host *h, exchange *x, pw_chain *ch, enum phase ph, size_t n, int eos) {
     call *c = begin_call(x, ph, n, eos);
-    x->pending_resume[0] = x->pending_resume[1] = x->pending_close = 0;
-    pw_action a;
-    switch (ph) {
-    case PH_REQ_HEADERS:
-        a = pw_stream_on_request_headers(s, (uint32_t)n, eos);
-        break;
-    case PH_REQ_BODY:
-        a = pw_stream_on_request_body(s, n, eos);
-        break;
-    case PH_REQ_TRAILERS:
-        a = pw_stream_on_request_trailers(s, (uint32_t)n);
-        break;
-    case PH_RESP_HEADERS:
-        a = pw_stream_on_response_headers(s, (uint32_t)n, eos);
-        break;
-    case PH_RESP_BODY:
-        a = pw_stream_on_response_body(s, n, eos);
-        break;
-    default:
-        a = pw_stream_on_response_trailers(s, (uint32_t)n);
-        break;
-    }
+    char why[PW_ERRLEN];
+    pw_action a = pw_chain_call(ch, 0, (pw_event)(ph - PH_REQ_HEADERS), n, eos, why, sizeof why);
+    pw_stream *s = ch->links[0].stream;
     c = &x->calls[x->cur]; /* the array may have moved */
-    c->action = a;
-    int dir = ph >= PH_RESP_HEADERS;
-    c->resumed = x->pending_resume[dir];
-    c->closed = x->pending_close;
+    /* The record shows what the plugin returned; `a` is what the core made
+     * of it with what the plugin queued (a close, a continue of the
+     * direction it paused). The exchange runs one callback at a time, so
+     * whatever else is pending is taken now: a continue of this direction
+     * also resumes what an earlier callback of it paused; one of the other
+     * direction, nothing paused yet, means nothing. */
+    unsigned applied;
+    c->action = pw_stream_returned(s, &applied);
+    unsigned own =
+        ph >= PH_RESP_HEADERS ? PW_PENDING_CONTINUE_RESPONSE : PW_PENDING_CONTINUE_REQUEST;
+    c->resumed = ((applied | pw_stream_take(s, PW_PENDING_ALL)) & own) != 0;
+    c->closed = a == PW_ACTION_CLOSE;
     snapshot(x, c);
     x->cur = -1;
+    if (a == PW_ACTION_CLOSE) {
+        x->outcome = OUT_CLOSED;
+        x->stopped_in = ph;
+        note(x, "proxy_close_stream in %s: the stream is reset", phase_name(ph));
+        return STOP;
+    }
     if (a == PW_ACTION_ERROR) {
         x->outcome = OUT_FAILED;
         x->stopped_in = ph;
-        snprintf(x->error, sizeof x->error, "%s", pw_vm_last_error(h->vm));
+        snprintf(x->error, sizeof x->error, "%s", why);
         note(x, "the plugin failed in %s: %s; failing closed (503)", phase_name(ph), x->error);
         return STOP;
     }
@@ -606,16 +583,9 @@ static enum step step(host *h, exchange *x, pw_stream *s, enum phase ph, size_t 
             return LOCAL;
         return GO; /* a second local response is ignored, its Pause too */
     }
-    if (x->pending_close) {
-        x->outcome = OUT_CLOSED;
-        x->stopped_in = ph;
-        note(x, "proxy_close_stream in %s: the stream is reset", phase_name(ph));
-        return STOP;
-    }
-    if (a == PW_ACTION_CONTINUE)
-        return GO;
-    if (c->resumed) {
-        note(x, "paused, then resumed by proxy_continue_stream during the callback");
+    if (a == PW_ACTION_CONTINUE) {
+        if (applied)
+            note(x, "paused, then resumed by proxy_continue_stream during the callback");
         return GO;
     }
     return a == PW_ACTION_PAUSE_NO_BUFFER ? HELD : BUFFER;
@@ -662,7 +632,7 @@ static void local_as_response(exchange *x, side *out) {
  * Pause keeps buffering (the next call sees everything so far), a no-buffer
  * pause holds the chunk. Whatever is still held at the end of the direction
  * stalls the exchange. Returns GO, LOCAL or STOP. */
-static enum step direction(host *h, exchange *x, pw_stream *s, const side *sd, int resp,
+static enum step direction(host *h, exchange *x, pw_chain *ch, const side *sd, int resp,
                            int trailers) {
     enum phase ph = resp ? PH_RESP_HEADERS : PH_REQ_HEADERS, paused = PH_COUNT;
     hlist *map = resp ? &x->resp_h : &x->req_h;
@@ -670,7 +640,7 @@ static enum step direction(host *h, exchange *x, pw_stream *s, const side *sd, i
     buf *sent = resp ? &x->resp_sent : &x->req_sent;
     int *body_on = resp ? &x->resp_body_on : &x->req_body_on;
     int *trailers_on = resp ? &x->resp_t_on : &x->req_t_on;
-    enum step r = step(h, x, s, ph, map->n, !sd->nchunks && !trailers);
+    enum step r = step(h, x, ch, ph, map->n, !sd->nchunks && !trailers);
     if (r == STOP || r == LOCAL)
         return r;
     if (r != GO)
@@ -683,7 +653,7 @@ static enum step direction(host *h, exchange *x, pw_stream *s, const side *sd, i
         if (eos)
             *trailers_on = 1; /* §8.6: trailers may be added at the end */
         *body_on = 1;
-        r = step(h, x, s, ph + 1, cur->len, eos);
+        r = step(h, x, ch, ph + 1, cur->len, eos);
         *body_on = 0;
         if (r == STOP || r == LOCAL) {
             buf_free(&held);
@@ -705,7 +675,7 @@ static enum step direction(host *h, exchange *x, pw_stream *s, const side *sd, i
     }
     if (trailers) {
         *trailers_on = 1;
-        r = step(h, x, s, ph + 2, (resp ? &x->resp_t : &x->req_t)->n, 0);
+        r = step(h, x, ch, ph + 2, (resp ? &x->resp_t : &x->req_t)->n, 0);
         if (r == STOP || r == LOCAL) {
             buf_free(&held);
             return r;
@@ -730,14 +700,14 @@ static enum step direction(host *h, exchange *x, pw_stream *s, const side *sd, i
 
 /* The response: the fixture's, or the local response made in a request
  * callback (then `is_local`). */
-static void response(host *h, exchange *x, pw_stream *s, const side *sd, int is_local) {
+static void response(host *h, exchange *x, pw_chain *ch, const side *sd, int is_local) {
     if (!is_local)
         hlist_copy(&x->resp_h, &x->mem, &sd->headers);
     x->resp_h_on = 1;
     x->resp_t.n = 0;
     if (sd->has_trailers)
         hlist_copy(&x->resp_t, &x->mem, &sd->trailers);
-    if (direction(h, x, s, sd, 1, sd->has_trailers && !is_local) == LOCAL) {
+    if (direction(h, x, ch, sd, 1, sd->has_trailers && !is_local) == LOCAL) {
         /* §8.8: the upstream response is replaced by the local one and the
          * rest of the response callbacks are skipped. */
         side lr;
@@ -749,10 +719,10 @@ static void response(host *h, exchange *x, pw_stream *s, const side *sd, int is_
 }
 
 /* The request; returns GO (send it upstream), LOCAL or STOP. */
-static enum step request(host *h, exchange *x, pw_stream *s, const side *sd) {
+static enum step request(host *h, exchange *x, pw_chain *ch, const side *sd) {
     if (sd->has_trailers)
         hlist_copy(&x->req_t, &x->mem, &sd->trailers);
-    return direction(h, x, s, sd, 0, sd->has_trailers);
+    return direction(h, x, ch, sd, 0, sd->has_trailers);
 }
 
 void host_exchange(host *h, exchange *x) {
@@ -767,9 +737,12 @@ void host_exchange(host *h, exchange *x) {
             props_set(&x->props, &x->mem, fx->props.v[i].path, strlen(fx->props.v[i].path),
                       fx->props.v[i].value);
     begin_call(x, PH_CREATE, 0, 0);
-    pw_stream *s = NULL;
+    /* The plugin's link; its stream context is created here rather than
+     * by the first call, so that the record shows creation on its own. */
+    pw_link link = {.plugin = h->plugin, .host_stream = x};
+    pw_chain ch = {.links = &link, .n = 1, .policy = PW_FAIL_CLOSED};
     char err[PW_ERRLEN];
-    int rc = pw_stream_new(h->plugin, x, &s, err, sizeof err);
+    int rc = pw_stream_new(h->plugin, x, &link.stream, err, sizeof err);
     x->cur = -1;
     if (rc != PW_OK) {
         x->outcome = OUT_FAILED;
@@ -778,13 +751,13 @@ void host_exchange(host *h, exchange *x) {
         note(x, "the stream could not be created: %s", err);
         return;
     }
-    enum step r = request(h, x, s, &fx->req);
+    enum step r = request(h, x, &ch, &fx->req);
     if (r == GO) {
-        response(h, x, s, &fx->resp, 0);
+        response(h, x, &ch, &fx->resp, 0);
     } else if (r == LOCAL) {
         side lr;
         local_as_response(x, &lr);
-        response(h, x, s, &lr, 1);
+        response(h, x, &ch, &lr, 1);
         if (x->outcome == OUT_COMPLETE)
             x->outcome = OUT_LOCAL;
     }
@@ -799,6 +772,6 @@ void host_exchange(host *h, exchange *x) {
     /* on_log sees every map (§8.6). */
     x->req_t_on = x->req_t_on || fx->req.has_trailers;
     begin_call(x, PH_END, 0, 0);
-    pw_stream_free(s);
+    pw_chain_end(&ch, 0); /* on_log, on_done, on_delete */
     x->cur = -1;
 }

@@ -532,26 +532,6 @@ typedef proxy_status_t pw_host_body_replace_fn(void *host, void *stream,
                                                size_t start, size_t len,
                                                pw_str data);
 
-/* Stream control (§3.3 "Stream control", §8.10): proxy_continue_stream /
- * proxy_continue_request / _response (resume), and proxy_close_stream
- * (close), for the stream of `stream`. type is a proxy_stream_type_t
- * (0 request, 1 response, 2 downstream, 3 upstream). Called during a plugin
- * callback: the embedder must defer the real resume/close until the
- * callback has returned (queue it). NULL: Unimplemented. */
-typedef proxy_status_t pw_host_resume_fn(void *host, void *stream,
-                                         proxy_stream_type_t type);
-typedef proxy_status_t pw_host_close_fn(void *host, void *stream,
-                                        proxy_stream_type_t type);
-
-/* A local response was stored for `stream` while another context's
- * callback runs (proxy_set_effective_context then
- * proxy_send_local_response). The embedder queues it and applies
- * pw_stream_local_response() after the running callback returns, before
- * calling back into that stream. Responses requested from the stream's
- * own callback are reported by that callback's PW_ACTION_LOCAL_RESPONSE
- * instead. NULL: not reported. */
-typedef void pw_host_local_response_fn(void *host, void *stream);
-
 typedef struct pw_host_http_ops {
     pw_host_map_pairs_fn *map_pairs;
     pw_host_map_get_fn *map_get;
@@ -562,10 +542,30 @@ typedef struct pw_host_http_ops {
     pw_host_body_size_fn *body_size;
     pw_host_body_copy_fn *body_copy;
     pw_host_body_replace_fn *body_replace;
-    pw_host_resume_fn *resume;
-    pw_host_close_fn *close;
-    pw_host_local_response_fn *local_response;
 } pw_host_http_ops;
+
+/* ---- streams of any kind: their pending actions ----
+ *
+ * The core keeps what a plugin asks of a stream outside the result of that
+ * stream's own callback: proxy_continue_stream / proxy_continue_request /
+ * _response, proxy_close_stream, a local response stored from another
+ * context (docs/ABI.md §3.3 "Stream control", §8.10), and the death of its
+ * VM. They are bits of pw_stream_pending(). */
+
+/* Something became pending on `stream` (the embedder's pointer given to
+ * pw_stream_new) while none of that stream's own callbacks runs: from
+ * another context's callback (proxy_set_effective_context), or because a
+ * trap in another context discarded its VM (PW_PENDING_FAILED). Called
+ * from inside that other call: the embedder only notes it (e.g. posts an
+ * event) and later asks pw_stream_take() what to do; it must not call into
+ * the VM from here. Bits set during the stream's own callback are not
+ * announced: the embedder reads pw_stream_pending() after each callback.
+ * NULL: nothing is announced (an embedder that polls). */
+typedef void pw_host_wake_fn(void *host, void *stream);
+
+typedef struct pw_host_stream_ops {
+    pw_host_wake_fn *wake;
+} pw_host_stream_ops;
 
 /* ---- observation and VM lifecycle ---- */
 
@@ -608,14 +608,17 @@ struct pw_host_foreign_ops;
 /* ---- the whole host ---- */
 
 typedef struct pw_host_ops {
-    /* sizeof(pw_host_ops) as the embedder was compiled: pw_vm_new refuses
-     * (PW_EINVAL) a size it does not know, e.g. a table built against
-     * another version of this header. Always `sizeof(pw_host_ops)`. */
+    /* sizeof(pw_host_ops) as the embedder was compiled. Areas are only
+     * ever appended: a smaller size (an embedder built against an older
+     * pwasm.h) is accepted and the areas past it are taken as NULL;
+     * pw_vm_new refuses (PW_EINVAL) a size larger than this version's or
+     * one that does not end on an area. Always `sizeof(pw_host_ops)`. */
     size_t size;
     const pw_host_log_ops *log;
     const pw_host_clock_ops *clock;
     const pw_host_property_ops *property;
     const pw_host_http_ops *http;
+    const pw_host_stream_ops *stream;
     const pw_host_observe_ops *observe;
     /* The next issues define these; NULL for now. */
     const struct pw_host_network_ops *network;
@@ -666,16 +669,21 @@ pw_vm *pw_plugin_vm(const pw_plugin *p);
 /* What the embedder must do after a stream callback (§8.7). */
 typedef enum pw_action {
     PW_ACTION_CONTINUE = 0, /* go on with the next filter / phase */
-    /* Stop until ops->http->resume is called for this direction. From a body
-     * callback: keep buffering the body and call the body callback again
-     * with the accumulated size when more arrives or at end of stream
-     * (StopIterationAndBuffer / Watermark). */
+    /* Stop until the plugin continues this direction
+     * (PW_PENDING_CONTINUE_*). From a body callback: keep buffering the
+     * body and call the body callback again with the accumulated size when
+     * more arrives or at end of stream (StopIterationAndBuffer /
+     * Watermark). */
     PW_ACTION_PAUSE = 1,
     PW_ACTION_LOCAL_RESPONSE = 2, /* answer with pw_stream_local_response() */
     PW_ACTION_ERROR = 3, /* the plugin trapped or its VM is dead: fail closed */
     /* From a body callback only: stop without buffering this chunk
      * (StopIterationNoBuffer); it is passed on when the stream resumes. */
-    PW_ACTION_PAUSE_NO_BUFFER = 4
+    PW_ACTION_PAUSE_NO_BUFFER = 4,
+    /* The plugin called proxy_close_stream during the callback: reset the
+     * stream (HTTP: close the connection without a response). Wins over
+     * everything else the callback asked or returned. */
+    PW_ACTION_CLOSE = 5
 } pw_action;
 
 /* A local response requested with proxy_send_local_response (§8.8).
@@ -715,14 +723,135 @@ pw_action pw_stream_on_response_body(pw_stream *s, size_t body_size,
 pw_action pw_stream_on_request_trailers(pw_stream *s, uint32_t ntrailers);
 pw_action pw_stream_on_response_trailers(pw_stream *s, uint32_t ntrailers);
 
-/* The local response requested during the last callback, or NULL.
- * Cleared when the next callback of the stream starts (apply it first). */
+/* The local response requested during the last callback, or from another
+ * context since (PW_PENDING_LOCAL_RESPONSE), or NULL. Cleared when the
+ * next callback of the stream starts (apply it first). */
 const pw_local_response *pw_stream_local_response(const pw_stream *s);
+
+/* Pending actions of a stream (bits). A callback's own result already
+ * applies what was asked during it: PW_ACTION_CLOSE for a close, and
+ * PW_ACTION_CONTINUE for a Pause whose direction the plugin continued
+ * during the same callback (that bit is then taken). What is left waits
+ * here until the embedder takes it: a continue of the other direction, or
+ * of what an earlier callback paused, and whatever came from elsewhere
+ * (announced by pw_host_stream_ops.wake). A continue of a direction that
+ * is not paused means nothing: the embedder takes and drops it. */
+#define PW_PENDING_CONTINUE_REQUEST 0x01u  /* proxy_continue_stream(0),
+                                              proxy_continue_request */
+#define PW_PENDING_CONTINUE_RESPONSE 0x02u /* proxy_continue_stream(1),
+                                              proxy_continue_response */
+#define PW_PENDING_CLOSE 0x04u             /* proxy_close_stream */
+#define PW_PENDING_LOCAL_RESPONSE 0x08u    /* pw_stream_local_response() */
+#define PW_PENDING_FAILED 0x10u            /* its VM was discarded after a
+                                              trap elsewhere: the stream is
+                                              dead (PW_ACTION_ERROR from
+                                              now on); what it paused will
+                                              never be continued */
+#define PW_PENDING_ALL 0x1fu
+
+/* The PW_PENDING_* bits set on s, without taking them. */
+unsigned pw_stream_pending(const pw_stream *s);
+/* Takes the bits of `mask` that are set on s: returns them and clears
+ * them. */
+unsigned pw_stream_take(pw_stream *s, unsigned mask);
+
+/* What the last callback of s itself returned, before the pending actions
+ * were applied to it (PW_ACTION_PAUSE for a Pause that a
+ * proxy_continue_stream during the same callback turned into
+ * PW_ACTION_CONTINUE), and in *applied (when not NULL) the PW_PENDING_*
+ * bits applied to its result. For traces (`pwasm run`) and tests. */
+pw_action pw_stream_returned(const pw_stream *s, unsigned *applied);
 
 /* Ends the stream: on_log, on_done, on_delete (Envoy order, §8.2), skipped
  * when the VM died since the stream was created; then returns the object to
  * the free list. Safe to call once per pw_stream_new. */
 void pw_stream_free(pw_stream *s);
+
+/* ------------------------------------------------------------------- chain */
+
+/* The stream callbacks of §8.2, in the order a stream meets them. */
+typedef enum pw_event {
+    PW_ON_REQUEST_HEADERS = 0,
+    PW_ON_REQUEST_BODY,
+    PW_ON_REQUEST_TRAILERS,
+    PW_ON_RESPONSE_HEADERS,
+    PW_ON_RESPONSE_BODY,
+    PW_ON_RESPONSE_TRAILERS,
+    PW_EVENT_COUNT
+} pw_event;
+
+/* "on_request_headers", ...; "?" out of range. */
+const char *pw_event_name(int event);
+
+/* Calls the callback of `event` (pw_stream_on_*): n is the header or
+ * trailer count, or the body size in bytes; end_of_stream is ignored for
+ * trailers. */
+pw_action pw_stream_call(pw_stream *s, pw_event event, size_t n, int end_of_stream);
+
+/* What happens to a stream when one of its plugins cannot run: it trapped
+ * (or its CPU time ran out), its VM is dead, its stream context could not
+ * be created, or it is not available at all (it did not start). */
+typedef enum pw_failure_policy {
+    PW_FAIL_CLOSED = 0, /* the stream fails: PW_ACTION_ERROR (HTTP: 503) */
+    PW_FAIL_OPEN = 1    /* the stream goes on without that plugin */
+} pw_failure_policy;
+
+/* One plugin of a chain on one stream. Embedder memory (e.g. the request's
+ * pool), zeroed before use; `plugin` and `host_stream` are the embedder's
+ * to set, the rest is the chain's. */
+typedef struct pw_link {
+    /* The plugin. Read when the link has no stream context yet (set it
+     * before that call; it may be set late, e.g. once a plugin that failed
+     * to start is retried). NULL: the plugin is not available. */
+    pw_plugin *plugin;
+    void *host_stream; /* the pointer pw_host_ops hooks receive */
+    pw_stream *stream; /* its stream context, created on first use */
+    unsigned failed;    /* the plugin failed on this stream: skipped */
+    unsigned ended;     /* its context was ended (on_log .. on_delete) */
+    unsigned discarded; /* its VM died after a trap elsewhere (a
+                           PW_PENDING_FAILED taken by pw_chain_take) */
+} pw_link;
+
+/* The plugins one stream passes through, in order (e.g. an nginx
+ * location's proxy_wasm directives), with the failure policy they share.
+ * Embedder memory: links points to n links. */
+typedef struct pw_chain {
+    pw_link *links;
+    size_t n;
+    pw_failure_policy policy;
+} pw_chain;
+
+/* Calls `event` on link i of the chain (i < c->n), creating its stream
+ * context first if it has none. A link that failed before is skipped:
+ * PW_ACTION_CONTINUE, no call. When the plugin cannot run (PW_ACTION_ERROR
+ * from the callback, no plugin, no context), the link is marked failed and
+ * the policy answers: PW_ACTION_CONTINUE (open) or PW_ACTION_ERROR
+ * (closed); the reason ("plugin \"x\" trapped in proxy_on_request_headers:
+ * unreachable executed") is written to why, which is "" when the plugin
+ * ran. Else the callback's action (pw_stream_on_*). */
+pw_action pw_chain_call(pw_chain *c, size_t i, pw_event event, size_t n, int end_of_stream,
+                        char *why, size_t whylen);
+
+/* Link i paused its stream, and its VM was discarded since
+ * (PW_PENDING_FAILED): nothing can continue what it holds. The link fails
+ * as in pw_chain_call, with a reason that says so: returns
+ * PW_ACTION_CONTINUE (open: go on as if it had continued) or
+ * PW_ACTION_ERROR (closed). */
+pw_action pw_chain_stranded(pw_chain *c, size_t i, char *why, size_t whylen);
+
+/* Takes the pending actions of every live link (pw_stream_take with
+ * mask) and returns their union: what a wake asked the embedder to look
+ * at. *first_local (when not NULL) gets the index of the first link with
+ * a PW_PENDING_LOCAL_RESPONSE, or c->n. A link whose PW_PENDING_FAILED is
+ * taken gets `discarded` set. */
+unsigned pw_chain_take(pw_chain *c, unsigned mask, size_t *first_local);
+
+/* Ends the stream contexts of the chain in order (on_log, on_done,
+ * on_delete; pw_stream_free), each once. late: also give a context to
+ * each link the stream never reached (skipped by a local response or a
+ * failure before it), as Envoy does at access-log time, so that a logging
+ * plugin sees every stream; links that failed are left out. */
+void pw_chain_end(pw_chain *c, int late);
 
 /* The VM's linear memory (read-only for the embedder): base and size in
  * bytes, or NULL and 0 while the VM is dead. Valid until the next call into

@@ -5,9 +5,8 @@
  *   ngx_proxy_wasm_conf.c   proxy_wasm_module, proxy_wasm_cache_dir and the
  *                           proxy_wasm chain elements; loading the modules
  *                           and the canary at configuration time
- *   ngx_proxy_wasm_vm.c     per worker: the VMs, plugins (root contexts),
- *                           the paused-stream list of a VM; the log and
- *                           vm_discarded host hooks
+ *   ngx_proxy_wasm_vm.c     per worker: the VMs, plugins (root contexts);
+ *                           the log host hooks
  *   ngx_proxy_wasm_props.c  Envoy's property encodings; the properties of
  *                           the connection and the node (plugin_* are
  *                           answered by the library)
@@ -29,7 +28,6 @@
 
 
 typedef struct ngx_proxy_wasm_mod_s     ngx_proxy_wasm_mod_t;
-typedef struct ngx_proxy_wasm_stream_s  ngx_proxy_wasm_stream_t;
 
 
 /* What a subsystem gives the common code. */
@@ -39,9 +37,6 @@ typedef struct {
     /* the log of the request (session) stream context `stream` belongs
      * to; NULL once it is gone (the module's log is used) */
     ngx_log_t                     *(*stream_log)(void *stream);
-    /* s paused on a VM that a trap discarded; called from inside the
-     * failing call, maybe another request's: mark and post, no more */
-    void                           (*discarded)(ngx_proxy_wasm_stream_t *s);
 } ngx_proxy_wasm_subsys_t;
 
 
@@ -66,9 +61,6 @@ struct ngx_proxy_wasm_mod_s {
                                                     itself, or an earlier
                                                     declaration of the same
                                                     (file, vm_id, vm_config) */
-    ngx_queue_t                      paused;     /* of an owner: streams that
-                                                    paused on its VM
-                                                    (..._stream_t.queue) */
     ngx_log_t                       *log;        /* plugin logs, no request */
 };
 
@@ -111,18 +103,6 @@ typedef struct {
 } ngx_proxy_wasm_conf_t;
 
 
-/* What the common code knows of a subsystem's stream context (its first
- * use): its place in its VM's list of paused streams. */
-struct ngx_proxy_wasm_stream_s {
-    ngx_queue_t                      queue;      /* in its VM's owner->paused
-                                                    once it paused, until its
-                                                    request ends or the VM
-                                                    is discarded */
-    unsigned                         queued:1;   /* in owner->paused */
-    unsigned                         discarded:1; /* its VM was discarded */
-};
-
-
 /*
  * Hidden: not exported from the .so. nginx loads dynamic modules with
  * RTLD_GLOBAL, so an exported name would bind a later module's calls (a
@@ -156,7 +136,6 @@ void ngx_proxy_wasm_exit_process(ngx_cycle_t *cycle,
 void ngx_proxy_wasm_host_log(void *host, void *stream, pw_str plugin_name,
     proxy_log_level_t level, pw_str msg);
 proxy_log_level_t ngx_proxy_wasm_host_log_level(void *host);
-void ngx_proxy_wasm_vm_discarded(void *host);
 
 /* ngx_proxy_wasm_props.c */
 proxy_status_t ngx_proxy_wasm_prop_int(ngx_pool_t *pool, int64_t n,
@@ -192,28 +171,6 @@ ngx_proxy_wasm_key_is(pw_str key, u_char *name, size_t len)
 {
     return key.len == len
            && ngx_strncasecmp((u_char *) key.data, name, len) == 0;
-}
-
-
-/* s paused on the VM of mod: woken by vm_discarded if that VM dies. */
-static ngx_inline void
-ngx_proxy_wasm_queue_paused(ngx_proxy_wasm_mod_t *mod,
-    ngx_proxy_wasm_stream_t *s)
-{
-    if (!s->queued) {
-        ngx_queue_insert_tail(&mod->owner->paused, &s->queue);
-        s->queued = 1;
-    }
-}
-
-
-static ngx_inline void
-ngx_proxy_wasm_dequeue_paused(ngx_proxy_wasm_stream_t *s)
-{
-    if (s->queued) {
-        ngx_queue_remove(&s->queue);
-        s->queued = 0;
-    }
 }
 
 

@@ -660,7 +660,6 @@ ngx_proxy_wasm_load(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
         /* one VM per worker per (module, vm_id): declarations of the same
          * file with the same vm_id and vm_config share it */
         mod->owner = mod;
-        ngx_queue_init(&mod->paused);
 
         for (j = 0; j < i; j++) {
             if (ngx_proxy_wasm_str_eq(&mods[j]->path, &mod->path)

@@ -1,7 +1,7 @@
 /*
  * ngx_proxy_wasm_vm.c -- per worker: the VMs (one per owner declaration),
  * the plugins (root contexts), and the host hooks that do not depend on the
- * subsystem: log, log_level, vm_discarded.
+ * subsystem: log, log_level.
  */
 
 #include <ngx_config.h>
@@ -216,32 +216,4 @@ ngx_proxy_wasm_host_log_level(void *host)
     }
 
     return PROXY_LOG_CRITICAL;
-}
-
-
-/*
- * A trap discarded the VM of `host` (an owner): every stream context on it
- * is dead, and a request paused by one of them would never be continued.
- * Called from inside the failing call, maybe another request's: the
- * streams that paused on it are marked, and the subsystem told
- * (subsys->discarded), which only marks their requests and posts their
- * events; the failure policy applies from there (HTTP:
- * ngx_http_proxy_wasm_stranded).
- */
-void
-ngx_proxy_wasm_vm_discarded(void *host)
-{
-    ngx_queue_t              *q;
-    ngx_proxy_wasm_mod_t     *owner = host;
-    ngx_proxy_wasm_stream_t  *s;
-
-    while (!ngx_queue_empty(&owner->paused)) {
-        q = ngx_queue_head(&owner->paused);
-        ngx_queue_remove(q);
-
-        s = ngx_queue_data(q, ngx_proxy_wasm_stream_t, queue);
-        s->queued = 0;
-        s->discarded = 1;
-        owner->subsys->discarded(s);
-    }
 }

@@ -10,8 +10,8 @@
  *                                   side
  *   ngx_http_proxy_wasm_body.c      bodies as plugins see them, the body
  *                                   hooks, a body chunk through the chain
- *   ngx_http_proxy_wasm_control.c   a callback and what it queued: pause,
- *                                   continue, close; the posted event
+ *   ngx_http_proxy_wasm_control.c   a callback and the actions pending
+ *                                   after it; the posted event
  *   ngx_http_proxy_wasm_local.c     local responses and error pages
  *   ngx_http_proxy_wasm_headers.c   nginx's header lists as the maps see
  *                                   them (request, response, trailers)
@@ -32,8 +32,8 @@
 #include "ngx_proxy_wasm.h"
 
 
-#define NGX_HTTP_PROXY_WASM_FAIL_CLOSED   0
-#define NGX_HTTP_PROXY_WASM_FAIL_OPEN     1
+#define NGX_HTTP_PROXY_WASM_FAIL_CLOSED   PW_FAIL_CLOSED
+#define NGX_HTTP_PROXY_WASM_FAIL_OPEN     PW_FAIL_OPEN
 
 #define NGX_HTTP_PROXY_WASM_PHASE_NONE    0
 #define NGX_HTTP_PROXY_WASM_PHASE_REQ     1
@@ -83,14 +83,6 @@ typedef struct {
 #define NGX_HTTP_PROXY_WASM_REQ_FAIL      3
 #define NGX_HTTP_PROXY_WASM_REQ_DONE      4
 
-/* Callbacks. */
-#define NGX_HTTP_PROXY_WASM_ON_REQ_HEADERS   0
-#define NGX_HTTP_PROXY_WASM_ON_REQ_BODY      1
-#define NGX_HTTP_PROXY_WASM_ON_RESP_HEADERS  2
-#define NGX_HTTP_PROXY_WASM_ON_RESP_BODY     3
-#define NGX_HTTP_PROXY_WASM_ON_RESP_TRAILERS 4
-
-
 /*
  * A body as plugins see it: data buffers only (in memory or in a file), in
  * order. "owned" buffers are ours (pool memory, or a request body temporary
@@ -106,18 +98,18 @@ typedef struct {
 
 typedef struct ngx_http_proxy_wasm_ctx_s  ngx_http_proxy_wasm_ctx_t;
 
-/* The `stream` pointer the library hands back to every pw_host_ops hook. */
+/* One chain element on a request: the `stream` pointer the library hands
+ * back to every pw_host_ops hook (link->host_stream). */
 typedef struct {
-    ngx_proxy_wasm_stream_t          base;       /* first: the VM's paused
-                                                    list (common) */
     ngx_http_proxy_wasm_ctx_t       *ctx;
     ngx_proxy_wasm_filter_t         *filter;
-    pw_stream                       *stream;
+    pw_link                         *link;       /* in ctx->chain: its
+                                                    stream context, failed
+                                                    (open: skipped), ended,
+                                                    discarded */
     ngx_http_proxy_wasm_body_t       held[2];    /* buffered by its Pause */
     unsigned                         holding:2;  /* bit per direction */
     unsigned                         held_eos:2;
-    unsigned                         failed:1;   /* failed open: skipped */
-    unsigned                         freed:1;
 } ngx_http_proxy_wasm_stream_t;
 
 
@@ -127,6 +119,8 @@ struct ngx_http_proxy_wasm_ctx_s {
     ngx_http_proxy_wasm_loc_conf_t  *plcf;
     ngx_http_proxy_wasm_stream_t    *streams;    /* one per chain element */
     ngx_uint_t                       nstreams;
+    pw_chain                         chain;      /* their links, the
+                                                    failure policy */
     ngx_uint_t                       cbs;        /* ..._CB_* of the chain */
     ngx_http_proxy_wasm_ctx_t       *next;       /* next ctx of the request */
     ngx_uint_t                       phase;
@@ -134,7 +128,8 @@ struct ngx_http_proxy_wasm_ctx_s {
     ngx_str_t                        scheme;     /* :scheme override */
     ngx_str_t                        body;       /* replacement body */
 
-    ngx_event_t                      event;      /* queued resume/close */
+    ngx_event_t                      event;      /* actions pending on its
+                                                    streams: see wake */
     ngx_http_proxy_wasm_body_t      *cur[2];     /* body exposed now */
     ngx_int_t                        paused[2];  /* element holding, or -1 */
     ngx_uint_t                       req_state;
@@ -160,16 +155,12 @@ struct ngx_http_proxy_wasm_ctx_s {
     unsigned                         replace_sent:1;
     unsigned                         gone:1;     /* request being freed */
 
-    unsigned                         in_cb:1;    /* a callback is running */
-    unsigned                         resume:2;   /* queued, per direction */
-    unsigned                         close:1;    /* queued close */
     unsigned                         changed:2;  /* body size changed */
     unsigned                         modified:2; /* body written at all */
     unsigned                         req_body:1; /* request body handled */
     unsigned                         body_read:1; /* ... and read by nginx */
     unsigned                         req_eos:1;  /* last buf passed on */
     unsigned                         local_pending:1;
-    unsigned                         local_queued:1; /* from elsewhere */
     unsigned                         req_hdr_paused:1; /* on_request_headers */
     unsigned                         gate_eos:1;
     unsigned                         headers_held:1;   /* not sent yet */
@@ -181,9 +172,6 @@ struct ngx_http_proxy_wasm_ctx_s {
     unsigned                         in_early:1; /* ... with its last bytes,
                                                     before nginx's last buf */
     unsigned                         trailers_done:1;
-    unsigned                         discarded:1; /* a stream's VM was
-                                                     discarded: see whether
-                                                     the request waits on it */
 };
 
 
@@ -218,7 +206,7 @@ ngx_http_proxy_wasm_req_t *ngx_http_proxy_wasm_req(ngx_http_request_t *r,
     ngx_uint_t create);
 ngx_http_proxy_wasm_ctx_t *ngx_http_proxy_wasm_create_ctx(
     ngx_http_request_t *r, ngx_http_proxy_wasm_loc_conf_t *plcf);
-ngx_int_t ngx_http_proxy_wasm_stream(ngx_http_request_t *r,
+void ngx_http_proxy_wasm_link_plugin(ngx_http_proxy_wasm_ctx_t *ctx,
     ngx_http_proxy_wasm_stream_t *s);
 
 /* ngx_http_proxy_wasm_request.c */
@@ -259,14 +247,9 @@ ngx_int_t ngx_http_proxy_wasm_body_run(ngx_http_proxy_wasm_ctx_t *ctx,
     ngx_http_proxy_wasm_body_t *cur, ngx_uint_t eos);
 
 /* ngx_http_proxy_wasm_control.c */
-proxy_status_t ngx_http_proxy_wasm_resume(void *host, void *stream,
-    proxy_stream_type_t type);
-proxy_status_t ngx_http_proxy_wasm_close(void *host, void *stream,
-    proxy_stream_type_t type);
-void ngx_http_proxy_wasm_local_hook(void *host, void *stream);
+void ngx_http_proxy_wasm_wake(void *host, void *stream);
 ngx_int_t ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
     ngx_http_proxy_wasm_stream_t *s, ngx_uint_t cb, size_t n, ngx_uint_t eos);
-void ngx_http_proxy_wasm_discarded(ngx_proxy_wasm_stream_t *ps);
 void ngx_http_proxy_wasm_event_handler(ngx_event_t *ev);
 extern ngx_http_proxy_wasm_ctx_t  *ngx_http_proxy_wasm_live;
 

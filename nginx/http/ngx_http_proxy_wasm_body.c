@@ -498,7 +498,7 @@ ngx_http_proxy_wasm_body_run(ngx_http_proxy_wasm_ctx_t *ctx, ngx_uint_t dir,
     for (i = from; i < to; i++) {
         s = &ctx->streams[i];
 
-        if (s->failed || s->stream == NULL) {
+        if (s->link->failed || s->link->stream == NULL) {
             continue;       /* failed open, or skipped by a local response */
         }
 
@@ -531,8 +531,8 @@ ngx_http_proxy_wasm_body_run(ngx_http_proxy_wasm_ctx_t *ctx, ngx_uint_t dir,
         ctx->cur[dir] = cur;
 
         rc = ngx_http_proxy_wasm_call(ctx, s,
-                                      dir ? NGX_HTTP_PROXY_WASM_ON_RESP_BODY
-                                          : NGX_HTTP_PROXY_WASM_ON_REQ_BODY,
+                                      dir ? PW_ON_RESPONSE_BODY
+                                          : PW_ON_REQUEST_BODY,
                                       (size_t) cur->size, eos);
 
         ctx->cur[dir] = NULL;

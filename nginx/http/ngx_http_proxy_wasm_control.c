@@ -1,9 +1,11 @@
 /*
- * ngx_http_proxy_wasm_control.c -- a plugin callback and the actions it
- * queued (continue, close, local response: applied after it returns), the
- * failure policy, and the posted event that applies what was asked from
- * elsewhere: another request's callback, or a trap that discarded the VM
- * of a paused stream.
+ * ngx_http_proxy_wasm_control.c -- a plugin callback and the actions left
+ * pending after it, the failure policy, and the posted event that applies
+ * pending actions: those asked from elsewhere (another request's callback,
+ * through proxy_set_effective_context), a continue of what an earlier
+ * callback paused, and the death of the VM of a paused stream. The library
+ * keeps them on each stream context (pw_stream_pending) and announces them
+ * with the wake hook.
  */
 
 #include <ngx_config.h>
@@ -13,29 +15,21 @@
 #include "ngx_http_proxy_wasm.h"
 
 
-/* A plugin could not run (trap, dead VM, no stream). Returns NGX_OK when
- * the failure policy lets the request continue without it. */
+/* Chain element s could not run (why: the library's reason) and the
+ * failure policy gave `action`: logged; NGX_OK when the request goes on
+ * without it (open), else NGX_ERROR (closed: the request is failed). */
 static ngx_int_t
-ngx_http_proxy_wasm_failed(ngx_http_request_t *r,
-    ngx_http_proxy_wasm_ctx_t *ctx, ngx_http_proxy_wasm_stream_t *s,
-    const char *callback, const char *reason)
+ngx_http_proxy_wasm_failed(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_http_proxy_wasm_stream_t *s, const char *callback, const char *why,
+    pw_action action)
 {
     ngx_uint_t  open;
 
-    open = (ctx->plcf->failure == NGX_HTTP_PROXY_WASM_FAIL_OPEN);
-    s->failed = 1;
+    open = (action != PW_ACTION_ERROR);
 
-    if (reason == NULL && s->filter->plugin->mod->owner->vm) {
-        reason = pw_vm_last_error(s->filter->plugin->mod->owner->vm);
-    }
-
-    if (reason == NULL || reason[0] == '\0') {
-        reason = "plugin unavailable";
-    }
-
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+    ngx_log_error(NGX_LOG_ERR, ctx->r->connection->log, 0,
                   "proxy_wasm \"%V\" failed in %s: %s; %s",
-                  &s->filter->name, callback, reason,
+                  &s->filter->name, callback, why,
                   open ? "continuing without it (failure policy open)"
                        : "answering 503 (failure policy closed)");
 
@@ -52,120 +46,73 @@ ngx_http_proxy_wasm_failed(ngx_http_request_t *r,
 static void
 ngx_http_proxy_wasm_post(ngx_http_proxy_wasm_ctx_t *ctx)
 {
-    if (!ctx->in_cb && !ctx->gone && !ctx->event.posted) {
+    if (!ctx->gone && !ctx->event.posted) {
         ngx_post_event(&ctx->event, &ngx_posted_events);
     }
 }
 
 
-proxy_status_t
-ngx_http_proxy_wasm_resume(void *host, void *stream, proxy_stream_type_t type)
-{
-    ngx_http_proxy_wasm_stream_t  *s = stream;
-
-    if (s == NULL || s->ctx->gone) {
-        return PROXY_RESULT_NOT_FOUND;
-    }
-
-    if (type > PROXY_STREAM_HTTP_RESPONSE) {
-        return PROXY_RESULT_BAD_ARGUMENT;   /* TCP directions */
-    }
-
-    /* applied after the running callback returns */
-    s->ctx->resume |= 1 << type;
-    ngx_http_proxy_wasm_post(s->ctx);
-
-    return PROXY_RESULT_OK;
-}
-
-
-proxy_status_t
-ngx_http_proxy_wasm_close(void *host, void *stream, proxy_stream_type_t type)
-{
-    ngx_http_proxy_wasm_stream_t  *s = stream;
-
-    if (s == NULL || s->ctx->gone) {
-        return PROXY_RESULT_NOT_FOUND;
-    }
-
-    if (type > PROXY_STREAM_HTTP_RESPONSE) {
-        return PROXY_RESULT_BAD_ARGUMENT;
-    }
-
-    s->ctx->close = 1;
-    ngx_http_proxy_wasm_post(s->ctx);
-
-    return PROXY_RESULT_OK;
-}
-
-
-/* A local response stored on this stream from another context's callback
- * (proxy_set_effective_context): applied from the posted event. */
-void
-ngx_http_proxy_wasm_local_hook(void *host, void *stream)
-{
-    ngx_http_proxy_wasm_stream_t  *s = stream;
-
-    if (s == NULL || s->ctx->gone || s->ctx->local || s->ctx->local_queued) {
-        return;
-    }
-
-    s->ctx->local_queued = 1;
-    s->ctx->local_stream = s;
-    ngx_http_proxy_wasm_post(s->ctx);
-}
-
-
 /*
- * The VM of a stream that paused was discarded (subsys->discarded, from
- * ngx_proxy_wasm_vm_discarded, inside the failing call, maybe another
- * request's): the request is only marked here and its event posted (by
- * ngx_http_proxy_wasm_call once that request's callback returned);
- * ngx_http_proxy_wasm_stranded() applies the failure policy.
+ * pw_host_stream_ops.wake: an action became pending on stream context s
+ * while none of its callbacks runs (from another context's callback, or a
+ * trap elsewhere discarded its VM). Called from inside that other call,
+ * maybe another request's: only the request's event is posted; the event
+ * handler takes what is pending.
  */
 void
-ngx_http_proxy_wasm_discarded(ngx_proxy_wasm_stream_t *ps)
+ngx_http_proxy_wasm_wake(void *host, void *stream)
 {
-    ngx_http_proxy_wasm_stream_t  *s;
+    ngx_http_proxy_wasm_stream_t  *s = stream;
 
-    s = (ngx_http_proxy_wasm_stream_t *) ps;    /* its first member */
-
-    s->ctx->discarded = 1;
-    ngx_http_proxy_wasm_post(s->ctx);
+    if (s != NULL) {
+        ngx_http_proxy_wasm_post(s->ctx);
+    }
 }
 
 
-static const char *
-ngx_http_proxy_wasm_cb_name(ngx_uint_t cb)
+/* 1 if something of direction dir is held by a Pause now. */
+static ngx_uint_t
+ngx_http_proxy_wasm_held(ngx_http_proxy_wasm_ctx_t *ctx, ngx_uint_t dir)
 {
-    static const char  *names[] = {
-        "on_request_headers", "on_request_body", "on_response_headers",
-        "on_response_body", "on_response_trailers"
-    };
+    if (dir == NGX_HTTP_PROXY_WASM_REQ) {
+        return ctx->req_hdr_paused || ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0;
+    }
 
-    return names[cb];
+    return ctx->headers_paused || ctx->paused[NGX_HTTP_PROXY_WASM_RESP] >= 0;
 }
 
 
 /*
- * Calls one plugin callback and applies what was queued during it: a
- * close, a resume of the same direction (a Pause then goes on), a second
- * local response (ignored). Resumes of the other direction or of other
- * requests are applied from their posted event.
+ * Calls one plugin callback. The library has applied to its result what
+ * was asked during it (a close; a continue of the direction it paused);
+ * a second local response is ignored here. A continue of this direction
+ * while nothing of it is held means nothing and is dropped; what else is
+ * pending (a continue of the other direction, or of what an earlier
+ * callback paused) is taken by the posted event.
  */
 ngx_int_t
 ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
     ngx_http_proxy_wasm_stream_t *s, ngx_uint_t cb, size_t n, ngx_uint_t eos)
 {
     ngx_uint_t           dir;
+    unsigned             own;
     pw_action            action;
+    pw_stream           *stream;
     ngx_http_request_t  *r;
+    char                 why[PW_ERRLEN];
 
     r = ctx->r;
 
-    if (s->stream == NULL && ngx_http_proxy_wasm_stream(r, s) != NGX_OK) {
-        if (ngx_http_proxy_wasm_failed(r, ctx, s, ngx_http_proxy_wasm_cb_name(cb),
-                                       "no stream context")
+    if (s->link->stream == NULL) {
+        ngx_http_proxy_wasm_link_plugin(ctx, s);
+    }
+
+    /* creates the stream context on first use; the failure policy */
+    action = pw_chain_call(&ctx->chain, s - ctx->streams, (pw_event) cb, n,
+                           eos, why, sizeof(why));
+
+    if (why[0] != '\0') {
+        if (ngx_http_proxy_wasm_failed(ctx, s, pw_event_name(cb), why, action)
             == NGX_OK)
         {
             return NGX_HTTP_PROXY_WASM_CONTINUE;
@@ -174,59 +121,33 @@ ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
         return NGX_HTTP_PROXY_WASM_FAIL;
     }
 
-    dir = (cb <= NGX_HTTP_PROXY_WASM_ON_REQ_BODY) ? NGX_HTTP_PROXY_WASM_REQ
-                                                  : NGX_HTTP_PROXY_WASM_RESP;
-
-    ctx->in_cb = 1;
-
-    switch (cb) {
-    case NGX_HTTP_PROXY_WASM_ON_REQ_HEADERS:
-        action = pw_stream_on_request_headers(s->stream, n, eos);
-        break;
-    case NGX_HTTP_PROXY_WASM_ON_REQ_BODY:
-        action = pw_stream_on_request_body(s->stream, n, eos);
-        break;
-    case NGX_HTTP_PROXY_WASM_ON_RESP_HEADERS:
-        action = pw_stream_on_response_headers(s->stream, n, eos);
-        break;
-    case NGX_HTTP_PROXY_WASM_ON_RESP_BODY:
-        action = pw_stream_on_response_body(s->stream, n, eos);
-        break;
-    default: /* NGX_HTTP_PROXY_WASM_ON_RESP_TRAILERS */
-        action = pw_stream_on_response_trailers(s->stream, n);
-        break;
-    }
-
-    ctx->in_cb = 0;
-
-    if (ctx->close) {
-        ctx->close = 0;
-        ctx->resume = 0;
+    if (action == PW_ACTION_CLOSE) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "proxy_wasm \"%V\" closed the stream in %s",
-                      &s->filter->name, ngx_http_proxy_wasm_cb_name(cb));
+                      &s->filter->name, pw_event_name(cb));
         return NGX_HTTP_PROXY_WASM_CLOSE;
     }
 
-    if (ctx->resume & (1 << dir)) {
-        if (action == PW_ACTION_PAUSE || action == PW_ACTION_PAUSE_NO_BUFFER) {
-            action = PW_ACTION_CONTINUE;    /* resumed during the call */
-            ctx->resume &= ~(1 << dir);
+    stream = s->link->stream;
+    dir = (cb < PW_ON_RESPONSE_HEADERS) ? NGX_HTTP_PROXY_WASM_REQ
+                                        : NGX_HTTP_PROXY_WASM_RESP;
 
-        } else if (!(dir == NGX_HTTP_PROXY_WASM_REQ
-                     ? ctx->req_hdr_paused
-                       || ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0
-                     : ctx->headers_paused
-                       || ctx->paused[NGX_HTTP_PROXY_WASM_RESP] >= 0))
-        {
-            ctx->resume &= ~(1 << dir);     /* nothing else to resume */
-        }
+    own = (dir == NGX_HTTP_PROXY_WASM_REQ) ? PW_PENDING_CONTINUE_REQUEST
+                                           : PW_PENDING_CONTINUE_RESPONSE;
 
-        /* else: a continue for what an earlier callback paused (e.g. the
-         * request headers, from a body callback): from the posted event */
+    if (((pw_stream_pending(stream) & own) || ctx->event.posted)
+        && !ngx_http_proxy_wasm_held(ctx, dir))
+    {
+        /* a continue of this direction means nothing: dropped, also where
+         * another plugin of the request asked it (through
+         * proxy_set_effective_context: its wake posted the event) */
+        (void) pw_chain_take(&ctx->chain, own, NULL);
     }
 
-    if (ctx->resume || ctx->discarded) {
+    /* else: a continue for what an earlier callback paused (e.g. the
+     * request headers, from a body callback): from the posted event */
+
+    if (pw_stream_pending(stream)) {
         ngx_http_proxy_wasm_post(ctx);
     }
 
@@ -239,10 +160,7 @@ ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
     case PW_ACTION_PAUSE_NO_BUFFER:
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "proxy_wasm \"%V\" paused in %s", &s->filter->name,
-                       ngx_http_proxy_wasm_cb_name(cb));
-
-        /* woken by vm_discarded if its VM dies meanwhile */
-        ngx_proxy_wasm_queue_paused(s->filter->plugin->mod, &s->base);
+                       pw_event_name(cb));
 
         return NGX_HTTP_PROXY_WASM_PAUSE;
 
@@ -262,14 +180,9 @@ ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
         ctx->local_stream = s;
         return NGX_HTTP_PROXY_WASM_LOCAL;
 
-    default: /* PW_ACTION_ERROR */
-        if (ngx_http_proxy_wasm_failed(r, ctx, s,
-                                       ngx_http_proxy_wasm_cb_name(cb), NULL)
-            == NGX_OK)
-        {
-            return NGX_HTTP_PROXY_WASM_CONTINUE;
-        }
-
+    default: /* PW_ACTION_ERROR: pw_chain_call gives a reason with it */
+        (void) ngx_http_proxy_wasm_failed(ctx, s, pw_event_name(cb),
+                                          "plugin unavailable", action);
         return NGX_HTTP_PROXY_WASM_FAIL;
     }
 }
@@ -320,7 +233,8 @@ ngx_http_proxy_wasm_apply_local(ngx_http_proxy_wasm_ctx_t *ctx)
 
 
 /*
- * The VM of a stream this request paused on was discarded (vm_discarded):
+ * The VM of a stream this request paused on was discarded
+ * (PW_PENDING_FAILED):
  * nothing can continue it any more. The failure policy applies as if that
  * plugin had failed in the callback that paused: 503 (closed), or the
  * request goes on without it (open; like a continue, whatever of that
@@ -330,12 +244,11 @@ ngx_http_proxy_wasm_apply_local(ngx_http_proxy_wasm_ctx_t *ctx)
 static ngx_uint_t
 ngx_http_proxy_wasm_stranded(ngx_http_proxy_wasm_ctx_t *ctx)
 {
-    u_char                        *p;
-    pw_vm                         *vm;
     ngx_int_t                      i;
+    pw_action                      action;
     ngx_uint_t                     dir, cb;
     ngx_http_proxy_wasm_stream_t  *s;
-    u_char                         reason[PW_ERRLEN + 96];
+    char                           why[PW_ERRLEN + 96];
 
     if (ctx->failed || ctx->phase == NGX_HTTP_PROXY_WASM_PHASE_LOG) {
         return 0;       /* answered already, or ending */
@@ -343,47 +256,40 @@ ngx_http_proxy_wasm_stranded(ngx_http_proxy_wasm_ctx_t *ctx)
 
     s = NULL;
     dir = NGX_HTTP_PROXY_WASM_REQ;
-    cb = NGX_HTTP_PROXY_WASM_ON_REQ_HEADERS;
+    cb = PW_ON_REQUEST_HEADERS;
 
     if (ctx->req_state < NGX_HTTP_PROXY_WASM_REQ_LOCAL) {
         /* held in the rewrite phase */
         i = ctx->paused[NGX_HTTP_PROXY_WASM_REQ];
 
         if (ctx->req_hdr_paused
-            && ctx->streams[ctx->req_next - 1].base.discarded)
+            && ctx->streams[ctx->req_next - 1].link->discarded)
         {
             s = &ctx->streams[ctx->req_next - 1];
 
-        } else if (i >= 0 && ctx->streams[i].base.discarded) {
+        } else if (i >= 0 && ctx->streams[i].link->discarded) {
             s = &ctx->streams[i];
-            cb = NGX_HTTP_PROXY_WASM_ON_REQ_BODY;
+            cb = PW_ON_REQUEST_BODY;
         }
     }
 
     i = ctx->paused[NGX_HTTP_PROXY_WASM_RESP];
 
-    if (s == NULL && i >= 0 && ctx->streams[i].base.discarded) {
+    if (s == NULL && i >= 0 && ctx->streams[i].link->discarded) {
         s = &ctx->streams[i];
         dir = NGX_HTTP_PROXY_WASM_RESP;
-        cb = ctx->headers_paused ? NGX_HTTP_PROXY_WASM_ON_RESP_HEADERS
-                                 : NGX_HTTP_PROXY_WASM_ON_RESP_BODY;
+        cb = ctx->headers_paused ? PW_ON_RESPONSE_HEADERS
+                                 : PW_ON_RESPONSE_BODY;
     }
 
     if (s == NULL) {
         return 0;
     }
 
-    ctx->resume &= ~(1 << dir);     /* a continue queued before the trap */
+    action = pw_chain_stranded(&ctx->chain, s - ctx->streams, why,
+                               sizeof(why));
 
-    vm = s->filter->plugin->mod->owner->vm;
-    p = ngx_snprintf(reason, sizeof(reason) - 1,
-                     "paused, and its VM was discarded after a trap in "
-                     "another context (%s)", vm ? pw_vm_last_error(vm) : "");
-    *p = '\0';
-
-    if (ngx_http_proxy_wasm_failed(ctx->r, ctx, s,
-                                   ngx_http_proxy_wasm_cb_name(cb),
-                                   (const char *) reason)
+    if (ngx_http_proxy_wasm_failed(ctx, s, pw_event_name(cb), why, action)
         == NGX_OK)
     {
         /* open: skipped from now on */
@@ -420,9 +326,18 @@ ngx_http_proxy_wasm_stranded(ngx_http_proxy_wasm_ctx_t *ctx)
 ngx_http_proxy_wasm_ctx_t  *ngx_http_proxy_wasm_live;
 
 
+/*
+ * The request's posted event: takes what is pending on each of its stream
+ * contexts and applies it, most final first: a close, a local response
+ * asked from elsewhere, a discarded VM holding the request (failure
+ * policy), then continues of the request, then of the response side. A
+ * continue of a direction nothing holds means nothing.
+ */
 void
 ngx_http_proxy_wasm_event_handler(ngx_event_t *ev)
 {
+    size_t                      first_local;
+    unsigned                    bits;
     ngx_uint_t                  resp;
     ngx_connection_t           *c;
     ngx_http_request_t         *r;
@@ -439,9 +354,10 @@ ngx_http_proxy_wasm_event_handler(ngx_event_t *ev)
 
     ngx_http_set_log_request(c->log, r);
 
-    if (ctx->close) {
-        ctx->close = 0;
-        ctx->resume = 0;
+    /* marks the links whose VM died (link->discarded) */
+    bits = pw_chain_take(&ctx->chain, PW_PENDING_ALL, &first_local);
+
+    if (bits & PW_PENDING_CLOSE) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "proxy_wasm: stream closed by a plugin");
         ngx_http_finalize_request(r, NGX_HTTP_CLOSE);
@@ -449,49 +365,40 @@ ngx_http_proxy_wasm_event_handler(ngx_event_t *ev)
         return;
     }
 
-    if (ctx->local_queued) {
-        ctx->local_queued = 0;
-        ctx->resume = 0;
+    if (first_local < ctx->nstreams && !ctx->local) {
+        ctx->local_stream = &ctx->streams[first_local];
         ngx_http_proxy_wasm_apply_local(ctx);
         ngx_http_run_posted_requests(c);
         return;
     }
 
-    if (ctx->discarded) {
-        ctx->discarded = 0;
+    if ((bits & PW_PENDING_FAILED) && ngx_http_proxy_wasm_stranded(ctx)) {
+        ngx_http_run_posted_requests(c);
+        return;
+    }
 
-        if (ngx_http_proxy_wasm_stranded(ctx)) {
+    if ((bits & PW_PENDING_CONTINUE_REQUEST)
+        && ngx_http_proxy_wasm_held(ctx, NGX_HTTP_PROXY_WASM_REQ))
+    {
+        prev = ngx_http_proxy_wasm_live;
+        ngx_http_proxy_wasm_live = ctx;
+
+        ngx_http_proxy_wasm_resume_request(ctx);
+
+        resp = (ngx_http_proxy_wasm_live == ctx);
+        ngx_http_proxy_wasm_live = prev;
+
+        if (!resp) {
+            /* the request ended and its pool, ctx with it, is freed */
             ngx_http_run_posted_requests(c);
             return;
         }
     }
 
-    if (ctx->resume & (1 << NGX_HTTP_PROXY_WASM_REQ)) {
-        ctx->resume &= ~(1 << NGX_HTTP_PROXY_WASM_REQ);
-
-        if (ctx->paused[NGX_HTTP_PROXY_WASM_REQ] >= 0 || ctx->req_hdr_paused) {
-            prev = ngx_http_proxy_wasm_live;
-            ngx_http_proxy_wasm_live = ctx;
-
-            ngx_http_proxy_wasm_resume_request(ctx);
-
-            resp = (ngx_http_proxy_wasm_live == ctx);
-            ngx_http_proxy_wasm_live = prev;
-
-            if (!resp) {
-                /* the request ended and its pool, ctx with it, is freed */
-                ngx_http_run_posted_requests(c);
-                return;
-            }
-        }
-    }
-
-    if (!ctx->gone && (ctx->resume & (1 << NGX_HTTP_PROXY_WASM_RESP))) {
-        ctx->resume &= ~(1 << NGX_HTTP_PROXY_WASM_RESP);
-
-        if (ctx->paused[NGX_HTTP_PROXY_WASM_RESP] >= 0) {
-            ngx_http_proxy_wasm_resume_response(ctx);
-        }
+    if (!ctx->gone && (bits & PW_PENDING_CONTINUE_RESPONSE)
+        && ctx->paused[NGX_HTTP_PROXY_WASM_RESP] >= 0)
+    {
+        ngx_http_proxy_wasm_resume_response(ctx);
     }
 
     ngx_http_run_posted_requests(c);

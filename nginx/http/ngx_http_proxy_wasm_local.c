@@ -138,7 +138,7 @@ ngx_http_proxy_wasm_set_local(ngx_http_request_t *r,
     pw_str                    type;
     const pw_local_response  *lr;
 
-    lr = pw_stream_local_response(s->stream);
+    lr = pw_stream_local_response(s->link->stream);
     if (lr == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "proxy_wasm \"%V\": local response action without a "

@@ -33,16 +33,17 @@
  * Pause holds a direction until proxy_continue_stream: the rewrite handler
  * returns NGX_DONE and is run again, the filters keep (copy) what they are
  * given (ngx_http_proxy_wasm_body.c) and set r->buffered. Actions a plugin
- * asks for during a callback (continue, close, local response) are queued
- * and applied after it returns, or from a posted event for another request
- * (ngx_http_proxy_wasm_control.c). Header maps are r->headers_in /
- * r->headers_out / trailers, kept consistent with nginx's shortcut pointers
- * (ngx_http_proxy_wasm_headers.c). A trap answers 503 (fail closed) unless
- * proxy_wasm_failure_policy is "open". A stream that paused is kept in its
- * VM's list (owner->paused) until its request ends; when a trap discards
- * that VM (pw_host_ops.observe->vm_discarded), the requests still held by such a
- * stream, which nothing can continue any more, get the failure policy from
- * their posted event (ngx_http_proxy_wasm_stranded).
+ * asks for (continue, close, local response) are kept by the library on
+ * the stream context (pw_stream_pending): a callback's result applies
+ * those asked during it, the rest are taken from a posted event that the
+ * library's wake hook posts (ngx_http_proxy_wasm_control.c). Header maps
+ * are r->headers_in / r->headers_out / trailers, kept consistent with
+ * nginx's shortcut pointers (ngx_http_proxy_wasm_headers.c). A trap
+ * answers 503 (fail closed) unless proxy_wasm_failure_policy is "open".
+ * When a trap elsewhere discards the VM of a stream that holds its request
+ * paused (PW_PENDING_FAILED), which nothing can continue any more, the
+ * request gets the failure policy from that event
+ * (ngx_http_proxy_wasm_stranded).
  * See docs/DIRECTIVES.md and docs/PROPERTIES.md.
  */
 
@@ -195,15 +196,12 @@ static const pw_host_http_ops  ngx_http_proxy_wasm_http_ops = {
     .map_set_pairs = ngx_http_proxy_wasm_map_set_pairs,
     .body_size = ngx_http_proxy_wasm_body_size,
     .body_copy = ngx_http_proxy_wasm_body_copy,
-    .body_replace = ngx_http_proxy_wasm_body_replace,
-    .resume = ngx_http_proxy_wasm_resume,
-    .close = ngx_http_proxy_wasm_close,
-    .local_response = ngx_http_proxy_wasm_local_hook
+    .body_replace = ngx_http_proxy_wasm_body_replace
 };
 
 
-static const pw_host_observe_ops  ngx_http_proxy_wasm_observe_ops = {
-    .vm_discarded = ngx_proxy_wasm_vm_discarded
+static const pw_host_stream_ops  ngx_http_proxy_wasm_stream_ops = {
+    .wake = ngx_http_proxy_wasm_wake
 };
 
 
@@ -213,14 +211,13 @@ static const pw_host_ops  ngx_http_proxy_wasm_ops = {
     .log = &ngx_http_proxy_wasm_log_ops,
     .property = &ngx_http_proxy_wasm_property_ops,
     .http = &ngx_http_proxy_wasm_http_ops,
-    .observe = &ngx_http_proxy_wasm_observe_ops
+    .stream = &ngx_http_proxy_wasm_stream_ops
 };
 
 
 static const ngx_proxy_wasm_subsys_t  ngx_http_proxy_wasm_subsys = {
     &ngx_http_proxy_wasm_ops,
-    ngx_http_proxy_wasm_stream_log,
-    ngx_http_proxy_wasm_discarded
+    ngx_http_proxy_wasm_stream_log
 };
 
 
@@ -437,8 +434,7 @@ static void
 ngx_http_proxy_wasm_end_streams(ngx_http_proxy_wasm_ctx_t *ctx,
     ngx_uint_t late)
 {
-    ngx_uint_t                     i;
-    ngx_http_proxy_wasm_stream_t  *s;
+    ngx_uint_t  i;
 
     ctx->phase = NGX_HTTP_PROXY_WASM_PHASE_LOG;
 
@@ -446,25 +442,13 @@ ngx_http_proxy_wasm_end_streams(ngx_http_proxy_wasm_ctx_t *ctx,
         ngx_delete_posted_event(&ctx->event);
     }
 
-    /* first, as on_log may trap and discard the VM */
-    for (i = 0; i < ctx->nstreams; i++) {
-        ngx_proxy_wasm_dequeue_paused(&ctx->streams[i].base);
-    }
-
-    for (i = 0; i < ctx->nstreams; i++) {
-        s = &ctx->streams[i];
-
-        if (late && s->stream == NULL && !s->failed && !s->freed
-            && ngx_http_proxy_wasm_stream(ctx->r, s) != NGX_OK)
-        {
-            s->failed = 1;
-        }
-
-        if (s->stream && !s->freed) {
-            s->freed = 1;
-            pw_stream_free(s->stream);  /* on_log, on_done, on_delete */
+    if (late) {
+        for (i = 0; i < ctx->nstreams; i++) {
+            ngx_http_proxy_wasm_link_plugin(ctx, &ctx->streams[i]);
         }
     }
+
+    pw_chain_end(&ctx->chain, late);    /* on_log, on_done, on_delete */
 }
 
 
@@ -539,18 +523,28 @@ ngx_http_proxy_wasm_create_ctx(ngx_http_request_t *r,
         return NULL;
     }
 
+    /* the chain's links, then the elements: one allocation */
     ctx->nstreams = plcf->chain->nelts;
-    ctx->streams = ngx_pcalloc(r->pool, ctx->nstreams
-                                        * sizeof(ngx_http_proxy_wasm_stream_t));
-    if (ctx->streams == NULL) {
+    ctx->chain.links = ngx_pcalloc(r->pool, ctx->nstreams
+                                   * (sizeof(pw_link)
+                                      + sizeof(ngx_http_proxy_wasm_stream_t)));
+    if (ctx->chain.links == NULL) {
         return NULL;
     }
+
+    ctx->streams = (ngx_http_proxy_wasm_stream_t *)
+                       (ctx->chain.links + ctx->nstreams);
+
+    ctx->chain.n = ctx->nstreams;
+    ctx->chain.policy = (pw_failure_policy) plcf->failure;
 
     filters = plcf->chain->elts;
 
     for (i = 0; i < ctx->nstreams; i++) {
         ctx->streams[i].ctx = ctx;
         ctx->streams[i].filter = filters[i];
+        ctx->streams[i].link = &ctx->chain.links[i];
+        ctx->chain.links[i].host_stream = &ctx->streams[i];
         ctx->cbs |= filters[i]->plugin->mod->cbs;
         ngx_http_proxy_wasm_body_init(&ctx->streams[i].held[0], 1);
         ngx_http_proxy_wasm_body_init(&ctx->streams[i].held[1], 1);
@@ -582,35 +576,20 @@ ngx_http_proxy_wasm_create_ctx(ngx_http_request_t *r,
 }
 
 
-/* The stream context of chain element s, created on first use.
- * NGX_DECLINED: it could not be created (already logged). */
-ngx_int_t
-ngx_http_proxy_wasm_stream(ngx_http_request_t *r,
+/* The plugin of chain element s (its root context in this worker), for
+ * the library to create its stream context when it has none yet: a
+ * plugin that did not start is tried again here (the library fails the
+ * link when it is still NULL). */
+void
+ngx_http_proxy_wasm_link_plugin(ngx_http_proxy_wasm_ctx_t *ctx,
     ngx_http_proxy_wasm_stream_t *s)
 {
-    int         rc;
-    char        err[PW_ERRLEN];
-    pw_plugin  *plugin;
-
-    if (s->stream) {
-        return NGX_OK;
+    if (s->link->plugin == NULL && s->link->stream == NULL
+        && !s->link->failed && !s->link->ended)
+    {
+        s->link->plugin = ngx_proxy_wasm_plugin(s->filter->plugin,
+                                                ctx->r->connection->log);
     }
-
-    plugin = ngx_proxy_wasm_plugin(s->filter->plugin, r->connection->log);
-    if (plugin == NULL) {
-        return NGX_DECLINED;
-    }
-
-    rc = pw_stream_new(plugin, s, &s->stream, err, sizeof(err));
-    if (rc != PW_OK) {
-        s->stream = NULL;
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "proxy_wasm \"%V\": cannot create stream context: %s",
-                      &s->filter->name, err);
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
 }
 
 

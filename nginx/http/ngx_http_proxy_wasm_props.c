@@ -199,10 +199,10 @@ ngx_http_proxy_wasm_prop_response(ngx_http_request_t *r,
     if (NAME_IS("code_details")) {
         lr = NULL;
 
-        if (ctx->local && ctx->local_stream && ctx->local_stream->stream
-            && !ctx->local_stream->freed)
+        if (ctx->local && ctx->local_stream && ctx->local_stream->link->stream
+            && !ctx->local_stream->link->ended)
         {
-            lr = pw_stream_local_response(ctx->local_stream->stream);
+            lr = pw_stream_local_response(ctx->local_stream->link->stream);
         }
 
         if (lr && lr->details.len) {

@@ -523,12 +523,12 @@ ngx_http_proxy_wasm_rewrite_handler(ngx_http_request_t *r)
     for (i = ctx->req_next; i < ctx->nstreams; i++) {
         s = &ctx->streams[i];
 
-        if (s->failed) {
+        if (s->link->failed) {
             continue;
         }
 
         rc = ngx_http_proxy_wasm_call(ctx, s,
-                                      NGX_HTTP_PROXY_WASM_ON_REQ_HEADERS,
+                                      PW_ON_REQUEST_HEADERS,
                                       ngx_http_proxy_wasm_in_count(r),
                                       ngx_http_proxy_wasm_request_eos(r));
 

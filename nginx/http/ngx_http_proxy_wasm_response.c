@@ -116,12 +116,12 @@ again:
     for (i = ctx->resp_next; i < ctx->nstreams; i++) {
         s = &ctx->streams[i];
 
-        if (s->failed || (s->stream == NULL && !ctx->lazy)) {
+        if (s->link->failed || (s->link->stream == NULL && !ctx->lazy)) {
             continue;   /* skipped by an earlier local response */
         }
 
         rc = ngx_http_proxy_wasm_call(ctx, s,
-                                      NGX_HTTP_PROXY_WASM_ON_RESP_HEADERS,
+                                      PW_ON_RESPONSE_HEADERS,
                                       ngx_http_proxy_wasm_out_nheaders(r),
                                       ngx_http_proxy_wasm_no_body(r)
                                       || r->headers_out.content_length_n
@@ -271,12 +271,12 @@ ngx_http_proxy_wasm_response_trailers(ngx_http_proxy_wasm_ctx_t *ctx)
             break;
         }
 
-        if (s->failed || s->stream == NULL) {
+        if (s->link->failed || s->link->stream == NULL) {
             continue;
         }
 
         rc = ngx_http_proxy_wasm_call(ctx, s,
-                                      NGX_HTTP_PROXY_WASM_ON_RESP_TRAILERS,
+                                      PW_ON_RESPONSE_TRAILERS,
                                       n, 1);
 
         if (rc == NGX_HTTP_PROXY_WASM_CLOSE) {

@@ -78,7 +78,11 @@ struct pw_stream {
     pw_plugin *plugin;
     void *host_stream;
     uint64_t generation;
-    int created; /* on_context_create delivered */
+    int created;        /* on_context_create delivered */
+    int in_cb;          /* one of its own callbacks runs (or on_log..on_delete) */
+    unsigned pending;   /* PW_PENDING_* */
+    pw_action returned; /* what its last callback returned, raw */
+    unsigned applied;   /* PW_PENDING_* applied to that result */
     int has_local_response;
     pw_local_response lr;
     char *lr_buf; /* owns lr's strings and headers */
@@ -101,6 +105,7 @@ typedef struct pw_vm_hooks {
     const pw_host_clock_ops *clock;
     const pw_host_property_ops *property;
     const pw_host_http_ops *http;
+    const pw_host_stream_ops *stream;
     const pw_host_observe_ops *observe;
 } pw_vm_hooks;
 
@@ -185,6 +190,10 @@ static inline pw_str pw_ctx_name(const pw_vm *vm, const pw_ctx *ctx) {
 static inline void *pw_ctx_host_stream(const pw_ctx *ctx) {
     return ctx && ctx->stream ? ctx->stream->host_stream : NULL;
 }
+
+/* Queues PW_PENDING_* bits on s; announces them (pw_host_stream_ops.wake)
+ * when they are new and none of s's own callbacks runs. */
+void pw_stream_queue(pw_stream *s, unsigned bits);
 
 /* Unix epoch ns from the clock hook now_ns, else CLOCK_REALTIME. */
 uint64_t pw_vm_now_ns(pw_vm *vm);

@@ -7,18 +7,24 @@
 
 #include "core/hc.h"
 
-/* §3.3: continue / close the current stream; the embedder defers the
- * action until the callback returns (§8.10). */
+/* §3.3: continue / close the current stream. Queued on the stream
+ * (pw_stream_queue): the callback's result applies it, or the embedder
+ * takes it later (§8.10). An HTTP stream has the directions request (0)
+ * and response (1); the TCP ones (2, 3) are BadArgument there, as is any
+ * other value. */
 static u32 stream_control(pw_vm *vm, u32 type, int close) {
     if (type > PROXY_STREAM_TYPE_MAX)
         return PROXY_RESULT_BAD_ARGUMENT;
-    void *s = pw_ctx_host_stream(pw_vm_ctx(vm));
-    if (!s)
+    pw_ctx *ctx = pw_vm_ctx(vm);
+    pw_stream *s = ctx ? ctx->stream : NULL;
+    if (!s || !s->host_stream)
         return PROXY_RESULT_NOT_FOUND;
-    pw_host_resume_fn *fn = close ? vm->hooks.http->close : vm->hooks.http->resume;
-    if (!fn)
-        return PROXY_RESULT_UNIMPLEMENTED;
-    return fn(vm->host, s, (proxy_stream_type_t)type);
+    if (type > PROXY_STREAM_HTTP_RESPONSE)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    pw_stream_queue(s, close                               ? PW_PENDING_CLOSE
+                       : type == PROXY_STREAM_HTTP_REQUEST ? PW_PENDING_CONTINUE_REQUEST
+                                                           : PW_PENDING_CONTINUE_RESPONSE);
+    return OK;
 }
 
 u32 pw_hc_continue_stream(void *c, u32 type) {
@@ -112,10 +118,10 @@ u32 pw_hc_send_local_response(void *c, u32 status, u32 dptr, u32 dlen, u32 bptr,
     s->lr.status = status;
     s->lr.grpc_status = (int32_t)grpc;
     s->has_local_response = 1;
-    /* Asked for another stream than the one whose callback runs: tell the
-     * embedder, no callback result will (§8.8, §8.10). */
-    if (ctx != VM->cur && VM->hooks.http->local_response)
-        VM->hooks.http->local_response(VM->host, s->host_stream);
+    /* Asked for a stream none of whose callbacks runs: no callback result
+     * will say it, the pending bit does (§8.8, §8.10). */
+    if (!s->in_cb)
+        pw_stream_queue(s, PW_PENDING_LOCAL_RESPONSE);
     return OK;
 }
 

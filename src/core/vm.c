@@ -135,6 +135,14 @@ static void vm_trapped(pw_vm *vm, pw_ctx *ctx, const char *export, const pw_trap
     vm->cur = ctx;
     pw_vm_log(vm, PROXY_LOG_ERROR, "%s; its VM is discarded and rebuilt", vm->last_error);
     vm->cur = saved;
+    /* Every stream context of the instance is dead now: each one whose own
+     * callback is not the failing call learns it (the failing one's result
+     * says so). */
+    for (uint32_t i = 0; i < vm->ctxs.cap; i++) {
+        pw_stream *s = vm->ctxs.keys[i] ? vm->ctxs.vals[i]->stream : NULL;
+        if (s && s->created && !s->in_cb)
+            pw_stream_queue(s, PW_PENDING_FAILED);
+    }
     if (vm->hooks.observe->vm_discarded)
         vm->hooks.observe->vm_discarded(vm->host);
 }
@@ -253,20 +261,30 @@ static int host_hooks(const pw_host_ops *ops, pw_vm_hooks *h, char *err, size_t 
     static const pw_host_clock_ops no_clock;
     static const pw_host_property_ops no_property;
     static const pw_host_http_ops no_http;
+    static const pw_host_stream_ops no_stream;
     static const pw_host_observe_ops no_observe;
-    if (ops && ops->size != sizeof *ops) {
-        pw_errf(err, errlen,
-                "pw_host_ops.size is %zu, this library expects %zu (sizeof(pw_host_ops)): set "
-                "it, and build the embedder against this library's pwasm.h",
-                ops->size, sizeof *ops);
-        return PW_EINVAL;
+    /* Areas are appended, never moved: a table of an older (smaller) size
+     * is copied and the areas it lacks stay NULL. */
+    pw_host_ops o = {0};
+    const size_t first = offsetof(pw_host_ops, log), area = sizeof(void *);
+    if (ops) {
+        if (ops->size > sizeof *ops || ops->size < first + area || (ops->size - first) % area) {
+            pw_errf(err, errlen,
+                    "pw_host_ops.size is %zu, this library expects at most %zu "
+                    "(sizeof(pw_host_ops)), ending on an area: set it to sizeof(pw_host_ops) "
+                    "and build the embedder against this library's pwasm.h",
+                    ops->size, sizeof *ops);
+            return PW_EINVAL;
+        }
+        memcpy(&o, ops, ops->size);
     }
     *h = (pw_vm_hooks){
-        .log = ops && ops->log ? ops->log : &no_log,
-        .clock = ops && ops->clock ? ops->clock : &no_clock,
-        .property = ops && ops->property ? ops->property : &no_property,
-        .http = ops && ops->http ? ops->http : &no_http,
-        .observe = ops && ops->observe ? ops->observe : &no_observe,
+        .log = o.log ? o.log : &no_log,
+        .clock = o.clock ? o.clock : &no_clock,
+        .property = o.property ? o.property : &no_property,
+        .http = o.http ? o.http : &no_http,
+        .stream = o.stream ? o.stream : &no_stream,
+        .observe = o.observe ? o.observe : &no_observe,
     };
     return PW_OK;
 }
@@ -488,6 +506,7 @@ static void stream_release(pw_vm *vm, pw_stream *s) {
     }
     s->has_local_response = 0;
     s->host_stream = NULL;
+    s->pending = 0;
     s->next_free = vm->free_streams;
     vm->free_streams = s;
 }
@@ -515,6 +534,10 @@ int pw_stream_new(pw_plugin *p, void *host_stream, pw_stream **out, char *err, s
     s->generation = vm->generation;
     s->has_local_response = 0;
     s->created = 0;
+    s->in_cb = 0;
+    s->pending = 0;
+    s->returned = PW_ACTION_CONTINUE;
+    s->applied = 0;
     if (table_put(&vm->ctxs, &s->ctx) != 0) {
         stream_release(vm, s);
         pw_errf(err, errlen, "out of memory");
@@ -536,22 +559,10 @@ static int stream_alive(const pw_stream *s) {
     return !vm->dead && s->generation == vm->generation && s->created;
 }
 
-/* Calls a stream callback (nargs 2: id, n; 3: id, n, eos) and turns what it
- * returned into what the embedder does (§8.7, §8.8). */
-static pw_action stream_cb(pw_stream *s, enum pw_cb cb, uint32_t n, int eos) {
-    if (!stream_alive(s))
-        return PW_ACTION_ERROR;
-    uint32_t args[3] = {s->ctx.id, n, eos ? 1u : 0u}, r = 0;
-    /* A local response is reported by the callback that asked for it;
-     * the embedder has applied it before calling the next one. */
-    s->has_local_response = 0;
-    int rc = pw_vm_callback(s->plugin->vm, &s->ctx, cb, args, &r);
-    if (rc < 0)
-        return PW_ACTION_ERROR;
-    if (s->has_local_response)
-        return PW_ACTION_LOCAL_RESPONSE; /* §8.8, whatever was returned */
-    if (rc == 1 || r == 0)
-        return PW_ACTION_CONTINUE; /* not exported, or Continue */
+/* What a stream callback's return value r asks for (§8.7). */
+static pw_action stream_result(enum pw_cb cb, uint32_t r) {
+    if (r == 0)
+        return PW_ACTION_CONTINUE;
     switch (cb) {
     case PW_CB_ON_REQUEST_HEADERS:
     case PW_CB_ON_RESPONSE_HEADERS:
@@ -568,8 +579,61 @@ static pw_action stream_cb(pw_stream *s, enum pw_cb cb, uint32_t n, int eos) {
     }
 }
 
+/* Calls a stream callback (nargs 2: id, n; 3: id, n, eos) and turns what it
+ * returned, with what it queued meanwhile, into what the embedder does
+ * (§8.7, §8.8, §8.10). */
+static inline __attribute__((always_inline)) pw_action stream_cb(pw_stream *s, enum pw_cb cb,
+                                                                 uint32_t n, int eos) {
+    s->returned = PW_ACTION_ERROR;
+    s->applied = 0;
+    if (!stream_alive(s))
+        return PW_ACTION_ERROR;
+    uint32_t args[3] = {s->ctx.id, n, eos ? 1u : 0u}, r = 0;
+    /* A local response is reported by the callback that asked for it;
+     * the embedder has applied it before calling the next one. */
+    s->has_local_response = 0;
+    s->pending &= ~PW_PENDING_LOCAL_RESPONSE;
+    s->in_cb = 1;
+    int rc = pw_vm_callback(s->plugin->vm, &s->ctx, cb, args, &r);
+    s->in_cb = 0;
+    pw_action a = rc < 0                  ? PW_ACTION_ERROR
+                  : s->has_local_response ? PW_ACTION_LOCAL_RESPONSE /* §8.8, whatever
+                                                                        was returned */
+                  : rc == 1 ? PW_ACTION_CONTINUE                     /* not exported */
+                            : stream_result(cb, r);
+    s->returned = a;
+    if (s->pending & PW_PENDING_CLOSE) {
+        /* Envoy resets the stream at once: nothing else counts. */
+        s->applied = pw_stream_take(s, PW_PENDING_CLOSE | PW_PENDING_CONTINUE_REQUEST |
+                                           PW_PENDING_CONTINUE_RESPONSE);
+        return PW_ACTION_CLOSE;
+    }
+    if (a == PW_ACTION_PAUSE || a == PW_ACTION_PAUSE_NO_BUFFER) {
+        unsigned dir = cb == PW_CB_ON_REQUEST_HEADERS || cb == PW_CB_ON_REQUEST_BODY ||
+                               cb == PW_CB_ON_REQUEST_TRAILERS
+                           ? PW_PENDING_CONTINUE_REQUEST
+                           : PW_PENDING_CONTINUE_RESPONSE;
+        if ((s->applied = pw_stream_take(s, dir)) != 0)
+            return PW_ACTION_CONTINUE; /* continued during the callback */
+    }
+    return a;
+}
+
 static uint32_t size32(size_t n) {
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+pw_action pw_stream_call(pw_stream *s, pw_event event, size_t n, int end_of_stream) {
+    static const enum pw_cb cbs[PW_EVENT_COUNT] = {
+        PW_CB_ON_REQUEST_HEADERS,  PW_CB_ON_REQUEST_BODY,  PW_CB_ON_REQUEST_TRAILERS,
+        PW_CB_ON_RESPONSE_HEADERS, PW_CB_ON_RESPONSE_BODY, PW_CB_ON_RESPONSE_TRAILERS,
+    };
+    if ((unsigned)event >= PW_EVENT_COUNT)
+        return PW_ACTION_ERROR;
+    /* trailers have no end_of_stream (their callback takes two arguments) */
+    int eos =
+        event == PW_ON_REQUEST_TRAILERS || event == PW_ON_RESPONSE_TRAILERS ? 0 : end_of_stream;
+    return stream_cb(s, cbs[event], size32(n), eos);
 }
 
 pw_action pw_stream_on_request_body(pw_stream *s, size_t body_size, int end_of_stream) {
@@ -600,16 +664,43 @@ const pw_local_response *pw_stream_local_response(const pw_stream *s) {
     return s->has_local_response ? &s->lr : NULL;
 }
 
+void pw_stream_queue(pw_stream *s, unsigned bits) {
+    unsigned added = bits & ~s->pending;
+    s->pending |= bits;
+    pw_vm *vm = s->plugin->vm;
+    if (added && !s->in_cb && vm->hooks.stream->wake)
+        vm->hooks.stream->wake(vm->host, s->host_stream);
+}
+
+unsigned pw_stream_pending(const pw_stream *s) {
+    return s->pending;
+}
+
+unsigned pw_stream_take(pw_stream *s, unsigned mask) {
+    unsigned bits = s->pending & mask;
+    s->pending &= ~mask;
+    return bits;
+}
+
+pw_action pw_stream_returned(const pw_stream *s, unsigned *applied) {
+    if (applied)
+        *applied = s->applied;
+    return s->returned;
+}
+
 void pw_stream_free(pw_stream *s) {
     if (!s)
         return;
     pw_vm *vm = s->plugin->vm;
     if (stream_alive(s)) {
         uint32_t id = s->ctx.id;
-        /* Envoy's order (§8.2): log, done, delete. A trap stops the rest. */
+        /* Envoy's order (§8.2): log, done, delete. A trap stops the rest.
+         * Actions asked now are not announced: the stream is ending. */
+        s->in_cb = 1;
         if (pw_vm_callback(vm, &s->ctx, PW_CB_ON_LOG, &id, NULL) >= 0 &&
             pw_vm_callback(vm, &s->ctx, PW_CB_ON_DONE, &id, NULL) >= 0)
             pw_vm_callback(vm, &s->ctx, PW_CB_ON_DELETE, &id, NULL);
+        s->in_cb = 0;
     }
     if (s->generation == vm->generation)
         table_del(&vm->ctxs, s->ctx.id);

@@ -8,7 +8,10 @@
  *                                 (proxy_continue_stream(0)), close
  *                                 (proxy_close_stream(1)), continue010
  *                                 (proxy_continue_request), badstream
- *                                 (proxy_continue_stream(9)), setprop
+ *                                 (proxy_continue_stream(9)), setprop,
+ *                                 pausecontinue (proxy_continue_stream(0)
+ *                                 and returns 1), tcpstream
+ *                                 (proxy_continue_stream(2))
  *                                 (proxy_set_property("my\0key", "v"));
  *                                 <status> is that hostcall's status, or -
  *   request_body <size> <eos> <result> body=<bytes after the callback>
@@ -72,6 +75,12 @@ EXPORT(proxy_on_request_headers) uint32_t on_request_headers(uint32_t ctx, uint3
         st = proxy_continue_request();
     else if (is("badstream"))
         st = proxy_continue_stream((proxy_stream_type_t)9);
+    else if (is("tcpstream"))
+        st = proxy_continue_stream(PROXY_STREAM_DOWNSTREAM);
+    else if (is("pausecontinue")) {
+        st = proxy_continue_stream(PROXY_STREAM_HTTP_REQUEST);
+        ret = 1;
+    }
     else if (is("setprop"))
         st = proxy_set_property("my\0key", 6, "v", 1);
     if (st < 0)

@@ -100,20 +100,14 @@ static void event(void *stream, const char *fmt, const char *a, int n) {
         s->events_len += (size_t)w;
 }
 
-static proxy_status_t mresume(void *host, void *stream, proxy_stream_type_t type) {
+/* pw_host_stream_ops.wake: recorded. */
+static void mwake(void *host, void *stream) {
     (void)host;
-    event(stream, "%sresume:%d ", "", (int)type);
-    return PROXY_RESULT_OK;
+    event(stream, "%swake ", "", 0);
 }
 
 static void mdiscarded(void *host) {
     ((mh_host *)host)->discarded++;
-}
-
-static proxy_status_t mclose(void *host, void *stream, proxy_stream_type_t type) {
-    (void)host;
-    event(stream, "%sclose:%d ", "", (int)type);
-    return PROXY_RESULT_OK;
 }
 
 static proxy_status_t mset_property(void *host, void *stream, const pw_str *path, size_t n,
@@ -256,9 +250,9 @@ const pw_host_http_ops mh_http_ops = {
     .body_size = mbody_size,
     .body_copy = mbody_copy,
     .body_replace = mbody_replace,
-    .resume = mresume,
-    .close = mclose,
 };
+
+static const pw_host_stream_ops mh_stream_ops = {.wake = mwake};
 
 static const pw_host_observe_ops mh_observe_ops = {.vm_discarded = mdiscarded};
 static const pw_host_observe_ops mh_observe_traced_ops = {
@@ -268,7 +262,7 @@ static const pw_host_observe_ops mh_observe_traced_ops = {
 
 #define MH_OPS                                                                                    \
     .size = sizeof(pw_host_ops), .log = &mh_log_ops, .property = &mh_property_ops,                \
-    .http = &mh_http_ops
+    .http = &mh_http_ops, .stream = &mh_stream_ops
 
 const pw_host_ops mh_ops = {MH_OPS, .observe = &mh_observe_ops};
 const pw_host_ops mh_ops_traced = {MH_OPS, .observe = &mh_observe_traced_ops};

@@ -23,7 +23,7 @@ typedef struct mh_stream {
     mh_body req_body, resp_body;
     char strings[8192]; /* copies of keys/values set by plugins */
     size_t used;
-    char events[1024]; /* "resume:0 close:1 setprop:my.key=v " */
+    char events[1024]; /* "wake setprop:my.key=v " */
     size_t events_len;
     /* Bytes of header names and values, body data and property values
      * that reached the hooks (kept or not). */

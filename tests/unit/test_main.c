@@ -220,6 +220,131 @@ static pw_action trap_request(pw_plugin *p, mh_stream *s, const char *kind) {
     return a;
 }
 
+/* A trap discards the VM: every other live stream context on it is told
+ * (PW_PENDING_FAILED, announced by wake: none of its callbacks runs), the
+ * failing one only by its result; the dead stream answers ERROR. */
+TEST(core_trap_fails_the_other_streams) {
+    pw_module *m = load("trap", PLUGIN("trap"));
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    mh_host h = {.level = PROXY_LOG_DEBUG};
+    pw_vm *vm;
+    CHECK(pw_vm_new(m, S(""), S(""), &mh_ops, &h, &vm, err, sizeof err) == PW_OK);
+    pw_plugin *p;
+    CHECK(pw_plugin_new(vm, S("trap"), S(""), S(""), &p, err, sizeof err) == PW_OK);
+    mh_stream held, failing;
+    mh_stream_init(&held);
+    mh_add(&held.req, ":path", "/");
+    pw_stream *st = NULL, *sf = NULL;
+    CHECK(pw_stream_new(p, &held, &st, err, sizeof err) == PW_OK);
+    CHECK(pw_stream_on_request_headers(st, 1, 0) == PW_ACTION_CONTINUE);
+    CHECK_STR(held.events, "");
+    mh_stream_init(&failing);
+    mh_add(&failing.req, ":path", "/");
+    mh_add(&failing.req, "x-trap", "unreachable");
+    CHECK(pw_stream_new(p, &failing, &sf, err, sizeof err) == PW_OK);
+    CHECK(pw_stream_on_request_headers(sf, 2, 1) == PW_ACTION_ERROR);
+    CHECK(pw_stream_pending(sf) == 0);
+    CHECK_STR(failing.events, "");
+    CHECK_STR(held.events, "wake ");
+    CHECK(pw_stream_pending(st) == PW_PENDING_FAILED);
+    CHECK(pw_stream_take(st, PW_PENDING_FAILED) == PW_PENDING_FAILED);
+    CHECK(pw_stream_on_response_headers(st, 0, 1) == PW_ACTION_ERROR);
+    pw_stream_free(sf);
+    pw_stream_free(st);
+    pw_vm_free(vm);
+    pw_module_free(m);
+}
+
+/* The chain: contexts created on first use, the failure policy for each
+ * way a plugin cannot run, failed links skipped, contexts ended in order
+ * (late: also those of links never reached), pending actions taken
+ * across links. */
+TEST(core_chain_and_failure_policy) {
+    pw_module *mt = load("trap", PLUGIN("trap"));
+    pw_module *ml = load("lifecycle", PLUGIN("lifecycle"));
+    CHECK(mt && ml);
+    if (!mt || !ml)
+        return;
+    mh_host h = {.level = PROXY_LOG_TRACE};
+    pw_vm *vt, *vl;
+    pw_plugin *pt, *pl;
+    CHECK(pw_vm_new(mt, S(""), S(""), &mh_ops, &h, &vt, err, sizeof err) == PW_OK);
+    CHECK(pw_plugin_new(vt, S("trap"), S(""), S(""), &pt, err, sizeof err) == PW_OK);
+    CHECK(pw_vm_new(ml, S(""), S(""), &mh_ops, &h, &vl, err, sizeof err) == PW_OK);
+    CHECK(pw_plugin_new(vl, S("life"), S(""), S(""), &pl, err, sizeof err) == PW_OK);
+    char why[PW_ERRLEN];
+    for (int open = 0; open <= 1; open++) {
+        mh_stream s0, s1;
+        mh_stream_init(&s0);
+        mh_stream_init(&s1);
+        mh_add(&s0.req, "x-trap", "unreachable");
+        pw_link links[2] = {{.plugin = pt, .host_stream = &s0},
+                            {.plugin = pl, .host_stream = &s1}};
+        pw_chain ch = {links, 2, open ? PW_FAIL_OPEN : PW_FAIL_CLOSED};
+        h.log_len = 0;
+        h.log[0] = 0;
+        pw_action a = pw_chain_call(&ch, 0, PW_ON_REQUEST_HEADERS, 1, 1, why, sizeof why);
+        CHECK(a == (open ? PW_ACTION_CONTINUE : PW_ACTION_ERROR));
+        CHECK_CONTAINS(why, "plugin \"trap\" trapped in proxy_on_request_headers");
+        CHECK(links[0].failed && links[0].stream != NULL);
+        /* A failed link is skipped: no call, no reason. */
+        CHECK(pw_chain_call(&ch, 0, PW_ON_RESPONSE_HEADERS, 0, 1, why, sizeof why) ==
+              PW_ACTION_CONTINUE);
+        CHECK_STR(why, "");
+        CHECK(links[1].stream == NULL);
+        /* late: the link never reached gets its context at the end. */
+        pw_chain_end(&ch, open);
+        CHECK(links[0].ended);
+        if (open) {
+            CHECK(links[1].ended);
+            CHECK_CONTAINS(h.log, "life|2|lifecycle: proxy_on_log");
+        } else {
+            CHECK(!links[1].ended && links[1].stream == NULL);
+            CHECK(strstr(h.log, "proxy_on_log") == NULL);
+        }
+    }
+    /* No plugin (it did not start): the policy answers for it. */
+    mh_stream s2;
+    mh_stream_init(&s2);
+    pw_link none = {.host_stream = &s2};
+    pw_chain ch1 = {&none, 1, PW_FAIL_CLOSED};
+    CHECK(pw_chain_call(&ch1, 0, PW_ON_REQUEST_HEADERS, 0, 1, why, sizeof why) == PW_ACTION_ERROR);
+    CHECK_STR(why, "plugin unavailable");
+    pw_chain_end(&ch1, 1);
+    CHECK(none.failed && none.stream == NULL);
+    /* A trap elsewhere discards the VM of a paused link: pw_chain_take marks
+     * it, pw_chain_stranded fails it with the policy. */
+    mh_stream s3, s4;
+    mh_stream_init(&s3);
+    mh_stream_init(&s4);
+    mh_add(&s4.req, "x-trap", "unreachable");
+    pw_link held = {.plugin = pt, .host_stream = &s3};
+    pw_chain ch2 = {&held, 1, PW_FAIL_OPEN};
+    CHECK(pw_chain_call(&ch2, 0, PW_ON_REQUEST_HEADERS, 0, 0, why, sizeof why) ==
+          PW_ACTION_CONTINUE);
+    pw_link other = {.plugin = pt, .host_stream = &s4};
+    pw_chain ch3 = {&other, 1, PW_FAIL_CLOSED};
+    CHECK(pw_chain_call(&ch3, 0, PW_ON_REQUEST_HEADERS, 1, 1, why, sizeof why) == PW_ACTION_ERROR);
+    CHECK_STR(s3.events, "wake ");
+    size_t first_local;
+    CHECK(pw_chain_take(&ch2, PW_PENDING_ALL, &first_local) == PW_PENDING_FAILED);
+    CHECK(first_local == 1);
+    CHECK(held.discarded);
+    CHECK(pw_chain_stranded(&ch2, 0, why, sizeof why) == PW_ACTION_CONTINUE);
+    CHECK_CONTAINS(why, "paused, and its VM was discarded after a trap in another context");
+    CHECK(held.failed);
+    pw_chain_end(&ch3, 0);
+    pw_chain_end(&ch2, 0);
+    CHECK_STR(pw_event_name(PW_ON_RESPONSE_TRAILERS), "on_response_trailers");
+    CHECK_STR(pw_event_name(99), "?");
+    pw_vm_free(vt);
+    pw_vm_free(vl);
+    pw_module_free(mt);
+    pw_module_free(ml);
+}
+
 TEST(engine_traps_each_kind) {
     pw_module *m = load("trap", PLUGIN("trap"));
     CHECK(m != NULL);
@@ -331,8 +456,10 @@ TEST(core_lifecycle_order) {
     pw_module_free(m);
 }
 
-/* pw_host_ops.size: anything but sizeof(pw_host_ops) is refused before the
- * module runs; NULL ops and NULL areas mean no hooks. */
+/* pw_host_ops.size: a size larger than sizeof(pw_host_ops), or one that
+ * does not end on an area, is refused before the module runs; a smaller one
+ * (an embedder built against an older pwasm.h) is taken with the areas past
+ * it NULL; NULL ops and NULL areas mean no hooks. */
 TEST(core_host_ops_size) {
     pw_module *m = load("lifecycle", PLUGIN("lifecycle"));
     if (!m)
@@ -345,6 +472,18 @@ TEST(core_host_ops_size) {
     CHECK_CONTAINS(err, "pw_host_ops.size is 0");
     ops.size = sizeof ops + 8;
     CHECK(pw_vm_new(m, S(""), S(""), &ops, &h, &vm, err, sizeof err) == PW_EINVAL);
+    ops.size = offsetof(pw_host_ops, property) + 1;
+    CHECK(pw_vm_new(m, S(""), S(""), &ops, &h, &vm, err, sizeof err) == PW_EINVAL);
+    CHECK(vm == NULL);
+    /* Only the log area: the plugin still logs, the rest is NULL. */
+    ops.size = offsetof(pw_host_ops, clock);
+    CHECK(pw_vm_new(m, S(""), S(""), &ops, &h, &vm, err, sizeof err) == PW_OK);
+    pw_plugin *p0;
+    CHECK(pw_plugin_new(vm, S("life"), S(""), S(""), &p0, err, sizeof err) == PW_OK);
+    pw_vm_free(vm);
+    CHECK_CONTAINS(h.log, "life|2|lifecycle: proxy_on_delete");
+    h.log_len = 0;
+    h.log[0] = 0;
     ops = (pw_host_ops){.size = sizeof ops};
     CHECK(pw_vm_new(m, S(""), S(""), &ops, &h, &vm, err, sizeof err) == PW_OK);
     pw_plugin *p;
@@ -710,27 +849,52 @@ TEST(core_bodies_and_stream_control) {
     mh_stream s;
     pw_stream *st;
 
-    /* Pause from request headers; continue/close reach the embedder. */
+    /* Pause from request headers; continue/close are kept by the core:
+     * pending for the embedder, or applied to the callback's result. Asked
+     * during the stream's own callback, they are not announced (no wake). */
+    unsigned applied;
     st = bd_start(&s, "pause");
     CHECK(pw_stream_on_request_headers(st, 2, 0) == PW_ACTION_PAUSE);
+    CHECK(pw_stream_pending(st) == 0);
     pw_stream_free(st);
     st = bd_start(&s, "continue");
     CHECK(pw_stream_on_request_headers(st, 2, 0) == PW_ACTION_CONTINUE);
-    CHECK_STR(s.events, "resume:0 ");
+    CHECK(pw_stream_pending(st) == PW_PENDING_CONTINUE_REQUEST);
+    CHECK(pw_stream_take(st, PW_PENDING_CONTINUE_RESPONSE) == 0);
+    CHECK(pw_stream_take(st, PW_PENDING_ALL) == PW_PENDING_CONTINUE_REQUEST);
+    CHECK(pw_stream_pending(st) == 0);
+    CHECK_STR(s.events, "");
     CHECK_CONTAINS(bd_host.log, "request_headers 0");
     pw_stream_free(st);
     st = bd_start(&s, "close");
-    pw_stream_on_request_headers(st, 2, 0);
-    CHECK_STR(s.events, "close:1 ");
+    CHECK(pw_stream_on_request_headers(st, 2, 0) == PW_ACTION_CLOSE);
+    CHECK(pw_stream_returned(st, &applied) == PW_ACTION_CONTINUE);
+    CHECK(applied == PW_PENDING_CLOSE);
+    CHECK(pw_stream_pending(st) == 0);
+    CHECK_STR(s.events, "");
     pw_stream_free(st);
     st = bd_start(&s, "continue010");
     pw_stream_on_request_headers(st, 2, 0);
-    CHECK_STR(s.events, "resume:0 ");
+    CHECK(pw_stream_pending(st) == PW_PENDING_CONTINUE_REQUEST);
     pw_stream_free(st);
-    st = bd_start(&s, "badstream");
-    pw_stream_on_request_headers(st, 2, 0);
+    /* Type 9, and the TCP directions, which an HTTP stream does not have:
+     * BadArgument (2), nothing pending. */
+    for (int i = 0; i < 2; i++) {
+        st = bd_start(&s, i ? "tcpstream" : "badstream");
+        pw_stream_on_request_headers(st, 2, 0);
+        CHECK(pw_stream_pending(st) == 0);
+        CHECK_STR(s.events, "");
+        CHECK_CONTAINS(bd_host.log, "request_headers 2");
+        pw_stream_free(st);
+    }
+    /* A Pause whose direction the same callback continued goes on; the
+     * raw result stays readable. */
+    st = bd_start(&s, "pausecontinue");
+    CHECK(pw_stream_on_request_headers(st, 2, 0) == PW_ACTION_CONTINUE);
+    CHECK(pw_stream_returned(st, &applied) == PW_ACTION_PAUSE);
+    CHECK(applied == PW_PENDING_CONTINUE_REQUEST);
+    CHECK(pw_stream_pending(st) == 0);
     CHECK_STR(s.events, "");
-    CHECK_CONTAINS(bd_host.log, "request_headers 2"); /* BadArgument */
     pw_stream_free(st);
     st = bd_start(&s, "setprop");
     pw_stream_on_request_headers(st, 2, 0);
@@ -1115,6 +1279,8 @@ int main(void) {
     RUN(engine_refuses_bad_signature);
     RUN(engine_refuses_truncated_and_garbage);
     RUN(engine_traps_each_kind);
+    RUN(core_trap_fails_the_other_streams);
+    RUN(core_chain_and_failure_policy);
     RUN(engine_precompiled_artifact);
     RUN(engine_relative_cache_dir);
     RUN(engine_interrupts_a_looping_plugin);
