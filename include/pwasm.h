@@ -594,15 +594,49 @@ typedef struct pw_host_observe_ops {
     pw_host_vm_discarded_fn *vm_discarded;
 } pw_host_observe_ops;
 
+/* ---- timers (docs/ABI.md §3.3 "Logging, time, timers", §8.5) ---- */
+
+/* proxy_set_tick_period_milliseconds from the root context of `plugin`:
+ * call pw_plugin_on_tick(plugin) every period_ms ms from now on, replacing
+ * any earlier period; 0 stops it. Also called with 0 when the plugin's VM
+ * is discarded (a trap) or freed: no tick may reach a dead or freed
+ * plugin. Called from inside a plugin call: arm or disarm a timer, no
+ * more. NULL (no timers area): the hostcall answers Unimplemented. */
+typedef void pw_host_set_tick_fn(void *host, pw_plugin *plugin, uint32_t period_ms);
+
+typedef struct pw_host_timer_ops {
+    pw_host_set_tick_fn *set_tick;
+} pw_host_timer_ops;
+
+/* ---- shared data, shared queues, metrics: the store ----
+ *
+ * They live in a pw_store (below), which the embedder opens on memory it
+ * provides; the core keeps every rule. */
+
+/* The store of the VM of `host` (one per embedder process group), or NULL:
+ * then every shared data, queue and metric hostcall answers
+ * Unimplemented. Read at each hostcall. */
+typedef struct pw_store *pw_host_store_fn(void *host);
+
+/* An item was enqueued in a queue registered by a plugin of the process
+ * with metric slot `owner_slot` (pw_store_open): wake that process (this
+ * one, or another worker), which then calls pw_vm_deliver_queues() on its
+ * VMs. Called after the store's lock is released, from inside the
+ * enqueueing plugin's call: signal, no more. NULL: nothing is woken (an
+ * embedder that polls pw_vm_deliver_queues). */
+typedef void pw_host_queue_ready_fn(void *host, uint32_t owner_slot);
+
+typedef struct pw_host_shared_ops {
+    pw_host_store_fn *store;
+    pw_host_queue_ready_fn *queue_ready;
+} pw_host_shared_ops;
+
 /* ---- areas of the next issues ----
- * Declared only: the next issues define these tables (TCP streams, timers,
- * HTTP/gRPC callouts, shared data and queues, metrics, foreign functions).
- * Leave their pointers NULL; this version ignores them. */
+ * Declared only: the next issues define these tables (TCP streams,
+ * HTTP/gRPC callouts, foreign functions). Leave their pointers NULL; this
+ * version ignores them. */
 struct pw_host_network_ops;
-struct pw_host_timer_ops;
 struct pw_host_callout_ops;
-struct pw_host_shared_ops;
-struct pw_host_metrics_ops;
 struct pw_host_foreign_ops;
 
 /* ---- the whole host ---- */
@@ -620,14 +654,128 @@ typedef struct pw_host_ops {
     const pw_host_http_ops *http;
     const pw_host_stream_ops *stream;
     const pw_host_observe_ops *observe;
+    const pw_host_timer_ops *timers;
+    /* shared data, queues and metrics: the store */
+    const pw_host_shared_ops *shared;
     /* The next issues define these; NULL for now. */
     const struct pw_host_network_ops *network;
-    const struct pw_host_timer_ops *timers;
     const struct pw_host_callout_ops *callouts;
-    const struct pw_host_shared_ops *shared;
-    const struct pw_host_metrics_ops *metrics;
     const struct pw_host_foreign_ops *foreign;
 } pw_host_ops;
+
+/* ------------------------------------------------------------------- store */
+
+/*
+ * Shared data (§3.3 "Shared key/value data", §6.4), shared queues (§6.5)
+ * and metrics (§3.3 "Metrics") of every plugin of an embedder, across its
+ * processes. The memory is the embedder's (nginx: a shared-memory zone
+ * that every worker maps at the same address; the CLI: the heap); the
+ * store puts everything inside it, so processes that map it share it, and
+ * keeps the rules:
+ *   - shared data: keys are namespaced by vm_id and compared by their
+ *     bytes; every write gets a CAS token from one counter that never
+ *     yields 0 (a key deleted and created again gets a new one); cas 0
+ *     writes unconditionally, another cas must equal the key's (else
+ *     CasMismatch); a missing key is created; a NULL value deletes. When
+ *     the memory is full, the least recently used keys are evicted (or the
+ *     write is refused: pw_store_config.evict_lru 0).
+ *   - queues: named within a vm_id, ids from 1; the last root context to
+ *     register a queue gets its proxy_on_queue_ready. When the memory is
+ *     full, an enqueue first evicts shared data (LRU mode), then drops the
+ *     queue's oldest items, then the new one; every dropped item is
+ *     counted (the enqueue answers Ok: the SDKs accept no other status).
+ *   - metrics: counters and histograms have one slot per process
+ *     (updated without the lock), summed when read; gauges one value.
+ * Every function takes the region's lock for the shortest time and never
+ * calls a plugin while holding it.
+ */
+typedef struct pw_store pw_store;
+
+/* The memory and lock a store lives in. All four functions are called with
+ * `region`; alloc and free only with the lock held. */
+typedef struct pw_store_mem {
+    void *region; /* nginx: the zone's ngx_slab_pool_t */
+    /* size bytes, aligned for any type, or NULL when the region is full */
+    void *(*alloc)(void *region, size_t size);
+    void (*free)(void *region, void *p);
+    /* a lock across the processes that map the region (nginx: the
+     * slab pool's mutex); never held while a plugin runs */
+    void (*lock)(void *region);
+    void (*unlock)(void *region);
+} pw_store_mem;
+
+typedef struct pw_store_config {
+    /* 1: evict the least recently used shared data when the region is
+     * full; 0: refuse the write. A refused write (also in LRU mode, when
+     * evicting everything else would not make room) is logged and answers
+     * CasMismatch, "not written", the only failure the SDKs accept
+     * (a plugin that retries forever on it is stopped by its CPU limit). */
+    int evict_lru;
+    /* Processes that update metrics (nginx: worker_processes, plus one
+     * for the master); each uses its own slot (pw_store_set_slot).
+     * 0: 1. */
+    uint32_t slots;
+    /* Hash buckets of the shared data table, rounded up to a power of
+     * two; 0: 1024. */
+    uint32_t buckets;
+    /* Most metrics; 0: 1024. */
+    uint32_t max_metrics;
+    /* Most queues; 0: 1024. */
+    uint32_t max_queues;
+} pw_store_config;
+
+/* Opens a store: makes a new one in the region (root NULL), or attaches to
+ * the existing one whose pw_store_root() is root (nginx: a zone kept
+ * across a reload; its data, queues and metrics stay; a different number
+ * of slots resets the metrics' values). The handle is this process's
+ * (a child of fork may use its parent's). Errors: PW_ENOMEM (the region
+ * cannot hold the store's tables, or the handle), PW_EINVAL. */
+int pw_store_open(const pw_store_mem *mem, const pw_store_config *cfg, void *root,
+                  pw_store **out, char *err, size_t errlen);
+/* The store's root in the region, to find it again (pw_store_open). */
+void *pw_store_root(const pw_store *st);
+/* This process's metric slot and queue owner id (< slots; default 0). */
+void pw_store_set_slot(pw_store *st, uint32_t slot);
+/* Frees the handle; the data stays in the region. */
+void pw_store_close(pw_store *st);
+
+/* What the store holds and did, for logs and the host's own metrics. */
+typedef struct pw_store_stats {
+    uint64_t keys;           /* shared data keys */
+    uint64_t data_bytes;     /* their keys and values */
+    uint64_t evictions;      /* keys evicted to make room */
+    uint64_t refused;        /* writes refused: no room */
+    uint64_t queues;         /* queues registered */
+    uint64_t queued;         /* items waiting in queues */
+    uint64_t dropped;        /* queue items dropped: no room */
+    uint64_t metrics;        /* metrics defined */
+} pw_store_stats;
+void pw_store_stats_get(pw_store *st, pw_store_stats *out);
+
+/* Shared data as a plugin of vm_id sees it (for embedders and tests):
+ * copies the value of key into a malloc'ed *value (free it; NULL for an
+ * empty value) and its CAS into *cas. Returns PROXY_RESULT_OK,
+ * PROXY_RESULT_NOT_FOUND, or PROXY_RESULT_INTERNAL_FAILURE (no memory). */
+proxy_status_t pw_store_get(pw_store *st, pw_str vm_id, pw_str key, char **value,
+                            size_t *len, uint32_t *cas);
+/* Sets it as proxy_set_shared_data would (value.data NULL deletes):
+ * PROXY_RESULT_OK, or PROXY_RESULT_CAS_MISMATCH (a stale cas, or no room:
+ * then *refused, when not NULL, is set to 1). */
+proxy_status_t pw_store_set(pw_store *st, pw_str vm_id, pw_str key, pw_str value, uint32_t cas,
+                            int *refused);
+
+/* A metric by name and type (proxy_metric_type_t): its value (counters and
+ * gauges; for a histogram, its count of samples). PROXY_RESULT_OK or
+ * PROXY_RESULT_NOT_FOUND. */
+proxy_status_t pw_store_metric(pw_store *st, pw_str name, uint32_t type, int64_t *value);
+
+/* Every metric in the Prometheus text format 0.0.4, written through
+ * `write` in pieces: names made valid ([a-zA-Z_:][a-zA-Z0-9_:]*, other
+ * bytes become '_'), `# TYPE` lines, histograms with cumulative
+ * `_bucket{le="..."}` (Envoy's bounds), `le="+Inf"`, `_sum`, `_count`.
+ * Returns PW_OK or PW_ENOMEM. */
+int pw_store_prometheus(pw_store *st, void (*write)(void *data, const char *p, size_t n),
+                        void *data);
 
 /* ---------------------------------------------------------------------- VM */
 
@@ -663,6 +811,24 @@ int pw_plugin_new(pw_vm *vm, pw_str name, pw_str root_id, pw_str config,
                   pw_plugin **out, char *err, size_t errlen);
 const char *pw_plugin_name(const pw_plugin *p); /* NUL-terminated */
 pw_vm *pw_plugin_vm(const pw_plugin *p);
+/* The root_id the plugin was created with (pw_str into the plugin). */
+pw_str pw_plugin_root_id(const pw_plugin *p);
+
+/* proxy_on_tick on the plugin's root context (§8.5), for the timer the
+ * plugin asked for (pw_host_timer_ops.set_tick). Rebuilds a dead VM first
+ * (its plugins start again and ask for their periods again). Errors:
+ * PW_EDEAD (the VM could not be rebuilt), PW_ETRAP (on_tick trapped: the
+ * VM is discarded, the trap logged). */
+int pw_plugin_on_tick(pw_plugin *p);
+
+/* Delivers what the store's queues of this VM's vm_id have for this
+ * process (its slot): proxy_on_queue_ready(root context, queue_id) on the
+ * plugin that registered each queue, once per item enqueued since the last
+ * delivery (Envoy's rule), after the store's lock is released. Call it
+ * when woken (pw_host_shared_ops.queue_ready). Returns the number of
+ * callbacks made, or a negative PW_E* code (PW_ETRAP: one trapped; the
+ * rest waits for the next call). */
+int pw_vm_deliver_queues(pw_vm *vm);
 
 /* ------------------------------------------------------------------ stream */
 
