@@ -436,6 +436,10 @@ const char *pw_plugin_name(const pw_plugin *p) {
     return p->name;
 }
 
+pw_str pw_plugin_root_id(const pw_plugin *p) {
+    return (pw_str){p->root_id, p->root_id_len};
+}
+
 pw_vm *pw_plugin_vm(const pw_plugin *p) {
     return p->vm;
 }
