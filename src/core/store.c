@@ -34,6 +34,11 @@ static const char *const hist_bounds_text[] = {
 #define HIST_SUM (HIST_BOUNDS + 1)
 #define HIST_COUNT (HIST_BOUNDS + 2)
 #define HIST_VALUES (HIST_BOUNDS + 3)
+/* int64 values between two processes' slots: a counter's slot, and a
+ * histogram's, each on cache lines of its own (no false sharing between
+ * workers counting at once). */
+#define COUNTER_STRIDE 8
+#define HIST_STRIDE ((HIST_VALUES + 7) / 8 * 8)
 
 /* A shared data key: its vm_id-qualified key ("<vm_id len u32><vm_id>
  * <key>") then its value, in one allocation. */
@@ -67,7 +72,8 @@ typedef struct st_metric {
     uint32_t nlen;
     char *name;
     int64_t gauge;
-    int64_t *slots; /* counters: one per slot; histograms: HIST_VALUES per slot */
+    int64_t *slots; /* per process slot: a counter (COUNTER_STRIDE apart), or a
+                       histogram's HIST_VALUES (HIST_STRIDE apart) */
 } st_metric;
 
 typedef struct st_root {
@@ -142,8 +148,8 @@ static int st_create(pw_store *st, const pw_store_config *cfg) {
 }
 
 static size_t metric_values(const st_root *r, uint32_t type) {
-    return type == PROXY_METRIC_HISTOGRAM ? (size_t)r->slots * HIST_VALUES
-           : type == PROXY_METRIC_COUNTER ? r->slots
+    return type == PROXY_METRIC_HISTOGRAM ? (size_t)r->slots * HIST_STRIDE
+           : type == PROXY_METRIC_COUNTER ? (size_t)r->slots * COUNTER_STRIDE
                                           : 0;
 }
 
@@ -154,7 +160,8 @@ static int st_reslot(pw_store *st, uint32_t slots) {
     st_root *r = st->root;
     for (uint32_t i = 0; i < r->nmetrics; i++) {
         st_metric *m = r->metrics[i];
-        size_t n = (size_t)slots * (m->type == PROXY_METRIC_HISTOGRAM ? HIST_VALUES : 1);
+        size_t n =
+            (size_t)slots * (m->type == PROXY_METRIC_HISTOGRAM ? HIST_STRIDE : COUNTER_STRIDE);
         int64_t *v = NULL;
         if (m->type != PROXY_METRIC_GAUGE) {
             if (!(v = st_alloc(st, n * sizeof *v)))
@@ -656,7 +663,7 @@ static st_metric *metric_of(pw_store *st, uint32_t id) {
 }
 
 static void hist_record(pw_store *st, st_metric *m, uint64_t v) {
-    int64_t *s = m->slots + (size_t)st->slot * HIST_VALUES;
+    int64_t *s = m->slots + (size_t)st->slot * HIST_STRIDE;
     size_t b = 0;
     while (b < HIST_BOUNDS && (double)v > hist_bounds[b])
         b++; /* HIST_BOUNDS: above the last bound, +Inf only */
@@ -675,7 +682,7 @@ proxy_status_t pw_store_metric_increment(pw_store *st, uint32_t id, int64_t delt
     case PROXY_METRIC_COUNTER:
         if (delta <= 0)
             return PROXY_RESULT_BAD_ARGUMENT;
-        __atomic_fetch_add(&m->slots[st->slot], delta, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&m->slots[st->slot * COUNTER_STRIDE], delta, __ATOMIC_RELAXED);
         return PROXY_RESULT_OK;
     case PROXY_METRIC_GAUGE:
         __atomic_fetch_add(&m->gauge, delta, __ATOMIC_RELAXED);
@@ -692,7 +699,7 @@ proxy_status_t pw_store_metric_record(pw_store *st, uint32_t id, uint64_t value)
     if (!m)
         return PROXY_RESULT_NOT_FOUND;
     if (m->type == PROXY_METRIC_COUNTER)
-        __atomic_fetch_add(&m->slots[st->slot], (int64_t)value, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&m->slots[st->slot * COUNTER_STRIDE], (int64_t)value, __ATOMIC_RELAXED);
     else if (m->type == PROXY_METRIC_GAUGE)
         __atomic_store_n(&m->gauge, (int64_t)value, __ATOMIC_RELAXED);
     else
@@ -727,8 +734,8 @@ proxy_status_t pw_store_metric(pw_store *st, pw_str name, uint32_t type, int64_t
         if (m->type != type || m->nlen != name.len || memcmp(m->name, name.data, name.len))
             continue;
         *value = type == PROXY_METRIC_GAUGE       ? __atomic_load_n(&m->gauge, __ATOMIC_RELAXED)
-                 : type == PROXY_METRIC_HISTOGRAM ? metric_sum(r, m, HIST_COUNT, HIST_VALUES)
-                                                  : metric_sum(r, m, 0, 1);
+                 : type == PROXY_METRIC_HISTOGRAM ? metric_sum(r, m, HIST_COUNT, HIST_STRIDE)
+                                                  : metric_sum(r, m, 0, COUNTER_STRIDE);
         return PROXY_RESULT_OK;
     }
     return PROXY_RESULT_NOT_FOUND;
@@ -786,20 +793,20 @@ int pw_store_prometheus(pw_store *st, void (*write)(void *data, const char *p, s
             outf(&o, "%lld\n",
                  (long long)(m->type == PROXY_METRIC_GAUGE
                                  ? __atomic_load_n(&m->gauge, __ATOMIC_RELAXED)
-                                 : metric_sum(r, m, 0, 1)));
+                                 : metric_sum(r, m, 0, COUNTER_STRIDE)));
             continue;
         }
         int64_t cumulative = 0;
         for (size_t b = 0; b <= HIST_BOUNDS; b++) {
-            cumulative += metric_sum(r, m, b, HIST_VALUES);
+            cumulative += metric_sum(r, m, b, HIST_STRIDE);
             out_name(&o, m, "_bucket");
             outf(&o, "{le=\"%s\"} %lld\n", b < HIST_BOUNDS ? hist_bounds_text[b] : "+Inf",
                  (long long)cumulative);
         }
         out_name(&o, m, "_sum");
-        outf(&o, " %lld\n", (long long)metric_sum(r, m, HIST_SUM, HIST_VALUES));
+        outf(&o, " %lld\n", (long long)metric_sum(r, m, HIST_SUM, HIST_STRIDE));
         out_name(&o, m, "_count");
-        outf(&o, " %lld\n", (long long)metric_sum(r, m, HIST_COUNT, HIST_VALUES));
+        outf(&o, " %lld\n", (long long)metric_sum(r, m, HIST_COUNT, HIST_STRIDE));
     }
     return PW_OK;
 }
