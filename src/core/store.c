@@ -526,9 +526,9 @@ proxy_status_t pw_store_queue_enqueue(pw_store *st, uint32_t id, pw_str value,
         rc = PROXY_RESULT_NOT_FOUND;
     } else {
         st_item *it;
-        /* no room: shared data goes first (LRU mode), then the queue's
-         * oldest items, then this one */
-        while (!(it = alloc_evicting(st, sizeof *it + value.len, NULL)) && q->head) {
+        /* no room: the queue's oldest items go, then this one; never
+         * shared data (a queue nobody reads must not wipe it) */
+        while (!(it = st_alloc(st, sizeof *it + value.len)) && q->head) {
             item_pop(st, q);
             (*dropped)++;
         }
