@@ -43,13 +43,17 @@ SCENARIOS = [
     (5, "njs", "njs headers"),
     (6, "as", "pwasm headers (AssemblyScript SDK)"),
     (7, "body", "pwasm body rewrite (C SDK)"),
+    (8, "count", "pwasm counter in shared data (C SDK)"),
+    (9, "lua_count", "Lua counter (lua_shared_dict incr)"),
 ]
 SETS = {
     "local": 'return 200 "ok\\n";',
     "proxy": "proxy_pass http://bench_upstream;",
 }
 HEADER_SCENARIOS = {"headers", "lua", "njs", "as"}
-CALLGRIND_SCENARIOS = ["none", "noop", "headers", "lua", "njs", "as", "body"]
+CALLGRIND_SCENARIOS = ["none", "noop", "headers", "lua", "njs", "as", "body", "count",
+                       "lua_count"]
+COUNT_SCENARIOS = {"count", "lua_count"}
 # Our entry points in nginx (inclusive instruction counts under callgrind).
 PWASM_HANDLERS = [
     "ngx_http_proxy_wasm_rewrite_handler",
@@ -365,6 +369,8 @@ def check_scenarios(port, scenarios, headers):
                 seen[key] = h["x-bench"]
             elif "x-bench" in h:
                 die(f"{path}: unexpected x-bench header")
+            if key in COUNT_SCENARIOS and not re.fullmatch(r"\d+", h.get("x-count", "")):
+                die(f"{path}: x-count header missing or malformed: {h.get('x-count')!r}")
     conn.close()
     return seen, body_ok
 
@@ -1033,7 +1039,7 @@ def main():
     plugins = os.path.join(build, "bench")
     for f in [module, os.path.join(plugins, "vmbench")] + [
             os.path.join(plugins, p + ".wasm")
-            for p in ("noop", "headers", "body", "as_headers", "shared")]:
+            for p in ("noop", "headers", "body", "as_headers", "shared", "count")]:
         if not os.path.exists(f):
             die(f"{f} is missing: run `make bench` (or make nginx-module bench-build)")
     for tool in ("wrk", "valgrind", "callgrind_control", "gnuplot"):
