@@ -598,10 +598,14 @@ typedef struct pw_host_observe_ops {
 
 /* proxy_set_tick_period_milliseconds from the root context of `plugin`:
  * call pw_plugin_on_tick(plugin) every period_ms ms from now on, replacing
- * any earlier period; 0 stops it. Also called with 0 when the plugin's VM
- * is discarded (a trap) or freed: no tick may reach a dead or freed
- * plugin. Called from inside a plugin call: arm or disarm a timer, no
- * more. NULL (no timers area): the hostcall answers Unimplemented. */
+ * any earlier period; 0 stops it. A timer stays armed across a trap (its
+ * next tick rebuilds the VM); it is stopped (0) when the rebuilt plugin
+ * does not ask for a period again, and when the plugin is freed. It may
+ * come during pw_plugin_new, before that call returned the plugin:
+ * pw_plugin_name() and pw_plugin_root_id() already answer, to find the
+ * embedder's record. Called from inside a plugin call: arm or disarm a
+ * timer, no more. NULL (no timers area): the hostcall answers
+ * Unimplemented. */
 typedef void pw_host_set_tick_fn(void *host, pw_plugin *plugin, uint32_t period_ms);
 
 typedef struct pw_host_timer_ops {
