@@ -179,6 +179,8 @@ typedef struct plugin_spec {
     int has_vm_config;
     char *root_id;
     char *vm_id;
+    uint32_t worker; /* the worker process it runs in (own VMs, own store
+                        slot); 0 unless given */
 } plugin_spec;
 
 /* One step of a test or fixture with `steps:` (docs/CLI.md "Steps"). */
@@ -355,6 +357,7 @@ typedef struct hvm {
     const char *vm_id;
     const char *vm_config;
     size_t vm_config_len;
+    uint32_t worker; /* its store slot */
 } hvm;
 
 /* One plugin (root context) and its timer. */
@@ -387,6 +390,7 @@ typedef struct host {
     pw_store *store; /* NULL when it could not be opened */
     int queues_due;  /* pw_host_shared_ops.queue_ready was called */
     int stopping;    /* host_stop is freeing the VMs */
+    uint32_t worker; /* the store slot of the VM being called */
     uint64_t now_ms; /* virtual time since the start */
     int fixed_clock; /* the fixture's clock, else the real one at start */
     uint64_t clock_base_ns;

@@ -61,15 +61,15 @@ const prop *props_get(const props *p, const char *path, size_t plen) {
 
 /* ------------------------------------------------------------ fixture */
 
-const char *const fixture_keys[] = {"request",     "response",  "properties",     "clock",
-                                    "log_level",   "plugin",    "plugin_name",    "config",
-                                    "config_file", "vm_config", "vm_config_file", "root_id",
-                                    "vm_id",       "plugins",   "steps",          NULL};
+const char *const fixture_keys[] = {
+    "request", "response",    "properties", "clock",          "log_level", "plugin", "plugin_name",
+    "config",  "config_file", "vm_config",  "vm_config_file", "root_id",   "vm_id",  "plugins",
+    "steps",   "worker",      NULL};
 
 /* Keys of one item of `plugins:`. */
-static const char *const plugin_item_keys[] = {"plugin",      "plugin_name", "config",
-                                               "config_file", "vm_config",   "vm_config_file",
-                                               "root_id",     "vm_id",       NULL};
+static const char *const plugin_item_keys[] = {
+    "plugin",         "plugin_name", "config", "config_file", "vm_config",
+    "vm_config_file", "root_id",     "vm_id",  "worker",      NULL};
 
 /* Keys of one item of `steps:`. */
 static const char *const step_keys[] = {"name",   "request", "response", "through",
@@ -162,6 +162,7 @@ static void spec_copy(plugin_spec *d, const plugin_spec *s) {
     d->has_vm_config = s->has_vm_config;
     d->root_id = dup_or_null(s->root_id);
     d->vm_id = dup_or_null(s->vm_id);
+    d->worker = s->worker;
 }
 
 static void copy_plugins(fixture *dst, const fixture *src) {
@@ -645,6 +646,14 @@ static int parse_spec(ydoc *d, yaml_node_t *map, plugin_spec *p, char *err, size
         return -1;
     if ((v = ymap_get(d, map, "vm_id")) && set_text(d, v, &p->vm_id, err, errlen))
         return -1;
+    if ((v = ymap_get(d, map, "worker"))) {
+        uint64_t w;
+        if (yuint(d, v, &w, err, errlen))
+            return -1;
+        if (w > 63)
+            return yerr(d, v, err, errlen, "worker: expected 0 to 63");
+        p->worker = (uint32_t)w;
+    }
     if (parse_config(d, map, "config", &p->config, &p->config_len, &p->has_config, err, errlen))
         return -1;
     if (parse_config(d, map, "vm_config", &p->vm_config, &p->vm_config_len, &p->has_vm_config, err,

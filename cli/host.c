@@ -380,6 +380,16 @@ static void h_queue_ready(void *hp, uint32_t owner_slot) {
     HOST->queues_due = 1;
 }
 
+/* Calls into v's VM come from its worker: the store counts its metrics
+ * and hands it its queues in that slot. Returns the previous worker. */
+static uint32_t set_worker(host *h, uint32_t worker) {
+    uint32_t was = h->worker;
+    h->worker = worker;
+    if (h->store)
+        pw_store_set_slot(h->store, worker);
+    return was;
+}
+
 /* The store's memory: malloc'ed blocks on a list, all freed at the end of
  * the test. One process: the lock is a no-op. */
 struct store_block {
@@ -571,7 +581,9 @@ static void deliver(host *h) {
             enum phase saved_phase = x->cur_phase;
             call *c = begin_call(x, PH_QUEUE, 0, 0);
             c->plugin = h->nplugins > 1 ? h->vms[i].vm_id : NULL;
+            uint32_t was = set_worker(h, h->vms[i].worker);
             int rc = pw_vm_deliver_queues(h->vms[i].vm);
+            set_worker(h, was);
             c = &x->calls[x->cur];
             c->size = rc > 0 ? (size_t)rc : 0;
             x->cur = saved;
@@ -615,8 +627,9 @@ static int start_plugin(host *h, const plugin_spec *ps, const plugin_spec *first
     p->name = spec_name(ps, m);
     hvm *v = NULL;
     for (size_t i = 0; i < h->nvms; i++)
-        if (h->vms[i].m == m && !strcmp(h->vms[i].vm_id, vm_id))
+        if (h->vms[i].m == m && !strcmp(h->vms[i].vm_id, vm_id) && h->vms[i].worker == ps->worker)
             v = &h->vms[i];
+    set_worker(h, ps->worker);
     call *c = begin_call(x, PH_START, 0, 0);
     c->plugin = p->name;
     if (!v) {
@@ -625,7 +638,8 @@ static int start_plugin(host *h, const plugin_spec *ps, const plugin_spec *first
                    .m = m,
                    .vm_id = vm_id,
                    .vm_config = vm_config,
-                   .vm_config_len = vm_config_len};
+                   .vm_config_len = vm_config_len,
+                   .worker = ps->worker};
         if (pw_vm_new(m, (pw_str){vm_id, strlen(vm_id)}, (pw_str){vm_config, vm_config_len},
                       &h->ops, v, &v->vm, err, errlen) != PW_OK) {
             h->nvms--;
@@ -685,7 +699,12 @@ int host_start(host *h, pw_module *m, const fixture *fx, exchange *x, const run_
                         .free = region_free,
                         .lock = region_nolock,
                         .unlock = region_nolock};
-    pw_store_config scfg = {.slots = 1};
+    /* A slot per worker of the test (plugins with `worker: N`). */
+    uint32_t workers = fx->plugin.worker + 1;
+    for (size_t i = 0; i < fx->nplugins; i++)
+        if (fx->plugins[i].worker + 1 > workers)
+            workers = fx->plugins[i].worker + 1;
+    pw_store_config scfg = {.slots = workers};
     char err[PW_ERRLEN];
     if (pw_store_open(&mem, &scfg, NULL, &h->store, err, sizeof err) != PW_OK)
         h->store = NULL;
@@ -712,6 +731,7 @@ int host_start(host *h, pw_module *m, const fixture *fx, exchange *x, const run_
     }
     h->vm = h->vms[0].vm;
     h->plugin = h->plugins[0].plugin;
+    set_worker(h, h->plugins[0].v->worker);
     return 0;
 }
 
@@ -719,8 +739,10 @@ void host_stop(host *h) {
     /* set_tick(0) arrives while the VMs are freed: ignored. */
     h->stopping = 1;
     for (size_t i = 0; i < h->nvms; i++)
-        if (h->vms[i].vm)
+        if (h->vms[i].vm) {
+            set_worker(h, h->vms[i].worker);
             pw_vm_free(h->vms[i].vm);
+        }
     free(h->vms);
     free(h->plugins);
     h->vms = NULL;
@@ -758,7 +780,9 @@ void host_advance(host *h, uint64_t ms) {
         call *c = begin_call(x, PH_TICK, 0, 0);
         c->plugin = next->name;
         c->at_ms = h->now_ms;
+        uint32_t was = set_worker(h, next->v->worker);
         int rc = pw_plugin_on_tick(next->plugin);
+        set_worker(h, was);
         x->cur = -1;
         if (rc != PW_OK)
             note(x, "%s: proxy_on_tick failed: %s%s%s", next->name, pw_strerror(rc),
@@ -792,6 +816,7 @@ int host_step(host *h, exchange *x, const fixture *fx, size_t index) {
             return -1;
         }
     }
+    set_worker(h, p->v->worker);
     fixture sf;
     fixture_for_step(&sf, fx, s);
     const fixture *saved = x->fx;
@@ -804,6 +829,7 @@ int host_step(host *h, exchange *x, const fixture *fx, size_t index) {
     /* x->fx must not outlive sf; the live state is the last exchange's. */
     x->fx = saved;
     h->plugin = h->plugins[0].plugin;
+    set_worker(h, h->plugins[0].v->worker);
     fixture_free(&sf);
     return 0;
 }

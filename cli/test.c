@@ -764,16 +764,25 @@ static void run_steps(checker *ck, host *h, const fixture *fx) {
         if (!s->expect)
             continue;
         yaml_node_t *ex = ynode(ck->d, s->expect);
-        size_t mark = ck->out.len;
+        /* The step's failures go under a heading of their own, indented
+         * one more level. */
+        buf all = ck->out;
+        ck->out = (buf){0};
         int before = ck->failures;
-        buf_printf(&ck->out, "    step %zu (line %zu):\n", i + 1, s->line);
         check_store(ck, ex);
         check(ck, ex);
-        if (ck->failures == before) {
-            ck->out.len = mark; /* no failure: drop the heading */
-            if (ck->out.p)
-                ck->out.p[mark] = 0;
+        if (ck->failures != before) {
+            buf_printf(&all, "    step %zu (line %zu):\n", i + 1, s->line);
+            for (const char *l = ck->out.p; l && *l;) {
+                const char *nl = strchr(l, '\n');
+                size_t n = nl ? (size_t)(nl - l) + 1 : strlen(l);
+                buf_puts(&all, "  ");
+                buf_put(&all, l, n);
+                l += n;
+            }
         }
+        buf_free(&ck->out);
+        ck->out = all;
     }
 }
 
