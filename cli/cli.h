@@ -392,7 +392,7 @@ typedef struct host {
     int stopping;    /* host_stop is freeing the VMs */
     uint32_t worker; /* the store slot of the VM being called */
     uint64_t now_ms; /* virtual time since the start */
-    int fixed_clock; /* the fixture's clock, else the real one at start */
+    int fixed_clock; /* the fixture's clock, else the real one */
     uint64_t clock_base_ns;
     exchange *x;
     int level; /* log level reported to the plugin */

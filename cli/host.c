@@ -334,11 +334,16 @@ static proxy_status_t h_set_property(void *hp, void *stream, const pw_str *path,
     return PROXY_RESULT_OK;
 }
 
-/* The fixture's clock (or the real one when the host started), moved on
- * by `advance` steps. */
+/* The fixture's clock, else the real one, moved on by `advance` steps. */
 static uint64_t h_now(void *hp) {
     host *h = HOST;
-    return h->clock_base_ns + h->now_ms * 1000000u;
+    uint64_t base = h->clock_base_ns;
+    if (!h->fixed_clock) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        base = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    }
+    return base + h->now_ms * 1000000u;
 }
 
 /* ------------------------------------------------------ timers, store */
@@ -674,13 +679,7 @@ int host_start(host *h, pw_module *m, const fixture *fx, exchange *x, const run_
                                     : o->default_level;
     h->trace = o->trace;
     h->fixed_clock = fx->has_clock;
-    if (fx->has_clock) {
-        h->clock_base_ns = fx->clock_ns;
-    } else {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        h->clock_base_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    }
+    h->clock_base_ns = fx->has_clock ? fx->clock_ns : 0;
     h->ops = (pw_host_ops){
         .size = sizeof(pw_host_ops),
         .log = &log_ops,
