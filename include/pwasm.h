@@ -681,9 +681,9 @@ typedef struct pw_host_ops {
  *     write is refused: pw_store_config.evict_lru 0).
  *   - queues: named within a vm_id, ids from 1; the last root context to
  *     register a queue gets its proxy_on_queue_ready. When the memory is
- *     full, an enqueue first evicts shared data (LRU mode), then drops the
- *     queue's oldest items, then the new one; every dropped item is
- *     counted (the enqueue answers Ok: the SDKs accept no other status).
+ *     full, an enqueue drops the queue's oldest items, then the new one
+ *     (never shared data); every dropped item is counted (the enqueue
+ *     answers Ok: the SDKs accept no other status).
  *   - metrics: counters and histograms have one slot per process
  *     (updated without the lock), summed when read; gauges one value.
  * Every function takes the region's lock for the shortest time and never
