@@ -585,7 +585,13 @@ static void deliver(host *h) {
             int saved = x->cur;
             enum phase saved_phase = x->cur_phase;
             call *c = begin_call(x, PH_QUEUE, 0, 0);
-            c->plugin = h->nplugins > 1 ? h->vms[i].vm_id : NULL;
+            if (h->vms[i].worker) {
+                char who[PW_ERRLEN];
+                snprintf(who, sizeof who, "%s, worker %u", h->vms[i].vm_id, h->vms[i].worker);
+                c->plugin = arena_dup(&x->mem, who, strlen(who) + 1).data;
+            } else if (h->nplugins > 1) {
+                c->plugin = h->vms[i].vm_id;
+            }
             uint32_t was = set_worker(h, h->vms[i].worker);
             int rc = pw_vm_deliver_queues(h->vms[i].vm);
             set_worker(h, was);
@@ -799,7 +805,6 @@ int host_step(host *h, exchange *x, const fixture *fx, size_t index) {
     c->at_ms = h->now_ms;
     x->cur = -1;
     if (s->kind == STEP_ADVANCE) {
-        c->size = index;
         host_advance(h, s->advance_ms);
         return 0;
     }
