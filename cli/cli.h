@@ -192,6 +192,7 @@ enum step_kind {
 typedef struct step {
     enum step_kind kind;
     uint64_t advance_ms; /* STEP_ADVANCE */
+    char *name;          /* its `name`, or NULL */
     char *through;       /* plugin_name of the plugin; NULL: the first one */
     uint32_t repeat;     /* exchanges in a row (>= 1) */
     int has_req, has_resp;

@@ -102,6 +102,7 @@ static void steps_free(fixture *f) {
         side_free(&f->steps[i].req);
         side_free(&f->steps[i].resp);
         free(f->steps[i].through);
+        free(f->steps[i].name);
     }
     free(f->steps);
     f->steps = NULL;
@@ -187,6 +188,7 @@ static void copy_steps(fixture *dst, const fixture *src) {
         side_copy(&d->req, &dst->mem, &s->req);
         side_copy(&d->resp, &dst->mem, &s->resp);
         d->through = dup_or_null(s->through);
+        d->name = dup_or_null(s->name);
     }
     dst->nsteps = src->nsteps;
 }
@@ -537,6 +539,8 @@ static int parse_steps(fixture *f, ydoc *d, yaml_node_t *n, char *err, size_t er
         if (ycheck_keys(d, it, step_keys, "a step", err, errlen))
             return -1;
         s->line = it->start_mark.line + 1;
+        if ((v = ymap_get(d, it, "name")) && set_text(d, v, &s->name, err, errlen))
+            return -1;
         if ((v = ymap_get(d, it, "expect")))
             s->expect = (int)(v - d->doc.nodes.start) + 1;
         if ((v = ymap_get(d, it, "advance"))) {

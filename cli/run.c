@@ -95,6 +95,8 @@ static void print_step(FILE *f, const exchange *x, const call *c) {
         return;
     }
     const step *s = &fx->steps[c->size];
+    if (s->name)
+        fprintf(f, " \"%s\"", s->name);
     fprintf(f, " (line %zu, at %llu ms): ", s->line, (unsigned long long)c->at_ms);
     if (s->kind == STEP_ADVANCE)
         fprintf(f, "advance %llu ms\n", (unsigned long long)s->advance_ms);

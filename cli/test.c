@@ -772,7 +772,8 @@ static void run_steps(checker *ck, host *h, const fixture *fx) {
         check_store(ck, ex);
         check(ck, ex);
         if (ck->failures != before) {
-            buf_printf(&all, "    step %zu (line %zu):\n", i + 1, s->line);
+            buf_printf(&all, "    step %zu%s%s%s (line %zu):\n", i + 1, s->name ? " \"" : "",
+                       s->name ? s->name : "", s->name ? "\"" : "", s->line);
             for (const char *l = ck->out.p; l && *l;) {
                 const char *nl = strchr(l, '\n');
                 size_t n = nl ? (size_t)(nl - l) + 1 : strlen(l);

@@ -320,6 +320,7 @@ tests:
     steps:
       - repeat: 2
       - through: reader
+        name: the reader shows it
         expect:
           response: {{headers: {{x-count: "3"}}}}
           log: ['requests = 2']
@@ -328,11 +329,11 @@ tests:
 """)
     r = pwasm("test", t)
     assert r.returncode == 1
-    assert ("    step 2 (line 10):\n"
-            "      response.headers x-count (line 12):\n"
+    assert ("    step 2 \"the reader shows it\" (line 10):\n"
+            "      response.headers x-count (line 13):\n"
             "        - expected: \"3\"\n"
             "        + actual:   \"2\"\n") in r.stdout
-    assert "      log (line 13):\n" not in r.stdout
+    assert "      log (line 14):\n" not in r.stdout
     assert "1 failed" in r.stdout
 
 
