@@ -2,7 +2,7 @@
 # demo/run.sh BUILD_DIR -- starts the pwasm demo in the foreground (`make run`).
 #
 # Writes BUILD_DIR/demo/nginx.conf from demo/nginx.conf.in and runs Debian's
-# nginx with it: 127.0.0.1:$PORT (default 8080) with three plugins, and an
+# nginx with it: 127.0.0.1:$PORT (default 8080) with the example plugins, and an
 # upstream on 127.0.0.1:$((PORT+1)). Ctrl-C stops it. As root, workers run as
 # the invoking user ($SUDO_USER) or nobody.
 set -euo pipefail
@@ -47,7 +47,7 @@ export PWASM_CACHE_DIR=${PWASM_CACHE_DIR:-$build/cache}
 url=http://127.0.0.1:$port
 cat <<MSG
 
-pwasm demo: nginx on $url with three Proxy-Wasm plugins
+pwasm demo: nginx on $url (2 workers) with Proxy-Wasm plugins
 (configuration: $demo/nginx.conf; plugin logs appear below, prefixed [pwasm]).
 Try, from another terminal:
 
@@ -66,6 +66,14 @@ Try, from another terminal:
       200 through the AssemblyScript plugin: response header
       "x-as-plugin: hello", and the upstream shows "x-as-request: 1", a
       request header the plugin added.
+
+  for i in 1 2 3 4 5; do curl -s -o /dev/null -D - $url/count | grep x-count; done
+      x-count: 1, 2, 3, ...: a counter in shared memory that the two
+      workers increment with compare-and-swap (examples/c/shared_counter).
+
+  curl -s $url/metrics
+      Prometheus text: the plugins' metrics (shared_counter_requests_total)
+      and pwasm's own (pwasm_streams_total{plugin=...}, shared data).
 
 Ctrl-C stops nginx.
 
