@@ -14,6 +14,8 @@
 
 static ngx_int_t ngx_proxy_wasm_canary(ngx_conf_t *cf,
     ngx_proxy_wasm_conf_t *wc);
+static ngx_int_t ngx_proxy_wasm_canary_vms(ngx_conf_t *cf,
+    ngx_proxy_wasm_conf_t *wc);
 static void ngx_proxy_wasm_cleanup_runtime(void *data);
 static void ngx_proxy_wasm_runtime_warn(void *data, const char *msg);
 
@@ -169,6 +171,11 @@ ngx_proxy_wasm_conf_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
      *
      *     wc->cache_dir = { 0, NULL };
      *     wc->runtime = NULL;
+     *     wc->shm_zone = NULL;
+     *     wc->store = NULL;
+     *     wc->wake = NULL;
+     *     wc->ticks = NULL;
+     *     wc->running = 0;
      */
 
     if (ngx_array_init(&wc->mods, cf->pool, 4,
@@ -188,6 +195,9 @@ ngx_proxy_wasm_conf_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
     wc->compile_memory = NGX_CONF_UNSET_SIZE;
     wc->module_max_size = NGX_CONF_UNSET_SIZE;
     wc->subsys = subsys;
+    wc->cycle = cf->cycle;
+    wc->shm_size = NGX_CONF_UNSET_SIZE;
+    wc->shm_evict = NGX_CONF_UNSET_UINT;
 
     return NGX_OK;
 }
@@ -329,6 +339,7 @@ ngx_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     mod->vm_id = vm_id;
     mod->vm_config = file_seen ? cfg_file : cfg_inline;
     mod->subsys = wc->subsys;
+    mod->conf = wc;
     mod->file = cf->conf_file->file.name;
     mod->line = cf->conf_file->line;
 
@@ -722,10 +733,40 @@ ngx_proxy_wasm_runtime_warn(void *data, const char *msg)
 }
 
 
-/* Starts every plugin once on a throw-away VM, so that a plugin refusing
- * its configuration fails the configuration (nginx -t). */
+/*
+ * Starts every plugin once on a throw-away VM, so that a plugin refusing
+ * its configuration fails the configuration (nginx -t). The shared zone
+ * does not exist yet (nginx maps zones after reading the configuration),
+ * and what a canary writes must not reach it anyway: its VMs get a scratch
+ * store of their own in process memory, dropped afterwards.
+ */
 static ngx_int_t
 ngx_proxy_wasm_canary(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
+{
+    ngx_int_t    rc;
+    ngx_pool_t  *pool;
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, cf->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_proxy_wasm_scratch_store_open(wc, pool, cf->log) != NGX_OK) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    rc = ngx_proxy_wasm_canary_vms(cf, wc);
+
+    ngx_proxy_wasm_scratch_store_close(wc);
+    ngx_destroy_pool(pool);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_proxy_wasm_canary_vms(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
 {
     int                        rc;
     char                       err[PW_ERRLEN];
