@@ -68,7 +68,8 @@ struct pw_plugin {
     size_t root_id_len;
     char *config;
     size_t config_len;
-    int started; /* root context live in the current instance */
+    int started;          /* root context live in the current instance */
+    uint32_t tick_period; /* ms asked with proxy_set_tick_period_milliseconds */
     pw_log_rate log_rate;
     pw_plugin *next;
 };
@@ -107,6 +108,8 @@ typedef struct pw_vm_hooks {
     const pw_host_http_ops *http;
     const pw_host_stream_ops *stream;
     const pw_host_observe_ops *observe;
+    const pw_host_timer_ops *timers;
+    const pw_host_shared_ops *shared;
 } pw_vm_hooks;
 
 struct pw_vm {
@@ -194,6 +197,35 @@ static inline void *pw_ctx_host_stream(const pw_ctx *ctx) {
 /* Queues PW_PENDING_* bits on s; announces them (pw_host_stream_ops.wake)
  * when they are new and none of s's own callbacks runs. */
 void pw_stream_queue(pw_stream *s, unsigned bits);
+
+/* ------------------------------------------------ the store (store.c) */
+
+/* The hostcalls' side of pw_store (pwasm.h has the embedder's); statuses
+ * as the hostcalls answer them. */
+proxy_status_t pw_store_queue_register(pw_store *st, pw_str vm_id, pw_str name, pw_str root_id,
+                                       uint32_t *id);
+proxy_status_t pw_store_queue_resolve(pw_store *st, pw_str vm_id, pw_str name, uint32_t *id);
+proxy_status_t pw_store_queue_enqueue(pw_store *st, uint32_t id, pw_str value,
+                                      uint32_t *owner_slot, uint64_t *dropped);
+proxy_status_t pw_store_queue_dequeue(pw_store *st, uint32_t id, char **value, size_t *len);
+
+/* A delivery due to this process: queue id, items, registering root_id. */
+typedef struct pw_store_due {
+    uint32_t id, count;
+    size_t root_len;
+    char root_id[256];
+} pw_store_due;
+size_t pw_store_queue_due(pw_store *st, pw_str vm_id, pw_store_due *due, size_t max);
+
+proxy_status_t pw_store_metric_define(pw_store *st, uint32_t type, pw_str name, uint32_t *id);
+proxy_status_t pw_store_metric_increment(pw_store *st, uint32_t id, int64_t delta);
+proxy_status_t pw_store_metric_record(pw_store *st, uint32_t id, uint64_t value);
+proxy_status_t pw_store_metric_get(pw_store *st, uint32_t id, int64_t *value);
+
+/* The VM's store (pw_host_shared_ops.store), or NULL. */
+static inline pw_store *pw_vm_store(pw_vm *vm) {
+    return vm->hooks.shared->store ? vm->hooks.shared->store(vm->host) : NULL;
+}
 
 /* Unix epoch ns from the clock hook now_ns, else CLOCK_REALTIME. */
 uint64_t pw_vm_now_ns(pw_vm *vm);

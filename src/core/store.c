@@ -1,72 +1,805 @@
 /*
- * store.c -- the shared store: shared data, shared queues and metrics in
- * memory the embedder provides (pw_store in pwasm.h). Not implemented yet:
- * pw_store_open fails.
+ * store.c -- the shared store (pw_store in pwasm.h): shared data with
+ * compare-and-swap, shared queues and metrics, inside memory the embedder
+ * provides (docs/ABI.md §6.4, §6.5, §3.3 "Metrics"; docs/ARCHITECTURE.md
+ * "The shared store").
+ *
+ * Everything the store keeps is in the region: processes that map it at
+ * the same address (nginx workers, before and after a reload) share it,
+ * so it holds plain pointers into the region and no pointer to anything
+ * else (the pw_store handle, with the embedder's functions, is per
+ * process). Shared data and queues change under the region's lock; metric
+ * values are updated with atomic operations and no lock (each process adds
+ * to its own slot).
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "core/core.h"
 
-int pw_store_open(const pw_store_mem *mem, const pw_store_config *cfg, void *root,
-                  pw_store **out, char *err, size_t errlen) {
-    (void)mem;
-    (void)cfg;
-    (void)root;
-    *out = NULL;
+#define ST_MAGIC 0x70775354u /* "pwST" */
+#define ST_VERSION 1u
+
+/* Envoy's histogram bucket bounds, and as Prometheus prints them. */
+static const double hist_bounds[] = {0.5,   1,      5,      10,      25,     50,    100,
+                                     250,   500,    1000,   2500,    5000,   10000, 30000,
+                                     60000, 300000, 600000, 1800000, 3600000};
+static const char *const hist_bounds_text[] = {
+    "0.5",  "1",    "5",     "10",    "25",    "50",     "100",    "250",     "500",    "1000",
+    "2500", "5000", "10000", "30000", "60000", "300000", "600000", "1800000", "3600000"};
+/* One histogram slot: a count per bound (not cumulative), the count above
+ * the last bound, the sum, the count: int64 values. */
+#define HIST_BOUNDS (sizeof hist_bounds / sizeof *hist_bounds)
+#define HIST_SUM (HIST_BOUNDS + 1)
+#define HIST_COUNT (HIST_BOUNDS + 2)
+#define HIST_VALUES (HIST_BOUNDS + 3)
+
+/* A shared data key: its vm_id-qualified key ("<vm_id len u32><vm_id>
+ * <key>") then its value, in one allocation. */
+typedef struct st_entry {
+    struct st_entry *next;                /* hash chain */
+    struct st_entry *lru_prev, *lru_next; /* most recently used first */
+    uint32_t hash, cas;
+    uint32_t klen, vlen;
+    char data[]; /* key, then value */
+} st_entry;
+
+typedef struct st_item {
+    struct st_item *next;
+    uint32_t len;
+    char data[];
+} st_item;
+
+typedef struct st_queue {
+    uint32_t id;
+    uint32_t owner_slot; /* process of the root context that registered it */
+    uint32_t pending;    /* items enqueued since the last delivery */
+    uint32_t klen;       /* its vm_id-qualified name */
+    uint32_t root_len;   /* the registering plugin's root_id */
+    char *key, *root_id;
+    st_item *head, *tail;
+    uint64_t items;
+} st_queue;
+
+typedef struct st_metric {
+    uint32_t type; /* proxy_metric_type_t */
+    uint32_t nlen;
+    char *name;
+    int64_t gauge;
+    int64_t *slots; /* counters: one per slot; histograms: HIST_VALUES per slot */
+} st_metric;
+
+typedef struct st_root {
+    uint32_t magic, version;
+    uint32_t cas_next; /* never 0 */
+    uint32_t nbuckets, slots, max_metrics, max_queues;
+    int evict_lru;
+    st_entry **buckets;
+    st_entry *lru_head, *lru_tail;
+    st_queue **queues;
+    uint32_t nqueues;
+    st_metric **metrics;
+    uint32_t nmetrics; /* read without the lock: atomic */
+    pw_store_stats stats;
+} st_root;
+
+struct pw_store {
+    pw_store_mem mem;
+    st_root *root;
+    uint32_t slot;
+};
+
+#define LOCK(st) (st)->mem.lock((st)->mem.region)
+#define UNLOCK(st) (st)->mem.unlock((st)->mem.region)
+
+static void *st_alloc(pw_store *st, size_t n) {
+    return st->mem.alloc(st->mem.region, n);
+}
+
+static void st_free(pw_store *st, void *p) {
+    if (p)
+        st->mem.free(st->mem.region, p);
+}
+
+static void st_errf(char *err, size_t errlen, const char *msg) {
     if (err && errlen)
-        snprintf(err, errlen, "the shared store is not implemented yet");
-    return PW_EINVAL;
+        snprintf(err, errlen, "%s", msg);
+}
+
+/* ------------------------------------------------------------ opening */
+
+static int st_create(pw_store *st, const pw_store_config *cfg) {
+    uint32_t nb = 1;
+    uint32_t want = cfg && cfg->buckets ? cfg->buckets : 1024;
+    while (nb < want && nb < (1u << 24))
+        nb <<= 1;
+    st_root *r = st_alloc(st, sizeof *r);
+    if (!r)
+        return -1;
+    memset(r, 0, sizeof *r);
+    r->magic = ST_MAGIC;
+    r->version = ST_VERSION;
+    r->cas_next = 1;
+    r->nbuckets = nb;
+    r->slots = cfg && cfg->slots ? cfg->slots : 1;
+    r->max_metrics = cfg && cfg->max_metrics ? cfg->max_metrics : 1024;
+    r->max_queues = cfg && cfg->max_queues ? cfg->max_queues : 1024;
+    r->evict_lru = cfg ? cfg->evict_lru : 1;
+    r->buckets = st_alloc(st, (size_t)nb * sizeof *r->buckets);
+    r->queues = st_alloc(st, (size_t)r->max_queues * sizeof *r->queues);
+    r->metrics = st_alloc(st, (size_t)r->max_metrics * sizeof *r->metrics);
+    if (!r->buckets || !r->queues || !r->metrics) {
+        st_free(st, r->buckets);
+        st_free(st, r->queues);
+        st_free(st, r->metrics);
+        st_free(st, r);
+        return -1;
+    }
+    memset(r->buckets, 0, (size_t)nb * sizeof *r->buckets);
+    st->root = r;
+    return 0;
+}
+
+static size_t metric_values(const st_root *r, uint32_t type) {
+    return type == PROXY_METRIC_HISTOGRAM ? (size_t)r->slots * HIST_VALUES
+           : type == PROXY_METRIC_COUNTER ? r->slots
+                                          : 0;
+}
+
+/* An existing store with another number of slots (nginx: worker_processes
+ * changed across a reload): its metrics' values are reset with the new
+ * layout; shared data and queues stay. */
+static int st_reslot(pw_store *st, uint32_t slots) {
+    st_root *r = st->root;
+    for (uint32_t i = 0; i < r->nmetrics; i++) {
+        st_metric *m = r->metrics[i];
+        size_t n = (size_t)slots * (m->type == PROXY_METRIC_HISTOGRAM ? HIST_VALUES : 1);
+        int64_t *v = NULL;
+        if (m->type != PROXY_METRIC_GAUGE) {
+            if (!(v = st_alloc(st, n * sizeof *v)))
+                return -1;
+            memset(v, 0, n * sizeof *v);
+        }
+        st_free(st, m->slots);
+        m->slots = v;
+    }
+    r->slots = slots;
+    return 0;
+}
+
+int pw_store_open(const pw_store_mem *mem, const pw_store_config *cfg, void *root, pw_store **out,
+                  char *err, size_t errlen) {
+    *out = NULL;
+    if (!mem || !mem->alloc || !mem->free || !mem->lock || !mem->unlock) {
+        st_errf(err, errlen, "pw_store_open: incomplete pw_store_mem");
+        return PW_EINVAL;
+    }
+    pw_store *st = calloc(1, sizeof *st);
+    if (!st) {
+        st_errf(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+    st->mem = *mem;
+    int rc = PW_OK;
+    LOCK(st);
+    if (root) {
+        st->root = root;
+        if (st->root->magic != ST_MAGIC || st->root->version != ST_VERSION) {
+            st_errf(err, errlen, "pw_store_open: the region holds no store of this version");
+            rc = PW_EINVAL;
+        } else {
+            uint32_t slots = cfg && cfg->slots ? cfg->slots : 1;
+            if (cfg)
+                st->root->evict_lru = cfg->evict_lru;
+            if (slots != st->root->slots && st_reslot(st, slots) != 0) {
+                st_errf(err, errlen, "the shared memory is too small for the metrics");
+                rc = PW_ENOMEM;
+            }
+        }
+    } else if (st_create(st, cfg) != 0) {
+        st_errf(err, errlen, "the shared memory is too small for the store's tables");
+        rc = PW_ENOMEM;
+    }
+    UNLOCK(st);
+    if (rc != PW_OK) {
+        free(st);
+        return rc;
+    }
+    *out = st;
+    return PW_OK;
 }
 
 void *pw_store_root(const pw_store *st) {
-    (void)st;
-    return NULL;
+    return st->root;
 }
 
 void pw_store_set_slot(pw_store *st, uint32_t slot) {
-    (void)st;
-    (void)slot;
+    st->slot = slot < st->root->slots ? slot : 0;
 }
 
 void pw_store_close(pw_store *st) {
-    (void)st;
+    free(st);
 }
 
 void pw_store_stats_get(pw_store *st, pw_store_stats *out) {
-    (void)st;
-    memset(out, 0, sizeof *out);
+    LOCK(st);
+    *out = st->root->stats;
+    out->metrics = __atomic_load_n(&st->root->nmetrics, __ATOMIC_ACQUIRE);
+    UNLOCK(st);
+}
+
+/* --------------------------------------------------------- shared data */
+
+/* "<len><vm_id><name>": shared data keys and queue names, per vm_id. The
+ * result is malloc'ed unless it fits in buf. */
+static char *qualify(pw_str vm_id, pw_str name, char *buf, size_t buflen, uint32_t *len) {
+    size_t n = 4 + vm_id.len + name.len;
+    if (n > UINT32_MAX)
+        return NULL;
+    char *k = n <= buflen ? buf : malloc(n);
+    if (!k)
+        return NULL;
+    uint32_t vl = (uint32_t)vm_id.len;
+    memcpy(k, &vl, 4);
+    if (vm_id.len)
+        memcpy(k + 4, vm_id.data, vm_id.len);
+    if (name.len)
+        memcpy(k + 4 + vm_id.len, name.data, name.len);
+    *len = (uint32_t)n;
+    return k;
+}
+
+static uint32_t hash_bytes(const char *p, size_t n) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 16777619u;
+    return h;
+}
+
+static uint32_t next_cas(st_root *r) {
+    uint32_t c = r->cas_next++;
+    if (r->cas_next == 0)
+        r->cas_next = 1;
+    return c;
+}
+
+static st_entry **find(st_root *r, const char *k, uint32_t klen, uint32_t h) {
+    st_entry **pp = &r->buckets[h & (r->nbuckets - 1)];
+    for (; *pp; pp = &(*pp)->next)
+        if ((*pp)->hash == h && (*pp)->klen == klen && !memcmp((*pp)->data, k, klen))
+            return pp;
+    return pp;
+}
+
+static void lru_unlink(st_root *r, st_entry *e) {
+    if (e->lru_prev)
+        e->lru_prev->lru_next = e->lru_next;
+    else
+        r->lru_head = e->lru_next;
+    if (e->lru_next)
+        e->lru_next->lru_prev = e->lru_prev;
+    else
+        r->lru_tail = e->lru_prev;
+    e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push(st_root *r, st_entry *e) {
+    e->lru_prev = NULL;
+    e->lru_next = r->lru_head;
+    if (r->lru_head)
+        r->lru_head->lru_prev = e;
+    r->lru_head = e;
+    if (!r->lru_tail)
+        r->lru_tail = e;
+}
+
+/* Unlinks and frees e (its chain link is *pp). */
+static void entry_drop(pw_store *st, st_entry **pp, st_entry *e) {
+    st_root *r = st->root;
+    *pp = e->next;
+    lru_unlink(r, e);
+    r->stats.keys--;
+    r->stats.data_bytes -= (uint64_t)e->klen - 4 + e->vlen;
+    st_free(st, e);
+}
+
+/* Evicts the least recently used key other than `keep`: 1 if one was. */
+static int evict_one(pw_store *st, const st_entry *keep) {
+    st_root *r = st->root;
+    st_entry *e = r->lru_tail;
+    if (e == keep && e)
+        e = e->lru_prev;
+    if (!e)
+        return 0;
+    entry_drop(st, find(r, e->data, e->klen, e->hash), e);
+    r->stats.evictions++;
+    return 1;
+}
+
+/* n bytes of the region, evicting shared data (LRU mode) until they fit. */
+static void *alloc_evicting(pw_store *st, size_t n, const st_entry *keep) {
+    void *p;
+    while (!(p = st_alloc(st, n)))
+        if (!st->root->evict_lru || !evict_one(st, keep))
+            return NULL;
+    return p;
 }
 
 proxy_status_t pw_store_get(pw_store *st, pw_str vm_id, pw_str key, char **value, size_t *len,
                             uint32_t *cas) {
-    (void)st, (void)vm_id, (void)key, (void)value, (void)len, (void)cas;
-    return PROXY_RESULT_NOT_FOUND;
+    char buf[256];
+    uint32_t klen;
+    *value = NULL;
+    *len = 0;
+    char *k = qualify(vm_id, key, buf, sizeof buf, &klen);
+    if (!k)
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    uint32_t h = hash_bytes(k, klen);
+    proxy_status_t rc = PROXY_RESULT_NOT_FOUND;
+    LOCK(st);
+    st_entry *e = *find(st->root, k, klen, h);
+    if (e) {
+        rc = PROXY_RESULT_OK;
+        *cas = e->cas;
+        if (e->vlen && !(*value = malloc(e->vlen)))
+            rc = PROXY_RESULT_INTERNAL_FAILURE;
+        else if (e->vlen)
+            memcpy(*value, e->data + e->klen, e->vlen);
+        *len = e->vlen;
+        lru_unlink(st->root, e);
+        lru_push(st->root, e);
+    }
+    UNLOCK(st);
+    if (k != buf)
+        free(k);
+    return rc;
 }
 
 proxy_status_t pw_store_set(pw_store *st, pw_str vm_id, pw_str key, pw_str value, uint32_t cas,
                             int *refused) {
-    (void)st, (void)vm_id, (void)key, (void)value, (void)cas, (void)refused;
-    return PROXY_RESULT_CAS_MISMATCH;
+    char buf[256];
+    uint32_t klen;
+    if (refused)
+        *refused = 0;
+    if (value.len > UINT32_MAX)
+        return PROXY_RESULT_CAS_MISMATCH;
+    char *k = qualify(vm_id, key, buf, sizeof buf, &klen);
+    if (!k)
+        return PROXY_RESULT_CAS_MISMATCH;
+    uint32_t h = hash_bytes(k, klen);
+    proxy_status_t rc = PROXY_RESULT_OK;
+    LOCK(st);
+    st_root *r = st->root;
+    st_entry **pp = find(r, k, klen, h), *old = *pp;
+    if (old && cas && cas != old->cas) {
+        rc = PROXY_RESULT_CAS_MISMATCH;
+    } else if (!value.data) {
+        if (old)
+            entry_drop(st, pp, old); /* a NULL value deletes */
+    } else {
+        st_entry *e = alloc_evicting(st, sizeof *e + klen + value.len, old);
+        if (!e) {
+            rc = PROXY_RESULT_CAS_MISMATCH;
+            r->stats.refused++;
+            if (refused)
+                *refused = 1;
+        } else {
+            e->hash = h;
+            e->klen = klen;
+            e->vlen = (uint32_t)value.len;
+            memcpy(e->data, k, klen);
+            if (value.len)
+                memcpy(e->data + klen, value.data, value.len);
+            e->cas = next_cas(r);
+            /* evictions may have moved the chain: look again */
+            pp = find(r, k, klen, h);
+            if ((old = *pp) != NULL)
+                entry_drop(st, pp, old);
+            e->next = r->buckets[h & (r->nbuckets - 1)];
+            r->buckets[h & (r->nbuckets - 1)] = e;
+            lru_push(r, e);
+            r->stats.keys++;
+            r->stats.data_bytes += (uint64_t)klen - 4 + value.len;
+        }
+    }
+    UNLOCK(st);
+    if (k != buf)
+        free(k);
+    return rc;
+}
+
+/* -------------------------------------------------------------- queues */
+
+/* The queue of id (1-based), or NULL. Lock held. */
+static st_queue *queue_of(st_root *r, uint32_t id) {
+    return id >= 1 && id <= r->nqueues ? r->queues[id - 1] : NULL;
+}
+
+static st_queue *queue_named(st_root *r, const char *k, uint32_t klen) {
+    for (uint32_t i = 0; i < r->nqueues; i++)
+        if (r->queues[i]->klen == klen && !memcmp(r->queues[i]->key, k, klen))
+            return r->queues[i];
+    return NULL;
+}
+
+/* proxy_register_shared_queue: creates or opens the queue `name` of vm_id
+ * for the plugin root_id of this process; the last to register gets its
+ * deliveries. Ok, or InternalFailure (no room). */
+proxy_status_t pw_store_queue_register(pw_store *st, pw_str vm_id, pw_str name, pw_str root_id,
+                                       uint32_t *id) {
+    char buf[256];
+    uint32_t klen;
+    char *k = qualify(vm_id, name, buf, sizeof buf, &klen);
+    if (!k || root_id.len > UINT32_MAX)
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    proxy_status_t rc = PROXY_RESULT_OK;
+    LOCK(st);
+    st_root *r = st->root;
+    st_queue *q = queue_named(r, k, klen);
+    char *owner = alloc_evicting(st, root_id.len ? root_id.len : 1, NULL);
+    if (!owner) {
+        rc = PROXY_RESULT_INTERNAL_FAILURE;
+    } else if (!q) {
+        if (r->nqueues >= r->max_queues || !(q = alloc_evicting(st, sizeof *q, NULL))) {
+            rc = PROXY_RESULT_INTERNAL_FAILURE;
+        } else if (!(q->key = alloc_evicting(st, klen, NULL))) {
+            st_free(st, q);
+            q = NULL;
+            rc = PROXY_RESULT_INTERNAL_FAILURE;
+        } else {
+            q->id = r->nqueues + 1;
+            q->pending = 0;
+            q->klen = klen;
+            q->head = q->tail = NULL;
+            q->items = 0;
+            q->root_id = NULL;
+            memcpy(q->key, k, klen);
+            r->queues[r->nqueues] = q;
+            __atomic_store_n(&r->nqueues, r->nqueues + 1, __ATOMIC_RELEASE);
+            r->stats.queues++;
+        }
+    }
+    if (rc == PROXY_RESULT_OK) {
+        st_free(st, q->root_id);
+        if (root_id.len)
+            memcpy(owner, root_id.data, root_id.len);
+        q->root_id = owner;
+        q->root_len = (uint32_t)root_id.len;
+        q->owner_slot = st->slot;
+        *id = q->id;
+    } else {
+        st_free(st, owner);
+    }
+    UNLOCK(st);
+    if (k != buf)
+        free(k);
+    return rc;
+}
+
+/* proxy_resolve_shared_queue: Ok or NotFound. */
+proxy_status_t pw_store_queue_resolve(pw_store *st, pw_str vm_id, pw_str name, uint32_t *id) {
+    char buf[256];
+    uint32_t klen;
+    char *k = qualify(vm_id, name, buf, sizeof buf, &klen);
+    if (!k)
+        return PROXY_RESULT_NOT_FOUND;
+    LOCK(st);
+    st_queue *q = queue_named(st->root, k, klen);
+    if (q)
+        *id = q->id;
+    UNLOCK(st);
+    if (k != buf)
+        free(k);
+    return q ? PROXY_RESULT_OK : PROXY_RESULT_NOT_FOUND;
+}
+
+static void item_pop(pw_store *st, st_queue *q) {
+    st_item *it = q->head;
+    q->head = it->next;
+    if (!q->head)
+        q->tail = NULL;
+    q->items--;
+    st->root->stats.queued--;
+    st_free(st, it);
+}
+
+/* proxy_enqueue_shared_queue: Ok (also when the item had to be dropped:
+ * *dropped counts what was) or NotFound. *owner_slot: whom to wake. */
+proxy_status_t pw_store_queue_enqueue(pw_store *st, uint32_t id, pw_str value,
+                                      uint32_t *owner_slot, uint64_t *dropped) {
+    *dropped = 0;
+    if (value.len > UINT32_MAX)
+        return PROXY_RESULT_NOT_FOUND;
+    proxy_status_t rc = PROXY_RESULT_OK;
+    LOCK(st);
+    st_root *r = st->root;
+    st_queue *q = queue_of(r, id);
+    if (!q) {
+        rc = PROXY_RESULT_NOT_FOUND;
+    } else {
+        st_item *it;
+        /* no room: shared data goes first (LRU mode), then the queue's
+         * oldest items, then this one */
+        while (!(it = alloc_evicting(st, sizeof *it + value.len, NULL)) && q->head) {
+            item_pop(st, q);
+            (*dropped)++;
+        }
+        if (!it) {
+            (*dropped)++;
+        } else {
+            it->next = NULL;
+            it->len = (uint32_t)value.len;
+            if (value.len)
+                memcpy(it->data, value.data, value.len);
+            if (q->tail)
+                q->tail->next = it;
+            else
+                q->head = it;
+            q->tail = it;
+            q->items++;
+            q->pending++;
+            r->stats.queued++;
+        }
+        r->stats.dropped += *dropped;
+        *owner_slot = q->owner_slot;
+    }
+    UNLOCK(st);
+    return rc;
+}
+
+/* proxy_dequeue_shared_queue: Ok with the oldest item (malloc'ed *value,
+ * NULL when empty), Empty, NotFound, or InternalFailure (no memory). */
+proxy_status_t pw_store_queue_dequeue(pw_store *st, uint32_t id, char **value, size_t *len) {
+    *value = NULL;
+    *len = 0;
+    proxy_status_t rc = PROXY_RESULT_OK;
+    LOCK(st);
+    st_queue *q = queue_of(st->root, id);
+    if (!q) {
+        rc = PROXY_RESULT_NOT_FOUND;
+    } else if (!q->head) {
+        rc = PROXY_RESULT_EMPTY;
+    } else if (q->head->len && !(*value = malloc(q->head->len))) {
+        rc = PROXY_RESULT_INTERNAL_FAILURE;
+    } else {
+        *len = q->head->len;
+        if (*len)
+            memcpy(*value, q->head->data, *len);
+        item_pop(st, q);
+    }
+    UNLOCK(st);
+    return rc;
+}
+
+/* Takes the deliveries due to this process for vm_id: up to max of
+ * (queue id, count, root_id copy). Returns how many. */
+size_t pw_store_queue_due(pw_store *st, pw_str vm_id, pw_store_due *due, size_t max) {
+    size_t n = 0;
+    LOCK(st);
+    st_root *r = st->root;
+    for (uint32_t i = 0; i < r->nqueues && n < max; i++) {
+        st_queue *q = r->queues[i];
+        uint32_t vl;
+        memcpy(&vl, q->key, 4);
+        if (!q->pending || q->owner_slot != st->slot || vl != vm_id.len ||
+            (vl && memcmp(q->key + 4, vm_id.data, vl)))
+            continue;
+        size_t rl = q->root_len < sizeof due[n].root_id ? q->root_len : sizeof due[n].root_id;
+        due[n].id = q->id;
+        due[n].count = q->pending;
+        due[n].root_len = rl;
+        if (rl)
+            memcpy(due[n].root_id, q->root_id, rl);
+        q->pending = 0;
+        n++;
+    }
+    UNLOCK(st);
+    return n;
+}
+
+/* ------------------------------------------------------------- metrics */
+
+/* proxy_define_metric: the id of (type, name), created if new (ids from
+ * 1). Ok, BadArgument (type), InternalFailure (no room). */
+proxy_status_t pw_store_metric_define(pw_store *st, uint32_t type, pw_str name, uint32_t *id) {
+    if (type > PROXY_METRIC_HISTOGRAM)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    if (name.len > UINT32_MAX)
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    proxy_status_t rc = PROXY_RESULT_OK;
+    LOCK(st);
+    st_root *r = st->root;
+    uint32_t i;
+    for (i = 0; i < r->nmetrics; i++)
+        if (r->metrics[i]->type == type && r->metrics[i]->nlen == name.len &&
+            !memcmp(r->metrics[i]->name, name.data, name.len))
+            break;
+    if (i == r->nmetrics) {
+        st_metric *m = NULL;
+        size_t nv = metric_values(r, type);
+        if (i >= r->max_metrics || !(m = alloc_evicting(st, sizeof *m, NULL)) ||
+            !(m->name = alloc_evicting(st, name.len ? name.len : 1, NULL)) ||
+            (nv && !(m->slots = alloc_evicting(st, nv * sizeof(int64_t), NULL)))) {
+            if (m) {
+                st_free(st, m->name);
+                st_free(st, m);
+            }
+            rc = PROXY_RESULT_INTERNAL_FAILURE;
+        } else {
+            m->type = type;
+            m->nlen = (uint32_t)name.len;
+            if (name.len)
+                memcpy(m->name, name.data, name.len);
+            m->gauge = 0;
+            if (!nv)
+                m->slots = NULL;
+            else
+                memset(m->slots, 0, nv * sizeof(int64_t));
+            r->metrics[i] = m;
+            __atomic_store_n(&r->nmetrics, i + 1, __ATOMIC_RELEASE);
+        }
+    }
+    if (rc == PROXY_RESULT_OK)
+        *id = i + 1;
+    UNLOCK(st);
+    return rc;
+}
+
+/* The metric of id, without the lock: metrics are only ever added, and
+ * published with a release store of nmetrics. */
+static st_metric *metric_of(pw_store *st, uint32_t id) {
+    st_root *r = st->root;
+    if (id < 1 || id > __atomic_load_n(&r->nmetrics, __ATOMIC_ACQUIRE))
+        return NULL;
+    return r->metrics[id - 1];
+}
+
+static void hist_record(pw_store *st, st_metric *m, uint64_t v) {
+    int64_t *s = m->slots + (size_t)st->slot * HIST_VALUES;
+    size_t b = 0;
+    while (b < HIST_BOUNDS && (double)v > hist_bounds[b])
+        b++; /* HIST_BOUNDS: above the last bound, +Inf only */
+    __atomic_fetch_add(&s[b], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s[HIST_SUM], (int64_t)v, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s[HIST_COUNT], 1, __ATOMIC_RELAXED);
+}
+
+/* proxy_increment_metric: Ok, NotFound, BadArgument (a counter's delta
+ * <= 0, a histogram). */
+proxy_status_t pw_store_metric_increment(pw_store *st, uint32_t id, int64_t delta) {
+    st_metric *m = metric_of(st, id);
+    if (!m)
+        return PROXY_RESULT_NOT_FOUND;
+    switch (m->type) {
+    case PROXY_METRIC_COUNTER:
+        if (delta <= 0)
+            return PROXY_RESULT_BAD_ARGUMENT;
+        __atomic_fetch_add(&m->slots[st->slot], delta, __ATOMIC_RELAXED);
+        return PROXY_RESULT_OK;
+    case PROXY_METRIC_GAUGE:
+        __atomic_fetch_add(&m->gauge, delta, __ATOMIC_RELAXED);
+        return PROXY_RESULT_OK;
+    default:
+        return PROXY_RESULT_BAD_ARGUMENT;
+    }
+}
+
+/* proxy_record_metric (Envoy's rules): a counter adds, a gauge is set, a
+ * histogram records a sample. Ok or NotFound. */
+proxy_status_t pw_store_metric_record(pw_store *st, uint32_t id, uint64_t value) {
+    st_metric *m = metric_of(st, id);
+    if (!m)
+        return PROXY_RESULT_NOT_FOUND;
+    if (m->type == PROXY_METRIC_COUNTER)
+        __atomic_fetch_add(&m->slots[st->slot], (int64_t)value, __ATOMIC_RELAXED);
+    else if (m->type == PROXY_METRIC_GAUGE)
+        __atomic_store_n(&m->gauge, (int64_t)value, __ATOMIC_RELAXED);
+    else
+        hist_record(st, m, value);
+    return PROXY_RESULT_OK;
+}
+
+static int64_t metric_sum(const st_root *r, const st_metric *m, size_t at, size_t stride) {
+    int64_t sum = 0;
+    for (uint32_t s = 0; s < r->slots; s++)
+        sum += __atomic_load_n(&m->slots[s * stride + at], __ATOMIC_RELAXED);
+    return sum;
+}
+
+/* proxy_get_metric: Ok, NotFound, BadArgument (a histogram). */
+proxy_status_t pw_store_metric_get(pw_store *st, uint32_t id, int64_t *value) {
+    st_metric *m = metric_of(st, id);
+    if (!m)
+        return PROXY_RESULT_NOT_FOUND;
+    if (m->type == PROXY_METRIC_HISTOGRAM)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    *value = m->type == PROXY_METRIC_GAUGE ? __atomic_load_n(&m->gauge, __ATOMIC_RELAXED)
+                                           : metric_sum(st->root, m, 0, 1);
+    return PROXY_RESULT_OK;
 }
 
 proxy_status_t pw_store_metric(pw_store *st, pw_str name, uint32_t type, int64_t *value) {
-    (void)st, (void)name, (void)type, (void)value;
+    st_root *r = st->root;
+    uint32_t n = __atomic_load_n(&r->nmetrics, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; i < n; i++) {
+        st_metric *m = r->metrics[i];
+        if (m->type != type || m->nlen != name.len || memcmp(m->name, name.data, name.len))
+            continue;
+        *value = type == PROXY_METRIC_GAUGE       ? __atomic_load_n(&m->gauge, __ATOMIC_RELAXED)
+                 : type == PROXY_METRIC_HISTOGRAM ? metric_sum(r, m, HIST_COUNT, HIST_VALUES)
+                                                  : metric_sum(r, m, 0, 1);
+        return PROXY_RESULT_OK;
+    }
     return PROXY_RESULT_NOT_FOUND;
+}
+
+/* ---------------------------------------------------------- Prometheus */
+
+typedef struct out {
+    void (*write)(void *data, const char *p, size_t n);
+    void *data;
+} out;
+
+static void outf(out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void outf(out *o, const char *fmt, ...) {
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->write(o->data, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+/* A valid Prometheus metric name: [a-zA-Z_:][a-zA-Z0-9_:]*; other bytes
+ * become '_', a leading digit gets a '_' before it. */
+static void out_name(out *o, const st_metric *m, const char *suffix) {
+    char b[512];
+    size_t n = 0;
+    if (!m->nlen || (m->name[0] >= '0' && m->name[0] <= '9'))
+        b[n++] = '_';
+    for (uint32_t i = 0; i < m->nlen && n < sizeof b - 32; i++) {
+        char ch = m->name[i];
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                 (ch >= '0' && ch <= '9') || ch == '_' || ch == ':';
+        b[n++] = ok ? ch : '_';
+    }
+    size_t sl = strlen(suffix);
+    memcpy(b + n, suffix, sl);
+    o->write(o->data, b, n + sl);
 }
 
 int pw_store_prometheus(pw_store *st, void (*write)(void *data, const char *p, size_t n),
                         void *data) {
-    (void)st, (void)write, (void)data;
+    static const char *const types[] = {"counter", "gauge", "histogram"};
+    out o = {write, data};
+    st_root *r = st->root;
+    uint32_t n = __atomic_load_n(&r->nmetrics, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; i < n; i++) {
+        const st_metric *m = r->metrics[i];
+        outf(&o, "# TYPE ");
+        out_name(&o, m, " ");
+        outf(&o, "%s\n", types[m->type]);
+        if (m->type != PROXY_METRIC_HISTOGRAM) {
+            out_name(&o, m, " ");
+            outf(&o, "%lld\n",
+                 (long long)(m->type == PROXY_METRIC_GAUGE
+                                 ? __atomic_load_n(&m->gauge, __ATOMIC_RELAXED)
+                                 : metric_sum(r, m, 0, 1)));
+            continue;
+        }
+        int64_t cumulative = 0;
+        for (size_t b = 0; b <= HIST_BOUNDS; b++) {
+            cumulative += metric_sum(r, m, b, HIST_VALUES);
+            out_name(&o, m, "_bucket");
+            outf(&o, "{le=\"%s\"} %lld\n", b < HIST_BOUNDS ? hist_bounds_text[b] : "+Inf",
+                 (long long)cumulative);
+        }
+        out_name(&o, m, "_sum");
+        outf(&o, " %lld\n", (long long)metric_sum(r, m, HIST_SUM, HIST_VALUES));
+        out_name(&o, m, "_count");
+        outf(&o, " %lld\n", (long long)metric_sum(r, m, HIST_COUNT, HIST_VALUES));
+    }
     return PW_OK;
-}
-
-int pw_plugin_on_tick(pw_plugin *p) {
-    (void)p;
-    return PW_OK;
-}
-
-int pw_vm_deliver_queues(pw_vm *vm) {
-    (void)vm;
-    return 0;
 }

@@ -263,6 +263,8 @@ static int host_hooks(const pw_host_ops *ops, pw_vm_hooks *h, char *err, size_t 
     static const pw_host_http_ops no_http;
     static const pw_host_stream_ops no_stream;
     static const pw_host_observe_ops no_observe;
+    static const pw_host_timer_ops no_timers;
+    static const pw_host_shared_ops no_shared;
     /* Areas are appended, never moved: a table of an older (smaller) size
      * is copied and the areas it lacks stay NULL. */
     pw_host_ops o = {0};
@@ -285,6 +287,8 @@ static int host_hooks(const pw_host_ops *ops, pw_vm_hooks *h, char *err, size_t 
         .http = o.http ? o.http : &no_http,
         .stream = o.stream ? o.stream : &no_stream,
         .observe = o.observe ? o.observe : &no_observe,
+        .timers = o.timers ? o.timers : &no_timers,
+        .shared = o.shared ? o.shared : &no_shared,
     };
     return PW_OK;
 }
@@ -440,6 +444,58 @@ pw_str pw_plugin_root_id(const pw_plugin *p) {
     return (pw_str){p->root_id, p->root_id_len};
 }
 
+/* The plugin's VM alive, rebuilt if a trap discarded it: PW_OK, or
+ * PW_EDEAD (logged). */
+static int plugin_alive(pw_plugin *p) {
+    pw_vm *vm = p->vm;
+    if (vm->dead) {
+        char err[PW_ERRLEN];
+        if (pw_vm_recover(vm, err, sizeof err) != PW_OK) {
+            pw_vm_log(vm, PROXY_LOG_ERROR, "cannot rebuild the VM: %s", err);
+            return PW_EDEAD;
+        }
+    }
+    return p->started ? PW_OK : PW_EDEAD;
+}
+
+int pw_plugin_on_tick(pw_plugin *p) {
+    int rc = plugin_alive(p);
+    if (rc != PW_OK)
+        return rc;
+    uint32_t id = p->ctx.id;
+    return pw_vm_callback(p->vm, &p->ctx, PW_CB_ON_TICK, &id, NULL) < 0 ? PW_ETRAP : PW_OK;
+}
+
+int pw_vm_deliver_queues(pw_vm *vm) {
+    pw_store *st = pw_vm_store(vm);
+    if (!st)
+        return 0;
+    pw_store_due due[16];
+    int calls = 0;
+    size_t n;
+    /* in rounds of 16 queues: the store's lock is released before any
+     * plugin runs; what plugins enqueue meanwhile wakes this process
+     * again rather than keeping it here */
+    do {
+        n = pw_store_queue_due(st, (pw_str){vm->vm_id, vm->vm_id_len}, due, 16);
+        for (size_t i = 0; i < n; i++) {
+            pw_plugin *p = vm->plugins;
+            while (p && (p->root_id_len != due[i].root_len ||
+                         memcmp(p->root_id, due[i].root_id, due[i].root_len)))
+                p = p->next;
+            if (!p || plugin_alive(p) != PW_OK)
+                continue; /* no such plugin here any more: nobody to tell */
+            for (uint32_t k = 0; k < due[i].count; k++) {
+                uint32_t args[2] = {p->ctx.id, due[i].id};
+                if (pw_vm_callback(vm, &p->ctx, PW_CB_ON_QUEUE_READY, args, NULL) < 0)
+                    return PW_ETRAP;
+                calls++;
+            }
+        }
+    } while (n == 16);
+    return calls;
+}
+
 pw_vm *pw_plugin_vm(const pw_plugin *p) {
     return p->vm;
 }
@@ -462,7 +518,14 @@ int pw_vm_recover(pw_vm *vm, char *err, size_t errlen) {
     if (rc != PW_OK)
         return rc == PW_ETRAP ? PW_EDEAD : rc;
     for (pw_plugin *p = vm->plugins; p; p = p->next) {
+        /* A timer stays armed across the rebuild (its next tick is what
+         * rebuilds a VM no request uses); the plugin asks again when it
+         * starts, or it is stopped. */
+        uint32_t period = p->tick_period;
+        p->tick_period = 0;
         rc = plugin_start(p, err, errlen);
+        if (period && !p->tick_period && vm->hooks.timers->set_tick)
+            vm->hooks.timers->set_tick(vm->host, p, 0);
         if (rc != PW_OK) {
             vm->dead = 1;
             return PW_EDEAD;
@@ -479,6 +542,8 @@ void pw_vm_free(pw_vm *vm) {
         pw_plugin *next = p->next;
         if (vm->inst)
             plugin_stop(p);
+        if (p->tick_period && vm->hooks.timers->set_tick)
+            vm->hooks.timers->set_tick(vm->host, p, 0);
         plugin_free(p);
         p = next;
     }

@@ -15,6 +15,7 @@
 
 int t_passed, t_failed;
 void run_safety_tests(void);
+void run_store_tests(void);
 const char *t_current;
 
 static pw_runtime *rt;
@@ -1080,7 +1081,9 @@ TEST(registry_rows_agree) {
     CHECK(log && log->area == PW_AREA_LOG && log->implemented &&
           !strcmp(log->arguments, "L level,s message"));
     const pw_hostcall_info *q = pw_hostcall_find("env", "proxy_enqueue_shared_queue");
-    CHECK(q && q->area == PW_AREA_SHARED && !q->implemented);
+    CHECK(q && q->area == PW_AREA_SHARED && q->implemented);
+    const pw_hostcall_info *hc = pw_hostcall_find("env", "proxy_http_call");
+    CHECK(hc && hc->area == PW_AREA_CALLOUTS && !hc->implemented);
     CHECK_STR(pw_area_name(PW_AREA_MAPS), "header maps");
     CHECK_STR(pw_area_name(PW_AREA_WASI), "WASI");
     CHECK_STR(pw_area_name(-1), "other");
@@ -1132,7 +1135,7 @@ TEST(reader_module_info) {
     CHECK(info_export_role(&mi, "proxy_abi_version_0_2_1") == PW_EXPORT_ABI_MARKER);
     CHECK(info_export_role(&mi, "proxy_on_request_headers") == PW_EXPORT_CALLBACK);
     CHECK(info_export_role(&mi, "_initialize") == PW_EXPORT_CALLBACK);
-    CHECK(info_export_role(&mi, "proxy_on_tick") == PW_EXPORT_CALLBACK_LATER);
+    CHECK(info_export_role(&mi, "proxy_on_tick") == PW_EXPORT_CALLBACK);
     CHECK(info_export_role(&mi, "proxy_on_memory_allocate") == PW_EXPORT_ALLOCATOR);
     CHECK(info_export_role(&mi, "memory") == PW_EXPORT_OTHER);
     pw_module_info_free(&mi);
@@ -1304,6 +1307,7 @@ int main(void) {
     RUN(api_version_and_strerror);
     pw_runtime_free(rt);
     run_safety_tests(); /* test_safety.c, with a runtime of its own */
+    run_store_tests();  /* test_store.c */
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;
 }

@@ -1,0 +1,339 @@
+/*
+ * test_store.c -- the shared store's rules through its public API, on heap
+ * memory with a cap (so that "the region is full" happens): CAS, deletes,
+ * vm_id namespaces, LRU eviction and refusal, reattaching to a region
+ * (nginx's reload), metrics and their Prometheus text.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "pwasm.h"
+
+#define S(lit) ((pw_str){lit, sizeof(lit) - 1})
+
+/* Heap memory with a byte cap and a lock that must never be taken twice. */
+typedef struct region {
+    size_t used, cap;
+    int locked, double_lock;
+} region;
+
+typedef struct hdr {
+    size_t size;
+    max_align_t pad[];
+} hdr;
+
+static void *r_alloc(void *rg, size_t n) {
+    region *r = rg;
+    if (!r->locked)
+        r->double_lock++; /* alloc outside the lock: a bug */
+    if (r->used + n > r->cap)
+        return NULL;
+    hdr *h = malloc(sizeof *h + n);
+    if (!h)
+        return NULL;
+    h->size = n;
+    r->used += n;
+    return h->pad;
+}
+
+static void r_free(void *rg, void *p) {
+    region *r = rg;
+    hdr *h = (hdr *)((char *)p - offsetof(hdr, pad));
+    r->used -= h->size;
+    free(h);
+}
+
+static void r_lock(void *rg) {
+    region *r = rg;
+    r->double_lock += r->locked;
+    r->locked = 1;
+}
+
+static void r_unlock(void *rg) {
+    ((region *)rg)->locked = 0;
+}
+
+static pw_store *open_store(region *r, size_t cap, int evict, void *root, uint32_t slots) {
+    r->cap = cap;
+    pw_store_mem mem = {r, r_alloc, r_free, r_lock, r_unlock};
+    pw_store_config cfg = {.evict_lru = evict, .slots = slots, .buckets = 64};
+    pw_store *st = NULL;
+    char err[PW_ERRLEN];
+    CHECK(pw_store_open(&mem, &cfg, root, &st, err, sizeof err) == PW_OK);
+    return st;
+}
+
+static int value_is(pw_store *st, pw_str vm, pw_str key, const char *want, uint32_t *cas) {
+    char *v;
+    size_t n;
+    uint32_t c = 0;
+    if (pw_store_get(st, vm, key, &v, &n, &c) != PROXY_RESULT_OK)
+        return 0;
+    int ok = n == strlen(want) && (!n || !memcmp(v, want, n));
+    free(v);
+    if (cas)
+        *cas = c;
+    return ok;
+}
+
+TEST(store_cas_rules) {
+    region r = {0};
+    pw_store *st = open_store(&r, 1 << 20, 1, NULL, 1);
+    if (!st)
+        return;
+    uint32_t c1, c2, c3;
+    char *v;
+    size_t n;
+    CHECK(pw_store_get(st, S("vm"), S("k"), &v, &n, &c1) == PROXY_RESULT_NOT_FOUND);
+    /* a missing key is created, even with a non-zero cas */
+    CHECK(pw_store_set(st, S("vm"), S("k"), S("one"), 77, NULL) == PROXY_RESULT_OK);
+    CHECK(value_is(st, S("vm"), S("k"), "one", &c1));
+    CHECK(c1 != 0);
+    /* the right cas writes and gives a new one; a stale one does not */
+    CHECK(pw_store_set(st, S("vm"), S("k"), S("two"), c1, NULL) == PROXY_RESULT_OK);
+    CHECK(value_is(st, S("vm"), S("k"), "two", &c2));
+    CHECK(c2 != c1);
+    CHECK(pw_store_set(st, S("vm"), S("k"), S("three"), c1, NULL) == PROXY_RESULT_CAS_MISMATCH);
+    CHECK(value_is(st, S("vm"), S("k"), "two", NULL));
+    /* cas 0 overwrites */
+    CHECK(pw_store_set(st, S("vm"), S("k"), S("four"), 0, NULL) == PROXY_RESULT_OK);
+    CHECK(value_is(st, S("vm"), S("k"), "four", &c3));
+    /* a NULL value deletes; created again, the key gets a cas never seen */
+    CHECK(pw_store_set(st, S("vm"), S("k"), (pw_str){NULL, 0}, c3, NULL) == PROXY_RESULT_OK);
+    CHECK(pw_store_get(st, S("vm"), S("k"), &v, &n, &c1) == PROXY_RESULT_NOT_FOUND);
+    CHECK(pw_store_set(st, S("vm"), S("k"), S(""), 0, NULL) == PROXY_RESULT_OK);
+    uint32_t c4;
+    CHECK(value_is(st, S("vm"), S("k"), "", &c4)); /* an empty value is a value */
+    CHECK(c4 != c1 && c4 != c2 && c4 != c3);
+    /* namespaces: the same key in another vm_id is another key; keys
+     * are compared whole */
+    CHECK(pw_store_get(st, S("other"), S("k"), &v, &n, &c1) == PROXY_RESULT_NOT_FOUND);
+    CHECK(pw_store_set(st, S("vm"), S("k\0x"), S("nul"), 0, NULL) == PROXY_RESULT_OK);
+    CHECK(value_is(st, S("vm"), S("k"), "", NULL));
+    CHECK(value_is(st, S("vm"), S("k\0x"), "nul", NULL));
+    pw_store_stats stats;
+    pw_store_stats_get(st, &stats);
+    CHECK(stats.keys == 2);
+    CHECK(r.double_lock == 0);
+    pw_store_close(st);
+}
+
+TEST(store_eviction_and_refusal) {
+    region r = {0};
+    pw_store *st = open_store(&r, 40000, 1, NULL, 1);
+    if (!st)
+        return;
+    char key[16], val[1000];
+    memset(val, 'v', sizeof val);
+    /* far more than fits: the least recently used keys go; key0, read
+     * after every write, stays */
+    char *v;
+    size_t n;
+    uint32_t cas;
+    int kept = 1;
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "key%d", i);
+        CHECK(pw_store_set(st, S("vm"), (pw_str){key, strlen(key)}, (pw_str){val, sizeof val}, 0,
+                           NULL) == PROXY_RESULT_OK);
+        if (pw_store_get(st, S("vm"), S("key0"), &v, &n, &cas) == PROXY_RESULT_OK)
+            free(v);
+        else
+            kept = 0;
+    }
+    CHECK(kept);
+    pw_store_stats stats;
+    pw_store_stats_get(st, &stats);
+    CHECK(stats.evictions > 0);
+    CHECK(stats.keys + stats.evictions == 100);
+    CHECK(pw_store_get(st, S("vm"), S("key99"), &v, &n, &cas) == PROXY_RESULT_OK);
+    free(v);
+    CHECK(pw_store_get(st, S("vm"), S("key1"), &v, &n, &cas) == PROXY_RESULT_NOT_FOUND);
+    /* a value larger than the whole region is refused: CasMismatch */
+    static char big[50000];
+    int refused = 0;
+    CHECK(pw_store_set(st, S("vm"), S("big"), (pw_str){big, sizeof big}, 0, &refused) ==
+          PROXY_RESULT_CAS_MISMATCH);
+    CHECK(refused == 1);
+    pw_store_close(st);
+
+    /* eviction off: a full region refuses, keeps what it has */
+    region r2 = {0};
+    st = open_store(&r2, 40000, 0, NULL, 1);
+    if (!st)
+        return;
+    int ok = 0, no = 0;
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "key%d", i);
+        proxy_status_t rc = pw_store_set(st, S("vm"), (pw_str){key, strlen(key)},
+                                         (pw_str){val, sizeof val}, 0, &refused);
+        if (rc == PROXY_RESULT_OK)
+            ok++;
+        else if (rc == PROXY_RESULT_CAS_MISMATCH && refused)
+            no++;
+    }
+    CHECK(ok > 0 && no > 0 && ok + no == 100);
+    CHECK(value_is(st, S("vm"), S("key0"), "", NULL) == 0); /* 1000 v's, not "" */
+    CHECK(pw_store_get(st, S("vm"), S("key0"), &v, &n, &cas) == PROXY_RESULT_OK);
+    free(v);
+    pw_store_stats_get(st, &stats);
+    CHECK(stats.evictions == 0 && stats.refused == (uint64_t)no);
+    pw_store_close(st);
+}
+
+/* Another handle on the same region (nginx: the next cycle after a reload)
+ * sees the same data; a different slot count resets only metric values. */
+TEST(store_reattach) {
+    region r = {0};
+    pw_store *st = open_store(&r, 1 << 20, 1, NULL, 2);
+    if (!st)
+        return;
+    CHECK(pw_store_set(st, S("vm"), S("kept"), S("yes"), 0, NULL) == PROXY_RESULT_OK);
+    void *root = pw_store_root(st);
+    pw_store_close(st);
+    st = open_store(&r, 1 << 20, 1, root, 2);
+    if (!st)
+        return;
+    CHECK(value_is(st, S("vm"), S("kept"), "yes", NULL));
+    pw_store_close(st);
+    st = open_store(&r, 1 << 20, 1, root, 4);
+    if (!st)
+        return;
+    CHECK(value_is(st, S("vm"), S("kept"), "yes", NULL));
+    pw_store_close(st);
+}
+
+typedef struct text {
+    char b[8192];
+    size_t n;
+} text;
+
+static void put(void *data, const char *p, size_t n) {
+    text *t = data;
+    if (t->n + n < sizeof t->b) {
+        memcpy(t->b + t->n, p, n);
+        t->n += n;
+        t->b[t->n] = 0;
+    }
+}
+
+/* ------------------------------------- through a plugin's hostcalls */
+
+static pw_store *the_store;
+static char plog[16384];
+static size_t plog_len;
+static uint32_t tick_period;
+static unsigned woken;
+
+static void h_log(void *h, void *s, pw_str name, proxy_log_level_t l, pw_str msg) {
+    (void)h, (void)s, (void)name, (void)l;
+    int w = snprintf(plog + plog_len, sizeof plog - plog_len, "%.*s\n", (int)msg.len, msg.data);
+    if (w > 0 && plog_len + (size_t)w < sizeof plog)
+        plog_len += (size_t)w;
+}
+static proxy_log_level_t h_level(void *h) {
+    (void)h;
+    return PROXY_LOG_TRACE;
+}
+static pw_store *h_store(void *h) {
+    (void)h;
+    return the_store;
+}
+static void h_ready(void *h, uint32_t slot) {
+    (void)h, (void)slot;
+    woken++;
+}
+static void h_tick(void *h, pw_plugin *p, uint32_t ms) {
+    (void)h, (void)p;
+    tick_period = ms;
+}
+
+static const pw_host_log_ops log_ops = {.log = h_log, .log_level = h_level};
+static const pw_host_shared_ops shared_ops = {.store = h_store, .queue_ready = h_ready};
+static const pw_host_timer_ops timer_ops = {.set_tick = h_tick};
+static const pw_host_ops ops = {
+    .size = sizeof(pw_host_ops), .log = &log_ops, .timers = &timer_ops, .shared = &shared_ops};
+
+/* Two VMs of one vm_id (two nginx workers) on one store: probe.wasm runs
+ * the commands of its VM configuration in proxy_on_vm_start. */
+TEST(store_through_hostcalls) {
+    pw_runtime *rt;
+    char err[PW_ERRLEN];
+    CHECK(pw_runtime_new(NULL, &rt, err, sizeof err) == PW_OK);
+    pw_module *m = NULL;
+    CHECK(pw_module_load_file(rt, "probe", "build/tests/conformance/probe.wasm", &m, err,
+                              sizeof err) == PW_OK);
+    region r = {0};
+    the_store = open_store(&r, 1 << 20, 1, NULL, 2);
+    if (!m || !the_store)
+        return;
+    static const char a_cfg[] = "vm_start metric_define 0 reqs;vm_start metric_increment 1 5;"
+                                "vm_start metric_increment 1 -1;vm_start metric_define 1 temp;"
+                                "vm_start metric_increment 2 -3;vm_start metric_define 2 lat;"
+                                "vm_start metric_record 3 7;vm_start metric_get 3;"
+                                "vm_start metric_define 0 reqs;vm_start shared_set k v 0;"
+                                "vm_start queue_register q;vm_start tick 250";
+    static const char b_cfg[] = "vm_start metric_define 0 reqs;vm_start metric_increment 1 2;"
+                                "vm_start metric_get 1;vm_start shared_get k;"
+                                "vm_start queue_resolve \"\" q;vm_start queue_enqueue 1 one;"
+                                "vm_start queue_enqueue 1 two;vm_start queue_dequeue 1;"
+                                "vm_start queue_dequeue 1;vm_start queue_dequeue 1;"
+                                "vm_start queue_dequeue 9;vm_start queue_resolve vm nope";
+    pw_vm *a = NULL, *b = NULL;
+    pw_plugin *pa, *pb;
+    CHECK(pw_vm_new(m, S("vm"), (pw_str){a_cfg, sizeof a_cfg - 1}, &ops, NULL, &a, err,
+                    sizeof err) == PW_OK);
+    CHECK(a && pw_plugin_new(a, S("a"), S(""), S(""), &pa, err, sizeof err) == PW_OK);
+    pw_store_set_slot(the_store, 1); /* the second worker */
+    CHECK(pw_vm_new(m, S("vm"), (pw_str){b_cfg, sizeof b_cfg - 1}, &ops, NULL, &b, err,
+                    sizeof err) == PW_OK);
+    CHECK(b && pw_plugin_new(b, S("b"), S(""), S(""), &pb, err, sizeof err) == PW_OK);
+    CHECK_CONTAINS(plog, "vm_start metric_increment -> Ok\nvm_start metric_increment -> "
+                         "BadArgument\n");                        /* a counter only goes up */
+    CHECK_CONTAINS(plog, "vm_start metric_get -> BadArgument\n"); /* a histogram */
+    CHECK_CONTAINS(plog, "vm_start metric_get -> Ok\n");
+    CHECK_CONTAINS(plog, "vm_start shared_get -> Ok \"v\"");
+    CHECK_CONTAINS(plog, "vm_start queue_resolve -> Ok\n");
+    CHECK_CONTAINS(plog, "vm_start queue_dequeue -> Ok \"one\"\nvm_start queue_dequeue -> Ok "
+                         "\"two\"\nvm_start queue_dequeue -> Empty\nvm_start queue_dequeue -> "
+                         "NotFound\n");
+    CHECK_CONTAINS(plog, "vm_start queue_resolve -> NotFound\n");
+    CHECK(woken == 2); /* one wake per enqueue */
+    CHECK(tick_period == 250);
+    CHECK(pw_plugin_on_tick(pa) == PW_OK);
+    int64_t v;
+    CHECK(pw_store_metric(the_store, S("reqs"), PROXY_METRIC_COUNTER, &v) == PROXY_RESULT_OK);
+    CHECK(v == 7); /* 5 in one slot, 2 in the other */
+    CHECK(pw_store_metric(the_store, S("temp"), PROXY_METRIC_GAUGE, &v) == PROXY_RESULT_OK);
+    CHECK(v == -3); /* a gauge goes both ways */
+    text t = {{0}, 0};
+    CHECK(pw_store_prometheus(the_store, put, &t) == PW_OK);
+    CHECK_CONTAINS(t.b, "# TYPE reqs counter\nreqs 7\n");
+    CHECK_CONTAINS(t.b, "# TYPE temp gauge\ntemp -3\n");
+    CHECK_CONTAINS(t.b, "lat_bucket{le=\"5\"} 0\nlat_bucket{le=\"10\"} 1\n");
+    CHECK_CONTAINS(t.b, "lat_bucket{le=\"+Inf\"} 1\nlat_sum 7\nlat_count 1\n");
+    pw_vm_free(b);
+    pw_vm_free(a);
+    CHECK(tick_period == 0); /* freed: its timer is stopped */
+    CHECK(r.double_lock == 0);
+    pw_store_close(the_store);
+    pw_module_free(m);
+    pw_runtime_free(rt);
+}
+
+void run_store_tests(void);
+void run_store_tests(void) {
+    RUN(store_cas_rules);
+    RUN(store_eviction_and_refusal);
+    RUN(store_reattach);
+    RUN(store_through_hostcalls);
+    /* Prometheus text of an empty store: nothing */
+    region r = {0};
+    pw_store *st = open_store(&r, 1 << 20, 1, NULL, 1);
+    if (st) {
+        text t = {{0}, 0};
+        CHECK(pw_store_prometheus(st, put, &t) == PW_OK);
+        CHECK(t.n == 0);
+        pw_store_close(st);
+    }
+}
