@@ -55,10 +55,8 @@ ngx_proxy_wasm_shm_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_proxy_wasm_conf_t *wc = (ngx_proxy_wasm_conf_t *)
                                     ((char *) conf + cmd->offset);
 
-    ssize_t      size;
-    ngx_str_t   *value;
-    ngx_uint_t   i;
-    ngx_flag_t   seen;
+    ssize_t     size;
+    ngx_str_t  *value;
 
     if (wc->shm_size != NGX_CONF_UNSET_SIZE) {
         return "is duplicate";
@@ -69,8 +67,8 @@ ngx_proxy_wasm_shm_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     size = ngx_parse_size(&value[1]);
 
     if (size == NGX_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid size \"%V\"",
-                           &value[1]);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "proxy_wasm_shm: invalid size \"%V\"", &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -78,41 +76,26 @@ ngx_proxy_wasm_shm_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
      * a few pages for itself */
     if (size < (ssize_t) (8 * ngx_pagesize)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "size \"%V\" is too small, the minimum is %uz",
+                           "proxy_wasm_shm: size \"%V\" is too small, "
+                           "the minimum is %uz",
                            &value[1], 8 * ngx_pagesize);
         return NGX_CONF_ERROR;
     }
 
     wc->shm_evict = 1;
-    seen = 0;
 
-    for (i = 2; i < cf->args->nelts; i++) {
+    if (cf->args->nelts == 3) {
+        if (ngx_strcmp(value[2].data, "eviction=lru") == 0) {
+            wc->shm_evict = 1;
 
-        if (value[i].len > 9
-            && ngx_strncmp(value[i].data, "eviction=", 9) == 0)
-        {
-            if (seen) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "duplicate parameter \"eviction=\"");
-                return NGX_CONF_ERROR;
-            }
+        } else if (ngx_strcmp(value[2].data, "eviction=none") == 0) {
+            wc->shm_evict = 0;
 
-            seen = 1;
-
-            if (ngx_strcmp(value[i].data + 9, "lru") == 0) {
-                wc->shm_evict = 1;
-                continue;
-            }
-
-            if (ngx_strcmp(value[i].data + 9, "none") == 0) {
-                wc->shm_evict = 0;
-                continue;
-            }
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
         }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"",
-                           &value[i]);
-        return NGX_CONF_ERROR;
     }
 
     wc->shm_size = size;
