@@ -2,9 +2,10 @@
  * ngx_proxy_wasm.h -- what any nginx subsystem that runs Proxy-Wasm plugins
  * needs, HTTP or not (ngx_proxy_wasm_*.c next to this file):
  *
- *   ngx_proxy_wasm_conf.c   proxy_wasm_module, proxy_wasm_cache_dir and the
- *                           proxy_wasm chain elements; loading the modules
- *                           and the canary at configuration time
+ *   ngx_proxy_wasm_conf.c   proxy_wasm_module, proxy_wasm_cache_dir, the
+ *                           proxy_wasm chain elements and the
+ *                           proxy_wasm_service root contexts; loading the
+ *                           modules and the canary at configuration time
  *   ngx_proxy_wasm_vm.c     per worker: the VMs, plugins (root contexts);
  *                           the log host hooks
  *   ngx_proxy_wasm_props.c  Envoy's property encodings; the properties of
@@ -76,19 +77,24 @@ struct ngx_proxy_wasm_mod_s {
 };
 
 
-/* One distinct (module, root_id, configuration): a root context. */
+/* One distinct (module, root_id, configuration) of the chains: a root
+ * context; or one proxy_wasm_service (never shared with a chain). */
 typedef struct {
     ngx_proxy_wasm_mod_t            *mod;
     ngx_str_t                        root_id;
     ngx_str_t                        config;
     pw_plugin                       *plugin;     /* per worker */
 
+    unsigned                         service:1;
+    unsigned                         singleton:1; /* a service of worker 0
+                                                     only */
     unsigned                         warned_pseudo:1;
     unsigned                         warned_local:1;
 } ngx_proxy_wasm_plugin_t;
 
 
-/* One proxy_wasm directive: an element of a chain (an HTTP location's). */
+/* One proxy_wasm directive: an element of a chain (an HTTP location's);
+ * or one proxy_wasm_service (service set, in no chain). */
 typedef struct {
     ngx_str_t                        name;
     ngx_str_t                        root_id;
@@ -96,6 +102,8 @@ typedef struct {
     ngx_str_t                        file;
     ngx_uint_t                       line;
     ngx_proxy_wasm_plugin_t         *plugin;     /* resolved at init */
+    unsigned                         service:1;
+    unsigned                         singleton:1;
 } ngx_proxy_wasm_filter_t;
 
 
@@ -164,6 +172,8 @@ char *ngx_proxy_wasm_cache_dir_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_proxy_wasm_filter_directive(ngx_conf_t *cf,
     ngx_proxy_wasm_conf_t *wc, ngx_array_t **chain);
+char *ngx_proxy_wasm_service_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_proxy_wasm_resolve(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc);
 ngx_int_t ngx_proxy_wasm_load(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc);
 ngx_int_t ngx_proxy_wasm_pstr(ngx_pool_t *pool, ngx_str_t *dst, u_char *src,

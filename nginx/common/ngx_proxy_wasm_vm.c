@@ -100,11 +100,19 @@ ngx_proxy_wasm_init_process(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
     wc->running = 1;        /* tick timers may be armed from now on */
 
     /* eagerly, so that on_vm_start/on_configure run at worker start;
-     * failures are logged and retried on the first request */
+     * failures are logged and retried on the first request (a service
+     * has no request: it stays down in this worker); a singleton service
+     * runs in worker 0 only */
 
     plugins = wc->plugins.elts;
 
     for (i = 0; i < wc->plugins.nelts; i++) {
+        if (plugins[i]->singleton
+            && ngx_process == NGX_PROCESS_WORKER && ngx_worker != 0)
+        {
+            continue;
+        }
+
         (void) ngx_proxy_wasm_plugin(plugins[i], cycle->log);
     }
 

@@ -65,3 +65,80 @@ def test_reload_stops_the_old_workers_ticks(nginx):
     frozen = {pid: counts.get(pid, 0) for pid in old}
     time.sleep(0.5)
     assert {pid: ticks(nginx).get(pid, 0) for pid in old} == frozen
+
+
+SERVICE = """
+    proxy_wasm_module store @WASM:tests/nginx/plugins/store.wasm@;
+    proxy_wasm_service store root_id=svc "config=@CONFIG@" @SINGLETON@;
+    server {
+        listen 127.0.0.1:@PORT@ reuseport;
+        location / {
+            proxy_wasm store;
+            add_header x-pid $pid always;
+            proxy_pass http://@UPSTREAM@;
+        }
+    }
+"""
+
+
+def service(config, singleton):
+    return SERVICE.replace("@CONFIG@", config).replace("@SINGLETON@",
+                                                       "singleton" if singleton else "")
+
+
+def test_a_service_ticks_in_every_worker(nginx):
+    nginx.start(service("tick=100", False), workers=2)
+    time.sleep(1.5)
+    counts = ticks(nginx)
+    assert len(counts) == 2 and min(counts.values()) >= 3, counts
+
+
+def test_a_singleton_service_ticks_in_one_worker(nginx):
+    nginx.start(service("tick=100", True), workers=2)
+    time.sleep(1.5)
+    counts = ticks(nginx)
+    assert len(counts) == 1 and min(counts.values()) >= 3, counts
+    # the requests' root context (another root_id) is in both workers
+    pids = {store(nginx, "get nothing")[1] for _ in range(40)}
+    assert len(pids) == 2
+
+
+def test_a_singleton_service_owns_a_queue(nginx):
+    nginx.start(service("queue=jobs", True), workers=2)
+    master = str(nginx.proc.pid)
+    m = nginx.wait_log(rf" (?!{master}#)(\d+)#\d+: .*store: registered jobs 0 1")
+    assert m, nginx.log()
+    owner = m.group(1)
+    senders = set()
+    for i in range(30):
+        lines, pid = store(nginx, f"enq jobs job{i}")
+        assert lines == [["enq", "0"]]
+        senders.add(pid)
+    assert len(senders) == 2
+    assert nginx.wait_log(r"queue_ready root=\d+ queue=1 0 job29")
+    got = re.findall(r"(\d+)#\d+: .*store: queue_ready root=\d+ queue=1 0 (job\d+)", nginx.log())
+    assert [job for _, job in got] == [f"job{i}" for i in range(30)]
+    assert {pid for pid, _ in got} == {owner}
+
+
+def test_service_errors(nginx):
+    rc, err = nginx.test_config("""
+    proxy_wasm_service nosuch;
+    server { listen 127.0.0.1:@PORT@; }
+""")
+    assert rc != 0
+    assert re.search(r'\[emerg\] .*proxy_wasm_service "nosuch": no proxy_wasm_module with this name',
+                     err), err
+    rc, err = nginx.test_config("""
+    proxy_wasm_module store @WASM:tests/nginx/plugins/store.wasm@;
+    proxy_wasm_service store colour=blue;
+    server { listen 127.0.0.1:@PORT@; }
+""")
+    assert rc != 0
+    assert 'invalid parameter "colour=blue"' in err, err
+    rc, err = nginx.test_config("""
+    proxy_wasm_module store @WASM:tests/nginx/plugins/store.wasm@;
+    server { listen 127.0.0.1:@PORT@; location / { proxy_wasm store singleton; } }
+""")
+    assert rc != 0
+    assert 'invalid parameter "singleton"' in err, err
