@@ -44,6 +44,15 @@
  * paused (PW_PENDING_FAILED), which nothing can continue any more, the
  * request gets the failure policy from that event
  * (ngx_http_proxy_wasm_stranded).
+ *
+ * State across requests and workers: shared data, shared queues and
+ * metrics live in the store of the proxy_wasm_shm zone, whose queue
+ * wake-ups reach the owning worker through a pipe
+ * (common/ngx_proxy_wasm_shm.c); ticks are per-worker nginx timers
+ * (common/ngx_proxy_wasm_timers.c); proxy_wasm_service starts root
+ * contexts that no request uses; proxy_wasm_metrics serves the metrics
+ * (ngx_http_proxy_wasm_metrics.c). This module only wires them: the host
+ * hooks below, the zone's name and owner, the location handler.
  * See docs/DIRECTIVES.md and docs/PROPERTIES.md.
  */
 
@@ -118,6 +127,13 @@ static ngx_command_t  ngx_http_proxy_wasm_commands[] = {
     { ngx_string("proxy_wasm_shm"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_proxy_wasm_shm_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm),
+      NULL },
+
+    { ngx_string("proxy_wasm_service"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_proxy_wasm_service_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_proxy_wasm_main_conf_t, wasm),
       NULL },
