@@ -200,6 +200,14 @@ ngx_proxy_wasm_shm_init(ngx_shm_zone_t *zone, void *data)
 
     wc->slots = (ccf->worker_processes > 0 ? ccf->worker_processes : 1) + 1;
 
+    if (data && ((ngx_proxy_wasm_conf_t *) data)->slots > wc->slots) {
+        /* fewer workers than before: keep the slots, so that the store
+         * keeps its metric values and the old workers, still finishing
+         * their requests, keep slots that exist (a store opened with
+         * another number of slots makes its metrics anew) */
+        wc->slots = ((ngx_proxy_wasm_conf_t *) data)->slots;
+    }
+
     ngx_memzero(&cfg, sizeof(pw_store_config));
     cfg.evict_lru = wc->shm_evict ? 1 : 0;
     cfg.slots = (uint32_t) wc->slots;

@@ -73,6 +73,17 @@ def test_metrics_survive_reload(nginx):
     assert scrape(nginx)[1][("kept_total", ())] == 13
 
 
+def test_metrics_survive_a_reload_to_fewer_workers(nginx):
+    nginx.start(conf(), workers=3)
+    for _ in range(9):
+        store(nginx, "counter kept_total 1")
+    assert nginx.reload(conf(), workers=2), nginx.log()
+    assert scrape(nginx)[1][("kept_total", ())] == 9
+    assert nginx.reload(conf(), workers=3), nginx.log()
+    store(nginx, "counter kept_total 1")
+    assert scrape(nginx)[1][("kept_total", ())] == 10
+
+
 def test_methods_and_an_empty_store(nginx):
     nginx.start("""
     server {
