@@ -562,7 +562,6 @@ ngx_proxy_wasm_deliver_queues(ngx_proxy_wasm_conf_t *wc, ngx_log_t *log)
 {
     int                     rc;
     ngx_uint_t              i, again;
-    const char             *why;
     ngx_proxy_wasm_mod_t  **mods, *mod;
 
     again = 0;
@@ -584,15 +583,13 @@ ngx_proxy_wasm_deliver_queues(ngx_proxy_wasm_conf_t *wc, ngx_log_t *log)
             continue;
         }
 
-        why = pw_vm_last_error(mod->vm);
-
+        /* the library logged the trap (or why the VM cannot be rebuilt);
+         * a trap stops this delivery, the other queues follow on the next
+         * turn of the event loop */
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "proxy_wasm_module \"%V\": delivering shared queue "
-                      "items failed: %s%s%s", &mod->name, pw_strerror(rc),
-                      why[0] ? ": " : "", why);
+                      "items failed: %s", &mod->name, pw_strerror(rc));
 
-        /* a trap stops the delivery; the rest is delivered on the next
-         * turn of the event loop */
         if (rc == PW_ETRAP) {
             again = 1;
         }

@@ -181,3 +181,17 @@ def test_configuration_errors(nginx):
         assert re.search(r"\[emerg\] \d+#\d+: " + error, err), err
     rc, err = nginx.test_config(conf("proxy_wasm_shm 1m eviction=none;"))
     assert rc == 0, err
+
+
+def test_a_trap_in_on_queue_ready(nginx):
+    nginx.start(conf(), workers=1)
+    lines, _ = store(nginx, "reg q;enq q one;enq q trap")
+    assert lines == [["reg", "0", "1"], ["enq", "0"], ["enq", "0"]]
+    assert nginx.wait_log(r"plugin \"store\" trapped in proxy_on_queue_ready"), nginx.log()
+    assert nginx.wait_log(r'proxy_wasm_module "store": delivering shared queue items failed: '
+                          r'plugin trapped')
+    # the VM is rebuilt; the queue keeps its owner and the next item arrives
+    assert store(nginx, "enq q two")[0] == [["enq", "0"]]
+    assert nginx.wait_log(r"queue_ready root=\d+ queue=1 0 two"), nginx.log()
+    got = re.findall(r"store: queue_ready root=\d+ queue=1 0 (\w+)", nginx.log())
+    assert got == ["one", "trap", "two"]

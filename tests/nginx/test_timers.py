@@ -142,3 +142,13 @@ def test_service_errors(nginx):
 """)
     assert rc != 0
     assert 'invalid parameter "singleton"' in err, err
+
+
+def test_a_trap_in_on_tick_is_logged_and_the_next_tick_rebuilds_the_vm(nginx):
+    nginx.start(conf(config='"config=tick=100 trap_tick=3"'), workers=1)
+    assert nginx.wait_log(r'proxy_wasm_module "store": proxy_on_tick failed: plugin trapped',
+                          timeout=10), nginx.log()
+    # the rebuilt instance starts again (on_configure sets the period again)
+    # and counts its ticks from 1
+    assert nginx.wait_log(r"(?s)proxy_on_tick failed.*store: tick root=\d+ n=2", timeout=10)
+    assert store(nginx, "get nothing")[0] == [["get", "1", "0", ""]]

@@ -5,6 +5,7 @@
  * Plugin configuration, space-separated:
  *   tick=MS      proxy_set_tick_period_milliseconds(MS) in on_configure
  *   queue=NAME   proxy_register_shared_queue(NAME) in on_configure
+ *   trap_tick=N  the N-th on_tick of this instance traps
  *
  * A request whose header `x-store` holds commands, separated by ';', is
  * answered locally (200) with one line per command:
@@ -27,7 +28,8 @@
  *
  * Root context log lines (INFO):
  *   store: tick root=<id> n=<count>
- *   store: queue_ready root=<id> queue=<id> <status> <value>  (one dequeue)
+ *   store: queue_ready root=<id> queue=<id> <status> <value>  (one dequeue;
+ *          the value "trap" then traps)
  *   store: registered <name> <status> <queue id>
  */
 #include <stdlib.h>
@@ -38,7 +40,7 @@
 #define EXPORT(name) __attribute__((export_name(#name)))
 #define LOG(...) pw_logf(PROXY_LOG_INFO, "store: " __VA_ARGS__)
 
-static uint32_t ticks;
+static uint32_t ticks, trap_tick;
 
 static uint64_t parse_u64(const char *s, size_t len) {
     uint64_t n = 0;
@@ -83,6 +85,8 @@ EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t root, uint32_t s
         if (n > 5 && memcmp(w, "tick=", 5) == 0) {
             proxy_status_t st = proxy_set_tick_period_milliseconds((uint32_t)parse_u64(w + 5, n - 5));
             LOG("tick period root=%u %.*s %d", root, (int)(n - 5), w + 5, st);
+        } else if (n > 10 && memcmp(w, "trap_tick=", 10) == 0) {
+            trap_tick = (uint32_t)parse_u64(w + 10, n - 10);
         } else if (n > 6 && memcmp(w, "queue=", 6) == 0) {
             uint32_t id = 0;
             proxy_status_t st = proxy_register_shared_queue(w + 6, n - 6, &id);
@@ -96,6 +100,7 @@ EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t root, uint32_t s
 EXPORT(proxy_on_tick) void proxy_on_tick(uint32_t root) {
     ticks++;
     LOG("tick root=%u n=%u", root, ticks);
+    if (ticks == trap_tick) __builtin_trap();
 }
 
 EXPORT(proxy_on_queue_ready) void proxy_on_queue_ready(uint32_t root, uint32_t queue_id) {
@@ -103,6 +108,7 @@ EXPORT(proxy_on_queue_ready) void proxy_on_queue_ready(uint32_t root, uint32_t q
     size_t len = 0;
     proxy_status_t st = proxy_dequeue_shared_queue(queue_id, &v, &len);
     LOG("queue_ready root=%u queue=%u %d %.*s", root, queue_id, st, (int)len, v ? v : "");
+    if (len == 4 && memcmp(v, "trap", 4) == 0) __builtin_trap();
     free(v);
 }
 
