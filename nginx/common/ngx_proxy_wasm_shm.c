@@ -363,7 +363,10 @@ ngx_proxy_wasm_shm_init_module(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
     ngx_uint_t           i;
     ngx_pool_cleanup_t  *cln;
 
-    if (wc->shm_zone == NULL || wc->slots == 0 || ngx_test_config) {
+    /* no module: no queue (the zone serves proxy_wasm_metrics only) */
+    if (wc->shm_zone == NULL || wc->slots == 0 || wc->mods.nelts == 0
+        || ngx_test_config)
+    {
         return NGX_OK;
     }
 
