@@ -28,7 +28,7 @@ BENCH_ONLY         ?=
 BENCH_OUT          ?= bench/results
 
 BENCH_DIR     := $(BUILD)/bench
-BENCH_C_NAMES := noop headers body
+BENCH_C_NAMES := noop headers body shared count
 BENCH_C_WASM  := $(patsubst %,$(BENCH_DIR)/%.wasm,$(BENCH_C_NAMES))
 BENCH_AS_WASM := $(BENCH_DIR)/as_headers.wasm
 BENCH_VMBENCH := $(BENCH_DIR)/vmbench
@@ -64,4 +64,4 @@ $(BENCH_AS_WASM): bench/plugins/as_headers.ts $(AS_STAMP) $(AS_DIR)/as.mk
 
 $(BENCH_VMBENCH): bench/vmbench.c $(LIB) include/pwasm.h $(wildcard src/core/*.h src/engine/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $< $(LIB) $(LDLIBS_PWASM) -o $@
+	$(CC) $(ALL_CFLAGS) $< $(LIB) $(LDLIBS_PWASM) -lpthread -o $@

@@ -43,13 +43,17 @@ SCENARIOS = [
     (5, "njs", "njs headers"),
     (6, "as", "pwasm headers (AssemblyScript SDK)"),
     (7, "body", "pwasm body rewrite (C SDK)"),
+    (8, "count", "pwasm counter in shared data (C SDK)"),
+    (9, "lua_count", "Lua counter (lua_shared_dict incr)"),
 ]
 SETS = {
     "local": 'return 200 "ok\\n";',
     "proxy": "proxy_pass http://bench_upstream;",
 }
 HEADER_SCENARIOS = {"headers", "lua", "njs", "as"}
-CALLGRIND_SCENARIOS = ["none", "noop", "headers", "lua", "njs", "as", "body"]
+CALLGRIND_SCENARIOS = ["none", "noop", "headers", "lua", "njs", "as", "body", "count",
+                       "lua_count"]
+COUNT_SCENARIOS = {"count", "lua_count"}
 # Our entry points in nginx (inclusive instruction counts under callgrind).
 PWASM_HANDLERS = [
     "ngx_http_proxy_wasm_rewrite_handler",
@@ -365,6 +369,8 @@ def check_scenarios(port, scenarios, headers):
                 seen[key] = h["x-bench"]
             elif "x-bench" in h:
                 die(f"{path}: unexpected x-bench header")
+            if key in COUNT_SCENARIOS and not re.fullmatch(r"\d+", h.get("x-count", "")):
+                die(f"{path}: x-count header missing or malformed: {h.get('x-count')!r}")
     conn.close()
     return seen, body_ok
 
@@ -636,6 +642,31 @@ def part_vm(args, build, plugins):
     return out
 
 
+def part_store(args, build):
+    """vmbench store: the shared store per operation, one process and two
+    processes on one store (a MAP_SHARED region, as nginx workers share a
+    zone): get + CAS set of an 8-byte counter, and a counter metric
+    increment. Five runs each, the median; every run checks the final
+    count."""
+    vmbench = os.path.join(build, "bench", "vmbench")
+    wasm = os.path.join(build, "bench", "shared.wasm")
+    cache = tempfile.mkdtemp(prefix="pwasm-bench-cache-")
+    out = {}
+    try:
+        for mode, n, calls in (("pairs", 100, 2000), ("metric", 1000, 2000)):
+            for procs in (1, 2):
+                runs = [json.loads(run_checked([vmbench, "store", wasm, cache, mode, str(n),
+                                                str(calls), str(procs)]))
+                        for _ in range(5)]
+                ns = statistics.median(r["ns_per_op"] for r in runs)
+                out[f"{mode}_{procs}"] = {"mode": mode, "procs": procs, "ns_per_op": ns,
+                                          "ops": runs[0]["ops"]}
+                log(f"store {mode}, {procs} process(es): {ns:.1f} ns per operation")
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return out
+
+
 def run_checked(cmd):
     r = run(cmd, timeout=600)
     if r.returncode != 0:
@@ -784,6 +815,16 @@ def targets(res):
                   "no growth (<= 64 kB)",
                   f"{rss['growth_kb']:+d} kB ({rss['rss_start_kb']} -> {rss['rss_end_kb']} kB)",
                   rss["growth_kb"] <= 64))
+    st = res.get("store", {})
+    if "pairs_1" in st:
+        v = st["pairs_1"]["ns_per_op"]
+        t.append(("shared data get + CAS set of an 8-byte value (issue 10)", "<= 500 ns per pair",
+                  f"{v:.0f} ns (2 processes on one key: {st['pairs_2']['ns_per_op']:.0f} ns)",
+                  v <= 500))
+    if "metric_1" in st:
+        v = st["metric_1"]["ns_per_op"]
+        t.append(("metric increment (issue 10)", "<= 50 ns",
+                  f"{v:.1f} ns (2 processes: {st['metric_2']['ns_per_op']:.1f} ns)", v <= 50))
     return t
 
 
@@ -913,6 +954,21 @@ def write_md(res, path, scenarios):
         L.append("\nOne stream in-process: context create, request headers, response headers, a 3-byte "
                  "response body, log/done/delete through the library with an in-memory host "
                  "(no nginx): what the core and the plugin cost, without the nginx glue.\n")
+    store = res.get("store")
+    if store:
+        L.append("## The shared store (build/bench/vmbench store)\n")
+        L.append("ns per operation, the slowest process, median of 5 runs; the plugin "
+                 "(bench/plugins/shared.c) makes the operations in a loop inside one callback, "
+                 "through the library with no nginx. Two processes share one store in one "
+                 "MAP_SHARED region and hammer the same key or metric at once.\n")
+        L.append("| operation | 1 process | 2 processes, one key |")
+        L.append("|---|---:|---:|")
+        for mode, label in (("pairs", "get + CAS set of an 8-byte value"),
+                            ("metric", "counter increment")):
+            a, b = store.get(f"{mode}_1"), store.get(f"{mode}_2")
+            if a and b:
+                L.append(f"| {label} | {a['ns_per_op']:.1f} | {b['ns_per_op']:.1f} |")
+        L.append("")
     rss = res.get("rss")
     if rss:
         L.append("## Worker RSS over long runs (local set)\n")
@@ -927,7 +983,7 @@ def write_md(res, path, scenarios):
         L.append("")
     t = targets(res)
     if t:
-        L.append("## Targets (issue 5)\n")
+        L.append("## Targets (issues 5 and 10)\n")
         L.append("| target | wanted | measured | met |")
         L.append("|---|---|---|---|")
         for name, want, got, ok in t:
@@ -973,7 +1029,7 @@ def main():
     ap.add_argument("--rss-requests", type=int, default=1000000)
     ap.add_argument("--cg-requests", type=int, default=2000)
     ap.add_argument("--port", type=int, default=18080)
-    ap.add_argument("--only", default="rps,rss,callgrind,vm")
+    ap.add_argument("--only", default="rps,rss,callgrind,vm,store")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     build = os.path.abspath(args.build)
@@ -982,7 +1038,8 @@ def main():
     module = os.path.join(build, "ngx_http_proxy_wasm_module.so")
     plugins = os.path.join(build, "bench")
     for f in [module, os.path.join(plugins, "vmbench")] + [
-            os.path.join(plugins, p + ".wasm") for p in ("noop", "headers", "body", "as_headers")]:
+            os.path.join(plugins, p + ".wasm")
+            for p in ("noop", "headers", "body", "as_headers", "shared", "count")]:
         if not os.path.exists(f):
             die(f"{f} is missing: run `make bench` (or make nginx-module bench-build)")
     for tool in ("wrk", "valgrind", "callgrind_control", "gnuplot"):
@@ -1071,6 +1128,8 @@ def main():
         if "vm" in parts:
             res["vm"] = part_vm(args, build, [("noop", ""), ("headers", ""), ("body", ""),
                                               ("as_headers", "as_headers")])
+        if "store" in parts:
+            res["store"] = part_store(args, build)
     finally:
         stop_all()
     res["elapsed_s"] = round(time.time() - t_start)

@@ -15,12 +15,25 @@
  *       headers from HEADERS_FILE, "Name: value" lines, plus the four
  *       pseudo-headers; a 3-byte response body): ns per stream and linear
  *       memory growth over them.
+ *
+ *   vmbench store WASM CACHE_DIR MODE N CALLS PROCS
+ *       The shared store's cost per operation (bench/plugins/shared.c):
+ *       PROCS processes (fork) on one store in one MAP_SHARED region with a
+ *       process-shared mutex, as nginx workers share a zone; each runs
+ *       CALLS on_request_headers of its own VM, each making N operations
+ *       (MODE pairs: get + CAS set of an 8-byte counter; metric: counter
+ *       increments). ns per operation per process (the slowest process),
+ *       and the final counter, which must equal PROCS x CALLS x N.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "pwasm.h"
 
@@ -278,6 +291,63 @@ static int setup(const char *cache_dir, const char *wasm, pw_runtime **rt, pw_mo
     return 0;
 }
 
+/* ------------------------------------------ a region shared by processes */
+
+/* Bump allocation with a free list per power-of-two class, under the
+ * store's lock: what nginx's slab allocator does for a zone, simplified. */
+typedef struct shregion {
+    pthread_mutex_t mu;
+    size_t used, cap;
+    void *free_list[40];
+    _Alignas(16) char base[];
+} shregion;
+
+static void *sh_alloc(void *rg, size_t n)
+{
+    shregion *r = rg;
+    unsigned c = 5;
+    while (((size_t)1 << c) < n + 16)
+        c++;
+    char *p = r->free_list[c];
+    if (p) {
+        r->free_list[c] = *(void **)(p + 16);
+        return p + 16;
+    }
+    if (r->used + ((size_t)1 << c) > r->cap)
+        return NULL;
+    p = r->base + r->used;
+    r->used += (size_t)1 << c;
+    *(unsigned *)p = c;
+    return p + 16;
+}
+
+static void sh_free(void *rg, void *q)
+{
+    shregion *r = rg;
+    char *p = (char *)q - 16;
+    unsigned c = *(unsigned *)p;
+    *(void **)(p + 16) = r->free_list[c];
+    r->free_list[c] = p;
+}
+
+static void sh_lock(void *rg)
+{
+    pthread_mutex_lock(&((shregion *)rg)->mu);
+}
+
+static void sh_unlock(void *rg)
+{
+    pthread_mutex_unlock(&((shregion *)rg)->mu);
+}
+
+static pw_store *bench_store;
+
+static pw_store *h_store(void *host)
+{
+    (void)host;
+    return bench_store;
+}
+
 /* ---------------------------------------------------------------- modes */
 
 static int mode_load(const char *wasm, const char *root_id, const char *cache_dir)
@@ -409,8 +479,103 @@ static int mode_vm(const char *wasm, const char *root_id, const char *cache_dir,
     return 0;
 }
 
+static int mode_store(const char *wasm, const char *cache_dir, const char *mode, long n,
+                      long calls, long procs)
+{
+    size_t size = 64 << 20;
+    shregion *r = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED)
+        return 1;
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+    pthread_mutex_init(&r->mu, &ma);
+    r->cap = size - sizeof *r;
+    pw_store_mem mem = {r, sh_alloc, sh_free, sh_lock, sh_unlock};
+    pw_store_config scfg = {.evict_lru = 1, .slots = (uint32_t)procs};
+    if (pw_store_open(&mem, &scfg, NULL, &bench_store, err, sizeof err) != PW_OK)
+        FAIL("pw_store_open");
+    /* the counter exists before the processes start: with cas 0 (a key
+     * not found) a write is unconditional, so two first writes at once
+     * would both count from nothing */
+    uint64_t zero = 0;
+    pw_store_set(bench_store, S(""), S("bench"), (pw_str){(const char *)&zero, 8}, 0, NULL);
+    /* compile once, before fork; the children load from the cache */
+    pw_runtime *rt;
+    pw_module *m;
+    double load;
+    if (setup(cache_dir, wasm, &rt, &m, &load) != 0)
+        FAIL("load");
+    pw_module_free(m);
+    pw_runtime_free(rt);
+    double *ns = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    int *go = (int *)(ns + 64);
+    char config[64];
+    snprintf(config, sizeof config, "%s %ld", mode, n);
+    for (long i = 0; i < procs; i++) {
+        if (fork() != 0)
+            continue;
+        pw_store_set_slot(bench_store, (uint32_t)i);
+        static const pw_host_shared_ops shared = {.store = h_store};
+        pw_host_ops o = ops;
+        o.shared = &shared;
+        pw_vm *vm;
+        pw_plugin *p;
+        pw_stream *st;
+        static bstream bs;
+        if (setup(cache_dir, wasm, &rt, &m, &load) != 0 ||
+            pw_vm_new(m, S(""), S(""), &o, NULL, &vm, err, sizeof err) != PW_OK ||
+            pw_plugin_new(vm, S("bench"), S(""), S(config), &p, err, sizeof err) != PW_OK ||
+            pw_stream_new(p, &bs, &st, err, sizeof err) != PW_OK) {
+            fprintf(stderr, "vmbench: store: %s\n", err);
+            _exit(1);
+        }
+        __atomic_add_fetch(go, 1, __ATOMIC_SEQ_CST);
+        while (__atomic_load_n(go, __ATOMIC_SEQ_CST) < procs)
+            ; /* start together, so that they contend */
+        double t0 = now_ns();
+        for (long k = 0; k < calls; k++)
+            if (pw_stream_on_request_headers(st, 0, 1) == PW_ACTION_ERROR) {
+                fprintf(stderr, "vmbench: store: %s\n", pw_vm_last_error(vm));
+                _exit(1);
+            }
+        ns[i] = (now_ns() - t0) / (double)(calls * n);
+        pw_stream_free(st);
+        pw_vm_free(vm);
+        _exit(0);
+    }
+    int failed = 0, status;
+    while (wait(&status) > 0)
+        failed |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    if (failed)
+        return 1;
+    double worst = 0;
+    for (long i = 0; i < procs; i++)
+        worst = ns[i] > worst ? ns[i] : worst;
+    int64_t count = 0;
+    if (!strcmp(mode, "metric")) {
+        pw_store_metric(bench_store, S("bench_total"), PROXY_METRIC_COUNTER, &count);
+    } else {
+        char *v;
+        size_t len;
+        uint32_t cas;
+        if (pw_store_get(bench_store, S(""), S("bench"), &v, &len, &cas) == PROXY_RESULT_OK &&
+            len == 8)
+            memcpy(&count, v, 8);
+        free(v);
+    }
+    printf("{\"mode\": \"%s\", \"procs\": %ld, \"ops\": %ld, \"ns_per_op\": %.1f,"
+           " \"count\": %lld, \"count_ok\": %s}\n",
+           mode, procs, procs * calls * n, worst, (long long)count,
+           count == procs * calls * n ? "true" : "false");
+    return count == procs * calls * n ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 8 && !strcmp(argv[1], "store"))
+        return mode_store(argv[2], argv[3], argv[4], atol(argv[5]), atol(argv[6]),
+                          atol(argv[7]));
     if (argc == 5 && !strcmp(argv[1], "load"))
         return mode_load(argv[2], argv[3], argv[4]);
     if (argc == 9 && !strcmp(argv[1], "vm"))
@@ -418,6 +583,7 @@ int main(int argc, char **argv)
                        atol(argv[8]));
     fprintf(stderr, "usage: vmbench load WASM ROOT_ID CACHE_DIR\n"
                     "       vmbench vm WASM ROOT_ID CACHE_DIR HEADERS_FILE ITERATIONS NVMS "
-                    "STREAMS\n");
+                    "STREAMS\n"
+                    "       vmbench store WASM CACHE_DIR pairs|metric N CALLS PROCS\n");
     return 2;
 }

@@ -179,7 +179,27 @@ typedef struct plugin_spec {
     int has_vm_config;
     char *root_id;
     char *vm_id;
+    uint32_t worker; /* the worker process it runs in (own VMs, own store
+                        slot); 0 unless given */
 } plugin_spec;
+
+/* One step of a test or fixture with `steps:` (docs/CLI.md "Steps"). */
+enum step_kind {
+    STEP_EXCHANGE, /* one or more exchanges through one plugin */
+    STEP_ADVANCE   /* the clock moves on: proxy_on_tick per elapsed period */
+};
+
+typedef struct step {
+    enum step_kind kind;
+    uint64_t advance_ms; /* STEP_ADVANCE */
+    char *name;          /* its `name`, or NULL */
+    char *through;       /* plugin_name of the plugin; NULL: the first one */
+    uint32_t repeat;     /* exchanges in a row (>= 1) */
+    int has_req, has_resp;
+    side req, resp; /* replace the test's request / response when given */
+    int expect;     /* YAML node id of its `expect`, 0: none */
+    size_t line;    /* of the step in its file (1-based) */
+} step;
 
 typedef struct fixture {
     arena mem;
@@ -189,15 +209,24 @@ typedef struct fixture {
     uint64_t clock_ns;
     int log_level; /* -1: the command's default */
     plugin_spec plugin;
+    /* More plugins, started after `plugin` in order (`plugins:`). Unset
+     * path, vm_id and vm_config are the first plugin's: plugins of one
+     * module and vm_id share one VM. */
+    plugin_spec *plugins;
+    size_t nplugins;
+    /* `steps:`; none: one exchange through the first plugin. */
+    step *steps;
+    size_t nsteps;
 } fixture;
 
 void fixture_init(fixture *f);
 void fixture_free(fixture *f);
 /* Fills f from a mapping node holding the exchange keys (request, response,
- * properties, clock, log_level) and, when `plugin_keys`, the plugin keys
- * (plugin, plugin_name, config, config_file, vm_config, vm_config_file, root_id,
- * vm_id). Keys absent from the node leave f as it was (so a test can start
- * from its file's defaults). Other keys are not checked here. */
+ * properties, clock, log_level, steps) and, when `plugin_keys`, the plugin
+ * keys (plugin, plugin_name, config, config_file, vm_config, vm_config_file,
+ * root_id, vm_id, plugins). Keys absent from the node leave f as it was (so
+ * a test can start from its file's defaults). Other keys are not checked
+ * here. */
 int fixture_parse(fixture *f, ydoc *d, yaml_node_t *map, int plugin_keys, char *err,
                   size_t errlen);
 /* A header map in fixture syntax: {k: v, k: [v1, v2]}, [[k, v], ...] or
@@ -212,6 +241,11 @@ void fixture_copy(fixture *dst, const fixture *src);
  * :authority localhost, :scheme http) and :status 200 of a response that
  * are missing; a response side when none was given. */
 void fixture_finish(fixture *f);
+/* The fixture of exchange step s of `test` (a finished fixture): a copy
+ * with the step's request and response in place of the test's, finished. */
+void fixture_for_step(fixture *dst, const fixture *test, const step *s);
+/* "2500ms", "2.5s", "1m", "100" (ms) into ms. Returns 0 or -1. */
+int parse_duration_ms(const char *s, uint64_t *ms);
 
 /* ------------------------------------------------------------ host.c */
 
@@ -225,7 +259,10 @@ enum phase {
     PH_RESP_HEADERS,
     PH_RESP_BODY,
     PH_RESP_TRAILERS,
-    PH_END, /* on_log, on_done, on_delete */
+    PH_END,   /* on_log, on_done, on_delete */
+    PH_TICK,  /* proxy_on_tick of one plugin */
+    PH_QUEUE, /* proxy_on_queue_ready: queue deliveries of one VM */
+    PH_STEP,  /* not a callback: where a step of `steps:` begins */
     PH_COUNT
 };
 
@@ -256,7 +293,9 @@ typedef struct call {
     int has_map; /* map/body snapshot after the call */
     hlist map_after;
     pw_str body_after;
-    int lr; /* the local response was requested here */
+    int lr;             /* the local response was requested here */
+    const char *plugin; /* the plugin called, when the test has several */
+    uint64_t at_ms;     /* PH_TICK, PH_STEP: virtual time since start */
 } call;
 
 typedef struct local_resp {
@@ -298,19 +337,64 @@ typedef struct exchange {
     enum outcome outcome;
     enum phase stopped_in; /* for PAUSED / CLOSED / FAILED */
     char error[PW_ERRLEN];
-    uint32_t hostcalls; /* total, every phase but START */
+    uint32_t hostcalls; /* total of the exchange's stream callbacks */
     uint32_t start_hostcalls;
-    int cur; /* index of the call in progress, -1 */
+    uint32_t other_hostcalls; /* ticks and queue deliveries */
+    int cur;                  /* index of the call in progress, -1 */
+    int last_call;            /* index of the last stream callback */
     enum phase cur_phase;
     int record;           /* keep events and snapshots */
     int in_property_hook; /* get_property answered by the hook */
 } exchange;
 
-/* The in-memory embedder: one VM, one plugin, one exchange at a time. */
+struct host;
+
+/* One VM: the `host` pointer its hooks receive (hooks find the host and
+ * the VM that called from it). */
+typedef struct hvm {
+    struct host *h;
+    pw_vm *vm;
+    pw_module *m;
+    const char *vm_id;
+    const char *vm_config;
+    size_t vm_config_len;
+    uint32_t worker; /* its store slot */
+} hvm;
+
+/* One plugin (root context) and its timer. */
+typedef struct hplugin {
+    const char *name;
+    hvm *v;
+    pw_plugin *plugin;
+    uint32_t tick_ms;      /* period asked for; 0: no timer */
+    uint64_t next_tick_ms; /* virtual time of its next proxy_on_tick */
+} hplugin;
+
+/* Heap memory the store lives in: every block, to free them at the end. */
+typedef struct store_region {
+    struct store_block *blocks;
+} store_region;
+
+/* The in-memory embedder: the plugins of a test (each on its VM, plugins
+ * of one module and vm_id on one), one store they share, a virtual clock
+ * for ticks, and one exchange at a time. */
 typedef struct host {
     pw_host_ops ops;
-    pw_vm *vm;
-    pw_plugin *plugin;
+    pw_vm *vm;         /* the first plugin's VM */
+    pw_plugin *plugin; /* the plugin exchanges go through (the first one) */
+    hvm *vms;
+    size_t nvms;
+    hplugin *plugins;
+    size_t nplugins;
+    hplugin *starting; /* the plugin being created (its ticks arrive first) */
+    store_region region;
+    pw_store *store; /* NULL when it could not be opened */
+    int queues_due;  /* pw_host_shared_ops.queue_ready was called */
+    int stopping;    /* host_stop is freeing the VMs */
+    uint32_t worker; /* the store slot of the VM being called */
+    uint64_t now_ms; /* virtual time since the start */
+    int fixed_clock; /* the fixture's clock, else the real one */
+    uint64_t clock_base_ns;
     exchange *x;
     int level; /* log level reported to the plugin */
     int trace; /* format every hostcall into an EV_TRACE event */
@@ -318,25 +402,48 @@ typedef struct host {
     FILE *echo_to;
 } host;
 
+/* Gives the module of a plugin path (loaded and kept by the caller), or
+ * NULL with the reason in err. */
+typedef pw_module *module_loader_fn(void *data, const char *path, char *err, size_t errlen);
+
 typedef struct run_opts {
     int log_level; /* -1: fixture's, else default */
     int default_level;
     int trace;  /* record hostcalls (needed for counts too) */
     int record; /* keep events and snapshots */
+    /* For plugins of `plugins:` with a path of their own; NULL: they must
+     * be the first plugin's module. */
+    module_loader_fn *load;
+    void *load_data;
 } run_opts;
 
-/* Creates the VM and the plugin for fixture fx (plugin spec from fx) on
- * module m. Errors leave h->vm NULL and x->outcome OUT_START_FAILED with the
- * reason in x->error; returns -1. */
+/* Opens the store and creates the VMs and plugins of fixture fx (its
+ * plugin spec on module m, then fx->plugins). Errors leave h->vm NULL and
+ * x->outcome OUT_START_FAILED with the reason in x->error; returns -1. */
 int host_start(host *h, pw_module *m, const fixture *fx, exchange *x, const run_opts *o);
-/* Replays fx's exchange through the started plugin into x (reset first). */
+/* Replays x->fx's exchange through h->plugin into x. */
 void host_exchange(host *h, exchange *x);
+/* Runs step s of fx (a started host): its exchanges through its plugin,
+ * each on x->fx = fixture_for_step, or the clock's advance. x's live
+ * state is that of the last exchange afterwards; its record grows.
+ * Returns -1 (with x->error) for a step naming an unknown plugin. */
+int host_step(host *h, exchange *x, const fixture *fx, size_t index);
+/* Moves the virtual clock on by ms: every plugin with a timer gets
+ * proxy_on_tick once per period that elapses, in time order. */
+void host_advance(host *h, uint64_t ms);
 void host_stop(host *h);
 void exchange_init(exchange *x, const fixture *fx, int record);
 void exchange_reset(exchange *x);
+/* Clears the live state of an exchange (maps, bodies, local response,
+ * outcome) for the next one; keeps the record. */
+void exchange_next(exchange *x);
 void exchange_free(exchange *x);
 /* Prints what happened, phase by phase (pwasm run); trace: every hostcall. */
 void print_exchange(FILE *f, const exchange *x, int trace);
+/* The calls [from, x->ncalls) and their events, without the result. */
+void print_calls(FILE *f, const exchange *x, size_t from, int trace);
+/* The result of the exchange x holds now (outcome, response, hostcalls). */
+void print_result(FILE *f, const exchange *x);
 /* Number of guest linear memory bytes of the VM. */
 uint64_t host_guest_memory(host *h);
 

@@ -63,7 +63,17 @@ const prop *props_get(const props *p, const char *path, size_t plen) {
 
 const char *const fixture_keys[] = {
     "request", "response",    "properties", "clock",          "log_level", "plugin", "plugin_name",
-    "config",  "config_file", "vm_config",  "vm_config_file", "root_id",   "vm_id",  NULL};
+    "config",  "config_file", "vm_config",  "vm_config_file", "root_id",   "vm_id",  "plugins",
+    "steps",   "worker",      NULL};
+
+/* Keys of one item of `plugins:`. */
+static const char *const plugin_item_keys[] = {
+    "plugin",         "plugin_name", "config", "config_file", "vm_config",
+    "vm_config_file", "root_id",     "vm_id",  "worker",      NULL};
+
+/* Keys of one item of `steps:`. */
+static const char *const step_keys[] = {"name",   "request", "response", "through",
+                                        "repeat", "advance", "expect",   NULL};
 
 void fixture_init(fixture *f) {
     memset(f, 0, sizeof *f);
@@ -87,11 +97,33 @@ static void side_free(side *s) {
     memset(s, 0, sizeof *s);
 }
 
+static void steps_free(fixture *f) {
+    for (size_t i = 0; i < f->nsteps; i++) {
+        side_free(&f->steps[i].req);
+        side_free(&f->steps[i].resp);
+        free(f->steps[i].through);
+        free(f->steps[i].name);
+    }
+    free(f->steps);
+    f->steps = NULL;
+    f->nsteps = 0;
+}
+
+static void plugins_free(fixture *f) {
+    for (size_t i = 0; i < f->nplugins; i++)
+        spec_free(&f->plugins[i]);
+    free(f->plugins);
+    f->plugins = NULL;
+    f->nplugins = 0;
+}
+
 void fixture_free(fixture *f) {
     side_free(&f->req);
     side_free(&f->resp);
     free(f->props.v);
     spec_free(&f->plugin);
+    plugins_free(f);
+    steps_free(f);
     arena_free(&f->mem);
     fixture_init(f);
 }
@@ -120,18 +152,7 @@ static void side_copy(side *dst, arena *a, const side *src) {
         dst->chunks[i] = arena_dup(a, src->chunks[i].data, src->chunks[i].len);
 }
 
-void fixture_copy(fixture *dst, const fixture *src) {
-    fixture_init(dst);
-    side_copy(&dst->req, &dst->mem, &src->req);
-    side_copy(&dst->resp, &dst->mem, &src->resp);
-    for (size_t i = 0; i < src->props.n; i++)
-        props_set(&dst->props, &dst->mem, src->props.v[i].path, strlen(src->props.v[i].path),
-                  src->props.v[i].value);
-    dst->has_clock = src->has_clock;
-    dst->clock_ns = src->clock_ns;
-    dst->log_level = src->log_level;
-    const plugin_spec *s = &src->plugin;
-    plugin_spec *d = &dst->plugin;
+static void spec_copy(plugin_spec *d, const plugin_spec *s) {
     d->path = dup_or_null(s->path);
     d->name = dup_or_null(s->name);
     d->config = dup_bytes(s->config, s->config_len);
@@ -142,6 +163,81 @@ void fixture_copy(fixture *dst, const fixture *src) {
     d->has_vm_config = s->has_vm_config;
     d->root_id = dup_or_null(s->root_id);
     d->vm_id = dup_or_null(s->vm_id);
+    d->worker = s->worker;
+}
+
+static void copy_plugins(fixture *dst, const fixture *src) {
+    plugins_free(dst);
+    dst->plugins = xmalloc((src->nplugins + 1) * sizeof *dst->plugins);
+    memset(dst->plugins, 0, (src->nplugins + 1) * sizeof *dst->plugins);
+    for (size_t i = 0; i < src->nplugins; i++)
+        spec_copy(&dst->plugins[i], &src->plugins[i]);
+    dst->nplugins = src->nplugins;
+}
+
+static void copy_steps(fixture *dst, const fixture *src) {
+    steps_free(dst);
+    dst->steps = xmalloc((src->nsteps + 1) * sizeof *dst->steps);
+    memset(dst->steps, 0, (src->nsteps + 1) * sizeof *dst->steps);
+    for (size_t i = 0; i < src->nsteps; i++) {
+        const step *s = &src->steps[i];
+        step *d = &dst->steps[i];
+        *d = *s;
+        memset(&d->req, 0, sizeof d->req);
+        memset(&d->resp, 0, sizeof d->resp);
+        side_copy(&d->req, &dst->mem, &s->req);
+        side_copy(&d->resp, &dst->mem, &s->resp);
+        d->through = dup_or_null(s->through);
+        d->name = dup_or_null(s->name);
+    }
+    dst->nsteps = src->nsteps;
+}
+
+void fixture_copy(fixture *dst, const fixture *src) {
+    fixture_init(dst);
+    side_copy(&dst->req, &dst->mem, &src->req);
+    side_copy(&dst->resp, &dst->mem, &src->resp);
+    for (size_t i = 0; i < src->props.n; i++)
+        props_set(&dst->props, &dst->mem, src->props.v[i].path, strlen(src->props.v[i].path),
+                  src->props.v[i].value);
+    dst->has_clock = src->has_clock;
+    dst->clock_ns = src->clock_ns;
+    dst->log_level = src->log_level;
+    spec_copy(&dst->plugin, &src->plugin);
+    copy_plugins(dst, src);
+    copy_steps(dst, src);
+}
+
+void fixture_for_step(fixture *dst, const fixture *test, const step *s) {
+    fixture_copy(dst, test);
+    if (s->has_req) {
+        side_free(&dst->req);
+        side_copy(&dst->req, &dst->mem, &s->req);
+    }
+    if (s->has_resp) {
+        side_free(&dst->resp);
+        side_copy(&dst->resp, &dst->mem, &s->resp);
+    }
+    fixture_finish(dst);
+}
+
+int parse_duration_ms(const char *s, uint64_t *ms) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || v < 0)
+        return -1;
+    while (*end == ' ')
+        end++;
+    double scale = !*end || !strcmp(end, "ms") ? 1
+                   : !strcmp(end, "s")         ? 1000
+                   : !strcmp(end, "m")         ? 60000
+                   : !strcmp(end, "h")         ? 3600000
+                                               : -1;
+    if (scale < 0 || v * scale > 1e15)
+        return -1;
+    *ms = (uint64_t)(v * scale + 0.5);
+    return 0;
 }
 
 static int hexval(int c) {
@@ -419,6 +515,72 @@ static int parse_config(ydoc *d, yaml_node_t *map, const char *key, char **out, 
     return 0;
 }
 
+static int parse_spec(ydoc *d, yaml_node_t *map, plugin_spec *p, char *err, size_t errlen);
+
+/* steps: a list of {advance: DURATION} or {request, response, through,
+ * repeat} (an exchange), each with an optional name and expect. */
+static int parse_steps(fixture *f, ydoc *d, yaml_node_t *n, char *err, size_t errlen) {
+    steps_free(f);
+    if (ynull(n))
+        return 0;
+    if (n->type != YAML_SEQUENCE_NODE)
+        return yerr(d, n, err, errlen, "steps: expected a list of steps");
+    size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    f->steps = xmalloc((cnt + 1) * sizeof *f->steps);
+    memset(f->steps, 0, (cnt + 1) * sizeof *f->steps);
+    for (size_t i = 0; i < cnt; i++) {
+        yaml_node_t *it = ynode(d, n->data.sequence.items.start[i]), *v;
+        step *s = &f->steps[i];
+        f->nsteps = i + 1;
+        s->repeat = 1;
+        if (it->type != YAML_MAPPING_NODE)
+            return yerr(d, it, err, errlen,
+                        "steps: each step must be a mapping ({advance: 1s} or an exchange)");
+        if (ycheck_keys(d, it, step_keys, "a step", err, errlen))
+            return -1;
+        s->line = it->start_mark.line + 1;
+        if ((v = ymap_get(d, it, "name")) && set_text(d, v, &s->name, err, errlen))
+            return -1;
+        if ((v = ymap_get(d, it, "expect")))
+            s->expect = (int)(v - d->doc.nodes.start) + 1;
+        if ((v = ymap_get(d, it, "advance"))) {
+            static const char *const exchange_only[] = {"request", "response", "through", "repeat",
+                                                        NULL};
+            for (const char *const *k = exchange_only; *k; k++)
+                if (ymap_get(d, it, *k))
+                    return yerr(d, it, err, errlen, "a step: give advance or %s, not both", *k);
+            const char *t = yscalar(v, NULL);
+            s->kind = STEP_ADVANCE;
+            if (!t || parse_duration_ms(t, &s->advance_ms))
+                return yerr(d, v, err, errlen,
+                            "advance: expected a duration (2500ms, 2.5s, 1m; a number is ms)");
+            continue;
+        }
+        s->kind = STEP_EXCHANGE;
+        if ((v = ymap_get(d, it, "request"))) {
+            s->has_req = 1;
+            if (parse_side(d, v, &s->req, &f->mem, "request", err, errlen))
+                return -1;
+        }
+        if ((v = ymap_get(d, it, "response"))) {
+            s->has_resp = 1;
+            if (parse_side(d, v, &s->resp, &f->mem, "response", err, errlen))
+                return -1;
+        }
+        if ((v = ymap_get(d, it, "through")) && set_text(d, v, &s->through, err, errlen))
+            return -1;
+        if ((v = ymap_get(d, it, "repeat"))) {
+            uint64_t r;
+            if (yuint(d, v, &r, err, errlen))
+                return -1;
+            if (r < 1 || r > 100000)
+                return yerr(d, v, err, errlen, "repeat: expected 1 to 100000 exchanges");
+            s->repeat = (uint32_t)r;
+        }
+    }
+    return 0;
+}
+
 int fixture_parse(fixture *f, ydoc *d, yaml_node_t *map, int plugin_keys, char *err,
                   size_t errlen) {
     yaml_node_t *v;
@@ -447,9 +609,34 @@ int fixture_parse(fixture *f, ydoc *d, yaml_node_t *map, int plugin_keys, char *
             return yerr(d, v, err, errlen,
                         "log_level: expected trace, debug, info, warn, error or critical");
     }
+    if ((v = ymap_get(d, map, "steps")) && parse_steps(f, d, v, err, errlen))
+        return -1;
     if (!plugin_keys)
         return 0;
-    plugin_spec *p = &f->plugin;
+    if ((v = ymap_get(d, map, "plugins"))) {
+        plugins_free(f);
+        if (!ynull(v) && v->type != YAML_SEQUENCE_NODE)
+            return yerr(d, v, err, errlen, "plugins: expected a list of plugins");
+        size_t n =
+            ynull(v) ? 0 : (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+        f->plugins = xmalloc((n + 1) * sizeof *f->plugins);
+        memset(f->plugins, 0, (n + 1) * sizeof *f->plugins);
+        for (size_t i = 0; i < n; i++) {
+            yaml_node_t *it = ynode(d, v->data.sequence.items.start[i]);
+            f->nplugins = i + 1;
+            if (it->type != YAML_MAPPING_NODE)
+                return yerr(d, it, err, errlen, "plugins: each item must be a mapping");
+            if (ycheck_keys(d, it, plugin_item_keys, "plugins", err, errlen) ||
+                parse_spec(d, it, &f->plugins[i], err, errlen))
+                return -1;
+        }
+    }
+    return parse_spec(d, map, &f->plugin, err, errlen);
+}
+
+/* The plugin keys of a mapping into p (absent keys leave p as it was). */
+static int parse_spec(ydoc *d, yaml_node_t *map, plugin_spec *p, char *err, size_t errlen) {
+    yaml_node_t *v;
     if ((v = ymap_get(d, map, "plugin"))) {
         const char *s = yscalar(v, NULL);
         if (!s || ynull(v))
@@ -463,6 +650,14 @@ int fixture_parse(fixture *f, ydoc *d, yaml_node_t *map, int plugin_keys, char *
         return -1;
     if ((v = ymap_get(d, map, "vm_id")) && set_text(d, v, &p->vm_id, err, errlen))
         return -1;
+    if ((v = ymap_get(d, map, "worker"))) {
+        uint64_t w;
+        if (yuint(d, v, &w, err, errlen))
+            return -1;
+        if (w > 63)
+            return yerr(d, v, err, errlen, "worker: expected 0 to 63");
+        p->worker = (uint32_t)w;
+    }
     if (parse_config(d, map, "config", &p->config, &p->config_len, &p->has_config, err, errlen))
         return -1;
     if (parse_config(d, map, "vm_config", &p->vm_config, &p->vm_config_len, &p->has_vm_config, err,

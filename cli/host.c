@@ -9,9 +9,11 @@
  * (a proxy would wait forever); a trap fails closed with a 503.
  */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -23,7 +25,10 @@ static const char *const phase_names[PH_COUNT] = {"start",
                                                   "response_headers",
                                                   "response_body",
                                                   "response_trailers",
-                                                  "end"};
+                                                  "end",
+                                                  "tick",
+                                                  "queue_ready",
+                                                  "step"};
 
 const char *phase_name(enum phase p) {
     return (unsigned)p < PH_COUNT ? phase_names[p] : "?";
@@ -97,7 +102,8 @@ static hlist *map_of(exchange *x, proxy_map_type_t map) {
     }
 }
 
-#define HOST ((host *)hp)
+/* Every hook receives the hvm of the VM that called. */
+#define HOST (((hvm *)hp)->h)
 #define XS(stream) ((exchange *)(stream))
 
 static int keq(pw_str a, pw_str b) {
@@ -328,9 +334,114 @@ static proxy_status_t h_set_property(void *hp, void *stream, const pw_str *path,
     return PROXY_RESULT_OK;
 }
 
+/* The fixture's clock, else the real one, moved on by `advance` steps. */
 static uint64_t h_now(void *hp) {
-    exchange *x = HOST->x;
-    return x && x->fx ? x->fx->clock_ns : 0;
+    host *h = HOST;
+    uint64_t base = h->clock_base_ns;
+    if (!h->fixed_clock) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        base = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    }
+    return base + h->now_ms * 1000000u;
+}
+
+/* ------------------------------------------------------ timers, store */
+
+static hplugin *plugin_of(host *h, pw_plugin *p) {
+    for (size_t i = 0; i < h->nplugins; i++)
+        if (h->plugins[i].plugin == p)
+            return &h->plugins[i];
+    return NULL;
+}
+
+/* proxy_set_tick_period_milliseconds: the next tick is one period from
+ * now on the virtual clock (host_advance fires it). */
+static void h_set_tick(void *hp, pw_plugin *plugin, uint32_t period_ms) {
+    host *h = HOST;
+    hplugin *p = plugin_of(h, plugin);
+    if (!p && h->starting && !h->starting->plugin) {
+        /* From on_vm_start / on_configure: pw_plugin_new has not returned
+         * the plugin yet. */
+        p = h->starting;
+        p->plugin = plugin;
+    }
+    if (!p || h->stopping)
+        return;
+    if (h->x && period_ms != p->tick_ms)
+        note(h->x, "%s: tick period %u ms%s", p->name, period_ms, period_ms ? "" : " (stopped)");
+    p->tick_ms = period_ms;
+    p->next_tick_ms = h->now_ms + period_ms;
+}
+
+static pw_store *h_store(void *hp) {
+    return HOST->store;
+}
+
+/* One process: whoever registered the queue is this one; delivery comes
+ * after the plugin call that enqueued returns. */
+static void h_queue_ready(void *hp, uint32_t owner_slot) {
+    (void)owner_slot;
+    HOST->queues_due = 1;
+}
+
+/* Calls into v's VM come from its worker: the store counts its metrics
+ * and hands it its queues in that slot. Returns the previous worker. */
+static uint32_t set_worker(host *h, uint32_t worker) {
+    uint32_t was = h->worker;
+    h->worker = worker;
+    if (h->store)
+        pw_store_set_slot(h->store, worker);
+    return was;
+}
+
+/* The store's memory: malloc'ed blocks on a list, all freed at the end of
+ * the test. One process: the lock is a no-op. */
+struct store_block {
+    struct store_block *prev, *next;
+    max_align_t align[]; /* the caller's bytes */
+};
+
+static void *region_alloc(void *region, size_t size) {
+    store_region *r = region;
+    if (size > SIZE_MAX - sizeof(struct store_block))
+        return NULL;
+    struct store_block *b = malloc(sizeof *b + size);
+    if (!b)
+        return NULL;
+    b->prev = NULL;
+    b->next = r->blocks;
+    if (r->blocks)
+        r->blocks->prev = b;
+    r->blocks = b;
+    return b->align;
+}
+
+static void region_free(void *region, void *p) {
+    store_region *r = region;
+    if (!p)
+        return;
+    struct store_block *b =
+        (struct store_block *)((char *)p - offsetof(struct store_block, align));
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        r->blocks = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    free(b);
+}
+
+static void region_nolock(void *region) {
+    (void)region;
+}
+
+static void region_release(store_region *r) {
+    while (r->blocks) {
+        struct store_block *b = r->blocks;
+        r->blocks = b->next;
+        free(b);
+    }
 }
 
 /* -------------------------------------------------------------- trace */
@@ -340,6 +451,7 @@ static void h_trace(void *hp, void *stream, pw_str plugin, const char *module, c
     (void)stream;
     (void)plugin;
     host *h = HOST;
+    pw_vm *vm = ((hvm *)hp)->vm;
     exchange *x = h->x;
     if (!x)
         return;
@@ -347,18 +459,20 @@ static void h_trace(void *hp, void *stream, pw_str plugin, const char *module, c
         x->calls[x->cur].hostcalls++;
     if (x->cur_phase == PH_START)
         x->start_hostcalls++;
+    else if (x->cur_phase >= PH_TICK)
+        x->other_hostcalls++;
     else
         x->hostcalls++;
     if (h->trace < 2 || !x->record)
         return;
     buf b = {0};
-    trace_format(&b, h->vm, module, name, args, nargs, result);
+    trace_format(&b, vm, module, name, args, nargs, result);
     add_event(x, EV_TRACE, 0, b.p, b.len);
     if (!strcmp(module, "env") && result == PROXY_RESULT_UNIMPLEMENTED)
         x->events[x->nevents - 1].unimplemented = 1;
     if (!strcmp(name, "proxy_get_property")) {
         buf_clear(&b);
-        trace_property(&b, h->vm, args, result);
+        trace_property(&b, vm, args, result);
         add_event(x, EV_PROPERTY, 0, b.p, b.len);
     }
     buf_free(&b);
@@ -370,6 +484,24 @@ void exchange_init(exchange *x, const fixture *fx, int record) {
     memset(x, 0, sizeof *x);
     x->fx = fx;
     x->record = record;
+    x->cur = -1;
+}
+
+void exchange_next(exchange *x) {
+    x->req_h.n = x->req_t.n = x->resp_h.n = x->resp_t.n = 0;
+    x->req_t_on = x->resp_t_on = x->resp_h_on = 0;
+    buf_clear(&x->req_body);
+    buf_clear(&x->resp_body);
+    buf_clear(&x->req_sent);
+    buf_clear(&x->resp_sent);
+    x->req_body_on = x->resp_body_on = 0;
+    x->props.n = 0;
+    x->lr.present = 0;
+    x->lr.headers.n = 0;
+    x->outcome = OUT_COMPLETE;
+    x->stopped_in = PH_START;
+    x->error[0] = 0;
+    x->hostcalls = 0;
     x->cur = -1;
 }
 
@@ -388,7 +520,7 @@ void exchange_reset(exchange *x) {
     x->lr.headers.n = 0;
     x->outcome = OUT_COMPLETE;
     x->error[0] = 0;
-    x->hostcalls = x->start_hostcalls = 0;
+    x->hostcalls = x->start_hostcalls = x->other_hostcalls = 0;
     x->cur = -1;
 }
 
@@ -411,8 +543,11 @@ void exchange_free(exchange *x) {
 
 static const pw_host_log_ops log_ops = {.log = h_log, .log_level = h_log_level};
 
-/* Only for a fixture that sets the clock: else the real one. */
 static const pw_host_clock_ops clock_ops = {.now_ns = h_now};
+
+static const pw_host_timer_ops timer_ops = {.set_tick = h_set_tick};
+
+static const pw_host_shared_ops shared_ops = {.store = h_store, .queue_ready = h_queue_ready};
 
 static const pw_host_property_ops property_ops = {
     .get_property = h_get_property,
@@ -434,6 +569,114 @@ static const pw_host_http_ops http_ops = {
 /* Only when hostcalls are recorded (o->trace). */
 static const pw_host_observe_ops observe_ops = {.trace = h_trace};
 
+/* Delivers what the queues hold (pw_vm_deliver_queues on every VM) for as
+ * long as deliveries enqueue more, each VM's round recorded as one
+ * PH_QUEUE call. */
+static void deliver(host *h) {
+    exchange *x = h->x;
+    for (int round = 0; h->queues_due; round++) {
+        h->queues_due = 0;
+        if (round == 100) {
+            note(x, "queue deliveries keep enqueueing: stopped after 100 rounds");
+            return;
+        }
+        for (size_t i = 0; i < h->nvms; i++) {
+            size_t ev = x->nevents;
+            int saved = x->cur;
+            enum phase saved_phase = x->cur_phase;
+            call *c = begin_call(x, PH_QUEUE, 0, 0);
+            if (h->vms[i].worker) {
+                char who[PW_ERRLEN];
+                snprintf(who, sizeof who, "%s, worker %u", h->vms[i].vm_id, h->vms[i].worker);
+                c->plugin = arena_dup(&x->mem, who, strlen(who) + 1).data;
+            } else if (h->nplugins > 1) {
+                c->plugin = h->vms[i].vm_id;
+            }
+            uint32_t was = set_worker(h, h->vms[i].worker);
+            int rc = pw_vm_deliver_queues(h->vms[i].vm);
+            set_worker(h, was);
+            c = &x->calls[x->cur];
+            c->size = rc > 0 ? (size_t)rc : 0;
+            x->cur = saved;
+            x->cur_phase = saved_phase;
+            if (rc < 0)
+                note(x, "proxy_on_queue_ready failed: %s", pw_strerror(rc));
+            else if (rc == 0 && x->nevents == ev && !c->hostcalls)
+                x->ncalls--; /* nothing for this VM */
+        }
+    }
+}
+
+/* The name a plugin of the test goes by: plugin_name, else its root_id,
+ * else the module's name. */
+static const char *spec_name(const plugin_spec *ps, pw_module *m) {
+    if (ps->name)
+        return ps->name;
+    if (ps->root_id && *ps->root_id)
+        return ps->root_id;
+    return pw_module_name(m);
+}
+
+/* Starts plugin `ps` (its unset keys from `first`) on its VM, creating the
+ * VM unless one of the same module and vm_id exists. */
+static int start_plugin(host *h, const plugin_spec *ps, const plugin_spec *first, pw_module *m,
+                        const run_opts *o, char *err, size_t errlen) {
+    exchange *x = h->x;
+    if (ps != first && ps->path && (!first->path || strcmp(ps->path, first->path))) {
+        if (!o->load) {
+            snprintf(err, errlen, "plugins: %s: another module is not supported here", ps->path);
+            return -1;
+        }
+        if (!(m = o->load(o->load_data, ps->path, err, errlen)))
+            return -1;
+    }
+    const char *vm_id = ps->vm_id ? ps->vm_id : first->vm_id ? first->vm_id : "";
+    const plugin_spec *vc = ps->has_vm_config ? ps : first;
+    const char *vm_config = vc->vm_config ? vc->vm_config : "";
+    size_t vm_config_len = vc->vm_config ? vc->vm_config_len : 0;
+    hplugin *p = &h->plugins[h->nplugins++];
+    p->name = spec_name(ps, m);
+    hvm *v = NULL;
+    for (size_t i = 0; i < h->nvms; i++)
+        if (h->vms[i].m == m && !strcmp(h->vms[i].vm_id, vm_id) && h->vms[i].worker == ps->worker)
+            v = &h->vms[i];
+    set_worker(h, ps->worker);
+    call *c = begin_call(x, PH_START, 0, 0);
+    c->plugin = p->name;
+    if (!v) {
+        v = &h->vms[h->nvms++];
+        *v = (hvm){.h = h,
+                   .m = m,
+                   .vm_id = vm_id,
+                   .vm_config = vm_config,
+                   .vm_config_len = vm_config_len,
+                   .worker = ps->worker};
+        if (pw_vm_new(m, (pw_str){vm_id, strlen(vm_id)}, (pw_str){vm_config, vm_config_len},
+                      &h->ops, v, &v->vm, err, errlen) != PW_OK) {
+            h->nvms--;
+            return -1;
+        }
+    } else if (ps->has_vm_config && (vm_config_len != v->vm_config_len ||
+                                     memcmp(vm_config, v->vm_config, vm_config_len))) {
+        snprintf(err, errlen,
+                 "plugin \"%s\": vm_config differs from that of its VM (vm_id \"%s\"), which "
+                 "its first plugin created",
+                 p->name, vm_id);
+        return -1;
+    }
+    p->v = v;
+    const char *root_id = ps->root_id ? ps->root_id : "";
+    h->starting = p;
+    int rc = pw_plugin_new(
+        v->vm, (pw_str){p->name, strlen(p->name)}, (pw_str){root_id, strlen(root_id)},
+        (pw_str){ps->config ? ps->config : "", ps->config_len}, &p->plugin, err, errlen);
+    h->starting = NULL;
+    x->cur = -1;
+    if (rc == PW_OK)
+        deliver(h);
+    return rc == PW_OK ? 0 : -1;
+}
+
 int host_start(host *h, pw_module *m, const fixture *fx, exchange *x, const run_opts *o) {
     memset(h, 0, sizeof *h);
     h->x = x;
@@ -441,48 +684,158 @@ int host_start(host *h, pw_module *m, const fixture *fx, exchange *x, const run_
                : fx->log_level >= 0 ? fx->log_level
                                     : o->default_level;
     h->trace = o->trace;
+    h->fixed_clock = fx->has_clock;
+    h->clock_base_ns = fx->has_clock ? fx->clock_ns : 0;
     h->ops = (pw_host_ops){
         .size = sizeof(pw_host_ops),
         .log = &log_ops,
-        .clock = fx->has_clock ? &clock_ops : NULL,
+        .clock = &clock_ops,
         .property = &property_ops,
         .http = &http_ops,
         .observe = o->trace ? &observe_ops : NULL,
+        .timers = &timer_ops,
+        .shared = &shared_ops,
     };
+    /* One store for every plugin of the test, on the heap. Without it
+     * (the library cannot open one) the shared hostcalls answer
+     * Unimplemented. */
+    pw_store_mem mem = {.region = &h->region,
+                        .alloc = region_alloc,
+                        .free = region_free,
+                        .lock = region_nolock,
+                        .unlock = region_nolock};
+    /* A slot per worker of the test (plugins with `worker: N`). */
+    uint32_t workers = fx->plugin.worker + 1;
+    for (size_t i = 0; i < fx->nplugins; i++)
+        if (fx->plugins[i].worker + 1 > workers)
+            workers = fx->plugins[i].worker + 1;
+    pw_store_config scfg = {.slots = workers};
+    char err[PW_ERRLEN];
+    if (pw_store_open(&mem, &scfg, NULL, &h->store, err, sizeof err) != PW_OK)
+        h->store = NULL;
     /* Properties from the fixture are readable from on_vm_start on. */
     x->props.n = 0;
     for (size_t i = 0; i < fx->props.n; i++)
         props_set(&x->props, &x->mem, fx->props.v[i].path, strlen(fx->props.v[i].path),
                   fx->props.v[i].value);
-    const plugin_spec *ps = &fx->plugin;
-    const char *name = ps->name ? ps->name : pw_module_name(m);
-    const char *vm_id = ps->vm_id ? ps->vm_id : "";
-    const char *root_id = ps->root_id ? ps->root_id : "";
-    begin_call(x, PH_START, 0, 0);
-    char err[PW_ERRLEN];
-    int rc = pw_vm_new(m, (pw_str){vm_id, strlen(vm_id)},
-                       (pw_str){ps->vm_config ? ps->vm_config : "", ps->vm_config_len}, &h->ops, h,
-                       &h->vm, err, sizeof err);
-    if (rc == PW_OK)
-        rc = pw_plugin_new(h->vm, (pw_str){name, strlen(name)}, (pw_str){root_id, strlen(root_id)},
-                           (pw_str){ps->config ? ps->config : "", ps->config_len}, &h->plugin, err,
-                           sizeof err);
+    size_t n = 1 + fx->nplugins;
+    h->vms = xmalloc(n * sizeof *h->vms);
+    h->plugins = xmalloc(n * sizeof *h->plugins);
+    memset(h->vms, 0, n * sizeof *h->vms);
+    memset(h->plugins, 0, n * sizeof *h->plugins);
+    int rc = start_plugin(h, &fx->plugin, &fx->plugin, m, o, err, sizeof err);
+    for (size_t i = 0; rc == 0 && i < fx->nplugins; i++)
+        rc = start_plugin(h, &fx->plugins[i], &fx->plugin, m, o, err, sizeof err);
     x->cur = -1;
-    if (rc != PW_OK) {
+    if (rc != 0) {
         x->outcome = OUT_START_FAILED;
         snprintf(x->error, sizeof x->error, "%s", err);
         note(x, "the plugin did not start: %s", err);
         host_stop(h);
         return -1;
     }
+    h->vm = h->vms[0].vm;
+    h->plugin = h->plugins[0].plugin;
+    set_worker(h, h->plugins[0].v->worker);
     return 0;
 }
 
 void host_stop(host *h) {
-    if (h->vm)
-        pw_vm_free(h->vm);
+    /* set_tick(0) arrives while the VMs are freed: ignored. */
+    h->stopping = 1;
+    for (size_t i = 0; i < h->nvms; i++)
+        if (h->vms[i].vm) {
+            set_worker(h, h->vms[i].worker);
+            pw_vm_free(h->vms[i].vm);
+        }
+    free(h->vms);
+    free(h->plugins);
+    h->vms = NULL;
+    h->plugins = NULL;
+    h->nvms = h->nplugins = 0;
     h->vm = NULL;
     h->plugin = NULL;
+    if (h->store)
+        pw_store_close(h->store);
+    h->store = NULL;
+    region_release(&h->region);
+    h->stopping = 0;
+}
+
+void host_advance(host *h, uint64_t ms) {
+    exchange *x = h->x;
+    uint64_t until = h->now_ms + ms;
+    for (uint32_t fired = 0;; fired++) {
+        hplugin *next = NULL;
+        for (size_t i = 0; i < h->nplugins; i++) {
+            hplugin *p = &h->plugins[i];
+            if (p->tick_ms && p->plugin && p->next_tick_ms <= until &&
+                (!next || p->next_tick_ms < next->next_tick_ms))
+                next = p;
+        }
+        if (!next)
+            break;
+        if (fired == 100000) {
+            note(x, "more than 100000 ticks in one advance: the clock jumps to the end");
+            break;
+        }
+        h->now_ms = next->next_tick_ms;
+        /* The period stays unless the plugin sets another in on_tick. */
+        next->next_tick_ms += next->tick_ms;
+        call *c = begin_call(x, PH_TICK, 0, 0);
+        c->plugin = next->name;
+        c->at_ms = h->now_ms;
+        uint32_t was = set_worker(h, next->v->worker);
+        int rc = pw_plugin_on_tick(next->plugin);
+        set_worker(h, was);
+        x->cur = -1;
+        if (rc != PW_OK)
+            note(x, "%s: proxy_on_tick failed: %s%s%s", next->name, pw_strerror(rc),
+                 next->v->vm && *pw_vm_last_error(next->v->vm) ? ": " : "",
+                 next->v->vm ? pw_vm_last_error(next->v->vm) : "");
+        deliver(h);
+    }
+    h->now_ms = until;
+}
+
+int host_step(host *h, exchange *x, const fixture *fx, size_t index) {
+    const step *s = &fx->steps[index];
+    h->x = x;
+    call *c = begin_call(x, PH_STEP, index, 0);
+    c->at_ms = h->now_ms;
+    x->cur = -1;
+    if (s->kind == STEP_ADVANCE) {
+        host_advance(h, s->advance_ms);
+        return 0;
+    }
+    hplugin *p = &h->plugins[0];
+    if (s->through) {
+        p = NULL;
+        for (size_t i = 0; i < h->nplugins && !p; i++)
+            if (!strcmp(h->plugins[i].name, s->through))
+                p = &h->plugins[i];
+        if (!p) {
+            snprintf(x->error, sizeof x->error, "step %zu (line %zu): no plugin named \"%s\"",
+                     index + 1, s->line, s->through);
+            return -1;
+        }
+    }
+    set_worker(h, p->v->worker);
+    fixture sf;
+    fixture_for_step(&sf, fx, s);
+    const fixture *saved = x->fx;
+    for (uint32_t i = 0; i < s->repeat; i++) {
+        exchange_next(x);
+        x->fx = &sf;
+        h->plugin = p->plugin;
+        host_exchange(h, x);
+    }
+    /* x->fx must not outlive sf; the live state is the last exchange's. */
+    x->fx = saved;
+    h->plugin = h->plugins[0].plugin;
+    set_worker(h, h->plugins[0].v->worker);
+    fixture_free(&sf);
+    return 0;
 }
 
 uint64_t host_guest_memory(host *h) {
@@ -492,7 +845,7 @@ uint64_t host_guest_memory(host *h) {
     return size;
 }
 
-enum step { GO, STOP, LOCAL, HELD, BUFFER };
+enum flow { GO, STOP, LOCAL, HELD, BUFFER };
 
 static void snapshot(exchange *x, call *c) {
     if (!x->record)
@@ -544,7 +897,7 @@ static void take_local_response(host *h, exchange *x, pw_stream *s, call *c) {
 /* Calls one stream callback through the chain (one plugin, failure policy
  * closed: the CLI fails as nginx does by default) and says what the
  * exchange does next. */
-static enum step step(host *h, exchange *x, pw_chain *ch, enum phase ph, size_t n, int eos) {
+static enum flow call_one(host *h, exchange *x, pw_chain *ch, enum phase ph, size_t n, int eos) {
     call *c = begin_call(x, ph, n, eos);
     char why[PW_ERRLEN];
     pw_action a = pw_chain_call(ch, 0, (pw_event)(ph - PH_REQ_HEADERS), n, eos, why, sizeof why);
@@ -563,7 +916,10 @@ static enum step step(host *h, exchange *x, pw_chain *ch, enum phase ph, size_t 
     c->resumed = ((applied | pw_stream_take(s, PW_PENDING_ALL)) & own) != 0;
     c->closed = a == PW_ACTION_CLOSE;
     snapshot(x, c);
+    x->last_call = x->cur;
     x->cur = -1;
+    deliver(h);
+    c = &x->calls[x->last_call]; /* deliveries add calls: the array may move */
     if (a == PW_ACTION_CLOSE) {
         x->outcome = OUT_CLOSED;
         x->stopped_in = ph;
@@ -632,7 +988,7 @@ static void local_as_response(exchange *x, side *out) {
  * Pause keeps buffering (the next call sees everything so far), a no-buffer
  * pause holds the chunk. Whatever is still held at the end of the direction
  * stalls the exchange. Returns GO, LOCAL or STOP. */
-static enum step direction(host *h, exchange *x, pw_chain *ch, const side *sd, int resp,
+static enum flow direction(host *h, exchange *x, pw_chain *ch, const side *sd, int resp,
                            int trailers) {
     enum phase ph = resp ? PH_RESP_HEADERS : PH_REQ_HEADERS, paused = PH_COUNT;
     hlist *map = resp ? &x->resp_h : &x->req_h;
@@ -640,7 +996,7 @@ static enum step direction(host *h, exchange *x, pw_chain *ch, const side *sd, i
     buf *sent = resp ? &x->resp_sent : &x->req_sent;
     int *body_on = resp ? &x->resp_body_on : &x->req_body_on;
     int *trailers_on = resp ? &x->resp_t_on : &x->req_t_on;
-    enum step r = step(h, x, ch, ph, map->n, !sd->nchunks && !trailers);
+    enum flow r = call_one(h, x, ch, ph, map->n, !sd->nchunks && !trailers);
     if (r == STOP || r == LOCAL)
         return r;
     if (r != GO)
@@ -653,13 +1009,13 @@ static enum step direction(host *h, exchange *x, pw_chain *ch, const side *sd, i
         if (eos)
             *trailers_on = 1; /* §8.6: trailers may be added at the end */
         *body_on = 1;
-        r = step(h, x, ch, ph + 1, cur->len, eos);
+        r = call_one(h, x, ch, ph + 1, cur->len, eos);
         *body_on = 0;
         if (r == STOP || r == LOCAL) {
             buf_free(&held);
             return r;
         }
-        if (x->calls[x->ncalls - 1].resumed)
+        if (x->calls[x->last_call].resumed)
             paused = PH_COUNT;
         if (r == GO) {
             buf_put(sent, held.p, held.len);
@@ -675,12 +1031,12 @@ static enum step direction(host *h, exchange *x, pw_chain *ch, const side *sd, i
     }
     if (trailers) {
         *trailers_on = 1;
-        r = step(h, x, ch, ph + 2, (resp ? &x->resp_t : &x->req_t)->n, 0);
+        r = call_one(h, x, ch, ph + 2, (resp ? &x->resp_t : &x->req_t)->n, 0);
         if (r == STOP || r == LOCAL) {
             buf_free(&held);
             return r;
         }
-        if (x->calls[x->ncalls - 1].resumed)
+        if (x->calls[x->last_call].resumed)
             paused = PH_COUNT;
         if (r != GO && paused == PH_COUNT)
             paused = ph + 2;
@@ -719,7 +1075,7 @@ static void response(host *h, exchange *x, pw_chain *ch, const side *sd, int is_
 }
 
 /* The request; returns GO (send it upstream), LOCAL or STOP. */
-static enum step request(host *h, exchange *x, pw_chain *ch, const side *sd) {
+static enum flow request(host *h, exchange *x, pw_chain *ch, const side *sd) {
     if (sd->has_trailers)
         hlist_copy(&x->req_t, &x->mem, &sd->trailers);
     return direction(h, x, ch, sd, 0, sd->has_trailers);
@@ -744,6 +1100,7 @@ void host_exchange(host *h, exchange *x) {
     char err[PW_ERRLEN];
     int rc = pw_stream_new(h->plugin, x, &link.stream, err, sizeof err);
     x->cur = -1;
+    deliver(h);
     if (rc != PW_OK) {
         x->outcome = OUT_FAILED;
         x->stopped_in = PH_CREATE;
@@ -751,7 +1108,7 @@ void host_exchange(host *h, exchange *x) {
         note(x, "the stream could not be created: %s", err);
         return;
     }
-    enum step r = request(h, x, &ch, &fx->req);
+    enum flow r = request(h, x, &ch, &fx->req);
     if (r == GO) {
         response(h, x, &ch, &fx->resp, 0);
     } else if (r == LOCAL) {
@@ -774,4 +1131,5 @@ void host_exchange(host *h, exchange *x) {
     begin_call(x, PH_END, 0, 0);
     pw_chain_end(&ch, 0); /* on_log, on_done, on_delete */
     x->cur = -1;
+    deliver(h);
 }

@@ -36,7 +36,9 @@ static const struct command {
      "200 response) through the plugin and prints, per phase, the action the\n"
      "plugin returned, the headers or body after the phase, a local response,\n"
      "its log lines, the properties it read and its hostcalls (those pwasm does\n"
-     "not implement yet are always shown, marked !), then the result.\n"
+     "not implement yet are always shown, marked !), then the result. A fixture\n"
+     "with `steps:` runs them instead (exchanges, clock advances that fire\n"
+     "proxy_on_tick), on every plugin of `plugins:` sharing one store.\n"
      "\n"
      "  --config STR|@FILE     plugin configuration (over the fixture's config)\n"
      "  --vm-config STR|@FILE  VM configuration\n"
@@ -48,7 +50,8 @@ static const struct command {
      "Exit status 1 when the plugin does not start.\n"},
     {"test", cmd_test, "test [--verbose] [--trace] FILE|DIR...",
      "Runs YAML test files (DIR: every *.yaml / *.yml below it, sorted). Each\n"
-     "test replays one exchange on a fresh VM and checks its expectations; a\n"
+     "test starts its plugins on fresh VMs and a fresh store, replays one\n"
+     "exchange (or its steps) and checks its expectations; a\n"
      "failed expectation prints expected (-) against actual (+). Ends with\n"
      "\"N passed, N failed\"; exit status 1 on any failure.\n"
      "\n"

@@ -26,6 +26,12 @@ static const char *callbacks_of(enum phase p) {
         return "proxy_on_response_body";
     case PH_RESP_TRAILERS:
         return "proxy_on_response_trailers";
+    case PH_TICK:
+        return "proxy_on_tick";
+    case PH_QUEUE:
+        return "proxy_on_queue_ready";
+    case PH_STEP:
+        return "";
     default:
         return "proxy_on_log, proxy_on_done, proxy_on_delete";
     }
@@ -80,10 +86,43 @@ static void print_events(FILE *f, const exchange *x, int call, int trace) {
     }
 }
 
+/* "== step 2 (line 14): advance 2500 ms" */
+static void print_step(FILE *f, const exchange *x, const call *c) {
+    const fixture *fx = x->fx;
+    fprintf(f, "\n== step %zu", c->size + 1);
+    if (!fx || c->size >= fx->nsteps) {
+        fprintf(f, "\n");
+        return;
+    }
+    const step *s = &fx->steps[c->size];
+    if (s->name)
+        fprintf(f, " \"%s\"", s->name);
+    fprintf(f, " (line %zu, at %llu ms): ", s->line, (unsigned long long)c->at_ms);
+    if (s->kind == STEP_ADVANCE)
+        fprintf(f, "advance %llu ms\n", (unsigned long long)s->advance_ms);
+    else
+        fprintf(f, "%u exchange%s through %s\n", s->repeat, s->repeat == 1 ? "" : "s",
+                s->through ? s->through : "the first plugin");
+}
+
 static void print_call(FILE *f, const exchange *x, size_t i, int trace) {
     const call *c = &x->calls[i];
-    fprintf(f, "\n-- %s: %s", phase_name(c->phase), callbacks_of(c->phase));
+    if (c->phase == PH_STEP) {
+        print_step(f, x, c);
+        print_events(f, x, (int)i, trace);
+        return;
+    }
+    fprintf(f, "\n-- %s", phase_name(c->phase));
+    if (c->plugin)
+        fprintf(f, " (%s)", c->plugin);
+    fprintf(f, ": %s", callbacks_of(c->phase));
     switch (c->phase) {
+    case PH_TICK:
+        fprintf(f, " at %llu ms", (unsigned long long)c->at_ms);
+        break;
+    case PH_QUEUE:
+        fprintf(f, " (%zu call%s)", c->size, c->size == 1 ? "" : "s");
+        break;
     case PH_REQ_HEADERS:
     case PH_RESP_HEADERS:
         fprintf(f, " (%zu header%s%s)", c->size, c->size == 1 ? "" : "s",
@@ -130,7 +169,7 @@ static void print_call(FILE *f, const exchange *x, size_t i, int trace) {
     fprintf(f, "   hostcalls: %u\n", c->hostcalls);
 }
 
-static void print_result(FILE *f, const exchange *x) {
+void print_result(FILE *f, const exchange *x) {
     fprintf(f, "\n== result: %s", outcome_name(x->outcome));
     if (x->outcome == OUT_PAUSED || x->outcome == OUT_CLOSED || x->outcome == OUT_FAILED)
         fprintf(f, " in %s", phase_name(x->stopped_in));
@@ -160,19 +199,75 @@ static void print_result(FILE *f, const exchange *x) {
             print_map(f, "       ", &x->resp_t);
         }
     }
-    fprintf(f, "   hostcalls: %u for the request, %u at start\n", x->hostcalls,
-            x->start_hostcalls);
+    fprintf(f, "   hostcalls: %u for the request, %u at start", x->hostcalls, x->start_hostcalls);
+    if (x->other_hostcalls)
+        fprintf(f, ", %u in ticks and queue deliveries", x->other_hostcalls);
+    fprintf(f, "\n");
 }
 
-void print_exchange(FILE *f, const exchange *x, int trace) {
-    for (size_t i = 0; i < x->ncalls; i++) {
+void print_calls(FILE *f, const exchange *x, size_t from, int trace) {
+    for (size_t i = from; i < x->ncalls; i++) {
         const call *c = &x->calls[i];
         /* Silent context creation is noise. */
         if (c->phase == PH_CREATE && !c->hostcalls)
             continue;
         print_call(f, x, i, trace);
     }
+}
+
+void print_exchange(FILE *f, const exchange *x, int trace) {
+    print_calls(f, x, 0, trace);
     print_result(f, x);
+}
+
+/* Modules of `plugins:` with a path of their own, loaded once. */
+typedef struct run_modules {
+    pw_runtime *rt;
+    char **paths;
+    pw_module **mods;
+    size_t n;
+} run_modules;
+
+static pw_module *run_load(void *data, const char *path, char *err, size_t errlen) {
+    run_modules *rm = data;
+    for (size_t i = 0; i < rm->n; i++)
+        if (!strcmp(rm->paths[i], path))
+            return rm->mods[i];
+    pw_module *m;
+    if (plugin_load(rm->rt, path, NULL, &m, err, errlen))
+        return NULL;
+    rm->paths = xrealloc(rm->paths, (rm->n + 1) * sizeof *rm->paths);
+    rm->mods = xrealloc(rm->mods, (rm->n + 1) * sizeof *rm->mods);
+    rm->paths[rm->n] = xstrdup(path);
+    rm->mods[rm->n++] = m;
+    return m;
+}
+
+static void run_modules_free(run_modules *rm) {
+    for (size_t i = 0; i < rm->n; i++) {
+        pw_module_free(rm->mods[i]);
+        free(rm->paths[i]);
+    }
+    free(rm->paths);
+    free(rm->mods);
+}
+
+/* The fixture's steps, each printed as it ran; exchanges with their
+ * result. */
+static void run_steps(host *h, exchange *x, int trace) {
+    const fixture *fx = x->fx;
+    print_calls(stdout, x, 0, trace);
+    for (size_t i = 0; i < fx->nsteps; i++) {
+        size_t from = x->ncalls;
+        int rc = host_step(h, x, fx, i);
+        print_calls(stdout, x, from, trace);
+        if (rc) {
+            printf("   error: %s\n", x->error);
+            break;
+        }
+        if (fx->steps[i].kind == STEP_EXCHANGE)
+            print_result(stdout, x);
+    }
 }
 
 static int cli_fixture(fixture *fx, const char *path, const char *const flags[5], char *err,
@@ -235,11 +330,13 @@ int session_option(session *s, int c) {
 int session_open(session *s, int argc, char **argv) {
     if (argc - optind < 1 || argc - optind > 2) {
         if (argc - optind < 1)
-            fprintf(stderr, "pwasm %s: missing PLUGIN (a .wasm file or a pwasm compile artifact)\n\n",
+            fprintf(stderr,
+                    "pwasm %s: missing PLUGIN (a .wasm file or a pwasm compile artifact)\n\n",
                     s->cmd);
         else
-            fprintf(stderr, "pwasm %s: too many arguments (from \"%s\" on): one PLUGIN and at most "
-                            "one FIXTURE\n\n",
+            fprintf(stderr,
+                    "pwasm %s: too many arguments (from \"%s\" on): one PLUGIN and at most "
+                    "one FIXTURE\n\n",
                     s->cmd, argv[optind + 2]);
         usage(stderr, s->cmd);
         return 2;
@@ -295,14 +392,28 @@ int cmd_run(int argc, char **argv) {
     host h;
     exchange x;
     exchange_init(&x, &s.fx, 1);
-    run_opts o = {.log_level = s.level, .default_level = PROXY_LOG_TRACE, .trace = 2, .record = 1};
+    run_modules rm = {.rt = s.rt};
+    run_opts o = {.log_level = s.level,
+                  .default_level = PROXY_LOG_TRACE,
+                  .trace = 2,
+                  .record = 1,
+                  .load = run_load,
+                  .load_data = &rm};
     if (host_start(&h, s.m, &s.fx, &x, &o) == 0) {
-        host_exchange(&h, &x);
-        host_stop(&h);
+        if (s.fx.nsteps) {
+            run_steps(&h, &x, trace);
+            host_stop(&h);
+        } else {
+            host_exchange(&h, &x);
+            host_stop(&h);
+            print_exchange(stdout, &x, trace);
+        }
+    } else {
+        print_exchange(stdout, &x, trace);
     }
-    print_exchange(stdout, &x, trace);
     rc = x.outcome == OUT_START_FAILED ? 1 : 0;
     exchange_free(&x);
+    run_modules_free(&rm);
     session_close(&s);
     return rc;
 }

@@ -16,9 +16,9 @@
 static const char *const file_keys_extra[] = {"tests", "description"};
 static const char *const test_keys_extra[] = {"name", "expect", "skip", "description"};
 static const char *const expect_keys[] = {
-    "start",     "start_error",      "outcome",        "error",   "actions",
-    "request",   "response",         "local_response", "log",     "log_absent",
-    "hostcalls", "hostcalls_absent", "properties",     "metrics", NULL};
+    "start",      "start_error",    "outcome",     "error",      "actions",   "request",
+    "response",   "local_response", "log",         "log_absent", "hostcalls", "hostcalls_absent",
+    "properties", "metrics",        "shared_data", NULL};
 static const char *const side_expect_keys[] = {
     "status",       "headers",  "headers_present",  "headers_absent",  "all_headers",  "body",
     "body_matches", "trailers", "trailers_present", "trailers_absent", "all_trailers", NULL};
@@ -42,6 +42,10 @@ static const char **keys_with(const char *const *extra, size_t n) {
 typedef struct checker {
     ydoc *d;
     exchange *x;
+    host *h;           /* for the store: shared_data, metrics */
+    const char *vm_id; /* the first plugin's: shared_data keys */
+    size_t ev_from;    /* a step's expect sees its own events and calls */
+    size_t call_from;
     buf out; /* failure report */
     int failures;
     int bad; /* the expectation itself is malformed */
@@ -394,7 +398,7 @@ static void check_actions(checker *ck, yaml_node_t *n) {
         buf got = {0}, want = {0};
         size_t ncalls = 0;
         const char *last = "not_called";
-        for (size_t i = 0; i < x->ncalls; i++)
+        for (size_t i = ck->call_from; i < x->ncalls; i++)
             if ((int)x->calls[i].phase == phase) {
                 last = action_name(x->calls[i].action);
                 buf_printf(&got, "%s%s", ncalls++ ? ", " : "", last);
@@ -458,7 +462,7 @@ static void check_lines(checker *ck, yaml_node_t *n, const char *what, enum ev_k
         if (!re)
             break;
         int found = 0;
-        for (size_t j = 0; j < x->nevents && !found; j++) {
+        for (size_t j = ck->ev_from; j < x->nevents && !found; j++) {
             const event *e = &x->events[j];
             if (e->kind != kind || (level >= 0 && e->level != level))
                 continue;
@@ -478,7 +482,7 @@ static void check_lines(checker *ck, yaml_node_t *n, const char *what, enum ev_k
         buf_printf(&ck->out, "      + actual:   %s\n",
                    absent ? "these lines match:" : "these lines (none matches):");
         int shown = 0;
-        for (size_t j = 0; j < x->nevents; j++) {
+        for (size_t j = ck->ev_from; j < x->nevents; j++) {
             const event *e = &x->events[j];
             if (e->kind != kind)
                 continue;
@@ -537,21 +541,125 @@ static void check_props(checker *ck, yaml_node_t *n) {
     }
 }
 
+/* metrics: {NAME: VALUE | ~}: the store's value of the first metric of
+ * that name, counter, gauge or histogram (its count of samples), or that
+ * there is none. */
 static void check_metrics(checker *ck, yaml_node_t *n) {
     if (n->type != YAML_MAPPING_NODE) {
         malformed(ck, n, "%s: expected a mapping of metric name: value", "metrics");
         return;
     }
+    static const char *const types[] = {"counter", "gauge", "histogram"};
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        const char *name = text_of(ck, ynode(ck->d, p->key), NULL, "metrics");
-        const char *val = yscalar(ynode(ck->d, p->value), NULL);
+        size_t nl;
+        const char *name = text_of(ck, ynode(ck->d, p->key), &nl, "metrics");
+        yaml_node_t *v = ynode(ck->d, p->value);
         if (!name)
             return;
-        char title[300];
+        char title[300], want[64], got[96];
         snprintf(title, sizeof title, "metric %s", name);
-        fail_values(ck, ynode(ck->d, p->key), title, val ? val : "?",
-                    "(not supported yet: pwasm does not implement metrics)");
+        long long expected = 0;
+        if (!ynull(v)) {
+            const char *t = yscalar(v, NULL);
+            char *end = NULL;
+            if (t)
+                expected = strtoll(t, &end, 0);
+            if (!t || !*t || *end) {
+                malformed(ck, v, "metrics: expected an integer or ~, got \"%s\"", t ? t : "?");
+                return;
+            }
+        }
+        if (!ck->h || !ck->h->store) {
+            fail_values(ck, v, title, ynull(v) ? "(absent)" : yscalar(v, NULL),
+                        "(no store: the library could not open one)");
+            continue;
+        }
+        int64_t value = 0;
+        int type = -1;
+        for (int t = 0; t < 3 && type < 0; t++)
+            if (pw_store_metric(ck->h->store, (pw_str){name, nl}, (uint32_t)t, &value) ==
+                PROXY_RESULT_OK)
+                type = t;
+        if (type < 0)
+            snprintf(got, sizeof got, "(absent)");
+        else
+            snprintf(got, sizeof got, "%lld (%s)", (long long)value, types[type]);
+        if (ynull(v)) {
+            if (type >= 0)
+                fail_values(ck, v, title, "(absent)", got);
+        } else if (type < 0 || value != expected) {
+            snprintf(want, sizeof want, "%lld", expected);
+            fail_values(ck, v, title, want, got);
+        }
     }
+}
+
+/* shared_data: {KEY: VALUE | ~}: the value the store holds for the key in
+ * the first plugin's vm_id (bytes; tags as in fixtures), or that there is
+ * none. */
+static void check_shared(checker *ck, yaml_node_t *n) {
+    if (n->type != YAML_MAPPING_NODE) {
+        malformed(ck, n, "%s: expected a mapping of key: value", "shared_data");
+        return;
+    }
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        size_t kl;
+        const char *key = text_of(ck, ynode(ck->d, p->key), &kl, "shared_data");
+        yaml_node_t *v = ynode(ck->d, p->value);
+        if (!key)
+            return;
+        char title[300];
+        snprintf(title, sizeof title, "shared_data %s", key);
+        arena tmp = {0};
+        pw_str want = {NULL, 0};
+        if (!ynull(v) && yvalue_bytes(ck->d, v, &tmp, &want, ck->err, sizeof ck->err)) {
+            malformed(ck, v, "%s", ck->err);
+            arena_free(&tmp);
+            return;
+        }
+        buf e = {0}, a = {0};
+        if (ynull(v))
+            buf_puts(&e, "(absent)");
+        else
+            quoted(&e, want.data, want.len);
+        if (!ck->h || !ck->h->store) {
+            fail_values(ck, v, title, e.p, "(no store: the library could not open one)");
+        } else {
+            char *value = NULL;
+            size_t len = 0;
+            uint32_t cas = 0;
+            const char *vm = ck->vm_id ? ck->vm_id : "";
+            proxy_status_t st = pw_store_get(ck->h->store, (pw_str){vm, strlen(vm)},
+                                             (pw_str){key, kl}, &value, &len, &cas);
+            if (st == PROXY_RESULT_OK) {
+                quoted(&a, value ? value : "", len);
+                buf_printf(&a, " (cas %u)", cas);
+            } else {
+                buf_puts(&a, st == PROXY_RESULT_NOT_FOUND ? "(absent)" : "(error)");
+            }
+            int same = ynull(v) ? st == PROXY_RESULT_NOT_FOUND
+                                : st == PROXY_RESULT_OK && len == want.len &&
+                                      (!len || !memcmp(value, want.data, len));
+            if (!same)
+                fail_values(ck, v, title, e.p, a.p);
+            free(value);
+        }
+        buf_free(&e);
+        buf_free(&a);
+        arena_free(&tmp);
+    }
+}
+
+/* Expectations on the store: checked while the plugins still run. */
+static int check_store(checker *ck, yaml_node_t *ex) {
+    yaml_node_t *v;
+    if (!ex || ex->type != YAML_MAPPING_NODE)
+        return ck->failures;
+    if ((v = ymap_get(ck->d, ex, "shared_data")))
+        check_shared(ck, v);
+    if ((v = ymap_get(ck->d, ex, "metrics")))
+        check_metrics(ck, v);
+    return ck->failures;
 }
 
 /* Checks every expectation; returns the number of failures. */
@@ -607,8 +715,6 @@ static int check(checker *ck, yaml_node_t *ex) {
         check_local(ck, v);
     if ((v = ymap_get(ck->d, ex, "properties")))
         check_props(ck, v);
-    if ((v = ymap_get(ck->d, ex, "metrics")))
-        check_metrics(ck, v);
     return ck->failures;
 }
 
@@ -636,6 +742,49 @@ static pw_module *module_for(modcache *mc, const char *path, char *err, size_t e
     mc->paths[mc->n] = xstrdup(path);
     mc->mods[mc->n++] = m;
     return m;
+}
+
+static pw_module *load_module(void *data, const char *path, char *err, size_t errlen) {
+    return module_for(data, path, err, errlen);
+}
+
+/* The steps of a test, each step's expect checked on what it did (its
+ * events and calls; the exchange it ended with; the store). */
+static void run_steps(checker *ck, host *h, const fixture *fx) {
+    exchange *x = ck->x;
+    for (size_t i = 0; i < fx->nsteps; i++) {
+        const step *s = &fx->steps[i];
+        ck->ev_from = x->nevents;
+        ck->call_from = x->ncalls;
+        if (host_step(h, x, fx, i)) {
+            ck->failures++;
+            buf_printf(&ck->out, "    %s\n", x->error);
+            return;
+        }
+        if (!s->expect)
+            continue;
+        yaml_node_t *ex = ynode(ck->d, s->expect);
+        /* The step's failures go under a heading of their own, indented
+         * one more level. */
+        buf all = ck->out;
+        ck->out = (buf){0};
+        int before = ck->failures;
+        check_store(ck, ex);
+        check(ck, ex);
+        if (ck->failures != before) {
+            buf_printf(&all, "    step %zu%s%s%s (line %zu):\n", i + 1, s->name ? " \"" : "",
+                       s->name ? s->name : "", s->name ? "\"" : "", s->line);
+            for (const char *l = ck->out.p; l && *l;) {
+                const char *nl = strchr(l, '\n');
+                size_t n = nl ? (size_t)(nl - l) + 1 : strlen(l);
+                buf_puts(&all, "  ");
+                buf_put(&all, l, n);
+                l += n;
+            }
+        }
+        buf_free(&ck->out);
+        ck->out = all;
+    }
 }
 
 typedef struct totals {
@@ -690,12 +839,26 @@ static void run_test(modcache *mc, ydoc *d, const fixture *base, yaml_node_t *t,
     host h;
     exchange x;
     exchange_init(&x, &fx, 1);
-    run_opts o = {.log_level = -1, .default_level = PROXY_LOG_TRACE, .trace = 2, .record = 1};
+    run_opts o = {.log_level = -1,
+                  .default_level = PROXY_LOG_TRACE,
+                  .trace = 2,
+                  .record = 1,
+                  .load = load_module,
+                  .load_data = mc};
+    checker ck = {.d = d, .x = &x, .h = &h, .vm_id = fx.plugin.vm_id};
+    yaml_node_t *ex = ymap_get(d, t, "expect");
+    if (ex && ex->type != YAML_MAPPING_NODE)
+        ex = NULL;
     if (host_start(&h, m, &fx, &x, &o) == 0) {
-        host_exchange(&h, &x);
+        if (fx.nsteps)
+            run_steps(&ck, &h, &fx);
+        else
+            host_exchange(&h, &x);
+        ck.ev_from = ck.call_from = 0;
+        check_store(&ck, ex);
         host_stop(&h);
     }
-    checker ck = {.d = d, .x = &x};
+    ck.h = NULL;
     int failures = check(&ck, ymap_get(d, t, "expect"));
     if (failures) {
         printf("  FAIL  %s\n%s", name, ck.out.p ? ck.out.p : "");

@@ -236,7 +236,13 @@ void trace_format(buf *out, pw_vm *vm, const char *module, const char *name, con
         const char *en;
         switch (code) {
         case 's':
-            put_string(out, vm, v, w);
+            /* The one string whose NULL pointer means something: a
+             * delete (the Rust SDK's remove_shared_data). */
+            if (v == 0 && !strcmp(name, "proxy_set_shared_data") && nl == 5 &&
+                !strncmp(pname, "value", 5))
+                buf_puts(out, "NULL");
+            else
+                put_string(out, vm, v, w);
             break;
         case 'p':
             put_pairs(out, vm, v, w);

@@ -88,10 +88,41 @@ void buf_free(buf *b) {
     *b = (buf){0};
 }
 
+/* Length of the well-formed UTF-8 sequence at s[0..n) (RFC 3629: no
+ * overlongs, surrogates or code points past U+10FFFF), 0 if none. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+    size_t len = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
+                 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+                 : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+                                                : 0;
+    if (!len || len > n)
+        return 0;
+    unsigned char lo = s[0] == 0xe0 ? 0xa0 : s[0] == 0xf0 ? 0x90 : 0x80;
+    unsigned char hi = s[0] == 0xed ? 0x9f : s[0] == 0xf4 ? 0x8f : 0xbf;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return len;
+}
+
+/* Text stays as it is, UTF-8 included; any other byte >= 0x80 is written
+ * as \xHH, so that the output is always valid UTF-8. */
 static void escape(buf *b, const char *s, size_t len, size_t max, int all) {
     size_t n = max && len > max ? max : len;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            size_t u = utf8_len((const unsigned char *)s + i, n - i);
+            if (u) {
+                buf_put(b, &s[i], u);
+                i += u - 1;
+            } else {
+                buf_printf(b, "\\x%02x", c);
+            }
+            continue;
+        }
         if (c == '\n')
             buf_puts(b, "\\n");
         else if (c == '\t')

@@ -598,10 +598,14 @@ typedef struct pw_host_observe_ops {
 
 /* proxy_set_tick_period_milliseconds from the root context of `plugin`:
  * call pw_plugin_on_tick(plugin) every period_ms ms from now on, replacing
- * any earlier period; 0 stops it. Also called with 0 when the plugin's VM
- * is discarded (a trap) or freed: no tick may reach a dead or freed
- * plugin. Called from inside a plugin call: arm or disarm a timer, no
- * more. NULL (no timers area): the hostcall answers Unimplemented. */
+ * any earlier period; 0 stops it. A timer stays armed across a trap (its
+ * next tick rebuilds the VM); it is stopped (0) when the rebuilt plugin
+ * does not ask for a period again, and when the plugin is freed. It may
+ * come during pw_plugin_new, before that call returned the plugin:
+ * pw_plugin_name() and pw_plugin_root_id() already answer, to find the
+ * embedder's record. Called from inside a plugin call: arm or disarm a
+ * timer, no more. NULL (no timers area): the hostcall answers
+ * Unimplemented. */
 typedef void pw_host_set_tick_fn(void *host, pw_plugin *plugin, uint32_t period_ms);
 
 typedef struct pw_host_timer_ops {
@@ -681,9 +685,9 @@ typedef struct pw_host_ops {
  *     write is refused: pw_store_config.evict_lru 0).
  *   - queues: named within a vm_id, ids from 1; the last root context to
  *     register a queue gets its proxy_on_queue_ready. When the memory is
- *     full, an enqueue first evicts shared data (LRU mode), then drops the
- *     queue's oldest items, then the new one; every dropped item is
- *     counted (the enqueue answers Ok: the SDKs accept no other status).
+ *     full, an enqueue drops the queue's oldest items, then the new one
+ *     (never shared data); every dropped item is counted (the enqueue
+ *     answers Ok: the SDKs accept no other status).
  *   - metrics: counters and histograms have one slot per process
  *     (updated without the lock), summed when read; gauges one value.
  * Every function takes the region's lock for the shortest time and never

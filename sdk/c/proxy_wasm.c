@@ -734,6 +734,114 @@ proxy_status_t pw_set_property(const char *const *path, size_t nsegments, const 
     return st;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Shared data, shared queues, timer, metrics.                              */
+/* ------------------------------------------------------------------------ */
+
+proxy_status_t pw_get_shared_data(const char *key, char **value, size_t *size, uint32_t *cas) {
+    uint32_t token = 0;
+    *value = NULL;
+    *size = 0;
+    proxy_status_t st = proxy_get_shared_data(key, strlen(key), value, size, &token);
+    if (cas)
+        *cas = st == PROXY_RESULT_OK ? token : 0;
+    return returned(st, value, size);
+}
+
+proxy_status_t pw_set_shared_data(const char *key, const char *value, size_t size, uint32_t cas) {
+    /* A NULL pointer would delete: an empty value points somewhere. */
+    return proxy_set_shared_data(key, strlen(key), value ? value : "", size, cas);
+}
+
+proxy_status_t pw_remove_shared_data(const char *key, uint32_t cas) {
+    return proxy_set_shared_data(key, strlen(key), NULL, 0, cas);
+}
+
+proxy_status_t pw_get_shared_u64(const char *key, uint64_t *value, uint32_t *cas) {
+    char *data;
+    size_t size;
+    *value = 0;
+    proxy_status_t st = pw_get_shared_data(key, &data, &size, cas);
+    if (st == PROXY_RESULT_OK && size != 8)
+        st = PROXY_RESULT_PARSE_FAILURE;
+    if (st == PROXY_RESULT_OK)
+        *value = load_u64((const unsigned char *)data);
+    free(data);
+    return st;
+}
+
+proxy_status_t pw_shared_u64_add(const char *key, uint64_t delta, uint64_t *result) {
+    proxy_status_t st = PROXY_RESULT_CAS_MISMATCH;
+    for (int attempt = 0; attempt < PW_SHARED_RETRIES; attempt++) {
+        uint64_t v;
+        uint32_t cas;
+        st = pw_get_shared_u64(key, &v, &cas);
+        if (st == PROXY_RESULT_NOT_FOUND) {
+            v = 0;
+            cas = 0;
+        } else if (st != PROXY_RESULT_OK) {
+            return st;
+        }
+        v += delta;
+        unsigned char b[8];
+        for (int i = 0; i < 8; i++)
+            b[i] = (unsigned char)(v >> (8 * i));
+        st = pw_set_shared_data(key, (const char *)b, 8, cas);
+        if (st == PROXY_RESULT_OK) {
+            if (result)
+                *result = v;
+            return st;
+        }
+        if (st != PROXY_RESULT_CAS_MISMATCH)
+            return st;
+    }
+    return st;
+}
+
+proxy_status_t pw_register_queue(const char *name, uint32_t *queue_id) {
+    *queue_id = 0;
+    return proxy_register_shared_queue(name, strlen(name), queue_id);
+}
+
+proxy_status_t pw_resolve_queue(const char *vm_id, const char *name, uint32_t *queue_id) {
+    *queue_id = 0;
+    if (!vm_id)
+        vm_id = "";
+    return proxy_resolve_shared_queue(vm_id, strlen(vm_id), name, strlen(name), queue_id);
+}
+
+proxy_status_t pw_enqueue(uint32_t queue_id, const char *data, size_t size) {
+    return proxy_enqueue_shared_queue(queue_id, data ? data : "", size);
+}
+
+proxy_status_t pw_dequeue(uint32_t queue_id, char **data, size_t *size) {
+    *data = NULL;
+    *size = 0;
+    return returned(proxy_dequeue_shared_queue(queue_id, data, size), data, size);
+}
+
+proxy_status_t pw_set_tick_period(uint32_t period_ms) {
+    return proxy_set_tick_period_milliseconds(period_ms);
+}
+
+proxy_status_t pw_define_metric(proxy_metric_type_t type, const char *name, uint32_t *metric_id) {
+    *metric_id = 0;
+    return proxy_define_metric(type, name, strlen(name), metric_id);
+}
+
+proxy_status_t pw_increment_metric(uint32_t metric_id, int64_t delta) {
+    return proxy_increment_metric(metric_id, delta);
+}
+
+proxy_status_t pw_record_metric(uint32_t metric_id, uint64_t value) {
+    return proxy_record_metric(metric_id, value);
+}
+
+proxy_status_t pw_get_metric(uint32_t metric_id, uint64_t *value) {
+    *value = 0;
+    return proxy_get_metric(metric_id, value);
+}
+
 proxy_status_t pw_set_effective_context(uint32_t context_id) {
     return proxy_set_effective_context(context_id);
 }
@@ -919,6 +1027,11 @@ PW_EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t root_id, uint
 PW_EXPORT(proxy_on_tick) void proxy_on_tick(uint32_t root_id) {
     if (pw_plugin.on_tick)
         pw_plugin.on_tick(root_id);
+}
+
+PW_EXPORT(proxy_on_queue_ready) void proxy_on_queue_ready(uint32_t root_id, uint32_t queue_id) {
+    if (pw_plugin.on_queue_ready)
+        pw_plugin.on_queue_ready(root_id, queue_id);
 }
 
 typedef proxy_action_t (*stream_cb)(uint32_t, size_t, int);

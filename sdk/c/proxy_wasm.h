@@ -397,6 +397,90 @@ proxy_status_t pw_continue_response(void);
  * current callback). Same errors. */
 proxy_status_t pw_close_stream(proxy_stream_type_t type);
 
+/* ---- Shared data (§3.3 "Shared key/value data", §6.4). ----
+ * A key/value store shared by every plugin of the same vm_id, across
+ * workers. Every write gets a CAS token (never 0); a write with cas 0 is
+ * unconditional (Envoy, pwasm), one with another cas succeeds only if the
+ * key still has that token, else CAS_MISMATCH: read, compute, write with
+ * the cas you read, and retry on CAS_MISMATCH. Kong refuses cas 0 on a key
+ * that exists (CAS_MISMATCH) and numbers tokens per key. */
+
+/* The value of key (a C string) and its CAS token; (NULL, 0) for an empty
+ * value. Errors: NOT_FOUND (no such key). cas may be NULL. */
+proxy_status_t pw_get_shared_data(const char *key, char **value, size_t *size, uint32_t *cas);
+/* Writes value[0, size) (value may be NULL when size is 0: an empty value)
+ * under key if cas is 0 or the key's token; a missing key is created.
+ * Errors: CAS_MISMATCH (another write came first, or the host has no room:
+ * the value was not written). */
+proxy_status_t pw_set_shared_data(const char *key, const char *value, size_t size, uint32_t cas);
+/* Deletes key (proxy_set_shared_data with a NULL value), under the same
+ * cas rule. pwasm and Kong remove the key (a later get is NOT_FOUND, a
+ * later write gets a new token); Envoy keeps the key with an empty value. */
+proxy_status_t pw_remove_shared_data(const char *key, uint32_t cas);
+
+/* Counters in shared data: the value is 8 bytes, little-endian (the Go
+ * and Rust SDK examples' encoding); a missing key is 0. pw_get_shared_u64
+ * answers PARSE_FAILURE for a value of another size. */
+proxy_status_t pw_get_shared_u64(const char *key, uint64_t *value, uint32_t *cas);
+/* Adds delta to the counter under key (wrapping at 2^64) with get and a
+ * CAS set, retried on CAS_MISMATCH up to PW_SHARED_RETRIES times; *result
+ * (may be NULL) gets the value written. A missing key is written with cas
+ * 0: create it once (e.g. in on_vm_start) so that concurrent first
+ * increments cannot overwrite each other. Errors: CAS_MISMATCH (every
+ * attempt lost, or no room), PARSE_FAILURE (not a counter), or the host's
+ * status. */
+#define PW_SHARED_RETRIES 64
+proxy_status_t pw_shared_u64_add(const char *key, uint64_t delta, uint64_t *result);
+
+/* ---- Shared queues (§6.5). ----
+ * A queue is named within a vm_id. The root context that registers it gets
+ * proxy_on_queue_ready (pw_plugin.on_queue_ready) when items arrive (the
+ * last one to register it, if several do); anyone who resolves it may
+ * enqueue; anyone may dequeue. Items are bytes, first in first out. */
+
+/* Creates the queue `name` of this plugin's vm_id, or opens it if it
+ * exists, and makes this root context its receiver. Call it from a root
+ * context (on_vm_start, on_configure). */
+proxy_status_t pw_register_queue(const char *name, uint32_t *queue_id);
+/* The id of queue `name` of vm_id ("" or NULL: this plugin's). Errors:
+ * NOT_FOUND (nobody registered it). */
+proxy_status_t pw_resolve_queue(const char *vm_id, const char *name, uint32_t *queue_id);
+/* Appends data[0, size) (data may be NULL when size is 0). Errors:
+ * NOT_FOUND (no such queue). A host short of room may drop items (pwasm
+ * drops the oldest and counts them) and still answer OK. */
+proxy_status_t pw_enqueue(uint32_t queue_id, const char *data, size_t size);
+/* Takes the oldest item; (NULL, 0) for an empty item. Errors: EMPTY (no
+ * item), NOT_FOUND (no such queue). */
+proxy_status_t pw_dequeue(uint32_t queue_id, char **data, size_t *size);
+
+/* ---- Timer (§3.3 "Logging, time, timers", §8.5). ----
+ * Calls pw_plugin.on_tick(root_id) every period_ms ms from now on,
+ * replacing any earlier period; 0 stops it. From a root context only
+ * (on_vm_start, on_configure, on_tick). Every worker process (nginx) or
+ * thread (Envoy) ticks on its own. */
+proxy_status_t pw_set_tick_period(uint32_t period_ms);
+
+/* ---- Metrics (§3.3 "Metrics"). ----
+ * Counters (PROXY_METRIC_COUNTER) only go up; gauges (..._GAUGE) go both
+ * ways and can be set; histograms (..._HISTOGRAM) take samples. Metrics
+ * are process-wide (summed across workers in pwasm) and shown by the
+ * host's Prometheus endpoint. */
+
+/* The id of metric `name` of `type`, defining it on first use; defining
+ * the same name again gives the same metric. Errors: BAD_ARGUMENT (unknown
+ * type). */
+proxy_status_t pw_define_metric(proxy_metric_type_t type, const char *name, uint32_t *metric_id);
+/* Adds delta: counters take delta > 0 only (BAD_ARGUMENT otherwise on
+ * Envoy and pwasm), gauges any delta. Errors: NOT_FOUND (unknown id),
+ * BAD_ARGUMENT (a histogram, or a counter going down). */
+proxy_status_t pw_increment_metric(uint32_t metric_id, int64_t delta);
+/* Sets a gauge, records a histogram sample (Envoy adds value to a
+ * counter). Errors: NOT_FOUND (unknown id). */
+proxy_status_t pw_record_metric(uint32_t metric_id, uint64_t value);
+/* The value of a counter or gauge (a gauge's as two's complement). Errors:
+ * NOT_FOUND (unknown id), BAD_ARGUMENT (a histogram). */
+proxy_status_t pw_get_metric(uint32_t metric_id, uint64_t *value);
+
 /* Text utilities for configuration parsing. pw_trim strips spaces, tabs, CR
  * and LF at both ends in place and returns the first kept byte.
  * pw_is_header_name: 1 if s[0..len) is a non-empty RFC 9110 token. */
@@ -416,6 +500,10 @@ typedef struct pw_plugin {
     int (*on_configure)(uint32_t root_id, size_t config_size);
     /* Timer set with proxy_set_tick_period_milliseconds. */
     void (*on_tick)(uint32_t root_id);
+    /* An item arrived in queue_id, which this root context registered
+     * (pw_register_queue): take it with pw_dequeue, until EMPTY (hosts may
+     * call once for several items). */
+    void (*on_queue_ready)(uint32_t root_id, uint32_t queue_id);
     /* Root shutting down: 1 = done, 0 = will call proxy_done() later (1). */
     int (*on_root_done)(uint32_t root_id);
     /* Root forgotten: free its data. */

@@ -70,6 +70,9 @@ struct pw_plugin {
     size_t config_len;
     int started;          /* root context live in the current instance */
     uint32_t tick_period; /* ms asked with proxy_set_tick_period_milliseconds */
+    /* the host's own metrics (pw_host_metric): pwasm_streams_total and
+     * pwasm_traps_total{plugin=...}; 0: not defined yet */
+    uint32_t streams_metric, traps_metric;
     pw_log_rate log_rate;
     pw_plugin *next;
 };
@@ -134,10 +137,11 @@ struct pw_vm {
     int in_vm_start; /* proxy_get_configuration returns the VM config */
     /* Limits (a copy of the runtime's) and the state they need. */
     pw_limits lim;
-    uint32_t depth;       /* nested pw_vm_callback calls (the allocator) */
-    uint64_t budget;      /* bytes left of lim.max_callback_bytes */
-    int refusal_logged;   /* a limit refusal was logged in this callback */
-    pw_log_rate log_rate; /* lines logged with no plugin context current */
+    uint32_t depth;           /* nested pw_vm_callback calls (the allocator) */
+    uint64_t budget;          /* bytes left of lim.max_callback_bytes */
+    int refusal_logged;       /* a limit refusal was logged in this callback */
+    pw_log_rate log_rate;     /* lines logged with no plugin context current */
+    uint32_t rebuilds_metric; /* the host's pwasm_vm_rebuilds_total{vm_id=...} */
     char last_error[PW_ERRLEN];
 };
 
@@ -221,6 +225,12 @@ proxy_status_t pw_store_metric_define(pw_store *st, uint32_t type, pw_str name, 
 proxy_status_t pw_store_metric_increment(pw_store *st, uint32_t id, int64_t delta);
 proxy_status_t pw_store_metric_record(pw_store *st, uint32_t id, uint64_t value);
 proxy_status_t pw_store_metric_get(pw_store *st, uint32_t id, int64_t *value);
+
+/* The host's own metric `family{label="value"}` in the VM's store (value
+ * escaped for a label), incremented by delta; its id kept in *id (0: not
+ * defined yet, or no store). Rare events only: it may take the lock. */
+void pw_host_metric(pw_vm *vm, const char *family, const char *label, const char *value,
+                    uint32_t *id, int64_t delta);
 
 /* The VM's store (pw_host_shared_ops.store), or NULL. */
 static inline pw_store *pw_vm_store(pw_vm *vm) {

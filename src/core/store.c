@@ -34,6 +34,11 @@ static const char *const hist_bounds_text[] = {
 #define HIST_SUM (HIST_BOUNDS + 1)
 #define HIST_COUNT (HIST_BOUNDS + 2)
 #define HIST_VALUES (HIST_BOUNDS + 3)
+/* int64 values between two processes' slots: a counter's slot, and a
+ * histogram's, each on cache lines of its own (no false sharing between
+ * workers counting at once). */
+#define COUNTER_STRIDE 8
+#define HIST_STRIDE ((HIST_VALUES + 7) / 8 * 8)
 
 /* A shared data key: its vm_id-qualified key ("<vm_id len u32><vm_id>
  * <key>") then its value, in one allocation. */
@@ -67,7 +72,8 @@ typedef struct st_metric {
     uint32_t nlen;
     char *name;
     int64_t gauge;
-    int64_t *slots; /* counters: one per slot; histograms: HIST_VALUES per slot */
+    int64_t *slots; /* per process slot: a counter (COUNTER_STRIDE apart), or a
+                       histogram's HIST_VALUES (HIST_STRIDE apart) */
 } st_metric;
 
 typedef struct st_root {
@@ -142,8 +148,8 @@ static int st_create(pw_store *st, const pw_store_config *cfg) {
 }
 
 static size_t metric_values(const st_root *r, uint32_t type) {
-    return type == PROXY_METRIC_HISTOGRAM ? (size_t)r->slots * HIST_VALUES
-           : type == PROXY_METRIC_COUNTER ? r->slots
+    return type == PROXY_METRIC_HISTOGRAM ? (size_t)r->slots * HIST_STRIDE
+           : type == PROXY_METRIC_COUNTER ? (size_t)r->slots * COUNTER_STRIDE
                                           : 0;
 }
 
@@ -154,7 +160,8 @@ static int st_reslot(pw_store *st, uint32_t slots) {
     st_root *r = st->root;
     for (uint32_t i = 0; i < r->nmetrics; i++) {
         st_metric *m = r->metrics[i];
-        size_t n = (size_t)slots * (m->type == PROXY_METRIC_HISTOGRAM ? HIST_VALUES : 1);
+        size_t n =
+            (size_t)slots * (m->type == PROXY_METRIC_HISTOGRAM ? HIST_STRIDE : COUNTER_STRIDE);
         int64_t *v = NULL;
         if (m->type != PROXY_METRIC_GAUGE) {
             if (!(v = st_alloc(st, n * sizeof *v)))
@@ -519,9 +526,9 @@ proxy_status_t pw_store_queue_enqueue(pw_store *st, uint32_t id, pw_str value,
         rc = PROXY_RESULT_NOT_FOUND;
     } else {
         st_item *it;
-        /* no room: shared data goes first (LRU mode), then the queue's
-         * oldest items, then this one */
-        while (!(it = alloc_evicting(st, sizeof *it + value.len, NULL)) && q->head) {
+        /* no room: the queue's oldest items go, then this one; never
+         * shared data (a queue nobody reads must not wipe it) */
+        while (!(it = st_alloc(st, sizeof *it + value.len)) && q->head) {
             item_pop(st, q);
             (*dropped)++;
         }
@@ -600,6 +607,28 @@ size_t pw_store_queue_due(pw_store *st, pw_str vm_id, pw_store_due *due, size_t 
 
 /* ------------------------------------------------------------- metrics */
 
+void pw_host_metric(pw_vm *vm, const char *family, const char *label, const char *value,
+                    uint32_t *id, int64_t delta) {
+    pw_store *st = pw_vm_store(vm);
+    if (!st)
+        return;
+    if (!*id) {
+        char name[512];
+        size_t n = (size_t)snprintf(name, sizeof name, "%s{%s=\"", family, label);
+        for (const char *c = value; *c && n < sizeof name - 4; c++) {
+            if (*c == '"' || *c == '\\')
+                name[n++] = '\\';
+            name[n++] = *c == '\n' ? ' ' : *c;
+        }
+        name[n++] = '"';
+        name[n++] = '}';
+        if (pw_store_metric_define(st, PROXY_METRIC_COUNTER, (pw_str){name, n}, id) !=
+            PROXY_RESULT_OK)
+            return;
+    }
+    pw_store_metric_increment(st, *id, delta);
+}
+
 /* proxy_define_metric: the id of (type, name), created if new (ids from
  * 1). Ok, BadArgument (type), InternalFailure (no room). */
 proxy_status_t pw_store_metric_define(pw_store *st, uint32_t type, pw_str name, uint32_t *id) {
@@ -656,7 +685,7 @@ static st_metric *metric_of(pw_store *st, uint32_t id) {
 }
 
 static void hist_record(pw_store *st, st_metric *m, uint64_t v) {
-    int64_t *s = m->slots + (size_t)st->slot * HIST_VALUES;
+    int64_t *s = m->slots + (size_t)st->slot * HIST_STRIDE;
     size_t b = 0;
     while (b < HIST_BOUNDS && (double)v > hist_bounds[b])
         b++; /* HIST_BOUNDS: above the last bound, +Inf only */
@@ -675,7 +704,7 @@ proxy_status_t pw_store_metric_increment(pw_store *st, uint32_t id, int64_t delt
     case PROXY_METRIC_COUNTER:
         if (delta <= 0)
             return PROXY_RESULT_BAD_ARGUMENT;
-        __atomic_fetch_add(&m->slots[st->slot], delta, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&m->slots[st->slot * COUNTER_STRIDE], delta, __ATOMIC_RELAXED);
         return PROXY_RESULT_OK;
     case PROXY_METRIC_GAUGE:
         __atomic_fetch_add(&m->gauge, delta, __ATOMIC_RELAXED);
@@ -692,7 +721,7 @@ proxy_status_t pw_store_metric_record(pw_store *st, uint32_t id, uint64_t value)
     if (!m)
         return PROXY_RESULT_NOT_FOUND;
     if (m->type == PROXY_METRIC_COUNTER)
-        __atomic_fetch_add(&m->slots[st->slot], (int64_t)value, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&m->slots[st->slot * COUNTER_STRIDE], (int64_t)value, __ATOMIC_RELAXED);
     else if (m->type == PROXY_METRIC_GAUGE)
         __atomic_store_n(&m->gauge, (int64_t)value, __ATOMIC_RELAXED);
     else
@@ -727,8 +756,8 @@ proxy_status_t pw_store_metric(pw_store *st, pw_str name, uint32_t type, int64_t
         if (m->type != type || m->nlen != name.len || memcmp(m->name, name.data, name.len))
             continue;
         *value = type == PROXY_METRIC_GAUGE       ? __atomic_load_n(&m->gauge, __ATOMIC_RELAXED)
-                 : type == PROXY_METRIC_HISTOGRAM ? metric_sum(r, m, HIST_COUNT, HIST_VALUES)
-                                                  : metric_sum(r, m, 0, 1);
+                 : type == PROXY_METRIC_HISTOGRAM ? metric_sum(r, m, HIST_COUNT, HIST_STRIDE)
+                                                  : metric_sum(r, m, 0, COUNTER_STRIDE);
         return PROXY_RESULT_OK;
     }
     return PROXY_RESULT_NOT_FOUND;
@@ -743,7 +772,7 @@ typedef struct out {
 
 static void outf(out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void outf(out *o, const char *fmt, ...) {
-    char line[256];
+    char line[512];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(line, sizeof line, fmt, ap);
@@ -752,22 +781,122 @@ static void outf(out *o, const char *fmt, ...) {
         o->write(o->data, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
-/* A valid Prometheus metric name: [a-zA-Z_:][a-zA-Z0-9_:]*; other bytes
- * become '_', a leading digit gets a '_' before it. */
-static void out_name(out *o, const st_metric *m, const char *suffix) {
-    char b[512];
-    size_t n = 0;
-    if (!m->nlen || (m->name[0] >= '0' && m->name[0] <= '9'))
-        b[n++] = '_';
-    for (uint32_t i = 0; i < m->nlen && n < sizeof b - 32; i++) {
-        char ch = m->name[i];
-        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                 (ch >= '0' && ch <= '9') || ch == '_' || ch == ':';
-        b[n++] = ok ? ch : '_';
+/* A metric's name is its family, then optionally Prometheus labels:
+ * `requests_total{plugin="auth",code="200"}` (the host's own metrics use
+ * them; so may plugins). The length of the family part. */
+static uint32_t family_len(const st_metric *m) {
+    const char *b = memchr(m->name, '{', m->nlen);
+    if (!b || m->name[m->nlen - 1] != '}')
+        return m->nlen;
+    return (uint32_t)(b - m->name);
+}
+
+static int name_char(char ch, int first) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || ch == ':' ||
+           (!first && ch >= '0' && ch <= '9');
+}
+
+/* A valid Prometheus name from bytes: other bytes become '_', a leading
+ * digit (or nothing) gets a '_' before it. */
+static void out_valid(out *o, const char *p, size_t n, int label) {
+    char b[256];
+    size_t k = 0;
+    if (!n || !name_char(p[0], 1) || (label && p[0] == ':'))
+        b[k++] = '_';
+    for (size_t i = 0; i < n; i++) {
+        if (k == sizeof b) {
+            o->write(o->data, b, k);
+            k = 0;
+        }
+        int ok = name_char(p[i], 0) && !(label && p[i] == ':');
+        b[k++] = ok ? p[i] : '_';
     }
-    size_t sl = strlen(suffix);
-    memcpy(b + n, suffix, sl);
-    o->write(o->data, b, n + sl);
+    o->write(o->data, b, k);
+}
+
+/* The labels of a name ("" when none) as Prometheus wants them: keys made
+ * valid, values escaped (\\ \" \n). Labels that do not parse (k="v",
+ * comma-separated) are written as one label `name="<the text>"`. */
+static void out_labels(out *o, const st_metric *m, const char *extra) {
+    uint32_t f = family_len(m);
+    const char *p = m->name + f + 1, *end = m->name + m->nlen - 1;
+    int any = 0;
+    if (f == m->nlen) {
+        if (extra)
+            outf(o, "{%s}", extra);
+        return;
+    }
+    o->write(o->data, "{", 1);
+    while (p < end) {
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        if (!eq || eq + 1 >= end || eq[1] != '"')
+            break;
+        const char *v = eq + 2, *q = v;
+        while (q < end && *q != '"')
+            q += *q == '\\' && q + 1 < end ? 2 : 1;
+        if (q >= end)
+            break;
+        if (any)
+            o->write(o->data, ",", 1);
+        out_valid(o, p, (size_t)(eq - p), 1);
+        o->write(o->data, "=\"", 2);
+        for (const char *c = v; c < q; c++) {
+            if (*c == '\\' && c + 1 < q) {
+                o->write(o->data, c, 2); /* an escape as given */
+                c++;
+            } else if (*c == '\n') {
+                o->write(o->data, "\\n", 2);
+            } else {
+                o->write(o->data, c, 1);
+            }
+        }
+        o->write(o->data, "\"", 1);
+        any = 1;
+        p = q + 1;
+        if (p < end && *p == ',')
+            p++;
+    }
+    if (extra)
+        outf(o, "%s%s", any ? "," : "", extra);
+    o->write(o->data, "}", 1);
+}
+
+static int family_eq(const st_metric *a, const st_metric *b) {
+    uint32_t fa = family_len(a), fb = family_len(b);
+    return fa == fb && a->type == b->type && !memcmp(a->name, b->name, fa);
+}
+
+static int64_t metric_value(const st_root *r, const st_metric *m) {
+    return m->type == PROXY_METRIC_GAUGE ? __atomic_load_n(&m->gauge, __ATOMIC_RELAXED)
+                                         : metric_sum(r, m, 0, COUNTER_STRIDE);
+}
+
+static void out_metric(out *o, const st_root *r, const st_metric *m) {
+    uint32_t f = family_len(m);
+    if (m->type != PROXY_METRIC_HISTOGRAM) {
+        out_valid(o, m->name, f, 0);
+        out_labels(o, m, NULL);
+        outf(o, " %lld\n", (long long)metric_value(r, m));
+        return;
+    }
+    int64_t cumulative = 0;
+    for (size_t b = 0; b <= HIST_BOUNDS; b++) {
+        char le[32];
+        cumulative += metric_sum(r, m, b, HIST_STRIDE);
+        snprintf(le, sizeof le, "le=\"%s\"", b < HIST_BOUNDS ? hist_bounds_text[b] : "+Inf");
+        out_valid(o, m->name, f, 0);
+        o->write(o->data, "_bucket", 7);
+        out_labels(o, m, le);
+        outf(o, " %lld\n", (long long)cumulative);
+    }
+    out_valid(o, m->name, f, 0);
+    o->write(o->data, "_sum", 4);
+    out_labels(o, m, NULL);
+    outf(o, " %lld\n", (long long)metric_sum(r, m, HIST_SUM, HIST_STRIDE));
+    out_valid(o, m->name, f, 0);
+    o->write(o->data, "_count", 6);
+    out_labels(o, m, NULL);
+    outf(o, " %lld\n", (long long)metric_sum(r, m, HIST_COUNT, HIST_STRIDE));
 }
 
 int pw_store_prometheus(pw_store *st, void (*write)(void *data, const char *p, size_t n),
@@ -776,30 +905,40 @@ int pw_store_prometheus(pw_store *st, void (*write)(void *data, const char *p, s
     out o = {write, data};
     st_root *r = st->root;
     uint32_t n = __atomic_load_n(&r->nmetrics, __ATOMIC_ACQUIRE);
+    /* one `# TYPE` line per family, its metrics after it: a family is
+     * written where it first appears */
+    uint8_t *done = calloc(n ? n : 1, 1);
+    if (!done)
+        return PW_ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
-        const st_metric *m = r->metrics[i];
-        outf(&o, "# TYPE ");
-        out_name(&o, m, " ");
-        outf(&o, "%s\n", types[m->type]);
-        if (m->type != PROXY_METRIC_HISTOGRAM) {
-            out_name(&o, m, " ");
-            outf(&o, "%lld\n",
-                 (long long)(m->type == PROXY_METRIC_GAUGE
-                                 ? __atomic_load_n(&m->gauge, __ATOMIC_RELAXED)
-                                 : metric_sum(r, m, 0, 1)));
+        if (done[i])
             continue;
-        }
-        int64_t cumulative = 0;
-        for (size_t b = 0; b <= HIST_BOUNDS; b++) {
-            cumulative += metric_sum(r, m, b, HIST_VALUES);
-            out_name(&o, m, "_bucket");
-            outf(&o, "{le=\"%s\"} %lld\n", b < HIST_BOUNDS ? hist_bounds_text[b] : "+Inf",
-                 (long long)cumulative);
-        }
-        out_name(&o, m, "_sum");
-        outf(&o, " %lld\n", (long long)metric_sum(r, m, HIST_SUM, HIST_VALUES));
-        out_name(&o, m, "_count");
-        outf(&o, " %lld\n", (long long)metric_sum(r, m, HIST_COUNT, HIST_VALUES));
+        const st_metric *m = r->metrics[i];
+        o.write(o.data, "# TYPE ", 7);
+        out_valid(&o, m->name, family_len(m), 0);
+        outf(&o, " %s\n", types[m->type]);
+        for (uint32_t j = i; j < n; j++)
+            if (!done[j] && family_eq(m, r->metrics[j])) {
+                done[j] = 1;
+                out_metric(&o, r, r->metrics[j]);
+            }
     }
+    free(done);
+    /* the store's own figures */
+    pw_store_stats s;
+    pw_store_stats_get(st, &s);
+    outf(&o,
+         "# TYPE pwasm_shared_data_keys gauge\npwasm_shared_data_keys %llu\n"
+         "# TYPE pwasm_shared_data_bytes gauge\npwasm_shared_data_bytes %llu\n"
+         "# TYPE pwasm_shared_data_evictions_total counter\n"
+         "pwasm_shared_data_evictions_total %llu\n",
+         (unsigned long long)s.keys, (unsigned long long)s.data_bytes,
+         (unsigned long long)s.evictions);
+    outf(&o,
+         "# TYPE pwasm_shared_data_refused_total counter\npwasm_shared_data_refused_total %llu\n"
+         "# TYPE pwasm_queue_items gauge\npwasm_queue_items %llu\n"
+         "# TYPE pwasm_queue_dropped_total counter\npwasm_queue_dropped_total %llu\n",
+         (unsigned long long)s.refused, (unsigned long long)s.queued,
+         (unsigned long long)s.dropped);
     return PW_OK;
 }

@@ -135,6 +135,9 @@ static void vm_trapped(pw_vm *vm, pw_ctx *ctx, const char *export, const pw_trap
     vm->cur = ctx;
     pw_vm_log(vm, PROXY_LOG_ERROR, "%s; its VM is discarded and rebuilt", vm->last_error);
     vm->cur = saved;
+    if (ctx && ctx->plugin)
+        pw_host_metric(vm, "pwasm_traps_total", "plugin", ctx->plugin->name,
+                       &ctx->plugin->traps_metric, 1);
     /* Every stream context of the instance is dead now: each one whose own
      * callback is not the failing call learns it (the failing one's result
      * says so). */
@@ -531,6 +534,7 @@ int pw_vm_recover(pw_vm *vm, char *err, size_t errlen) {
             return PW_EDEAD;
         }
     }
+    pw_host_metric(vm, "pwasm_vm_rebuilds_total", "vm_id", vm->vm_id, &vm->rebuilds_metric, 1);
     return PW_OK;
 }
 
@@ -619,6 +623,7 @@ int pw_stream_new(pw_plugin *p, void *host_stream, pw_stream **out, char *err, s
         return PW_ETRAP;
     }
     s->created = 1;
+    pw_host_metric(vm, "pwasm_streams_total", "plugin", p->name, &p->streams_metric, 1);
     *out = s;
     return PW_OK;
 }

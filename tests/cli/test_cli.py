@@ -184,9 +184,13 @@ def test_run_flags_unimplemented_hostcalls_without_trace(tmp_path):
     fx.write_text("request:\n  headers: {x-test: unimplemented}\n")
     r = pwasm("run", BUILD / "tests/plugins/hostcalls.wasm", fx)
     assert r.returncode == 0, r.stderr
-    assert re.search(r"   ! proxy_set_shared_data\(key=\"k\", value=\"v\", cas=0\) -> "
-                     r"Unimplemented \(not implemented in pwasm yet\)", r.stdout)
-    assert re.search(r"   ! proxy_http_call\(upstream=\"127.0.0.1:1\".*Unimplemented", r.stdout)
+    assert re.search(r"   ! proxy_http_call\(upstream=\"127.0.0.1:1\".*Unimplemented "
+                     r"\(not implemented in pwasm yet\)", r.stdout)
+    # Shared data is implemented now (the CLI's store): shown with --trace only.
+    assert "proxy_set_shared_data" not in r.stdout
+    r = pwasm("run", "--trace", BUILD / "tests/plugins/hostcalls.wasm", fx)
+    assert re.search(r"   > proxy_set_shared_data\(key=\"k\", value=\"v\", cas=0\) -> Ok$",
+                     r.stdout, re.M)
 
 
 def test_run_reports_a_plugin_that_does_not_start():
@@ -270,14 +274,124 @@ def test_verbose_shows_what_happened(tmp_path):
     assert "> proxy_add_header_map_value(" in r.stdout
 
 
-def test_metrics_expectations_are_not_supported_yet(tmp_path):
+def test_store_expectations_show_what_the_store_has(tmp_path):
     t = tmp_path / "m.yaml"
-    t.write_text(f"plugin: {EXAMPLES}/add_header.wasm\nconfig: x-a=b\ntests:\n"
-                 "  - name: m\n    expect: {metrics: {requests_total: 1}}\n")
+    t.write_text(f"""plugin: {EXAMPLES}/shared_counter.wasm
+config: writer
+tests:
+  - name: m
+    expect:
+      metrics: {{requests_total: 1, shared_counter_requests_total: 2}}
+      shared_data: {{requests: !uint 2, other: x}}
+  - name: absent
+    expect:
+      metrics: {{shared_counter_requests_total: ~}}
+      shared_data: {{requests: ~}}
+""")
     r = pwasm("test", t)
     assert r.returncode == 1
-    assert "metric requests_total" in r.stdout
-    assert "not supported yet" in r.stdout
+    out = r.stdout
+    assert ("    metric requests_total (line 6):\n"
+            "      - expected: 1\n"
+            "      + actual:   (absent)\n") in out
+    assert ("    metric shared_counter_requests_total (line 6):\n"
+            "      - expected: 2\n"
+            "      + actual:   1 (counter)\n") in out
+    assert re.search(r'    shared_data requests \(line 7\):\n'
+                     r'      - expected: "\\x02\\x00\\x00\\x00\\x00\\x00\\x00\\x00"\n'
+                     r'      \+ actual:   "\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00" \(cas \d+\)\n', out)
+    assert ("    shared_data other (line 7):\n"
+            "      - expected: \"x\"\n"
+            "      + actual:   (absent)\n") in out
+    assert "      - expected: (absent)\n      + actual:   1 (counter)\n" in out
+    assert "not supported yet" not in out
+    assert out.rstrip().endswith("0 passed, 2 failed")
+
+
+def test_steps_share_the_store_and_have_their_own_expectations(tmp_path):
+    t = tmp_path / "s.yaml"
+    t.write_text(f"""plugin: {EXAMPLES}/shared_counter.wasm
+vm_id: c
+root_id: writer
+config: writer
+plugins: [{{root_id: reader, config: reader}}]
+tests:
+  - name: steps
+    steps:
+      - repeat: 2
+      - through: reader
+        name: the reader shows it
+        expect:
+          response: {{headers: {{x-count: "3"}}}}
+          log: ['requests = 2']
+    expect:
+      shared_data: {{requests: !uint 2}}
+""")
+    r = pwasm("test", t)
+    assert r.returncode == 1
+    assert ("    step 2 \"the reader shows it\" (line 10):\n"
+            "      response.headers x-count (line 13):\n"
+            "        - expected: \"3\"\n"
+            "        + actual:   \"2\"\n") in r.stdout
+    assert "      log (line 14):\n" not in r.stdout
+    assert "1 failed" in r.stdout
+
+
+def test_step_through_an_unknown_plugin_fails(tmp_path):
+    t = tmp_path / "s.yaml"
+    t.write_text(f"plugin: {EXAMPLES}/shared_counter.wasm\nconfig: writer\ntests:\n"
+                 "  - steps: [{through: nobody}]\n")
+    r = pwasm("test", t)
+    assert r.returncode == 1
+    assert 'step 1 (line 4): no plugin named "nobody"' in r.stdout
+
+
+@pytest.mark.parametrize("step, message", [
+    ("{advance: soon}", "advance: expected a duration"),
+    ("{advance: 1s, through: x}", "a step: give advance or through, not both"),
+    ("{repeat: 0}", "repeat: expected 1 to 100000"),
+    ("{rpeat: 2}", 'unknown key "rpeat" in a step'),
+])
+def test_bad_steps_have_line_and_column(tmp_path, step, message):
+    t = tmp_path / "s.yaml"
+    t.write_text(f"plugin: {EXAMPLES}/shared_counter.wasm\ntests:\n  - steps: [{step}]\n")
+    r = pwasm("test", t)
+    assert r.returncode == 1
+    assert re.search(re.escape(str(t)) + r":3:\d+: " + re.escape(message), r.stdout), r.stdout
+
+
+def test_run_prints_steps_ticks_and_queue_deliveries(tmp_path):
+    fx = tmp_path / "fx.yaml"
+    fx.write_text("""vm_id: tokens
+root_id: refresher
+config: refresher 1000
+plugins: [{root_id: filter, config: filter}]
+clock: 2024-01-01T00:00:00Z
+steps:
+  - through: filter
+  - advance: 1500ms
+  - through: filter
+""")
+    r = pwasm("run", "--trace", EXAMPLES / "token_refresh.wasm", fx)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "-- start (refresher): " in out and "-- start (filter): " in out
+    assert "   note: refresher: tick period 1000 ms\n" in out
+    assert "== step 1 (line 7, at 0 ms): 1 exchange through filter\n" in out
+    assert "== result: local_response\n" in out
+    assert "== step 2 (line 8, at 0 ms): advance 1500 ms\n" in out
+    assert "-- tick (refresher): proxy_on_tick at 1000 ms\n" in out
+    assert "-- tick (refresher): proxy_on_tick at 2000 ms" not in out
+    assert "-- queue_ready (tokens): proxy_on_queue_ready (1 call)\n" in out
+    assert re.search(r"> proxy_enqueue_shared_queue\(queue_id=1, value=\"tok-1\"\) -> Ok$",
+                     out, re.M)
+    assert re.search(r"> proxy_dequeue_shared_queue\(queue_id=1\) -> Ok, value=\"tok-1\"$",
+                     out, re.M)
+    assert re.search(r"> proxy_define_metric\(type=counter, "
+                     r"name=\"token_refresh_renewals_total\"\) -> Ok, metric_id=\d+$", out, re.M)
+    assert re.search(r"> proxy_set_tick_period_milliseconds\(period_ms=1000\) -> Ok$", out, re.M)
+    assert "authorization: Bearer tok-1" in out
+    assert out.rstrip().endswith("in ticks and queue deliveries")
 
 
 def test_bad_yaml_has_line_and_column(tmp_path):

@@ -267,12 +267,17 @@ TEST(store_through_hostcalls) {
     the_store = open_store(&r, 1 << 20, 1, NULL, 2);
     if (!m || !the_store)
         return;
-    static const char a_cfg[] = "vm_start metric_define 0 reqs;vm_start metric_increment 1 5;"
-                                "vm_start metric_increment 1 -1;vm_start metric_define 1 temp;"
-                                "vm_start metric_increment 2 -3;vm_start metric_define 2 lat;"
-                                "vm_start metric_record 3 7;vm_start metric_get 3;"
-                                "vm_start metric_define 0 reqs;vm_start shared_set k v 0;"
-                                "vm_start queue_register q;vm_start tick 250";
+    static const char a_cfg[] =
+        "vm_start metric_define 0 reqs;vm_start metric_increment 1 5;"
+        "vm_start metric_increment 1 -1;vm_start metric_define 1 temp;"
+        "vm_start metric_increment 2 -3;vm_start metric_define 2 lat;"
+        "vm_start metric_record 3 7;vm_start metric_get 3;"
+        "vm_start metric_define 0 reqs;vm_start shared_set k v 0;"
+        "vm_start queue_register q;vm_start tick 250;"
+        "vm_start metric_define 0 \"hits{plugin=\\\"a\\\"}\";"
+        "vm_start metric_increment 4 1;"
+        "vm_start metric_define 0 \"hits{plugin=\\\"b\\\"}\";"
+        "vm_start metric_increment 5 2;vm_start metric_define 1 my.gauge-1";
     static const char b_cfg[] = "vm_start metric_define 0 reqs;vm_start metric_increment 1 2;"
                                 "vm_start metric_get 1;vm_start shared_get k;"
                                 "vm_start queue_resolve \"\" q;vm_start queue_enqueue 1 one;"
@@ -301,6 +306,10 @@ TEST(store_through_hostcalls) {
     CHECK(woken == 2); /* one wake per enqueue */
     CHECK(tick_period == 250);
     CHECK(pw_plugin_on_tick(pa) == PW_OK);
+    pw_stream *st;
+    static char host_stream;
+    CHECK(pw_stream_new(pa, &host_stream, &st, err, sizeof err) == PW_OK);
+    pw_stream_free(st);
     int64_t v;
     CHECK(pw_store_metric(the_store, S("reqs"), PROXY_METRIC_COUNTER, &v) == PROXY_RESULT_OK);
     CHECK(v == 7); /* 5 in one slot, 2 in the other */
@@ -312,6 +321,12 @@ TEST(store_through_hostcalls) {
     CHECK_CONTAINS(t.b, "# TYPE temp gauge\ntemp -3\n");
     CHECK_CONTAINS(t.b, "lat_bucket{le=\"5\"} 0\nlat_bucket{le=\"10\"} 1\n");
     CHECK_CONTAINS(t.b, "lat_bucket{le=\"+Inf\"} 1\nlat_sum 7\nlat_count 1\n");
+    /* labels in names: one family, one TYPE line, a series per label set */
+    CHECK_CONTAINS(t.b, "# TYPE hits counter\nhits{plugin=\"a\"} 1\nhits{plugin=\"b\"} 2\n");
+    CHECK_CONTAINS(t.b, "# TYPE my_gauge_1 gauge\nmy_gauge_1 0\n");
+    /* the host's own: streams per plugin */
+    CHECK_CONTAINS(t.b,
+                   "# TYPE pwasm_streams_total counter\npwasm_streams_total{plugin=\"a\"} 1\n");
     pw_vm_free(b);
     pw_vm_free(a);
     CHECK(tick_period == 0); /* freed: its timer is stopped */
@@ -327,13 +342,16 @@ void run_store_tests(void) {
     RUN(store_eviction_and_refusal);
     RUN(store_reattach);
     RUN(store_through_hostcalls);
-    /* Prometheus text of an empty store: nothing */
+    /* Prometheus text of an empty store: only the store's own figures */
     region r = {0};
     pw_store *st = open_store(&r, 1 << 20, 1, NULL, 1);
     if (st) {
         text t = {{0}, 0};
         CHECK(pw_store_prometheus(st, put, &t) == PW_OK);
-        CHECK(t.n == 0);
+        static const char first[] =
+            "# TYPE pwasm_shared_data_keys gauge\npwasm_shared_data_keys 0\n";
+        CHECK(!strncmp(t.b, first, sizeof first - 1));
+        CHECK_CONTAINS(t.b, "pwasm_queue_dropped_total 0\n");
         pw_store_close(st);
     }
 }

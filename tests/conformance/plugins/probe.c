@@ -10,10 +10,13 @@
  *
  * PHASE is vm_start, configure, create, request_headers, request_body,
  * request_trailers, response_headers, response_body, response_trailers, log,
- * done or delete; @eos / @more restrict a body or headers command to calls
- * with end_of_stream 1 / 0. Commands for vm_start come from the VM
+ * done, delete, tick (proxy_on_tick) or queue_ready (proxy_on_queue_ready);
+ * @eos / @more restrict a body or headers command to calls with
+ * end_of_stream 1 / 0. Commands for vm_start come from the VM
  * configuration (read in proxy_on_vm_start), all others from the plugin
- * configuration (read in proxy_on_configure). Arguments are separated by
+ * configuration (read in proxy_on_configure). Several root contexts on one
+ * VM each run the commands of their own plugin configuration (and every
+ * command of the VM configuration). Arguments are separated by
  * spaces; "double quotes" keep spaces and understand \n \t \r \0 \\ \" \xHH.
  *
  * Every command but `return` logs one INFO line:
@@ -30,6 +33,7 @@
  * numbers are decimal or 0x hex; `max` is 0xFFFFFFFF.
  *
  *   args                          the callback's arguments: "size=N eos=E"
+ *                                 ("queue=N" in queue_ready)
  *   context                       "ctx=N root=R" (current context ids)
  *   return continue|pause|N       what this stream callback returns (default 0);
  *   return fail                   in vm_start / configure: return 0 (refuse)
@@ -56,10 +60,21 @@
  *   effective_context ID|self|root  proxy_set_effective_context
  *   done                          proxy_done
  *   tick MS                       proxy_set_tick_period_milliseconds
- *   shared_get K, shared_set K V CAS, queue_register NAME,
- *   queue_resolve VM NAME, queue_enqueue ID V, queue_dequeue ID,
- *   metric_define TYPE NAME, metric_increment ID N, metric_record ID N,
- *   metric_get ID, http_call UPSTREAM, grpc_call SERVICE, grpc_stream
+ *   shared_get K                  proxy_get_shared_data -> "value" cas=N
+ *                                 (the cas is kept as `last`)
+ *   shared_set K V CAS            proxy_set_shared_data; CAS may be `last`
+ *   shared_delete K CAS           proxy_set_shared_data with a NULL value
+ *   queue_register NAME           the id is kept as `last`
+ *   queue_resolve VM NAME         VM "" is the own vm_id; id kept as `last`
+ *   queue_id                      -> the kept id: "id=N"
+ *   queue_enqueue ID V, queue_dequeue ID   ID may be `last`
+ *   metric_define TYPE NAME       TYPE counter|gauge|histogram|N -> id=N;
+ *                                 the id is kept as `last`, the one
+ *                                 before as `prev`
+ *   metric_increment ID N, metric_record ID N   ID may be last or prev
+ *   metric_get ID                 proxy_get_metric (status only)
+ *   metric_value ID               proxy_get_metric -> the value (signed)
+ *   http_call UPSTREAM, grpc_call SERVICE, grpc_stream
  *   SERVICE, grpc_send ID MSG, grpc_cancel ID, grpc_close ID, get_status,
  *   foreign NAME ARGS, clear_route_cache    the remaining hostcalls
  *   badptr_log, badptr_get_header MAP, badptr_out MAP KEY
@@ -98,6 +113,8 @@ enum phase {
     LOG,
     DONE,
     DELETE,
+    TICK,
+    QUEUE_READY,
     NPHASES
 };
 static const char *const phase_names[NPHASES] = {"vm_start",
@@ -111,11 +128,14 @@ static const char *const phase_names[NPHASES] = {"vm_start",
                                                  "response_trailers",
                                                  "log",
                                                  "done",
-                                                 "delete"};
+                                                 "delete",
+                                                 "tick",
+                                                 "queue_ready"};
 
 #define MAX_ARGS 12
 
 typedef struct cmd {
+    uint32_t root; /* the root context whose configuration has it; 0: all */
     int phase;
     int when; /* 0 always, 1 only eos, 2 only not eos */
     int argc;
@@ -130,6 +150,9 @@ static size_t ncmds;
 static int cur_phase;
 static uint32_t cur_ctx, cur_size, cur_eos;
 static uint32_t result;
+
+/* What `last` / `prev` stand for in later commands. */
+static uint32_t last_cas, last_queue, last_metric, prev_metric;
 
 /* ------------------------------------------------------------- parsing */
 
@@ -183,12 +206,17 @@ static int next_token(const char **s, const char *end, char **out, size_t *len) 
     return 1;
 }
 
+/* The root context whose plugin configuration is being read (0 while the
+ * VM configuration is). */
+static uint32_t parsing_root;
+
 static void parse_line(const char *p, const char *end) {
     char *tok;
     size_t len;
     if (!next_token(&p, end, &tok, &len))
         return;
     cmd c = {0};
+    c.root = parsing_root;
     char *at = strchr(tok, '@');
     if (at) {
         *at++ = 0;
@@ -237,6 +265,15 @@ static uint32_t named(const char *s, const char *const *names, uint32_t n) {
     for (uint32_t i = 0; i < n; i++)
         if (!strcmp(s, names[i]))
             return i;
+    return num(s);
+}
+
+/* A number, or `last` / `prev` (the values kept above). */
+static uint32_t kept(const char *s, uint32_t last, uint32_t prev) {
+    if (!strcmp(s, "last"))
+        return last;
+    if (!strcmp(s, "prev"))
+        return prev;
     return num(s);
 }
 
@@ -371,7 +408,10 @@ static void run(const cmd *c) {
         return;
     } else if (!strcmp(op, "args")) {
         st = 0;
-        vput("size=%u eos=%u", cur_size, cur_eos);
+        if (cur_phase == QUEUE_READY)
+            vput("queue=%u", cur_size);
+        else
+            vput("size=%u eos=%u", cur_size, cur_eos);
     } else if (!strcmp(op, "context")) {
         st = 0;
         vput("ctx=%u root=%u", cur_ctx, pw_get_root_id(cur_ctx));
@@ -481,28 +521,50 @@ static void run(const cmd *c) {
         st = proxy_set_tick_period_milliseconds(num(a[0]));
     } else if (OP("shared_get", 1)) {
         st = proxy_get_shared_data(a[0], c->len[1], &data, &size, &u);
-        if (st == PROXY_RESULT_OK)
+        if (st == PROXY_RESULT_OK) {
             vtake(data, size);
+            vput(" cas=%u", u);
+            last_cas = u;
+        }
     } else if (OP("shared_set", 3)) {
-        st = proxy_set_shared_data(a[0], c->len[1], a[1], c->len[2], num(a[2]));
+        /* A value of "" is empty, not NULL (that would delete). */
+        st = proxy_set_shared_data(a[0], c->len[1], a[1], c->len[2], kept(a[2], last_cas, 0));
+    } else if (OP("shared_delete", 2)) {
+        st = proxy_set_shared_data(a[0], c->len[1], NULL, 0, kept(a[1], last_cas, 0));
     } else if (OP("queue_register", 1)) {
         st = proxy_register_shared_queue(a[0], c->len[1], &u);
+        if (st == PROXY_RESULT_OK)
+            last_queue = u;
     } else if (OP("queue_resolve", 2)) {
         st = proxy_resolve_shared_queue(a[0], c->len[1], a[1], c->len[2], &u);
+        if (st == PROXY_RESULT_OK)
+            last_queue = u;
+    } else if (!strcmp(op, "queue_id")) {
+        st = 0;
+        vput("id=%u", last_queue);
     } else if (OP("queue_enqueue", 2)) {
-        st = proxy_enqueue_shared_queue(num(a[0]), a[1], c->len[2]);
+        st = proxy_enqueue_shared_queue(kept(a[0], last_queue, 0), a[1], c->len[2]);
     } else if (OP("queue_dequeue", 1)) {
-        st = proxy_dequeue_shared_queue(num(a[0]), &data, &size);
+        st = proxy_dequeue_shared_queue(kept(a[0], last_queue, 0), &data, &size);
         if (st == PROXY_RESULT_OK)
             vtake(data, size);
     } else if (OP("metric_define", 2)) {
-        st = proxy_define_metric((proxy_metric_type_t)num(a[0]), a[1], c->len[2], &u);
+        static const char *const types[] = {"counter", "gauge", "histogram"};
+        st = proxy_define_metric((proxy_metric_type_t)named(a[0], types, 3), a[1], c->len[2], &u);
+        if (st == PROXY_RESULT_OK) {
+            prev_metric = last_metric;
+            vput("id=%u", last_metric = u);
+        }
     } else if (OP("metric_increment", 2)) {
-        st = proxy_increment_metric(num(a[0]), strtoll(a[1], NULL, 0));
+        st = proxy_increment_metric(kept(a[0], last_metric, prev_metric), strtoll(a[1], NULL, 0));
     } else if (OP("metric_record", 2)) {
-        st = proxy_record_metric(num(a[0]), strtoull(a[1], NULL, 0));
+        st = proxy_record_metric(kept(a[0], last_metric, prev_metric), strtoull(a[1], NULL, 0));
     } else if (OP("metric_get", 1)) {
-        st = proxy_get_metric(num(a[0]), &u64);
+        st = proxy_get_metric(kept(a[0], last_metric, prev_metric), &u64);
+    } else if (OP("metric_value", 1)) {
+        st = proxy_get_metric(kept(a[0], last_metric, prev_metric), &u64);
+        if (st == PROXY_RESULT_OK)
+            vput("%lld", (long long)u64);
     } else if (OP("http_call", 1)) {
         pw_pair_t h[] = {pw_pair(":method", "GET"), pw_pair(":path", "/"),
                          pw_pair(":authority", "pwasm.test")};
@@ -610,6 +672,8 @@ static uint32_t phase(int ph, uint32_t ctx, uint32_t size, uint32_t eos) {
         const cmd *c = &cmds[i];
         if (c->phase != ph || (c->when == 1 && !eos) || (c->when == 2 && eos))
             continue;
+        if (c->root && c->root != pw_get_root_id(ctx))
+            continue; /* another plugin's on this VM */
         run(c);
     }
     return result;
@@ -629,8 +693,10 @@ static int on_vm_start(uint32_t root, size_t size) {
 static int on_configure(uint32_t root, size_t size) {
     char *script = NULL;
     size_t len = 0;
+    parsing_root = root;
     if (pw_get_plugin_config(&script, &len) == PROXY_RESULT_OK && script)
         parse_script(script, len);
+    parsing_root = 0;
     free(script);
     return phase(CONFIGURE, root, (uint32_t)size, 0) == 0;
 }
@@ -670,9 +736,19 @@ static void on_delete(uint32_t ctx) {
     phase(DELETE, ctx, 0, 0);
 }
 
+static void on_tick(uint32_t root) {
+    phase(TICK, root, 0, 0);
+}
+
+static void on_queue_ready(uint32_t root, uint32_t queue_id) {
+    phase(QUEUE_READY, root, queue_id, 0);
+}
+
 const pw_plugin_t pw_plugin = {
     .on_vm_start = on_vm_start,
     .on_configure = on_configure,
+    .on_tick = on_tick,
+    .on_queue_ready = on_queue_ready,
     .on_context_create = on_context_create,
     .on_request_headers = on_request_headers,
     .on_request_body = on_request_body,
