@@ -57,9 +57,23 @@ def test_metrics_of_both_workers(nginx):
         assert samples[("latency_ms_bucket", (("le", le),))] == sum(
             1 for v in values if v <= bound), le
 
+    # the host's own figures come along, under pwasm_
+    assert samples[("pwasm_streams_total", (("plugin", "store"),))] >= n
+
+
+def test_get_metric_sums_the_workers(nginx):
+    nginx.start(conf(), workers=2)
+    pids = set()
+    for _ in range(40):
+        lines, pid = store(nginx, "counter summed_total 1")
+        assert lines == [["counter", "0"]]
+        pids.add(pid)
+    assert len(pids) == 2
+    assert store(nginx, "gauge level 42")[0] == [["gauge", "0"]]
     # what plugins read (proxy_get_metric) is what the endpoint shows
-    lines, _ = store(nginx, "mget 0 requests_total;mget 1 queue_depth")
-    assert lines == [["mget", "0", str(n)], ["mget", "0", "42"]]
+    assert scrape(nginx)[1][("summed_total", ())] == 40
+    lines, _ = store(nginx, "mget 0 summed_total;mget 1 level")
+    assert lines == [["mget", "0", "40"], ["mget", "0", "42"]]
 
 
 def test_metrics_survive_reload(nginx):
@@ -91,9 +105,10 @@ def test_methods_and_an_empty_store(nginx):
         location /metrics { proxy_wasm_metrics; }
     }
 """)
-    # no module: the zone exists for the endpoint; no metric yet
-    r = nginx.request("/metrics")
-    assert r.status == 200 and r.body == b""
+    # no module: the zone exists for the endpoint; no plugin metric, the
+    # host's own figures of the store only
+    families, _ = scrape(nginx)
+    assert all(name.startswith("pwasm_") for name in families), families
     assert nginx.request("/metrics", method="HEAD").status == 200
     assert nginx.request("/metrics", method="POST", body=b"x").status == 405
 
