@@ -76,6 +76,29 @@ def test_get_metric_sums_the_workers(nginx):
     assert lines == [["mget", "0", "40"], ["mget", "0", "42"]]
 
 
+def test_labels_in_metric_names(nginx):
+    nginx.start(conf(), workers=2)
+    for code, n in (("200", 5), ("503", 2)):
+        for _ in range(n):
+            assert store(nginx, f'counter responses_total{{code="{code}"}} 1')[0] == [
+                ["counter", "0"]]
+    families, samples = scrape(nginx)
+    assert families["responses"].type == "counter"  # one family, one TYPE line
+    assert samples[("responses_total", (("code", "200"),))] == 5
+    assert samples[("responses_total", (("code", "503"),))] == 2
+
+
+def test_store_figures(nginx):
+    nginx.start(conf("proxy_wasm_shm 128k eviction=none;"), workers=2)
+    lines, _ = store(nginx, "fill k 100 4000")
+    refused = int(lines[0][2].split("=")[1])
+    assert refused > 0
+    _, samples = scrape(nginx)
+    assert samples[("pwasm_shared_data_refused_total", ())] == refused
+    assert samples[("pwasm_shared_data_keys", ())] == 100 - refused
+    assert samples[("pwasm_shared_data_bytes", ())] >= 4000 * (100 - refused)
+
+
 def test_metrics_survive_reload(nginx):
     nginx.start(conf(), workers=2)
     for _ in range(6):
