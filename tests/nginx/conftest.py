@@ -240,15 +240,19 @@ class Nginx:
 
     def reload(self, http, level="info", workers=1):
         """`nginx -s reload` (SIGHUP) with a new configuration; waits for the
-        new workers' start-up lines."""
-        started = len(re.findall(r"start worker process", self.log()))
+        new workers' start-up lines and for the old workers to exit (so that
+        no old worker answers a request after it). False on a timeout."""
+        old = re.findall(r"start worker process (\d+)", self.log())
         self.write_conf(http, level, workers)
         self.proc.send_signal(signal.SIGHUP)
         deadline = time.time() + 60
-        while (len(re.findall(r"start worker process", self.log())) < started + workers
-               and time.time() < deadline):
+        while time.time() < deadline:
+            log = self.log()
+            if (len(re.findall(r"start worker process", log)) >= len(old) + workers
+                    and all(f"worker process {pid} exited" in log for pid in old)):
+                return True
             time.sleep(0.05)
-        return len(re.findall(r"start worker process", self.log())) >= started + workers
+        return False
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -124,6 +124,14 @@ def test_data_survives_reload(nginx):
     assert "\nreloads_total 5\n" in nginx.request("/metrics").body.decode()
 
 
+def test_a_new_zone_size_starts_an_empty_store(nginx):
+    nginx.start(conf("proxy_wasm_shm 1m;"), workers=2)
+    assert store(nginx, "set kept yes 0")[0] == [["set", "0"]]
+    assert nginx.reload(conf("proxy_wasm_shm 2m;"), workers=2), nginx.log()
+    assert store(nginx, "get kept")[0][0][:2] == ["get", "1"]  # NotFound
+    assert store(nginx, "set kept again 0;get kept")[0][1][3] == "again"
+
+
 def test_queue_wakes_the_registering_worker_in_fifo_order(nginx):
     nginx.start(conf(config="config=queue=jobs"), workers=2)
     assert nginx.wait_log(r"(?s)store: registered jobs 0 1.*store: registered jobs 0 1")
