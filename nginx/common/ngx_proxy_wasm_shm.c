@@ -20,8 +20,9 @@
  * Reload: nginx keeps a zone of the same name, size and module with its
  * contents; the new configuration's store attaches to the store root
  * recorded in the slab pool (shpool->data), so shared data, queues and
- * metrics survive. A new configuration makes new pipes; old workers keep
- * theirs until they exit.
+ * metrics survive, and keeps the number of slots it was made with (old
+ * workers still write to theirs). A new configuration makes new pipes;
+ * old workers keep theirs until they exit.
  */
 
 #include <ngx_config.h>
@@ -198,14 +199,20 @@ ngx_proxy_wasm_shm_init(ngx_shm_zone_t *zone, void *data)
     ccf = (ngx_core_conf_t *) ngx_get_conf(wc->cycle->conf_ctx,
                                            ngx_core_module);
 
-    wc->slots = (ccf->worker_processes > 0 ? ccf->worker_processes : 1) + 1;
-
-    if (data && ((ngx_proxy_wasm_conf_t *) data)->slots > wc->slots) {
-        /* fewer workers than before: keep the slots, so that the store
-         * keeps its metric values and the old workers, still finishing
-         * their requests, keep slots that exist (a store opened with
-         * another number of slots makes its metrics anew) */
+    if (data && ((ngx_proxy_wasm_conf_t *) data)->slots) {
+        /*
+         * A kept store keeps its number of slots, whatever
+         * worker_processes says now: the old workers, still finishing
+         * their requests, add to their metric slots without a lock, so
+         * the store must not make its slot arrays anew under them (a store
+         * opened with another number of slots does). Workers beyond that
+         * number share slot 0 (ngx_proxy_wasm_shm_init_process).
+         */
         wc->slots = ((ngx_proxy_wasm_conf_t *) data)->slots;
+
+    } else {
+        wc->slots = (ccf->worker_processes > 0 ? ccf->worker_processes : 1)
+                    + 1;
     }
 
     ngx_memzero(&cfg, sizeof(pw_store_config));
@@ -425,11 +432,17 @@ ngx_proxy_wasm_wake_cleanup(void *data)
 }
 
 
-/* This process's slot: worker N is N + 1; 0 for a single process. */
+/* This process's slot: worker N is N + 1, 0 for a single process; 0 too
+ * for a worker beyond the slots of a store kept from a configuration with
+ * fewer workers (those workers share slot 0 and its pipe). */
 static ngx_uint_t
-ngx_proxy_wasm_slot(void)
+ngx_proxy_wasm_slot(ngx_proxy_wasm_conf_t *wc)
 {
-    return (ngx_process == NGX_PROCESS_WORKER) ? ngx_worker + 1 : 0;
+    ngx_uint_t  slot;
+
+    slot = (ngx_process == NGX_PROCESS_WORKER) ? ngx_worker + 1 : 0;
+
+    return (slot < wc->slots) ? slot : 0;
 }
 
 
@@ -444,16 +457,9 @@ ngx_proxy_wasm_shm_init_process(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
     ngx_event_t       *rev;
     ngx_connection_t  *c;
 
-    slot = ngx_proxy_wasm_slot();
+    slot = ngx_proxy_wasm_slot(wc);
 
     if (wc->store) {
-        if (slot >= wc->slots) {
-            ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
-                          "proxy_wasm: worker slot %ui out of %ui", slot,
-                          wc->slots);
-            return NGX_ERROR;
-        }
-
         pw_store_set_slot(wc->store, (uint32_t) slot);
     }
 
@@ -599,7 +605,7 @@ ngx_proxy_wasm_deliver_queues(ngx_proxy_wasm_conf_t *wc, ngx_log_t *log)
     }
 
     if (again) {
-        ngx_proxy_wasm_wake_slot(wc, ngx_proxy_wasm_slot());
+        ngx_proxy_wasm_wake_slot(wc, ngx_proxy_wasm_slot(wc));
     }
 }
 

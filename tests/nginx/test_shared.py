@@ -203,3 +203,23 @@ def test_a_trap_in_on_queue_ready(nginx):
     assert nginx.wait_log(r"queue_ready root=\d+ queue=1 0 two"), nginx.log()
     got = re.findall(r"store: queue_ready root=\d+ queue=1 0 (\w+)", nginx.log())
     assert got == ["one", "trap", "two"]
+
+
+def test_queues_after_a_reload_to_more_workers(nginx):
+    # a store made for two workers, kept by four: workers 2 and 3 share
+    # slot 0 and its pipe; whatever they register is still delivered
+    nginx.start(conf(), workers=2)
+    assert nginx.reload(conf(), workers=4), nginx.log()
+    pids = set()
+    for i in range(40):
+        lines, pid = store(nginx, f"reg q{i};enq q{i} item{i}")
+        assert lines == [["reg", "0", str(i + 1)], ["enq", "0"]]
+        pids.add(pid)
+    assert len(pids) >= 3, pids
+    assert nginx.wait_log(r"queue=40 0 item39"), nginx.log()
+    for _ in range(100):
+        got = re.findall(r"store: queue_ready root=\d+ queue=\d+ 0 (item\d+)", nginx.log())
+        if len(got) == 40:
+            break
+        threading.Event().wait(0.05)
+    assert sorted(got) == sorted(f"item{i}" for i in range(40))
