@@ -744,7 +744,7 @@ proxy_status_t pw_store_metric_get(pw_store *st, uint32_t id, int64_t *value) {
     if (m->type == PROXY_METRIC_HISTOGRAM)
         return PROXY_RESULT_BAD_ARGUMENT;
     *value = m->type == PROXY_METRIC_GAUGE ? __atomic_load_n(&m->gauge, __ATOMIC_RELAXED)
-                                           : metric_sum(st->root, m, 0, 1);
+                                           : metric_sum(st->root, m, 0, COUNTER_STRIDE);
     return PROXY_RESULT_OK;
 }
 

@@ -278,12 +278,13 @@ TEST(store_through_hostcalls) {
         "vm_start metric_increment 4 1;"
         "vm_start metric_define 0 \"hits{plugin=\\\"b\\\"}\";"
         "vm_start metric_increment 5 2;vm_start metric_define 1 my.gauge-1";
-    static const char b_cfg[] = "vm_start metric_define 0 reqs;vm_start metric_increment 1 2;"
-                                "vm_start metric_get 1;vm_start shared_get k;"
-                                "vm_start queue_resolve \"\" q;vm_start queue_enqueue 1 one;"
-                                "vm_start queue_enqueue 1 two;vm_start queue_dequeue 1;"
-                                "vm_start queue_dequeue 1;vm_start queue_dequeue 1;"
-                                "vm_start queue_dequeue 9;vm_start queue_resolve vm nope";
+    static const char b_cfg[] =
+        "vm_start metric_define 0 reqs;vm_start metric_increment 1 2;"
+        "vm_start metric_get 1;vm_start metric_value 1;vm_start shared_get k;"
+        "vm_start queue_resolve \"\" q;vm_start queue_enqueue 1 one;"
+        "vm_start queue_enqueue 1 two;vm_start queue_dequeue 1;"
+        "vm_start queue_dequeue 1;vm_start queue_dequeue 1;"
+        "vm_start queue_dequeue 9;vm_start queue_resolve vm nope";
     pw_vm *a = NULL, *b = NULL;
     pw_plugin *pa, *pb;
     CHECK(pw_vm_new(m, S("vm"), (pw_str){a_cfg, sizeof a_cfg - 1}, &ops, NULL, &a, err,
@@ -297,6 +298,7 @@ TEST(store_through_hostcalls) {
                          "BadArgument\n");                        /* a counter only goes up */
     CHECK_CONTAINS(plog, "vm_start metric_get -> BadArgument\n"); /* a histogram */
     CHECK_CONTAINS(plog, "vm_start metric_get -> Ok\n");
+    CHECK_CONTAINS(plog, "vm_start metric_value -> Ok 7\n"); /* 5 + 2, both slots */
     CHECK_CONTAINS(plog, "vm_start shared_get -> Ok \"v\"");
     CHECK_CONTAINS(plog, "vm_start queue_resolve -> Ok\n");
     CHECK_CONTAINS(plog, "vm_start queue_dequeue -> Ok \"one\"\nvm_start queue_dequeue -> Ok "
