@@ -2,14 +2,21 @@
  * ngx_proxy_wasm.h -- what any nginx subsystem that runs Proxy-Wasm plugins
  * needs, HTTP or not (ngx_proxy_wasm_*.c next to this file):
  *
- *   ngx_proxy_wasm_conf.c   proxy_wasm_module, proxy_wasm_cache_dir and the
- *                           proxy_wasm chain elements; loading the modules
- *                           and the canary at configuration time
+ *   ngx_proxy_wasm_conf.c   proxy_wasm_module, proxy_wasm_cache_dir, the
+ *                           proxy_wasm chain elements and the
+ *                           proxy_wasm_service root contexts; loading the
+ *                           modules and the canary at configuration time
  *   ngx_proxy_wasm_vm.c     per worker: the VMs, plugins (root contexts);
  *                           the log host hooks
  *   ngx_proxy_wasm_props.c  Envoy's property encodings; the properties of
  *                           the connection and the node (plugin_* are
  *                           answered by the library)
+ *   ngx_proxy_wasm_shm.c    proxy_wasm_shm: the shared-memory zone of the
+ *                           store (shared data, shared queues, metrics),
+ *                           the wake-up channels of on_queue_ready; the
+ *                           shared host hooks
+ *   ngx_proxy_wasm_timers.c per worker: the tick timer of each root
+ *                           context; the timer host hook
  *
  * Nothing here refers to ngx_http_*: a stream subsystem module (a second
  * .so: Debian builds nginx's stream subsystem as its own dynamic module)
@@ -28,6 +35,8 @@
 
 
 typedef struct ngx_proxy_wasm_mod_s     ngx_proxy_wasm_mod_t;
+typedef struct ngx_proxy_wasm_conf_s    ngx_proxy_wasm_conf_t;
+typedef struct ngx_proxy_wasm_tick_s    ngx_proxy_wasm_tick_t;
 
 
 /* What a subsystem gives the common code. */
@@ -62,22 +71,30 @@ struct ngx_proxy_wasm_mod_s {
                                                     declaration of the same
                                                     (file, vm_id, vm_config) */
     ngx_log_t                       *log;        /* plugin logs, no request */
+    ngx_proxy_wasm_conf_t           *conf;       /* declared in: the store,
+                                                    channels and timers the
+                                                    host hooks use */
 };
 
 
-/* One distinct (module, root_id, configuration): a root context. */
+/* One distinct (module, root_id, configuration) of the chains: a root
+ * context; or one proxy_wasm_service (never shared with a chain). */
 typedef struct {
     ngx_proxy_wasm_mod_t            *mod;
     ngx_str_t                        root_id;
     ngx_str_t                        config;
     pw_plugin                       *plugin;     /* per worker */
 
+    unsigned                         service:1;
+    unsigned                         singleton:1; /* a service of worker 0
+                                                     only */
     unsigned                         warned_pseudo:1;
     unsigned                         warned_local:1;
 } ngx_proxy_wasm_plugin_t;
 
 
-/* One proxy_wasm directive: an element of a chain (an HTTP location's). */
+/* One proxy_wasm directive: an element of a chain (an HTTP location's);
+ * or one proxy_wasm_service (service set, in no chain). */
 typedef struct {
     ngx_str_t                        name;
     ngx_str_t                        root_id;
@@ -85,12 +102,21 @@ typedef struct {
     ngx_str_t                        file;
     ngx_uint_t                       line;
     ngx_proxy_wasm_plugin_t         *plugin;     /* resolved at init */
+    unsigned                         service:1;
+    unsigned                         singleton:1;
 } ngx_proxy_wasm_filter_t;
+
+
+/* The wake-up channel of one metric slot (a worker, or slot 0: a single
+ * process): a non-blocking pipe made in the master before fork. */
+typedef struct {
+    ngx_fd_t                         fd[2];      /* read, write; -1: closed */
+} ngx_proxy_wasm_wake_t;
 
 
 /* The subsystem's main configuration holds one; its commands give its
  * offset to the directive handlers below (cmd->offset). */
-typedef struct {
+struct ngx_proxy_wasm_conf_s {
     ngx_array_t                      mods;       /* ..._mod_t * */
     ngx_array_t                      plugins;    /* ..._plugin_t * */
     ngx_array_t                      filters;    /* ..._filter_t * */
@@ -100,7 +126,31 @@ typedef struct {
     size_t                           module_max_size;
     pw_runtime                      *runtime;
     const ngx_proxy_wasm_subsys_t   *subsys;
-} ngx_proxy_wasm_conf_t;
+    ngx_cycle_t                     *cycle;      /* the configuration's */
+
+    /* the store: proxy_wasm_shm */
+    size_t                           shm_size;
+    ngx_uint_t                       shm_evict;  /* 1: lru, 0: none */
+    ngx_str_t                        shm_file;   /* where it was set */
+    ngx_uint_t                       shm_line;
+    ngx_shm_zone_t                  *shm_zone;
+    pw_store_mem                     shm_mem;    /* over the zone's slab pool */
+    pw_store                        *store;      /* this process's handle;
+                                                    NULL: none (hostcalls
+                                                    answer Unimplemented) */
+    ngx_uint_t                       slots;      /* metric slots: workers + 1 */
+
+    /* the wake-up channels of on_queue_ready, one per slot */
+    ngx_proxy_wasm_wake_t           *wake;
+    ngx_uint_t                       nwake;
+    ngx_connection_t                *wake_conn;  /* this worker's read end */
+
+    /* per worker: the tick timers (ngx_proxy_wasm_timers.c) */
+    ngx_proxy_wasm_tick_t           *ticks;
+    unsigned                         running:1;  /* a worker (or single
+                                                    process) runs plugins:
+                                                    timers may be armed */
+};
 
 
 /*
@@ -122,6 +172,8 @@ char *ngx_proxy_wasm_cache_dir_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_proxy_wasm_filter_directive(ngx_conf_t *cf,
     ngx_proxy_wasm_conf_t *wc, ngx_array_t **chain);
+char *ngx_proxy_wasm_service_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_proxy_wasm_resolve(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc);
 ngx_int_t ngx_proxy_wasm_load(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc);
 ngx_int_t ngx_proxy_wasm_pstr(ngx_pool_t *pool, ngx_str_t *dst, u_char *src,
@@ -136,6 +188,28 @@ void ngx_proxy_wasm_exit_process(ngx_cycle_t *cycle,
 void ngx_proxy_wasm_host_log(void *host, void *stream, pw_str plugin_name,
     proxy_log_level_t level, pw_str msg);
 proxy_log_level_t ngx_proxy_wasm_host_log_level(void *host);
+
+/* ngx_proxy_wasm_shm.c */
+char *ngx_proxy_wasm_shm_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_proxy_wasm_shm_add(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
+    ngx_str_t *name, void *tag);
+ngx_int_t ngx_proxy_wasm_scratch_store_open(ngx_proxy_wasm_conf_t *wc,
+    ngx_pool_t *pool, ngx_log_t *log);
+void ngx_proxy_wasm_scratch_store_close(ngx_proxy_wasm_conf_t *wc);
+ngx_int_t ngx_proxy_wasm_shm_init_module(ngx_cycle_t *cycle,
+    ngx_proxy_wasm_conf_t *wc);
+ngx_int_t ngx_proxy_wasm_shm_init_process(ngx_cycle_t *cycle,
+    ngx_proxy_wasm_conf_t *wc);
+void ngx_proxy_wasm_shm_exit_process(ngx_cycle_t *cycle,
+    ngx_proxy_wasm_conf_t *wc);
+pw_store *ngx_proxy_wasm_host_store(void *host);
+void ngx_proxy_wasm_host_queue_ready(void *host, uint32_t owner_slot);
+
+/* ngx_proxy_wasm_timers.c */
+void ngx_proxy_wasm_host_set_tick(void *host, pw_plugin *plugin,
+    uint32_t period_ms);
+void ngx_proxy_wasm_timers_exit_process(ngx_proxy_wasm_conf_t *wc);
 
 /* ngx_proxy_wasm_props.c */
 proxy_status_t ngx_proxy_wasm_prop_int(ngx_pool_t *pool, int64_t n,

@@ -1,7 +1,8 @@
 /*
  * ngx_proxy_wasm_conf.c -- configuration: proxy_wasm_module,
- * proxy_wasm_cache_dir, the proxy_wasm chain elements, and loading the
- * modules in the master (any subsystem).
+ * proxy_wasm_cache_dir, the proxy_wasm chain elements, proxy_wasm_service
+ * (root contexts attached to no request), and loading the modules in the
+ * master (any subsystem).
  */
 
 #include <ngx_config.h>
@@ -13,6 +14,8 @@
 
 
 static ngx_int_t ngx_proxy_wasm_canary(ngx_conf_t *cf,
+    ngx_proxy_wasm_conf_t *wc);
+static ngx_int_t ngx_proxy_wasm_canary_vms(ngx_conf_t *cf,
     ngx_proxy_wasm_conf_t *wc);
 static void ngx_proxy_wasm_cleanup_runtime(void *data);
 static void ngx_proxy_wasm_runtime_warn(void *data, const char *msg);
@@ -169,6 +172,11 @@ ngx_proxy_wasm_conf_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
      *
      *     wc->cache_dir = { 0, NULL };
      *     wc->runtime = NULL;
+     *     wc->shm_zone = NULL;
+     *     wc->store = NULL;
+     *     wc->wake = NULL;
+     *     wc->ticks = NULL;
+     *     wc->running = 0;
      */
 
     if (ngx_array_init(&wc->mods, cf->pool, 4,
@@ -188,6 +196,9 @@ ngx_proxy_wasm_conf_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
     wc->compile_memory = NGX_CONF_UNSET_SIZE;
     wc->module_max_size = NGX_CONF_UNSET_SIZE;
     wc->subsys = subsys;
+    wc->cycle = cf->cycle;
+    wc->shm_size = NGX_CONF_UNSET_SIZE;
+    wc->shm_evict = NGX_CONF_UNSET_UINT;
 
     return NGX_OK;
 }
@@ -329,6 +340,7 @@ ngx_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     mod->vm_id = vm_id;
     mod->vm_config = file_seen ? cfg_file : cfg_inline;
     mod->subsys = wc->subsys;
+    mod->conf = wc;
     mod->file = cf->conf_file->file.name;
     mod->line = cf->conf_file->line;
 
@@ -344,7 +356,8 @@ ngx_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
 
 /* proxy_wasm NAME [root_id=ID] [config=STR | config_file=PATH]: an element
- * of *chain (created when NGX_CONF_UNSET_PTR), and of wc->filters */
+ * of *chain (created when NGX_CONF_UNSET_PTR), and of wc->filters. chain
+ * NULL: proxy_wasm_service NAME ... [singleton], in wc->filters only. */
 char *
 ngx_proxy_wasm_filter_directive(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
     ngx_array_t **chain)
@@ -372,6 +385,13 @@ ngx_proxy_wasm_filter_directive(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
     file_seen = 0;
 
     for (i = 2; i < cf->args->nelts; i++) {
+
+        if (chain == NULL && value[i].len == 9
+            && ngx_strncmp(value[i].data, "singleton", 9) == 0)
+        {
+            filter->singleton = 1;
+            continue;
+        }
 
         rc = ngx_proxy_wasm_param(cf, &value[i], "root_id", &root_id,
                                   NULL, NULL, NULL);
@@ -403,6 +423,11 @@ ngx_proxy_wasm_filter_directive(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
     filter->file = cf->conf_file->file.name;
     filter->line = cf->conf_file->line;
 
+    if (chain == NULL) {
+        filter->service = 1;
+        goto done;
+    }
+
     if (*chain == NGX_CONF_UNSET_PTR) {
         *chain = ngx_array_create(cf->pool, 2,
                                   sizeof(ngx_proxy_wasm_filter_t *));
@@ -418,6 +443,8 @@ ngx_proxy_wasm_filter_directive(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
 
     *pf = filter;
 
+done:
+
     pf = ngx_array_push(&wc->filters);
     if (pf == NULL) {
         return NGX_CONF_ERROR;
@@ -426,6 +453,19 @@ ngx_proxy_wasm_filter_directive(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
     *pf = filter;
 
     return NGX_CONF_OK;
+}
+
+
+/* proxy_wasm_service NAME [root_id=ID] [config=STR | config_file=PATH]
+ *                    [singleton] */
+char *
+ngx_proxy_wasm_service_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_proxy_wasm_conf_t *wc = (ngx_proxy_wasm_conf_t *)
+                                    ((char *) conf + cmd->offset);
+
+    return ngx_proxy_wasm_filter_directive(cf, wc, NULL);
 }
 
 
@@ -491,7 +531,8 @@ ngx_proxy_wasm_find_mod(ngx_proxy_wasm_conf_t *wc, ngx_str_t *name)
 }
 
 
-/* One plugin per distinct (module, root_id, configuration). */
+/* One plugin per distinct (module, root_id, configuration) of the chains;
+ * each service is a plugin of its own. */
 static ngx_proxy_wasm_plugin_t *
 ngx_proxy_wasm_find_plugin(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
     ngx_proxy_wasm_mod_t *mod, ngx_proxy_wasm_filter_t *filter)
@@ -501,10 +542,11 @@ ngx_proxy_wasm_find_plugin(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
 
     plugins = wc->plugins.elts;
 
-    for (i = 0; i < wc->plugins.nelts; i++) {
+    for (i = 0; !filter->service && i < wc->plugins.nelts; i++) {
         p = plugins[i];
 
-        if (p->mod == mod
+        if (!p->service
+            && p->mod == mod
             && ngx_proxy_wasm_str_eq(&p->root_id, &filter->root_id)
             && ngx_proxy_wasm_str_eq(&p->config, &filter->config))
         {
@@ -520,6 +562,8 @@ ngx_proxy_wasm_find_plugin(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
     p->mod = mod;
     p->root_id = filter->root_id;
     p->config = filter->config;
+    p->service = filter->service;
+    p->singleton = filter->singleton;
 
     pp = ngx_array_push(&wc->plugins);
     if (pp == NULL) {
@@ -548,8 +592,11 @@ ngx_proxy_wasm_resolve(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
 
         if (mod == NULL) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "proxy_wasm \"%V\": no proxy_wasm_module with "
-                          "this name in %V:%ui", &filters[i]->name,
+                          "%s \"%V\": no proxy_wasm_module with "
+                          "this name in %V:%ui",
+                          filters[i]->service ? "proxy_wasm_service"
+                                              : "proxy_wasm",
+                          &filters[i]->name,
                           &filters[i]->file, filters[i]->line);
             return NGX_ERROR;
         }
@@ -722,10 +769,40 @@ ngx_proxy_wasm_runtime_warn(void *data, const char *msg)
 }
 
 
-/* Starts every plugin once on a throw-away VM, so that a plugin refusing
- * its configuration fails the configuration (nginx -t). */
+/*
+ * Starts every plugin once on a throw-away VM, so that a plugin refusing
+ * its configuration fails the configuration (nginx -t). The shared zone
+ * does not exist yet (nginx maps zones after reading the configuration),
+ * and what a canary writes must not reach it anyway: its VMs get a scratch
+ * store of their own in process memory, dropped afterwards.
+ */
 static ngx_int_t
 ngx_proxy_wasm_canary(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
+{
+    ngx_int_t    rc;
+    ngx_pool_t  *pool;
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, cf->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_proxy_wasm_scratch_store_open(wc, pool, cf->log) != NGX_OK) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    rc = ngx_proxy_wasm_canary_vms(cf, wc);
+
+    ngx_proxy_wasm_scratch_store_close(wc);
+    ngx_destroy_pool(pool);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_proxy_wasm_canary_vms(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
 {
     int                        rc;
     char                       err[PW_ERRLEN];
@@ -776,8 +853,11 @@ ngx_proxy_wasm_canary(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
             }
 
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "proxy_wasm \"%V\": plugin failed to start: %s "
-                          "in %V:%ui", &mod->name, err, &filters[k]->file,
+                          "%s \"%V\": plugin failed to start: %s "
+                          "in %V:%ui",
+                          filters[k]->service ? "proxy_wasm_service"
+                                              : "proxy_wasm",
+                          &mod->name, err, &filters[k]->file,
                           filters[k]->line);
 
             pw_vm_free(mod->vm);

@@ -1,7 +1,9 @@
 /*
  * ngx_proxy_wasm_vm.c -- per worker: the VMs (one per owner declaration),
  * the plugins (root contexts), and the host hooks that do not depend on the
- * subsystem: log, log_level.
+ * subsystem: log, log_level. A worker takes its store slot and wake-up
+ * channel (ngx_proxy_wasm_shm.c) before any plugin starts, and stops its
+ * tick timers (ngx_proxy_wasm_timers.c) when it exits.
  */
 
 #include <ngx_config.h>
@@ -70,6 +72,12 @@ ngx_proxy_wasm_init_process(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
         return NGX_OK;      /* cache manager/loader: no requests */
     }
 
+    /* the metric slot and queue owner id of this process, and its
+     * wake-up channel: before a plugin can register a queue */
+    if (ngx_proxy_wasm_shm_init_process(cycle, wc) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (wc->runtime == NULL) {
         return NGX_OK;
     }
@@ -89,12 +97,22 @@ ngx_proxy_wasm_init_process(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
         mods[i]->log = cycle->log;
     }
 
+    wc->running = 1;        /* tick timers may be armed from now on */
+
     /* eagerly, so that on_vm_start/on_configure run at worker start;
-     * failures are logged and retried on the first request */
+     * failures are logged and retried on the first request (a service
+     * has no request: it stays down in this worker); a singleton service
+     * runs in worker 0 only */
 
     plugins = wc->plugins.elts;
 
     for (i = 0; i < wc->plugins.nelts; i++) {
+        if (plugins[i]->singleton
+            && ngx_process == NGX_PROCESS_WORKER && ngx_worker != 0)
+        {
+            continue;
+        }
+
         (void) ngx_proxy_wasm_plugin(plugins[i], cycle->log);
     }
 
@@ -109,9 +127,13 @@ ngx_proxy_wasm_exit_process(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
     ngx_proxy_wasm_mod_t     **mods;
     ngx_proxy_wasm_plugin_t  **plugins;
 
+    ngx_proxy_wasm_shm_exit_process(cycle, wc);
+
     if (wc->runtime == NULL) {
         return;
     }
+
+    wc->running = 0;
 
     plugins = wc->plugins.elts;
 
@@ -123,10 +145,12 @@ ngx_proxy_wasm_exit_process(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
 
     for (i = 0; i < wc->mods.nelts; i++) {
         if (mods[i]->vm) {
-            pw_vm_free(mods[i]->vm);
+            pw_vm_free(mods[i]->vm);     /* stops their ticks */
             mods[i]->vm = NULL;
         }
     }
+
+    ngx_proxy_wasm_timers_exit_process(wc);
 
     /* before the cycle's pool is destroyed, which unloads this module */
     pw_runtime_detach(wc->runtime);

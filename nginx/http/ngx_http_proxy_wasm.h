@@ -17,6 +17,8 @@
  *                                   them (request, response, trailers)
  *   ngx_http_proxy_wasm_maps.c      the header map hooks, pseudo-headers
  *   ngx_http_proxy_wasm_props.c     HTTP properties, proxy_set_property
+ *   ngx_http_proxy_wasm_metrics.c   proxy_wasm_metrics: the store's metrics
+ *                                   in the Prometheus text format
  *
  * What does not depend on HTTP is in ../common (ngx_proxy_wasm.h).
  */
@@ -44,6 +46,8 @@
 typedef struct {
     ngx_proxy_wasm_conf_t            wasm;       /* commands: cmd->offset */
     ngx_int_t                        request_id_index;
+    ngx_flag_t                       metrics;    /* a proxy_wasm_metrics
+                                                    location exists */
 } ngx_http_proxy_wasm_main_conf_t;
 
 
@@ -316,6 +320,9 @@ proxy_status_t ngx_http_proxy_wasm_get_property(void *host, void *stream,
     const pw_str *path, size_t nseg, pw_str *value);
 proxy_status_t ngx_http_proxy_wasm_set_property(void *host, void *stream,
     const pw_str *path, size_t nseg, pw_str value);
+
+/* ngx_http_proxy_wasm_metrics.c */
+ngx_int_t ngx_http_proxy_wasm_metrics_handler(ngx_http_request_t *r);
 
 #if (__GNUC__ >= 4)
 #pragma GCC visibility pop

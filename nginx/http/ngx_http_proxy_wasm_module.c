@@ -44,6 +44,15 @@
  * paused (PW_PENDING_FAILED), which nothing can continue any more, the
  * request gets the failure policy from that event
  * (ngx_http_proxy_wasm_stranded).
+ *
+ * State across requests and workers: shared data, shared queues and
+ * metrics live in the store of the proxy_wasm_shm zone, whose queue
+ * wake-ups reach the owning worker through a pipe
+ * (common/ngx_proxy_wasm_shm.c); ticks are per-worker nginx timers
+ * (common/ngx_proxy_wasm_timers.c); proxy_wasm_service starts root
+ * contexts that no request uses; proxy_wasm_metrics serves the metrics
+ * (ngx_http_proxy_wasm_metrics.c). This module only wires them: the host
+ * hooks below, the zone's name and owner, the location handler.
  * See docs/DIRECTIVES.md and docs/PROPERTIES.md.
  */
 
@@ -62,6 +71,9 @@ static char *ngx_http_proxy_wasm_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_proxy_wasm_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_proxy_wasm_metrics_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_proxy_wasm_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_proxy_wasm_init_process(ngx_cycle_t *cycle);
 static void ngx_http_proxy_wasm_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_proxy_wasm_log_handler(ngx_http_request_t *r);
@@ -110,6 +122,27 @@ static ngx_command_t  ngx_http_proxy_wasm_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.module_max_size),
+      NULL },
+
+    { ngx_string("proxy_wasm_shm"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_proxy_wasm_shm_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm),
+      NULL },
+
+    { ngx_string("proxy_wasm_service"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_proxy_wasm_service_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm),
+      NULL },
+
+    { ngx_string("proxy_wasm_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_proxy_wasm_metrics_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("proxy_wasm"),
@@ -165,7 +198,7 @@ ngx_module_t  ngx_http_proxy_wasm_module = {
     ngx_http_proxy_wasm_commands,          /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_proxy_wasm_init_module,       /* init module */
     ngx_http_proxy_wasm_init_process,      /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -205,13 +238,26 @@ static const pw_host_stream_ops  ngx_http_proxy_wasm_stream_ops = {
 };
 
 
+static const pw_host_timer_ops  ngx_http_proxy_wasm_timer_ops = {
+    .set_tick = ngx_proxy_wasm_host_set_tick
+};
+
+
+static const pw_host_shared_ops  ngx_http_proxy_wasm_shared_ops = {
+    .store = ngx_proxy_wasm_host_store,
+    .queue_ready = ngx_proxy_wasm_host_queue_ready
+};
+
+
 /* the host hooks, by area; no clock area: clock_gettime */
 static const pw_host_ops  ngx_http_proxy_wasm_ops = {
     .size = sizeof(pw_host_ops),
     .log = &ngx_http_proxy_wasm_log_ops,
     .property = &ngx_http_proxy_wasm_property_ops,
     .http = &ngx_http_proxy_wasm_http_ops,
-    .stream = &ngx_http_proxy_wasm_stream_ops
+    .stream = &ngx_http_proxy_wasm_stream_ops,
+    .timers = &ngx_http_proxy_wasm_timer_ops,
+    .shared = &ngx_http_proxy_wasm_shared_ops
 };
 
 
@@ -254,6 +300,22 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_str_t               name;
     ngx_uint_t              i;
     ngx_proxy_wasm_mod_t  **mods, *mod;
+
+    if (pmcf->wasm.mods.nelts == 0 && pmcf->wasm.filters.nelts == 0
+        && pmcf->wasm.shm_size == NGX_CONF_UNSET_SIZE && !pmcf->metrics)
+    {
+        return NGX_CONF_OK;
+    }
+
+    /* the store, whenever anything can use it */
+    ngx_str_set(&name, "proxy_wasm");
+
+    if (ngx_proxy_wasm_shm_add(cf, &pmcf->wasm, &name,
+                               &ngx_http_proxy_wasm_module)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     if (pmcf->wasm.mods.nelts == 0 && pmcf->wasm.filters.nelts == 0) {
         return NGX_CONF_OK;
@@ -389,6 +451,51 @@ ngx_http_proxy_wasm_postconfiguration(ngx_conf_t *cf)
     }
 
     return ngx_http_proxy_wasm_request_filter_init();
+}
+
+
+/* proxy_wasm_metrics: the location answers with every metric of the
+ * store (ngx_http_proxy_wasm_metrics.c) */
+static char *
+ngx_http_proxy_wasm_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_core_loc_conf_t         *clcf;
+    ngx_http_proxy_wasm_main_conf_t  *pmcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler == ngx_http_proxy_wasm_metrics_handler) {
+        return "is duplicate";
+    }
+
+    if (clcf->handler) {
+        return "conflicts with another content handler of the location "
+               "(proxy_pass, ...)";
+    }
+
+    clcf->handler = ngx_http_proxy_wasm_metrics_handler;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_proxy_wasm_module);
+    pmcf->metrics = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* In the master, after the zone was set up: the wake-up channels. */
+static ngx_int_t
+ngx_http_proxy_wasm_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_proxy_wasm_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_proxy_wasm_module);
+    if (pmcf == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_proxy_wasm_shm_init_module(cycle, &pmcf->wasm);
 }
 
 

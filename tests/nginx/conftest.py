@@ -146,7 +146,7 @@ CONF_TEMPLATE = """\
 load_module @MODULE@;
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes @WORKERS@;
 @USER@
 error_log @PREFIX@/logs/error.log @LEVEL@;
 pid @PREFIX@/logs/nginx.pid;
@@ -185,7 +185,7 @@ class Nginx:
         self.conf = os.path.join(self.prefix, "conf", "nginx.conf")
         self.error_log = os.path.join(self.prefix, "logs", "error.log")
 
-    def write_conf(self, http, level="info"):
+    def write_conf(self, http, level="info", workers=1):
         body = re.sub(r"@WASM:([^@]+)@", lambda m: wasm(m.group(1)), http)
         body = body.replace("@PORT@", str(self.port))
         body = body.replace("@UPSTREAM@", f"127.0.0.1:{self.upstream.port}")
@@ -193,6 +193,7 @@ class Nginx:
                 .replace("@USER@", "user root root;" if os.geteuid() == 0 else "")
                 .replace("@PREFIX@", self.prefix)
                 .replace("@LEVEL@", level)
+                .replace("@WORKERS@", str(workers))
                 .replace("@HTTP@", body))
         with open(self.conf, "w") as f:
             f.write(conf)
@@ -209,10 +210,10 @@ class Nginx:
                            capture_output=True, text=True, env=self.env(), timeout=300)
         return p.returncode, p.stderr
 
-    def start(self, http, level="info"):
+    def start(self, http, level="info", workers=1):
         if not os.path.exists(MODULE):
             pytest.fail(f"{MODULE} is missing: run `make nginx-module`")
-        self.write_conf(http, level)
+        self.write_conf(http, level, workers)
         self.proc = subprocess.Popen([NGINX, "-p", self.prefix, "-c", self.conf, "-e", "stderr"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=self.env())
@@ -229,10 +230,29 @@ class Nginx:
                 time.sleep(0.05)
         else:
             pytest.fail("nginx did not start listening")
-        # The listening socket exists before the worker: wait for the worker's
+        # The listening socket exists before the workers: wait for their
         # start-up lines to make the log deterministic.
-        self.wait_log(r"start worker process", timeout=30)
+        deadline = time.time() + 30
+        while (len(re.findall(r"start worker process", self.log())) < workers
+               and time.time() < deadline):
+            time.sleep(0.05)
         return self
+
+    def reload(self, http, level="info", workers=1):
+        """`nginx -s reload` (SIGHUP) with a new configuration; waits for the
+        new workers' start-up lines and for the old workers to exit (so that
+        no old worker answers a request after it). False on a timeout."""
+        old = re.findall(r"start worker process (\d+)", self.log())
+        self.write_conf(http, level, workers)
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            log = self.log()
+            if (len(re.findall(r"start worker process", log)) >= len(old) + workers
+                    and all(f"worker process {pid} exited" in log for pid in old)):
+                return True
+            time.sleep(0.05)
+        return False
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -1,0 +1,670 @@
+/*
+ * ngx_proxy_wasm_shm.c -- the store of shared data, shared queues and
+ * metrics (pw_store, include/pwasm.h) in a shared-memory zone, for any
+ * subsystem: the proxy_wasm_shm directive; the zone's slab pool as the
+ * store's memory and lock; the wake-up channels that run
+ * proxy_on_queue_ready in the worker that registered a queue; the host
+ * hooks of the shared area (store, queue_ready). The store's rules (CAS,
+ * eviction, queues, metric slots, the Prometheus text) are the library's:
+ * nginx gives it memory, a lock and a wake-up, nothing more.
+ *
+ * Processes: the master maps the zone and opens the store while it loads
+ * the configuration (the zone's init callback), and makes one pipe per
+ * metric slot (init_module); workers inherit both through fork. Slot 0 is
+ * the master, or the one process of `master_process off`; worker N uses
+ * slot N + 1, as its metric slot and as the owner id of the queues it
+ * registers. Each worker watches the read end of its own slot's pipe;
+ * queue_ready writes one byte to the owner's pipe, and the owner calls
+ * pw_vm_deliver_queues() on its VMs on its next event loop turn.
+ *
+ * Reload: nginx keeps a zone of the same name, size and module with its
+ * contents; the new configuration's store attaches to the store root
+ * recorded in the slab pool (shpool->data), so shared data, queues and
+ * metrics survive, and keeps the number of slots it was made with (old
+ * workers still write to theirs). A new configuration makes new pipes;
+ * old workers keep theirs until they exit.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "ngx_proxy_wasm.h"
+
+
+/* The zone's size without proxy_wasm_shm. */
+#define NGX_PROXY_WASM_SHM_SIZE  (1024 * 1024)
+
+
+static ngx_int_t ngx_proxy_wasm_shm_init(ngx_shm_zone_t *zone, void *data);
+static void ngx_proxy_wasm_shm_cleanup(void *data);
+static void ngx_proxy_wasm_wake_cleanup(void *data);
+static void ngx_proxy_wasm_wake_handler(ngx_event_t *rev);
+static void ngx_proxy_wasm_deliver_queues(ngx_proxy_wasm_conf_t *wc,
+    ngx_log_t *log);
+static void ngx_proxy_wasm_wake_slot(ngx_proxy_wasm_conf_t *wc,
+    ngx_uint_t slot);
+
+
+/* ------------------------------------------------------ the directive */
+
+
+/* proxy_wasm_shm SIZE [eviction=lru|none] */
+char *
+ngx_proxy_wasm_shm_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_proxy_wasm_conf_t *wc = (ngx_proxy_wasm_conf_t *)
+                                    ((char *) conf + cmd->offset);
+
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    if (wc->shm_size != NGX_CONF_UNSET_SIZE) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[1]);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "proxy_wasm_shm: invalid size \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the floor of nginx's own zones (limit_req, ...): a slab pool needs
+     * a few pages for itself */
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "proxy_wasm_shm: size \"%V\" is too small, "
+                           "the minimum is %uz",
+                           &value[1], 8 * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    wc->shm_evict = 1;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strcmp(value[2].data, "eviction=lru") == 0) {
+            wc->shm_evict = 1;
+
+        } else if (ngx_strcmp(value[2].data, "eviction=none") == 0) {
+            wc->shm_evict = 0;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    wc->shm_size = size;
+    wc->shm_file = cf->conf_file->file.name;
+    wc->shm_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Declares the zone of wc's store under `name`, owned by the module `tag`
+ * (the subsystem's module: nginx reuses a zone across a reload only for
+ * the same name, size and tag). Applies the defaults of proxy_wasm_shm.
+ */
+ngx_int_t
+ngx_proxy_wasm_shm_add(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
+    ngx_str_t *name, void *tag)
+{
+    ngx_conf_init_size_value(wc->shm_size, NGX_PROXY_WASM_SHM_SIZE);
+    ngx_conf_init_uint_value(wc->shm_evict, 1);
+
+    wc->shm_zone = ngx_shared_memory_add(cf, name, wc->shm_size, tag);
+    if (wc->shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    wc->shm_zone->init = ngx_proxy_wasm_shm_init;
+    wc->shm_zone->data = wc;
+
+    return NGX_OK;
+}
+
+
+/* ------------------------------------------------ the store's memory */
+
+
+/* pw_store_mem over a slab pool; alloc and free run with the lock held */
+
+static void *
+ngx_proxy_wasm_shm_alloc(void *region, size_t size)
+{
+    return ngx_slab_alloc_locked(region, size);
+}
+
+
+static void
+ngx_proxy_wasm_shm_free(void *region, void *p)
+{
+    ngx_slab_free_locked(region, p);
+}
+
+
+/* shpool->mutex: the one lock nginx releases when a worker dies holding
+ * it (ngx_unlock_mutexes) */
+
+static void
+ngx_proxy_wasm_shm_lock(void *region)
+{
+    ngx_shmtx_lock(&((ngx_slab_pool_t *) region)->mutex);
+}
+
+
+static void
+ngx_proxy_wasm_shm_unlock(void *region)
+{
+    ngx_shmtx_unlock(&((ngx_slab_pool_t *) region)->mutex);
+}
+
+
+/*
+ * The zone's init callback, in the master while it loads a configuration
+ * (and in nginx -t): opens the store, a new one in a new zone, or the one
+ * of the zone kept from the previous configuration (`data` is then that
+ * configuration's zone data; the store root is in the slab pool).
+ */
+static ngx_int_t
+ngx_proxy_wasm_shm_init(ngx_shm_zone_t *zone, void *data)
+{
+    ngx_proxy_wasm_conf_t *wc = zone->data;
+
+    int                  rc;
+    char                 err[PW_ERRLEN];
+    void                *root;
+    ngx_slab_pool_t     *shpool;
+    ngx_core_conf_t     *ccf;
+    pw_store_config      cfg;
+    ngx_pool_cleanup_t  *cln;
+
+    shpool = (ngx_slab_pool_t *) zone->shm.addr;
+
+    root = (data || zone->shm.exists) ? shpool->data : NULL;
+
+    if (root == NULL) {
+        /* a full zone is the store's business (it evicts, or refuses the
+         * write and says so): no "ngx_slab_alloc() failed" lines */
+        shpool->log_nomem = 0;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(wc->cycle->conf_ctx,
+                                           ngx_core_module);
+
+    if (data && ((ngx_proxy_wasm_conf_t *) data)->slots) {
+        /*
+         * A kept store keeps its number of slots, whatever
+         * worker_processes says now: the old workers, still finishing
+         * their requests, add to their metric slots without a lock, so
+         * the store must not make its slot arrays anew under them (a store
+         * opened with another number of slots does). Workers beyond that
+         * number share slot 0 (ngx_proxy_wasm_shm_init_process).
+         */
+        wc->slots = ((ngx_proxy_wasm_conf_t *) data)->slots;
+
+    } else {
+        wc->slots = (ccf->worker_processes > 0 ? ccf->worker_processes : 1)
+                    + 1;
+    }
+
+    ngx_memzero(&cfg, sizeof(pw_store_config));
+    cfg.evict_lru = wc->shm_evict ? 1 : 0;
+    cfg.slots = (uint32_t) wc->slots;
+
+    wc->shm_mem.region = shpool;
+    wc->shm_mem.alloc = ngx_proxy_wasm_shm_alloc;
+    wc->shm_mem.free = ngx_proxy_wasm_shm_free;
+    wc->shm_mem.lock = ngx_proxy_wasm_shm_lock;
+    wc->shm_mem.unlock = ngx_proxy_wasm_shm_unlock;
+
+    cln = ngx_pool_cleanup_add(wc->cycle->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = pw_store_open(&wc->shm_mem, &cfg, root, &wc->store, err,
+                       sizeof(err));
+    if (rc != PW_OK) {
+        wc->store = NULL;
+
+        if (wc->shm_file.data) {
+            ngx_log_error(NGX_LOG_EMERG, wc->cycle->log, 0,
+                          "proxy_wasm_shm: cannot open the store in the "
+                          "zone \"%V\" of %uz bytes: %s in %V:%ui",
+                          &zone->shm.name, zone->shm.size, err,
+                          &wc->shm_file, wc->shm_line);
+        } else {
+            ngx_log_error(NGX_LOG_EMERG, wc->cycle->log, 0,
+                          "proxy_wasm_shm: cannot open the store in the "
+                          "zone \"%V\" of %uz bytes (the default size): %s",
+                          &zone->shm.name, zone->shm.size, err);
+        }
+
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_proxy_wasm_shm_cleanup;
+    cln->data = wc;
+
+    shpool->data = pw_store_root(wc->store);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_CORE, wc->cycle->log, 0,
+                   "proxy_wasm_shm: store %s, %ui slots, eviction %s",
+                   root ? "kept" : "new", wc->slots,
+                   wc->shm_evict ? "lru" : "none");
+
+    return NGX_OK;
+}
+
+
+/* With the configuration's pool: the handle of this process (the data
+ * stays in the zone). */
+static void
+ngx_proxy_wasm_shm_cleanup(void *data)
+{
+    ngx_proxy_wasm_conf_t *wc = data;
+
+    if (wc->store) {
+        pw_store_close(wc->store);
+        wc->store = NULL;
+    }
+}
+
+
+/* ------------------------------------------------ the canary's store */
+
+
+/* pw_store_mem over a pool: freed all at once with it */
+
+static void *
+ngx_proxy_wasm_scratch_alloc(void *region, size_t size)
+{
+    return ngx_pmemalign(region, size, 16);
+}
+
+
+static void
+ngx_proxy_wasm_scratch_free(void *region, void *p)
+{
+    (void) ngx_pfree(region, p);
+}
+
+
+static void
+ngx_proxy_wasm_scratch_nolock(void *region)
+{
+    (void) region;
+}
+
+
+/*
+ * A store in `pool` for the configuration-time canary: the zone does not
+ * exist yet, and what a canary writes must not reach the store of the
+ * running workers. wc->store until ngx_proxy_wasm_scratch_store_close();
+ * on failure (logged) the canary runs without one (its shared data, queue
+ * and metric hostcalls answer Unimplemented).
+ */
+ngx_int_t
+ngx_proxy_wasm_scratch_store_open(ngx_proxy_wasm_conf_t *wc,
+    ngx_pool_t *pool, ngx_log_t *log)
+{
+    int              rc;
+    char             err[PW_ERRLEN];
+    pw_store_config  cfg;
+
+    ngx_memzero(&cfg, sizeof(pw_store_config));
+    cfg.evict_lru = (wc->shm_evict == 0) ? 0 : 1;
+    cfg.slots = 1;
+
+    wc->shm_mem.region = pool;
+    wc->shm_mem.alloc = ngx_proxy_wasm_scratch_alloc;
+    wc->shm_mem.free = ngx_proxy_wasm_scratch_free;
+    wc->shm_mem.lock = ngx_proxy_wasm_scratch_nolock;
+    wc->shm_mem.unlock = ngx_proxy_wasm_scratch_nolock;
+
+    rc = pw_store_open(&wc->shm_mem, &cfg, NULL, &wc->store, err,
+                       sizeof(err));
+    if (rc != PW_OK) {
+        wc->store = NULL;
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "proxy_wasm: plugins start without shared data, "
+                      "queues and metrics at configuration time: %s", err);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_proxy_wasm_scratch_store_close(ngx_proxy_wasm_conf_t *wc)
+{
+    if (wc->store) {
+        pw_store_close(wc->store);
+        wc->store = NULL;
+    }
+
+    ngx_memzero(&wc->shm_mem, sizeof(pw_store_mem));
+}
+
+
+/* ----------------------------------------------- wake-up channels */
+
+
+/*
+ * In the master, after the zone was set up (init_module of the
+ * subsystem's module): one non-blocking, close-on-exec pipe per metric
+ * slot, inherited by the workers of this configuration.
+ */
+ngx_int_t
+ngx_proxy_wasm_shm_init_module(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
+{
+    int                  fd[2];
+    ngx_uint_t           i;
+    ngx_pool_cleanup_t  *cln;
+
+    /* no module: no queue (the zone serves proxy_wasm_metrics only) */
+    if (wc->shm_zone == NULL || wc->slots == 0 || wc->mods.nelts == 0
+        || ngx_test_config)
+    {
+        return NGX_OK;
+    }
+
+    wc->wake = ngx_palloc(cycle->pool,
+                          wc->slots * sizeof(ngx_proxy_wasm_wake_t));
+    if (wc->wake == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < wc->slots; i++) {
+        wc->wake[i].fd[0] = -1;
+        wc->wake[i].fd[1] = -1;
+    }
+
+    wc->nwake = wc->slots;
+
+    cln = ngx_pool_cleanup_add(cycle->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_proxy_wasm_wake_cleanup;
+    cln->data = wc;
+
+    for (i = 0; i < wc->nwake; i++) {
+        if (pipe2(fd, O_NONBLOCK | O_CLOEXEC) == -1) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "proxy_wasm: pipe2() for the shared queue "
+                          "wake-ups failed");
+            return NGX_ERROR;
+        }
+
+        wc->wake[i].fd[0] = fd[0];
+        wc->wake[i].fd[1] = fd[1];
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_proxy_wasm_wake_cleanup(void *data)
+{
+    ngx_proxy_wasm_conf_t *wc = data;
+
+    ngx_uint_t  i, j;
+
+    for (i = 0; i < wc->nwake; i++) {
+        for (j = 0; j < 2; j++) {
+            if (wc->wake[i].fd[j] != -1) {
+                (void) close(wc->wake[i].fd[j]);
+                wc->wake[i].fd[j] = -1;
+            }
+        }
+    }
+}
+
+
+/* This process's slot: worker N is N + 1, 0 for a single process; 0 too
+ * for a worker beyond the slots of a store kept from a configuration with
+ * fewer workers (those workers share slot 0 and its pipe). */
+static ngx_uint_t
+ngx_proxy_wasm_slot(ngx_proxy_wasm_conf_t *wc)
+{
+    ngx_uint_t  slot;
+
+    slot = (ngx_process == NGX_PROCESS_WORKER) ? ngx_worker + 1 : 0;
+
+    return (slot < wc->slots) ? slot : 0;
+}
+
+
+/*
+ * At worker (or single process) start, before any plugin runs: takes the
+ * process's metric slot, and watches the read end of its slot's pipe.
+ */
+ngx_int_t
+ngx_proxy_wasm_shm_init_process(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
+{
+    ngx_uint_t         i, slot;
+    ngx_event_t       *rev;
+    ngx_connection_t  *c;
+
+    slot = ngx_proxy_wasm_slot(wc);
+
+    if (wc->store) {
+        pw_store_set_slot(wc->store, (uint32_t) slot);
+    }
+
+    if (wc->wake == NULL || slot >= wc->nwake) {
+        return NGX_OK;
+    }
+
+    /* the other slots' read ends are their workers' */
+    for (i = 0; i < wc->nwake; i++) {
+        if (i != slot && wc->wake[i].fd[0] != -1) {
+            (void) close(wc->wake[i].fd[0]);
+            wc->wake[i].fd[0] = -1;
+        }
+    }
+
+    c = ngx_get_connection(wc->wake[slot].fd[0], cycle->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    wc->wake[slot].fd[0] = -1;          /* closed with the connection */
+    wc->wake_conn = c;
+
+    c->data = wc;
+
+    rev = c->read;
+    rev->handler = ngx_proxy_wasm_wake_handler;
+    rev->log = cycle->log;
+    rev->channel = 1;                   /* not a client: no "open socket
+                                           left" alert at exit */
+    c->write->log = cycle->log;
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_close_connection(c);
+        wc->wake_conn = NULL;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_proxy_wasm_shm_exit_process(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
+{
+    (void) cycle;
+
+    if (wc->wake_conn) {
+        ngx_close_connection(wc->wake_conn);
+        wc->wake_conn = NULL;
+    }
+}
+
+
+/* The read end of this worker's pipe is readable: something was enqueued
+ * in a queue one of its root contexts registered. */
+static void
+ngx_proxy_wasm_wake_handler(ngx_event_t *rev)
+{
+    u_char                  buf[64];
+    ssize_t                 n;
+    ngx_err_t               err;
+    ngx_connection_t       *c;
+    ngx_proxy_wasm_conf_t  *wc;
+
+    c = rev->data;
+    wc = c->data;
+
+    /* one byte or many: one delivery takes every item waiting */
+    for ( ;; ) {
+        n = read(c->fd, buf, sizeof(buf));
+
+        if (n > 0) {
+            continue;
+        }
+
+        if (n == -1) {
+            err = ngx_errno;
+
+            if (err == NGX_EINTR) {
+                continue;
+            }
+
+            if (err != NGX_EAGAIN) {
+                ngx_log_error(NGX_LOG_ALERT, rev->log, err,
+                              "proxy_wasm: read() of the shared queue "
+                              "wake-up pipe failed");
+            }
+        }
+
+        break;
+    }
+
+    rev->ready = 0;
+
+    ngx_proxy_wasm_deliver_queues(wc, rev->log);
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, rev->log, 0,
+                      "proxy_wasm: cannot watch the shared queue wake-up "
+                      "pipe any more");
+    }
+}
+
+
+/* pw_vm_deliver_queues() on every VM of this worker. */
+static void
+ngx_proxy_wasm_deliver_queues(ngx_proxy_wasm_conf_t *wc, ngx_log_t *log)
+{
+    int                     rc;
+    ngx_uint_t              i, again;
+    ngx_proxy_wasm_mod_t  **mods, *mod;
+
+    again = 0;
+    mods = wc->mods.elts;
+
+    for (i = 0; i < wc->mods.nelts; i++) {
+        mod = mods[i];
+
+        if (mod->owner != mod || mod->vm == NULL) {
+            continue;
+        }
+
+        rc = pw_vm_deliver_queues(mod->vm);
+
+        if (rc >= 0) {
+            ngx_log_debug2(NGX_LOG_DEBUG_CORE, log, 0,
+                           "proxy_wasm_module \"%V\": %d queue callbacks",
+                           &mod->name, rc);
+            continue;
+        }
+
+        /* the library logged the trap (or why the VM cannot be rebuilt);
+         * a trap stops this delivery, the other queues follow on the next
+         * turn of the event loop */
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "proxy_wasm_module \"%V\": delivering shared queue "
+                      "items failed: %s", &mod->name, pw_strerror(rc));
+
+        if (rc == PW_ETRAP) {
+            again = 1;
+        }
+    }
+
+    if (again) {
+        ngx_proxy_wasm_wake_slot(wc, ngx_proxy_wasm_slot(wc));
+    }
+}
+
+
+/* ------------------------------------------------------ host hooks */
+
+
+/* pw_host_shared_ops.store: the store of this process, or NULL. */
+pw_store *
+ngx_proxy_wasm_host_store(void *host)
+{
+    ngx_proxy_wasm_mod_t  *mod = host;
+
+    if (mod == NULL || mod->conf == NULL) {
+        return NULL;
+    }
+
+    return mod->conf->store;
+}
+
+
+/*
+ * pw_host_shared_ops.queue_ready: wakes the worker of owner_slot (this one
+ * too). Called from inside the enqueueing plugin's call: a write, nothing
+ * more.
+ */
+void
+ngx_proxy_wasm_host_queue_ready(void *host, uint32_t owner_slot)
+{
+    ngx_proxy_wasm_mod_t  *mod = host;
+
+    if (mod == NULL || mod->conf == NULL) {
+        return;
+    }
+
+    ngx_proxy_wasm_wake_slot(mod->conf, owner_slot);
+}
+
+
+/* One byte on the pipe of `slot` of wc's channels (this configuration's:
+ * an old worker wakes old workers). A full pipe means a wake-up is pending
+ * already. */
+static void
+ngx_proxy_wasm_wake_slot(ngx_proxy_wasm_conf_t *wc, ngx_uint_t slot)
+{
+    ngx_err_t  err;
+
+    if (wc->wake == NULL || slot >= wc->nwake || wc->wake[slot].fd[1] == -1)
+    {
+        return;
+    }
+
+    if (write(wc->wake[slot].fd[1], "q", 1) == -1) {
+        err = ngx_errno;
+
+        if (err != NGX_EAGAIN) {
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, err,
+                          "proxy_wasm: write() to the shared queue wake-up "
+                          "pipe of slot %ui failed", slot);
+        }
+    }
+}
