@@ -730,15 +730,22 @@ typedef struct pw_store_config {
 
 /* Opens a store: makes a new one in the region (root NULL), or attaches to
  * the existing one whose pw_store_root() is root (nginx: a zone kept
- * across a reload; its data, queues and metrics stay; a different number
- * of slots resets the metrics' values). The handle is this process's
- * (a child of fork may use its parent's). Errors: PW_ENOMEM (the region
- * cannot hold the store's tables, or the handle), PW_EINVAL. */
+ * across a reload; its data, queues and metrics stay, and so does its
+ * number of slots, whatever cfg->slots says: processes of the old
+ * configuration may still be adding to them; cfg->evict_lru applies). The
+ * handle is this process's (a child of fork may use its parent's).
+ * Errors: PW_ENOMEM (the region cannot hold the store's tables, or the
+ * handle), PW_EINVAL (root is not a store of this version). */
 int pw_store_open(const pw_store_mem *mem, const pw_store_config *cfg, void *root,
                   pw_store **out, char *err, size_t errlen);
 /* The store's root in the region, to find it again (pw_store_open). */
 void *pw_store_root(const pw_store *st);
-/* This process's metric slot and queue owner id (< slots; default 0). */
+/* The store's number of slots (pw_store_config.slots when it was made). */
+uint32_t pw_store_slots(const pw_store *st);
+/* This process's metric slot and queue owner id; default 0. A slot not
+ * below pw_store_slots() is taken as 0 (several processes may share a
+ * slot: their metric additions stay exact, atomic; queue deliveries for
+ * that slot go to whichever of them is woken). */
 void pw_store_set_slot(pw_store *st, uint32_t slot);
 /* Frees the handle; the data stays in the region. */
 void pw_store_close(pw_store *st);
@@ -831,7 +838,7 @@ int pw_plugin_on_tick(pw_plugin *p);
  * delivery (Envoy's rule), after the store's lock is released. Call it
  * when woken (pw_host_shared_ops.queue_ready). Returns the number of
  * callbacks made, or a negative PW_E* code (PW_ETRAP: one trapped; the
- * rest waits for the next call). */
+ * deliveries it did not make are due again, for the next call). */
 int pw_vm_deliver_queues(pw_vm *vm);
 
 /* ------------------------------------------------------------------ stream */

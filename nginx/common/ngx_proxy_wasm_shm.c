@@ -199,21 +199,11 @@ ngx_proxy_wasm_shm_init(ngx_shm_zone_t *zone, void *data)
     ccf = (ngx_core_conf_t *) ngx_get_conf(wc->cycle->conf_ctx,
                                            ngx_core_module);
 
-    if (data && ((ngx_proxy_wasm_conf_t *) data)->slots) {
-        /*
-         * A kept store keeps its number of slots, whatever
-         * worker_processes says now: the old workers, still finishing
-         * their requests, add to their metric slots without a lock, so
-         * the store must not make its slot arrays anew under them (a store
-         * opened with another number of slots does). Workers beyond that
-         * number share slot 0 (ngx_proxy_wasm_shm_init_process).
-         */
-        wc->slots = ((ngx_proxy_wasm_conf_t *) data)->slots;
-
-    } else {
-        wc->slots = (ccf->worker_processes > 0 ? ccf->worker_processes : 1)
-                    + 1;
-    }
+    /* one slot per worker, and slot 0 for a single process; a kept store
+     * keeps the number it was made with (pw_store_open): the old workers,
+     * still finishing their requests, add to their metric slots without a
+     * lock. Workers beyond it share slot 0 (ngx_proxy_wasm_shm_init_process) */
+    wc->slots = (ccf->worker_processes > 0 ? ccf->worker_processes : 1) + 1;
 
     ngx_memzero(&cfg, sizeof(pw_store_config));
     cfg.evict_lru = wc->shm_evict ? 1 : 0;
@@ -253,6 +243,8 @@ ngx_proxy_wasm_shm_init(ngx_shm_zone_t *zone, void *data)
 
     cln->handler = ngx_proxy_wasm_shm_cleanup;
     cln->data = wc;
+
+    wc->slots = pw_store_slots(wc->store);
 
     shpool->data = pw_store_root(wc->store);
 

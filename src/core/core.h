@@ -220,6 +220,8 @@ typedef struct pw_store_due {
     char root_id[256];
 } pw_store_due;
 size_t pw_store_queue_due(pw_store *st, pw_str vm_id, pw_store_due *due, size_t max);
+/* Makes count deliveries of queue id due again (they were not made). */
+void pw_store_queue_redue(pw_store *st, uint32_t id, uint32_t count);
 
 proxy_status_t pw_store_metric_define(pw_store *st, uint32_t type, pw_str name, uint32_t *id);
 proxy_status_t pw_store_metric_increment(pw_store *st, uint32_t id, int64_t delta);

@@ -153,28 +153,6 @@ static size_t metric_values(const st_root *r, uint32_t type) {
                                           : 0;
 }
 
-/* An existing store with another number of slots (nginx: worker_processes
- * changed across a reload): its metrics' values are reset with the new
- * layout; shared data and queues stay. */
-static int st_reslot(pw_store *st, uint32_t slots) {
-    st_root *r = st->root;
-    for (uint32_t i = 0; i < r->nmetrics; i++) {
-        st_metric *m = r->metrics[i];
-        size_t n =
-            (size_t)slots * (m->type == PROXY_METRIC_HISTOGRAM ? HIST_STRIDE : COUNTER_STRIDE);
-        int64_t *v = NULL;
-        if (m->type != PROXY_METRIC_GAUGE) {
-            if (!(v = st_alloc(st, n * sizeof *v)))
-                return -1;
-            memset(v, 0, n * sizeof *v);
-        }
-        st_free(st, m->slots);
-        m->slots = v;
-    }
-    r->slots = slots;
-    return 0;
-}
-
 int pw_store_open(const pw_store_mem *mem, const pw_store_config *cfg, void *root, pw_store **out,
                   char *err, size_t errlen) {
     *out = NULL;
@@ -195,14 +173,10 @@ int pw_store_open(const pw_store_mem *mem, const pw_store_config *cfg, void *roo
         if (st->root->magic != ST_MAGIC || st->root->version != ST_VERSION) {
             st_errf(err, errlen, "pw_store_open: the region holds no store of this version");
             rc = PW_EINVAL;
-        } else {
-            uint32_t slots = cfg && cfg->slots ? cfg->slots : 1;
-            if (cfg)
-                st->root->evict_lru = cfg->evict_lru;
-            if (slots != st->root->slots && st_reslot(st, slots) != 0) {
-                st_errf(err, errlen, "the shared memory is too small for the metrics");
-                rc = PW_ENOMEM;
-            }
+        } else if (cfg) {
+            /* the slot count stays: processes of the old configuration
+             * still add to the metric slots, without the lock */
+            st->root->evict_lru = cfg->evict_lru;
         }
     } else if (st_create(st, cfg) != 0) {
         st_errf(err, errlen, "the shared memory is too small for the store's tables");
@@ -219,6 +193,10 @@ int pw_store_open(const pw_store_mem *mem, const pw_store_config *cfg, void *roo
 
 void *pw_store_root(const pw_store *st) {
     return st->root;
+}
+
+uint32_t pw_store_slots(const pw_store *st) {
+    return st->root->slots;
 }
 
 void pw_store_set_slot(pw_store *st, uint32_t slot) {
@@ -603,6 +581,14 @@ size_t pw_store_queue_due(pw_store *st, pw_str vm_id, pw_store_due *due, size_t 
     }
     UNLOCK(st);
     return n;
+}
+
+void pw_store_queue_redue(pw_store *st, uint32_t id, uint32_t count) {
+    LOCK(st);
+    st_queue *q = queue_of(st->root, id);
+    if (q)
+        q->pending += count;
+    UNLOCK(st);
 }
 
 /* ------------------------------------------------------------- metrics */

@@ -490,8 +490,14 @@ int pw_vm_deliver_queues(pw_vm *vm) {
                 continue; /* no such plugin here any more: nobody to tell */
             for (uint32_t k = 0; k < due[i].count; k++) {
                 uint32_t args[2] = {p->ctx.id, due[i].id};
-                if (pw_vm_callback(vm, &p->ctx, PW_CB_ON_QUEUE_READY, args, NULL) < 0)
+                if (pw_vm_callback(vm, &p->ctx, PW_CB_ON_QUEUE_READY, args, NULL) < 0) {
+                    /* what was not delivered is due again, for the
+                     * rebuilt VM at the next call */
+                    pw_store_queue_redue(st, due[i].id, due[i].count - k - 1);
+                    for (size_t j = i + 1; j < n; j++)
+                        pw_store_queue_redue(st, due[j].id, due[j].count);
                     return PW_ETRAP;
+                }
                 calls++;
             }
         }

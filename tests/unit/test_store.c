@@ -200,6 +200,9 @@ TEST(store_reattach) {
     if (!st)
         return;
     CHECK(value_is(st, S("vm"), S("kept"), "yes", NULL));
+    /* the old configuration's processes may still count: slots stay */
+    CHECK(pw_store_slots(st) == 2);
+    pw_store_set_slot(st, 3); /* beyond them: slot 0 */
     pw_store_close(st);
 }
 
