@@ -213,6 +213,11 @@ proxy_status_t pw_store_queue_enqueue(pw_store *st, uint32_t id, pw_str value,
                                       uint32_t *owner_slot, uint64_t *dropped);
 proxy_status_t pw_store_queue_dequeue(pw_store *st, uint32_t id, char **value, size_t *len);
 
+/* pw_store_get, copying a value of at most cap bytes into dst (then
+ * *value == dst, not to be freed) instead of allocating. */
+proxy_status_t pw_store_get_into(pw_store *st, pw_str vm_id, pw_str key, char *dst, size_t cap,
+                                 char **value, size_t *len, uint32_t *cas);
+
 /* A delivery due to this process: queue id, items, registering root_id. */
 typedef struct pw_store_due {
     uint32_t id, count;

@@ -21,15 +21,17 @@ u32 pw_hc_get_shared_data(void *c, u32 kptr, u32 klen, u32 ret_ptr, u32 ret_size
         return PROXY_RESULT_UNIMPLEMENTED;
     if (!pw_mem(VM, ret_cas, 4))
         return PROXY_RESULT_INVALID_MEMORY_ACCESS;
-    char *value;
+    char small[256], *value;
     size_t len;
     uint32_t cas = 0;
-    proxy_status_t rc = pw_store_get(st, vm_id_of(VM), key, &value, &len, &cas);
+    proxy_status_t rc =
+        pw_store_get_into(st, vm_id_of(VM), key, small, sizeof small, &value, &len, &cas);
     if (rc != OK)
         return rc == PROXY_RESULT_NOT_FOUND ? rc : PROXY_RESULT_NOT_FOUND;
     /* the store's lock is released: the plugin's allocator may run */
     rc = pw_out_bytes(VM, value, len, ret_ptr, ret_size);
-    free(value);
+    if (value != small)
+        free(value);
     if (rc == OK && pw_mem_put_u32(VM, ret_cas, cas) != 0)
         rc = PROXY_RESULT_INVALID_MEMORY_ACCESS;
     return rc;

@@ -313,6 +313,11 @@ static void *alloc_evicting(pw_store *st, size_t n, const st_entry *keep) {
 
 proxy_status_t pw_store_get(pw_store *st, pw_str vm_id, pw_str key, char **value, size_t *len,
                             uint32_t *cas) {
+    return pw_store_get_into(st, vm_id, key, NULL, 0, value, len, cas);
+}
+
+proxy_status_t pw_store_get_into(pw_store *st, pw_str vm_id, pw_str key, char *dst, size_t cap,
+                                 char **value, size_t *len, uint32_t *cas) {
     char buf[256];
     uint32_t klen;
     *value = NULL;
@@ -327,10 +332,14 @@ proxy_status_t pw_store_get(pw_store *st, pw_str vm_id, pw_str key, char **value
     if (e) {
         rc = PROXY_RESULT_OK;
         *cas = e->cas;
-        if (e->vlen && !(*value = malloc(e->vlen)))
-            rc = PROXY_RESULT_INTERNAL_FAILURE;
-        else if (e->vlen)
-            memcpy(*value, e->data + e->klen, e->vlen);
+        if (e->vlen) {
+            /* no allocation for a small value */
+            *value = e->vlen <= cap ? dst : malloc(e->vlen);
+            if (*value)
+                memcpy(*value, e->data + e->klen, e->vlen);
+            else
+                rc = PROXY_RESULT_INTERNAL_FAILURE;
+        }
         *len = e->vlen;
         lru_unlink(st->root, e);
         lru_push(st->root, e);
@@ -362,6 +371,13 @@ proxy_status_t pw_store_set(pw_store *st, pw_str vm_id, pw_str key, pw_str value
     } else if (!value.data) {
         if (old)
             entry_drop(st, pp, old); /* a NULL value deletes */
+    } else if (old && old->vlen == value.len) {
+        /* the same size (a counter): in place, no allocation */
+        if (value.len)
+            memcpy(old->data + klen, value.data, value.len);
+        old->cas = next_cas(r);
+        lru_unlink(r, old);
+        lru_push(r, old);
     } else {
         st_entry *e = alloc_evicting(st, sizeof *e + klen + value.len, old);
         if (!e) {
