@@ -507,21 +507,9 @@ void exchange_next(exchange *x) {
 
 void exchange_reset(exchange *x) {
     arena_reset(&x->mem);
-    x->req_h.n = x->req_t.n = x->resp_h.n = x->resp_t.n = 0;
-    x->req_t_on = x->resp_t_on = x->resp_h_on = 0;
-    buf_clear(&x->req_body);
-    buf_clear(&x->resp_body);
-    buf_clear(&x->req_sent);
-    buf_clear(&x->resp_sent);
-    x->req_body_on = x->resp_body_on = 0;
-    x->props.n = 0;
+    exchange_next(x);
     x->ncalls = x->nevents = 0;
-    x->lr.present = 0;
-    x->lr.headers.n = 0;
-    x->outcome = OUT_COMPLETE;
-    x->error[0] = 0;
-    x->hostcalls = x->start_hostcalls = x->other_hostcalls = 0;
-    x->cur = -1;
+    x->start_hostcalls = x->other_hostcalls = 0;
 }
 
 void exchange_free(exchange *x) {
