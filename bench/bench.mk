@@ -28,7 +28,7 @@ BENCH_ONLY         ?=
 BENCH_OUT          ?= bench/results
 
 BENCH_DIR     := $(BUILD)/bench
-BENCH_C_NAMES := noop headers body shared count
+BENCH_C_NAMES := noop headers body shared count queue
 BENCH_C_WASM  := $(patsubst %,$(BENCH_DIR)/%.wasm,$(BENCH_C_NAMES))
 BENCH_AS_WASM := $(BENCH_DIR)/as_headers.wasm
 BENCH_VMBENCH := $(BENCH_DIR)/vmbench

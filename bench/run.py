@@ -667,6 +667,58 @@ def part_store(args, build):
     return out
 
 
+QUEUE_RE = re.compile(r"\[info\] (\d+)#\d+: .*queue_latency_ns=(\d+) from=(\d+)")
+
+
+def percentile(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))] if v else 0
+
+
+def part_queue(args, run_dir, subst, headers):
+    """Enqueue in a request on one worker to proxy_on_queue_ready on the
+    other: nginx with two workers, 8 keep-alive connections (reuseport
+    spreads them over both workers), requests 2 ms apart, each logging the
+    time its item took (bench/plugins/queue.c). Latencies from the other
+    worker and from the same one, in microseconds."""
+    port = args.port + 2
+    conf = os.path.join(run_dir, "queue.conf")
+    errlog = os.path.join(run_dir, "queue-error.log")
+    if os.path.exists(errlog):
+        os.unlink(errlog)
+    write_conf("queue.conf.in", conf, dict(subst, PORT=str(port)))
+    proc, _ = start_nginx(conf, port, errlog, workers=2)
+    try:
+        time.sleep(1)
+        conns = [Conn(port) for _ in range(8)]
+        for i in range(250):
+            for c in conns:
+                status, _, _ = c.get(request_bytes("/", port, headers))
+                if status != 200:
+                    die(f"queue part: status {status}")
+                time.sleep(0.002)
+        for c in conns:
+            c.close()
+        time.sleep(0.5)
+    finally:
+        stop(proc)
+        children.remove(proc)
+    cross, same = [], []
+    with open(errlog, errors="replace") as f:
+        for line in f:
+            m = QUEUE_RE.search(line)
+            if m:
+                (cross if m.group(1) != m.group(3) else same).append(int(m.group(2)) / 1000)
+    if not cross:
+        die("queue part: no item crossed workers (see " + errlog + ")")
+    out = {"cross_p50_us": percentile(cross, 0.5), "cross_p99_us": percentile(cross, 0.99),
+           "cross_n": len(cross), "same_p50_us": percentile(same, 0.5),
+           "same_p99_us": percentile(same, 0.99), "same_n": len(same)}
+    log(f"queue: other worker p50 {out['cross_p50_us']:.0f} us, p99 {out['cross_p99_us']:.0f} us "
+        f"({len(cross)} items); same worker p50 {out['same_p50_us']:.0f} us")
+    return out
+
+
 def run_checked(cmd):
     r = run(cmd, timeout=600)
     if r.returncode != 0:
@@ -821,6 +873,11 @@ def targets(res):
         t.append(("shared data get + CAS set of an 8-byte value (issue 10)", "<= 500 ns per pair",
                   f"{v:.0f} ns (2 processes on one key: {st['pairs_2']['ns_per_op']:.0f} ns)",
                   v <= 500))
+    q = res.get("queue")
+    if q:
+        t.append(("queue: enqueue on one worker to on_queue_ready on another (issue 10)",
+                  "p99 <= 1 ms", f"p50 {q['cross_p50_us']:.0f} us, p99 {q['cross_p99_us']:.0f} us",
+                  q["cross_p99_us"] <= 1000))
     if "metric_1" in st:
         v = st["metric_1"]["ns_per_op"]
         t.append(("metric increment (issue 10)", "<= 50 ns",
@@ -969,6 +1026,19 @@ def write_md(res, path, scenarios):
             if a and b:
                 L.append(f"| {label} | {a['ns_per_op']:.1f} | {b['ns_per_op']:.1f} |")
         L.append("")
+    q = res.get("queue")
+    if q:
+        L.append("## Shared queue wake-up (bench/plugins/queue.c)\n")
+        L.append("From proxy_enqueue_shared_queue in a request to proxy_on_queue_ready of the "
+                 "registering root context, two workers, requests 2 ms apart on 8 connections; "
+                 "microseconds.\n")
+        L.append("| from | items | p50 µs | p99 µs |")
+        L.append("|---|---:|---:|---:|")
+        L.append(f"| the other worker (pipe wake-up) | {q['cross_n']} | {q['cross_p50_us']:.0f} | "
+                 f"{q['cross_p99_us']:.0f} |")
+        L.append(f"| the same worker | {q['same_n']} | {q['same_p50_us']:.0f} | "
+                 f"{q['same_p99_us']:.0f} |")
+        L.append("")
     rss = res.get("rss")
     if rss:
         L.append("## Worker RSS over long runs (local set)\n")
@@ -1029,7 +1099,7 @@ def main():
     ap.add_argument("--rss-requests", type=int, default=1000000)
     ap.add_argument("--cg-requests", type=int, default=2000)
     ap.add_argument("--port", type=int, default=18080)
-    ap.add_argument("--only", default="rps,rss,callgrind,vm,store")
+    ap.add_argument("--only", default="rps,rss,callgrind,vm,store,queue")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     build = os.path.abspath(args.build)
@@ -1039,7 +1109,7 @@ def main():
     plugins = os.path.join(build, "bench")
     for f in [module, os.path.join(plugins, "vmbench")] + [
             os.path.join(plugins, p + ".wasm")
-            for p in ("noop", "headers", "body", "as_headers", "shared", "count")]:
+            for p in ("noop", "headers", "body", "as_headers", "shared", "count", "queue")]:
         if not os.path.exists(f):
             die(f"{f} is missing: run `make bench` (or make nginx-module bench-build)")
     for tool in ("wrk", "valgrind", "callgrind_control", "gnuplot"):
@@ -1130,6 +1200,8 @@ def main():
                                               ("as_headers", "as_headers")])
         if "store" in parts:
             res["store"] = part_store(args, build)
+        if "queue" in parts:
+            res["queue"] = part_queue(args, run_dir, subst, headers)
     finally:
         stop_all()
     res["elapsed_s"] = round(time.time() - t_start)
