@@ -73,6 +73,7 @@ struct pw_plugin {
     /* the host's own metrics (pw_host_metric): pwasm_streams_total and
      * pwasm_traps_total{plugin=...}; 0: not defined yet */
     uint32_t streams_metric, traps_metric;
+    uint32_t time_metric; /* pwasm_callback_duration_us{plugin=...} */
     pw_log_rate log_rate;
     pw_plugin *next;
 };
@@ -142,6 +143,7 @@ struct pw_vm {
     int refusal_logged;       /* a limit refusal was logged in this callback */
     pw_log_rate log_rate;     /* lines logged with no plugin context current */
     uint32_t rebuilds_metric; /* the host's pwasm_vm_rebuilds_total{vm_id=...} */
+    uint32_t callbacks;       /* counted, to time one in 64 */
     char last_error[PW_ERRLEN];
 };
 
@@ -238,6 +240,10 @@ proxy_status_t pw_store_metric_get(pw_store *st, uint32_t id, int64_t *value);
  * defined yet, or no store). Rare events only: it may take the lock. */
 void pw_host_metric(pw_vm *vm, const char *family, const char *label, const char *value,
                     uint32_t *id, int64_t delta);
+/* The same for a metric of another type (proxy_metric_type_t), recording
+ * value (proxy_record_metric's rules). */
+void pw_host_metric_record(pw_vm *vm, uint32_t type, const char *family, const char *label,
+                           const char *value, uint32_t *id, int64_t v);
 
 /* The VM's store (pw_host_shared_ops.store), or NULL. */
 static inline pw_store *pw_vm_store(pw_vm *vm) {

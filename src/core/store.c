@@ -609,26 +609,35 @@ void pw_store_queue_redue(pw_store *st, uint32_t id, uint32_t count) {
 
 /* ------------------------------------------------------------- metrics */
 
+/* The host's own metric's id: `family{label="value"}` (value escaped). */
+static int host_metric_id(pw_store *st, uint32_t type, const char *family, const char *label,
+                          const char *value, uint32_t *id) {
+    if (*id)
+        return 1;
+    char name[512];
+    size_t n = (size_t)snprintf(name, sizeof name, "%s{%s=\"", family, label);
+    for (const char *c = value; *c && n < sizeof name - 4; c++) {
+        if (*c == '"' || *c == '\\')
+            name[n++] = '\\';
+        name[n++] = *c == '\n' ? ' ' : *c;
+    }
+    name[n++] = '"';
+    name[n++] = '}';
+    return pw_store_metric_define(st, type, (pw_str){name, n}, id) == PROXY_RESULT_OK;
+}
+
 void pw_host_metric(pw_vm *vm, const char *family, const char *label, const char *value,
                     uint32_t *id, int64_t delta) {
     pw_store *st = pw_vm_store(vm);
-    if (!st)
-        return;
-    if (!*id) {
-        char name[512];
-        size_t n = (size_t)snprintf(name, sizeof name, "%s{%s=\"", family, label);
-        for (const char *c = value; *c && n < sizeof name - 4; c++) {
-            if (*c == '"' || *c == '\\')
-                name[n++] = '\\';
-            name[n++] = *c == '\n' ? ' ' : *c;
-        }
-        name[n++] = '"';
-        name[n++] = '}';
-        if (pw_store_metric_define(st, PROXY_METRIC_COUNTER, (pw_str){name, n}, id) !=
-            PROXY_RESULT_OK)
-            return;
-    }
-    pw_store_metric_increment(st, *id, delta);
+    if (st && host_metric_id(st, PROXY_METRIC_COUNTER, family, label, value, id))
+        pw_store_metric_increment(st, *id, delta);
+}
+
+void pw_host_metric_record(pw_vm *vm, uint32_t type, const char *family, const char *label,
+                           const char *value, uint32_t *id, int64_t v) {
+    pw_store *st = pw_vm_store(vm);
+    if (st && host_metric_id(st, type, family, label, value, id))
+        pw_store_metric_record(st, *id, (uint64_t)v);
 }
 
 /* proxy_define_metric: the id of (type, name), created if new (ids from

@@ -3,6 +3,7 @@ two workers: examples/c/shared_counter (shared data with CAS, a metric)
 and examples/c/token_refresh (ticks, shared data, a queue), as their
 READMEs configure them."""
 
+import http.client
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,53 @@ def test_shared_counter_counts_every_request_of_both_workers(nginx):
     assert len({r.header("x-pid") for r in responses}) == 2
     counts = [int(r.header("x-count")) for r in responses]
     assert max(counts) == n and min(counts) >= 1
+    assert int(nginx.request("/").header("x-count")) == n + 1
+    metrics = nginx.request("/metrics").body.decode()
+    assert re.search(rf"^shared_counter_requests_total {n + 1}$", metrics, re.M), metrics
+
+
+COUNTER_LOCAL = """
+    proxy_wasm_module counter @WASM:examples/shared_counter.wasm@ vm_id=counter;
+    server {
+        listen 127.0.0.1:@PORT@ reuseport;
+        location / {
+            proxy_wasm counter config=writer;
+            proxy_wasm counter config=reader;
+            add_header x-pid $pid always;
+            return 200 "ok\\n";
+        }
+        location = /metrics { proxy_wasm_metrics; }
+    }
+"""
+
+
+def test_twenty_thousand_requests_count_exactly_and_never_go_back(nginx):
+    """The issue's scenario at its scale: 20,000 requests on 32 keep-alive
+    connections spread over two workers. The counter ends at exactly
+    20,000, and what the reader shows on one connection only goes up (each
+    request's own increment comes before its read)."""
+    nginx.start(COUNTER_LOCAL, workers=2)
+    n, conns = 20000, 32
+
+    def client(_):
+        c = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=30)
+        seen, pids = [], set()
+        for _ in range(n // conns):
+            c.request("GET", "/")
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200
+            seen.append(int(r.getheader("x-count")))
+            pids.add(r.getheader("x-pid"))
+        c.close()
+        return seen, pids
+
+    with ThreadPoolExecutor(conns) as pool:
+        results = list(pool.map(client, range(conns)))
+    assert len(set().union(*(p for _, p in results))) == 2, "both workers must take part"
+    for seen, _ in results:
+        assert all(a < b for a, b in zip(seen, seen[1:])), seen
+    assert max(max(seen) for seen, _ in results) == n
     assert int(nginx.request("/").header("x-count")) == n + 1
     metrics = nginx.request("/metrics").body.decode()
     assert re.search(rf"^shared_counter_requests_total {n + 1}$", metrics, re.M), metrics

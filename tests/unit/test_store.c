@@ -315,6 +315,11 @@ TEST(store_through_hostcalls) {
     static char host_stream;
     CHECK(pw_stream_new(pa, &host_stream, &st, err, sizeof err) == PW_OK);
     pw_stream_free(st);
+    /* one callback in 64 is timed: 20 more streams make at least 64 */
+    for (int i = 0; i < 20; i++) {
+        CHECK(pw_stream_new(pa, &host_stream, &st, err, sizeof err) == PW_OK);
+        pw_stream_free(st);
+    }
     int64_t v;
     CHECK(pw_store_metric(the_store, S("reqs"), PROXY_METRIC_COUNTER, &v) == PROXY_RESULT_OK);
     CHECK(v == 7); /* 5 in one slot, 2 in the other */
@@ -331,7 +336,10 @@ TEST(store_through_hostcalls) {
     CHECK_CONTAINS(t.b, "# TYPE my_gauge_1 gauge\nmy_gauge_1 0\n");
     /* the host's own: streams per plugin */
     CHECK_CONTAINS(t.b,
-                   "# TYPE pwasm_streams_total counter\npwasm_streams_total{plugin=\"a\"} 1\n");
+                   "# TYPE pwasm_streams_total counter\npwasm_streams_total{plugin=\"a\"} 21\n");
+    CHECK_CONTAINS(t.b, "# TYPE pwasm_callback_duration_us histogram\n");
+    CHECK_CONTAINS(t.b, "pwasm_callback_duration_us_bucket{plugin=\"a\",le=\"+Inf\"} ");
+    CHECK_CONTAINS(t.b, "pwasm_callback_duration_us_count{plugin=\"a\"} ");
     pw_vm_free(b);
     pw_vm_free(a);
     CHECK(tick_period == 0); /* freed: its timer is stopped */
