@@ -708,6 +708,21 @@ typedef struct pw_store_mem {
     void (*unlock)(void *region);
 } pw_store_mem;
 
+/* A lifetime for shared data (an extension: Envoy's keys never expire):
+ * keys of vm_id (empty: any vm_id) that start with prefix (empty: any
+ * key) are forgotten ttl_ms after their last write. A read or CAS write of
+ * an expired key finds it missing. */
+typedef struct pw_store_ttl {
+    pw_str vm_id;
+    pw_str prefix;
+    uint64_t ttl_ms;
+} pw_store_ttl;
+
+/* Most TTL rules of a store. */
+#define PW_STORE_TTL_MAX 16
+/* Longest vm_id and prefix of a TTL rule, in bytes. */
+#define PW_STORE_TTL_NAME_MAX 64
+
 typedef struct pw_store_config {
     /* 1: evict the least recently used shared data when the region is
      * full; 0: refuse the write. A refused write (also in LRU mode, when
@@ -726,6 +741,11 @@ typedef struct pw_store_config {
     uint32_t max_metrics;
     /* Most queues; 0: 1024. */
     uint32_t max_queues;
+    /* TTL rules, the first that matches a key applies (at most
+     * PW_STORE_TTL_MAX, names at most PW_STORE_TTL_NAME_MAX bytes, else
+     * PW_EINVAL). They replace those of an existing store. */
+    const pw_store_ttl *ttl;
+    size_t nttl;
 } pw_store_config;
 
 /* Opens a store: makes a new one in the region (root NULL), or attaches to

@@ -133,6 +133,8 @@ struct ngx_proxy_wasm_conf_s {
     ngx_uint_t                       shm_evict;  /* 1: lru, 0: none */
     ngx_str_t                        shm_file;   /* where it was set */
     ngx_uint_t                       shm_line;
+    ngx_array_t                     *shm_ttl;    /* pw_store_ttl:
+                                                    proxy_wasm_shm_ttl */
     ngx_shm_zone_t                  *shm_zone;
     pw_store_mem                     shm_mem;    /* over the zone's slab pool */
     pw_store                        *store;      /* this process's handle;
@@ -190,6 +192,8 @@ void ngx_proxy_wasm_host_log(void *host, void *stream, pw_str plugin_name,
 proxy_log_level_t ngx_proxy_wasm_host_log_level(void *host);
 
 /* ngx_proxy_wasm_shm.c */
+char *ngx_proxy_wasm_shm_ttl_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 char *ngx_proxy_wasm_shm_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_proxy_wasm_shm_add(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,

@@ -107,6 +107,86 @@ ngx_proxy_wasm_shm_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* proxy_wasm_shm_ttl TIME [vm_id=ID] [prefix=KEY_PREFIX]: shared data
+ * keys of that vm_id (any without) starting with that prefix (any key
+ * without) are forgotten TIME after their last write; the first matching
+ * directive applies. */
+char *
+ngx_proxy_wasm_shm_ttl_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_proxy_wasm_conf_t *wc = (ngx_proxy_wasm_conf_t *)
+                                    ((char *) conf + cmd->offset);
+
+    ngx_int_t      ms;
+    ngx_str_t     *value, *name;
+    ngx_uint_t     i;
+    pw_store_ttl  *t;
+
+    value = cf->args->elts;
+
+    if (wc->shm_ttl == NULL) {
+        wc->shm_ttl = ngx_array_create(cf->pool, 4, sizeof(pw_store_ttl));
+        if (wc->shm_ttl == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (wc->shm_ttl->nelts == PW_STORE_TTL_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "proxy_wasm_shm_ttl: more than %d rules",
+                           PW_STORE_TTL_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    ms = ngx_parse_time(&value[1], 0);
+
+    if (ms == NGX_ERROR || ms == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "proxy_wasm_shm_ttl: invalid time \"%V\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    t = ngx_array_push(wc->shm_ttl);
+    if (t == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(t, sizeof(pw_store_ttl));
+    t->ttl_ms = (uint64_t) ms;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        name = &value[i];
+
+        if (ngx_strncmp(name->data, "vm_id=", 6) == 0) {
+            t->vm_id.data = (const char *) name->data + 6;
+            t->vm_id.len = name->len - 6;
+
+        } else if (ngx_strncmp(name->data, "prefix=", 7) == 0) {
+            t->prefix.data = (const char *) name->data + 7;
+            t->prefix.len = name->len - 7;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (t->vm_id.len > PW_STORE_TTL_NAME_MAX
+        || t->prefix.len > PW_STORE_TTL_NAME_MAX)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "proxy_wasm_shm_ttl: vm_id and prefix may have "
+                           "at most %d bytes", PW_STORE_TTL_NAME_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /*
  * Declares the zone of wc's store under `name`, owned by the module `tag`
  * (the subsystem's module: nginx reuses a zone across a reload only for
@@ -208,6 +288,11 @@ ngx_proxy_wasm_shm_init(ngx_shm_zone_t *zone, void *data)
     ngx_memzero(&cfg, sizeof(pw_store_config));
     cfg.evict_lru = wc->shm_evict ? 1 : 0;
     cfg.slots = (uint32_t) wc->slots;
+
+    if (wc->shm_ttl) {
+        cfg.ttl = wc->shm_ttl->elts;
+        cfg.nttl = wc->shm_ttl->nelts;
+    }
 
     wc->shm_mem.region = shpool;
     wc->shm_mem.alloc = ngx_proxy_wasm_shm_alloc;

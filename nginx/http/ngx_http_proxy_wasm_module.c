@@ -131,6 +131,13 @@ static ngx_command_t  ngx_http_proxy_wasm_commands[] = {
       offsetof(ngx_http_proxy_wasm_main_conf_t, wasm),
       NULL },
 
+    { ngx_string("proxy_wasm_shm_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      ngx_proxy_wasm_shm_ttl_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm),
+      NULL },
+
     { ngx_string("proxy_wasm_service"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_proxy_wasm_service_directive,

@@ -15,11 +15,12 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "core/core.h"
 
 #define ST_MAGIC 0x70775354u /* "pwST" */
-#define ST_VERSION 1u
+#define ST_VERSION 2u
 
 /* Envoy's histogram bucket bounds, and as Prometheus prints them. */
 static const double hist_bounds[] = {0.5,   1,      5,      10,      25,     50,    100,
@@ -47,8 +48,15 @@ typedef struct st_entry {
     struct st_entry *lru_prev, *lru_next; /* most recently used first */
     uint32_t hash, cas;
     uint32_t klen, vlen;
-    char data[]; /* key, then value */
+    int64_t expires_ms; /* CLOCK_MONOTONIC ms; 0: never */
+    char data[];        /* key, then value */
 } st_entry;
+
+typedef struct st_ttl {
+    uint32_t vlen, plen;
+    char vm_id[PW_STORE_TTL_NAME_MAX], prefix[PW_STORE_TTL_NAME_MAX];
+    int64_t ttl_ms;
+} st_ttl;
 
 typedef struct st_item {
     struct st_item *next;
@@ -88,6 +96,8 @@ typedef struct st_root {
     st_metric **metrics;
     uint32_t nmetrics; /* read without the lock: atomic */
     pw_store_stats stats;
+    uint32_t nttl;
+    st_ttl ttl[PW_STORE_TTL_MAX];
 } st_root;
 
 struct pw_store {
@@ -153,6 +163,40 @@ static size_t metric_values(const st_root *r, uint32_t type) {
                                           : 0;
 }
 
+/* The configuration's TTL rules into the root (lock held). */
+static void st_set_ttl(st_root *r, const pw_store_config *cfg) {
+    r->nttl = 0;
+    for (size_t i = 0; cfg && i < cfg->nttl; i++) {
+        st_ttl *t = &r->ttl[r->nttl++];
+        t->vlen = (uint32_t)cfg->ttl[i].vm_id.len;
+        t->plen = (uint32_t)cfg->ttl[i].prefix.len;
+        if (t->vlen)
+            memcpy(t->vm_id, cfg->ttl[i].vm_id.data, t->vlen);
+        if (t->plen)
+            memcpy(t->prefix, cfg->ttl[i].prefix.data, t->plen);
+        t->ttl_ms = (int64_t)cfg->ttl[i].ttl_ms;
+    }
+}
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* one clock for every process */
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* When a key written now expires: its first matching rule's TTL, else
+ * never (0). Lock held. */
+static int64_t expires_of(const st_root *r, pw_str vm_id, pw_str key) {
+    for (uint32_t i = 0; i < r->nttl; i++) {
+        const st_ttl *t = &r->ttl[i];
+        if ((t->vlen && (t->vlen != vm_id.len || memcmp(t->vm_id, vm_id.data, t->vlen))) ||
+            t->plen > key.len || (t->plen && memcmp(t->prefix, key.data, t->plen)))
+            continue;
+        return now_ms() + (t->ttl_ms ? t->ttl_ms : 1);
+    }
+    return 0;
+}
+
 int pw_store_open(const pw_store_mem *mem, const pw_store_config *cfg, void *root, pw_store **out,
                   char *err, size_t errlen) {
     *out = NULL;
@@ -160,6 +204,16 @@ int pw_store_open(const pw_store_mem *mem, const pw_store_config *cfg, void *roo
         st_errf(err, errlen, "pw_store_open: incomplete pw_store_mem");
         return PW_EINVAL;
     }
+    if (cfg && cfg->nttl > PW_STORE_TTL_MAX) {
+        st_errf(err, errlen, "pw_store_open: more than 16 TTL rules");
+        return PW_EINVAL;
+    }
+    for (size_t i = 0; cfg && i < cfg->nttl; i++)
+        if (cfg->ttl[i].vm_id.len > PW_STORE_TTL_NAME_MAX ||
+            cfg->ttl[i].prefix.len > PW_STORE_TTL_NAME_MAX) {
+            st_errf(err, errlen, "pw_store_open: a TTL rule's vm_id or prefix is over 64 bytes");
+            return PW_EINVAL;
+        }
     pw_store *st = calloc(1, sizeof *st);
     if (!st) {
         st_errf(err, errlen, "out of memory");
@@ -177,10 +231,13 @@ int pw_store_open(const pw_store_mem *mem, const pw_store_config *cfg, void *roo
             /* the slot count stays: processes of the old configuration
              * still add to the metric slots, without the lock */
             st->root->evict_lru = cfg->evict_lru;
+            st_set_ttl(st->root, cfg);
         }
     } else if (st_create(st, cfg) != 0) {
         st_errf(err, errlen, "the shared memory is too small for the store's tables");
         rc = PW_ENOMEM;
+    } else {
+        st_set_ttl(st->root, cfg);
     }
     UNLOCK(st);
     if (rc != PW_OK) {
@@ -316,6 +373,11 @@ proxy_status_t pw_store_get(pw_store *st, pw_str vm_id, pw_str key, char **value
     return pw_store_get_into(st, vm_id, key, NULL, 0, value, len, cas);
 }
 
+/* A key whose TTL ran out (lock held). */
+static int expired(const st_entry *e) {
+    return e->expires_ms && now_ms() >= e->expires_ms;
+}
+
 proxy_status_t pw_store_get_into(pw_store *st, pw_str vm_id, pw_str key, char *dst, size_t cap,
                                  char **value, size_t *len, uint32_t *cas) {
     char buf[256];
@@ -328,7 +390,11 @@ proxy_status_t pw_store_get_into(pw_store *st, pw_str vm_id, pw_str key, char *d
     uint32_t h = hash_bytes(k, klen);
     proxy_status_t rc = PROXY_RESULT_NOT_FOUND;
     LOCK(st);
-    st_entry *e = *find(st->root, k, klen, h);
+    st_entry **pp = find(st->root, k, klen, h), *e = *pp;
+    if (e && expired(e)) {
+        entry_drop(st, pp, e); /* its time is up: gone */
+        e = NULL;
+    }
     if (e) {
         rc = PROXY_RESULT_OK;
         *cas = e->cas;
@@ -365,7 +431,15 @@ proxy_status_t pw_store_set(pw_store *st, pw_str vm_id, pw_str key, pw_str value
     proxy_status_t rc = PROXY_RESULT_OK;
     LOCK(st);
     st_root *r = st->root;
+    /* one expired key at the cold end goes at each write */
+    if (r->lru_tail && expired(r->lru_tail))
+        entry_drop(st, find(r, r->lru_tail->data, r->lru_tail->klen, r->lru_tail->hash),
+                   r->lru_tail);
     st_entry **pp = find(r, k, klen, h), *old = *pp;
+    if (old && expired(old)) {
+        entry_drop(st, pp, old); /* a CAS write to it finds it missing */
+        old = NULL;
+    }
     if (old && cas && cas != old->cas) {
         rc = PROXY_RESULT_CAS_MISMATCH;
     } else if (!value.data) {
@@ -376,6 +450,7 @@ proxy_status_t pw_store_set(pw_store *st, pw_str vm_id, pw_str key, pw_str value
         if (value.len)
             memcpy(old->data + klen, value.data, value.len);
         old->cas = next_cas(r);
+        old->expires_ms = expires_of(r, vm_id, key);
         lru_unlink(r, old);
         lru_push(r, old);
     } else {
@@ -393,6 +468,7 @@ proxy_status_t pw_store_set(pw_store *st, pw_str vm_id, pw_str key, pw_str value
             if (value.len)
                 memcpy(e->data + klen, value.data, value.len);
             e->cas = next_cas(r);
+            e->expires_ms = expires_of(r, vm_id, key);
             /* evictions may have moved the chain: look again */
             pp = find(r, k, klen, h);
             if ((old = *pp) != NULL)

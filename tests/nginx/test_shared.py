@@ -6,6 +6,7 @@ tests/nginx/plugins/store.wasm answers the commands of its `x-store` header
 
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 CONF = """
@@ -183,12 +184,30 @@ def test_configuration_errors(nginx):
         ("proxy_wasm_shm 1m eviction=lru eviction=none;",
          r'invalid number of arguments in "proxy_wasm_shm" directive'),
         ("proxy_wasm_shm 1m; proxy_wasm_shm 2m;", r'"proxy_wasm_shm" directive is duplicate'),
+        ("proxy_wasm_shm_ttl soon;", r'proxy_wasm_shm_ttl: invalid time "soon"'),
+        ("proxy_wasm_shm_ttl 1s key=a;", r'invalid parameter "key=a"'),
+        ("proxy_wasm_shm_ttl 1s prefix=" + "p" * 65 + ";",
+         r"proxy_wasm_shm_ttl: vm_id and prefix may have at most 64 bytes"),
+        (" ".join(["proxy_wasm_shm_ttl 1s;"] * 17), r"proxy_wasm_shm_ttl: more than 16 rules"),
     ]:
         rc, err = nginx.test_config(conf(shm))
         assert rc != 0, shm
         assert re.search(r"\[emerg\] \d+#\d+: " + error, err), err
     rc, err = nginx.test_config(conf("proxy_wasm_shm 1m eviction=none;"))
     assert rc == 0, err
+
+
+def test_ttl_forgets_keys_of_a_prefix(nginx):
+    nginx.start(conf("proxy_wasm_shm 1m; proxy_wasm_shm_ttl 500ms prefix=t.;"), workers=2)
+    assert store(nginx, "set t.a 1 0")[0] == [["set", "0"]]
+    assert store(nginx, "set keep 1 0")[0] == [["set", "0"]]
+    assert store(nginx, "get t.a")[0][0][1] == "0"  # Ok
+    time.sleep(0.8)
+    assert store(nginx, "get t.a")[0][0][1] == "1"  # NotFound: expired
+    assert store(nginx, "get keep")[0][0][1] == "0"  # no rule: kept
+    # written again, the key lives again
+    assert store(nginx, "set t.a 2 0")[0] == [["set", "0"]]
+    assert store(nginx, "get t.a")[0][0][1] == "0"
 
 
 def test_a_trap_in_on_queue_ready(nginx):

@@ -6,6 +6,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "pwasm.h"
@@ -206,6 +207,47 @@ TEST(store_reattach) {
     pw_store_close(st);
 }
 
+/* TTL rules: keys of a vm_id and prefix expire after their last write;
+ * an expired key is missing for reads and CAS writes. */
+TEST(store_ttl) {
+    region r = {0};
+    r.cap = 1 << 20;
+    pw_store_mem mem = {&r, r_alloc, r_free, r_lock, r_unlock};
+    pw_store_ttl rules[] = {{S("vm"), S("t."), 50}, {S(""), S("all."), 50}};
+    pw_store_config cfg = {.evict_lru = 1, .slots = 1, .ttl = rules, .nttl = 2};
+    pw_store *st = NULL;
+    char err[PW_ERRLEN];
+    CHECK(pw_store_open(&mem, &cfg, NULL, &st, err, sizeof err) == PW_OK);
+    if (!st)
+        return;
+    uint32_t cas;
+    CHECK(pw_store_set(st, S("vm"), S("t.a"), S("1"), 0, NULL) == PROXY_RESULT_OK);
+    CHECK(pw_store_set(st, S("other"), S("t.a"), S("2"), 0, NULL) == PROXY_RESULT_OK);
+    CHECK(pw_store_set(st, S("other"), S("all.b"), S("3"), 0, NULL) == PROXY_RESULT_OK);
+    CHECK(pw_store_set(st, S("vm"), S("keep"), S("4"), 0, NULL) == PROXY_RESULT_OK);
+    CHECK(value_is(st, S("vm"), S("t.a"), "1", &cas));
+    struct timespec pause = {0, 80 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    char *v;
+    size_t n;
+    uint32_t c2;
+    CHECK(pw_store_get(st, S("vm"), S("t.a"), &v, &n, &c2) == PROXY_RESULT_NOT_FOUND);
+    CHECK(pw_store_get(st, S("other"), S("all.b"), &v, &n, &c2) == PROXY_RESULT_NOT_FOUND);
+    CHECK(value_is(st, S("other"), S("t.a"), "2", NULL)); /* another vm_id: no rule */
+    CHECK(value_is(st, S("vm"), S("keep"), "4", NULL));
+    /* a CAS write to an expired key finds it missing: created */
+    CHECK(pw_store_set(st, S("vm"), S("t.b"), S("5"), 0, NULL) == PROXY_RESULT_OK);
+    CHECK(value_is(st, S("vm"), S("t.b"), "5", &cas));
+    nanosleep(&pause, NULL);
+    CHECK(pw_store_set(st, S("vm"), S("t.b"), S("6"), cas, NULL) == PROXY_RESULT_OK);
+    CHECK(value_is(st, S("vm"), S("t.b"), "6", NULL)); /* written again: alive */
+    /* too many rules, or a name too long: refused */
+    pw_store *bad = NULL;
+    cfg.nttl = PW_STORE_TTL_MAX + 1;
+    CHECK(pw_store_open(&mem, &cfg, NULL, &bad, err, sizeof err) == PW_EINVAL);
+    pw_store_close(st);
+}
+
 typedef struct text {
     char b[8192];
     size_t n;
@@ -354,6 +396,7 @@ void run_store_tests(void) {
     RUN(store_cas_rules);
     RUN(store_eviction_and_refusal);
     RUN(store_reattach);
+    RUN(store_ttl);
     RUN(store_through_hostcalls);
     /* Prometheus text of an empty store: only the store's own figures */
     region r = {0};
