@@ -43,8 +43,9 @@ ngx_proxy_wasm_stopping(void)
  * pw_host_timer_ops.set_tick: on_tick of `plugin` every period_ms from now
  * on (replacing any earlier period), or never again (0). Called from
  * inside a plugin call (proxy_set_tick_period_milliseconds), and with 0 by
- * the library when the plugin's VM is discarded or freed: arms or disarms
- * the timer, nothing more.
+ * the library when the plugin is freed, or rebuilt after a trap without
+ * asking again (the timer stays armed across a trap: its next tick
+ * rebuilds the VM): arms or disarms the timer, nothing more.
  */
 void
 ngx_proxy_wasm_host_set_tick(void *host, pw_plugin *plugin,
