@@ -273,23 +273,35 @@ void pw_store_stats_get(pw_store *st, pw_store_stats *out) {
 
 /* --------------------------------------------------------- shared data */
 
-/* "<len><vm_id><name>": shared data keys and queue names, per vm_id. The
- * result is malloc'ed unless it fits in buf. */
-static char *qualify(pw_str vm_id, pw_str name, char *buf, size_t buflen, uint32_t *len) {
+/* "<len><vm_id><name>": a shared data key or a queue name, per vm_id; in
+ * buf when it fits, else malloc'ed (key_free). */
+typedef struct st_key {
+    char *p;
+    uint32_t len;
+    char buf[256];
+} st_key;
+
+/* 0 when the name is too long or there is no memory. */
+static int key_make(st_key *k, pw_str vm_id, pw_str name) {
     size_t n = 4 + vm_id.len + name.len;
     if (n > UINT32_MAX)
-        return NULL;
-    char *k = n <= buflen ? buf : malloc(n);
-    if (!k)
-        return NULL;
+        return 0;
+    k->p = n <= sizeof k->buf ? k->buf : malloc(n);
+    if (!k->p)
+        return 0;
     uint32_t vl = (uint32_t)vm_id.len;
-    memcpy(k, &vl, 4);
+    memcpy(k->p, &vl, 4);
     if (vm_id.len)
-        memcpy(k + 4, vm_id.data, vm_id.len);
+        memcpy(k->p + 4, vm_id.data, vm_id.len);
     if (name.len)
-        memcpy(k + 4 + vm_id.len, name.data, name.len);
-    *len = (uint32_t)n;
-    return k;
+        memcpy(k->p + 4 + vm_id.len, name.data, name.len);
+    k->len = (uint32_t)n;
+    return 1;
+}
+
+static void key_free(st_key *k) {
+    if (k->p != k->buf)
+        free(k->p);
 }
 
 static uint32_t hash_bytes(const char *p, size_t n) {
@@ -380,17 +392,15 @@ static int expired(const st_entry *e) {
 
 proxy_status_t pw_store_get_into(pw_store *st, pw_str vm_id, pw_str key, char *dst, size_t cap,
                                  char **value, size_t *len, uint32_t *cas) {
-    char buf[256];
-    uint32_t klen;
+    st_key k;
     *value = NULL;
     *len = 0;
-    char *k = qualify(vm_id, key, buf, sizeof buf, &klen);
-    if (!k)
+    if (!key_make(&k, vm_id, key))
         return PROXY_RESULT_INTERNAL_FAILURE;
-    uint32_t h = hash_bytes(k, klen);
+    uint32_t h = hash_bytes(k.p, k.len);
     proxy_status_t rc = PROXY_RESULT_NOT_FOUND;
     LOCK(st);
-    st_entry **pp = find(st->root, k, klen, h), *e = *pp;
+    st_entry **pp = find(st->root, k.p, k.len, h), *e = *pp;
     if (e && expired(e)) {
         entry_drop(st, pp, e); /* its time is up: gone */
         e = NULL;
@@ -411,23 +421,18 @@ proxy_status_t pw_store_get_into(pw_store *st, pw_str vm_id, pw_str key, char *d
         lru_push(st->root, e);
     }
     UNLOCK(st);
-    if (k != buf)
-        free(k);
+    key_free(&k);
     return rc;
 }
 
 proxy_status_t pw_store_set(pw_store *st, pw_str vm_id, pw_str key, pw_str value, uint32_t cas,
                             int *refused) {
-    char buf[256];
-    uint32_t klen;
+    st_key k;
     if (refused)
         *refused = 0;
-    if (value.len > UINT32_MAX)
+    if (value.len > UINT32_MAX || !key_make(&k, vm_id, key))
         return PROXY_RESULT_CAS_MISMATCH;
-    char *k = qualify(vm_id, key, buf, sizeof buf, &klen);
-    if (!k)
-        return PROXY_RESULT_CAS_MISMATCH;
-    uint32_t h = hash_bytes(k, klen);
+    uint32_t h = hash_bytes(k.p, k.len);
     proxy_status_t rc = PROXY_RESULT_OK;
     LOCK(st);
     st_root *r = st->root;
@@ -435,7 +440,7 @@ proxy_status_t pw_store_set(pw_store *st, pw_str vm_id, pw_str key, pw_str value
     if (r->lru_tail && expired(r->lru_tail))
         entry_drop(st, find(r, r->lru_tail->data, r->lru_tail->klen, r->lru_tail->hash),
                    r->lru_tail);
-    st_entry **pp = find(r, k, klen, h), *old = *pp;
+    st_entry **pp = find(r, k.p, k.len, h), *old = *pp;
     if (old && expired(old)) {
         entry_drop(st, pp, old); /* a CAS write to it finds it missing */
         old = NULL;
@@ -448,13 +453,13 @@ proxy_status_t pw_store_set(pw_store *st, pw_str vm_id, pw_str key, pw_str value
     } else if (old && old->vlen == value.len) {
         /* the same size (a counter): in place, no allocation */
         if (value.len)
-            memcpy(old->data + klen, value.data, value.len);
+            memcpy(old->data + k.len, value.data, value.len);
         old->cas = next_cas(r);
         old->expires_ms = expires_of(r, vm_id, key);
         lru_unlink(r, old);
         lru_push(r, old);
     } else {
-        st_entry *e = alloc_evicting(st, sizeof *e + klen + value.len, old);
+        st_entry *e = alloc_evicting(st, sizeof *e + k.len + value.len, old);
         if (!e) {
             rc = PROXY_RESULT_CAS_MISMATCH;
             r->stats.refused++;
@@ -462,27 +467,26 @@ proxy_status_t pw_store_set(pw_store *st, pw_str vm_id, pw_str key, pw_str value
                 *refused = 1;
         } else {
             e->hash = h;
-            e->klen = klen;
+            e->klen = k.len;
             e->vlen = (uint32_t)value.len;
-            memcpy(e->data, k, klen);
+            memcpy(e->data, k.p, k.len);
             if (value.len)
-                memcpy(e->data + klen, value.data, value.len);
+                memcpy(e->data + k.len, value.data, value.len);
             e->cas = next_cas(r);
             e->expires_ms = expires_of(r, vm_id, key);
             /* evictions may have moved the chain: look again */
-            pp = find(r, k, klen, h);
+            pp = find(r, k.p, k.len, h);
             if ((old = *pp) != NULL)
                 entry_drop(st, pp, old);
             e->next = r->buckets[h & (r->nbuckets - 1)];
             r->buckets[h & (r->nbuckets - 1)] = e;
             lru_push(r, e);
             r->stats.keys++;
-            r->stats.data_bytes += (uint64_t)klen - 4 + value.len;
+            r->stats.data_bytes += (uint64_t)k.len - 4 + value.len;
         }
     }
     UNLOCK(st);
-    if (k != buf)
-        free(k);
+    key_free(&k);
     return rc;
 }
 
@@ -505,33 +509,31 @@ static st_queue *queue_named(st_root *r, const char *k, uint32_t klen) {
  * deliveries. Ok, or InternalFailure (no room). */
 proxy_status_t pw_store_queue_register(pw_store *st, pw_str vm_id, pw_str name, pw_str root_id,
                                        uint32_t *id) {
-    char buf[256];
-    uint32_t klen;
-    char *k = qualify(vm_id, name, buf, sizeof buf, &klen);
-    if (!k || root_id.len > UINT32_MAX)
+    st_key k;
+    if (root_id.len > UINT32_MAX || !key_make(&k, vm_id, name))
         return PROXY_RESULT_INTERNAL_FAILURE;
     proxy_status_t rc = PROXY_RESULT_OK;
     LOCK(st);
     st_root *r = st->root;
-    st_queue *q = queue_named(r, k, klen);
+    st_queue *q = queue_named(r, k.p, k.len);
     char *owner = alloc_evicting(st, root_id.len ? root_id.len : 1, NULL);
     if (!owner) {
         rc = PROXY_RESULT_INTERNAL_FAILURE;
     } else if (!q) {
         if (r->nqueues >= r->max_queues || !(q = alloc_evicting(st, sizeof *q, NULL))) {
             rc = PROXY_RESULT_INTERNAL_FAILURE;
-        } else if (!(q->key = alloc_evicting(st, klen, NULL))) {
+        } else if (!(q->key = alloc_evicting(st, k.len, NULL))) {
             st_free(st, q);
             q = NULL;
             rc = PROXY_RESULT_INTERNAL_FAILURE;
         } else {
             q->id = r->nqueues + 1;
             q->pending = 0;
-            q->klen = klen;
+            q->klen = k.len;
             q->head = q->tail = NULL;
             q->items = 0;
             q->root_id = NULL;
-            memcpy(q->key, k, klen);
+            memcpy(q->key, k.p, k.len);
             r->queues[r->nqueues] = q;
             __atomic_store_n(&r->nqueues, r->nqueues + 1, __ATOMIC_RELEASE);
             r->stats.queues++;
@@ -549,25 +551,21 @@ proxy_status_t pw_store_queue_register(pw_store *st, pw_str vm_id, pw_str name, 
         st_free(st, owner);
     }
     UNLOCK(st);
-    if (k != buf)
-        free(k);
+    key_free(&k);
     return rc;
 }
 
 /* proxy_resolve_shared_queue: Ok or NotFound. */
 proxy_status_t pw_store_queue_resolve(pw_store *st, pw_str vm_id, pw_str name, uint32_t *id) {
-    char buf[256];
-    uint32_t klen;
-    char *k = qualify(vm_id, name, buf, sizeof buf, &klen);
-    if (!k)
+    st_key k;
+    if (!key_make(&k, vm_id, name))
         return PROXY_RESULT_NOT_FOUND;
     LOCK(st);
-    st_queue *q = queue_named(st->root, k, klen);
+    st_queue *q = queue_named(st->root, k.p, k.len);
     if (q)
         *id = q->id;
     UNLOCK(st);
-    if (k != buf)
-        free(k);
+    key_free(&k);
     return q ? PROXY_RESULT_OK : PROXY_RESULT_NOT_FOUND;
 }
 
