@@ -635,12 +635,91 @@ typedef struct pw_host_shared_ops {
     pw_host_queue_ready_fn *queue_ready;
 } pw_host_shared_ops;
 
-/* ---- areas of the next issues ----
- * Declared only: the next issues define these tables (TCP streams,
- * HTTP/gRPC callouts, foreign functions). Leave their pointers NULL; this
- * version ignores them. */
+/* ---- callouts: HTTP and gRPC calls to other services ----
+ * (docs/ABI.md §3.3 "HTTP callouts", "gRPC callouts", §8.9)
+ *
+ * The core checks the arguments, gives each call a token (unique among
+ * the VM's outstanding calls, never 0) and records which context made it.
+ * The embedder makes the call and later hands the answer back with
+ * pw_vm_http_call_response() / pw_vm_grpc_event(); the core calls the
+ * plugin's callback on the root context of the caller. Calls of a stream
+ * context that ends, of a plugin freed, and of a VM that traps are
+ * cancelled: the core calls `cancel` and never delivers their token
+ * again (Envoy delivers an answer that comes after its stream ended to
+ * the root context; no SDK needs it, and a request that is gone should not
+ * keep its calls open). Strings and pairs passed to these hooks point
+ * into the plugin's memory, valid only during the hook: copy what is
+ * kept. Every hook is called from inside a plugin call: it starts or
+ * stops I/O, no more; it must never call into the VM (an answer known at
+ * once, e.g. a refused connection, is delivered later, from the event
+ * loop). */
+
+/* proxy_http_call: headers include :method, :path and :authority (the
+ * core refused the call with BadArgument otherwise) and are also given
+ * one by one; names as the plugin wrote them. */
+typedef struct pw_http_callout {
+    pw_str upstream; /* the plugin's `upstream` argument, as given */
+    const pw_kv *headers;
+    size_t nheaders;
+    pw_str method, path, authority, scheme; /* scheme: "" if absent */
+    pw_str body;
+    const pw_kv *trailers;
+    size_t ntrailers;
+    uint32_t timeout_ms; /* 0: no timeout (Envoy's rule) */
+} pw_http_callout;
+
+/* Starts `call` for `plugin` under `token`. Returns PROXY_RESULT_OK (the
+ * answer, or a failure, comes later through pw_vm_http_call_response,
+ * exactly once unless cancelled first), PROXY_RESULT_BAD_ARGUMENT (the
+ * upstream is unknown or not allowed to this plugin, or a header is not
+ * one the embedder can send) or PROXY_RESULT_INTERNAL_FAILURE (no memory,
+ * too many calls); the hostcall answers the same. */
+typedef proxy_status_t pw_host_http_call_fn(void *host, pw_plugin *plugin, uint32_t token,
+                                            const pw_http_callout *call);
+
+/* proxy_grpc_call (unary: message and timeout set) or proxy_grpc_stream
+ * (stream 1: messages follow with grpc_send). */
+typedef struct pw_grpc_callout {
+    pw_str upstream;         /* the `grpc_service` argument: a target name */
+    pw_str service, method;  /* the :path is /service/method */
+    const pw_kv *metadata;   /* initial metadata */
+    size_t nmetadata;
+    pw_str message;          /* unary: the request, without the gRPC frame */
+    uint32_t timeout_ms;     /* unary: 0 none; stream: 0 */
+    int stream;
+} pw_grpc_callout;
+
+/* Starts a gRPC call or stream. Returns PROXY_RESULT_OK (events follow
+ * through pw_vm_grpc_event, the last one PW_GRPC_CLOSE, unless cancelled
+ * first), PROXY_RESULT_PARSE_FAILURE (unknown or refused target: what the
+ * SDKs expect) or PROXY_RESULT_INTERNAL_FAILURE. */
+typedef proxy_status_t pw_host_grpc_call_fn(void *host, pw_plugin *plugin, uint32_t token,
+                                            const pw_grpc_callout *call);
+/* proxy_grpc_send on an open stream: one message (unframed); end_of_stream
+ * half-closes after it. PROXY_RESULT_OK, or PROXY_RESULT_BAD_ARGUMENT when
+ * the stream was half-closed already. */
+typedef proxy_status_t pw_host_grpc_send_fn(void *host, uint32_t token, pw_str message,
+                                            int end_of_stream);
+/* proxy_grpc_close on a stream: half-close (no more messages from the
+ * plugin; the answers go on until PW_GRPC_CLOSE). */
+typedef proxy_status_t pw_host_grpc_close_fn(void *host, uint32_t token);
+/* Abandons call `token` (HTTP or gRPC): stop its I/O and never answer it
+ * (proxy_grpc_cancel, proxy_grpc_close on a unary call, or its context
+ * ended). The token may be given again to a later call. */
+typedef void pw_host_callout_cancel_fn(void *host, uint32_t token);
+
+typedef struct pw_host_callout_ops {
+    pw_host_http_call_fn *http_call; /* NULL: proxy_http_call Unimplemented */
+    pw_host_grpc_call_fn *grpc_call; /* NULL: every gRPC hostcall Unimplemented */
+    pw_host_grpc_send_fn *grpc_send;
+    pw_host_grpc_close_fn *grpc_close;
+    pw_host_callout_cancel_fn *cancel; /* required with either of the first two */
+} pw_host_callout_ops;
+
+/* ---- areas of the next issue ----
+ * Declared only: the next issue defines these tables (TCP streams, foreign
+ * functions). Leave their pointers NULL; this version ignores them. */
 struct pw_host_network_ops;
-struct pw_host_callout_ops;
 struct pw_host_foreign_ops;
 
 /* ---- the whole host ---- */
@@ -661,9 +740,10 @@ typedef struct pw_host_ops {
     const pw_host_timer_ops *timers;
     /* shared data, queues and metrics: the store */
     const pw_host_shared_ops *shared;
-    /* The next issues define these; NULL for now. */
+    /* The next issue defines this one; NULL for now. */
     const struct pw_host_network_ops *network;
-    const struct pw_host_callout_ops *callouts;
+    /* HTTP and gRPC callouts */
+    const pw_host_callout_ops *callouts;
     const struct pw_host_foreign_ops *foreign;
 } pw_host_ops;
 
@@ -860,6 +940,62 @@ int pw_plugin_on_tick(pw_plugin *p);
  * callbacks made, or a negative PW_E* code (PW_ETRAP: one trapped; the
  * deliveries it did not make are due again, for the next call). */
 int pw_vm_deliver_queues(pw_vm *vm);
+
+/* The answer of HTTP call `token` (§3.3 "HTTP callouts", §8.9). */
+typedef struct pw_http_response {
+    const pw_kv *headers; /* ":status" first; names lower-case */
+    size_t nheaders;
+    pw_str body;
+    const pw_kv *trailers;
+    size_t ntrailers;
+} pw_http_response;
+
+/* Delivers the answer of HTTP call `token` (pw_host_http_call_fn):
+ * proxy_on_http_call_response(root context, token, headers, body size,
+ * trailers), during which the plugin reads them as
+ * HttpCallResponseHeaders / HttpCallResponseBody / HttpCallResponseTrailers
+ * and proxy_get_status answers 0, "". resp NULL: the call failed
+ * (connect error, reset, timeout, answer too large): the callback gets
+ * (root, token, 0, 0, 0), proxy_get_status answers 11 (BrokenConnection,
+ * as Envoy) and `reason` ("timeout", ...; the embedder also logs it). The
+ * token is spent either way. Call it from the event loop, never from
+ * inside a plugin call (PW_EINVAL). Returns PW_OK (delivered, or the token
+ * is not an outstanding call of this VM: a call cancelled meanwhile is
+ * dropped silently), PW_EDEAD (the VM is dead: nothing delivered), or
+ * PW_ETRAP (the callback trapped; the VM is dead and its streams failed,
+ * announced as usual). The strings need only live during the call. */
+int pw_vm_http_call_response(pw_vm *vm, uint32_t token, const pw_http_response *resp,
+                             pw_str reason);
+
+/* One event of gRPC call or stream `token` (pw_host_grpc_call_fn). */
+typedef enum pw_grpc_event_kind {
+    PW_GRPC_INITIAL_METADATA,  /* metadata: the response headers, no pseudo-headers */
+    PW_GRPC_MESSAGE,           /* message: one message, without its 5-byte frame */
+    PW_GRPC_TRAILING_METADATA, /* metadata: the trailers */
+    PW_GRPC_CLOSE              /* status (grpc-status, 0..16), message: grpc-message;
+                                  the last event of the token */
+} pw_grpc_event_kind;
+
+typedef struct pw_grpc_event {
+    pw_grpc_event_kind kind;
+    const pw_kv *metadata;
+    size_t nmetadata;
+    pw_str message;
+    uint32_t status;
+} pw_grpc_event;
+
+/* Delivers one event: proxy_on_grpc_receive_initial_metadata /
+ * _receive / _receive_trailing_metadata / _close(root context, token, n),
+ * with the metadata readable as GrpcReceiveInitialMetadata /
+ * GrpcReceiveTrailingMetadata, the message as GrpcReceiveBuffer, and
+ * the close's status and message through proxy_get_status. A failure of
+ * the embedder's own (connect error, deadline, reset) is a PW_GRPC_CLOSE
+ * with a gRPC status (14 Unavailable, 4 DeadlineExceeded, ...). After
+ * PW_GRPC_CLOSE the token is spent. Returns as pw_vm_http_call_response. */
+int pw_vm_grpc_event(pw_vm *vm, uint32_t token, const pw_grpc_event *ev);
+
+/* Outstanding calls of the VM (HTTP and gRPC): for tests and metrics. */
+size_t pw_vm_callouts(const pw_vm *vm);
 
 /* ------------------------------------------------------------------ stream */
 

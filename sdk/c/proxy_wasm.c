@@ -842,8 +842,122 @@ proxy_status_t pw_get_metric(uint32_t metric_id, uint64_t *value) {
     return proxy_get_metric(metric_id, value);
 }
 
+/* The context the host is running now (the dispatch sets it before each
+ * callback; 0 without dispatch), and which context made each outstanding
+ * call-out: its answer comes to the root, the plugin wants the caller. */
+static uint32_t cur_ctx;
+
+struct call_slot {
+    uint32_t token, ctx;
+};
+static struct call_slot *calls;
+static size_t ncalls, calls_cap;
+
+static void call_note(uint32_t token) {
+    if (ncalls == calls_cap) {
+        size_t cap = calls_cap ? calls_cap * 2 : 8;
+        struct call_slot *n = realloc(calls, cap * sizeof *n);
+        if (!n) {
+            pw_logf(PROXY_LOG_ERROR, "pwasm sdk: cannot record call %u", token);
+            return;
+        }
+        calls = n;
+        calls_cap = cap;
+    }
+    calls[ncalls++] = (struct call_slot){token, cur_ctx};
+}
+
+/* The context that made call `token` (0: unknown); forgotten when `done`. */
+static uint32_t call_owner(uint32_t token, int done) {
+    for (size_t i = 0; i < ncalls; i++)
+        if (calls[i].token == token) {
+            uint32_t ctx = calls[i].ctx;
+            if (done)
+                calls[i] = calls[--ncalls];
+            return ctx;
+        }
+    return 0;
+}
+
 proxy_status_t pw_set_effective_context(uint32_t context_id) {
-    return proxy_set_effective_context(context_id);
+    proxy_status_t st = proxy_set_effective_context(context_id);
+    if (st == PROXY_RESULT_OK)
+        cur_ctx = context_id;
+    return st;
+}
+
+proxy_status_t pw_http_call(const char *upstream, const pw_pair_t *headers, size_t nheaders,
+                            const char *body, size_t body_len, uint32_t timeout_ms,
+                            uint32_t *token) {
+    char *map;
+    size_t map_size;
+    *token = 0;
+    proxy_status_t st = pw_pairs_serialize(headers, nheaders, &map, &map_size);
+    if (st != PROXY_RESULT_OK)
+        return st;
+    st = proxy_http_call(upstream, strlen(upstream), map, map_size, body, body_len, NULL, 0,
+                         timeout_ms, token);
+    free(map);
+    if (st == PROXY_RESULT_OK)
+        call_note(*token);
+    return st;
+}
+
+static proxy_status_t grpc_start(const char *upstream, const char *service, const char *method,
+                                 const pw_pair_t *metadata, size_t nmetadata,
+                                 const char *message, size_t message_len, uint32_t timeout_ms,
+                                 int stream, uint32_t *token) {
+    char *map;
+    size_t map_size;
+    *token = 0;
+    proxy_status_t st = pw_pairs_serialize(metadata, nmetadata, &map, &map_size);
+    if (st != PROXY_RESULT_OK)
+        return st;
+    if (stream)
+        st = proxy_grpc_stream(upstream, strlen(upstream), service, strlen(service), method,
+                               strlen(method), map, map_size, token);
+    else
+        st = proxy_grpc_call(upstream, strlen(upstream), service, strlen(service), method,
+                             strlen(method), map, map_size, message, message_len, timeout_ms,
+                             token);
+    free(map);
+    if (st == PROXY_RESULT_OK)
+        call_note(*token);
+    return st;
+}
+
+proxy_status_t pw_grpc_call(const char *upstream, const char *service, const char *method,
+                            const pw_pair_t *metadata, size_t nmetadata, const char *message,
+                            size_t message_len, uint32_t timeout_ms, uint32_t *token) {
+    return grpc_start(upstream, service, method, metadata, nmetadata, message, message_len,
+                      timeout_ms, 0, token);
+}
+
+proxy_status_t pw_grpc_stream(const char *upstream, const char *service, const char *method,
+                              const pw_pair_t *metadata, size_t nmetadata, uint32_t *token) {
+    return grpc_start(upstream, service, method, metadata, nmetadata, NULL, 0, 0, 1, token);
+}
+
+proxy_status_t pw_grpc_send(uint32_t token, const char *message, size_t len, int end_of_stream) {
+    return proxy_grpc_send(token, message, len, end_of_stream ? 1 : 0);
+}
+
+proxy_status_t pw_grpc_close(uint32_t token) {
+    return proxy_grpc_close(token);
+}
+
+proxy_status_t pw_grpc_cancel(uint32_t token) {
+    proxy_status_t st = proxy_grpc_cancel(token);
+    if (st == PROXY_RESULT_OK)
+        call_owner(token, 1);
+    return st;
+}
+
+proxy_status_t pw_get_status(uint32_t *code, char **message, size_t *len) {
+    *code = 0;
+    *message = NULL;
+    *len = 0;
+    return proxy_get_status(code, message, len);
 }
 
 proxy_status_t pw_continue_stream(proxy_stream_type_t type) {
@@ -1011,25 +1125,30 @@ static int is_root(uint32_t id) {
 
 PW_EXPORT(proxy_on_context_create)
 void proxy_on_context_create(uint32_t context_id, uint32_t parent_id) {
+    cur_ctx = context_id;
     ctx_insert(context_id, parent_id ? parent_id : context_id);
     if (parent_id && pw_plugin.on_context_create)
         pw_plugin.on_context_create(context_id, parent_id);
 }
 
 PW_EXPORT(proxy_on_vm_start) uint32_t proxy_on_vm_start(uint32_t root_id, uint32_t size) {
+    cur_ctx = root_id;
     return pw_plugin.on_vm_start ? pw_plugin.on_vm_start(root_id, size) != 0 : 1;
 }
 
 PW_EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t root_id, uint32_t size) {
+    cur_ctx = root_id;
     return pw_plugin.on_configure ? pw_plugin.on_configure(root_id, size) != 0 : 1;
 }
 
 PW_EXPORT(proxy_on_tick) void proxy_on_tick(uint32_t root_id) {
+    cur_ctx = root_id;
     if (pw_plugin.on_tick)
         pw_plugin.on_tick(root_id);
 }
 
 PW_EXPORT(proxy_on_queue_ready) void proxy_on_queue_ready(uint32_t root_id, uint32_t queue_id) {
+    cur_ctx = root_id;
     if (pw_plugin.on_queue_ready)
         pw_plugin.on_queue_ready(root_id, queue_id);
 }
@@ -1037,6 +1156,7 @@ PW_EXPORT(proxy_on_queue_ready) void proxy_on_queue_ready(uint32_t root_id, uint
 typedef proxy_action_t (*stream_cb)(uint32_t, size_t, int);
 
 static uint32_t stream_call(stream_cb cb, uint32_t ctx, uint32_t n, uint32_t eos) {
+    cur_ctx = ctx;
     return cb ? (uint32_t)cb(ctx, n, eos != 0) : PROXY_ACTION_CONTINUE;
 }
 
@@ -1063,6 +1183,7 @@ uint32_t proxy_on_response_body(uint32_t ctx, uint32_t size, uint32_t eos) {
 typedef proxy_action_t (*trailers_cb)(uint32_t, size_t);
 
 static uint32_t trailers_call(trailers_cb cb, uint32_t ctx, uint32_t n) {
+    cur_ctx = ctx;
     return cb ? (uint32_t)cb(ctx, n) : PROXY_ACTION_CONTINUE;
 }
 
@@ -1077,19 +1198,77 @@ uint32_t proxy_on_response_trailers(uint32_t ctx, uint32_t ntrailers) {
 }
 
 PW_EXPORT(proxy_on_log) void proxy_on_log(uint32_t ctx) {
+    cur_ctx = ctx;
     if (!is_root(ctx) && pw_plugin.on_log)
         pw_plugin.on_log(ctx);
 }
 
 PW_EXPORT(proxy_on_done) uint32_t proxy_on_done(uint32_t ctx) {
+    cur_ctx = ctx;
     int (*cb)(uint32_t) = is_root(ctx) ? pw_plugin.on_root_done : pw_plugin.on_done;
     return cb ? cb(ctx) != 0 : 1;
 }
 
 PW_EXPORT(proxy_on_delete) void proxy_on_delete(uint32_t ctx) {
+    cur_ctx = ctx;
     void (*cb)(uint32_t) = is_root(ctx) ? pw_plugin.on_root_delete : pw_plugin.on_delete;
     if (cb)
         cb(ctx);
     ctx_remove(ctx);
+    /* its calls will not be answered (pwasm), or their answer is dropped */
+    for (size_t i = 0; i < ncalls;)
+        if (calls[i].ctx == ctx)
+            calls[i] = calls[--ncalls];
+        else
+            i++;
+}
+
+/* The context that made call `token`, made effective; 0 when it is gone
+ * (the answer is then dropped, as the Rust and Go SDKs do). */
+static uint32_t call_context(uint32_t root_id, uint32_t token, int done) {
+    uint32_t ctx = call_owner(token, done);
+    if (!ctx || !ctx_find(ctx))
+        return 0;
+    cur_ctx = root_id;
+    if (ctx != root_id && pw_set_effective_context(ctx) != PROXY_RESULT_OK)
+        return 0;
+    cur_ctx = ctx;
+    return ctx;
+}
+
+PW_EXPORT(proxy_on_http_call_response)
+void proxy_on_http_call_response(uint32_t root_id, uint32_t token, uint32_t nheaders,
+                                 uint32_t body_size, uint32_t ntrailers) {
+    uint32_t ctx = call_context(root_id, token, 1);
+    if (ctx && pw_plugin.on_http_call_response)
+        pw_plugin.on_http_call_response(ctx, token, nheaders, body_size, ntrailers);
+}
+
+PW_EXPORT(proxy_on_grpc_receive_initial_metadata)
+void proxy_on_grpc_receive_initial_metadata(uint32_t root_id, uint32_t token, uint32_t n) {
+    uint32_t ctx = call_context(root_id, token, 0);
+    if (ctx && pw_plugin.on_grpc_initial_metadata)
+        pw_plugin.on_grpc_initial_metadata(ctx, token, n);
+}
+
+PW_EXPORT(proxy_on_grpc_receive)
+void proxy_on_grpc_receive(uint32_t root_id, uint32_t token, uint32_t size) {
+    uint32_t ctx = call_context(root_id, token, 0);
+    if (ctx && pw_plugin.on_grpc_receive)
+        pw_plugin.on_grpc_receive(ctx, token, size);
+}
+
+PW_EXPORT(proxy_on_grpc_receive_trailing_metadata)
+void proxy_on_grpc_receive_trailing_metadata(uint32_t root_id, uint32_t token, uint32_t n) {
+    uint32_t ctx = call_context(root_id, token, 0);
+    if (ctx && pw_plugin.on_grpc_trailing_metadata)
+        pw_plugin.on_grpc_trailing_metadata(ctx, token, n);
+}
+
+PW_EXPORT(proxy_on_grpc_close)
+void proxy_on_grpc_close(uint32_t root_id, uint32_t token, uint32_t status) {
+    uint32_t ctx = call_context(root_id, token, 1);
+    if (ctx && pw_plugin.on_grpc_close)
+        pw_plugin.on_grpc_close(ctx, token, status);
 }
 #endif /* PW_NO_DISPATCH */

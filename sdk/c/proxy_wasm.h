@@ -481,6 +481,45 @@ proxy_status_t pw_record_metric(uint32_t metric_id, uint64_t value);
  * NOT_FOUND (unknown id), BAD_ARGUMENT (a histogram). */
 proxy_status_t pw_get_metric(uint32_t metric_id, uint64_t *value);
 
+/* ---- Call-outs (§3.3 "HTTP callouts", "gRPC callouts", §8.9). ----
+ * A call is answered later, on the root context, with the callbacks of
+ * pw_plugin_t below; the dispatch remembers which context made each call
+ * and makes it the effective context before calling you, so that
+ * pw_continue_request() or pw_send_local_response() act on the stream that
+ * waits. A host cancels the calls of a stream that ends (pwasm; Envoy
+ * still answers them to the root, where the SDK drops them). */
+
+/* Calls `upstream` (Envoy: a cluster; pwasm in nginx: an `upstream {}`
+ * block, or a host:port the configuration allows) with headers, which
+ * must include :method, :path and :authority (and :scheme "https" for
+ * TLS), an optional body (NULL when body_len is 0), and timeout_ms (0:
+ * none). *token identifies the answer. Errors: BAD_ARGUMENT (missing
+ * pseudo-header, unknown or refused upstream), INTERNAL_FAILURE. */
+proxy_status_t pw_http_call(const char *upstream, const pw_pair_t *headers, size_t nheaders,
+                            const char *body, size_t body_len, uint32_t timeout_ms,
+                            uint32_t *token);
+/* A gRPC unary call of service/method on `upstream` with one message
+ * (serialized protobuf, without the gRPC frame), initial metadata (may be
+ * NULL when nmetadata is 0), timeout_ms (0: none). Errors: PARSE_FAILURE
+ * (unknown upstream), INTERNAL_FAILURE. */
+proxy_status_t pw_grpc_call(const char *upstream, const char *service, const char *method,
+                            const pw_pair_t *metadata, size_t nmetadata, const char *message,
+                            size_t message_len, uint32_t timeout_ms, uint32_t *token);
+/* Opens a gRPC stream; send with pw_grpc_send. Errors as pw_grpc_call. */
+proxy_status_t pw_grpc_stream(const char *upstream, const char *service, const char *method,
+                              const pw_pair_t *metadata, size_t nmetadata, uint32_t *token);
+/* One message on a stream; end_of_stream half-closes after it. Errors:
+ * NOT_FOUND (unknown token), BAD_ARGUMENT (a unary call, or closed). */
+proxy_status_t pw_grpc_send(uint32_t token, const char *message, size_t len, int end_of_stream);
+/* Half-closes a stream (answers go on), cancels a unary call. */
+proxy_status_t pw_grpc_close(uint32_t token);
+/* Abandons a call or stream: no callback follows. */
+proxy_status_t pw_grpc_cancel(uint32_t token);
+/* The status of the answer being delivered: in on_grpc_close the gRPC
+ * status and message; in on_http_call_response after a failure 11
+ * (BrokenConnection) and the reason. *message may be NULL (free it). */
+proxy_status_t pw_get_status(uint32_t *code, char **message, size_t *len);
+
 /* Text utilities for configuration parsing. pw_trim strips spaces, tabs, CR
  * and LF at both ends in place and returns the first kept byte.
  * pw_is_header_name: 1 if s[0..len) is a non-empty RFC 9110 token. */
@@ -534,6 +573,24 @@ typedef struct pw_plugin {
     int (*on_done)(uint32_t ctx);
     /* Stream forgotten: free its data; its id is not valid afterwards. */
     void (*on_delete)(uint32_t ctx);
+
+    /* Answers of call-outs (pw_http_call, pw_grpc_*). `ctx` is the context
+     * that made the call (a stream, or the root), already the effective
+     * context. HTTP: nheaders 0 means the call failed (timeout, reset, ...;
+     * pw_get_status says why); else read the answer with
+     * pw_get_headers(PROXY_MAP_HTTP_CALL_RESPONSE_HEADERS) (":status"
+     * first), pw_get_buffer(PROXY_BUFFER_HTTP_CALL_RESPONSE_BODY) and
+     * PROXY_MAP_HTTP_CALL_RESPONSE_TRAILERS, during the callback only. */
+    void (*on_http_call_response)(uint32_t ctx, uint32_t token, size_t nheaders,
+                                  size_t body_size, size_t ntrailers);
+    /* gRPC: initial metadata (PROXY_MAP_GRPC_RECEIVE_INITIAL_METADATA), each
+     * message (PROXY_BUFFER_GRPC_RECEIVE_BUFFER, without its frame),
+     * trailing metadata (PROXY_MAP_GRPC_RECEIVE_TRAILING_METADATA), then the
+     * close with the gRPC status (0 OK; pw_get_status has the message). */
+    void (*on_grpc_initial_metadata)(uint32_t ctx, uint32_t token, size_t nelements);
+    void (*on_grpc_receive)(uint32_t ctx, uint32_t token, size_t size);
+    void (*on_grpc_trailing_metadata)(uint32_t ctx, uint32_t token, size_t nelements);
+    void (*on_grpc_close)(uint32_t ctx, uint32_t token, uint32_t status);
 } pw_plugin_t;
 
 /* What body callbacks return (§5.5 FilterDataStatus, typed for the table;

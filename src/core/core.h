@@ -114,7 +114,29 @@ typedef struct pw_vm_hooks {
     const pw_host_observe_ops *observe;
     const pw_host_timer_ops *timers;
     const pw_host_shared_ops *shared;
+    const pw_host_callout_ops *callouts;
 } pw_vm_hooks;
+
+/* An outstanding HTTP or gRPC call (hc_callouts.c). */
+enum pw_call_kind { PW_CALL_HTTP = 1, PW_CALL_GRPC, PW_CALL_GRPC_STREAM };
+
+typedef struct pw_call {
+    uint32_t token;
+    uint32_t owner; /* id of the context that made it */
+    pw_plugin *plugin;
+    uint8_t kind; /* enum pw_call_kind */
+} pw_call;
+
+/* The answer being delivered to the plugin (hc_callouts.c): what the
+ * call-out maps and buffers, and proxy_get_status, read during its
+ * callback. kind 0: none. */
+typedef struct pw_delivery {
+    uint8_t kind;                   /* enum pw_call_kind */
+    const pw_http_response *http;   /* PW_CALL_HTTP; NULL: failed */
+    const pw_grpc_event *grpc;      /* gRPC */
+    uint32_t status;                /* proxy_get_status */
+    pw_str status_message;
+} pw_delivery;
 
 struct pw_vm {
     pw_module *m;
@@ -144,6 +166,11 @@ struct pw_vm {
     pw_log_rate log_rate;     /* lines logged with no plugin context current */
     uint32_t rebuilds_metric; /* the host's pwasm_vm_rebuilds_total{vm_id=...} */
     uint32_t callbacks;       /* counted, to time one in 64 */
+    /* Outstanding call-outs (hc_callouts.c), in no order. */
+    pw_call *calls;
+    uint32_t ncalls, calls_cap;
+    uint32_t next_token;
+    pw_delivery dlv;
     char last_error[PW_ERRLEN];
 };
 
@@ -203,6 +230,19 @@ static inline void *pw_ctx_host_stream(const pw_ctx *ctx) {
 /* Queues PW_PENDING_* bits on s; announces them (pw_host_stream_ops.wake)
  * when they are new and none of s's own callbacks runs. */
 void pw_stream_queue(pw_stream *s, unsigned bits);
+
+/* --------------------------------------------- call-outs (hc_callouts.c) */
+
+/* Cancels (pw_host_callout_ops.cancel) the outstanding calls made by the
+ * context with id `owner`, or every call of the VM (owner 0); none of them
+ * will be answered. */
+void pw_callouts_cancel(pw_vm *vm, uint32_t owner);
+
+/* The call-out map `map` (4..7) while its answer is delivered: Ok with
+ * the pairs, or NotFound. */
+proxy_status_t pw_callout_map(pw_vm *vm, uint32_t map, const pw_kv **pairs, size_t *n);
+/* The call-out buffer `type` (4, 5) while delivered: Ok or NotFound. */
+proxy_status_t pw_callout_buffer(pw_vm *vm, uint32_t type, pw_str *out);
 
 /* ------------------------------------------------ the store (store.c) */
 

@@ -38,9 +38,12 @@ static proxy_status_t buffer_size(pw_vm *vm, u32 type, void **stream, size_t *si
             return PROXY_RESULT_NOT_FOUND;
         return vm->hooks.http->body_size(vm->host, *stream, type, size);
     }
-    proxy_status_t st = config_of(vm, type, config);
+    proxy_status_t st = type == PROXY_BUFFER_HTTP_CALL_RESPONSE_BODY ||
+                                type == PROXY_BUFFER_GRPC_RECEIVE_BUFFER
+                            ? pw_callout_buffer(vm, type, config)
+                            : config_of(vm, type, config);
     *size = config->len;
-    return st; /* TCP data, call-out and gRPC buffers: not in this host yet */
+    return st; /* TCP data: not in this host yet */
 }
 
 u32 pw_hc_get_buffer_bytes(void *c, u32 type, u32 start, u32 max, u32 ret_ptr, u32 ret_size) {

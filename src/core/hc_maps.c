@@ -17,10 +17,23 @@ static int map_available(pw_vm *vm, u32 map, void **stream) {
     return *stream && map <= PROXY_MAP_HTTP_RESPONSE_TRAILERS;
 }
 
+/* The call-out maps (4..7) are the core's, while an answer is delivered
+ * (hc_callouts.c). */
+static int is_callout_map(u32 map) {
+    return map >= PROXY_MAP_GRPC_RECEIVE_INITIAL_METADATA && map <= PROXY_MAP_TYPE_MAX;
+}
+
 u32 pw_hc_get_header_map_pairs(void *c, u32 map, u32 ret_ptr, u32 ret_size) {
     void *s;
     if (map > PROXY_MAP_TYPE_MAX)
         return PROXY_RESULT_BAD_ARGUMENT;
+    if (is_callout_map(map)) {
+        const pw_kv *cp = NULL;
+        size_t cn = 0;
+        if (pw_callout_map(VM, map, &cp, &cn) != OK)
+            return pw_out_bytes(VM, NULL, 0, ret_ptr, ret_size);
+        return pw_out_pairs(VM, cp, cn, ret_ptr, ret_size);
+    }
     if (!map_available(VM, map, &s) || !VM->hooks.http->map_pairs)
         return pw_out_bytes(VM, NULL, 0, ret_ptr, ret_size); /* §3.3 */
     pw_kv *pairs = NULL;
@@ -39,9 +52,14 @@ u32 pw_hc_get_header_map_size(void *c, u32 map, u32 ret) {
         return PROXY_RESULT_INVALID_MEMORY_ACCESS;
     uint64_t size = 0;
     pw_kv *pairs = NULL;
+    const pw_kv *cp = NULL;
     size_t n = 0;
-    if (map_available(VM, map, &s) && VM->hooks.http->map_pairs &&
-        VM->hooks.http->map_pairs(VM->host, s, map, &pairs, &n) == OK && n) {
+    if (is_callout_map(map) ? pw_callout_map(VM, map, &cp, &n) == OK && n
+                            : map_available(VM, map, &s) && VM->hooks.http->map_pairs &&
+                                  VM->hooks.http->map_pairs(VM->host, s, map, &pairs, &n) == OK &&
+                                  n) {
+        if (cp)
+            pairs = (pw_kv *)cp;
         size = 4; /* §12: the serialised size */
         for (size_t i = 0; i < n; i++)
             size += 8 + pairs[i].key.len + 1 + pairs[i].value.len + 1;
@@ -59,7 +77,17 @@ u32 pw_hc_get_header_map_value(void *c, u32 map, u32 kptr, u32 klen, u32 ret_ptr
     if (!pw_mem(VM, ret_ptr, 4) || !pw_mem(VM, ret_size, 4))
         return PROXY_RESULT_INVALID_MEMORY_ACCESS;
     proxy_status_t st = PROXY_RESULT_NOT_FOUND; /* §8.6: never BadArgument */
-    if (map_available(VM, map, &s) && VM->hooks.http->map_get)
+    const pw_kv *cp = NULL;
+    size_t cn = 0;
+    if (is_callout_map(map)) {
+        if (pw_callout_map(VM, map, &cp, &cn) == OK)
+            for (size_t i = 0; i < cn; i++)
+                if (cp[i].key.len == key.len && !strncasecmp(cp[i].key.data, key.data, key.len)) {
+                    val = cp[i].value;
+                    st = OK;
+                    break;
+                }
+    } else if (map_available(VM, map, &s) && VM->hooks.http->map_get)
         st = VM->hooks.http->map_get(VM->host, s, map, key, &val);
     if (st == PROXY_RESULT_NOT_FOUND && VM->m->abi == PW_ABI_0_1_0)
         return pw_out_bytes(VM, NULL, 0, ret_ptr, ret_size); /* §1.1 */

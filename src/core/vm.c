@@ -139,6 +139,9 @@ static void vm_trapped(pw_vm *vm, pw_ctx *ctx, const char *export, const pw_trap
     if (ctx && ctx->plugin)
         pw_host_metric(vm, "pwasm_traps_total", "plugin", ctx->plugin->name,
                        &ctx->plugin->traps_metric, 1);
+    /* The instance's tokens mean nothing to the next one. */
+    if (vm->ncalls)
+        pw_callouts_cancel(vm, 0);
     /* Every stream context of the instance is dead now: each one whose own
      * callback is not the failing call learns it (the failing one's result
      * says so). */
@@ -285,6 +288,7 @@ static int host_hooks(const pw_host_ops *ops, pw_vm_hooks *h, char *err, size_t 
     static const pw_host_observe_ops no_observe;
     static const pw_host_timer_ops no_timers;
     static const pw_host_shared_ops no_shared;
+    static const pw_host_callout_ops no_callouts;
     /* Areas are appended, never moved: a table of an older (smaller) size
      * is copied and the areas it lacks stay NULL. */
     pw_host_ops o = {0};
@@ -309,7 +313,12 @@ static int host_hooks(const pw_host_ops *ops, pw_vm_hooks *h, char *err, size_t 
         .observe = o.observe ? o.observe : &no_observe,
         .timers = o.timers ? o.timers : &no_timers,
         .shared = o.shared ? o.shared : &no_shared,
+        .callouts = o.callouts ? o.callouts : &no_callouts,
     };
+    if ((h->callouts->http_call || h->callouts->grpc_call) && !h->callouts->cancel) {
+        pw_errf(err, errlen, "pw_host_callout_ops: http_call or grpc_call without cancel");
+        return PW_EINVAL;
+    }
     return PW_OK;
 }
 
@@ -564,6 +573,8 @@ int pw_vm_recover(pw_vm *vm, char *err, size_t errlen) {
 void pw_vm_free(pw_vm *vm) {
     if (!vm)
         return;
+    pw_callouts_cancel(vm, 0);
+    free(vm->calls);
     pw_plugin *p = vm->plugins;
     while (p) {
         pw_plugin *next = p->next;
@@ -799,6 +810,9 @@ void pw_stream_free(pw_stream *s) {
             pw_vm_callback(vm, &s->ctx, PW_CB_ON_DELETE, &id, NULL);
         s->in_cb = 0;
     }
+    /* §8.9: the stream's calls end with it, never answered */
+    if (vm->ncalls && s->generation == vm->generation)
+        pw_callouts_cancel(vm, s->ctx.id);
     if (s->generation == vm->generation)
         table_del(&vm->ctxs, s->ctx.id);
     stream_release(vm, s);

@@ -602,7 +602,7 @@ TEST(core_hostcalls) {
     CHECK_STR(hostcall("local_response", &a), "401 nope 1 x-why=test -1");
     CHECK(a == PW_ACTION_LOCAL_RESPONSE);
     /* Not implemented yet: Unimplemented, cleanly. */
-    CHECK_STR(hostcall("unimplemented", NULL), "result: unimplemented 12 http_call=12");
+    CHECK_STR(hostcall("unimplemented", NULL), "result: unimplemented 12 http_call=12 foreign=12");
     CHECK_STR(hostcall("effective_ctx_bad", NULL), "result: effective_ctx_bad 2");
     /* WASI. */
     CHECK_STR(hostcall("wasi_write", NULL), "result: wasi_write 0 nwritten=16 fd2=0 fd7=8");
@@ -620,7 +620,7 @@ TEST(core_hostcalls) {
     for (size_t i = 0; i < n; i++) {
         if (!strcmp(hi[i].name, "proxy_log"))
             log_ok = hi[i].implemented && !strcmp(hi[i].signature, "iii:i");
-        if (!strcmp(hi[i].name, "proxy_http_call"))
+        if (!strcmp(hi[i].name, "proxy_call_foreign_function"))
             http_unimpl = !hi[i].implemented;
         if (!strcmp(hi[i].name, "fd_write"))
             wasi_both++;
@@ -1083,7 +1083,9 @@ TEST(registry_rows_agree) {
     const pw_hostcall_info *q = pw_hostcall_find("env", "proxy_enqueue_shared_queue");
     CHECK(q && q->area == PW_AREA_SHARED && q->implemented);
     const pw_hostcall_info *hc = pw_hostcall_find("env", "proxy_http_call");
-    CHECK(hc && hc->area == PW_AREA_CALLOUTS && !hc->implemented);
+    CHECK(hc && hc->area == PW_AREA_CALLOUTS && hc->implemented);
+    const pw_hostcall_info *ff = pw_hostcall_find("env", "proxy_call_foreign_function");
+    CHECK(ff && !ff->implemented);
     CHECK_STR(pw_area_name(PW_AREA_MAPS), "header maps");
     CHECK_STR(pw_area_name(PW_AREA_WASI), "WASI");
     CHECK_STR(pw_area_name(-1), "other");
@@ -1144,7 +1146,9 @@ TEST(reader_module_info) {
     /* Imports this version links but does not implement. */
     CHECK(read_info(PLUGIN("hostcalls"), &mi) == PW_OK);
     im = info_import(&mi, "proxy_http_call");
-    CHECK(im && im->status == PW_IMPORT_UNIMPLEMENTED && im->area == PW_AREA_CALLOUTS);
+    CHECK(im && im->status == PW_IMPORT_OK && im->area == PW_AREA_CALLOUTS);
+    im = info_import(&mi, "proxy_call_foreign_function");
+    CHECK(im && im->status == PW_IMPORT_UNIMPLEMENTED);
     im = info_import(&mi, "fd_write");
     CHECK(im && im->status == PW_IMPORT_OK && im->area == PW_AREA_WASI);
     CHECK(mi.nunimplemented > 0 && mi.nmissing == 0);
