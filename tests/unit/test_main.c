@@ -16,6 +16,7 @@
 int t_passed, t_failed;
 void run_safety_tests(void);
 void run_store_tests(void);
+void run_callout_tests(void);
 const char *t_current;
 
 static pw_runtime *rt;
@@ -1312,6 +1313,7 @@ int main(void) {
     pw_runtime_free(rt);
     run_safety_tests(); /* test_safety.c, with a runtime of its own */
     run_store_tests();  /* test_store.c */
+    run_callout_tests(); /* test_callout.c */
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;
 }
