@@ -719,6 +719,94 @@ def part_queue(args, run_dir, subst, headers):
     return out
 
 
+CALLOUT_KEYS = [
+    ("none", "proxy alone, no auth call (the floor)"),
+    ("pwasm", "pwasm: proxy_http_call, continue on 200 (bench/plugins/callout.c)"),
+    ("auth_request", "nginx auth_request subrequest (no scripting)"),
+    ("lua", "Lua: ngx.location.capture of a proxy_pass location"),
+    ("njs", "njs: ngx.fetch, then a subrequest (js_content)"),
+]
+METRIC_RE = r"^{}(?:{{[^}}]*}})? (\d+)$"
+
+
+def metric_value(port, name):
+    conn = Conn(port)
+    try:
+        status, _, body = conn.get(request_bytes("/metrics", port, []))
+    finally:
+        conn.close()
+    if status != 200:
+        die(f"/metrics: status {status}")
+    m = re.search(METRIC_RE.format(re.escape(name)), body.decode(), re.M)
+    return int(m.group(1)) if m else 0
+
+
+def part_callout(args, run_dir, subst, client_cpu, front_cpu, up_worker):
+    """A request that asks an auth service (the upstream nginx, keep-alive)
+    before it is proxied, in pwasm, nginx's auth_request, Lua and njs:
+    requests/s and worker CPU per request, rounds rotated as the rps part.
+    Then call-outs per second of one worker with no client at all: a
+    service keeps 64 calls in flight (bench_callouts_total)."""
+    port = args.port + 3
+    conf = os.path.join(run_dir, "callout.conf")
+    errlog = os.path.join(run_dir, "callout-error.log")
+    write_conf("callout.js", os.path.join(run_dir, "callout.js"), subst)
+    csubst = dict(subst, PORT=str(port), AFFINITY=affinity_line(front_cpu), PUMP="")
+    write_conf("callout.conf.in", conf, csubst)
+    proc, worker = start_nginx(conf, port, errlog)
+    out = {"rps": {k: [] for k, _ in CALLOUT_KEYS}}
+    try:
+        conn = Conn(port)
+        for key, _ in CALLOUT_KEYS:
+            status, _, body = conn.get(request_bytes(f"/callout/{key}", port, []))
+            if status != 200 or body != b"ok\n":
+                die(f"/callout/{key}: status {status}, body {body!r} (see {errlog})")
+        conn.close()
+        warm = argparse.Namespace(**vars(args))
+        warm.seconds = 1
+        for key, _ in CALLOUT_KEYS:
+            measure(f"http://127.0.0.1:{port}/callout/{key}", worker, warm, [], client_cpu,
+                    others=[up_worker])
+        keys = [k for k, _ in CALLOUT_KEYS]
+        for r in range(args.rounds):
+            shift = r % len(keys)
+            for key in keys[shift:] + keys[:shift]:
+                m = measure(f"http://127.0.0.1:{port}/callout/{key}", worker, args, [], client_cpu,
+                            others=[up_worker])
+                m["round"] = r + 1
+                out["rps"][key].append(m)
+                log(f"  callout/{key}: {m['rps']:.0f} req/s, {m['cpu_us_per_req']:.2f} us CPU/req")
+    finally:
+        stop(proc)
+        children.remove(proc)
+    out["summary"] = {k: {"rps": max(m["rps"] for m in v),
+                          "cpu_us": med([m["cpu_us_per_req"] for m in v])}
+                      for k, v in out["rps"].items()}
+    # Call-outs per second of one worker: no client requests at all.
+    pump = 'proxy_wasm_service callout root_id=pump config="pump 64";'
+    write_conf("callout.conf.in", conf, dict(csubst, PUMP=pump))
+    proc, worker = start_nginx(conf, port, errlog)
+    try:
+        time.sleep(1.5)
+        rates = []
+        for _ in range(max(args.rounds, 3)):
+            n0, c0, t0 = metric_value(port, "bench_callouts_total"), cpu_ns(worker), time.time()
+            time.sleep(args.seconds)
+            n1, c1, t1 = metric_value(port, "bench_callouts_total"), cpu_ns(worker), time.time()
+            rates.append(((n1 - n0) / (t1 - t0), (c1 - c0) / 1e3 / max(n1 - n0, 1)))
+        failures = metric_value(port, "bench_callout_failures_total")
+    finally:
+        stop(proc)
+        children.remove(proc)
+    if failures:
+        die(f"callout pump: {failures} calls failed (see {errlog})")
+    out["pump"] = {"in_flight": 64, "per_s": med([r for r, _ in rates]),
+                   "cpu_us_per_call": med([c for _, c in rates]), "runs": len(rates)}
+    log(f"callout pump: {out['pump']['per_s']:.0f} call-outs/s in one worker, "
+        f"{out['pump']['cpu_us_per_call']:.2f} us CPU each")
+    return out
+
+
 def run_checked(cmd):
     r = run(cmd, timeout=600)
     if r.returncode != 0:
@@ -878,6 +966,18 @@ def targets(res):
         t.append(("queue: enqueue on one worker to on_queue_ready on another (issue 10)",
                   "p99 <= 1 ms", f"p50 {q['cross_p50_us']:.0f} us, p99 {q['cross_p99_us']:.0f} us",
                   q["cross_p99_us"] <= 1000))
+    co = res.get("callout")
+    if co:
+        x = co["summary"]
+        p = x["pwasm"]["cpu_us"]
+        t.append(("request with one HTTP call-out, then proxied: CPU per request (issue 11)",
+                  "pwasm < Lua, pwasm < njs",
+                  f"pwasm {p:.2f} us, Lua {x['lua']['cpu_us']:.2f}, njs {x['njs']['cpu_us']:.2f}, "
+                  f"auth_request {x['auth_request']['cpu_us']:.2f}, no call {x['none']['cpu_us']:.2f}",
+                  p < x["lua"]["cpu_us"] and p < x["njs"]["cpu_us"]))
+        t.append(("call-outs per second, one worker, keep-alive, local nginx upstream (issue 11)",
+                  ">= 20,000", f"{co['pump']['per_s']:,.0f} ({co['pump']['cpu_us_per_call']:.2f} us "
+                  "CPU each)", co["pump"]["per_s"] >= 20000))
     if "metric_1" in st:
         v = st["metric_1"]["ns_per_op"]
         t.append(("metric increment (issue 10)", "<= 50 ns",
@@ -1039,6 +1139,22 @@ def write_md(res, path, scenarios):
         L.append(f"| the same worker | {q['same_n']} | {q['same_p50_us']:.0f} | "
                  f"{q['same_p99_us']:.0f} |")
         L.append("")
+    co = res.get("callout")
+    if co:
+        L.append("## Call-outs (bench/nginx/callout.conf.in, bench/plugins/callout.c)\n")
+        L.append("Each request asks an auth service (the upstream nginx's /auth, keep-alive) and, "
+                 "on 200, is proxied to the upstream nginx. One worker; requests/s is the best "
+                 "round, CPU the median of the rounds (the front worker only).\n")
+        L.append("| flow | requests/s | worker CPU µs/request |")
+        L.append("|---|---:|---:|")
+        for key, label in CALLOUT_KEYS:
+            v = co["summary"][key]
+            L.append(f"| {label} | {v['rps']:,.0f} | {v['cpu_us']:.2f} |")
+        pm = co["pump"]
+        L.append(f"\nWith no client at all, a service root context keeping {pm['in_flight']} calls "
+                 f"in flight makes **{pm['per_s']:,.0f} call-outs/s** in one worker "
+                 f"({pm['cpu_us_per_call']:.2f} µs of worker CPU each; median of {pm['runs']} "
+                 "runs).\n")
     rss = res.get("rss")
     if rss:
         L.append("## Worker RSS over long runs (local set)\n")
@@ -1053,7 +1169,7 @@ def write_md(res, path, scenarios):
         L.append("")
     t = targets(res)
     if t:
-        L.append("## Targets (issues 5 and 10)\n")
+        L.append("## Targets (issues 5, 10 and 11)\n")
         L.append("| target | wanted | measured | met |")
         L.append("|---|---|---|---|")
         for name, want, got, ok in t:
@@ -1099,7 +1215,7 @@ def main():
     ap.add_argument("--rss-requests", type=int, default=1000000)
     ap.add_argument("--cg-requests", type=int, default=2000)
     ap.add_argument("--port", type=int, default=18080)
-    ap.add_argument("--only", default="rps,rss,callgrind,vm,store,queue")
+    ap.add_argument("--only", default="rps,rss,callout,callgrind,vm,store,queue")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     build = os.path.abspath(args.build)
@@ -1109,13 +1225,14 @@ def main():
     plugins = os.path.join(build, "bench")
     for f in [module, os.path.join(plugins, "vmbench")] + [
             os.path.join(plugins, p + ".wasm")
-            for p in ("noop", "headers", "body", "as_headers", "shared", "count", "queue")]:
+            for p in ("noop", "headers", "body", "as_headers", "shared", "count", "queue",
+                      "callout")]:
         if not os.path.exists(f):
             die(f"{f} is missing: run `make bench` (or make nginx-module bench-build)")
     for tool in ("wrk", "valgrind", "callgrind_control", "gnuplot"):
         if not shutil.which(tool):
             die(f"{tool} not found: run bash bench/deps.sh")
-    for p in (args.port, args.port + 1, args.port + 2):
+    for p in (args.port, args.port + 1, args.port + 2, args.port + 3):
         if port_open(p):
             die(f"127.0.0.1:{p} is in use (make bench BENCH_PORT=...)")
 
@@ -1191,6 +1308,8 @@ def main():
                                         args.rss_requests, "as")
             stop(front)
             children.remove(front)
+        if "callout" in parts:
+            res["callout"] = part_callout(args, run_dir, subst, client_cpu, front_cpu, up_worker)
         if "callgrind" in parts:
             res["callgrind"] = part_callgrind(args, run_dir, dict(subst, LOCATIONS=locations(scenarios)),
                                               headers, scenarios)
