@@ -783,7 +783,7 @@ def part_callout(args, run_dir, subst, client_cpu, front_cpu, up_worker):
                           "cpu_us": med([m["cpu_us_per_req"] for m in v])}
                       for k, v in out["rps"].items()}
     # Call-outs per second of one worker: no client requests at all.
-    pump = 'proxy_wasm_service callout root_id=pump config="pump 64";'
+    pump = 'proxy_wasm_service callout root_id=pump "config=pump 64";'
     write_conf("callout.conf.in", conf, dict(csubst, PUMP=pump))
     proc, worker = start_nginx(conf, port, errlog)
     try:
