@@ -201,6 +201,36 @@ typedef struct step {
     size_t line;    /* of the step in its file (1-based) */
 } step;
 
+/* One entry of `callouts:` (docs/CLI.md "Callouts"): which call it
+ * answers (the match fields; NULL: any) and the answer. Strings live in
+ * the fixture's arena. */
+enum callout_kind { CO_HTTP, CO_GRPC };
+
+typedef struct callout_spec {
+    enum callout_kind kind;
+    char *upstream; /* the upstream / grpc_service argument */
+    char *method;   /* HTTP :method, or the gRPC method */
+    char *path;     /* HTTP :path */
+    char *service;  /* gRPC service name */
+    uint32_t times; /* calls it answers (>= 1) */
+    uint64_t delay_ms;
+    char *fail; /* NULL: the answer below; else the failure's reason */
+    /* HTTP: :status first, then the headers */
+    hlist headers;
+    pw_str body;
+    int has_trailers;
+    hlist trailers;
+    /* gRPC */
+    int has_initial, has_trailing;
+    hlist initial, trailing;
+    pw_str *messages;
+    size_t nmessages;
+    uint32_t grpc_status;
+    pw_str grpc_message;
+    int expect;  /* YAML node id of its `expect`, 0: none */
+    size_t line; /* of the entry in its file */
+} callout_spec;
+
 typedef struct fixture {
     arena mem;
     side req, resp;
@@ -217,6 +247,9 @@ typedef struct fixture {
     /* `steps:`; none: one exchange through the first plugin. */
     step *steps;
     size_t nsteps;
+    /* `callouts:`: the answers of the calls the plugins make. */
+    callout_spec *callouts;
+    size_t ncallouts;
 } fixture;
 
 void fixture_init(fixture *f);
@@ -262,6 +295,8 @@ enum phase {
     PH_END,   /* on_log, on_done, on_delete */
     PH_TICK,  /* proxy_on_tick of one plugin */
     PH_QUEUE, /* proxy_on_queue_ready: queue deliveries of one VM */
+    PH_CALLOUT, /* an answer of a callout: proxy_on_http_call_response,
+                   proxy_on_grpc_* */
     PH_STEP,  /* not a callback: where a step of `steps:` begins */
     PH_COUNT
 };
@@ -295,8 +330,40 @@ typedef struct call {
     pw_str body_after;
     int lr;             /* the local response was requested here */
     const char *plugin; /* the plugin called, when the test has several */
-    uint64_t at_ms;     /* PH_TICK, PH_STEP: virtual time since start */
+    uint64_t at_ms;     /* PH_TICK, PH_STEP, PH_CALLOUT: virtual time since start */
+    const char *detail; /* PH_CALLOUT: the callback and what it delivers */
 } call;
+
+struct hvm;
+
+/* One call a plugin made (proxy_http_call, proxy_grpc_call / _stream):
+ * what it sent, the entry of `callouts:` that answers it, and how far the
+ * answer got. */
+typedef struct callout {
+    enum callout_kind kind;
+    int stream; /* gRPC: proxy_grpc_stream */
+    struct hvm *v;
+    uint32_t token;
+    const char *plugin;
+    enum phase made_in;
+    uint64_t made_ms;
+    pw_str upstream, method, path, service;
+    hlist headers; /* HTTP headers, or gRPC initial metadata */
+    pw_str body;
+    hlist trailers;
+    uint32_t timeout_ms;
+    pw_str *sent; /* gRPC: the unary message, or the messages sent */
+    size_t nsent, capsent;
+    int entry; /* index in fixture.callouts; -1: unexpected */
+    /* the answer */
+    uint64_t due_ms;     /* when it (or its failure) is delivered */
+    const char *failure; /* NULL: the entry's answer; else delivered as this failure */
+    uint32_t next_ev;    /* gRPC: events delivered so far */
+    int half_closed;     /* gRPC stream: no more messages from the plugin */
+    uint64_t half_ms;
+    int cancelled; /* proxy_grpc_cancel / _close, or its context ended */
+    int done;      /* answered: the token is spent */
+} callout;
 
 typedef struct local_resp {
     int present;
@@ -345,6 +412,9 @@ typedef struct exchange {
     enum phase cur_phase;
     int record;           /* keep events and snapshots */
     int in_property_hook; /* get_property answered by the hook */
+    /* the calls the plugins made during the test */
+    callout *callouts;
+    size_t ncallouts, capcallouts;
 } exchange;
 
 struct host;
@@ -396,7 +466,8 @@ typedef struct host {
     int fixed_clock; /* the fixture's clock, else the real one */
     uint64_t clock_base_ns;
     exchange *x;
-    int level; /* log level reported to the plugin */
+    const fixture *fx; /* the test's: its callouts answer the calls */
+    int level;         /* log level reported to the plugin */
     int trace; /* format every hostcall into an EV_TRACE event */
     int echo;  /* print events as they happen (run --trace) */
     FILE *echo_to;
@@ -429,8 +500,15 @@ void host_exchange(host *h, exchange *x);
  * Returns -1 (with x->error) for a step naming an unknown plugin. */
 int host_step(host *h, exchange *x, const fixture *fx, size_t index);
 /* Moves the virtual clock on by ms: every plugin with a timer gets
- * proxy_on_tick once per period that elapses, in time order. */
+ * proxy_on_tick once per period that elapses, and every callout its answer
+ * when it is due, in time order. */
 void host_advance(host *h, uint64_t ms);
+/* "http_call \"auth\" GET /check" or "grpc_call \"svc\" pkg.Svc/Method"
+ * (the arena's). */
+const char *callout_title(arena *a, const callout *c);
+/* What became of c: "answered 200", "failed (timeout)", "cancelled",
+ * "waiting (due at 500 ms)". */
+const char *callout_state(arena *a, const fixture *fx, const callout *c);
 void host_stop(host *h);
 void exchange_init(exchange *x, const fixture *fx, int record);
 void exchange_reset(exchange *x);

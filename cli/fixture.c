@@ -64,7 +64,7 @@ const prop *props_get(const props *p, const char *path, size_t plen) {
 const char *const fixture_keys[] = {
     "request", "response",    "properties", "clock",          "log_level", "plugin", "plugin_name",
     "config",  "config_file", "vm_config",  "vm_config_file", "root_id",   "vm_id",  "plugins",
-    "steps",   "worker",      NULL};
+    "steps",   "worker",      "callouts",   NULL};
 
 /* Keys of one item of `plugins:`. */
 static const char *const plugin_item_keys[] = {
@@ -74,6 +74,13 @@ static const char *const plugin_item_keys[] = {
 /* Keys of one item of `steps:`. */
 static const char *const step_keys[] = {"name",   "request", "response", "through",
                                         "repeat", "advance", "expect",   NULL};
+
+/* Keys of one item of `callouts:`. */
+static const char *const callout_keys[] = {
+    "upstream", "kind",     "method",           "path",         "service",
+    "times",    "delay",    "fail",             "status",       "headers",
+    "body",     "trailers", "initial_metadata", "messages",     "trailing_metadata",
+    "grpc_status", "grpc_message", "expect",    NULL};
 
 void fixture_init(fixture *f) {
     memset(f, 0, sizeof *f);
@@ -109,6 +116,20 @@ static void steps_free(fixture *f) {
     f->nsteps = 0;
 }
 
+static void callouts_free(fixture *f) {
+    for (size_t i = 0; i < f->ncallouts; i++) {
+        callout_spec *c = &f->callouts[i];
+        hlist_free(&c->headers);
+        hlist_free(&c->trailers);
+        hlist_free(&c->initial);
+        hlist_free(&c->trailing);
+        free(c->messages);
+    }
+    free(f->callouts);
+    f->callouts = NULL;
+    f->ncallouts = 0;
+}
+
 static void plugins_free(fixture *f) {
     for (size_t i = 0; i < f->nplugins; i++)
         spec_free(&f->plugins[i]);
@@ -124,6 +145,7 @@ void fixture_free(fixture *f) {
     spec_free(&f->plugin);
     plugins_free(f);
     steps_free(f);
+    callouts_free(f);
     arena_free(&f->mem);
     fixture_init(f);
 }
@@ -193,6 +215,41 @@ static void copy_steps(fixture *dst, const fixture *src) {
     dst->nsteps = src->nsteps;
 }
 
+static char *arena_str_or_null(arena *a, const char *s) {
+    return s ? arena_strdup(a, s) : NULL;
+}
+
+static void copy_callouts(fixture *dst, const fixture *src) {
+    callouts_free(dst);
+    dst->callouts = xmalloc((src->ncallouts + 1) * sizeof *dst->callouts);
+    memset(dst->callouts, 0, (src->ncallouts + 1) * sizeof *dst->callouts);
+    arena *a = &dst->mem;
+    for (size_t i = 0; i < src->ncallouts; i++) {
+        const callout_spec *s = &src->callouts[i];
+        callout_spec *d = &dst->callouts[i];
+        *d = *s;
+        d->upstream = arena_str_or_null(a, s->upstream);
+        d->method = arena_str_or_null(a, s->method);
+        d->path = arena_str_or_null(a, s->path);
+        d->service = arena_str_or_null(a, s->service);
+        d->fail = arena_str_or_null(a, s->fail);
+        memset(&d->headers, 0, sizeof d->headers);
+        memset(&d->trailers, 0, sizeof d->trailers);
+        memset(&d->initial, 0, sizeof d->initial);
+        memset(&d->trailing, 0, sizeof d->trailing);
+        hlist_copy(&d->headers, a, &s->headers);
+        hlist_copy(&d->trailers, a, &s->trailers);
+        hlist_copy(&d->initial, a, &s->initial);
+        hlist_copy(&d->trailing, a, &s->trailing);
+        d->body = arena_dup(a, s->body.data, s->body.len);
+        d->grpc_message = arena_dup(a, s->grpc_message.data, s->grpc_message.len);
+        d->messages = xmalloc((s->nmessages + 1) * sizeof *d->messages);
+        for (size_t j = 0; j < s->nmessages; j++)
+            d->messages[j] = arena_dup(a, s->messages[j].data, s->messages[j].len);
+    }
+    dst->ncallouts = src->ncallouts;
+}
+
 void fixture_copy(fixture *dst, const fixture *src) {
     fixture_init(dst);
     side_copy(&dst->req, &dst->mem, &src->req);
@@ -206,6 +263,7 @@ void fixture_copy(fixture *dst, const fixture *src) {
     spec_copy(&dst->plugin, &src->plugin);
     copy_plugins(dst, src);
     copy_steps(dst, src);
+    copy_callouts(dst, src);
 }
 
 void fixture_for_step(fixture *dst, const fixture *test, const step *s) {
@@ -581,9 +639,154 @@ static int parse_steps(fixture *f, ydoc *d, yaml_node_t *n, char *err, size_t er
     return 0;
 }
 
+/* A match field of a callout: text, or NULL when absent. */
+static int callout_text(ydoc *d, yaml_node_t *it, const char *key, arena *a, char **out,
+                        char *err, size_t errlen) {
+    yaml_node_t *v = ymap_get(d, it, key);
+    *out = NULL;
+    if (!v)
+        return 0;
+    const char *s = yscalar(v, NULL);
+    if (!s || ynull(v))
+        return yerr(d, v, err, errlen, "%s: expected a string", key);
+    *out = arena_strdup(a, s);
+    return 0;
+}
+
+/* One item of `callouts:`. */
+static int parse_callout(fixture *f, ydoc *d, yaml_node_t *it, callout_spec *c, char *err,
+                         size_t errlen) {
+    static const char *const http_only[] = {"path", "status", "headers", "body", "trailers", NULL};
+    static const char *const grpc_only[] = {"service",      "initial_metadata",
+                                            "messages",     "trailing_metadata",
+                                            "grpc_status",  "grpc_message",
+                                            NULL};
+    arena *a = &f->mem;
+    yaml_node_t *v;
+    if (it->type != YAML_MAPPING_NODE)
+        return yerr(d, it, err, errlen,
+                    "callouts: each item must be a mapping ({upstream: NAME, status: 200, ...})");
+    if (ycheck_keys(d, it, callout_keys, "a callout", err, errlen))
+        return -1;
+    c->line = it->start_mark.line + 1;
+    c->times = 1;
+    c->kind = CO_HTTP;
+    for (const char *const *k = grpc_only; *k; k++)
+        if (ymap_get(d, it, *k))
+            c->kind = CO_GRPC;
+    if ((v = ymap_get(d, it, "kind"))) {
+        const char *s = yscalar(v, NULL);
+        if (!s || (strcmp(s, "http") && strcmp(s, "grpc")))
+            return yerr(d, v, err, errlen, "kind: expected http or grpc");
+        c->kind = strcmp(s, "http") ? CO_GRPC : CO_HTTP;
+    }
+    const char *const *other = c->kind == CO_GRPC ? http_only : grpc_only;
+    for (; *other; other++)
+        if ((v = ymap_get(d, it, *other)))
+            return yerr(d, v, err, errlen, "%s: not a key of %s callouts", *other,
+                        c->kind == CO_GRPC ? "gRPC" : "HTTP");
+    if (callout_text(d, it, "upstream", a, &c->upstream, err, errlen) ||
+        callout_text(d, it, "method", a, &c->method, err, errlen) ||
+        callout_text(d, it, "path", a, &c->path, err, errlen) ||
+        callout_text(d, it, "service", a, &c->service, err, errlen) ||
+        callout_text(d, it, "fail", a, &c->fail, err, errlen))
+        return -1;
+    if ((v = ymap_get(d, it, "times"))) {
+        uint64_t n;
+        if (yuint(d, v, &n, err, errlen))
+            return -1;
+        if (n < 1 || n > 1000000)
+            return yerr(d, v, err, errlen, "times: expected 1 to 1000000 calls");
+        c->times = (uint32_t)n;
+    }
+    if ((v = ymap_get(d, it, "delay"))) {
+        const char *t = yscalar(v, NULL);
+        if (!t || parse_duration_ms(t, &c->delay_ms))
+            return yerr(d, v, err, errlen,
+                        "delay: expected a duration (250ms, 1.5s; a number is ms)");
+    }
+    if ((v = ymap_get(d, it, "expect")))
+        c->expect = (int)(v - d->doc.nodes.start) + 1;
+    if (c->kind == CO_HTTP) {
+        const char *status = "200";
+        if ((v = ymap_get(d, it, "status")) && !(status = yscalar(v, NULL)))
+            return yerr(d, v, err, errlen, "status: expected an HTTP status");
+        hlist_add(&c->headers, a, (pw_str){":status", 7}, (pw_str){status, strlen(status)});
+        if ((v = ymap_get(d, it, "headers"))) {
+            hlist h = {0};
+            int rc = fixture_parse_map(d, v, &h, a, "headers", err, errlen);
+            for (size_t i = 0; i < h.n; i++)
+                hlist_add(&c->headers, a, h.kv[i].key, h.kv[i].value);
+            hlist_free(&h);
+            if (rc)
+                return -1;
+        }
+        if ((v = ymap_get(d, it, "body")) && !ynull(v) &&
+            yvalue_bytes(d, v, a, &c->body, err, errlen))
+            return -1;
+        if ((v = ymap_get(d, it, "trailers"))) {
+            c->has_trailers = 1;
+            if (fixture_parse_map(d, v, &c->trailers, a, "trailers", err, errlen))
+                return -1;
+        }
+        return 0;
+    }
+    if ((v = ymap_get(d, it, "initial_metadata"))) {
+        c->has_initial = 1;
+        if (fixture_parse_map(d, v, &c->initial, a, "initial_metadata", err, errlen))
+            return -1;
+    }
+    if ((v = ymap_get(d, it, "trailing_metadata"))) {
+        c->has_trailing = 1;
+        if (fixture_parse_map(d, v, &c->trailing, a, "trailing_metadata", err, errlen))
+            return -1;
+    }
+    if ((v = ymap_get(d, it, "messages")) && !ynull(v)) {
+        side tmp = {0};
+        if (parse_body(d, v, &tmp, a, err, errlen)) {
+            free(tmp.chunks);
+            return -1;
+        }
+        c->messages = tmp.chunks;
+        c->nmessages = tmp.nchunks;
+    }
+    if ((v = ymap_get(d, it, "grpc_status"))) {
+        uint64_t n;
+        if (yuint(d, v, &n, err, errlen))
+            return -1;
+        if (n > 16)
+            return yerr(d, v, err, errlen, "grpc_status: expected 0 to 16");
+        c->grpc_status = (uint32_t)n;
+    }
+    if ((v = ymap_get(d, it, "grpc_message")) && !ynull(v) &&
+        yvalue_bytes(d, v, a, &c->grpc_message, err, errlen))
+        return -1;
+    return 0;
+}
+
+static int parse_callouts(fixture *f, ydoc *d, yaml_node_t *n, char *err, size_t errlen) {
+    callouts_free(f);
+    if (ynull(n))
+        return 0;
+    if (n->type != YAML_SEQUENCE_NODE)
+        return yerr(d, n, err, errlen, "callouts: expected a list of expected calls");
+    size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    f->callouts = xmalloc((cnt + 1) * sizeof *f->callouts);
+    memset(f->callouts, 0, (cnt + 1) * sizeof *f->callouts);
+    for (size_t i = 0; i < cnt; i++) {
+        f->ncallouts = i + 1;
+        if (parse_callout(f, d, ynode(d, n->data.sequence.items.start[i]), &f->callouts[i], err,
+                          errlen))
+            return -1;
+    }
+    return 0;
+}
+
 int fixture_parse(fixture *f, ydoc *d, yaml_node_t *map, int plugin_keys, char *err,
                   size_t errlen) {
     yaml_node_t *v;
+    if ((v = ymap_get(d, map, "callouts")) && parse_callouts(f, d, v, err, errlen))
+        return -1;
     if ((v = ymap_get(d, map, "request")) &&
         parse_side(d, v, &f->req, &f->mem, "request", err, errlen))
         return -1;

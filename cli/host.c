@@ -28,6 +28,7 @@ static const char *const phase_names[PH_COUNT] = {"start",
                                                   "end",
                                                   "tick",
                                                   "queue_ready",
+                                                  "callout",
                                                   "step"};
 
 const char *phase_name(enum phase p) {
@@ -444,6 +445,363 @@ static void region_release(store_region *r) {
     }
 }
 
+/* ----------------------------------------------------------- callouts */
+
+/* The calls plugins make are recorded in the exchange (x->callouts), each
+ * answered by the first entry of the fixture's `callouts:` that matches it
+ * and has answers left, or, when none does, with a failure (an unexpected
+ * call: `pwasm test` fails). Answers are delivered by deliver(), after the
+ * plugin call that made the call returned, once the virtual clock reached
+ * their time: at once for no delay, else when an `advance` step or a
+ * stream waiting for them moves the clock on. */
+
+/* src's pairs from index `from` on, names lower-cased (as an HTTP/2
+ * answer has them). */
+static void lower_pairs(arena *a, hlist *dst, const hlist *src, size_t from) {
+    for (size_t i = from; i < src->n; i++)
+        hlist_add(dst, a, lower(a, src->kv[i].key), src->kv[i].value);
+}
+
+static int str_is(pw_str s, const char *z) {
+    return z && s.len == strlen(z) && !memcmp(s.data, z, s.len);
+}
+
+static pw_str keep(exchange *x, pw_str s) {
+    return arena_dup(&x->mem, s.data ? s.data : "", s.len);
+}
+
+static const char *plugin_name(host *h, pw_plugin *plugin) {
+    hplugin *p = plugin_of(h, plugin);
+    if (!p && h->starting)
+        p = h->starting;
+    return p ? p->name : "?";
+}
+
+static callout *new_callout(host *h, hvm *v, pw_plugin *plugin, uint32_t token,
+                            enum callout_kind kind) {
+    exchange *x = h->x;
+    if (x->ncallouts == x->capcallouts) {
+        x->capcallouts = x->capcallouts ? x->capcallouts * 2 : 16;
+        x->callouts = xrealloc(x->callouts, x->capcallouts * sizeof *x->callouts);
+    }
+    callout *c = &x->callouts[x->ncallouts++];
+    memset(c, 0, sizeof *c);
+    c->kind = kind;
+    c->v = v;
+    c->token = token;
+    c->plugin = plugin_name(h, plugin);
+    c->made_in = x->cur_phase;
+    c->made_ms = h->now_ms;
+    c->entry = -1;
+    return c;
+}
+
+/* The outstanding call `token` of VM v, or NULL. */
+static callout *find_callout(host *h, hvm *v, uint32_t token) {
+    exchange *x = h->x;
+    for (size_t i = x ? x->ncallouts : 0; i-- > 0;) {
+        callout *c = &x->callouts[i];
+        if (c->v == v && c->token == token && !c->done && !c->cancelled)
+            return c;
+    }
+    return NULL;
+}
+
+static void sent_add(exchange *x, callout *c, pw_str msg) {
+    if (c->nsent == c->capsent) {
+        c->capsent = c->capsent ? c->capsent * 2 : 4;
+        c->sent = xrealloc(c->sent, c->capsent * sizeof *c->sent);
+    }
+    c->sent[c->nsent++] = keep(x, msg);
+}
+
+const char *callout_title(arena *a, const callout *c) {
+    buf b = {0};
+    if (c->kind == CO_HTTP) {
+        buf_puts(&b, "http_call \"");
+        buf_escape(&b, c->upstream.data, c->upstream.len, 100);
+        buf_puts(&b, "\" ");
+        buf_escape(&b, c->method.data, c->method.len, 20);
+        buf_puts(&b, " ");
+        buf_escape(&b, c->path.data, c->path.len, 200);
+    } else {
+        buf_printf(&b, "%s \"", c->stream ? "grpc_stream" : "grpc_call");
+        buf_escape(&b, c->upstream.data, c->upstream.len, 100);
+        buf_puts(&b, "\" ");
+        buf_escape(&b, c->service.data, c->service.len, 100);
+        buf_puts(&b, "/");
+        buf_escape(&b, c->method.data, c->method.len, 100);
+    }
+    const char *r = arena_strdup(a, b.p);
+    buf_free(&b);
+    return r;
+}
+
+const char *callout_state(arena *a, const fixture *fx, const callout *c) {
+    char s[256];
+    const callout_spec *e = c->entry >= 0 && fx && (size_t)c->entry < fx->ncallouts
+                                ? &fx->callouts[c->entry]
+                                : NULL;
+    if (c->cancelled)
+        snprintf(s, sizeof s, "cancelled");
+    else if (c->done && c->failure)
+        snprintf(s, sizeof s, "failed (%s) at %llu ms", c->failure,
+                 (unsigned long long)c->due_ms);
+    else if (c->done && c->kind == CO_HTTP && e)
+        snprintf(s, sizeof s, "answered %.*s at %llu ms", (int)e->headers.kv[0].value.len,
+                 e->headers.kv[0].value.data, (unsigned long long)c->due_ms);
+    else if (c->done && e)
+        snprintf(s, sizeof s, "closed with grpc-status %u", e->grpc_status);
+    else
+        snprintf(s, sizeof s, "waiting (answer due at %llu ms)", (unsigned long long)c->due_ms);
+    return arena_strdup(a, s);
+}
+
+/* Finds the entry that answers c and when: the first of the fixture's
+ * callouts that matches it and answers more calls; the answer comes after
+ * its delay, or a failure after the call's timeout when that is shorter
+ * (or after its delay when the entry fails). Notes what it found. */
+static void schedule(host *h, callout *c) {
+    exchange *x = h->x;
+    const fixture *fx = h->fx;
+    for (size_t i = 0; fx && i < fx->ncallouts && c->entry < 0; i++) {
+        const callout_spec *e = &fx->callouts[i];
+        if (e->kind != c->kind || (e->upstream && !str_is(c->upstream, e->upstream)) ||
+            (e->method && !str_is(c->method, e->method)) ||
+            (e->path && !str_is(c->path, e->path)) ||
+            (e->service && !str_is(c->service, e->service)))
+            continue;
+        uint32_t used = 0;
+        for (size_t j = 0; j < x->ncallouts; j++)
+            used += x->callouts[j].entry == (int)i;
+        if (used < e->times)
+            c->entry = (int)i;
+    }
+    const char *title = callout_title(&x->mem, c);
+    if (c->entry < 0) {
+        c->failure = "unexpected call";
+        c->due_ms = h->now_ms;
+        note(x, "%s (token %u): unexpected: no entry of callouts: answers it; it fails", title,
+             c->token);
+        return;
+    }
+    const callout_spec *e = &fx->callouts[c->entry];
+    c->due_ms = h->now_ms + e->delay_ms;
+    if (e->fail) {
+        c->failure = e->fail;
+        if (!strcmp(e->fail, "timeout") && c->timeout_ms)
+            c->due_ms = h->now_ms + c->timeout_ms;
+    } else if (c->timeout_ms && e->delay_ms > c->timeout_ms) {
+        c->failure = "timeout";
+        c->due_ms = h->now_ms + c->timeout_ms;
+    }
+    note(x, "%s (token %u): callouts[%d] (line %zu) %s at %llu ms", title, c->token, c->entry,
+         e->line, c->failure ? "fails" : "answers", (unsigned long long)c->due_ms);
+}
+
+static void copy_pairs(exchange *x, hlist *dst, const pw_kv *kv, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        hlist_add(dst, &x->mem, kv[i].key, kv[i].value);
+}
+
+static proxy_status_t h_http_call(void *hp, pw_plugin *plugin, uint32_t token,
+                                  const pw_http_callout *call) {
+    host *h = HOST;
+    exchange *x = h->x;
+    if (!x)
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    callout *c = new_callout(h, hp, plugin, token, CO_HTTP);
+    c->upstream = keep(x, call->upstream);
+    c->method = keep(x, call->method);
+    c->path = keep(x, call->path);
+    c->body = keep(x, call->body);
+    c->timeout_ms = call->timeout_ms;
+    copy_pairs(x, &c->headers, call->headers, call->nheaders);
+    copy_pairs(x, &c->trailers, call->trailers, call->ntrailers);
+    schedule(h, c);
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t h_grpc_call(void *hp, pw_plugin *plugin, uint32_t token,
+                                  const pw_grpc_callout *call) {
+    host *h = HOST;
+    exchange *x = h->x;
+    if (!x)
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    callout *c = new_callout(h, hp, plugin, token, CO_GRPC);
+    c->stream = call->stream;
+    c->upstream = keep(x, call->upstream);
+    c->service = keep(x, call->service);
+    c->method = keep(x, call->method);
+    c->timeout_ms = call->timeout_ms;
+    copy_pairs(x, &c->headers, call->metadata, call->nmetadata);
+    if (!call->stream)
+        sent_add(x, c, call->message);
+    schedule(h, c);
+    return PROXY_RESULT_OK;
+}
+
+static void half_close(host *h, callout *c) {
+    if (c->half_closed)
+        return;
+    c->half_closed = 1;
+    c->half_ms = h->now_ms;
+}
+
+static proxy_status_t h_grpc_send(void *hp, uint32_t token, pw_str message, int end_of_stream) {
+    host *h = HOST;
+    callout *c = find_callout(h, hp, token);
+    if (!c)
+        return PROXY_RESULT_NOT_FOUND;
+    if (c->half_closed)
+        return PROXY_RESULT_BAD_ARGUMENT;
+    sent_add(h->x, c, message);
+    if (end_of_stream)
+        half_close(h, c);
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t h_grpc_close(void *hp, uint32_t token) {
+    host *h = HOST;
+    callout *c = find_callout(h, hp, token);
+    if (!c)
+        return PROXY_RESULT_NOT_FOUND;
+    half_close(h, c);
+    return PROXY_RESULT_OK;
+}
+
+static void h_callout_cancel(void *hp, uint32_t token) {
+    host *h = HOST;
+    callout *c = find_callout(h, hp, token);
+    if (!c)
+        return;
+    c->cancelled = 1;
+    if (!h->stopping)
+        note(h->x, "%s (token %u): cancelled", callout_title(&h->x->mem, c), c->token);
+}
+
+/* gRPC events of entry e: initial metadata (when given), the messages,
+ * trailing metadata (when given), the close. */
+static uint32_t grpc_events(const callout_spec *e) {
+    return (uint32_t)e->nmessages + (e->has_initial ? 1 : 0) + (e->has_trailing ? 1 : 0) + 1;
+}
+
+/* When c delivers its next event; UINT64_MAX: nothing to deliver (yet). A
+ * stream's close waits until the plugin half-closed it, unless it fails. */
+static uint64_t callout_due(const host *h, const callout *c) {
+    if (c->done || c->cancelled)
+        return UINT64_MAX;
+    if (c->kind == CO_HTTP || c->failure || !c->stream)
+        return c->due_ms;
+    const callout_spec *e = &h->fx->callouts[c->entry];
+    if (c->next_ev + 1 < grpc_events(e))
+        return c->due_ms;
+    if (!c->half_closed)
+        return UINT64_MAX;
+    return c->half_ms > c->due_ms ? c->half_ms : c->due_ms;
+}
+
+/* The call whose next event comes first (by time, then call order), or
+ * -1; its time in *when. */
+static int callout_next(const host *h, uint64_t *when) {
+    const exchange *x = h->x;
+    int best = -1;
+    *when = UINT64_MAX;
+    for (size_t i = 0; x && i < x->ncallouts; i++) {
+        uint64_t t = callout_due(h, &x->callouts[i]);
+        if (t < *when) {
+            *when = t;
+            best = (int)i;
+        }
+    }
+    return best;
+}
+
+/* Delivers the next event of call i (its time has come). */
+static void callout_deliver(host *h, size_t i) {
+    exchange *x = h->x;
+    callout *c = &x->callouts[i];
+    hvm *v = c->v;
+    const callout_spec *e = c->entry >= 0 ? &h->fx->callouts[c->entry] : NULL;
+    int saved = x->cur;
+    enum phase saved_phase = x->cur_phase;
+    call *k = begin_call(x, PH_CALLOUT, c->token, 0);
+    k->plugin = c->plugin;
+    k->at_ms = h->now_ms;
+    uint32_t token = c->token;
+    buf d = {0};
+    int rc;
+    hlist pairs = {0};
+    uint32_t was = set_worker(h, v->worker);
+    if (c->kind == CO_HTTP) {
+        c->done = 1;
+        if (c->failure) {
+            buf_printf(&d, "proxy_on_http_call_response(token=%u, headers=0, body_size=0, "
+                           "trailers=0): failure \"%s\"",
+                       token, c->failure);
+            k->detail = arena_strdup(&x->mem, d.p);
+            rc = pw_vm_http_call_response(v->vm, token, NULL,
+                                          (pw_str){c->failure, strlen(c->failure)});
+        } else {
+            lower_pairs(&x->mem, &pairs, &e->headers, 0);
+            hlist trailers = {0};
+            lower_pairs(&x->mem, &trailers, &e->trailers, 0);
+            buf_printf(&d,
+                       "proxy_on_http_call_response(token=%u, headers=%zu, body_size=%zu, "
+                       "trailers=%zu): %.*s from callouts[%d]",
+                       token, pairs.n, e->body.len, trailers.n, (int)pairs.kv[0].value.len,
+                       pairs.kv[0].value.data, c->entry);
+            k->detail = arena_strdup(&x->mem, d.p);
+            pw_http_response r = {.headers = pairs.kv,
+                                  .nheaders = pairs.n,
+                                  .body = e->body,
+                                  .trailers = trailers.kv,
+                                  .ntrailers = trailers.n};
+            rc = pw_vm_http_call_response(v->vm, token, &r, (pw_str){"", 0});
+            hlist_free(&trailers);
+        }
+    } else {
+        pw_grpc_event ev = {.kind = PW_GRPC_CLOSE};
+        uint32_t n = e ? grpc_events(e) : 1, at = c->next_ev++;
+        if (c->failure || at + 1 >= n) {
+            c->done = 1;
+            int timeout = c->failure && !strcmp(c->failure, "timeout");
+            ev.status = c->failure ? (timeout ? 4u : 14u) : e->grpc_status;
+            ev.message = c->failure ? (pw_str){c->failure, strlen(c->failure)} : e->grpc_message;
+            buf_printf(&d, "proxy_on_grpc_close(token=%u, status=%u)", token, ev.status);
+            if (c->failure)
+                buf_printf(&d, ": failure \"%s\"", c->failure);
+        } else if (e->has_initial && at == 0) {
+            ev.kind = PW_GRPC_INITIAL_METADATA;
+            lower_pairs(&x->mem, &pairs, &e->initial, 0);
+            buf_printf(&d, "proxy_on_grpc_receive_initial_metadata(token=%u, headers=%zu)", token,
+                       pairs.n);
+        } else if (at - (e->has_initial ? 1 : 0) < e->nmessages) {
+            ev.kind = PW_GRPC_MESSAGE;
+            ev.message = e->messages[at - (e->has_initial ? 1 : 0)];
+            buf_printf(&d, "proxy_on_grpc_receive(token=%u, size=%zu)", token, ev.message.len);
+        } else {
+            ev.kind = PW_GRPC_TRAILING_METADATA;
+            lower_pairs(&x->mem, &pairs, &e->trailing, 0);
+            buf_printf(&d, "proxy_on_grpc_receive_trailing_metadata(token=%u, trailers=%zu)",
+                       token, pairs.n);
+        }
+        ev.metadata = pairs.kv;
+        ev.nmetadata = pairs.n;
+        k->detail = arena_strdup(&x->mem, d.p);
+        rc = pw_vm_grpc_event(v->vm, token, &ev);
+    }
+    set_worker(h, was);
+    hlist_free(&pairs);
+    buf_free(&d);
+    if (rc != PW_OK)
+        note(x, "the callout callback (token %u) failed: %s%s%s", token, pw_strerror(rc),
+             v->vm && *pw_vm_last_error(v->vm) ? ": " : "",
+             v->vm ? pw_vm_last_error(v->vm) : "");
+    x->cur = saved;
+    x->cur_phase = saved_phase;
+}
+
 /* -------------------------------------------------------------- trace */
 
 static void h_trace(void *hp, void *stream, pw_str plugin, const char *module, const char *name,
@@ -505,7 +863,17 @@ void exchange_next(exchange *x) {
     x->cur = -1;
 }
 
+static void callouts_clear(exchange *x) {
+    for (size_t i = 0; i < x->ncallouts; i++) {
+        hlist_free(&x->callouts[i].headers);
+        hlist_free(&x->callouts[i].trailers);
+        free(x->callouts[i].sent);
+    }
+    x->ncallouts = 0;
+}
+
 void exchange_reset(exchange *x) {
+    callouts_clear(x);
     arena_reset(&x->mem);
     exchange_next(x);
     x->ncalls = x->nevents = 0;
@@ -523,6 +891,8 @@ void exchange_free(exchange *x) {
     buf_free(&x->req_sent);
     buf_free(&x->resp_sent);
     free(x->props.v);
+    callouts_clear(x);
+    free(x->callouts);
     free(x->calls);
     free(x->events);
     arena_free(&x->mem);
@@ -554,13 +924,21 @@ static const pw_host_http_ops http_ops = {
     .body_replace = h_body_replace,
 };
 
+static const pw_host_callout_ops callout_ops = {
+    .http_call = h_http_call,
+    .grpc_call = h_grpc_call,
+    .grpc_send = h_grpc_send,
+    .grpc_close = h_grpc_close,
+    .cancel = h_callout_cancel,
+};
+
 /* Only when hostcalls are recorded (o->trace). */
 static const pw_host_observe_ops observe_ops = {.trace = h_trace};
 
 /* Delivers what the queues hold (pw_vm_deliver_queues on every VM) for as
  * long as deliveries enqueue more, each VM's round recorded as one
  * PH_QUEUE call. */
-static void deliver(host *h) {
+static void deliver_queues(host *h) {
     exchange *x = h->x;
     for (int round = 0; h->queues_due; round++) {
         h->queues_due = 0;
@@ -592,6 +970,24 @@ static void deliver(host *h) {
             else if (rc == 0 && x->nevents == ev && !c->hostcalls)
                 x->ncalls--; /* nothing for this VM */
         }
+    }
+}
+
+/* After a plugin call returned: queue deliveries, then the answers of
+ * callouts whose time has come (each may enqueue or call again). */
+static void deliver(host *h) {
+    for (uint32_t n = 0;; n++) {
+        deliver_queues(h);
+        uint64_t when;
+        int i = callout_next(h, &when);
+        if (i < 0 || when > h->now_ms)
+            return;
+        if (n == 100000) {
+            note(h->x, "callout answers keep coming: stopped after 100000 at %llu ms",
+                 (unsigned long long)h->now_ms);
+            return;
+        }
+        callout_deliver(h, (size_t)i);
     }
 }
 
@@ -668,6 +1064,7 @@ static int start_plugin(host *h, const plugin_spec *ps, const plugin_spec *first
 int host_start(host *h, pw_module *m, const fixture *fx, exchange *x, const run_opts *o) {
     memset(h, 0, sizeof *h);
     h->x = x;
+    h->fx = fx;
     h->level = o->log_level >= 0    ? o->log_level
                : fx->log_level >= 0 ? fx->log_level
                                     : o->default_level;
@@ -683,6 +1080,7 @@ int host_start(host *h, pw_module *m, const fixture *fx, exchange *x, const run_
         .observe = o->trace ? &observe_ops : NULL,
         .timers = &timer_ops,
         .shared = &shared_ops,
+        .callouts = &callout_ops,
     };
     /* One store for every plugin of the test, on the heap. Without it
      * (the library cannot open one) the shared hostcalls answer
@@ -761,11 +1159,20 @@ void host_advance(host *h, uint64_t ms) {
                 (!next || p->next_tick_ms < next->next_tick_ms))
                 next = p;
         }
-        if (!next)
+        uint64_t answer;
+        callout_next(h, &answer);
+        if (!next && answer > until)
             break;
         if (fired == 100000) {
-            note(x, "more than 100000 ticks in one advance: the clock jumps to the end");
+            note(x, "more than 100000 ticks and answers in one advance: the clock jumps to "
+                    "the end");
             break;
+        }
+        if (answer <= until && (!next || answer < next->next_tick_ms)) {
+            /* An answer comes first (at a tick's time: after the tick). */
+            h->now_ms = answer > h->now_ms ? answer : h->now_ms;
+            deliver(h);
+            continue;
         }
         h->now_ms = next->next_tick_ms;
         /* The period stays unless the plugin sets another in on_tick. */
@@ -833,7 +1240,8 @@ uint64_t host_guest_memory(host *h) {
     return size;
 }
 
-enum flow { GO, STOP, LOCAL, HELD, BUFFER };
+/* NONE: nothing asked (pending()). */
+enum flow { GO, STOP, LOCAL, HELD, BUFFER, NONE };
 
 static void snapshot(exchange *x, call *c) {
     if (!x->record)
@@ -882,6 +1290,44 @@ static void take_local_response(host *h, exchange *x, pw_stream *s, call *c) {
         hlist_add(&l->headers, &x->mem, r->headers[i].key, r->headers[i].value);
 }
 
+/* What another context asked of stream s since its last callback (a
+ * callout's callback, a tick, with the stream as its effective context):
+ * STOP (closed, or its VM discarded), LOCAL (a local response), GO (the
+ * direction of ph continued) or NONE. */
+static enum flow pending(host *h, exchange *x, pw_stream *s, enum phase ph) {
+    unsigned bits = pw_stream_take(s, PW_PENDING_ALL);
+    if (bits & PW_PENDING_CLOSE) {
+        x->outcome = OUT_CLOSED;
+        x->stopped_in = ph;
+        note(x, "proxy_close_stream from another context: the stream is reset");
+        return STOP;
+    }
+    if (bits & PW_PENDING_FAILED) {
+        x->outcome = OUT_FAILED;
+        x->stopped_in = ph;
+        snprintf(x->error, sizeof x->error, "its VM was discarded after a trap elsewhere");
+        note(x, "the stream failed: %s; failing closed (503)", x->error);
+        return STOP;
+    }
+    if (bits & PW_PENDING_LOCAL_RESPONSE) {
+        /* Shown under the callback that asked for it: the last one that
+         * was not the stream's own. */
+        size_t at = x->ncalls;
+        while (at > 0 && x->calls[at - 1].phase >= PH_CREATE &&
+               x->calls[at - 1].phase <= PH_END)
+            at--;
+        call *c = &x->calls[at > 0 ? at - 1 : (size_t)x->last_call];
+        take_local_response(h, x, s, c);
+        if (c->lr) {
+            x->lr.phase = ph;
+            return LOCAL;
+        }
+    }
+    unsigned own =
+        ph >= PH_RESP_HEADERS ? PW_PENDING_CONTINUE_RESPONSE : PW_PENDING_CONTINUE_REQUEST;
+    return bits & own ? GO : NONE;
+}
+
 /* Calls one stream callback through the chain (one plugin, failure policy
  * closed: the CLI fails as nginx does by default) and says what the
  * exchange does next. */
@@ -921,18 +1367,64 @@ static enum flow call_one(host *h, exchange *x, pw_chain *ch, enum phase ph, siz
         note(x, "the plugin failed in %s: %s; failing closed (503)", phase_name(ph), x->error);
         return STOP;
     }
+    /* What the answers delivered since asked (a callout made here and
+     * answered at once may have continued the stream). */
+    enum flow late = pending(h, x, s, ph);
+    c = &x->calls[x->last_call];
+    if (late == STOP)
+        return STOP;
     if (a == PW_ACTION_LOCAL_RESPONSE) {
         take_local_response(h, x, s, c);
         if (c->lr)
             return LOCAL;
         return GO; /* a second local response is ignored, its Pause too */
     }
+    if (late == LOCAL)
+        return LOCAL;
     if (a == PW_ACTION_CONTINUE) {
         if (applied)
             note(x, "paused, then resumed by proxy_continue_stream during the callback");
         return GO;
     }
+    if (late == GO) {
+        c->resumed = 1;
+        note(x, "paused, then resumed from another context (a callout's answer) right after");
+        return GO;
+    }
     return a == PW_ACTION_PAUSE_NO_BUFFER ? HELD : BUFFER;
+}
+
+/* The direction is held at its end. A proxy would wait: while callouts
+ * are outstanding, the virtual clock moves on to their answers (ticks
+ * come on the way), whose callbacks may continue, answer or close the
+ * stream. Returns GO, LOCAL, STOP, or NONE (nothing more will come). */
+static enum flow wait_answers(host *h, exchange *x, pw_chain *ch, enum phase ph) {
+    pw_stream *s = ch->links[0].stream;
+    for (uint32_t n = 0;; n++) {
+        enum flow f = pending(h, x, s, ph);
+        if (f == GO && x->ncalls) {
+            x->cur = (int)x->ncalls - 1; /* under the callback that resumed it */
+            note(x, "paused in %s, resumed at %llu ms from another context", phase_name(ph),
+                 (unsigned long long)h->now_ms);
+            x->cur = -1;
+        }
+        if (f != NONE)
+            return f;
+        uint64_t when;
+        if (callout_next(h, &when) < 0 || when == UINT64_MAX)
+            return NONE;
+        if (n == 100000) {
+            note(x, "waited for 100000 callout answers: giving up");
+            return NONE;
+        }
+        if (n == 0) {
+            x->cur = x->last_call; /* said under the callback that paused */
+            note(x, "paused in %s: waiting for callout answers (the clock moves on)",
+                 phase_name(ph));
+            x->cur = -1;
+        }
+        host_advance(h, when > h->now_ms ? when - h->now_ms : 0);
+    }
 }
 
 static void stall(exchange *x, enum phase ph) {
@@ -1030,9 +1522,16 @@ static enum flow direction(host *h, exchange *x, pw_chain *ch, const side *sd, i
             paused = ph + 2;
     }
     if (paused != PH_COUNT) {
-        buf_free(&held);
-        stall(x, paused);
-        return STOP;
+        r = wait_answers(h, x, ch, paused);
+        if (r == STOP || r == LOCAL) {
+            buf_free(&held);
+            return r;
+        }
+        if (r != GO) {
+            buf_free(&held);
+            stall(x, paused);
+            return STOP;
+        }
     }
     /* Trailers went on: so does what the body callbacks still held. */
     buf_put(sent, held.p, held.len);

@@ -59,9 +59,13 @@ static const char *sdk_guess(const pw_module_info *in, const char **why) {
         *why = "proxy_on_memory_allocate and the Go runtime's WASI imports";
         return "Go (proxy-wasm-go-sdk)";
     }
-    if (pa &&
-        (has_export(in, "proxy_on_foreign_function") || has_export(in, "proxy_on_grpc_receive"))) {
-        *why = "proxy_on_memory_allocate and every callback exported, gRPC included";
+    /* The Rust SDK exports every callback, TCP and foreign functions
+     * included; the pwasm C SDK exports the HTTP and gRPC ones only. */
+    int rust = has_export(in, "proxy_on_foreign_function") ||
+               has_export(in, "proxy_on_new_connection");
+    if (pa && rust) {
+        *why = "proxy_on_memory_allocate and every callback exported, TCP and foreign "
+               "functions included";
         return "Rust (proxy-wasm-rust-sdk)";
     }
     if (ma && !wasi) {
@@ -69,7 +73,8 @@ static const char *sdk_guess(const pw_module_info *in, const char **why) {
         return "Rust (proxy-wasm-rust-sdk, wasm32-unknown-unknown)";
     }
     if (pa && init && has_export(in, "proxy_abi_version_0_2_1")) {
-        *why = "ABI 0.2.1, proxy_on_memory_allocate, _initialize, no gRPC callbacks";
+        *why = "ABI 0.2.1, proxy_on_memory_allocate, _initialize, no TCP or foreign-function "
+               "callbacks";
         return "C (pwasm C SDK)";
     }
     *why = "no known combination of exports";

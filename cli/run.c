@@ -115,9 +115,10 @@ static void print_call(FILE *f, const exchange *x, size_t i, int trace) {
     fprintf(f, "\n-- %s", phase_name(c->phase));
     if (c->plugin)
         fprintf(f, " (%s)", c->plugin);
-    fprintf(f, ": %s", callbacks_of(c->phase));
+    fprintf(f, ": %s", c->phase == PH_CALLOUT ? c->detail : callbacks_of(c->phase));
     switch (c->phase) {
     case PH_TICK:
+    case PH_CALLOUT:
         fprintf(f, " at %llu ms", (unsigned long long)c->at_ms);
         break;
     case PH_QUEUE:
@@ -169,6 +170,36 @@ static void print_call(FILE *f, const exchange *x, size_t i, int trace) {
     fprintf(f, "   hostcalls: %u\n", c->hostcalls);
 }
 
+/* The calls the plugins made so far, what answered them, and the entries
+ * of `callouts:` no call used. */
+static void print_callouts(FILE *f, const exchange *x) {
+    const fixture *fx = x->fx;
+    size_t nfx = fx ? fx->ncallouts : 0;
+    if (!x->ncallouts && !nfx)
+        return;
+    arena tmp = {0};
+    fprintf(f, "   callouts:\n");
+    for (size_t i = 0; i < x->ncallouts; i++) {
+        const callout *c = &x->callouts[i];
+        fprintf(f, "     token %u %s (%s, %s at %llu ms): ", c->token, callout_title(&tmp, c),
+                c->plugin, phase_name(c->made_in), (unsigned long long)c->made_ms);
+        if (c->entry < 0)
+            fprintf(f, "UNEXPECTED (no entry of callouts: matches), ");
+        else
+            fprintf(f, "callouts[%d] (line %zu), ", c->entry, fx->callouts[c->entry].line);
+        fprintf(f, "%s\n", callout_state(&tmp, fx, c));
+    }
+    for (size_t e = 0; e < nfx; e++) {
+        size_t used = 0;
+        for (size_t i = 0; i < x->ncallouts; i++)
+            used += x->callouts[i].entry == (int)e;
+        if (!used)
+            fprintf(f, "     callouts[%zu] (line %zu): no call made it%s\n", e,
+                    fx->callouts[e].line, fx->callouts[e].times > 1 ? " (yet)" : "");
+    }
+    arena_free(&tmp);
+}
+
 void print_result(FILE *f, const exchange *x) {
     fprintf(f, "\n== result: %s", outcome_name(x->outcome));
     if (x->outcome == OUT_PAUSED || x->outcome == OUT_CLOSED || x->outcome == OUT_FAILED)
@@ -199,9 +230,10 @@ void print_result(FILE *f, const exchange *x) {
             print_map(f, "       ", &x->resp_t);
         }
     }
+    print_callouts(f, x);
     fprintf(f, "   hostcalls: %u for the request, %u at start", x->hostcalls, x->start_hostcalls);
     if (x->other_hostcalls)
-        fprintf(f, ", %u in ticks and queue deliveries", x->other_hostcalls);
+        fprintf(f, ", %u in ticks, queue deliveries and callout answers", x->other_hostcalls);
     fprintf(f, "\n");
 }
 

@@ -650,6 +650,125 @@ static void check_shared(checker *ck, yaml_node_t *n) {
     }
 }
 
+/* messages: the gRPC messages the plugin sent, in order (bytes). */
+static void check_messages(checker *ck, yaml_node_t *n, const char *what, const callout *c) {
+    yaml_node_t **it;
+    size_t cnt = items(ck->d, n, &it);
+    arena tmp = {0};
+    buf e = {0}, a = {0};
+    int same = cnt == c->nsent;
+    for (size_t i = 0; i < cnt; i++) {
+        pw_str want;
+        if (yvalue_bytes(ck->d, it[i], &tmp, &want, ck->err, sizeof ck->err)) {
+            malformed(ck, it[i], "%s", ck->err);
+            same = 1;
+            break;
+        }
+        buf_puts(&e, i ? ", " : "");
+        quoted(&e, want.data, want.len);
+        same = same && want.len == c->sent[i].len &&
+               (!want.len || !memcmp(want.data, c->sent[i].data, want.len));
+    }
+    for (size_t i = 0; i < c->nsent; i++) {
+        buf_puts(&a, i ? ", " : "");
+        quoted(&a, c->sent[i].data, c->sent[i].len);
+    }
+    if (!same)
+        fail_values(ck, n, what, e.p ? e.p : "(none)", a.p ? a.p : "(none)");
+    free(it);
+    arena_free(&tmp);
+    buf_free(&e);
+    buf_free(&a);
+}
+
+static const char *const callout_expect_keys[] = {
+    "headers",  "headers_present", "headers_absent", "all_headers", "body",
+    "body_matches", "trailers", "metadata", "messages", "timeout_ms", "half_closed",
+    "cancelled", NULL};
+
+/* The `expect` of entry i of callouts: on what each call it answered sent. */
+static void check_callout_expect(checker *ck, const fixture *fx, size_t i) {
+    const callout_spec *e = &fx->callouts[i];
+    yaml_node_t *ex = ynode(ck->d, e->expect), *v;
+    if (!ex || ex->type != YAML_MAPPING_NODE ||
+        ycheck_keys(ck->d, ex, callout_expect_keys, "a callout's expect", ck->err,
+                    sizeof ck->err)) {
+        malformed(ck, ex, "%s", ex ? ck->err : "expect: expected a mapping");
+        return;
+    }
+    for (size_t j = 0; j < ck->x->ncallouts; j++) {
+        const callout *c = &ck->x->callouts[j];
+        if (c->entry != (int)i)
+            continue;
+        char what[96], num[32];
+#define SUB(key, fn, ...)                                                                         \
+    if ((v = ymap_get(ck->d, ex, key))) {                                                         \
+        snprintf(what, sizeof what, "callouts[%zu] (token %u) %s", i, c->token, key);           \
+        fn(ck, v, what, __VA_ARGS__);                                                             \
+    }
+        SUB("headers", check_map, &c->headers)
+        SUB("metadata", check_map, &c->headers)
+        SUB("headers_present", check_names, &c->headers, 1)
+        SUB("headers_absent", check_names, &c->headers, 0)
+        SUB("all_headers", check_all, &c->headers)
+        SUB("trailers", check_map, &c->trailers)
+        SUB("body", check_body, c->body.data, c->body.len, 0)
+        SUB("body_matches", check_body, c->body.data, c->body.len, 1)
+        SUB("messages", check_messages, c)
+        snprintf(num, sizeof num, "%u", c->timeout_ms);
+        SUB("timeout_ms", check_status, num, strlen(num))
+        SUB("half_closed", check_status, c->half_closed ? "true" : "false",
+            strlen(c->half_closed ? "true" : "false"))
+        SUB("cancelled", check_status, c->cancelled ? "true" : "false",
+            strlen(c->cancelled ? "true" : "false"))
+#undef SUB
+    }
+}
+
+/* The calls the plugins made against the fixture's callouts: a call no
+ * entry answered, an entry no call (or fewer calls than its `times`) used,
+ * and each entry's expect on what was sent. */
+static void check_callouts(checker *ck, const fixture *fx) {
+    exchange *x = ck->x;
+    arena tmp = {0};
+    for (size_t j = 0; j < x->ncallouts; j++) {
+        const callout *c = &x->callouts[j];
+        if (c->entry >= 0)
+            continue;
+        fail_head(ck, NULL, "unexpected callout: %s (token %u) from %s of %s at %llu ms",
+                  callout_title(&tmp, c), c->token, phase_name(c->made_in), c->plugin,
+                  (unsigned long long)c->made_ms);
+        buf_puts(&ck->out, "      - expected: an entry of callouts: that matches it\n");
+        buf_puts(&ck->out, "      + actual:   none (answered with a failure); it sent ");
+        buf_puts(&ck->out, c->kind == CO_HTTP ? "headers {" : "metadata {");
+        for (size_t k = 0; k < c->headers.n; k++) {
+            buf_puts(&ck->out, k ? ", " : "");
+            quoted(&ck->out, c->headers.kv[k].key.data, c->headers.kv[k].key.len);
+            buf_puts(&ck->out, ": ");
+            quoted(&ck->out, c->headers.kv[k].value.data, c->headers.kv[k].value.len);
+        }
+        buf_puts(&ck->out, "}\n");
+    }
+    for (size_t i = 0; fx && i < fx->ncallouts; i++) {
+        const callout_spec *e = &fx->callouts[i];
+        uint32_t used = 0;
+        for (size_t j = 0; j < x->ncallouts; j++)
+            used += x->callouts[j].entry == (int)i;
+        if (used < e->times) {
+            char want[96], got[32];
+            snprintf(want, sizeof want, "%u call%s%s%s%s", e->times, e->times == 1 ? "" : "s",
+                     e->upstream ? " to \"" : "", e->upstream ? e->upstream : "",
+                     e->upstream ? "\"" : "");
+            snprintf(got, sizeof got, "%u", used);
+            fail_head(ck, NULL, "callouts[%zu] (line %zu): expected calls never made", i, e->line);
+            buf_printf(&ck->out, "      - expected: %s\n      + actual:   %s\n", want, got);
+        }
+        if (e->expect)
+            check_callout_expect(ck, fx, i);
+    }
+    arena_free(&tmp);
+}
+
 /* Expectations on the store: checked while the plugins still run. */
 static int check_store(checker *ck, yaml_node_t *ex) {
     yaml_node_t *v;
@@ -859,6 +978,8 @@ static void run_test(modcache *mc, ydoc *d, const fixture *base, yaml_node_t *t,
         host_stop(&h);
     }
     ck.h = NULL;
+    if (x.outcome != OUT_START_FAILED || x.ncallouts)
+        check_callouts(&ck, &fx);
     int failures = check(&ck, ymap_get(d, t, "expect"));
     if (failures) {
         printf("  FAIL  %s\n%s", name, ck.out.p ? ck.out.p : "");

@@ -65,7 +65,10 @@ def test_inspect_guesses_the_sdk_and_groups_imports():
 def test_inspect_says_which_imports_are_not_implemented_yet():
     r = pwasm("inspect", BUILD / "tests/plugins/hostcalls.wasm")
     assert r.returncode == 0
-    assert re.search(r"env\.proxy_http_call .*\[ok\] returns Unimplemented", r.stdout)
+    # Callouts are implemented (the CLI answers them from fixtures).
+    assert re.search(r"env\.proxy_http_call .*\[ok\]$", r.stdout, re.M)
+    assert re.search(r"env\.proxy_call_foreign_function .*\[ok\] returns Unimplemented",
+                     r.stdout)
     assert "not implemented yet: they return Unimplemented" in r.stdout
 
 
@@ -184,8 +187,12 @@ def test_run_flags_unimplemented_hostcalls_without_trace(tmp_path):
     fx.write_text("request:\n  headers: {x-test: unimplemented}\n")
     r = pwasm("run", BUILD / "tests/plugins/hostcalls.wasm", fx)
     assert r.returncode == 0, r.stderr
-    assert re.search(r"   ! proxy_http_call\(upstream=\"127.0.0.1:1\".*Unimplemented "
+    assert re.search(r"   ! proxy_call_foreign_function\(.*Unimplemented "
                      r"\(not implemented in pwasm yet\)", r.stdout)
+    # A callout no fixture entry answers: Ok, then a failure, and said so.
+    assert "! proxy_http_call" not in r.stdout
+    assert re.search(r'note: http_call "127.0.0.1:1" GET / \(token 1\): unexpected', r.stdout)
+    assert re.search(r"token 1 http_call .*UNEXPECTED", r.stdout)
     # Shared data is implemented now (the CLI's store): shown with --trace only.
     assert "proxy_set_shared_data" not in r.stdout
     r = pwasm("run", "--trace", BUILD / "tests/plugins/hostcalls.wasm", fx)
@@ -391,7 +398,7 @@ steps:
                      r"name=\"token_refresh_renewals_total\"\) -> Ok, metric_id=\d+$", out, re.M)
     assert re.search(r"> proxy_set_tick_period_milliseconds\(period_ms=1000\) -> Ok$", out, re.M)
     assert "authorization: Bearer tok-1" in out
-    assert out.rstrip().endswith("in ticks and queue deliveries")
+    assert out.rstrip().endswith("in ticks, queue deliveries and callout answers")
 
 
 def test_bad_yaml_has_line_and_column(tmp_path):

@@ -10,7 +10,12 @@
  *
  * PHASE is vm_start, configure, create, request_headers, request_body,
  * request_trailers, response_headers, response_body, response_trailers, log,
- * done, delete, tick (proxy_on_tick) or queue_ready (proxy_on_queue_ready);
+ * done, delete, tick (proxy_on_tick), queue_ready (proxy_on_queue_ready),
+ * http_response (proxy_on_http_call_response), grpc_initial, grpc_message,
+ * grpc_trailing or grpc_close (proxy_on_grpc_*: the commands run in the
+ * context that made the call, which the SDK made effective; `args` gives
+ * "token=N headers=H body=B trailers=T", "token=N size=S", "token=N
+ * status=S");
  * @eos / @more restrict a body or headers command to calls with
  * end_of_stream 1 / 0. Commands for vm_start come from the VM
  * configuration (read in proxy_on_vm_start), all others from the plugin
@@ -74,8 +79,20 @@
  *   metric_increment ID N, metric_record ID N   ID may be last or prev
  *   metric_get ID                 proxy_get_metric (status only)
  *   metric_value ID               proxy_get_metric -> the value (signed)
- *   http_call UPSTREAM, grpc_call SERVICE, grpc_stream
- *   SERVICE, grpc_send ID MSG, grpc_cancel ID, grpc_close ID, get_status,
+ *   http_call UPSTREAM [timeout=MS] [body=TEXT] [K=V ...]
+ *                                 pw_http_call with headers K=V (none given:
+ *                                 :method GET, :path /, :authority pwasm.test),
+ *                                 timeout default 1000 -> "token=N"; the token
+ *                                 is kept as `last`, the one before as `prev`
+ *   grpc_call UPSTREAM [service=S] [method=M] [msg=TEXT] [timeout=MS] [K=V ...]
+ *                                 pw_grpc_call (defaults svc, m, "", 1000;
+ *                                 K=V initial metadata) -> "token=N", kept
+ *   grpc_stream UPSTREAM [service=S] [method=M] [K=V ...]   pw_grpc_stream
+ *   grpc_send ID MSG [eos], grpc_cancel ID, grpc_close ID   (the SDK's
+ *                                 wrappers, which remember the calling context
+ *                                 for the answer's dispatch) ID: a number,
+ *                                 last, prev, or cur (the answer's token)
+ *   get_status                    proxy_get_status -> code=N "message"
  *   foreign NAME ARGS, clear_route_cache    the remaining hostcalls
  *   badptr_log, badptr_get_header MAP, badptr_out MAP KEY
  *                                 pointers outside memory (InvalidMemoryAccess)
@@ -115,6 +132,11 @@ enum phase {
     DELETE,
     TICK,
     QUEUE_READY,
+    HTTP_RESPONSE,
+    GRPC_INITIAL,
+    GRPC_MESSAGE,
+    GRPC_TRAILING,
+    GRPC_CLOSE,
     NPHASES
 };
 static const char *const phase_names[NPHASES] = {"vm_start",
@@ -130,7 +152,12 @@ static const char *const phase_names[NPHASES] = {"vm_start",
                                                  "done",
                                                  "delete",
                                                  "tick",
-                                                 "queue_ready"};
+                                                 "queue_ready",
+                                                 "http_response",
+                                                 "grpc_initial",
+                                                 "grpc_message",
+                                                 "grpc_trailing",
+                                                 "grpc_close"};
 
 #define MAX_ARGS 12
 
@@ -153,6 +180,10 @@ static uint32_t result;
 
 /* What `last` / `prev` stand for in later commands. */
 static uint32_t last_cas, last_queue, last_metric, prev_metric;
+/* Tokens of the calls made (`last`, `prev`) and of the answer being
+ * delivered (`cur`); the callout callback's arguments. */
+static uint32_t last_token, prev_token, cur_token;
+static char cur_args[96];
 
 /* ------------------------------------------------------------- parsing */
 
@@ -278,9 +309,42 @@ static uint32_t kept(const char *s, uint32_t last, uint32_t prev) {
 }
 
 static proxy_map_type_t map_arg(const char *s) {
-    static const char *const n[] = {"request_headers", "request_trailers", "response_headers",
-                                    "response_trailers"};
-    return (proxy_map_type_t)named(s, n, 4);
+    static const char *const n[] = {"request_headers",
+                                    "request_trailers",
+                                    "response_headers",
+                                    "response_trailers",
+                                    "grpc_initial_metadata",
+                                    "grpc_trailing_metadata",
+                                    "http_call_response_headers",
+                                    "http_call_response_trailers"};
+    return (proxy_map_type_t)named(s, n, 8);
+}
+
+/* A call's token: a number, `last`, `prev` (the calls made) or `cur` (the
+ * answer being delivered). */
+static uint32_t token_arg(const char *s) {
+    return !strcmp(s, "cur") ? cur_token : kept(s, last_token, prev_token);
+}
+
+/* Arguments after the first of a callout command: NAME=VALUE options from
+ * `opts` into vals (NULL when absent), the rest K=V pairs (headers or
+ * metadata). Returns the number of pairs. */
+static int callout_args(int argc, char *const *argv, const char *const *opts, char **vals,
+                        char **pairs) {
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        int o = -1;
+        for (int k = 0; opts[k] && o < 0; k++) {
+            size_t l = strlen(opts[k]);
+            if (!strncmp(argv[i], opts[k], l) && argv[i][l] == '=')
+                o = k;
+        }
+        if (o >= 0)
+            vals[o] = argv[i] + strlen(opts[o]) + 1;
+        else
+            pairs[n++] = argv[i];
+    }
+    return n;
 }
 
 static proxy_buffer_type_t buffer_arg(const char *s) {
@@ -378,6 +442,12 @@ emscripten_notify_memory_growth(uint32_t index);
 __attribute__((import_module("env"), import_name("pthread_equal"))) uint32_t
 pthread_equal_import(uint32_t a, uint32_t b);
 
+static void token_made(uint32_t token) {
+    prev_token = last_token;
+    last_token = token;
+    vput("token=%u", token);
+}
+
 /* ----------------------------------------------------------- commands */
 
 static int need(const cmd *c, int n) {
@@ -410,6 +480,8 @@ static void run(const cmd *c) {
         st = 0;
         if (cur_phase == QUEUE_READY)
             vput("queue=%u", cur_size);
+        else if (cur_phase >= HTTP_RESPONSE)
+            vput("%s", cur_args);
         else
             vput("size=%u eos=%u", cur_size, cur_eos);
     } else if (!strcmp(op, "context")) {
@@ -565,25 +637,52 @@ static void run(const cmd *c) {
         st = proxy_get_metric(kept(a[0], last_metric, prev_metric), &u64);
         if (st == PROXY_RESULT_OK)
             vput("%lld", (long long)u64);
-    } else if (OP("http_call", 1)) {
-        pw_pair_t h[] = {pw_pair(":method", "GET"), pw_pair(":path", "/"),
-                         pw_pair(":authority", "pwasm.test")};
-        st = pw_pairs_serialize(h, 3, &map, &msize);
+    } else if (OP("http_call", 1) || OP("grpc_call", 1) || OP("grpc_stream", 1)) {
+        /* Through the SDK's wrappers, which remember the calling context
+         * so that the answer reaches it. */
+        static const char *const opts[] = {"timeout", "body", "service", "method", "msg", NULL};
+        char *vals[5] = {0}, *kv[MAX_ARGS];
+        int np = callout_args(c->argc - 2, a + 1, opts, vals, kv);
+        pw_pair_t pairs[MAX_ARGS];
+        for (int i = 0; i < np; i++) {
+            char *eq = strchr(kv[i], '=');
+            pairs[i].key = kv[i];
+            pairs[i].key_len = eq ? (size_t)(eq - kv[i]) : strlen(kv[i]);
+            pairs[i].value = eq ? eq + 1 : "";
+            pairs[i].value_len = eq ? strlen(eq + 1) : 0;
+        }
+        if (!strcmp(op, "http_call") && !np) {
+            pairs[0] = pw_pair(":method", "GET");
+            pairs[1] = pw_pair(":path", "/");
+            pairs[2] = pw_pair(":authority", "pwasm.test");
+            np = 3;
+        }
+        uint32_t timeout = vals[0] ? num(vals[0]) : 1000;
+        const char *svc = vals[2] ? vals[2] : "svc", *meth = vals[3] ? vals[3] : "m";
+        const char *msg = vals[4] ? vals[4] : "", *body = vals[1] ? vals[1] : "";
+        if (!strcmp(op, "http_call"))
+            st = pw_http_call(a[0], pairs, (size_t)np, body, strlen(body), timeout, &u);
+        else if (!strcmp(op, "grpc_call"))
+            st = pw_grpc_call(a[0], svc, meth, pairs, (size_t)np, msg, strlen(msg), timeout, &u);
+        else
+            st = pw_grpc_stream(a[0], svc, meth, pairs, (size_t)np, &u);
         if (st == PROXY_RESULT_OK)
-            st = proxy_http_call(a[0], c->len[1], map, msize, NULL, 0, NULL, 0, 1000, &u);
-    } else if (OP("grpc_call", 1)) {
-        st = proxy_grpc_call(a[0], c->len[1], "svc", 3, "m", 1, NULL, 0, "", 0, 1000, &u);
-    } else if (OP("grpc_stream", 1)) {
-        st = proxy_grpc_stream(a[0], c->len[1], "svc", 3, "m", 1, NULL, 0, &u);
+            token_made(u);
     } else if (OP("grpc_send", 2)) {
-        st = proxy_grpc_send(num(a[0]), a[1], c->len[2], 0);
+        int eos = c->argc > 3 && !strcmp(a[2], "eos");
+        st = pw_grpc_send(token_arg(a[0]), a[1], c->len[2], eos);
     } else if (OP("grpc_cancel", 1)) {
-        st = proxy_grpc_cancel(num(a[0]));
+        st = pw_grpc_cancel(token_arg(a[0]));
     } else if (OP("grpc_close", 1)) {
-        st = proxy_grpc_close(num(a[0]));
+        st = pw_grpc_close(token_arg(a[0]));
     } else if (!strcmp(op, "get_status")) {
         st = proxy_get_status(&u, &data, &size);
-        free(data);
+        if (st == PROXY_RESULT_OK) {
+            vput("code=%u ", u);
+            vtake(data, size);
+        } else {
+            free(data);
+        }
     } else if (OP("foreign", 2)) {
         st = proxy_call_foreign_function(a[0], c->len[1], a[1], c->len[2], &data, &size);
         free(data);
@@ -744,6 +843,40 @@ static void on_queue_ready(uint32_t root, uint32_t queue_id) {
     phase(QUEUE_READY, root, queue_id, 0);
 }
 
+/* Answers of callouts; ctx is the context that made the call. */
+static void answer(int ph, uint32_t ctx, uint32_t token, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void answer(int ph, uint32_t ctx, uint32_t token, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    cur_token = token;
+    pw_vsnprintf(cur_args, sizeof cur_args, fmt, ap);
+    va_end(ap);
+    phase(ph, ctx, 0, 0);
+}
+
+static void on_http_call_response(uint32_t ctx, uint32_t token, size_t nheaders,
+                                  size_t body_size, size_t ntrailers) {
+    answer(HTTP_RESPONSE, ctx, token, "token=%u headers=%zu body=%zu trailers=%zu", token,
+           nheaders, body_size, ntrailers);
+}
+
+static void on_grpc_initial_metadata(uint32_t ctx, uint32_t token, size_t n) {
+    answer(GRPC_INITIAL, ctx, token, "token=%u headers=%zu", token, n);
+}
+
+static void on_grpc_receive(uint32_t ctx, uint32_t token, size_t size) {
+    answer(GRPC_MESSAGE, ctx, token, "token=%u size=%zu", token, size);
+}
+
+static void on_grpc_trailing_metadata(uint32_t ctx, uint32_t token, size_t n) {
+    answer(GRPC_TRAILING, ctx, token, "token=%u trailers=%zu", token, n);
+}
+
+static void on_grpc_close(uint32_t ctx, uint32_t token, uint32_t status) {
+    answer(GRPC_CLOSE, ctx, token, "token=%u status=%u", token, status);
+}
+
 const pw_plugin_t pw_plugin = {
     .on_vm_start = on_vm_start,
     .on_configure = on_configure,
@@ -759,4 +892,9 @@ const pw_plugin_t pw_plugin = {
     .on_log = on_log,
     .on_done = on_done,
     .on_delete = on_delete,
+    .on_http_call_response = on_http_call_response,
+    .on_grpc_initial_metadata = on_grpc_initial_metadata,
+    .on_grpc_receive = on_grpc_receive,
+    .on_grpc_trailing_metadata = on_grpc_trailing_metadata,
+    .on_grpc_close = on_grpc_close,
 };
