@@ -849,11 +849,12 @@ static uint32_t cur_ctx;
 
 struct call_slot {
     uint32_t token, ctx;
+    int unary; /* a unary gRPC call: proxy_grpc_close cancels it */
 };
 static struct call_slot *calls;
 static size_t ncalls, calls_cap;
 
-static void call_note(uint32_t token) {
+static void call_note(uint32_t token, int unary) {
     if (ncalls == calls_cap) {
         size_t cap = calls_cap ? calls_cap * 2 : 8;
         struct call_slot *n = realloc(calls, cap * sizeof *n);
@@ -864,7 +865,7 @@ static void call_note(uint32_t token) {
         calls = n;
         calls_cap = cap;
     }
-    calls[ncalls++] = (struct call_slot){token, cur_ctx};
+    calls[ncalls++] = (struct call_slot){token, cur_ctx, unary};
 }
 
 /* The context that made call `token` (0: unknown); forgotten when `done`. */
@@ -899,7 +900,7 @@ proxy_status_t pw_http_call(const char *upstream, const pw_pair_t *headers, size
                          timeout_ms, token);
     free(map);
     if (st == PROXY_RESULT_OK)
-        call_note(*token);
+        call_note(*token, 0);
     return st;
 }
 
@@ -922,7 +923,7 @@ static proxy_status_t grpc_start(const char *upstream, const char *service, cons
                              token);
     free(map);
     if (st == PROXY_RESULT_OK)
-        call_note(*token);
+        call_note(*token, !stream);
     return st;
 }
 
@@ -943,7 +944,14 @@ proxy_status_t pw_grpc_send(uint32_t token, const char *message, size_t len, int
 }
 
 proxy_status_t pw_grpc_close(uint32_t token) {
-    return proxy_grpc_close(token);
+    proxy_status_t st = proxy_grpc_close(token);
+    if (st == PROXY_RESULT_OK) /* a unary call is cancelled: nothing follows */
+        for (size_t i = 0; i < ncalls; i++)
+            if (calls[i].token == token && calls[i].unary) {
+                calls[i] = calls[--ncalls];
+                break;
+            }
+    return st;
 }
 
 proxy_status_t pw_grpc_cancel(uint32_t token) {
