@@ -16,7 +16,8 @@ demo=$build/demo
 module=$build/ngx_http_proxy_wasm_module.so
 examples=$build/examples
 
-for f in "$module" "$examples/add_header.wasm" "$examples/deny.wasm" "$examples/as_add_header.wasm"; do
+for f in "$module" "$examples/add_header.wasm" "$examples/deny.wasm" "$examples/as_add_header.wasm" \
+         "$examples/shared_counter.wasm" "$examples/auth_callout.wasm"; do
   [ -f "$f" ] || { echo "demo: $f is missing; run: make nginx-module examples-c examples-as" >&2; exit 1; }
 done
 [ -x "$nginx" ] || { echo "demo: $nginx not found; run: make deps" >&2; exit 1; }
@@ -70,6 +71,15 @@ Try, from another terminal:
   for i in 1 2 3 4 5; do curl -s -o /dev/null -D - $url/count | grep x-count; done
       x-count: 1, 2, 3, ...: a counter in shared memory that the two
       workers increment with compare-and-swap (examples/c/shared_counter).
+
+  curl -i $url/private
+      401 "unauthorized": the C plugin auth_callout asked the auth service
+      (an HTTP callout to the upstream block auth_service) while the
+      request waited, and the service said no.
+
+  curl -i -H 'Authorization: Bearer demo' $url/private
+      200: the service said yes; the upstream shows "x-auth-user: alice",
+      the header the plugin added from the service's answer.
 
   curl -s $url/metrics
       Prometheus text: the plugins' metrics (shared_counter_requests_total)
