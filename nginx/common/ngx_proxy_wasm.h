@@ -17,6 +17,9 @@
  *                           shared host hooks
  *   ngx_proxy_wasm_timers.c per worker: the tick timer of each root
  *                           context; the timer host hook
+ *   ngx_proxy_wasm_grpc.c   per worker: gRPC callouts, an HTTP/2 client
+ *                           (libnghttp2) on nginx connections; the gRPC
+ *                           callout host hooks
  *
  * Nothing here refers to ngx_http_*: a stream subsystem module (a second
  * .so: Debian builds nginx's stream subsystem as its own dynamic module)
@@ -149,6 +152,10 @@ struct ngx_proxy_wasm_conf_s {
 
     /* per worker: the tick timers (ngx_proxy_wasm_timers.c) */
     ngx_proxy_wasm_tick_t           *ticks;
+
+    /* gRPC callouts (ngx_proxy_wasm_grpc.c) */
+    size_t                           grpc_max_message;
+    ngx_msec_t                       grpc_connect_timeout;
     unsigned                         running:1;  /* a worker (or single
                                                     process) runs plugins:
                                                     timers may be armed */
@@ -214,6 +221,15 @@ void ngx_proxy_wasm_host_queue_ready(void *host, uint32_t owner_slot);
 void ngx_proxy_wasm_host_set_tick(void *host, pw_plugin *plugin,
     uint32_t period_ms);
 void ngx_proxy_wasm_timers_exit_process(ngx_proxy_wasm_conf_t *wc);
+
+/* ngx_proxy_wasm_grpc.c */
+proxy_status_t ngx_proxy_wasm_host_grpc_call(void *host, pw_plugin *plugin,
+    uint32_t token, const pw_grpc_callout *call);
+proxy_status_t ngx_proxy_wasm_host_grpc_send(void *host, uint32_t token,
+    pw_str message, int end_of_stream);
+proxy_status_t ngx_proxy_wasm_host_grpc_close(void *host, uint32_t token);
+ngx_int_t ngx_proxy_wasm_grpc_cancel(void *host, uint32_t token);
+void ngx_proxy_wasm_grpc_exit_process(ngx_proxy_wasm_conf_t *wc);
 
 /* ngx_proxy_wasm_props.c */
 proxy_status_t ngx_proxy_wasm_prop_int(ngx_pool_t *pool, int64_t n,
