@@ -1,0 +1,308 @@
+"""gRPC callouts (proxy_grpc_call, proxy_grpc_stream, proxy_grpc_send,
+proxy_grpc_close, proxy_grpc_cancel) against a real gRPC server: Python's
+grpcio (Debian's python3-grpcio) serving a .proto compiled at test time
+with python3-grpc-tools. tests/nginx/plugins/grpc_client.wasm pauses each
+request, makes the calls its x-* headers ask for and answers with a report
+of every callback it got (see that file), so the tests assert on what a
+client of nginx sees."""
+
+import importlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+grpc = pytest.importorskip("grpc")
+
+PROTO = """\
+syntax = "proto3";
+package pwtest;
+message Msg { string text = 1; }
+service Echo {
+  rpc Unary(Msg) returns (Msg);
+  rpc ServerStream(Msg) returns (stream Msg);
+  rpc Bidi(stream Msg) returns (stream Msg);
+  rpc Fail(Msg) returns (Msg);
+  rpc Slow(Msg) returns (Msg);
+  rpc Big(Msg) returns (Msg);
+}
+"""
+
+CONF = """
+    proxy_wasm_module grpc_client @WASM:tests/nginx/plugins/grpc_client.wasm@;
+    @EXTRA@
+    server {
+        listen 127.0.0.1:@PORT@ reuseport;
+        location / {
+            proxy_wasm grpc_client config=@TARGET@;
+        }
+    }
+"""
+
+FAIL_MESSAGE = "bad input: 100% wrong, caf\u00e9"
+
+
+@pytest.fixture(scope="module")
+def proto(tmp_path_factory):
+    """The generated modules (pwtest_pb2, pwtest_pb2_grpc)."""
+    d = tmp_path_factory.mktemp("proto")
+    with open(d / "pwtest.proto", "w") as f:
+        f.write(PROTO)
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{d}", f"--python_out={d}",
+                    f"--grpc_python_out={d}", str(d / "pwtest.proto")], check=True)
+    sys.path.insert(0, str(d))
+    try:
+        pb2 = importlib.import_module("pwtest_pb2")
+        pb2_grpc = importlib.import_module("pwtest_pb2_grpc")
+    finally:
+        sys.path.remove(str(d))
+    return pb2, pb2_grpc
+
+
+class Server:
+    """The Echo service on 127.0.0.1; `calls` keeps (method, text,
+    {metadata}, time_remaining) of each call, `events` what Slow saw."""
+
+    def __init__(self, proto):
+        pb2, pb2_grpc = proto
+        self.calls = []
+        self.events = []
+        srv = self
+
+        class Echo(pb2_grpc.EchoServicer):
+            def record(self, method, request, context):
+                srv.calls.append((method, request.text, dict(context.invocation_metadata()),
+                                  context.time_remaining()))
+
+            def Unary(self, request, context):
+                self.record("Unary", request, context)
+                context.send_initial_metadata((("x-server", "py"),))
+                context.set_trailing_metadata((("x-trailer", "t"),))
+                return pb2.Msg(text=request.text)
+
+            def ServerStream(self, request, context):
+                self.record("ServerStream", request, context)
+                for i in range(int(request.text)):
+                    yield pb2.Msg(text=f"m{i}")
+
+            def Bidi(self, requests, context):
+                srv.calls.append(("Bidi", "", dict(context.invocation_metadata()), None))
+                for r in requests:
+                    yield pb2.Msg(text="echo:" + r.text)
+
+            def Fail(self, request, context):
+                self.record("Fail", request, context)
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, FAIL_MESSAGE)
+
+            def Slow(self, request, context):
+                # text "NAME:MS": answers NAME after MS ms, unless cancelled
+                self.record("Slow", request, context)
+                name, ms = request.text.split(":")
+                deadline = time.time() + int(ms) / 1000
+                while time.time() < deadline:
+                    if not context.is_active():
+                        srv.events.append("cancelled:" + name)
+                        return pb2.Msg()
+                    time.sleep(0.01)
+                srv.events.append("done:" + name)
+                return pb2.Msg(text=name)
+
+            def Big(self, request, context):
+                self.record("Big", request, context)
+                return pb2.Msg(text="x" * int(request.text))
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+        pb2_grpc.add_EchoServicer_to_server(Echo(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def stop(self):
+        self.server.stop(0)
+
+
+@pytest.fixture
+def server(proto):
+    s = Server(proto)
+    yield s
+    s.stop()
+
+
+def start(nginx, server, extra="", workers=1):
+    http = CONF.replace("@TARGET@", f"127.0.0.1:{server.port}").replace("@EXTRA@", extra)
+    nginx.start(http, workers=workers)
+
+
+def call(nginx, mode, **headers):
+    h = {"x-mode": mode}
+    h.update({"x-" + k: str(v) for k, v in headers.items()})
+    r = nginx.request("/", headers=h)
+    assert r.status == 200, (r.status, r.body)
+    return r.body.decode().splitlines()
+
+
+def clean_log(nginx):
+    log = nginx.log()
+    assert "[alert]" not in log and "[crit]" not in log and "[emerg]" not in log, log
+
+
+def test_unary(nginx, server):
+    start(nginx, server)
+    lines = call(nginx, "unary", text="hello", meta="x-client=abc")
+    assert lines[0] == "call 0"
+    assert "initial x-server=py" in lines
+    assert "msg hello" in lines
+    assert "trailer x-trailer=t" in lines and "trailer grpc-status=0" in lines
+    assert lines[-1] == "close 0 0 "
+    # order: initial metadata, the message, the trailers, the close
+    first = [i for i, l in enumerate(lines) if l.startswith("initial")]
+    trailers = [i for i, l in enumerate(lines) if l.startswith("trailer")]
+    assert max(first) < lines.index("msg hello") < min(trailers)
+    method, text, md, remaining = server.calls[-1]
+    assert (method, text) == ("Unary", "hello")
+    assert md["x-client"] == "abc" and md["user-agent"].startswith("pwasm")
+    assert remaining is None or remaining > 1e6  # no timeout: no grpc-timeout
+    # the connection is reused: a second call works the same
+    lines = call(nginx, "unary", text="again")
+    assert "msg again" in lines and lines[-1] == "close 0 0 "
+    clean_log(nginx)
+
+
+def test_server_streaming_messages_arrive_in_order(nginx, server):
+    start(nginx, server)
+    lines = call(nginx, "server", text="6")
+    assert [l for l in lines if l.startswith("msg")] == [f"msg m{i}" for i in range(6)]
+    assert lines[-1] == "close 0 0 "
+
+
+def test_bidi_sends_n_messages_half_closes_and_gets_n_answers(nginx, server):
+    start(nginx, server)
+    lines = call(nginx, "bidi", count=5)
+    assert lines[0] == "call 0"
+    assert [l for l in lines if l.startswith("msg")] == [f"msg echo:b{i}" for i in range(5)]
+    assert lines[-1] == "close 0 0 "
+
+
+def test_bidi_ping_pong_sends_from_the_receive_callback(nginx, server):
+    start(nginx, server)
+    lines = call(nginx, "pingpong", count=4)
+    assert [l for l in lines if l.startswith("msg")] == [f"msg echo:b{i}" for i in range(4)]
+    assert "half-close 0" in lines
+    assert lines[-1] == "close 0 0 "
+
+
+def test_deadline_exceeded(nginx, server):
+    start(nginx, server)
+    t0 = time.time()
+    lines = call(nginx, "slow", text="late:3000", timeout=300)
+    elapsed = time.time() - t0
+    assert lines[0] == "call 0"
+    assert re.fullmatch(r"close 4 4 .*", lines[-1]), lines
+    assert elapsed < 2.5, elapsed
+    # grpc-timeout told the server
+    method, text, md, remaining = server.calls[-1]
+    assert method == "Slow" and remaining is not None and remaining <= 0.35
+
+
+def test_server_error_status_and_message(nginx, server):
+    start(nginx, server)
+    lines = call(nginx, "fail", text="x")
+    # grpc-message arrives percent-encoded; the plugin sees it decoded
+    assert lines[-1] == f"close 3 3 {FAIL_MESSAGE}"
+    assert not any(l.startswith("msg") for l in lines)
+
+
+def test_unknown_target_is_a_parse_failure(nginx, server):
+    start(nginx, server)
+    assert call(nginx, "unary", target="no_such_target") == ["call 4"]
+    assert call(nginx, "bidi", target="no_such_target") == ["call 4"]
+    assert nginx.wait_log(r'gRPC target "no_such_target" is unknown or not allowed')
+
+
+def test_connection_refused_is_unavailable(nginx, server):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: refused
+        start(nginx, server)
+        lines = call(nginx, "unary", target=f"127.0.0.1:{port}")
+    assert lines[0] == "call 0"
+    assert re.fullmatch(r"close 14 14 .+", lines[-1]), lines
+
+
+def test_cancel_gives_no_more_callbacks(nginx, server):
+    start(nginx, server)
+    # a first call opens the connection: the cancelled call's HEADERS then
+    # leave at once, and its RST_STREAM follows (on a connection still
+    # connecting, a cancelled call would never be sent at all)
+    assert call(nginx, "unary")[-1] == "close 0 0 "
+    lines = call(nginx, "cancel")
+    # the first call was cancelled: only the second one's events follow
+    assert lines[:3] == ["call 0", "cancel 0", "call 0"], lines
+    assert [l for l in lines if l.startswith("msg")] == ["msg second"]
+    assert lines[-1] == "close 0 0 "
+    # the server saw the first call go (RST_STREAM(CANCEL))
+    deadline = time.time() + 5
+    while "cancelled:cancelled" not in server.events and time.time() < deadline:
+        time.sleep(0.05)
+    assert "cancelled:cancelled" in server.events, server.events
+    assert "done:cancelled" not in server.events
+    clean_log(nginx)
+
+
+def test_large_messages_and_the_size_limit(nginx, server):
+    start(nginx, server, extra="proxy_wasm_grpc_max_message_size 200k;")
+    # spans many DATA frames
+    lines = call(nginx, "big", text=150000)
+    assert "msg len=150000" in lines and lines[-1] == "close 0 0 "
+    lines = call(nginx, "big", text=300000)
+    assert not any(l.startswith("msg") for l in lines)
+    assert re.fullmatch(r"close 8 8 .*proxy_wasm_grpc_max_message_size.*", lines[-1]), lines
+    # the connection still serves the next call
+    assert "msg len=1000" in call(nginx, "big", text=1000)
+
+
+def test_concurrent_calls_in_two_workers(nginx, server):
+    start(nginx, server, workers=2)
+    n = 60
+
+    def one(i):
+        mode = ("unary", "server", "bidi")[i % 3]
+        return i, mode, call(nginx, mode, text=(f"t{i}" if mode == "unary" else "3"), count=3)
+
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(one, range(n)))
+    for i, mode, lines in results:
+        assert lines[-1] == "close 0 0 ", (i, lines)
+        msgs = [l for l in lines if l.startswith("msg")]
+        if mode == "unary":
+            assert msgs == [f"msg t{i}"]
+        elif mode == "server":
+            assert msgs == ["msg m0", "msg m1", "msg m2"]
+        else:
+            assert msgs == ["msg echo:b0", "msg echo:b1", "msg echo:b2"]
+    clean_log(nginx)
+
+
+def test_quit_waits_for_a_unary_call_with_a_timeout(nginx, server):
+    start(nginx, server, workers=2)
+    result = []
+    t = threading.Thread(target=lambda: result.append(
+        nginx.request("/", headers={"x-mode": "slow", "x-text": "q:800",
+                                    "x-timeout": "10000"})))
+    t.start()
+    time.sleep(0.3)
+    t0 = time.time()
+    nginx.proc.send_signal(signal.SIGQUIT)  # graceful: the request finishes
+    nginx.proc.wait(timeout=30)
+    t.join(30)
+    assert result and result[0].status == 200
+    lines = result[0].body.decode().splitlines()
+    assert "msg q" in lines and lines[-1] == "close 0 0 "
+    assert time.time() - t0 < 5  # the idle connection does not hold it
+    clean_log(nginx)
