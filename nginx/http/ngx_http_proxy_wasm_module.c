@@ -159,6 +159,13 @@ static ngx_command_t  ngx_http_proxy_wasm_commands[] = {
       offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.grpc_connect_timeout),
       NULL },
 
+    { ngx_string("proxy_wasm_callout_allow"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_proxy_wasm_callout_allow_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm),
+      NULL },
+
     { ngx_string("proxy_wasm_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_proxy_wasm_metrics_directive,
@@ -360,6 +367,10 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (ngx_proxy_wasm_resolve(cf, &pmcf->wasm) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_proxy_wasm_targets_init(cf, &pmcf->wasm) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
