@@ -94,6 +94,13 @@ typedef struct {
     ngx_pool_t                      *pool;       /* metadata */
     ngx_log_t                       *log;
 
+    ngx_proxy_wasm_peer_t           *peer;       /* the target's choice */
+    ngx_peer_connection_t            pc;         /* the peer taken: given
+                                                    back when the call ends */
+    nghttp2_nv                      *nva;        /* the request's headers */
+    size_t                           nnv;
+    ngx_msec_t                       timeout;
+
     ngx_proxy_wasm_grpc_buf_t        out;        /* framed, not yet sent */
     ngx_proxy_wasm_grpc_buf_t        in;         /* a message not complete */
     size_t                           max_message;
@@ -113,6 +120,8 @@ typedef struct {
     unsigned                         cancelled:1;
     unsigned                         delivering:1;
     unsigned                         in_ready:1;
+    unsigned                         got_peer:1;
+    unsigned                         peer_failed:1;
 } ngx_proxy_wasm_grpc_call_t;
 
 
@@ -133,15 +142,6 @@ struct ngx_proxy_wasm_grpc_conn_s {
 };
 
 
-/* A call's target: a peer and the :authority to send. */
-typedef struct {
-    struct sockaddr                 *sockaddr;
-    socklen_t                        socklen;
-    ngx_str_t                        name;
-    ngx_str_t                        authority;
-} ngx_proxy_wasm_grpc_peer_t;
-
-
 /* per worker */
 static ngx_queue_t                   ngx_proxy_wasm_grpc_calls;
 static ngx_queue_t                   ngx_proxy_wasm_grpc_conns;
@@ -152,11 +152,10 @@ static ngx_uint_t                    ngx_proxy_wasm_grpc_inited;
 
 
 static ngx_int_t ngx_proxy_wasm_grpc_init(ngx_log_t *log);
-static ngx_int_t ngx_proxy_wasm_grpc_target(ngx_proxy_wasm_mod_t *mod,
-    pw_str name, ngx_pool_t *pool, ngx_proxy_wasm_grpc_peer_t *peer);
+static void ngx_proxy_wasm_grpc_resolved(void *data, ngx_int_t rc);
+static void ngx_proxy_wasm_grpc_start(ngx_proxy_wasm_grpc_call_t *call);
 static ngx_proxy_wasm_grpc_conn_t *ngx_proxy_wasm_grpc_conn_get(
-    ngx_proxy_wasm_grpc_peer_t *peer, ngx_proxy_wasm_conf_t *wc,
-    ngx_log_t *log);
+    ngx_peer_connection_t *peer, ngx_proxy_wasm_conf_t *wc, ngx_log_t *log);
 static void ngx_proxy_wasm_grpc_conn_fail(ngx_proxy_wasm_grpc_conn_t *conn,
     uint32_t status, const char *reason);
 static void ngx_proxy_wasm_grpc_conn_close(ngx_proxy_wasm_grpc_conn_t *conn);
@@ -548,6 +547,15 @@ ngx_proxy_wasm_grpc_free(ngx_proxy_wasm_grpc_call_t *call)
     }
 
     ngx_queue_remove(&call->queue);
+
+    if (call->peer) {
+        ngx_proxy_wasm_peer_done(call->peer);   /* a resolution */
+    }
+
+    if (call->got_peer) {
+        call->pc.free(&call->pc, call->pc.data,
+                      call->peer_failed ? NGX_PEER_FAILED : 0);
+    }
 
     ngx_proxy_wasm_grpc_buf_free(&call->out);
     ngx_proxy_wasm_grpc_buf_free(&call->in);
@@ -1015,7 +1023,7 @@ ngx_proxy_wasm_grpc_free_peer(ngx_peer_connection_t *pc, void *data,
 
 /* The connection to `peer` that takes new streams, opened if needed. */
 static ngx_proxy_wasm_grpc_conn_t *
-ngx_proxy_wasm_grpc_conn_get(ngx_proxy_wasm_grpc_peer_t *peer,
+ngx_proxy_wasm_grpc_conn_get(ngx_peer_connection_t *peer,
     ngx_proxy_wasm_conf_t *wc, ngx_log_t *log)
 {
     ngx_int_t                    rc;
@@ -1039,7 +1047,7 @@ ngx_proxy_wasm_grpc_conn_get(ngx_proxy_wasm_grpc_peer_t *peer,
     }
 
     conn = ngx_calloc(sizeof(ngx_proxy_wasm_grpc_conn_t) + peer->socklen
-                      + peer->name.len, log);
+                      + peer->name->len, log);
     if (conn == NULL) {
         return NULL;
     }
@@ -1048,8 +1056,8 @@ ngx_proxy_wasm_grpc_conn_get(ngx_proxy_wasm_grpc_peer_t *peer,
     ngx_memcpy(conn->sockaddr, peer->sockaddr, peer->socklen);
     conn->socklen = peer->socklen;
     conn->name.data = (u_char *) conn->sockaddr + peer->socklen;
-    conn->name.len = peer->name.len;
-    ngx_memcpy(conn->name.data, peer->name.data, peer->name.len);
+    conn->name.len = peer->name->len;
+    ngx_memcpy(conn->name.data, peer->name->data, peer->name->len);
     conn->connect_timeout = wc->grpc_connect_timeout;
     ngx_queue_init(&conn->calls);
 
@@ -1129,6 +1137,7 @@ ngx_proxy_wasm_grpc_conn_fail(ngx_proxy_wasm_grpc_conn_t *conn,
         call = ngx_queue_data(q, ngx_proxy_wasm_grpc_call_t, link);
 
         call->stream_id = -1;   /* the session goes with the connection */
+        call->peer_failed = conn->connected ? 0 : 1;
         ngx_proxy_wasm_grpc_fail(call, status, reason);
     }
 
@@ -1375,11 +1384,12 @@ ngx_proxy_wasm_grpc_read_handler(ngx_event_t *rev)
 
 
 /* The request's headers: pseudo-headers first, then the plugin's
- * metadata (lower-cased; pseudo and connection headers dropped). */
+ * metadata (lower-cased; pseudo and connection headers dropped); copied
+ * into the call's pool (the plugin's memory is only valid during the
+ * hook, the request may start after a resolution). */
 static ngx_int_t
 ngx_proxy_wasm_grpc_headers(ngx_proxy_wasm_grpc_call_t *call,
-    const pw_grpc_callout *gc, ngx_proxy_wasm_grpc_peer_t *peer,
-    nghttp2_nv **nvap, size_t *nnv)
+    const pw_grpc_callout *gc, ngx_str_t *authority)
 {
     u_char       *p;
     size_t        i, n;
@@ -1423,8 +1433,8 @@ ngx_proxy_wasm_grpc_headers(ngx_proxy_wasm_grpc_call_t *call,
     ngx_proxy_wasm_grpc_nv(nv, ":method", 7, "POST", 4);
     ngx_proxy_wasm_grpc_nv(nv, ":scheme", 7, "http", 4);
     ngx_proxy_wasm_grpc_nv(nv, ":path", 5, path.data, path.len);
-    ngx_proxy_wasm_grpc_nv(nv, ":authority", 10, peer->authority.data,
-                           peer->authority.len);
+    ngx_proxy_wasm_grpc_nv(nv, ":authority", 10, authority->data,
+                           authority->len);
     ngx_proxy_wasm_grpc_nv(nv, "te", 2, "trailers", 8);
     ngx_proxy_wasm_grpc_nv(nv, "content-type", 12, "application/grpc", 16);
     ngx_proxy_wasm_grpc_nv(nv, "user-agent", 10, "pwasm", 5);
@@ -1454,12 +1464,14 @@ ngx_proxy_wasm_grpc_headers(ngx_proxy_wasm_grpc_call_t *call,
             continue;
         }
 
-        p = ngx_pnalloc(call->pool, n);
+        p = ngx_pnalloc(call->pool, n + gc->metadata[i].value.len);
         if (p == NULL) {
             return NGX_ERROR;
         }
 
         ngx_strlow(p, (u_char *) gc->metadata[i].key.data, n);
+        ngx_memcpy(p + n, gc->metadata[i].value.data,
+                   gc->metadata[i].value.len);
 
         skipped = 0;
 
@@ -1477,14 +1489,14 @@ ngx_proxy_wasm_grpc_headers(ngx_proxy_wasm_grpc_call_t *call,
         }
 
         ngx_proxy_wasm_grpc_nv(nv, p, gc->metadata[i].key.len,
-                               gc->metadata[i].value.data,
+                               p + gc->metadata[i].key.len,
                                gc->metadata[i].value.len);
     }
 
 #undef ngx_proxy_wasm_grpc_nv
 
-    *nvap = nva;
-    *nnv = nv - nva;
+    call->nva = nva;
+    call->nnv = nv - nva;
 
     return NGX_OK;
 }
@@ -1492,28 +1504,35 @@ ngx_proxy_wasm_grpc_headers(ngx_proxy_wasm_grpc_call_t *call,
 
 /*
  * pw_host_callout_ops.grpc_call: starts a unary call (call->stream 0: the
- * message, END_STREAM, the timeout) or opens a stream. PARSE_FAILURE for
- * a target that is unknown or not allowed; INTERNAL_FAILURE without
- * memory. A connection that fails at once fails the call later, through
- * the posted delivery.
+ * message, END_STREAM, the timeout) or opens a stream. The target is an
+ * upstream{} block or a literal that proxy_wasm_callout_allow allows to
+ * this module (ngx_proxy_wasm_target.c): PARSE_FAILURE otherwise;
+ * INTERNAL_FAILURE without memory. Anything that fails later (a name that
+ * does not resolve, a connection refused) fails the call through the
+ * posted delivery.
  */
 proxy_status_t
 ngx_proxy_wasm_host_grpc_call(void *host, pw_plugin *plugin, uint32_t token,
     const pw_grpc_callout *gc)
 {
-    size_t                       nnv;
-    int32_t                      sid;
+    ngx_int_t                    rc;
     ngx_log_t                   *log;
     ngx_pool_t                  *pool;
-    nghttp2_nv                  *nva;
-    nghttp2_data_provider        prd;
     ngx_proxy_wasm_mod_t        *mod = host;
-    ngx_proxy_wasm_grpc_conn_t  *conn;
+    ngx_proxy_wasm_target_t     *t;
     ngx_proxy_wasm_grpc_call_t  *call;
-    ngx_proxy_wasm_grpc_peer_t   peer;
 
     if (mod == NULL || mod->conf == NULL) {
         return PROXY_RESULT_INTERNAL_FAILURE;
+    }
+
+    log = mod->log ? mod->log : ngx_cycle->log;
+
+    if (ngx_proxy_wasm_target_find(mod, pw_plugin_name(plugin), gc->upstream,
+                                   &t, log)
+        != NGX_OK)
+    {
+        return PROXY_RESULT_PARSE_FAILURE;
     }
 
     if (!mod->conf->running) {
@@ -1522,8 +1541,6 @@ ngx_proxy_wasm_host_grpc_call(void *host, pw_plugin *plugin, uint32_t token,
         return PROXY_RESULT_OK;
     }
 
-    log = mod->log ? mod->log : ngx_cycle->log;
-
     if (ngx_proxy_wasm_grpc_init(log) != NGX_OK) {
         return PROXY_RESULT_INTERNAL_FAILURE;
     }
@@ -1531,17 +1548,6 @@ ngx_proxy_wasm_host_grpc_call(void *host, pw_plugin *plugin, uint32_t token,
     pool = ngx_create_pool(1024, log);
     if (pool == NULL) {
         return PROXY_RESULT_INTERNAL_FAILURE;
-    }
-
-    if (ngx_proxy_wasm_grpc_target(mod, gc->upstream, pool, &peer)
-        != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "proxy_wasm_module \"%V\": gRPC target \"%*s\" is "
-                      "unknown or not allowed", &mod->name,
-                      gc->upstream.len, gc->upstream.data);
-        ngx_destroy_pool(pool);
-        return PROXY_RESULT_PARSE_FAILURE;
     }
 
     call = ngx_pcalloc(pool, sizeof(ngx_proxy_wasm_grpc_call_t));
@@ -1560,6 +1566,7 @@ ngx_proxy_wasm_host_grpc_call(void *host, pw_plugin *plugin, uint32_t token,
     call->stream_id = -1;
     call->last = &call->events;
     call->max_message = mod->conf->grpc_max_message;
+    call->timeout = gc->timeout_ms;
     call->deadline.handler = ngx_proxy_wasm_grpc_deadline;
     call->deadline.data = call;
     call->deadline.log = log;
@@ -1567,7 +1574,12 @@ ngx_proxy_wasm_host_grpc_call(void *host, pw_plugin *plugin, uint32_t token,
      * timeout (bounded); a call without one, e.g. a stream that may never
      * end, does not hold the worker */
 
-    if (ngx_proxy_wasm_grpc_headers(call, gc, &peer, &nva, &nnv) != NGX_OK
+    call->peer = ngx_proxy_wasm_peer_create(t, pool, log);
+
+    if (call->peer == NULL
+        || ngx_proxy_wasm_grpc_headers(call, gc,
+                                       ngx_proxy_wasm_target_name(t))
+           != NGX_OK
         || (!gc->stream
             && ngx_proxy_wasm_grpc_frame(call, gc->message) != NGX_OK))
     {
@@ -1580,10 +1592,69 @@ ngx_proxy_wasm_host_grpc_call(void *host, pw_plugin *plugin, uint32_t token,
 
     ngx_queue_insert_tail(&ngx_proxy_wasm_grpc_calls, &call->queue);
 
-    conn = ngx_proxy_wasm_grpc_conn_get(&peer, mod->conf, log);
+    /* the deadline counts from now, a resolution included */
+    if (gc->timeout_ms) {
+        ngx_add_timer(&call->deadline, gc->timeout_ms);
+    }
+
+    rc = ngx_proxy_wasm_peer_resolve(call->peer, ngx_proxy_wasm_grpc_resolved,
+                                     call);
+
+    if (rc == NGX_OK) {
+        ngx_proxy_wasm_grpc_start(call);
+
+    } else if (rc != NGX_AGAIN) {
+        ngx_proxy_wasm_grpc_fail(call, 14, "the target did not resolve");
+    }
+
+    return PROXY_RESULT_OK;
+}
+
+
+static void
+ngx_proxy_wasm_grpc_resolved(void *data, ngx_int_t rc)
+{
+    ngx_proxy_wasm_grpc_call_t  *call = data;
+
+    if (call->done || call->cancelled) {
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_proxy_wasm_grpc_fail(call, 14, "the target did not resolve");
+        return;
+    }
+
+    ngx_proxy_wasm_grpc_start(call);
+}
+
+
+/* The target's addresses are known: a peer (nginx's round robin for an
+ * upstream{} block), its connection, the request on a new stream. */
+static void
+ngx_proxy_wasm_grpc_start(ngx_proxy_wasm_grpc_call_t *call)
+{
+    int32_t                      sid;
+    ngx_int_t                    rc;
+    nghttp2_data_provider        prd;
+    ngx_proxy_wasm_grpc_conn_t  *conn;
+
+    ngx_proxy_wasm_peer_init(call->peer, &call->pc);
+
+    rc = call->pc.get(&call->pc, call->pc.data);
+
+    if (rc != NGX_OK) {
+        ngx_proxy_wasm_grpc_fail(call, 14, "no live server in the target");
+        return;
+    }
+
+    call->got_peer = 1;
+
+    conn = ngx_proxy_wasm_grpc_conn_get(&call->pc, call->mod->conf,
+                                        call->log);
     if (conn == NULL) {
         ngx_proxy_wasm_grpc_fail(call, 14, "cannot open a connection");
-        return PROXY_RESULT_OK;
+        return;
     }
 
     call->conn = conn;
@@ -1592,13 +1663,14 @@ ngx_proxy_wasm_host_grpc_call(void *host, pw_plugin *plugin, uint32_t token,
 
     if (conn->pc.connection == NULL) {
         ngx_proxy_wasm_grpc_conn_fail(conn, 14, "cannot connect");
-        return PROXY_RESULT_OK;
+        return;
     }
 
     prd.source.ptr = call;
     prd.read_callback = ngx_proxy_wasm_grpc_data_read;
 
-    sid = nghttp2_submit_request(conn->session, NULL, nva, nnv, &prd, call);
+    sid = nghttp2_submit_request(conn->session, NULL, call->nva, call->nnv,
+                                 &prd, call);
 
     if (sid < 0) {
         if (sid == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE) {
@@ -1606,22 +1678,17 @@ ngx_proxy_wasm_host_grpc_call(void *host, pw_plugin *plugin, uint32_t token,
         }
 
         ngx_proxy_wasm_grpc_fail(call, 14, nghttp2_strerror(sid));
-        return PROXY_RESULT_OK;
+        return;
     }
 
     call->stream_id = sid;
 
-    if (gc->timeout_ms) {
-        ngx_add_timer(&call->deadline, gc->timeout_ms);
-    }
-
-    ngx_log_debug4(NGX_LOG_DEBUG_CORE, log, 0,
+    ngx_log_debug4(NGX_LOG_DEBUG_CORE, call->log, 0,
                    "proxy_wasm: gRPC %s %uD on %V stream %D",
-                   gc->stream ? "stream" : "call", token, &conn->name, sid);
+                   call->stream ? "stream" : "call", call->token,
+                   &conn->name, sid);
 
     (void) ngx_proxy_wasm_grpc_flush(conn);
-
-    return PROXY_RESULT_OK;
 }
 
 
@@ -1756,44 +1823,4 @@ ngx_proxy_wasm_grpc_exit_process(ngx_proxy_wasm_conf_t *wc)
     nghttp2_session_callbacks_del(ngx_proxy_wasm_grpc_callbacks);
     ngx_proxy_wasm_grpc_callbacks = NULL;
     ngx_proxy_wasm_grpc_inited = 0;
-}
-
-
-/* ------------------------------------------------------------ target */
-
-
-/*
- * Stand-in until the common target resolution (upstream{} blocks and the
- * allowed literal targets) is there: a literal IPv4/IPv6 address with a
- * port. Names are never resolved here (no blocking getaddrinfo).
- */
-static ngx_int_t
-ngx_proxy_wasm_grpc_target(ngx_proxy_wasm_mod_t *mod, pw_str name,
-    ngx_pool_t *pool, ngx_proxy_wasm_grpc_peer_t *peer)
-{
-    ngx_url_t  u;
-
-    ngx_memzero(&u, sizeof(ngx_url_t));
-
-    u.url.len = name.len;
-    u.url.data = ngx_pnalloc(pool, name.len);
-    if (u.url.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(u.url.data, name.data, name.len);
-    u.no_resolve = 1;
-
-    if (name.len == 0 || ngx_parse_url(pool, &u) != NGX_OK
-        || u.naddrs == 0 || u.no_port)
-    {
-        return NGX_DECLINED;
-    }
-
-    peer->sockaddr = u.addrs[0].sockaddr;
-    peer->socklen = u.addrs[0].socklen;
-    peer->name = u.addrs[0].name;
-    peer->authority = u.url;
-
-    return NGX_OK;
 }

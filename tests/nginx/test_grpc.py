@@ -37,6 +37,9 @@ service Echo {
 
 CONF = """
     proxy_wasm_module grpc_client @WASM:tests/nginx/plugins/grpc_client.wasm@;
+    upstream echo {
+        @SERVERS@
+    }
     @EXTRA@
     server {
         listen 127.0.0.1:@PORT@ reuseport;
@@ -134,8 +137,12 @@ def server(proto):
     s.stop()
 
 
-def start(nginx, server, extra="", workers=1):
-    http = CONF.replace("@TARGET@", f"127.0.0.1:{server.port}").replace("@EXTRA@", extra)
+def start(nginx, server, extra="", workers=1, target="echo", servers=None):
+    """nginx with the plugin calling `target`: by default the upstream{}
+    block "echo" whose servers are `servers` (default: `server`)."""
+    lines = "\n        ".join(f"server 127.0.0.1:{s.port};" for s in (servers or [server]))
+    http = (CONF.replace("@TARGET@", target).replace("@SERVERS@", lines)
+            .replace("@EXTRA@", extra))
     nginx.start(http, workers=workers)
 
 
@@ -218,18 +225,44 @@ def test_server_error_status_and_message(nginx, server):
     assert not any(l.startswith("msg") for l in lines)
 
 
-def test_unknown_target_is_a_parse_failure(nginx, server):
-    start(nginx, server)
+def test_unknown_or_refused_target_is_a_parse_failure(nginx, server):
+    literal = f"127.0.0.1:{server.port}"
+    start(nginx, server, extra=f"proxy_wasm_callout_allow other_module {literal};")
     assert call(nginx, "unary", target="no_such_target") == ["call 4"]
     assert call(nginx, "bidi", target="no_such_target") == ["call 4"]
-    assert nginx.wait_log(r'gRPC target "no_such_target" is unknown or not allowed')
+    # a literal address allowed to another module only
+    assert call(nginx, "unary", target=literal) == ["call 4"]
+    assert nginx.wait_log(r'callout to "no_such_target" refused')
+    assert server.calls == []
+
+
+def test_an_allowed_literal_target(nginx, server):
+    literal = f"127.0.0.1:{server.port}"
+    start(nginx, server, target=literal,
+          extra=f"proxy_wasm_callout_allow grpc_client {literal};")
+    lines = call(nginx, "unary", text="lit")
+    assert "msg lit" in lines and lines[-1] == "close 0 0 "
+
+
+def test_upstream_block_balances_across_its_servers(nginx, server, proto):
+    other = Server(proto)
+    try:
+        start(nginx, server, servers=[server, other])
+        for i in range(8):
+            assert call(nginx, "unary", text=f"r{i}")[-1] == "close 0 0 "
+        # nginx's round robin: both servers get calls
+        assert len(server.calls) >= 2 and len(other.calls) >= 2, \
+            (len(server.calls), len(other.calls))
+        assert len(server.calls) + len(other.calls) == 8
+    finally:
+        other.stop()
 
 
 def test_connection_refused_is_unavailable(nginx, server):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: refused
-        start(nginx, server)
+        start(nginx, server, extra=f"proxy_wasm_callout_allow * 127.0.0.1:{port};")
         lines = call(nginx, "unary", target=f"127.0.0.1:{port}")
     assert lines[0] == "call 0"
     assert re.fullmatch(r"close 14 14 .+", lines[-1]), lines
