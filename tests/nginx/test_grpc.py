@@ -7,6 +7,7 @@ of every callback it got (see that file), so the tests assert on what a
 client of nginx sees."""
 
 import importlib
+import os
 import re
 import signal
 import socket
@@ -18,6 +19,8 @@ from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from conftest import ROOT
 
 grpc = pytest.importorskip("grpc")
 
@@ -338,4 +341,82 @@ def test_quit_waits_for_a_unary_call_with_a_timeout(nginx, server):
     lines = result[0].body.decode().splitlines()
     assert "msg q" in lines and lines[-1] == "close 0 0 "
     assert time.time() - t0 < 5  # the idle connection does not hold it
+    clean_log(nginx)
+
+
+# ---- examples/c/grpc_call: each request checked with check.Check/Allow
+
+
+@pytest.fixture(scope="module")
+def check_proto(tmp_path_factory):
+    src = os.path.join(ROOT, "examples", "c", "grpc_call")
+    d = tmp_path_factory.mktemp("check_proto")
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{src}", f"--python_out={d}",
+                    f"--grpc_python_out={d}", os.path.join(src, "check.proto")], check=True)
+    sys.path.insert(0, str(d))
+    try:
+        return importlib.import_module("check_pb2"), importlib.import_module("check_pb2_grpc")
+    finally:
+        sys.path.remove(str(d))
+
+
+@pytest.fixture
+def check_server(check_proto):
+    pb2, pb2_grpc = check_proto
+    seen = []
+
+    class Check(pb2_grpc.CheckServicer):
+        def Allow(self, request, context):
+            seen.append((request.method, request.path, request.authorization))
+            if request.path.startswith("/slow"):
+                time.sleep(2)
+            if request.path.startswith("/broken"):
+                context.abort(grpc.StatusCode.UNAVAILABLE, "backend down")
+            if request.authorization == "Bearer good":
+                return pb2.CheckResponse(allowed=True, reason="user 42")
+            return pb2.CheckResponse(allowed=False, reason="bad token")
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    pb2_grpc.add_CheckServicer_to_server(Check(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield port, seen
+    server.stop(0)
+
+
+def test_example_grpc_call(nginx, upstream, check_server):
+    port, seen = check_server
+    nginx.start(f"""
+    proxy_wasm_module grpc_call @WASM:examples/grpc_call.wasm@;
+    upstream check_service {{
+        server 127.0.0.1:{port};
+    }}
+    server {{
+        listen 127.0.0.1:@PORT@;
+        location / {{
+            proxy_wasm grpc_call "config=check_service 500";
+            proxy_pass http://@UPSTREAM@;
+        }}
+        location /nowhere {{
+            proxy_wasm grpc_call config=no_such_service;
+            proxy_pass http://@UPSTREAM@;
+        }}
+    }}
+""", workers=2)
+    r = nginx.request("/api?x=1", headers={"authorization": "Bearer good"})
+    assert r.status == 200 and r.body == b"upstream ok\n"
+    assert upstream.header_values("x-check-reason") == ["user 42"]
+    assert seen[-1] == ("GET", "/api?x=1", "Bearer good")
+    r = nginx.request("/api", headers={"authorization": "Bearer bad"})
+    assert (r.status, r.body) == (403, b"denied: bad token\n")
+    r = nginx.request("/api")
+    assert (r.status, r.body) == (403, b"denied: bad token\n")
+    assert seen[-1] == ("GET", "/api", "")
+    r = nginx.request("/broken", headers={"authorization": "Bearer good"})
+    assert (r.status, r.body) == (503, b"check failed: 14 backend down\n")
+    r = nginx.request("/slow", headers={"authorization": "Bearer good"})
+    assert r.status == 503 and r.body.startswith(b"check failed: 4 "), r.body
+    r = nginx.request("/nowhere")
+    assert (r.status, r.body) == (503, b"check failed: no such target\n")
+    assert len(upstream.requests) == 1
     clean_log(nginx)
