@@ -1125,10 +1125,14 @@ static void
 ngx_proxy_wasm_grpc_conn_fail(ngx_proxy_wasm_grpc_conn_t *conn,
     uint32_t status, const char *reason)
 {
+    ngx_uint_t                   level;
     ngx_queue_t                 *q;
     ngx_proxy_wasm_grpc_call_t  *call;
 
-    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+    /* an idle connection that the peer closes is no error */
+    level = ngx_queue_empty(&conn->calls) ? NGX_LOG_INFO : NGX_LOG_ERR;
+
+    ngx_log_error(level, ngx_cycle->log, 0,
                   "proxy_wasm: gRPC connection to %V: %s", &conn->name,
                   reason);
 

@@ -73,10 +73,11 @@ def proto(tmp_path_factory):
 
 
 class Server:
-    """The Echo service on 127.0.0.1; `calls` keeps (method, text,
-    {metadata}, time_remaining) of each call, `events` what Slow saw."""
+    """The Echo service on 127.0.0.1 (on `port`, or a free one); `calls`
+    keeps (method, text, {metadata}, time_remaining) of each call, `events`
+    what Slow saw."""
 
-    def __init__(self, proto):
+    def __init__(self, proto, port=0):
         pb2, pb2_grpc = proto
         self.calls = []
         self.events = []
@@ -126,7 +127,7 @@ class Server:
 
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
         pb2_grpc.add_EchoServicer_to_server(Echo(), self.server)
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
         self.server.start()
 
     def stop(self):
@@ -259,6 +260,21 @@ def test_upstream_block_balances_across_its_servers(nginx, server, proto):
         assert len(server.calls) + len(other.calls) == 8
     finally:
         other.stop()
+
+
+def test_a_new_connection_after_the_server_restarts(nginx, server, proto):
+    start(nginx, server, workers=1)
+    assert call(nginx, "unary", text="one")[-1] == "close 0 0 "
+    server.stop()  # closes the idle HTTP/2 connection (GOAWAY, then EOF)
+    time.sleep(0.3)
+    again = Server(proto, port=server.port)
+    try:
+        lines = call(nginx, "unary", text="two")
+        assert "msg two" in lines and lines[-1] == "close 0 0 ", lines
+    finally:
+        again.stop()
+    assert "[error]" not in nginx.log(), nginx.log()
+    clean_log(nginx)
 
 
 def test_connection_refused_is_unavailable(nginx, server):
