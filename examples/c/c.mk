@@ -2,7 +2,7 @@
 # with the C SDK (sdk/c/sdk.mk). Stripped and size-optimised: they are what
 # users deploy.
 EXAMPLES_C_NAMES := add_header deny body_replace auth_pause logger shared_counter token_refresh \
-                    auth_callout
+                    auth_callout grpc_call
 EXAMPLES_C_WASM  := $(patsubst %,$(BUILD)/examples/%.wasm,$(EXAMPLES_C_NAMES))
 EXAMPLES_C_FLAGS := -Os -Wl,--strip-all
 
@@ -14,6 +14,7 @@ $(BUILD)/examples/logger.wasm: examples/c/logger/logger.c
 $(BUILD)/examples/shared_counter.wasm: examples/c/shared_counter/shared_counter.c
 $(BUILD)/examples/token_refresh.wasm: examples/c/token_refresh/token_refresh.c
 $(BUILD)/examples/auth_callout.wasm: examples/c/auth_callout/auth_callout.c
+$(BUILD)/examples/grpc_call.wasm: examples/c/grpc_call/grpc_call.c
 
 $(EXAMPLES_C_WASM): $(PW_SDK_C_OBJ) $(PW_SDK_C_HDRS)
 	@mkdir -p $(dir $@)

@@ -17,6 +17,9 @@
  *                           shared host hooks
  *   ngx_proxy_wasm_timers.c per worker: the tick timer of each root
  *                           context; the timer host hook
+ *   ngx_proxy_wasm_grpc.c   per worker: gRPC callouts, an HTTP/2 client
+ *                           (libnghttp2) on nginx connections; the gRPC
+ *                           callout host hooks
  *
  * Nothing here refers to ngx_http_*: a stream subsystem module (a second
  * .so: Debian builds nginx's stream subsystem as its own dynamic module)
@@ -30,6 +33,8 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_event_connect.h>
 
 #include <pwasm.h>
 
@@ -37,6 +42,9 @@
 typedef struct ngx_proxy_wasm_mod_s     ngx_proxy_wasm_mod_t;
 typedef struct ngx_proxy_wasm_conf_s    ngx_proxy_wasm_conf_t;
 typedef struct ngx_proxy_wasm_tick_s    ngx_proxy_wasm_tick_t;
+typedef struct ngx_proxy_wasm_target_s  ngx_proxy_wasm_target_t;
+typedef struct ngx_proxy_wasm_peer_s    ngx_proxy_wasm_peer_t;
+typedef struct ngx_proxy_wasm_callout_s ngx_proxy_wasm_callout_t;
 
 
 /* What a subsystem gives the common code. */
@@ -114,6 +122,39 @@ typedef struct {
 } ngx_proxy_wasm_wake_t;
 
 
+/* Callouts: where plugins may call (ngx_proxy_wasm_target.c) and how the
+ * HTTP client behaves (ngx_proxy_wasm_callout.c). Directives of http{}. */
+typedef struct {
+    ngx_array_t                     *allow;      /* ..._allow_t:
+                                                    proxy_wasm_callout_allow */
+    ngx_array_t                     *targets;    /* ..._target_t *: every
+                                                    upstream{} block and
+                                                    allowed literal */
+    void                            *http_core;  /* http{}'s
+                                                    ngx_http_core_loc_conf_t:
+                                                    its resolver */
+    ngx_msec_t                       connect_timeout;
+    size_t                           header_max; /* response header bytes */
+    size_t                           body_max;   /* response body bytes */
+    ngx_uint_t                       keepalive;  /* idle connections kept
+                                                    per worker */
+    ngx_msec_t                       keepalive_timeout;
+    ngx_flag_t                       ssl_verify;
+    ngx_flag_t                       ssl_server_name;
+    ngx_str_t                        ssl_trusted; /* CA file; data NULL:
+                                                     the system's */
+    void                            *ssl;        /* ngx_ssl_t *: the client
+                                                    context, made when a
+                                                    worker first needs it */
+
+    /* per worker: calls in flight and idle connections */
+    ngx_queue_t                      calls;
+    ngx_queue_t                      idle;
+    ngx_uint_t                       nidle;
+    unsigned                         ready:1;    /* the queues are set */
+} ngx_proxy_wasm_callout_conf_t;
+
+
 /* The subsystem's main configuration holds one; its commands give its
  * offset to the directive handlers below (cmd->offset). */
 struct ngx_proxy_wasm_conf_s {
@@ -149,6 +190,13 @@ struct ngx_proxy_wasm_conf_s {
 
     /* per worker: the tick timers (ngx_proxy_wasm_timers.c) */
     ngx_proxy_wasm_tick_t           *ticks;
+
+    ngx_proxy_wasm_callout_conf_t    callout;
+
+    /* gRPC callouts (ngx_proxy_wasm_grpc.c) */
+    size_t                           grpc_max_message;
+    ngx_msec_t                       grpc_connect_timeout;
+
     unsigned                         running:1;  /* a worker (or single
                                                     process) runs plugins:
                                                     timers may be armed */
@@ -214,6 +262,33 @@ void ngx_proxy_wasm_host_queue_ready(void *host, uint32_t owner_slot);
 void ngx_proxy_wasm_host_set_tick(void *host, pw_plugin *plugin,
     uint32_t period_ms);
 void ngx_proxy_wasm_timers_exit_process(ngx_proxy_wasm_conf_t *wc);
+
+/* ngx_proxy_wasm_target.c: the targets of callouts (see its header
+ * comment for the contract) */
+char *ngx_proxy_wasm_callout_allow_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_proxy_wasm_targets_init(ngx_conf_t *cf,
+    ngx_proxy_wasm_conf_t *wc);
+ngx_int_t ngx_proxy_wasm_target_find(ngx_proxy_wasm_mod_t *mod,
+    const char *plugin, pw_str name, ngx_proxy_wasm_target_t **target,
+    ngx_log_t *log);
+ngx_str_t *ngx_proxy_wasm_target_name(ngx_proxy_wasm_target_t *t);
+ngx_proxy_wasm_peer_t *ngx_proxy_wasm_peer_create(
+    ngx_proxy_wasm_target_t *t, ngx_pool_t *pool, ngx_log_t *log);
+ngx_int_t ngx_proxy_wasm_peer_resolve(ngx_proxy_wasm_peer_t *p,
+    void (*handler)(void *data, ngx_int_t rc), void *data);
+void ngx_proxy_wasm_peer_init(ngx_proxy_wasm_peer_t *p,
+    ngx_peer_connection_t *pc);
+void ngx_proxy_wasm_peer_done(ngx_proxy_wasm_peer_t *p);
+
+/* ngx_proxy_wasm_grpc.c */
+proxy_status_t ngx_proxy_wasm_host_grpc_call(void *host, pw_plugin *plugin,
+    uint32_t token, const pw_grpc_callout *call);
+proxy_status_t ngx_proxy_wasm_host_grpc_send(void *host, uint32_t token,
+    pw_str message, int end_of_stream);
+proxy_status_t ngx_proxy_wasm_host_grpc_close(void *host, uint32_t token);
+ngx_int_t ngx_proxy_wasm_grpc_cancel(void *host, uint32_t token);
+void ngx_proxy_wasm_grpc_exit_process(ngx_proxy_wasm_conf_t *wc);
 
 /* ngx_proxy_wasm_props.c */
 proxy_status_t ngx_proxy_wasm_prop_int(ngx_pool_t *pool, int64_t n,

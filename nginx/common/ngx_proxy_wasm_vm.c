@@ -3,7 +3,8 @@
  * the plugins (root contexts), and the host hooks that do not depend on the
  * subsystem: log, log_level. A worker takes its store slot and wake-up
  * channel (ngx_proxy_wasm_shm.c) before any plugin starts, and stops its
- * tick timers (ngx_proxy_wasm_timers.c) when it exits.
+ * tick timers (ngx_proxy_wasm_timers.c) and closes its gRPC connections
+ * (ngx_proxy_wasm_grpc.c) when it exits.
  */
 
 #include <ngx_config.h>
@@ -151,6 +152,7 @@ ngx_proxy_wasm_exit_process(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
     }
 
     ngx_proxy_wasm_timers_exit_process(wc);
+    ngx_proxy_wasm_grpc_exit_process(wc);
 
     /* before the cycle's pool is destroyed, which unloads this module */
     pw_runtime_detach(wc->runtime);

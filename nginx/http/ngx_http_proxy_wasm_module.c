@@ -145,6 +145,27 @@ static ngx_command_t  ngx_http_proxy_wasm_commands[] = {
       offsetof(ngx_http_proxy_wasm_main_conf_t, wasm),
       NULL },
 
+    { ngx_string("proxy_wasm_grpc_max_message_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.grpc_max_message),
+      NULL },
+
+    { ngx_string("proxy_wasm_grpc_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.grpc_connect_timeout),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_allow"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_proxy_wasm_callout_allow_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm),
+      NULL },
+
     { ngx_string("proxy_wasm_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_proxy_wasm_metrics_directive,
@@ -256,6 +277,22 @@ static const pw_host_shared_ops  ngx_http_proxy_wasm_shared_ops = {
 };
 
 
+/* a call's token is the gRPC client's or the HTTP client's */
+static void
+ngx_http_proxy_wasm_callout_cancel(void *host, uint32_t token)
+{
+    (void) ngx_proxy_wasm_grpc_cancel(host, token);
+}
+
+
+static const pw_host_callout_ops  ngx_http_proxy_wasm_callout_ops = {
+    .grpc_call = ngx_proxy_wasm_host_grpc_call,
+    .grpc_send = ngx_proxy_wasm_host_grpc_send,
+    .grpc_close = ngx_proxy_wasm_host_grpc_close,
+    .cancel = ngx_http_proxy_wasm_callout_cancel
+};
+
+
 /* the host hooks, by area; no clock area: clock_gettime */
 static const pw_host_ops  ngx_http_proxy_wasm_ops = {
     .size = sizeof(pw_host_ops),
@@ -264,7 +301,8 @@ static const pw_host_ops  ngx_http_proxy_wasm_ops = {
     .http = &ngx_http_proxy_wasm_http_ops,
     .stream = &ngx_http_proxy_wasm_stream_ops,
     .timers = &ngx_http_proxy_wasm_timer_ops,
-    .shared = &ngx_http_proxy_wasm_shared_ops
+    .shared = &ngx_http_proxy_wasm_shared_ops,
+    .callouts = &ngx_http_proxy_wasm_callout_ops
 };
 
 
@@ -329,6 +367,10 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (ngx_proxy_wasm_resolve(cf, &pmcf->wasm) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_proxy_wasm_targets_init(cf, &pmcf->wasm) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
