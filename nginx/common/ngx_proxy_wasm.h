@@ -17,8 +17,14 @@
  *                           shared host hooks
  *   ngx_proxy_wasm_timers.c per worker: the tick timer of each root
  *                           context; the timer host hook
+ *   ngx_proxy_wasm_target.c the targets of callouts: upstream{} blocks,
+ *                           literals of proxy_wasm_callout_allow; peers
+ *   ngx_proxy_wasm_callout.c per worker: the HTTP client of
+ *                           proxy_http_call, kept connections; the
+ *                           callout host hooks
  *
- * Nothing here refers to ngx_http_*: a stream subsystem module (a second
+ * Nothing here refers to ngx_http_* (except the two callout files, which
+ * use http's upstream{} blocks and response parsers): a stream subsystem module (a second
  * .so: Debian builds nginx's stream subsystem as its own dynamic module)
  * compiles these files too. What is the subsystem's comes through
  * ngx_proxy_wasm_subsys_t.
@@ -273,6 +279,15 @@ ngx_int_t ngx_proxy_wasm_peer_resolve(ngx_proxy_wasm_peer_t *p,
 void ngx_proxy_wasm_peer_init(ngx_proxy_wasm_peer_t *p,
     ngx_peer_connection_t *pc);
 void ngx_proxy_wasm_peer_done(ngx_proxy_wasm_peer_t *p);
+
+/* ngx_proxy_wasm_callout.c: the HTTP client of proxy_http_call */
+void ngx_proxy_wasm_callout_conf_init(ngx_proxy_wasm_conf_t *wc);
+ngx_int_t ngx_proxy_wasm_callout_init_conf(ngx_conf_t *cf,
+    ngx_proxy_wasm_conf_t *wc);
+proxy_status_t ngx_proxy_wasm_host_http_call(void *host, pw_plugin *plugin,
+    uint32_t token, const pw_http_callout *call);
+void ngx_proxy_wasm_host_callout_cancel(void *host, uint32_t token);
+void ngx_proxy_wasm_callout_exit_process(ngx_proxy_wasm_conf_t *wc);
 
 /* ngx_proxy_wasm_props.c */
 proxy_status_t ngx_proxy_wasm_prop_int(ngx_pool_t *pool, int64_t n,

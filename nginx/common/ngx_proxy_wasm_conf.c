@@ -200,6 +200,8 @@ ngx_proxy_wasm_conf_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
     wc->shm_size = NGX_CONF_UNSET_SIZE;
     wc->shm_evict = NGX_CONF_UNSET_UINT;
 
+    ngx_proxy_wasm_callout_conf_init(wc);
+
     return NGX_OK;
 }
 

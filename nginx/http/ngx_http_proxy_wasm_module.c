@@ -152,6 +152,64 @@ static ngx_command_t  ngx_http_proxy_wasm_commands[] = {
       offsetof(ngx_http_proxy_wasm_main_conf_t, wasm),
       NULL },
 
+    { ngx_string("proxy_wasm_callout_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.callout.connect_timeout),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_max_response_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.callout.header_max),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_max_response_body"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.callout.body_max),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_keepalive"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.callout.keepalive),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_keepalive_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t,
+               wasm.callout.keepalive_timeout),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.callout.ssl_verify),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_ssl_server_name"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t,
+               wasm.callout.ssl_server_name),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.callout.ssl_trusted),
+      NULL },
+
     { ngx_string("proxy_wasm_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_proxy_wasm_metrics_directive,
@@ -263,6 +321,16 @@ static const pw_host_shared_ops  ngx_http_proxy_wasm_shared_ops = {
 };
 
 
+/* HTTP callouts (../common/ngx_proxy_wasm_callout.c); gRPC: not yet */
+static const pw_host_callout_ops  ngx_http_proxy_wasm_callout_ops = {
+    .http_call = ngx_proxy_wasm_host_http_call,
+    .grpc_call = NULL,
+    .grpc_send = NULL,
+    .grpc_close = NULL,
+    .cancel = ngx_proxy_wasm_host_callout_cancel
+};
+
+
 /* the host hooks, by area; no clock area: clock_gettime */
 static const pw_host_ops  ngx_http_proxy_wasm_ops = {
     .size = sizeof(pw_host_ops),
@@ -271,7 +339,8 @@ static const pw_host_ops  ngx_http_proxy_wasm_ops = {
     .http = &ngx_http_proxy_wasm_http_ops,
     .stream = &ngx_http_proxy_wasm_stream_ops,
     .timers = &ngx_http_proxy_wasm_timer_ops,
-    .shared = &ngx_http_proxy_wasm_shared_ops
+    .shared = &ngx_http_proxy_wasm_shared_ops,
+    .callouts = &ngx_http_proxy_wasm_callout_ops
 };
 
 
@@ -339,7 +408,7 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_proxy_wasm_targets_init(cf, &pmcf->wasm) != NGX_OK) {
+    if (ngx_proxy_wasm_callout_init_conf(cf, &pmcf->wasm) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
