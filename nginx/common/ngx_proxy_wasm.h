@@ -17,11 +17,16 @@
  *                           shared host hooks
  *   ngx_proxy_wasm_timers.c per worker: the tick timer of each root
  *                           context; the timer host hook
+ *   ngx_proxy_wasm_target.c the targets of callouts: upstream{} blocks,
+ *                           literals of proxy_wasm_callout_allow; peers
+ *   ngx_proxy_wasm_callout.c per worker: the HTTP client of
+ *                           proxy_http_call, kept connections; the
  *   ngx_proxy_wasm_grpc.c   per worker: gRPC callouts, an HTTP/2 client
  *                           (libnghttp2) on nginx connections; the gRPC
  *                           callout host hooks
  *
- * Nothing here refers to ngx_http_*: a stream subsystem module (a second
+ * Nothing here refers to ngx_http_* (except the two callout files, which
+ * use http's upstream{} blocks and response parsers): a stream subsystem module (a second
  * .so: Debian builds nginx's stream subsystem as its own dynamic module)
  * compiles these files too. What is the subsystem's comes through
  * ngx_proxy_wasm_subsys_t.
@@ -195,7 +200,6 @@ struct ngx_proxy_wasm_conf_s {
 
     /* gRPC callouts (ngx_proxy_wasm_grpc.c) */
     size_t                           grpc_max_message;
-    ngx_msec_t                       grpc_connect_timeout;
 
     unsigned                         running:1;  /* a worker (or single
                                                     process) runs plugins:
@@ -289,6 +293,15 @@ proxy_status_t ngx_proxy_wasm_host_grpc_send(void *host, uint32_t token,
 proxy_status_t ngx_proxy_wasm_host_grpc_close(void *host, uint32_t token);
 ngx_int_t ngx_proxy_wasm_grpc_cancel(void *host, uint32_t token);
 void ngx_proxy_wasm_grpc_exit_process(ngx_proxy_wasm_conf_t *wc);
+
+/* ngx_proxy_wasm_callout.c: the HTTP client of proxy_http_call */
+void ngx_proxy_wasm_callout_conf_init(ngx_proxy_wasm_conf_t *wc);
+ngx_int_t ngx_proxy_wasm_callout_init_conf(ngx_conf_t *cf,
+    ngx_proxy_wasm_conf_t *wc);
+proxy_status_t ngx_proxy_wasm_host_http_call(void *host, pw_plugin *plugin,
+    uint32_t token, const pw_http_callout *call);
+void ngx_proxy_wasm_host_callout_cancel(void *host, uint32_t token);
+void ngx_proxy_wasm_callout_exit_process(ngx_proxy_wasm_conf_t *wc);
 
 /* ngx_proxy_wasm_props.c */
 proxy_status_t ngx_proxy_wasm_prop_int(ngx_pool_t *pool, int64_t n,

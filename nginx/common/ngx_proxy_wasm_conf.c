@@ -200,7 +200,8 @@ ngx_proxy_wasm_conf_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
     wc->shm_size = NGX_CONF_UNSET_SIZE;
     wc->shm_evict = NGX_CONF_UNSET_UINT;
     wc->grpc_max_message = NGX_CONF_UNSET_SIZE;
-    wc->grpc_connect_timeout = NGX_CONF_UNSET_MSEC;
+
+    ngx_proxy_wasm_callout_conf_init(wc);
 
     return NGX_OK;
 }
@@ -648,7 +649,6 @@ ngx_proxy_wasm_load(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
     ngx_conf_init_size_value(wc->compile_memory, 4096 * 1024 * 1024ULL);
     ngx_conf_init_size_value(wc->module_max_size, 64 * 1024 * 1024);
     ngx_conf_init_size_value(wc->grpc_max_message, 4 * 1024 * 1024);
-    ngx_conf_init_msec_value(wc->grpc_connect_timeout, 10000);
 
     /* 0 is "no limit" in the directives, the maximum in the library */
     rcf.compile_timeout_ms = wc->compile_timeout ? wc->compile_timeout

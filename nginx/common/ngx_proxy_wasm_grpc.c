@@ -1058,7 +1058,7 @@ ngx_proxy_wasm_grpc_conn_get(ngx_peer_connection_t *peer,
     conn->name.data = (u_char *) conn->sockaddr + peer->socklen;
     conn->name.len = peer->name->len;
     ngx_memcpy(conn->name.data, peer->name->data, peer->name->len);
-    conn->connect_timeout = wc->grpc_connect_timeout;
+    conn->connect_timeout = wc->callout.connect_timeout;
     ngx_queue_init(&conn->calls);
 
     if (nghttp2_session_client_new(&conn->session,

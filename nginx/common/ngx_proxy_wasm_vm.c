@@ -152,6 +152,7 @@ ngx_proxy_wasm_exit_process(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
     }
 
     ngx_proxy_wasm_timers_exit_process(wc);
+    ngx_proxy_wasm_callout_exit_process(wc);
     ngx_proxy_wasm_grpc_exit_process(wc);
 
     /* before the cycle's pool is destroyed, which unloads this module */

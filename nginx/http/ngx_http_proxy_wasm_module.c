@@ -152,18 +152,69 @@ static ngx_command_t  ngx_http_proxy_wasm_commands[] = {
       offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.grpc_max_message),
       NULL },
 
-    { ngx_string("proxy_wasm_grpc_connect_timeout"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.grpc_connect_timeout),
-      NULL },
-
     { ngx_string("proxy_wasm_callout_allow"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
       ngx_proxy_wasm_callout_allow_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_proxy_wasm_main_conf_t, wasm),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.callout.connect_timeout),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_max_response_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.callout.header_max),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_max_response_body"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.callout.body_max),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_keepalive"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.callout.keepalive),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_keepalive_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t,
+               wasm.callout.keepalive_timeout),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.callout.ssl_verify),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_ssl_server_name"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t,
+               wasm.callout.ssl_server_name),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm.callout.ssl_trusted),
       NULL },
 
     { ngx_string("proxy_wasm_metrics"),
@@ -277,19 +328,15 @@ static const pw_host_shared_ops  ngx_http_proxy_wasm_shared_ops = {
 };
 
 
-/* a call's token is the gRPC client's or the HTTP client's */
-static void
-ngx_http_proxy_wasm_callout_cancel(void *host, uint32_t token)
-{
-    (void) ngx_proxy_wasm_grpc_cancel(host, token);
-}
-
-
+/* HTTP (../common/ngx_proxy_wasm_callout.c) and gRPC
+ * (../common/ngx_proxy_wasm_grpc.c) callouts; the HTTP client's cancel
+ * hands the tokens that are not its own to the gRPC client */
 static const pw_host_callout_ops  ngx_http_proxy_wasm_callout_ops = {
+    .http_call = ngx_proxy_wasm_host_http_call,
     .grpc_call = ngx_proxy_wasm_host_grpc_call,
     .grpc_send = ngx_proxy_wasm_host_grpc_send,
     .grpc_close = ngx_proxy_wasm_host_grpc_close,
-    .cancel = ngx_http_proxy_wasm_callout_cancel
+    .cancel = ngx_proxy_wasm_host_callout_cancel
 };
 
 
@@ -370,7 +417,7 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_proxy_wasm_targets_init(cf, &pmcf->wasm) != NGX_OK) {
+    if (ngx_proxy_wasm_callout_init_conf(cf, &pmcf->wasm) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -1,0 +1,351 @@
+"""HTTP callouts (proxy_http_call) in nginx: the plugin
+tests/nginx/plugins/callout.wasm calls services started here on 127.0.0.1
+(Python threading servers: plain, TLS with a CA made by the test, slow,
+resetting, chunked with trailers) through upstream{} blocks or literal
+targets allowed by proxy_wasm_callout_allow."""
+
+import concurrent.futures
+import http.client
+import http.server
+import os
+import re
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import Nginx
+
+
+class Service:
+    """An HTTP/1.1 service (keep-alive) that counts accepted connections
+    and requests. Paths: /auth (200 "ok <name>" for "Bearer good", 403 for
+    "Bearer bad", else 401), /slow (2 s, then 200), /reset (RST),
+    /chunked (chunked, trailer x-check: trailer-ok), /token ("tok-123"),
+    /echo (the request body and the x-trailer trailer, as a JSON-less
+    line)."""
+
+    def __init__(self, name, tls=None):
+        self.name = name
+        self.connections = 0
+        self.requests = []
+        svc = self
+        lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                with lock:
+                    svc.connections += 1
+                super().setup()
+
+            def reply(self, status, body, extra=()):
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in extra:
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                with lock:
+                    svc.requests.append((self.command, self.path, dict(self.headers.items())))
+                path = self.path
+                if path.startswith("/auth"):
+                    auth = self.headers.get("authorization", "")
+                    if auth == "Bearer good":
+                        self.reply(200, f"ok {svc.name}".encode())
+                    elif auth == "Bearer bad":
+                        self.reply(403, b"forbidden")
+                    else:
+                        self.reply(401, b"who are you")
+                elif path.startswith("/slow"):
+                    time.sleep(2)
+                    self.reply(200, b"slow")
+                elif path.startswith("/reset"):
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                               struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                elif path.startswith("/chunked"):
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.send_header("Trailer", "x-check")
+                    self.end_headers()
+                    for part in (b"hello ", b"chunked ", b"world"):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\nx-check: trailer-ok\r\n\r\n")
+                elif path.startswith("/token"):
+                    self.reply(200, b"tok-123")
+                elif path.startswith("/echo"):
+                    body, trailers = self.read_body()
+                    self.reply(200, b"got " + body + b" " + trailers.encode())
+                else:
+                    self.reply(404, b"no")
+
+            def read_body(self):
+                if self.headers.get("transfer-encoding", "").lower() != "chunked":
+                    n = int(self.headers.get("content-length") or 0)
+                    return self.rfile.read(n), ""
+                body = b""
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0], 16)
+                    if size == 0:
+                        break
+                    body += self.rfile.read(size)
+                    self.rfile.readline()
+                trailers = []
+                while True:
+                    line = self.rfile.readline().strip()
+                    if not line:
+                        break
+                    trailers.append(line.decode())
+                return body, ",".join(trailers)
+
+            do_POST = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            request_queue_size = 2048   # 1,000 connections at once
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        if tls:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.addr = f"127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Big(Nginx):
+    """nginx with room for many connections (the template has 128)."""
+
+    def write_conf(self, http, level="info", workers=1):
+        super().write_conf(http, level, workers)
+        with open(self.conf) as f:
+            text = f.read()
+        text = text.replace("worker_connections 128;", "worker_connections 8192;")
+        text = text.replace("daemon off;", "daemon off;\nworker_rlimit_nofile 20000;")
+        with open(self.conf, "w") as f:
+            f.write(text)
+
+
+@pytest.fixture
+def svc():
+    services = []
+
+    def make(name, tls=None):
+        s = Service(name, tls)
+        services.append(s)
+        return s
+
+    yield make
+    for s in services:
+        s.close()
+
+
+@pytest.fixture
+def ngx(tmp_path, upstream):
+    n = Big(tmp_path / "nginx", upstream)
+    yield n
+    n.stop()
+
+
+def conf(extra="", config=""):
+    return f"""
+    proxy_wasm_module callout @WASM:tests/nginx/plugins/callout.wasm@;
+    {extra}
+    server {{
+        listen 127.0.0.1:@PORT@ reuseport;
+        location / {{
+            proxy_wasm callout {config};
+            proxy_pass http://@UPSTREAM@;
+        }}
+    }}
+"""
+
+
+def test_auth_from_request_headers_pauses_then_continues_or_denies(ngx, upstream, svc):
+    a = svc("a")
+    ngx.start(conf(f"upstream auth_cluster {{ server {a.addr}; }}"), workers=2)
+    r = ngx.request("/x", headers={"x-call": "auth_cluster", "authorization": "Bearer good"})
+    assert r.status == 200 and r.body == b"upstream ok\n", (r.status, r.body, ngx.log())
+    # the paused request went on with the answer's status and body
+    assert upstream.header_values("x-auth-status") == ["200"]
+    assert upstream.header_values("x-auth-body") == ["ok a"]
+    # what the auth service received: the pseudo-headers as a request line
+    # and Host, the forwarded header
+    method, path, headers = a.requests[-1]
+    assert (method, path) == ("GET", "/auth")
+    assert headers["Host"] == "auth.test" and headers["x-from"] == "pwasm"
+    r = ngx.request("/x", headers={"x-call": "auth_cluster", "authorization": "Bearer bad"})
+    assert (r.status, r.body) == (403, b"denied 403\n")
+    r = ngx.request("/x", headers={"x-call": "auth_cluster"})
+    assert (r.status, r.body) == (401, b"denied 401\n")
+    assert len(upstream.requests) == 1
+    assert re.search(r"callout: response ctx=\d+ token=\d+ status=401 headers=\d+ body=11",
+                     ngx.log())
+
+
+def test_timeout_calls_back_with_zeros_and_logs_the_reason(ngx, svc):
+    a = svc("a")
+    ngx.start(conf(f"upstream slow {{ server {a.addr}; }}"), workers=2)
+    t0 = time.time()
+    r = ngx.request("/x", headers={"x-call": "slow", "x-call-path": "/slow",
+                                   "x-call-timeout": "300"})
+    assert time.time() - t0 < 1.5
+    assert (r.status, r.body) == (504, b"callout failed: timeout\n"), ngx.log()
+    log = ngx.log()
+    assert re.search(r'callout \d+ to "slow" failed: timeout', log), log
+    assert re.search(r"callout: failed ctx=\d+ token=\d+ code=11 reason=timeout", log)
+
+
+def test_literal_targets_need_an_allow(ngx, upstream, svc):
+    a = svc("a")
+    b = svc("b")
+    ngx.start(conf(f"proxy_wasm_callout_allow callout {a.addr};\n"
+                   f"proxy_wasm_callout_allow other {b.addr};"))
+    r = ngx.request("/x", headers={"x-call": a.addr, "authorization": "Bearer good"})
+    assert r.status == 200, (r.body, ngx.log())
+    assert upstream.header_values("x-auth-body") == ["ok a"]
+    # allowed to another module only; an unknown name
+    for target in (b.addr, "127.0.0.1:1", "nowhere"):
+        r = ngx.request("/x", headers={"x-call": target})
+        assert (r.status, r.body) == (500, b"refused 2\n"), target  # BadArgument
+    log = ngx.log()
+    assert f'callout to "{b.addr}" refused: not allowed' in log
+    assert 'callout to "nowhere" refused: no upstream{} block' in log
+
+
+def test_upstream_block_balances_across_its_servers(ngx, svc):
+    a = svc("a")
+    b = svc("b")
+    ngx.start(conf(f"upstream pair {{ server {a.addr}; server {b.addr}; }}"), workers=2)
+    for _ in range(20):
+        r = ngx.request("/x", headers={"x-call": "pair", "authorization": "Bearer good"})
+        assert r.status == 200
+    assert len(a.requests) >= 5 and len(b.requests) >= 5, (len(a.requests), len(b.requests))
+    assert len(a.requests) + len(b.requests) == 20
+
+
+def test_reset_and_chunked_with_trailers(ngx, upstream, svc):
+    a = svc("a")
+    ngx.start(conf(f"upstream s {{ server {a.addr}; }}"))
+    r = ngx.request("/x", headers={"x-call": "s", "x-call-path": "/reset"})
+    assert r.status == 504 and r.body.startswith(b"callout failed: "), (r.body, ngx.log())
+    assert re.search(r'callout \d+ to "s" failed: (connection reset|connection closed early)',
+                     ngx.log())
+    r = ngx.request("/x", headers={"x-call": "s", "x-call-path": "/chunked"})
+    assert r.status == 200, (r.body, ngx.log())
+    assert upstream.header_values("x-auth-body") == ["hello chunked world"]
+    assert upstream.header_values("x-auth-trailer") == ["trailer-ok"]
+    # a request body goes with its Content-Length (on the kept connection)
+    r = ngx.request("/x", headers={"x-call": "s", "x-call-path": "/echo",
+                                   "x-call-body": "payload"})
+    assert r.status == 200
+    assert upstream.header_values("x-auth-body") == ["got payload "]
+
+
+def make_ca(tmp):
+    """A CA and a server certificate for "auth.test" and 127.0.0.1."""
+    def run(*args):
+        subprocess.run(args, check=True, capture_output=True, cwd=tmp)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=pwasm test CA", "-keyout", "ca.key", "-out", "ca.pem")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=auth.test",
+        "-keyout", "srv.key", "-out", "srv.csr")
+    with open(os.path.join(tmp, "ext"), "w") as f:
+        f.write("subjectAltName=DNS:auth.test,IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "ext", "-out", "srv.pem")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.path.join(tmp, "srv.pem"), os.path.join(tmp, "srv.key"))
+    return os.path.join(tmp, "ca.pem"), ctx
+
+
+def test_tls_verified_with_the_trusted_ca_only(ngx, upstream, svc, tmp_path):
+    ca, ctx = make_ca(str(tmp_path))
+    a = svc("tls", tls=ctx)
+    tls_headers = {"x-call": "secure", "x-call-scheme": "https",
+                   "authorization": "Bearer good"}
+    ngx.start(conf(f"upstream secure {{ server {a.addr}; }}\n"
+                   f"proxy_wasm_callout_ssl_trusted_certificate {ca};"))
+    r = ngx.request("/x", headers=tls_headers)
+    assert r.status == 200, (r.body, ngx.log())
+    assert upstream.header_values("x-auth-body") == ["ok tls"]
+    # a name the certificate does not have
+    r = ngx.request("/x", headers=dict(tls_headers, **{"x-call-authority": "other.test"}))
+    assert (r.status, r.body) == (504, b"callout failed: TLS certificate not trusted\n")
+    ngx.stop()
+    # without the CA: refused
+    ngx.start(conf(f"upstream secure {{ server {a.addr}; }}"))
+    r = ngx.request("/x", headers=tls_headers)
+    assert (r.status, r.body) == (504, b"callout failed: TLS certificate not trusted\n")
+    assert "not trusted" in ngx.log()
+
+
+def test_client_gone_before_the_answer_no_callback(ngx, upstream, svc):
+    a = svc("a")
+    ngx.start(conf(f"upstream slow {{ server {a.addr}; }}"), workers=2)
+    c = http.client.HTTPConnection("127.0.0.1", ngx.port, timeout=5)
+    c.request("GET", "/x", headers={"x-call": "slow", "x-call-path": "/slow"})
+    time.sleep(0.5)
+    c.close()  # nginx finalizes the request: its call is cancelled
+    time.sleep(2.5)
+    log = ngx.log()
+    assert "callout: response" not in log and "callout: failed" not in log, log
+    assert "signal" not in log and "[alert]" not in log, log
+    r = ngx.request("/x", headers={"x-call": "slow", "x-call-path": "/auth",
+                                   "authorization": "Bearer good"})
+    assert r.status == 200
+
+
+def test_keepalive_reuses_connections(ngx, svc):
+    a = svc("a")
+    ngx.start(conf(f"upstream auth {{ server {a.addr}; }}"))
+    for _ in range(30):
+        r = ngx.request("/x", headers={"x-call": "auth", "authorization": "Bearer good"})
+        assert r.status == 200
+    assert len(a.requests) == 30
+    assert a.connections <= 2, a.connections
+
+
+def test_callout_from_tick_feeds_shared_data(ngx, svc):
+    a = svc("a")
+    ngx.start(conf(f"upstream tok {{ server {a.addr}; }}",
+                   config='"config=tick=100 target=tok path=/token"'), workers=2)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        r = ngx.request("/x", headers={"x-read": "token"})
+        if r.body == b"found tok-123\n":
+            break
+        time.sleep(0.1)
+    assert r.body == b"found tok-123\n", ngx.log()
+
+
+def test_a_thousand_concurrent_callouts(ngx, svc):
+    a = svc("a")
+    ngx.start(conf(f"upstream auth {{ server {a.addr}; }}"))
+    # one request makes 1,000 calls at once, answered when all are back
+    r = ngx.request("/x", headers={"x-call": "auth", "x-call-count": "1000",
+                                   "authorization": "Bearer good"})
+    assert (r.status, r.body) == (200, b"answered 1000 ok 1000 failed 0\n"), ngx.log()[-3000:]
+    # and 200 concurrent client requests, one call each
+    def one(_):
+        return ngx.request("/x", headers={"x-call": "auth",
+                                          "authorization": "Bearer good"}).status
+    with concurrent.futures.ThreadPoolExecutor(50) as ex:
+        statuses = list(ex.map(one, range(200)))
+    assert statuses == [200] * 200
