@@ -20,15 +20,17 @@
  *   ngx_proxy_wasm_target.c the targets of callouts: upstream{} blocks,
  *                           literals of proxy_wasm_callout_allow; peers
  *   ngx_proxy_wasm_callout.c per worker: the HTTP client of
- *                           proxy_http_call, kept connections; the
+ *                           proxy_http_call, kept connections; the HTTP
+ *                           callout host hooks and the cancel of both
  *   ngx_proxy_wasm_grpc.c   per worker: gRPC callouts, an HTTP/2 client
  *                           (libnghttp2) on nginx connections; the gRPC
  *                           callout host hooks
  *
- * Nothing here refers to ngx_http_* (except the two callout files, which
- * use http's upstream{} blocks and response parsers): a stream subsystem module (a second
- * .so: Debian builds nginx's stream subsystem as its own dynamic module)
- * compiles these files too. What is the subsystem's comes through
+ * Nothing here refers to ngx_http_* but ngx_proxy_wasm_target.c and
+ * ngx_proxy_wasm_callout.c, which use http's upstream{} blocks and
+ * response parsers: a stream subsystem module (a second .so: Debian builds
+ * nginx's stream subsystem as its own dynamic module) compiles these files
+ * too. What is the subsystem's comes through
  * ngx_proxy_wasm_subsys_t.
  */
 
