@@ -50,7 +50,7 @@
 #define NGX_PROXY_WASM_CALLOUT_DONE       5
 
 /* sw_trailer of ngx_http_parse_chunked()'s states (ngx_http_parse.c, the
- * same value from 1.22 to 1.30): "0" CRLF was passed, trailers follow */
+ * same value from 1.22 to 1.31): "0" CRLF was passed, trailers follow */
 #define NGX_PROXY_WASM_CHUNKED_TRAILER    9
 
 
@@ -1347,7 +1347,12 @@ ngx_proxy_wasm_callout_parse(ngx_proxy_wasm_callout_t *call)
             one = *b;
             one.last = one.pos + 1;
 
+#if (nginx_version >= 1027002)
+            /* 1.27.2 added keep_trailers; 0 keeps the 1.22 behaviour */
+            rc = ngx_http_parse_chunked(&call->r, &one, &call->chunked, 0);
+#else
             rc = ngx_http_parse_chunked(&call->r, &one, &call->chunked);
+#endif
 
             if (rc == NGX_OK) {
                 if (call->chunked.size == 0) {
