@@ -15,7 +15,7 @@ AS_ASC   := node_modules/.bin/asc
 # runtime misuse traps instead of corrupting the heap.
 AS_FLAGS := --use abort=abort_proc_exit --optimize
 AS_SRCS  := $(wildcard $(AS_DIR)/assembly/*.ts)
-AS_WASMS := $(BUILD)/examples/as_add_header.wasm
+AS_WASMS := $(BUILD)/examples/as_add_header.wasm $(BUILD)/examples/as_auth_call.wasm
 
 .PHONY: examples-as
 all: examples-as

@@ -155,3 +155,80 @@ def test_auth_pause_header_and_body_tokens(nginx, upstream):
     log = nginx.log()
     assert len(re.findall(r"logger: (?:GET|POST) /auth 401 ", log)) == 2, log[-3000:]
     assert len(re.findall(r"logger: (?:GET|POST) /auth 200 ", log)) == 2
+
+
+
+# The auth service of the callout examples: a location of the same nginx,
+# reached through the upstream block auth_service, as a plugin written for
+# an Envoy cluster of that name expects. "Authorization: Bearer demo" is
+# alice; anything else is refused with 401.
+def auth_conf(module, path, directive, auth_port="@PORT@"):
+    return f"""
+    proxy_wasm_module {module} @WASM:{path}@;
+    upstream auth_service {{
+        server 127.0.0.1:{auth_port};
+        keepalive 4;
+    }}
+    server {{
+        listen 127.0.0.1:@PORT@;
+        location = /auth {{
+            if ($http_authorization != "Bearer demo") {{
+                return 401;
+            }}
+            add_header x-auth-user alice;
+            return 200;
+        }}
+        location / {{
+            {directive}
+            proxy_pass http://@UPSTREAM@;
+        }}
+    }}
+"""
+
+
+C_AUTH = ("auth_callout", "examples/auth_callout.wasm",
+          "proxy_wasm auth_callout 'config={\"upstream\": \"auth_service\", "
+          "\"path\": \"/auth\", \"timeout_ms\": 1000}';")
+AS_AUTH = ("as_auth", "examples/as_auth_call.wasm", "proxy_wasm as_auth root_id=auth_call;")
+
+
+def check_auth_example(nginx, upstream, conf, user_header):
+    nginx.start(auth_conf(*conf), workers=2)
+    r = nginx.request("/app", headers={"Authorization": "Bearer demo"})
+    assert r.status == 200 and r.body == b"upstream ok\n"
+    # the request waited for the answer, then went on with the user the
+    # auth service named
+    assert upstream.header_values(user_header) == ["alice"]
+    assert upstream.header_values("authorization") == ["Bearer demo"]
+    r = nginx.request("/app", headers={"Authorization": "Bearer wrong"})
+    assert r.status in (401, 403)
+    r = nginx.request("/app")
+    assert r.status in (401, 403)
+    assert len(upstream.requests) == 1, "a refused request must not reach the upstream"
+    log = nginx.log()
+    assert "[alert]" not in log and "[emerg]" not in log and "trapped" not in log
+
+
+def test_auth_callout_example_asks_the_auth_service(nginx, upstream):
+    check_auth_example(nginx, upstream, C_AUTH, "x-auth-user")
+    r = nginx.request("/app", headers={"Authorization": "Bearer wrong"})
+    assert r.status == 401 and r.body == b"unauthorized\n"
+
+
+def test_assemblyscript_callout_asks_the_auth_service(nginx, upstream):
+    """The AssemblyScript SDK's RootContext.httpCall, unchanged: the answer
+    comes to the root context, the SDK makes the request effective."""
+    check_auth_example(nginx, upstream, AS_AUTH, "x-as-auth")
+    r = nginx.request("/app", headers={"Authorization": "Bearer wrong"})
+    assert r.status == 403 and r.body == b"denied by as_auth_call\n"
+
+
+def test_callout_examples_when_the_service_is_down(nginx, upstream):
+    from conftest import free_port
+    dead = str(free_port())
+    for module, path, directive in (C_AUTH, AS_AUTH):
+        nginx.start(auth_conf(module, path, directive, auth_port=dead))
+        r = nginx.request("/app", headers={"Authorization": "Bearer demo"})
+        assert r.status == 503, (module, r.status, r.body)
+        assert upstream.requests == []
+        nginx.stop()
