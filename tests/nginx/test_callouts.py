@@ -19,6 +19,7 @@ import time
 import pytest
 
 from conftest import Nginx
+from dnsserver import DnsServer
 
 
 class Service:
@@ -349,3 +350,156 @@ def test_a_thousand_concurrent_callouts(ngx, svc):
     with concurrent.futures.ThreadPoolExecutor(50) as ex:
         statuses = list(ex.map(one, range(200)))
     assert statuses == [200] * 200
+
+
+# ---------------------------------------------------------------- resolver
+#
+# Hostname targets with http{}'s `resolver`: resolved at call time by
+# nginx's resolver against tests/nginx/dnsserver.py (auth.pwasm.test ->
+# 127.0.0.1, anything else NXDOMAIN). nginx asks A and AAAA (ipv6=on).
+
+
+@pytest.fixture
+def dns():
+    servers = []
+
+    def make(**kw):
+        d = DnsServer({"auth.pwasm.test": "127.0.0.1"}, **kw)
+        servers.append(d)
+        return d
+
+    yield make
+    for d in servers:
+        d.close()
+
+
+def resolver_conf(d, a, extra="", valid="2s", timeout="1s"):
+    return conf(f"resolver 127.0.0.1:{d.port} valid={valid};\n"
+                f"resolver_timeout {timeout};\n"
+                f"proxy_wasm_callout_allow * auth.pwasm.test:{a.port} "
+                f"nx.pwasm.test:{a.port};\n" + extra)
+
+
+def assert_clean(log):
+    assert "[alert]" not in log and "[crit]" not in log and "[emerg]" not in log, log
+    assert "exited on signal" not in log, log
+
+
+def test_resolver_hostname_target_resolved_at_call_time_then_cached(ngx, upstream, svc, dns):
+    a = svc("a")
+    d = dns()
+    # not resolvable at configuration time (no /etc/hosts entry): nginx
+    # starts only because the name is left to the resolver
+    ngx.start(resolver_conf(d, a))
+    assert d.names_asked() == []
+    target = f"auth.pwasm.test:{a.port}"
+    r = ngx.request("/x", headers={"x-call": target, "authorization": "Bearer good"})
+    assert r.status == 200, (r.body, ngx.log())
+    assert upstream.header_values("x-auth-body") == ["ok a"]
+    assert d.names_asked() == ["auth.pwasm.test"]
+    # soon after: from the resolver's cache (the answer comes inside
+    # ngx_resolve_name), no query
+    for _ in range(3):
+        r = ngx.request("/x", headers={"x-call": target, "authorization": "Bearer good"})
+        assert r.status == 200, (r.body, ngx.log())
+    assert d.names_asked() == ["auth.pwasm.test"]
+    assert len(a.requests) == 4
+    # after `valid` (whole seconds: the answer stays valid while
+    # ngx_time() <= its time + 2): asked again
+    time.sleep(3.2)
+    r = ngx.request("/x", headers={"x-call": target, "authorization": "Bearer good"})
+    assert r.status == 200
+    assert d.names_asked() == ["auth.pwasm.test"] * 2
+    assert_clean(ngx.log())
+
+
+def test_resolver_nxdomain_fails_the_call(ngx, svc, dns):
+    a = svc("a")
+    d = dns()
+    ngx.start(resolver_conf(d, a))
+    target = f"nx.pwasm.test:{a.port}"
+    r = ngx.request("/x", headers={"x-call": target})
+    # the hook accepted the call; the callback got the failure
+    assert (r.status, r.body) == (504, b"callout failed: resolver error\n"), ngx.log()
+    log = ngx.log()
+    assert re.search(r'callout target "nx\.pwasm\.test:\d+": "nx\.pwasm\.test" could not be '
+                     r'resolved \(3: Host not found\)', log), log
+    assert re.search(r'callout \d+ to "nx\.pwasm\.test:\d+" failed: resolver error', log)
+    assert d.names_asked() == ["nx.pwasm.test"]
+    # again: nginx's resolver keeps no negative answer, it asks again
+    r = ngx.request("/x", headers={"x-call": target})
+    assert (r.status, r.body) == (504, b"callout failed: resolver error\n"), ngx.log()
+    assert d.names_asked() == ["nx.pwasm.test"] * 2
+    assert a.requests == []
+    assert_clean(ngx.log())
+
+
+def test_resolver_that_never_answers_fails_after_resolver_timeout(ngx, upstream, svc, dns):
+    a = svc("a")
+    d = dns(drop=True)
+    ngx.start(resolver_conf(d, a, timeout="1s"))
+    target = f"auth.pwasm.test:{a.port}"
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        t0 = time.time()
+        pending = ex.submit(ngx.request, "/x", headers={"x-call": target})
+        time.sleep(0.2)
+        # the one worker serves other requests meanwhile
+        for _ in range(5):
+            t1 = time.time()
+            r = ngx.request("/other")
+            assert r.status == 200 and time.time() - t1 < 0.5
+        assert not pending.done()
+        r = pending.result(timeout=10)
+        elapsed = time.time() - t0
+    assert (r.status, r.body) == (504, b"callout failed: resolver error\n"), ngx.log()
+    assert 0.9 < elapsed < 3, elapsed
+    log = ngx.log()
+    assert re.search(r'"auth\.pwasm\.test" could not be resolved \(110: Operation timed out\)',
+                     log), log
+    assert "auth.pwasm.test" in d.names_asked()
+    assert a.requests == []
+    assert_clean(log)
+
+
+def test_client_gone_while_resolving(ngx, svc, dns):
+    a = svc("a")
+    d = dns(delay=1.5)
+    ngx.start(resolver_conf(d, a))
+    target = f"auth.pwasm.test:{a.port}"
+    for _ in range(3):
+        c = http.client.HTTPConnection("127.0.0.1", ngx.port, timeout=5)
+        c.request("GET", "/x", headers={"x-call": target, "authorization": "Bearer good"})
+        time.sleep(0.3)
+        c.close()  # the request ends while its call waits for the resolver
+    time.sleep(2.5)  # the late answers arrive for cancelled resolutions
+    log = ngx.log()
+    assert "callout: response" not in log and "callout: failed" not in log, log
+    assert_clean(log)
+    assert a.requests == []
+    d.delay = 0
+    r = ngx.request("/x", headers={"x-call": target, "authorization": "Bearer good"})
+    assert r.status == 200, (r.body, ngx.log())
+    assert_clean(ngx.log())
+
+
+def test_trap_in_a_resolver_callback_cancels_a_call_waiting_on_the_same_name(ngx, svc, dns):
+    # two calls wait for the same name; the first failure's callback traps,
+    # which discards the VM and cancels the second call while nginx's
+    # resolver is still walking the list of waiting calls
+    a = svc("a")
+    d = dns(delay=0.5)
+    ngx.start(resolver_conf(d, a), level="debug")
+    r = ngx.request("/x", headers={"x-call": f"nx.pwasm.test:{a.port}",
+                                   "x-call-count": "2", "x-call-trap": "1"})
+    assert r.status in (500, 503), (r.status, r.body, ngx.log())
+    log = ngx.log()
+    assert "its VM is discarded" in log, log
+    # nginx 1.22 says at debug level that it was asked to cancel a context
+    # it had taken off its waiting list already (and then uses it)
+    assert "could not cancel" not in log
+    assert_clean(log)
+    # the worker goes on
+    r = ngx.request("/x", headers={"x-call": f"auth.pwasm.test:{a.port}",
+                                   "authorization": "Bearer good"})
+    assert r.status == 200, (r.body, ngx.log())
+    assert_clean(ngx.log())

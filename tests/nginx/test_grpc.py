@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import ROOT
+from dnsserver import DnsServer
 
 grpc = pytest.importorskip("grpc")
 
@@ -436,3 +437,29 @@ def test_example_grpc_call(nginx, upstream, check_server):
     assert (r.status, r.body) == (503, b"check failed: no such target\n")
     assert len(upstream.requests) == 1
     clean_log(nginx)
+
+
+def test_a_hostname_target_resolved_with_the_resolver(nginx, server):
+    # http{}'s resolver against tests/nginx/dnsserver.py, as for HTTP
+    # callouts: grpc.pwasm.test -> 127.0.0.1, anything else NXDOMAIN
+    dns = DnsServer({"grpc.pwasm.test": "127.0.0.1"})
+    try:
+        target = f"grpc.pwasm.test:{server.port}"
+        start(nginx, server, target=target,
+              extra=f"resolver 127.0.0.1:{dns.port} valid=30s;\n"
+                    f"    resolver_timeout 1s;\n"
+                    f"    proxy_wasm_callout_allow grpc_client {target} "
+                    f"nx.pwasm.test:{server.port};")
+        lines = call(nginx, "unary", text="named")
+        assert "msg named" in lines and lines[-1] == "close 0 0 ", lines
+        # again: from the resolver's cache
+        lines = call(nginx, "unary", text="cached")
+        assert "msg cached" in lines and lines[-1] == "close 0 0 ", lines
+        assert dns.names_asked() == ["grpc.pwasm.test"]
+        # a name that does not resolve: UNAVAILABLE
+        lines = call(nginx, "unary", text="x", target=f"nx.pwasm.test:{server.port}")
+        assert re.fullmatch(r"close 14 14 .*", lines[-1]), lines
+        assert [c[1] for c in server.calls] == ["named", "cached"]
+        clean_log(nginx)
+    finally:
+        dns.close()
