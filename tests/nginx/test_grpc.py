@@ -463,3 +463,14 @@ def test_a_hostname_target_resolved_with_the_resolver(nginx, server):
         clean_log(nginx)
     finally:
         dns.close()
+
+
+def test_a_message_just_over_the_size_limit(nginx, server):
+    # Msg{text: N x "x"} is 4 + N bytes (tag, 3-byte length) for N >= 16384
+    start(nginx, server, extra="proxy_wasm_grpc_max_message_size 200k;")
+    lines = call(nginx, "big", text=204800 - 4)
+    assert "msg len=204796" in lines and lines[-1] == "close 0 0 ", lines
+    lines = call(nginx, "big", text=204800 - 3)
+    assert not any(l.startswith("msg") for l in lines)
+    assert re.fullmatch(r"close 8 8 .*proxy_wasm_grpc_max_message_size.*", lines[-1]), lines
+    clean_log(nginx)
