@@ -826,6 +826,7 @@ static void
 ngx_proxy_wasm_callout_retry(ngx_proxy_wasm_callout_t *call,
     const char *reason, ngx_uint_t peer_failed)
 {
+    ngx_uint_t              tries;
     ngx_peer_connection_t  *pc = &call->pc;
 
     if (call->read_any || pc->connection == NULL) {
@@ -839,9 +840,11 @@ ngx_proxy_wasm_callout_retry(ngx_proxy_wasm_callout_t *call,
 
     if (call->reused) {
         /* the server closed a kept connection: not the peer's fault, and
-         * not a try */
-        pc->tries++;
+         * not a try (restored: nginx's round robin sets tries to 0 when
+         * an upstream{} block has a single server) */
+        tries = pc->tries;
         pc->free(pc, pc->data, 0);
+        pc->tries = tries;
 
     } else {
         pc->free(pc, pc->data, peer_failed ? NGX_PEER_FAILED : 0);
@@ -1389,13 +1392,50 @@ ngx_proxy_wasm_callout_parse(ngx_proxy_wasm_callout_t *call)
 }
 
 
-/* Makes room at the end of `in` once the parsers are at a line start or
- * in a body: what is not parsed yet moves to the start. */
+/*
+ * Makes room at the end of `in`. The status line and the headers stay
+ * where they were read (the buffer, proxy_wasm_callout_max_response_headers
+ * bytes, is their limit): while a line is incomplete the parsers keep
+ * pointers into it (ngx_http_parse_header_line's header_name_start ...,
+ * ngx_http_status_t's start), and a read that ends inside a line leaves
+ * nothing unparsed, so the buffer must not start over then. In a body,
+ * what is not parsed yet moves to the start; a trailer line in progress
+ * moves with the parser's pointers.
+ */
 static void
 ngx_proxy_wasm_callout_compact(ngx_proxy_wasm_callout_t *call)
 {
-    size_t      n;
-    ngx_buf_t  *b = call->in;
+    size_t               n;
+    u_char              *from;
+    ngx_buf_t           *b = call->in;
+    ngx_http_request_t  *r = &call->r;
+
+    if (call->state < NGX_PROXY_WASM_CALLOUT_BODY) {
+        return;
+    }
+
+    if (call->state == NGX_PROXY_WASM_CALLOUT_TRAILERS && r->state != 0) {
+        if (b->last < b->end) {
+            return;
+        }
+
+        /* the line started at header_name_start (sw_start sets it) */
+        from = r->header_name_start;
+        n = from - b->start;
+
+        if (n == 0) {
+            return;         /* one line fills the buffer: too large */
+        }
+
+        ngx_memmove(b->start, from, b->last - from);
+        b->pos -= n;
+        b->last -= n;
+        r->header_name_start -= n;
+        r->header_name_end -= n;
+        r->header_start -= n;
+        r->header_end -= n;
+        return;
+    }
 
     if (b->pos == b->last) {
         b->pos = b->start;
@@ -1403,12 +1443,8 @@ ngx_proxy_wasm_callout_compact(ngx_proxy_wasm_callout_t *call)
         return;
     }
 
-    if (b->last < b->end || call->state < NGX_PROXY_WASM_CALLOUT_BODY
-        || (call->state == NGX_PROXY_WASM_CALLOUT_TRAILERS
-            && call->r.state != 0))
-    {
-        return;     /* headers: the buffer is their limit; a trailer
-                       line in the middle keeps pointers into it */
+    if (b->last < b->end) {
+        return;
     }
 
     n = b->last - b->pos;

@@ -30,7 +30,7 @@
  *       the peer state of one call, from the call's pool; NULL: no memory.
  *   ngx_proxy_wasm_peer_resolve(p, handler, data)
  *       NGX_OK: addresses known now; NGX_AGAIN: handler(data, rc) is
- *       called later from the event loop (rc NGX_OK, or NGX_ERROR: the
+ *       called later from a posted event (rc NGX_OK, or NGX_ERROR: the
  *       name did not resolve, logged); NGX_ERROR: failed now (logged).
  *   ngx_proxy_wasm_peer_init(p, pc)
  *       sets pc->get, pc->free, pc->data, pc->tries, pc->name for
@@ -87,7 +87,8 @@ struct ngx_proxy_wasm_peer_s {
     ngx_resolver_ctx_t              *rctx;
     void                           (*handler)(void *data, ngx_int_t rc);
     void                            *data;
-    ngx_int_t                        rc;         /* the synchronous answer */
+    ngx_int_t                        rc;         /* the answer */
+    ngx_event_t                      posted;     /* delivers it: handler */
     unsigned                         in_resolve:1;
     unsigned                         answered:1;
 };
@@ -104,6 +105,7 @@ static ngx_int_t ngx_proxy_wasm_rr_get(ngx_peer_connection_t *pc,
 static void ngx_proxy_wasm_rr_free(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
 static void ngx_proxy_wasm_resolve_handler(ngx_resolver_ctx_t *ctx);
+static void ngx_proxy_wasm_resolve_posted(ngx_event_t *ev);
 
 
 static ngx_int_t
@@ -427,6 +429,9 @@ ngx_proxy_wasm_peer_create(ngx_proxy_wasm_target_t *t, ngx_pool_t *pool,
     p->target = t;
     p->pool = pool;
     p->log = log;
+    p->posted.handler = ngx_proxy_wasm_resolve_posted;
+    p->posted.data = p;
+    p->posted.log = log;
 
     if (t->upstream) {
         /* as ngx_http_upstream_init_round_robin_peer, without a request */
@@ -554,6 +559,10 @@ ngx_proxy_wasm_peer_done(ngx_proxy_wasm_peer_t *p)
         p->rctx = NULL;
     }
 
+    if (p->posted.posted) {
+        ngx_delete_posted_event(&p->posted);
+    }
+
     p->handler = NULL;
 }
 
@@ -609,9 +618,15 @@ ngx_proxy_wasm_literal_free(ngx_peer_connection_t *pc, void *data,
 }
 
 
-/* The resolver's answer: the addresses (with the target's port) into
- * the call's pool, then the caller's handler -- unless it came inside
- * ngx_resolve_name (peer_resolve answers it). */
+/*
+ * The resolver's answer: the addresses (with the target's port) into the
+ * call's pool; then the caller's handler from a posted event -- unless it
+ * came inside ngx_resolve_name (peer_resolve answers it). Never at once:
+ * nginx's resolver calls the handlers of every context waiting for the
+ * same name in one loop, and the caller's handler may run a plugin whose
+ * trap cancels another call waiting there (ngx_resolve_name_done on a
+ * context the loop still holds: used after it is freed).
+ */
 static void
 ngx_proxy_wasm_resolve_handler(ngx_resolver_ctx_t *ctx)
 {
@@ -671,6 +686,17 @@ done:
     p->answered = 1;
 
     if (!p->in_resolve && p->handler) {
+        ngx_post_event(&p->posted, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_proxy_wasm_resolve_posted(ngx_event_t *ev)
+{
+    ngx_proxy_wasm_peer_t  *p = ev->data;
+
+    if (p->handler) {
         p->handler(p->data, p->rc);
     }
 }

@@ -887,21 +887,37 @@ proxy_status_t pw_set_effective_context(uint32_t context_id) {
     return st;
 }
 
-proxy_status_t pw_http_call(const char *upstream, const pw_pair_t *headers, size_t nheaders,
-                            const char *body, size_t body_len, uint32_t timeout_ms,
-                            uint32_t *token) {
-    char *map;
-    size_t map_size;
+proxy_status_t pw_http_call_with_trailers(const char *upstream, const pw_pair_t *headers,
+                                          size_t nheaders, const char *body, size_t body_len,
+                                          const pw_pair_t *trailers, size_t ntrailers,
+                                          uint32_t timeout_ms, uint32_t *token) {
+    char *map, *tmap = NULL;
+    size_t map_size, tmap_size = 0;
     *token = 0;
     proxy_status_t st = pw_pairs_serialize(headers, nheaders, &map, &map_size);
     if (st != PROXY_RESULT_OK)
         return st;
-    st = proxy_http_call(upstream, strlen(upstream), map, map_size, body, body_len, NULL, 0,
-                         timeout_ms, token);
+    if (ntrailers) {
+        st = pw_pairs_serialize(trailers, ntrailers, &tmap, &tmap_size);
+        if (st != PROXY_RESULT_OK) {
+            free(map);
+            return st;
+        }
+    }
+    st = proxy_http_call(upstream, strlen(upstream), map, map_size, body, body_len, tmap,
+                         tmap_size, timeout_ms, token);
     free(map);
+    free(tmap);
     if (st == PROXY_RESULT_OK)
         call_note(*token, 0);
     return st;
+}
+
+proxy_status_t pw_http_call(const char *upstream, const pw_pair_t *headers, size_t nheaders,
+                            const char *body, size_t body_len, uint32_t timeout_ms,
+                            uint32_t *token) {
+    return pw_http_call_with_trailers(upstream, headers, nheaders, body, body_len, NULL, 0,
+                                      timeout_ms, token);
 }
 
 static proxy_status_t grpc_start(const char *upstream, const char *service, const char *method,

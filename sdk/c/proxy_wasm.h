@@ -498,6 +498,13 @@ proxy_status_t pw_get_metric(uint32_t metric_id, uint64_t *value);
 proxy_status_t pw_http_call(const char *upstream, const pw_pair_t *headers, size_t nheaders,
                             const char *body, size_t body_len, uint32_t timeout_ms,
                             uint32_t *token);
+/* pw_http_call with request trailers (may be NULL when ntrailers is 0).
+ * With trailers, hosts that speak HTTP/1.1 (pwasm in nginx) send the body
+ * chunked, the trailers after its last chunk. */
+proxy_status_t pw_http_call_with_trailers(const char *upstream, const pw_pair_t *headers,
+                                          size_t nheaders, const char *body, size_t body_len,
+                                          const pw_pair_t *trailers, size_t ntrailers,
+                                          uint32_t timeout_ms, uint32_t *token);
 /* A gRPC unary call of service/method on `upstream` with one message
  * (serialized protobuf, without the gRPC frame), initial metadata (may be
  * NULL when nmetadata is 0), timeout_ms (0: none). Errors: PARSE_FAILURE

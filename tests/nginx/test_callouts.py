@@ -19,6 +19,7 @@ import time
 import pytest
 
 from conftest import Nginx
+from dnsserver import DnsServer
 
 
 class Service:
@@ -349,3 +350,377 @@ def test_a_thousand_concurrent_callouts(ngx, svc):
     with concurrent.futures.ThreadPoolExecutor(50) as ex:
         statuses = list(ex.map(one, range(200)))
     assert statuses == [200] * 200
+
+
+# ---------------------------------------------------------------- resolver
+#
+# Hostname targets with http{}'s `resolver`: resolved at call time by
+# nginx's resolver against tests/nginx/dnsserver.py (auth.pwasm.test ->
+# 127.0.0.1, anything else NXDOMAIN). nginx asks A and AAAA (ipv6=on).
+
+
+@pytest.fixture
+def dns():
+    servers = []
+
+    def make(**kw):
+        d = DnsServer({"auth.pwasm.test": "127.0.0.1"}, **kw)
+        servers.append(d)
+        return d
+
+    yield make
+    for d in servers:
+        d.close()
+
+
+def resolver_conf(d, a, extra="", valid="2s", timeout="1s"):
+    return conf(f"resolver 127.0.0.1:{d.port} valid={valid};\n"
+                f"resolver_timeout {timeout};\n"
+                f"proxy_wasm_callout_allow * auth.pwasm.test:{a.port} "
+                f"nx.pwasm.test:{a.port};\n" + extra)
+
+
+def assert_clean(log):
+    assert "[alert]" not in log and "[crit]" not in log and "[emerg]" not in log, log
+    assert "exited on signal" not in log, log
+
+
+def test_resolver_hostname_target_resolved_at_call_time_then_cached(ngx, upstream, svc, dns):
+    a = svc("a")
+    d = dns()
+    # not resolvable at configuration time (no /etc/hosts entry): nginx
+    # starts only because the name is left to the resolver
+    ngx.start(resolver_conf(d, a))
+    assert d.names_asked() == []
+    target = f"auth.pwasm.test:{a.port}"
+    r = ngx.request("/x", headers={"x-call": target, "authorization": "Bearer good"})
+    assert r.status == 200, (r.body, ngx.log())
+    assert upstream.header_values("x-auth-body") == ["ok a"]
+    assert d.names_asked() == ["auth.pwasm.test"]
+    # soon after: from the resolver's cache (the answer comes inside
+    # ngx_resolve_name), no query
+    for _ in range(3):
+        r = ngx.request("/x", headers={"x-call": target, "authorization": "Bearer good"})
+        assert r.status == 200, (r.body, ngx.log())
+    assert d.names_asked() == ["auth.pwasm.test"]
+    assert len(a.requests) == 4
+    # after `valid` (whole seconds: the answer stays valid while
+    # ngx_time() <= its time + 2): asked again
+    time.sleep(3.2)
+    r = ngx.request("/x", headers={"x-call": target, "authorization": "Bearer good"})
+    assert r.status == 200
+    assert d.names_asked() == ["auth.pwasm.test"] * 2
+    assert_clean(ngx.log())
+
+
+def test_resolver_nxdomain_fails_the_call(ngx, svc, dns):
+    a = svc("a")
+    d = dns()
+    ngx.start(resolver_conf(d, a))
+    target = f"nx.pwasm.test:{a.port}"
+    r = ngx.request("/x", headers={"x-call": target})
+    # the hook accepted the call; the callback got the failure
+    assert (r.status, r.body) == (504, b"callout failed: resolver error\n"), ngx.log()
+    log = ngx.log()
+    assert re.search(r'callout target "nx\.pwasm\.test:\d+": "nx\.pwasm\.test" could not be '
+                     r'resolved \(3: Host not found\)', log), log
+    assert re.search(r'callout \d+ to "nx\.pwasm\.test:\d+" failed: resolver error', log)
+    assert d.names_asked() == ["nx.pwasm.test"]
+    # again: nginx's resolver keeps no negative answer, it asks again
+    r = ngx.request("/x", headers={"x-call": target})
+    assert (r.status, r.body) == (504, b"callout failed: resolver error\n"), ngx.log()
+    assert d.names_asked() == ["nx.pwasm.test"] * 2
+    assert a.requests == []
+    assert_clean(ngx.log())
+
+
+def test_resolver_that_never_answers_fails_after_resolver_timeout(ngx, upstream, svc, dns):
+    a = svc("a")
+    d = dns(drop=True)
+    ngx.start(resolver_conf(d, a, timeout="1s"))
+    target = f"auth.pwasm.test:{a.port}"
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        t0 = time.time()
+        pending = ex.submit(ngx.request, "/x", headers={"x-call": target})
+        time.sleep(0.2)
+        # the one worker serves other requests meanwhile
+        for _ in range(5):
+            t1 = time.time()
+            r = ngx.request("/other")
+            assert r.status == 200 and time.time() - t1 < 0.5
+        assert not pending.done()
+        r = pending.result(timeout=10)
+        elapsed = time.time() - t0
+    assert (r.status, r.body) == (504, b"callout failed: resolver error\n"), ngx.log()
+    assert 0.9 < elapsed < 3, elapsed
+    log = ngx.log()
+    assert re.search(r'"auth\.pwasm\.test" could not be resolved \(110: Operation timed out\)',
+                     log), log
+    assert "auth.pwasm.test" in d.names_asked()
+    assert a.requests == []
+    assert_clean(log)
+
+
+def test_client_gone_while_resolving(ngx, svc, dns):
+    a = svc("a")
+    d = dns(delay=1.5)
+    ngx.start(resolver_conf(d, a))
+    target = f"auth.pwasm.test:{a.port}"
+    for _ in range(3):
+        c = http.client.HTTPConnection("127.0.0.1", ngx.port, timeout=5)
+        c.request("GET", "/x", headers={"x-call": target, "authorization": "Bearer good"})
+        time.sleep(0.3)
+        c.close()  # the request ends while its call waits for the resolver
+    time.sleep(2.5)  # the late answers arrive for cancelled resolutions
+    log = ngx.log()
+    assert "callout: response" not in log and "callout: failed" not in log, log
+    assert_clean(log)
+    assert a.requests == []
+    d.delay = 0
+    r = ngx.request("/x", headers={"x-call": target, "authorization": "Bearer good"})
+    assert r.status == 200, (r.body, ngx.log())
+    assert_clean(ngx.log())
+
+
+def test_trap_in_a_resolver_callback_cancels_a_call_waiting_on_the_same_name(ngx, svc, dns):
+    # two calls wait for the same name; the first failure's callback traps,
+    # which discards the VM and cancels the second call while nginx's
+    # resolver is still walking the list of waiting calls
+    a = svc("a")
+    d = dns(delay=0.5)
+    ngx.start(resolver_conf(d, a), level="debug")
+    r = ngx.request("/x", headers={"x-call": f"nx.pwasm.test:{a.port}",
+                                   "x-call-count": "2", "x-call-trap": "1"})
+    assert r.status in (500, 503), (r.status, r.body, ngx.log())
+    log = ngx.log()
+    assert "its VM is discarded" in log, log
+    # nginx 1.22 says at debug level that it was asked to cancel a context
+    # it had taken off its waiting list already (and then uses it)
+    assert "could not cancel" not in log
+    assert_clean(log)
+    # the worker goes on
+    r = ngx.request("/x", headers={"x-call": f"auth.pwasm.test:{a.port}",
+                                   "authorization": "Bearer good"})
+    assert r.status == 200, (r.body, ngx.log())
+    assert_clean(ngx.log())
+
+
+# ---------------------------------------------------------------- trailers
+
+
+def test_request_trailers_go_after_a_chunked_body(ngx, upstream, svc):
+    # callout.wasm sends them with pw_http_call_with_trailers; the
+    # service's /echo parses the chunked body and the trailers by hand
+    a = svc("a")
+    ngx.start(conf(f"upstream s {{ server {a.addr}; }}"))
+    r = ngx.request("/x", headers={"x-call": "s", "x-call-path": "/echo",
+                                   "x-call-body": "payload", "x-call-trailer": "x-sig=abc123"})
+    assert r.status == 200, (r.body, ngx.log())
+    assert upstream.header_values("x-auth-body") == ["got payload x-sig: abc123"]
+    method, path, headers = a.requests[-1]
+    assert (method, path) == ("POST", "/echo")
+    assert headers.get("Transfer-Encoding") == "chunked" and "Content-Length" not in headers
+    # no body: the last chunk, then the trailers
+    r = ngx.request("/x", headers={"x-call": "s", "x-call-path": "/echo",
+                                   "x-call-trailer": "x-sig=only"})
+    assert r.status == 200, (r.body, ngx.log())
+    assert upstream.header_values("x-auth-body") == ["got  x-sig: only"]
+    assert a.requests[-1][2].get("Transfer-Encoding") == "chunked"
+    # without trailers: Content-Length, as before
+    r = ngx.request("/x", headers={"x-call": "s", "x-call-path": "/echo",
+                                   "x-call-body": "plain"})
+    assert upstream.header_values("x-auth-body") == ["got plain "]
+    assert a.requests[-1][2].get("Content-Length") == "5"
+    assert_clean(ngx.log())
+
+
+# ------------------------------------------------------------------ limits
+
+
+class RawService:
+    """A TCP service on 127.0.0.1 answering each request with the bytes
+    `answers[path]` exactly (then closing), so that the sizes of the
+    status line, headers and body are known to the byte; a list of bytes
+    is sent in parts, 0.2 s apart."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(2048)
+        self.port = self.sock.getsockname()[1]
+        self.addr = f"127.0.0.1:{self.port}"
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, c):
+        with c:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = c.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            self.answer(c, data.split(b" ")[1].decode())
+
+    def answer(self, c, path):
+        answer = self.answers[path]
+        try:
+            # a list: its parts with a pause between (separate reads)
+            for i, part in enumerate(answer if isinstance(answer, list) else [answer]):
+                if i:
+                    time.sleep(0.2)
+                c.sendall(part)
+        except OSError:
+            pass
+
+    def close(self):
+        self.sock.close()
+
+
+def head_of(size, body_headers):
+    """A status line and headers of exactly `size` bytes (with the empty
+    line), padded with an x-pad header, ending with body_headers."""
+    start = b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+    end = body_headers + b"\r\n"
+    pad = size - len(start) - len(end) - len(b"x-pad: \r\n")
+    head = start + b"x-pad: " + b"p" * pad + b"\r\n" + end
+    assert len(head) == size
+    return head
+
+
+def chunked(body, size=1000):
+    out = b""
+    for i in range(0, len(body), size):
+        part = body[i:i + size]
+        out += b"%x\r\n%s\r\n" % (len(part), part)
+    return out + b"0\r\n\r\n"
+
+
+def test_response_header_and_body_limits(ngx, upstream):
+    body_ok, body_over = b"b" * 4096, b"b" * 4097
+    raw = RawService({
+        "/h-ok": head_of(1024, b"Content-Length: 2\r\n") + b"ok",
+        "/h-over": head_of(1025, b"Content-Length: 2\r\n") + b"ok",
+        "/cl-ok": head_of(200, b"Content-Length: 4096\r\n") + body_ok,
+        "/cl-over": head_of(200, b"Content-Length: 4097\r\n") + body_over,
+        "/ch-ok": head_of(200, b"Transfer-Encoding: chunked\r\n") + chunked(body_ok),
+        "/ch-over": head_of(200, b"Transfer-Encoding: chunked\r\n") + chunked(body_over),
+        "/close-over": head_of(200, b"") + body_over,
+    })
+    try:
+        ngx.start(conf(f"upstream raw {{ server {raw.addr}; }}\n"
+                       "proxy_wasm_callout_max_response_headers 1k;\n"
+                       "proxy_wasm_callout_max_response_body 4k;"))
+        for path in ("/h-ok", "/cl-ok", "/ch-ok"):
+            r = ngx.request("/x", headers={"x-call": "raw", "x-call-path": path})
+            assert r.status == 200, (path, r.body, ngx.log())
+        assert upstream.header_values("x-auth-body") == ["b" * 200]
+        for path in ("/h-over", "/cl-over", "/ch-over", "/close-over"):
+            r = ngx.request("/x", headers={"x-call": "raw", "x-call-path": path})
+            assert (r.status, r.body) == (504, b"callout failed: response too large\n"), \
+                (path, r.body, ngx.log())
+        log = ngx.log()
+        assert len(re.findall(r'callout \d+ to "raw" failed: response too large', log)) == 4
+        assert len(re.findall(r"callout: failed ctx=\d+ token=\d+ code=11 "
+                              r"reason=response too large", log)) == 4
+        assert_clean(log)
+    finally:
+        raw.close()
+
+
+def test_header_and_trailer_lines_split_across_reads(ngx, upstream):
+    # the parsers keep pointers into the read buffer while a line is
+    # incomplete: a line split across two reads must come out whole
+    body = b"t" * 5000
+    raw = RawService({
+        "/split-header": [b"HTTP/1.1 200 OK\r\nx-split: abc", b"def\r\nContent-Length: 11\r\n"
+                          b"\r\nsplit-value"],
+        "/split-status": [b"HTTP/1.1 20", b"0 OK\r\nContent-Length: 2\r\n\r\nok"],
+        "/split-trailer": [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           + chunked(body)[:-2] + b"x-check: trai", b"ler-ok\r\n\r\n"],
+    })
+    try:
+        ngx.start(conf(f"upstream raw {{ server {raw.addr}; }}\n"
+                       "proxy_wasm_callout_max_response_headers 1k;"))
+        r = ngx.request("/x", headers={"x-call": "raw", "x-call-path": "/split-header"})
+        assert r.status == 200, (r.body, ngx.log())
+        assert upstream.header_values("x-auth-body") == ["split-value"]
+        assert re.search(r"callout: response ctx=\d+ token=\d+ status=200 headers=3 body=11",
+                         ngx.log())
+        r = ngx.request("/x", headers={"x-call": "raw", "x-call-path": "/split-status"})
+        assert r.status == 200, (r.body, ngx.log())
+        assert upstream.header_values("x-auth-body") == ["ok"]
+        r = ngx.request("/x", headers={"x-call": "raw", "x-call-path": "/split-trailer"})
+        assert r.status == 200, (r.body, ngx.log())
+        assert upstream.header_values("x-auth-trailer") == ["trailer-ok"]
+        assert_clean(ngx.log())
+    finally:
+        raw.close()
+
+
+class HoldService(RawService):
+    """Reads each request and never answers; counts the requests and the
+    connections the client (nginx) closed."""
+
+    def __init__(self):
+        self.requests = 0
+        self.closed = 0
+        self.lock = threading.Lock()
+        super().__init__({})
+
+    def answer(self, c, path):
+        with self.lock:
+            self.requests += 1
+        while c.recv(4096):
+            pass
+        with self.lock:
+            self.closed += 1
+
+    def wait(self, what, n, timeout=10):
+        deadline = time.time() + timeout
+        while getattr(self, what) < n and time.time() < deadline:
+            time.sleep(0.01)
+        return getattr(self, what)
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
+
+
+def test_client_gone_before_the_answer_200_times_no_callback_no_leak(ngx, upstream):
+    hold = HoldService()
+    try:
+        ngx.start(conf(f"upstream hold {{ server {hold.addr}; }}"))
+        pid = int(re.findall(r"start worker process (\d+)", ngx.log())[-1])
+        per, rss = 10, {}
+        for i in range(200):
+            c = socket.create_connection(("127.0.0.1", ngx.port))
+            c.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\nx-call: hold\r\n"
+                      b"x-call-count: %d\r\n\r\n" % per)
+            # every call is at the service, waiting, when the client goes
+            assert hold.wait("requests", (i + 1) * per) == (i + 1) * per, ngx.log()[-2000:]
+            c.close()
+            if i in (49, 199):
+                # nginx closed the calls' connections (the cancel)
+                assert hold.wait("closed", (i + 1) * per) == (i + 1) * per
+                rss[i] = rss_kb(pid)
+        log = ngx.log()
+        assert "callout: response" not in log and "callout: failed" not in log, log[-2000:]
+        assert_clean(log)
+        # 1,500 calls cancelled between the two measures: a leak of one
+        # call's pool (> 1 kB) each would be > 1.5 MB
+        assert rss[199] - rss[49] < 1024, rss
+        # and the worker still answers
+        r = ngx.request("/x")
+        assert r.status == 200
+    finally:
+        hold.close()

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import ROOT
+from dnsserver import DnsServer
 
 grpc = pytest.importorskip("grpc")
 
@@ -435,4 +436,41 @@ def test_example_grpc_call(nginx, upstream, check_server):
     r = nginx.request("/nowhere")
     assert (r.status, r.body) == (503, b"check failed: no such target\n")
     assert len(upstream.requests) == 1
+    clean_log(nginx)
+
+
+def test_a_hostname_target_resolved_with_the_resolver(nginx, server):
+    # http{}'s resolver against tests/nginx/dnsserver.py, as for HTTP
+    # callouts: grpc.pwasm.test -> 127.0.0.1, anything else NXDOMAIN
+    dns = DnsServer({"grpc.pwasm.test": "127.0.0.1"})
+    try:
+        target = f"grpc.pwasm.test:{server.port}"
+        start(nginx, server, target=target,
+              extra=f"resolver 127.0.0.1:{dns.port} valid=30s;\n"
+                    f"    resolver_timeout 1s;\n"
+                    f"    proxy_wasm_callout_allow grpc_client {target} "
+                    f"nx.pwasm.test:{server.port};")
+        lines = call(nginx, "unary", text="named")
+        assert "msg named" in lines and lines[-1] == "close 0 0 ", lines
+        # again: from the resolver's cache
+        lines = call(nginx, "unary", text="cached")
+        assert "msg cached" in lines and lines[-1] == "close 0 0 ", lines
+        assert dns.names_asked() == ["grpc.pwasm.test"]
+        # a name that does not resolve: UNAVAILABLE
+        lines = call(nginx, "unary", text="x", target=f"nx.pwasm.test:{server.port}")
+        assert re.fullmatch(r"close 14 14 .*", lines[-1]), lines
+        assert [c[1] for c in server.calls] == ["named", "cached"]
+        clean_log(nginx)
+    finally:
+        dns.close()
+
+
+def test_a_message_just_over_the_size_limit(nginx, server):
+    # Msg{text: N x "x"} is 4 + N bytes (tag, 3-byte length) for N >= 16384
+    start(nginx, server, extra="proxy_wasm_grpc_max_message_size 200k;")
+    lines = call(nginx, "big", text=204800 - 4)
+    assert "msg len=204796" in lines and lines[-1] == "close 0 0 ", lines
+    lines = call(nginx, "big", text=204800 - 3)
+    assert not any(l.startswith("msg") for l in lines)
+    assert re.fullmatch(r"close 8 8 .*proxy_wasm_grpc_max_message_size.*", lines[-1]), lines
     clean_log(nginx)

@@ -79,9 +79,10 @@
  *   metric_increment ID N, metric_record ID N   ID may be last or prev
  *   metric_get ID                 proxy_get_metric (status only)
  *   metric_value ID               proxy_get_metric -> the value (signed)
- *   http_call UPSTREAM [timeout=MS] [body=TEXT] [K=V ...]
+ *   http_call UPSTREAM [timeout=MS] [body=TEXT] [trailer=K:V] [K=V ...]
  *                                 pw_http_call with headers K=V (none given:
  *                                 :method GET, :path /, :authority pwasm.test),
+ *                                 with trailer=: pw_http_call_with_trailers,
  *                                 timeout default 1000 -> "token=N"; the token
  *                                 is kept as `last`, the one before as `prev`
  *   grpc_call UPSTREAM [service=S] [method=M] [msg=TEXT] [timeout=MS] [K=V ...]
@@ -640,8 +641,9 @@ static void run(const cmd *c) {
     } else if (OP("http_call", 1) || OP("grpc_call", 1) || OP("grpc_stream", 1)) {
         /* Through the SDK's wrappers, which remember the calling context
          * so that the answer reaches it. */
-        static const char *const opts[] = {"timeout", "body", "service", "method", "msg", NULL};
-        char *vals[5] = {0}, *kv[MAX_ARGS];
+        static const char *const opts[] = {"timeout", "body",    "service", "method",
+                                           "msg",     "trailer", NULL};
+        char *vals[6] = {0}, *kv[MAX_ARGS];
         int np = callout_args(c->argc - 2, a + 1, opts, vals, kv);
         pw_pair_t pairs[MAX_ARGS];
         for (int i = 0; i < np; i++) {
@@ -660,7 +662,12 @@ static void run(const cmd *c) {
         uint32_t timeout = vals[0] ? num(vals[0]) : 1000;
         const char *svc = vals[2] ? vals[2] : "svc", *meth = vals[3] ? vals[3] : "m";
         const char *msg = vals[4] ? vals[4] : "", *body = vals[1] ? vals[1] : "";
-        if (!strcmp(op, "http_call"))
+        char *colon = vals[5] ? strchr(vals[5], ':') : NULL;
+        if (!strcmp(op, "http_call") && colon) {
+            pw_pair_t t = {vals[5], (size_t)(colon - vals[5]), colon + 1, strlen(colon + 1)};
+            st = pw_http_call_with_trailers(a[0], pairs, (size_t)np, body, strlen(body), &t, 1,
+                                            timeout, &u);
+        } else if (!strcmp(op, "http_call"))
             st = pw_http_call(a[0], pairs, (size_t)np, body, strlen(body), timeout, &u);
         else if (!strcmp(op, "grpc_call"))
             st = pw_grpc_call(a[0], svc, meth, pairs, (size_t)np, msg, strlen(msg), timeout, &u);

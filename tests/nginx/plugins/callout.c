@@ -8,8 +8,12 @@
  *   x-call-scheme    :scheme (http, https; default none)
  *   x-call-authority :authority (default "auth.test")
  *   x-call-timeout   timeout in ms (default 0: none)
- *   x-call-body      sends this body (POST); the SDK's pw_http_call has
- *                    no trailers, so request trailers are not tested here
+ *   x-call-body      sends this body (POST)
+ *   x-call-trailer   `name=value`: sends this request trailer
+ *                    (pw_http_call_with_trailers; nginx sends the body
+ *                    chunked)
+ *   x-call-trap      `1`: the plugin traps in the callback of a failed
+ *                    call (its VM is discarded, its other calls cancelled)
  *   authorization    forwarded
  * A refused call is answered locally: 500 "refused <status>\n".
  * One call's answer: 200 -> the request continues with the request headers
@@ -40,7 +44,7 @@
 
 /* Per stream: calls outstanding and their results (N calls). */
 typedef struct {
-    uint32_t pending, n, ok, failed;
+    uint32_t pending, n, ok, failed, trap;
 } calls_t;
 
 static char tick_target[128], tick_path[128];
@@ -62,8 +66,10 @@ static void local(uint32_t status, const char *text) {
 
 static proxy_status_t call(const char *target, const char *scheme, const char *path,
                            const char *authority, const char *auth, uint32_t timeout,
-                           const char *body, uint32_t *token) {
-    pw_pair_t h[6];
+                           const char *body, const char *trailer, uint32_t *token) {
+    pw_pair_t h[6], t[1];
+    size_t nt = 0;
+    char tname[128];
     size_t n = 0;
     h[n++] = pw_pair(":method", body ? "POST" : "GET");
     h[n++] = pw_pair(":path", path);
@@ -73,7 +79,12 @@ static proxy_status_t call(const char *target, const char *scheme, const char *p
     if (auth)
         h[n++] = pw_pair("authorization", auth);
     h[n++] = pw_pair("x-from", "pwasm");
-    return pw_http_call(target, h, n, body, body ? strlen(body) : 0, timeout, token);
+    if (trailer && strchr(trailer, '=')) {
+        pw_snprintf(tname, sizeof tname, "%.*s", (int)(strchr(trailer, '=') - trailer), trailer);
+        t[nt++] = pw_pair(tname, strchr(trailer, '=') + 1);
+    }
+    return pw_http_call_with_trailers(target, h, n, body, body ? strlen(body) : 0, t, nt, timeout,
+                                      token);
 }
 
 static proxy_action_t on_request_headers(uint32_t ctx, size_t nheaders, int eos) {
@@ -102,15 +113,18 @@ static proxy_action_t on_request_headers(uint32_t ctx, size_t nheaders, int eos)
     char *timeout = header("x-call-timeout", "0");
     char *count = header("x-call-count", "1");
     char *body = header("x-call-body", NULL);
+    char *trailer = header("x-call-trailer", NULL);
+    char *trap = header("x-call-trap", NULL);
     char *auth = header("authorization", NULL);
 
     calls_t *c = calloc(1, sizeof *c);
     c->n = (uint32_t)atoi(count);
+    c->trap = trap != NULL;
     proxy_action_t action = PROXY_ACTION_PAUSE;
     for (uint32_t i = 0; i < c->n; i++) {
         uint32_t token = 0;
         proxy_status_t st = call(target, scheme, path, authority, auth, (uint32_t)atoi(timeout),
-                                 body, &token);
+                                 body, trailer, &token);
         if (st != PROXY_RESULT_OK) {
             char out[64];
             pw_snprintf(out, sizeof out, "refused %d\n", (int)st);
@@ -127,7 +141,7 @@ static proxy_action_t on_request_headers(uint32_t ctx, size_t nheaders, int eos)
     if (c)
         pw_set_context_data(ctx, c);
     free(target), free(path), free(scheme), free(authority), free(timeout), free(count);
-    free(body), free(auth);
+    free(body), free(auth), free(trailer), free(trap);
     return action;
 }
 
@@ -153,6 +167,8 @@ static void on_http_call_response(uint32_t ctx, uint32_t token, size_t nheaders,
             return;
         }
         calls_t *c = pw_get_context_data(ctx);
+        if (c && c->trap)
+            __builtin_trap();
         if (c && c->n > 1) {
             c->failed++;
         } else {
@@ -249,7 +265,7 @@ static void on_tick(uint32_t root_id) {
     if (tick_done || tick_inflight)
         return;
     proxy_status_t st = call(tick_target, NULL, tick_path[0] ? tick_path : "/token", "auth.test",
-                             NULL, 2000, NULL, &token);
+                             NULL, 2000, NULL, NULL, &token);
     tick_inflight = st == PROXY_RESULT_OK;
     LOG("tick call status=%d", (int)st);
 }
