@@ -6,7 +6,7 @@ OPT      ?= -O2
 CFLAGS_COMMON := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -fPIC -Iinclude
 CFLAGS   ?= $(OPT)
 ALL_CFLAGS = $(CFLAGS_COMMON) $(CFLAGS)
-LDLIBS_PWASM := -lcrypto -ldl -lm
+LDLIBS_PWASM := -lcrypto -lz -ldl -lm
 
 # Plugins (wasm32-wasi, clang + wasi-libc).
 WASM_CC     ?= clang

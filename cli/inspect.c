@@ -59,13 +59,12 @@ static const char *sdk_guess(const pw_module_info *in, const char **why) {
         *why = "proxy_on_memory_allocate and the Go runtime's WASI imports";
         return "Go (proxy-wasm-go-sdk)";
     }
-    /* The Rust SDK exports every callback, TCP and foreign functions
-     * included; the pwasm C SDK exports the HTTP and gRPC ones only. */
-    int rust = has_export(in, "proxy_on_foreign_function") ||
-               has_export(in, "proxy_on_new_connection");
+    /* The Rust SDK exports every callback, foreign functions included;
+     * the pwasm C SDK exports the HTTP, gRPC and TCP ones only. */
+    int rust = has_export(in, "proxy_on_foreign_function");
     if (pa && rust) {
-        *why = "proxy_on_memory_allocate and every callback exported, TCP and foreign "
-               "functions included";
+        *why = "proxy_on_memory_allocate and every callback exported, foreign functions "
+               "included";
         return "Rust (proxy-wasm-rust-sdk)";
     }
     if (ma && !wasi) {
@@ -73,8 +72,8 @@ static const char *sdk_guess(const pw_module_info *in, const char **why) {
         return "Rust (proxy-wasm-rust-sdk, wasm32-unknown-unknown)";
     }
     if (pa && init && has_export(in, "proxy_abi_version_0_2_1")) {
-        *why = "ABI 0.2.1, proxy_on_memory_allocate, _initialize, no TCP or foreign-function "
-               "callbacks";
+        *why = "ABI 0.2.1, proxy_on_memory_allocate, _initialize, no foreign-function "
+               "callback";
         return "C (pwasm C SDK)";
     }
     *why = "no known combination of exports";

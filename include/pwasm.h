@@ -716,11 +716,47 @@ typedef struct pw_host_callout_ops {
     pw_host_callout_cancel_fn *cancel; /* required with either of the first two */
 } pw_host_callout_ops;
 
-/* ---- areas of the next issue ----
- * Declared only: the next issue defines these tables (TCP streams, foreign
- * functions). Leave their pointers NULL; this version ignores them. */
-struct pw_host_network_ops;
-struct pw_host_foreign_ops;
+/* ---- TCP streams: the bytes of each direction ----
+ * (docs/ABI.md §3.3 "Buffers", §8.3)
+ *
+ * A TCP stream context (pw_stream_new_tcp) has two buffers: DownstreamData
+ * (2: bytes from the client, on their way to the upstream) and
+ * UpstreamData (3: bytes from the upstream, on their way to the client).
+ * Each is what the embedder holds for that direction now: the chunk the
+ * callback was called for, or everything held since the plugin paused
+ * that direction. The hooks are those of the HTTP bodies
+ * (pw_host_http_ops) with type 2 or 3; the core answers NotFound for
+ * types 2 and 3 outside a TCP stream context, and for 0 and 1 inside
+ * one. */
+typedef struct pw_host_network_ops {
+    pw_host_body_size_fn *data_size;       /* NULL: NotFound */
+    pw_host_body_copy_fn *data_copy;       /* NULL: Unimplemented */
+    pw_host_body_replace_fn *data_replace; /* NULL: Unimplemented */
+} pw_host_network_ops;
+
+/* ---- foreign functions (docs/ABI.md §3.3 "Foreign functions") ----
+ *
+ * proxy_call_foreign_function(name, args): the core answers its own
+ * functions (compress, uncompress, set_envoy_filter_state, ...: the list is
+ * pw_foreign_names()) and hands any other name to the embedder. */
+
+/* Function `name` of the embedder, called with args (the plugin's bytes,
+ * valid during the call) from the current context's stream (NULL outside
+ * one). *result: bytes in embedder memory valid until the hostcall
+ * returns (the core copies them into the plugin), or (NULL, 0) for none.
+ * Returns Ok, NotFound (no such function: the plugin gets NotFound),
+ * BadArgument, SerializationFailure or InternalFailure (the statuses the
+ * SDKs accept). NULL: only the core's functions exist. */
+typedef proxy_status_t pw_host_foreign_call_fn(void *host, void *stream, pw_str name,
+                                               pw_str args, pw_str *result);
+
+typedef struct pw_host_foreign_ops {
+    pw_host_foreign_call_fn *call;
+} pw_host_foreign_ops;
+
+/* The core's foreign functions, NULL-terminated: "compress",
+ * "uncompress", "set_envoy_filter_state". */
+const char *const *pw_foreign_names(void);
 
 /* ---- the whole host ---- */
 
@@ -740,11 +776,12 @@ typedef struct pw_host_ops {
     const pw_host_timer_ops *timers;
     /* shared data, queues and metrics: the store */
     const pw_host_shared_ops *shared;
-    /* The next issue defines this one; NULL for now. */
-    const struct pw_host_network_ops *network;
+    /* TCP streams */
+    const pw_host_network_ops *network;
     /* HTTP and gRPC callouts */
     const pw_host_callout_ops *callouts;
-    const struct pw_host_foreign_ops *foreign;
+    /* foreign functions of the embedder */
+    const pw_host_foreign_ops *foreign;
 } pw_host_ops;
 
 /* ------------------------------------------------------------------- store */
@@ -1037,6 +1074,15 @@ typedef struct pw_local_response {
 int pw_stream_new(pw_plugin *p, void *stream, pw_stream **out, char *err,
                   size_t errlen);
 
+/* The same for a TCP connection (a network filter's stream context, §8.3):
+ * its events are PW_ON_NEW_CONNECTION, PW_ON_DOWNSTREAM_DATA, ...; its
+ * buffers DownstreamData and UpstreamData (pw_host_network_ops); its
+ * stream types for proxy_continue_stream / proxy_close_stream Downstream
+ * (2) and Upstream (3); pw_stream_free calls on_done, on_log, on_delete
+ * (Envoy's order for connections). */
+int pw_stream_new_tcp(pw_plugin *p, void *stream, pw_stream **out, char *err,
+                      size_t errlen);
+
 /* proxy_on_request_headers / proxy_on_response_headers (nheaders includes
  * pseudo-headers; end_of_stream 0/1). On PW_ACTION_ERROR the trap has been
  * logged through ops->log->log with the plugin name. */
@@ -1073,14 +1119,18 @@ const pw_local_response *pw_stream_local_response(const pw_stream *s);
                                               proxy_continue_request */
 #define PW_PENDING_CONTINUE_RESPONSE 0x02u /* proxy_continue_stream(1),
                                               proxy_continue_response */
-#define PW_PENDING_CLOSE 0x04u             /* proxy_close_stream */
+#define PW_PENDING_CLOSE 0x04u             /* proxy_close_stream (a TCP
+                                              stream's either side: the
+                                              connection ends) */
 #define PW_PENDING_LOCAL_RESPONSE 0x08u    /* pw_stream_local_response() */
 #define PW_PENDING_FAILED 0x10u            /* its VM was discarded after a
                                               trap elsewhere: the stream is
                                               dead (PW_ACTION_ERROR from
                                               now on); what it paused will
                                               never be continued */
-#define PW_PENDING_ALL 0x1fu
+#define PW_PENDING_CONTINUE_DOWNSTREAM 0x20u /* proxy_continue_stream(2) */
+#define PW_PENDING_CONTINUE_UPSTREAM 0x40u   /* proxy_continue_stream(3) */
+#define PW_PENDING_ALL 0x7fu
 
 /* The PW_PENDING_* bits set on s, without taking them. */
 unsigned pw_stream_pending(const pw_stream *s);
@@ -1102,7 +1152,8 @@ void pw_stream_free(pw_stream *s);
 
 /* ------------------------------------------------------------------- chain */
 
-/* The stream callbacks of §8.2, in the order a stream meets them. */
+/* The stream callbacks of §8.2, in the order a stream meets them: HTTP
+ * streams (pw_stream_new), then TCP streams (pw_stream_new_tcp, §8.3). */
 typedef enum pw_event {
     PW_ON_REQUEST_HEADERS = 0,
     PW_ON_REQUEST_BODY,
@@ -1110,6 +1161,20 @@ typedef enum pw_event {
     PW_ON_RESPONSE_HEADERS,
     PW_ON_RESPONSE_BODY,
     PW_ON_RESPONSE_TRAILERS,
+    /* TCP: proxy_on_new_connection (n, end_of_stream unused): Continue or
+     * Pause (until proxy_continue_stream(Downstream)) */
+    PW_ON_NEW_CONNECTION,
+    /* proxy_on_downstream_data / _upstream_data: n bytes held for that
+     * direction (all of them since a Pause), end_of_stream: that side
+     * closed its sending half. Pause holds the direction; the callback
+     * comes again with the larger size as bytes arrive. */
+    PW_ON_DOWNSTREAM_DATA,
+    PW_ON_UPSTREAM_DATA,
+    /* proxy_on_downstream_connection_close / _upstream_connection_close:
+     * n is the proxy_peer_type_t (1 local: nginx closed it; 2 remote: the
+     * peer did). No result (PW_ACTION_CONTINUE). */
+    PW_ON_DOWNSTREAM_CLOSE,
+    PW_ON_UPSTREAM_CLOSE,
     PW_EVENT_COUNT
 } pw_event;
 
@@ -1117,8 +1182,10 @@ typedef enum pw_event {
 const char *pw_event_name(int event);
 
 /* Calls the callback of `event` (pw_stream_on_*): n is the header or
- * trailer count, or the body size in bytes; end_of_stream is ignored for
- * trailers. */
+ * trailer count, the body or data size in bytes, or the peer type of a
+ * close; end_of_stream is ignored for trailers and closes. An event of the
+ * other kind of stream (an HTTP event on a TCP stream, or the reverse) is
+ * PW_ACTION_ERROR, no call. */
 pw_action pw_stream_call(pw_stream *s, pw_event event, size_t n, int end_of_stream);
 
 /* What happens to a stream when one of its plugins cannot run: it trapped

@@ -977,6 +977,47 @@ proxy_status_t pw_grpc_cancel(uint32_t token) {
     return st;
 }
 
+proxy_status_t pw_call_foreign(const char *name, const char *args, size_t len, char **result,
+                               size_t *result_len) {
+    *result = NULL;
+    *result_len = 0;
+    return proxy_call_foreign_function(name, strlen(name), args, len, result, result_len);
+}
+
+/* A protobuf varint of v at p; its length. */
+static size_t pb_varint(char *p, size_t v) {
+    size_t n = 0;
+    do {
+        p[n++] = (char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return n;
+}
+
+proxy_status_t pw_set_envoy_filter_state(const char *path, const char *value) {
+    /* SetEnvoyFilterStateArguments { string path = 1; string value = 2; } */
+    size_t lp = strlen(path), lv = strlen(value);
+    char *pb = malloc(lp + lv + 2 * 11);
+    if (!pb)
+        return PROXY_RESULT_INTERNAL_FAILURE;
+    size_t n = 0;
+    pb[n++] = 0x0a;
+    n += pb_varint(pb + n, lp);
+    memcpy(pb + n, path, lp);
+    n += lp;
+    pb[n++] = 0x12;
+    n += pb_varint(pb + n, lv);
+    memcpy(pb + n, value, lv);
+    n += lv;
+    char *res = NULL;
+    size_t rlen = 0;
+    proxy_status_t st = proxy_call_foreign_function("set_envoy_filter_state", 22, pb, n, &res,
+                                                    &rlen);
+    free(pb);
+    free(res);
+    return st;
+}
+
 proxy_status_t pw_get_status(uint32_t *code, char **message, size_t *len) {
     *code = 0;
     *message = NULL;
@@ -1294,5 +1335,36 @@ void proxy_on_grpc_close(uint32_t root_id, uint32_t token, uint32_t status) {
     uint32_t ctx = call_context(root_id, token, 1);
     if (ctx && pw_plugin.on_grpc_close)
         pw_plugin.on_grpc_close(ctx, token, status);
+}
+
+/* TCP stream contexts (§8.3). */
+PW_EXPORT(proxy_on_new_connection) uint32_t proxy_on_new_connection(uint32_t ctx) {
+    cur_ctx = ctx;
+    return pw_plugin.on_new_connection ? (uint32_t)pw_plugin.on_new_connection(ctx)
+                                       : PROXY_ACTION_CONTINUE;
+}
+
+PW_EXPORT(proxy_on_downstream_data)
+uint32_t proxy_on_downstream_data(uint32_t ctx, uint32_t size, uint32_t eos) {
+    return stream_call(pw_plugin.on_downstream_data, ctx, size, eos);
+}
+
+PW_EXPORT(proxy_on_upstream_data)
+uint32_t proxy_on_upstream_data(uint32_t ctx, uint32_t size, uint32_t eos) {
+    return stream_call(pw_plugin.on_upstream_data, ctx, size, eos);
+}
+
+PW_EXPORT(proxy_on_downstream_connection_close)
+void proxy_on_downstream_connection_close(uint32_t ctx, uint32_t peer) {
+    cur_ctx = ctx;
+    if (pw_plugin.on_downstream_close)
+        pw_plugin.on_downstream_close(ctx, (proxy_peer_type_t)peer);
+}
+
+PW_EXPORT(proxy_on_upstream_connection_close)
+void proxy_on_upstream_connection_close(uint32_t ctx, uint32_t peer) {
+    cur_ctx = ctx;
+    if (pw_plugin.on_upstream_close)
+        pw_plugin.on_upstream_close(ctx, (proxy_peer_type_t)peer);
 }
 #endif /* PW_NO_DISPATCH */

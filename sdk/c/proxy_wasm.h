@@ -527,6 +527,22 @@ proxy_status_t pw_grpc_cancel(uint32_t token);
  * (BrokenConnection) and the reason. *message may be NULL (free it). */
 proxy_status_t pw_get_status(uint32_t *code, char **message, size_t *len);
 
+/* ---- Foreign functions (§3.3 "Foreign functions"). ----
+ * Host extensions called by name. pwasm has Envoy's compress and
+ * uncompress (zlib) and set_envoy_filter_state; others are the host's. */
+
+/* Calls function `name` with args[0, len) (NULL when len is 0); its result
+ * in *result (malloc'ed, NULL when none; free it). Errors: NOT_FOUND (no
+ * such function), BAD_ARGUMENT, SERIALIZATION_FAILURE (bad arguments for
+ * it), INTERNAL_FAILURE. */
+proxy_status_t pw_call_foreign(const char *name, const char *args, size_t len, char **result,
+                               size_t *result_len);
+/* Envoy's set_envoy_filter_state(path, value) (C strings; the SDK encodes
+ * the protobuf argument): e.g. path "envoy.tcp_proxy.cluster" picks the
+ * upstream of a TCP connection. pwasm stores it as the property
+ * filter_state.<path> of the current stream (NOT_FOUND outside one). */
+proxy_status_t pw_set_envoy_filter_state(const char *path, const char *value);
+
 /* Text utilities for configuration parsing. pw_trim strips spaces, tabs, CR
  * and LF at both ends in place and returns the first kept byte.
  * pw_is_header_name: 1 if s[0..len) is a non-empty RFC 9110 token. */
@@ -598,6 +614,26 @@ typedef struct pw_plugin {
     void (*on_grpc_receive)(uint32_t ctx, uint32_t token, size_t size);
     void (*on_grpc_trailing_metadata)(uint32_t ctx, uint32_t token, size_t nelements);
     void (*on_grpc_close)(uint32_t ctx, uint32_t token, uint32_t status);
+
+    /* TCP stream contexts (network filters, §8.3): one per connection,
+     * `ctx` as for HTTP streams (on_context_create comes first, on_delete
+     * last). Return PROXY_ACTION_CONTINUE or PROXY_ACTION_PAUSE (CONTINUE).
+     * on_new_connection: Pause holds the client's bytes until
+     * pw_continue_stream(PROXY_STREAM_DOWNSTREAM). */
+    proxy_action_t (*on_new_connection)(uint32_t ctx);
+    /* Bytes from the client (downstream) or the upstream: `size` bytes are
+     * in PROXY_BUFFER_DOWNSTREAM_DATA / _UPSTREAM_DATA (pw_get_buffer;
+     * pw_set_buffer to change, drop or add bytes), all of them held since
+     * a Pause; end_of_stream: that side closed its sending half. Pause
+     * holds the direction (the callback comes again with more) until
+     * pw_continue_stream(PROXY_STREAM_DOWNSTREAM / _UPSTREAM). */
+    proxy_action_t (*on_downstream_data)(uint32_t ctx, size_t size, int end_of_stream);
+    proxy_action_t (*on_upstream_data)(uint32_t ctx, size_t size, int end_of_stream);
+    /* A side closed: peer PROXY_PEER_LOCAL (the proxy closed it) or
+     * PROXY_PEER_REMOTE (the peer did). on_done, on_log and on_delete
+     * follow once both are closed (Envoy's order for connections). */
+    void (*on_downstream_close)(uint32_t ctx, proxy_peer_type_t peer);
+    void (*on_upstream_close)(uint32_t ctx, proxy_peer_type_t peer);
 } pw_plugin_t;
 
 /* What body callbacks return (§5.5 FilterDataStatus, typed for the table;

@@ -13,6 +13,8 @@
 static const char *const event_names[PW_EVENT_COUNT] = {
     "on_request_headers",  "on_request_body",  "on_request_trailers",
     "on_response_headers", "on_response_body", "on_response_trailers",
+    "on_new_connection",   "on_downstream_data", "on_upstream_data",
+    "on_downstream_connection_close", "on_upstream_connection_close",
 };
 
 const char *pw_event_name(int event) {

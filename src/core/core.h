@@ -84,6 +84,7 @@ struct pw_stream {
     void *host_stream;
     uint64_t generation;
     int created;        /* on_context_create delivered */
+    int tcp;            /* a TCP stream context (pw_stream_new_tcp) */
     int in_cb;          /* one of its own callbacks runs (or on_log..on_delete) */
     unsigned pending;   /* PW_PENDING_* */
     pw_action returned; /* what its last callback returned, raw */
@@ -115,6 +116,8 @@ typedef struct pw_vm_hooks {
     const pw_host_timer_ops *timers;
     const pw_host_shared_ops *shared;
     const pw_host_callout_ops *callouts;
+    const pw_host_network_ops *network;
+    const pw_host_foreign_ops *foreign;
 } pw_vm_hooks;
 
 /* An outstanding HTTP or gRPC call (hc_callouts.c). */

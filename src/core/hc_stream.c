@@ -10,8 +10,9 @@
 /* §3.3: continue / close the current stream. Queued on the stream
  * (pw_stream_queue): the callback's result applies it, or the embedder
  * takes it later (§8.10). An HTTP stream has the directions request (0)
- * and response (1); the TCP ones (2, 3) are BadArgument there, as is any
- * other value. */
+ * and response (1), a TCP stream downstream (2) and upstream (3); the
+ * other kind's are BadArgument, as is any other value. Closing either side
+ * of a TCP stream ends the connection. */
 static u32 stream_control(pw_vm *vm, u32 type, int close) {
     if (type > PROXY_STREAM_TYPE_MAX)
         return PROXY_RESULT_BAD_ARGUMENT;
@@ -19,11 +20,11 @@ static u32 stream_control(pw_vm *vm, u32 type, int close) {
     pw_stream *s = ctx ? ctx->stream : NULL;
     if (!s || !s->host_stream)
         return PROXY_RESULT_NOT_FOUND;
-    if (type > PROXY_STREAM_HTTP_RESPONSE)
+    if ((type > PROXY_STREAM_HTTP_RESPONSE) != (s->tcp != 0))
         return PROXY_RESULT_BAD_ARGUMENT;
-    pw_stream_queue(s, close                               ? PW_PENDING_CLOSE
-                       : type == PROXY_STREAM_HTTP_REQUEST ? PW_PENDING_CONTINUE_REQUEST
-                                                           : PW_PENDING_CONTINUE_RESPONSE);
+    static const unsigned cont[] = {PW_PENDING_CONTINUE_REQUEST, PW_PENDING_CONTINUE_RESPONSE,
+                                    PW_PENDING_CONTINUE_DOWNSTREAM, PW_PENDING_CONTINUE_UPSTREAM};
+    pw_stream_queue(s, close ? PW_PENDING_CLOSE : cont[type]);
     return OK;
 }
 

@@ -289,6 +289,8 @@ static int host_hooks(const pw_host_ops *ops, pw_vm_hooks *h, char *err, size_t 
     static const pw_host_timer_ops no_timers;
     static const pw_host_shared_ops no_shared;
     static const pw_host_callout_ops no_callouts;
+    static const pw_host_network_ops no_network;
+    static const pw_host_foreign_ops no_foreign;
     /* Areas are appended, never moved: a table of an older (smaller) size
      * is copied and the areas it lacks stay NULL. */
     pw_host_ops o = {0};
@@ -314,6 +316,8 @@ static int host_hooks(const pw_host_ops *ops, pw_vm_hooks *h, char *err, size_t 
         .timers = o.timers ? o.timers : &no_timers,
         .shared = o.shared ? o.shared : &no_shared,
         .callouts = o.callouts ? o.callouts : &no_callouts,
+        .network = o.network ? o.network : &no_network,
+        .foreign = o.foreign ? o.foreign : &no_foreign,
     };
     if ((h->callouts->http_call || h->callouts->grpc_call) && !h->callouts->cancel) {
         pw_errf(err, errlen, "pw_host_callout_ops: http_call or grpc_call without cancel");
@@ -618,7 +622,8 @@ static void stream_release(pw_vm *vm, pw_stream *s) {
     vm->free_streams = s;
 }
 
-int pw_stream_new(pw_plugin *p, void *host_stream, pw_stream **out, char *err, size_t errlen) {
+static int stream_new(pw_plugin *p, void *host_stream, int tcp, pw_stream **out, char *err,
+                      size_t errlen) {
     pw_vm *vm = p->vm;
     if (vm->dead) {
         int rc = pw_vm_recover(vm, err, errlen);
@@ -645,6 +650,7 @@ int pw_stream_new(pw_plugin *p, void *host_stream, pw_stream **out, char *err, s
     s->pending = 0;
     s->returned = PW_ACTION_CONTINUE;
     s->applied = 0;
+    s->tcp = tcp;
     if (table_put(&vm->ctxs, &s->ctx) != 0) {
         stream_release(vm, s);
         pw_errf(err, errlen, "out of memory");
@@ -660,6 +666,15 @@ int pw_stream_new(pw_plugin *p, void *host_stream, pw_stream **out, char *err, s
     pw_host_metric(vm, "pwasm_streams_total", "plugin", p->name, &p->streams_metric, 1);
     *out = s;
     return PW_OK;
+}
+
+int pw_stream_new(pw_plugin *p, void *host_stream, pw_stream **out, char *err, size_t errlen) {
+    return stream_new(p, host_stream, 0, out, err, errlen);
+}
+
+int pw_stream_new_tcp(pw_plugin *p, void *host_stream, pw_stream **out, char *err,
+                      size_t errlen) {
+    return stream_new(p, host_stream, 1, out, err, errlen);
 }
 
 static int stream_alive(const pw_stream *s) {
@@ -682,12 +697,36 @@ static pw_action stream_result(enum pw_cb cb, uint32_t r) {
         /* 1 StopIterationAndBuffer, 2 ...AndWatermark: buffer; 3
          * StopIterationNoBuffer and unknown values: hold without buffering. */
         return r == 1 || r == 2 ? PW_ACTION_PAUSE : PW_ACTION_PAUSE_NO_BUFFER;
+    case PW_CB_ON_DOWNSTREAM_CONNECTION_CLOSE:
+    case PW_CB_ON_UPSTREAM_CONNECTION_CLOSE:
+        return PW_ACTION_CONTINUE; /* no result */
     default:
-        return PW_ACTION_PAUSE; /* trailers: StopIteration */
+        /* trailers: StopIteration; TCP (new connection, data): 1
+         * StopIteration and anything else hold the direction */
+        return PW_ACTION_PAUSE;
     }
 }
 
-/* Calls a stream callback (nargs 2: id, n; 3: id, n, eos) and turns what it
+/* The direction a Pause of callback cb holds, as a PW_PENDING_CONTINUE_*
+ * bit. */
+static unsigned paused_direction(enum pw_cb cb) {
+    switch (cb) {
+    case PW_CB_ON_REQUEST_HEADERS:
+    case PW_CB_ON_REQUEST_BODY:
+    case PW_CB_ON_REQUEST_TRAILERS:
+        return PW_PENDING_CONTINUE_REQUEST;
+    case PW_CB_ON_NEW_CONNECTION:
+    case PW_CB_ON_DOWNSTREAM_DATA:
+        return PW_PENDING_CONTINUE_DOWNSTREAM;
+    case PW_CB_ON_UPSTREAM_DATA:
+        return PW_PENDING_CONTINUE_UPSTREAM;
+    default:
+        return PW_PENDING_CONTINUE_RESPONSE;
+    }
+}
+
+/* Calls a stream callback (id, n, eos; each callback takes the arguments its
+ * signature has) and turns what it
  * returned, with what it queued meanwhile, into what the embedder does
  * (§8.7, §8.8, §8.10). */
 static inline __attribute__((always_inline)) pw_action stream_cb(pw_stream *s, enum pw_cb cb,
@@ -712,16 +751,13 @@ static inline __attribute__((always_inline)) pw_action stream_cb(pw_stream *s, e
     s->returned = a;
     if (s->pending & PW_PENDING_CLOSE) {
         /* Envoy resets the stream at once: nothing else counts. */
-        s->applied = pw_stream_take(s, PW_PENDING_CLOSE | PW_PENDING_CONTINUE_REQUEST |
-                                           PW_PENDING_CONTINUE_RESPONSE);
+        s->applied = pw_stream_take(
+            s, PW_PENDING_CLOSE | PW_PENDING_CONTINUE_REQUEST | PW_PENDING_CONTINUE_RESPONSE |
+                   PW_PENDING_CONTINUE_DOWNSTREAM | PW_PENDING_CONTINUE_UPSTREAM);
         return PW_ACTION_CLOSE;
     }
     if (a == PW_ACTION_PAUSE || a == PW_ACTION_PAUSE_NO_BUFFER) {
-        unsigned dir = cb == PW_CB_ON_REQUEST_HEADERS || cb == PW_CB_ON_REQUEST_BODY ||
-                               cb == PW_CB_ON_REQUEST_TRAILERS
-                           ? PW_PENDING_CONTINUE_REQUEST
-                           : PW_PENDING_CONTINUE_RESPONSE;
-        if ((s->applied = pw_stream_take(s, dir)) != 0)
+        if ((s->applied = pw_stream_take(s, paused_direction(cb))) != 0)
             return PW_ACTION_CONTINUE; /* continued during the callback */
     }
     return a;
@@ -733,11 +769,22 @@ static uint32_t size32(size_t n) {
 
 pw_action pw_stream_call(pw_stream *s, pw_event event, size_t n, int end_of_stream) {
     static const enum pw_cb cbs[PW_EVENT_COUNT] = {
-        PW_CB_ON_REQUEST_HEADERS,  PW_CB_ON_REQUEST_BODY,  PW_CB_ON_REQUEST_TRAILERS,
-        PW_CB_ON_RESPONSE_HEADERS, PW_CB_ON_RESPONSE_BODY, PW_CB_ON_RESPONSE_TRAILERS,
+        PW_CB_ON_REQUEST_HEADERS,
+        PW_CB_ON_REQUEST_BODY,
+        PW_CB_ON_REQUEST_TRAILERS,
+        PW_CB_ON_RESPONSE_HEADERS,
+        PW_CB_ON_RESPONSE_BODY,
+        PW_CB_ON_RESPONSE_TRAILERS,
+        PW_CB_ON_NEW_CONNECTION,
+        PW_CB_ON_DOWNSTREAM_DATA,
+        PW_CB_ON_UPSTREAM_DATA,
+        PW_CB_ON_DOWNSTREAM_CONNECTION_CLOSE,
+        PW_CB_ON_UPSTREAM_CONNECTION_CLOSE,
     };
-    if ((unsigned)event >= PW_EVENT_COUNT)
+    if ((unsigned)event >= PW_EVENT_COUNT || (event >= PW_ON_NEW_CONNECTION) != (s->tcp != 0))
         return PW_ACTION_ERROR;
+    if (event >= PW_ON_DOWNSTREAM_CLOSE)
+        end_of_stream = 0; /* (context, peer type) */
     /* trailers have no end_of_stream (their callback takes two arguments) */
     int eos =
         event == PW_ON_REQUEST_TRAILERS || event == PW_ON_RESPONSE_TRAILERS ? 0 : end_of_stream;
@@ -802,11 +849,14 @@ void pw_stream_free(pw_stream *s) {
     pw_vm *vm = s->plugin->vm;
     if (stream_alive(s)) {
         uint32_t id = s->ctx.id;
-        /* Envoy's order (§8.2): log, done, delete. A trap stops the rest.
-         * Actions asked now are not announced: the stream is ending. */
+        /* Envoy's order (§8.2): log, done, delete for HTTP; done, log,
+         * delete for a connection (§8.3). A trap stops the rest. Actions
+         * asked now are not announced: the stream is ending. */
+        enum pw_cb first = s->tcp ? PW_CB_ON_DONE : PW_CB_ON_LOG;
+        enum pw_cb second = s->tcp ? PW_CB_ON_LOG : PW_CB_ON_DONE;
         s->in_cb = 1;
-        if (pw_vm_callback(vm, &s->ctx, PW_CB_ON_LOG, &id, NULL) >= 0 &&
-            pw_vm_callback(vm, &s->ctx, PW_CB_ON_DONE, &id, NULL) >= 0)
+        if (pw_vm_callback(vm, &s->ctx, first, &id, NULL) >= 0 &&
+            pw_vm_callback(vm, &s->ctx, second, &id, NULL) >= 0)
             pw_vm_callback(vm, &s->ctx, PW_CB_ON_DELETE, &id, NULL);
         s->in_cb = 0;
     }

@@ -67,7 +67,8 @@ def test_inspect_says_which_imports_are_not_implemented_yet():
     assert r.returncode == 0
     # Callouts are implemented (the CLI answers them from fixtures).
     assert re.search(r"env\.proxy_http_call .*\[ok\]$", r.stdout, re.M)
-    assert re.search(r"env\.proxy_call_foreign_function .*\[ok\] returns Unimplemented",
+    assert re.search(r"env\.proxy_call_foreign_function .*\[ok\]$", r.stdout, re.M)
+    assert re.search(r"env\.proxy_clear_route_cache .*\[ok\] returns Unimplemented",
                      r.stdout)
     assert "not implemented yet: they return Unimplemented" in r.stdout
 
@@ -187,7 +188,7 @@ def test_run_flags_unimplemented_hostcalls_without_trace(tmp_path):
     fx.write_text("request:\n  headers: {x-test: unimplemented}\n")
     r = pwasm("run", BUILD / "tests/plugins/hostcalls.wasm", fx)
     assert r.returncode == 0, r.stderr
-    assert re.search(r"   ! proxy_call_foreign_function\(.*Unimplemented "
+    assert re.search(r"   ! proxy_clear_route_cache\(.*Unimplemented "
                      r"\(not implemented in pwasm yet\)", r.stdout)
     # A callout no fixture entry answers: Ok, then a failure, and said so.
     assert "! proxy_http_call" not in r.stdout

@@ -39,9 +39,9 @@
  *   local_response        send_local_response(401, body "nope", headers
  *                         {x-why: test}, grpc -1); returns Pause     -> 0
  *   unimplemented         set_shared_data("k", "v", cas 0) status, then
- *                         http_call, call_foreign_function; value:
- *                         "http_call=<status> foreign=<status>" (12: a
- *                         host without those areas)
+ *                         http_call, call_foreign_function("pwasm_none"),
+ *                         clear_route_cache; value: "http_call=<status>
+ *                         foreign=<status> route=<status>"
  *   effective_ctx_bad     set_effective_context(9999)                    -> 2
  *   wasi_write            fd_write(1, "hello from wasi\n") errno; value:
  *                         "nwritten=<n> fd2=<errno> fd7=<errno>" where fd 2
@@ -294,7 +294,7 @@ static proxy_status_t t_unimplemented(void) {
     char *res = NULL;
     size_t res_size = 0;
     proxy_status_t foreign = proxy_call_foreign_function("pwasm_none", 10, "", 0, &res, &res_size);
-    put("http_call=%d foreign=%d", call, foreign);
+    put("http_call=%d foreign=%d route=%d", call, foreign, proxy_clear_route_cache());
     return st;
 }
 

@@ -1,11 +1,12 @@
 # Test plugins (tests/plugins/NAME.c -> build/tests/plugins/NAME.wasm) used by
 # the host's tests. Three kinds, by what they link:
-#   SDK  the C SDK with its dispatch        (trap, callout)
+#   SDK  the C SDK with its dispatch        (trap, callout, tcp)
 #   RAW  the SDK helpers, own raw exports   (lifecycle, hostcalls)
 #   BARE nothing but wasi-libc              (bad_import, bad_signature)
 # Each file's header comment documents its behaviour and log lines.
 TEST_PLUGINS_DIR  := $(BUILD)/tests/plugins
-TEST_PLUGINS_SDK  := $(TEST_PLUGINS_DIR)/trap.wasm $(TEST_PLUGINS_DIR)/callout.wasm
+TEST_PLUGINS_SDK  := $(TEST_PLUGINS_DIR)/trap.wasm $(TEST_PLUGINS_DIR)/callout.wasm \
+                     $(TEST_PLUGINS_DIR)/tcp.wasm
 TEST_PLUGINS_RAW  := $(TEST_PLUGINS_DIR)/lifecycle.wasm $(TEST_PLUGINS_DIR)/hostcalls.wasm \
                      $(TEST_PLUGINS_DIR)/bodies.wasm
 TEST_PLUGINS_BARE := $(TEST_PLUGINS_DIR)/bad_import.wasm $(TEST_PLUGINS_DIR)/bad_signature.wasm

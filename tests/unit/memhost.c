@@ -56,7 +56,11 @@ void mh_body_set(mh_body *b, const char *s) {
 
 static mh_body *body_of(void *stream, proxy_buffer_type_t type) {
     mh_stream *s = stream;
-    mh_body *b = type == PROXY_BUFFER_HTTP_REQUEST_BODY ? &s->req_body : &s->resp_body;
+    /* a TCP stream's downstream data is the request body's buffer, its
+     * upstream data the response body's */
+    mh_body *b = type == PROXY_BUFFER_HTTP_REQUEST_BODY || type == PROXY_BUFFER_DOWNSTREAM_DATA
+                     ? &s->req_body
+                     : &s->resp_body;
     return b->available ? b : NULL;
 }
 
@@ -254,6 +258,12 @@ const pw_host_http_ops mh_http_ops = {
 
 static const pw_host_stream_ops mh_stream_ops = {.wake = mwake};
 
+const pw_host_network_ops mh_network_ops = {
+    .data_size = mbody_size,
+    .data_copy = mbody_copy,
+    .data_replace = mbody_replace,
+};
+
 static const pw_host_observe_ops mh_observe_ops = {.vm_discarded = mdiscarded};
 static const pw_host_observe_ops mh_observe_traced_ops = {
     .trace = mtrace,
@@ -262,7 +272,7 @@ static const pw_host_observe_ops mh_observe_traced_ops = {
 
 #define MH_OPS                                                                                    \
     .size = sizeof(pw_host_ops), .log = &mh_log_ops, .property = &mh_property_ops,                \
-    .http = &mh_http_ops, .stream = &mh_stream_ops
+    .http = &mh_http_ops, .stream = &mh_stream_ops, .network = &mh_network_ops
 
 const pw_host_ops mh_ops = {MH_OPS, .observe = &mh_observe_ops};
 const pw_host_ops mh_ops_traced = {MH_OPS, .observe = &mh_observe_traced_ops};

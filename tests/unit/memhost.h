@@ -48,6 +48,8 @@ extern const pw_host_ops mh_ops_traced;
 /* Their HTTP area, for a test that replaces one hook (copy it, change the
  * hook, point a copy of mh_ops at the copy). */
 extern const pw_host_http_ops mh_http_ops;
+/* TCP streams: downstream data in req_body, upstream data in resp_body. */
+extern const pw_host_network_ops mh_network_ops;
 
 void mh_stream_init(mh_stream *s);
 void mh_add(mh_map *m, const char *k, const char *v);

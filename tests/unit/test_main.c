@@ -17,6 +17,7 @@ int t_passed, t_failed;
 void run_safety_tests(void);
 void run_store_tests(void);
 void run_callout_tests(void);
+void run_tcp_tests(void);
 const char *t_current;
 
 static pw_runtime *rt;
@@ -603,7 +604,7 @@ TEST(core_hostcalls) {
     CHECK_STR(hostcall("local_response", &a), "401 nope 1 x-why=test -1");
     CHECK(a == PW_ACTION_LOCAL_RESPONSE);
     /* Not implemented yet: Unimplemented, cleanly. */
-    CHECK_STR(hostcall("unimplemented", NULL), "result: unimplemented 12 http_call=12 foreign=12");
+    CHECK_STR(hostcall("unimplemented", NULL), "result: unimplemented 12 http_call=12 foreign=1 route=12");
     CHECK_STR(hostcall("effective_ctx_bad", NULL), "result: effective_ctx_bad 2");
     /* WASI. */
     CHECK_STR(hostcall("wasi_write", NULL), "result: wasi_write 0 nwritten=16 fd2=0 fd7=8");
@@ -621,7 +622,7 @@ TEST(core_hostcalls) {
     for (size_t i = 0; i < n; i++) {
         if (!strcmp(hi[i].name, "proxy_log"))
             log_ok = hi[i].implemented && !strcmp(hi[i].signature, "iii:i");
-        if (!strcmp(hi[i].name, "proxy_call_foreign_function"))
+        if (!strcmp(hi[i].name, "proxy_clear_route_cache"))
             http_unimpl = !hi[i].implemented;
         if (!strcmp(hi[i].name, "fd_write"))
             wasi_both++;
@@ -1086,7 +1087,9 @@ TEST(registry_rows_agree) {
     const pw_hostcall_info *hc = pw_hostcall_find("env", "proxy_http_call");
     CHECK(hc && hc->area == PW_AREA_CALLOUTS && hc->implemented);
     const pw_hostcall_info *ff = pw_hostcall_find("env", "proxy_call_foreign_function");
-    CHECK(ff && !ff->implemented);
+    CHECK(ff && ff->implemented);
+    const pw_hostcall_info *rc = pw_hostcall_find("env", "proxy_clear_route_cache");
+    CHECK(rc && !rc->implemented);
     CHECK_STR(pw_area_name(PW_AREA_MAPS), "header maps");
     CHECK_STR(pw_area_name(PW_AREA_WASI), "WASI");
     CHECK_STR(pw_area_name(-1), "other");
@@ -1148,7 +1151,7 @@ TEST(reader_module_info) {
     CHECK(read_info(PLUGIN("hostcalls"), &mi) == PW_OK);
     im = info_import(&mi, "proxy_http_call");
     CHECK(im && im->status == PW_IMPORT_OK && im->area == PW_AREA_CALLOUTS);
-    im = info_import(&mi, "proxy_call_foreign_function");
+    im = info_import(&mi, "proxy_clear_route_cache");
     CHECK(im && im->status == PW_IMPORT_UNIMPLEMENTED);
     im = info_import(&mi, "fd_write");
     CHECK(im && im->status == PW_IMPORT_OK && im->area == PW_AREA_WASI);
@@ -1314,6 +1317,7 @@ int main(void) {
     run_safety_tests(); /* test_safety.c, with a runtime of its own */
     run_store_tests();  /* test_store.c */
     run_callout_tests(); /* test_callout.c */
+    run_tcp_tests();     /* test_tcp.c */
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;
 }

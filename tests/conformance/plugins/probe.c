@@ -94,7 +94,11 @@
  *                                 for the answer's dispatch) ID: a number,
  *                                 last, prev, or cur (the answer's token)
  *   get_status                    proxy_get_status -> code=N "message"
- *   foreign NAME ARGS, clear_route_cache    the remaining hostcalls
+ *   foreign NAME ARGS             call_foreign_function -> "N bytes"
+ *   zlib_roundtrip TEXT           compress, then uncompress -> "N bytes
+ *                                 compressed, back: TEXT"
+ *   filter_state PATH VALUE       set_envoy_filter_state{path, value}
+ *   clear_route_cache             the 0.1.0 route cache
  *   badptr_log, badptr_get_header MAP, badptr_out MAP KEY
  *                                 pointers outside memory (InvalidMemoryAccess)
  *   wasi_write FD TEXT            fd_write -> "nwritten=N"
@@ -692,6 +696,35 @@ static void run(const cmd *c) {
         }
     } else if (OP("foreign", 2)) {
         st = proxy_call_foreign_function(a[0], c->len[1], a[1], c->len[2], &data, &size);
+        if (st == PROXY_RESULT_OK)
+            vput("%zu bytes", size);
+        free(data);
+    } else if (OP("zlib_roundtrip", 1)) {
+        /* compress then uncompress: the text back, and the compressed size */
+        char *z = NULL;
+        size_t zn = 0;
+        st = proxy_call_foreign_function("compress", 8, a[0], c->len[1], &z, &zn);
+        if (st == PROXY_RESULT_OK) {
+            vput("%zu bytes compressed, back: ", zn);
+            st = proxy_call_foreign_function("uncompress", 10, z, zn, &data, &size);
+            if (st == PROXY_RESULT_OK)
+                vtake(data, size);
+        }
+        free(z);
+    } else if (OP("filter_state", 2)) {
+        /* set_envoy_filter_state with SetEnvoyFilterStateArguments{path,
+         * value} encoded by hand (fields 1 and 2, strings < 128 bytes) */
+        char pb[512];
+        size_t n = 0, lp = c->len[1] & 127, lv = c->len[2] & 127;
+        pb[n++] = 0x0a;
+        pb[n++] = (char)lp;
+        memcpy(pb + n, a[0], lp);
+        n += lp;
+        pb[n++] = 0x12;
+        pb[n++] = (char)lv;
+        memcpy(pb + n, a[1], lv);
+        n += lv;
+        st = proxy_call_foreign_function("set_envoy_filter_state", 22, pb, n, &data, &size);
         free(data);
     } else if (!strcmp(op, "clear_route_cache")) {
         st = proxy_clear_route_cache();
