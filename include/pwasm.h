@@ -1145,7 +1145,8 @@ unsigned pw_stream_take(pw_stream *s, unsigned mask);
  * bits applied to its result. For traces (`pwasm run`) and tests. */
 pw_action pw_stream_returned(const pw_stream *s, unsigned *applied);
 
-/* Ends the stream: on_log, on_done, on_delete (Envoy order, §8.2), skipped
+/* Ends the stream: on_log, on_done, on_delete (Envoy order, §8.2; a TCP
+ * stream's is on_done, on_log, on_delete, §8.3), skipped
  * when the VM died since the stream was created; then returns the object to
  * the free list. Safe to call once per pw_stream_new. */
 void pw_stream_free(pw_stream *s);
@@ -1219,6 +1220,7 @@ typedef struct pw_chain {
     pw_link *links;
     size_t n;
     pw_failure_policy policy;
+    int tcp; /* 1: the links' contexts are TCP stream contexts (pw_stream_new_tcp) */
 } pw_chain;
 
 /* Calls `event` on link i of the chain (i < c->n), creating its stream
@@ -1246,8 +1248,8 @@ pw_action pw_chain_stranded(pw_chain *c, size_t i, char *why, size_t whylen);
  * taken gets `discarded` set. */
 unsigned pw_chain_take(pw_chain *c, unsigned mask, size_t *first_local);
 
-/* Ends the stream contexts of the chain in order (on_log, on_done,
- * on_delete; pw_stream_free), each once. late: also give a context to
+/* Ends the stream contexts of the chain in order (pw_stream_free: on_log,
+ * on_done, on_delete; a TCP stream's on_done comes first), each once. late: also give a context to
  * each link the stream never reached (skipped by a local response or a
  * failure before it), as Envoy does at access-log time, so that a logging
  * plugin sees every stream; links that failed are left out. */

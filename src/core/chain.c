@@ -45,6 +45,12 @@ static const char *vm_error(const pw_link *l) {
     return e[0] ? e : "plugin unavailable";
 }
 
+/* A link's stream context, of the chain's kind. */
+static int chain_stream_new(const pw_chain *c, pw_link *l, char *err, size_t errlen) {
+    return c->tcp ? pw_stream_new_tcp(l->plugin, l->host_stream, &l->stream, err, errlen)
+                  : pw_stream_new(l->plugin, l->host_stream, &l->stream, err, errlen);
+}
+
 /* pw_chain_call when the link has no context yet, failed or ended, or
  * its callback failed: apart, so that the common call stays short. */
 static __attribute__((noinline)) pw_action chain_call_slow(pw_chain *c, pw_link *l, pw_event event,
@@ -58,7 +64,7 @@ static __attribute__((noinline)) pw_action chain_call_slow(pw_chain *c, pw_link 
             return link_failed(c, l);
         }
         char err[PW_ERRLEN];
-        if (pw_stream_new(l->plugin, l->host_stream, &l->stream, err, sizeof err) != PW_OK) {
+        if (chain_stream_new(c, l, err, sizeof err) != PW_OK) {
             l->stream = NULL;
             whyf(why, whylen, "no stream context: %s", err);
             return link_failed(c, l);
@@ -116,15 +122,14 @@ void pw_chain_end(pw_chain *c, int late) {
         pw_link *l = &c->links[i];
         if (late && !l->stream && !l->failed && !l->ended) {
             char err[PW_ERRLEN];
-            if (!l->plugin ||
-                pw_stream_new(l->plugin, l->host_stream, &l->stream, err, sizeof err) != PW_OK) {
+            if (!l->plugin || chain_stream_new(c, l, err, sizeof err) != PW_OK) {
                 l->stream = NULL;
                 l->failed = 1;
             }
         }
         if (l->stream && !l->ended) {
             l->ended = 1;
-            pw_stream_free(l->stream); /* on_log, on_done, on_delete */
+            pw_stream_free(l->stream); /* on_log, on_done, on_delete (TCP: on_done first) */
         }
     }
 }

@@ -285,7 +285,7 @@ TEST(core_chain_and_failure_policy) {
         mh_add(&s0.req, "x-trap", "unreachable");
         pw_link links[2] = {{.plugin = pt, .host_stream = &s0},
                             {.plugin = pl, .host_stream = &s1}};
-        pw_chain ch = {links, 2, open ? PW_FAIL_OPEN : PW_FAIL_CLOSED};
+        pw_chain ch = {links, 2, open ? PW_FAIL_OPEN : PW_FAIL_CLOSED, 0};
         h.log_len = 0;
         h.log[0] = 0;
         pw_action a = pw_chain_call(&ch, 0, PW_ON_REQUEST_HEADERS, 1, 1, why, sizeof why);
@@ -312,7 +312,7 @@ TEST(core_chain_and_failure_policy) {
     mh_stream s2;
     mh_stream_init(&s2);
     pw_link none = {.host_stream = &s2};
-    pw_chain ch1 = {&none, 1, PW_FAIL_CLOSED};
+    pw_chain ch1 = {&none, 1, PW_FAIL_CLOSED, 0};
     CHECK(pw_chain_call(&ch1, 0, PW_ON_REQUEST_HEADERS, 0, 1, why, sizeof why) == PW_ACTION_ERROR);
     CHECK_STR(why, "plugin unavailable");
     pw_chain_end(&ch1, 1);
@@ -324,11 +324,11 @@ TEST(core_chain_and_failure_policy) {
     mh_stream_init(&s4);
     mh_add(&s4.req, "x-trap", "unreachable");
     pw_link held = {.plugin = pt, .host_stream = &s3};
-    pw_chain ch2 = {&held, 1, PW_FAIL_OPEN};
+    pw_chain ch2 = {&held, 1, PW_FAIL_OPEN, 0};
     CHECK(pw_chain_call(&ch2, 0, PW_ON_REQUEST_HEADERS, 0, 0, why, sizeof why) ==
           PW_ACTION_CONTINUE);
     pw_link other = {.plugin = pt, .host_stream = &s4};
-    pw_chain ch3 = {&other, 1, PW_FAIL_CLOSED};
+    pw_chain ch3 = {&other, 1, PW_FAIL_CLOSED, 0};
     CHECK(pw_chain_call(&ch3, 0, PW_ON_REQUEST_HEADERS, 1, 1, why, sizeof why) == PW_ACTION_ERROR);
     CHECK_STR(s3.events, "wake ");
     size_t first_local;

@@ -122,6 +122,32 @@ static void tcp_new_connection_paused(pw_module *m) {
     pw_vm_free(f.vm);
 }
 
+/* A chain of TCP links creates TCP stream contexts, on first use and at
+ * the end (late) alike. */
+static void tcp_chain(pw_module *m) {
+    tcp_fixture f;
+    if (fixture(&f, m, S("")) != 0) {
+        t_failed++;
+        return;
+    }
+    mh_stream a, b;
+    mh_stream_init(&a);
+    mh_stream_init(&b);
+    pw_link links[2] = {{.plugin = f.plugin, .host_stream = &a},
+                        {.plugin = f.plugin, .host_stream = &b}};
+    pw_chain ch = {.links = links, .n = 2, .policy = PW_FAIL_CLOSED, .tcp = 1};
+    char why[PW_ERRLEN];
+    CHECK(pw_chain_call(&ch, 0, PW_ON_NEW_CONNECTION, 0, 0, why, sizeof why) ==
+          PW_ACTION_CONTINUE);
+    CHECK_STR(why, "");
+    CHECK(links[0].stream && !links[0].failed);
+    /* the second link is reached only at the end (late): a TCP context too */
+    pw_chain_end(&ch, 1);
+    CHECK(links[1].ended && !links[1].failed);
+    CHECK_CONTAINS(f.host.log, "on_done ctx=3");
+    pw_vm_free(f.vm);
+}
+
 void run_tcp_tests(void);
 void run_tcp_tests(void) {
     if (pw_runtime_new(NULL, &trt, err, sizeof err) != PW_OK) {
@@ -143,6 +169,10 @@ void run_tcp_tests(void) {
         f0 = t_failed;
         tcp_new_connection_paused(m);
         printf("%s tcp_new_connection_paused\n", t_failed == f0 ? "ok  " : "FAIL");
+        t_current = "tcp_chain";
+        f0 = t_failed;
+        tcp_chain(m);
+        printf("%s tcp_chain\n", t_failed == f0 ? "ok  " : "FAIL");
         pw_module_free(m);
     }
     pw_runtime_free(trt);
