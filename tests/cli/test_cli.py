@@ -516,6 +516,25 @@ tests:
     assert out.rstrip().endswith("1 passed, 1 failed")
 
 
+def test_a_test_replaces_or_removes_its_files_connection(tmp_path):
+    t = tmp_path / "inherit.yaml"
+    t.write_text(f"""plugin: {BUILD}/tests/conformance/probe.wasm
+connection: [{{downstream: x}}]
+tests:
+  - name: inherits the connection
+    expect: {{forwarded: {{upstream: x}}, actions: {{request_headers: not_called}}}}
+  - name: a request replaces it
+    request: {{headers: {{a: b}}}}
+    expect: {{request: {{headers: {{a: b}}}}, actions: {{new_connection: not_called}}}}
+  - name: null removes it
+    connection: ~
+    expect: {{actions: {{request_headers: continue, new_connection: not_called}}}}
+""")
+    r = pwasm("test", t)
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.rstrip().endswith("3 passed, 0 failed")
+
+
 def test_a_connection_and_a_request_in_one_place_are_refused(tmp_path):
     fx = tmp_path / "fx.yaml"
     fx.write_text("request: {headers: {a: b}}\nconnection: [{downstream: x}]\n")
