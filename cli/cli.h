@@ -167,6 +167,31 @@ typedef struct side {
     hlist trailers;
 } side;
 
+/* One event of a TCP connection (`connection:`, docs/CLI.md
+ * "Connections"), in the fixture's order. */
+enum conn_kind {
+    CONN_DOWNSTREAM,       /* the client sends `data` */
+    CONN_UPSTREAM,         /* the server sends `data` */
+    CONN_DOWNSTREAM_CLOSE, /* the client's side ends (peer) */
+    CONN_UPSTREAM_CLOSE,   /* the server's side ends (peer) */
+    CONN_ADVANCE           /* the clock moves on (advance_ms) */
+};
+
+typedef struct conn_event {
+    enum conn_kind kind;
+    pw_str data;         /* CONN_DOWNSTREAM / CONN_UPSTREAM */
+    int peer;            /* closes: 2 remote (the peer closed), 1 local */
+    uint64_t advance_ms; /* CONN_ADVANCE */
+    size_t line;         /* in its file */
+} conn_event;
+
+/* A TCP connection replayed instead of an HTTP exchange. */
+typedef struct connection {
+    int present; /* the fixture gave `connection:` */
+    conn_event *ev;
+    size_t n;
+} connection;
+
 /* Plugin settings a fixture or test file may give (NULL/unset: default). */
 typedef struct plugin_spec {
     char *path;
@@ -195,8 +220,9 @@ typedef struct step {
     char *name;          /* its `name`, or NULL */
     char *through;       /* plugin_name of the plugin; NULL: the first one */
     uint32_t repeat;     /* exchanges in a row (>= 1) */
-    int has_req, has_resp;
-    side req, resp; /* replace the test's request / response when given */
+    int has_req, has_resp, has_conn;
+    side req, resp;  /* replace the test's request / response when given */
+    connection conn; /* replaces the test's exchange when given */
     int expect;     /* YAML node id of its `expect`, 0: none */
     size_t line;    /* of the step in its file (1-based) */
 } step;
@@ -234,6 +260,7 @@ typedef struct callout_spec {
 typedef struct fixture {
     arena mem;
     side req, resp;
+    connection conn; /* present: the exchange is this TCP connection */
     props props;
     int has_clock;
     uint64_t clock_ns;
@@ -292,7 +319,13 @@ enum phase {
     PH_RESP_HEADERS,
     PH_RESP_BODY,
     PH_RESP_TRAILERS,
-    PH_END,   /* on_log, on_done, on_delete */
+    /* TCP connections, in pw_event order after the HTTP ones */
+    PH_NEW_CONNECTION,
+    PH_DOWNSTREAM_DATA,
+    PH_UPSTREAM_DATA,
+    PH_DOWNSTREAM_CLOSE,
+    PH_UPSTREAM_CLOSE,
+    PH_END,   /* on_log, on_done, on_delete (TCP: on_done, on_log, ...) */
     PH_TICK,  /* proxy_on_tick of one plugin */
     PH_QUEUE, /* proxy_on_queue_ready: queue deliveries of one VM */
     PH_CALLOUT, /* an answer of a callout: proxy_on_http_call_response,
@@ -320,7 +353,8 @@ typedef struct event {
 typedef struct call {
     enum phase phase;
     pw_action action;
-    size_t size; /* body size passed, or number of headers/trailers */
+    size_t size; /* body or data size passed, number of headers/trailers,
+                    or the peer type of a TCP close */
     int eos;
     int resumed; /* proxy_continue_* for this direction during it */
     int closed;  /* proxy_close_stream during it */
@@ -328,6 +362,7 @@ typedef struct call {
     int has_map; /* map/body snapshot after the call */
     hlist map_after;
     pw_str body_after;
+    pw_str data_before; /* TCP data callbacks: the buffer before the call */
     int lr;             /* the local response was requested here */
     const char *plugin; /* the plugin called, when the test has several */
     uint64_t at_ms;     /* PH_TICK, PH_STEP, PH_CALLOUT: virtual time since start */
@@ -384,6 +419,14 @@ enum outcome {
 };
 const char *outcome_name(enum outcome o);
 
+/* One direction of a TCP connection. */
+typedef struct tcp_side {
+    int paused;        /* a Pause holds what its buffer has */
+    enum phase paused_in;
+    int eos;           /* end_of_stream was delivered */
+    int closed;        /* its close callback ran */
+} tcp_side;
+
 typedef struct exchange {
     arena mem;
     const fixture *fx;
@@ -394,6 +437,15 @@ typedef struct exchange {
     buf req_body, resp_body; /* the buffer the plugin sees now */
     int req_body_on, resp_body_on;
     buf req_sent, resp_sent; /* body bytes passed on */
+    /* A TCP connection (fx->conn): req_body / resp_body are the
+     * DownstreamData / UpstreamData buffers (the chunk, or what is held),
+     * req_sent / resp_sent the bytes forwarded to the upstream / to the
+     * client. */
+    int tcp;
+    tcp_side ds, us;
+    int plugin_closed;  /* the plugin closed the connection */
+    uint64_t closed_ms; /* when */
+    uint64_t conn_id;   /* connection.id: 1 for the test's first */
     props props;             /* fixture's + set by the plugin */
     /* record */
     call *calls;
@@ -463,6 +515,7 @@ typedef struct host {
     int stopping;    /* host_stop is freeing the VMs */
     uint32_t worker; /* the store slot of the VM being called */
     uint64_t now_ms; /* virtual time since the start */
+    uint64_t nconns; /* TCP connections so far (connection.id) */
     int fixed_clock; /* the fixture's clock, else the real one */
     uint64_t clock_base_ns;
     exchange *x;
@@ -492,8 +545,11 @@ typedef struct run_opts {
  * plugin spec on module m, then fx->plugins). Errors leave h->vm NULL and
  * x->outcome OUT_START_FAILED with the reason in x->error; returns -1. */
 int host_start(host *h, pw_module *m, const fixture *fx, exchange *x, const run_opts *o);
-/* Replays x->fx's exchange through h->plugin into x. */
+/* Replays x->fx's exchange (or its connection) through h->plugin into x. */
 void host_exchange(host *h, exchange *x);
+/* Replays x->fx's TCP connection through h->plugin into x
+ * (connection.c). */
+void host_connection(host *h, exchange *x);
 /* Runs step s of fx (a started host): its exchanges through its plugin,
  * each on x->fx = fixture_for_step, or the clock's advance. x's live
  * state is that of the last exchange afterwards; its record grows.
@@ -524,6 +580,19 @@ void print_calls(FILE *f, const exchange *x, size_t from, int trace);
 void print_result(FILE *f, const exchange *x);
 /* Number of guest linear memory bytes of the VM. */
 uint64_t host_guest_memory(host *h);
+
+/* host.c's recording and delivery, for connection.c: a new call record
+ * (x->cur), a note under x->cur, the deliveries after a plugin call
+ * (queues, callout answers due), the time of the next callout answer
+ * (UINT64_MAX: none to come), the snapshot of a call's map or buffer. */
+call *host_begin_call(exchange *x, enum phase ph, size_t n, int eos);
+/* Creates x's stream context (tcp: a connection's) on h->plugin into
+ * link, recorded as PH_CREATE; -1 (outcome failed) when it cannot. */
+int host_open_stream(host *h, exchange *x, pw_link *link, int tcp);
+void host_note(exchange *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void host_deliver(host *h);
+uint64_t host_next_answer(host *h);
+void host_snapshot(exchange *x, call *c);
 
 /* ----------------------------------------------------------- trace.c */
 

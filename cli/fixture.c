@@ -64,7 +64,7 @@ const prop *props_get(const props *p, const char *path, size_t plen) {
 const char *const fixture_keys[] = {
     "request", "response",    "properties", "clock",          "log_level", "plugin", "plugin_name",
     "config",  "config_file", "vm_config",  "vm_config_file", "root_id",   "vm_id",  "plugins",
-    "steps",   "worker",      "callouts",   NULL};
+    "steps",   "worker",      "callouts",   "connection",     NULL};
 
 /* Keys of one item of `plugins:`. */
 static const char *const plugin_item_keys[] = {
@@ -72,8 +72,8 @@ static const char *const plugin_item_keys[] = {
     "vm_config_file", "root_id",     "vm_id",  "worker",      NULL};
 
 /* Keys of one item of `steps:`. */
-static const char *const step_keys[] = {"name",   "request", "response", "through",
-                                        "repeat", "advance", "expect",   NULL};
+static const char *const step_keys[] = {"name",    "request", "response",   "through", "repeat",
+                                        "advance", "expect",  "connection", NULL};
 
 /* Keys of one item of `callouts:`. */
 static const char *const callout_keys[] = {
@@ -104,10 +104,27 @@ static void side_free(side *s) {
     memset(s, 0, sizeof *s);
 }
 
+static void conn_free(connection *c) {
+    free(c->ev);
+    memset(c, 0, sizeof *c);
+}
+
+/* The events' bytes live in arena a. */
+static void conn_copy(connection *dst, arena *a, const connection *src) {
+    dst->present = src->present;
+    dst->n = src->n;
+    dst->ev = xmalloc((src->n + 1) * sizeof *dst->ev);
+    for (size_t i = 0; i < src->n; i++) {
+        dst->ev[i] = src->ev[i];
+        dst->ev[i].data = arena_dup(a, src->ev[i].data.data, src->ev[i].data.len);
+    }
+}
+
 static void steps_free(fixture *f) {
     for (size_t i = 0; i < f->nsteps; i++) {
         side_free(&f->steps[i].req);
         side_free(&f->steps[i].resp);
+        conn_free(&f->steps[i].conn);
         free(f->steps[i].through);
         free(f->steps[i].name);
     }
@@ -141,6 +158,7 @@ static void plugins_free(fixture *f) {
 void fixture_free(fixture *f) {
     side_free(&f->req);
     side_free(&f->resp);
+    conn_free(&f->conn);
     free(f->props.v);
     spec_free(&f->plugin);
     plugins_free(f);
@@ -209,6 +227,8 @@ static void copy_steps(fixture *dst, const fixture *src) {
         memset(&d->resp, 0, sizeof d->resp);
         side_copy(&d->req, &dst->mem, &s->req);
         side_copy(&d->resp, &dst->mem, &s->resp);
+        memset(&d->conn, 0, sizeof d->conn);
+        conn_copy(&d->conn, &dst->mem, &s->conn);
         d->through = dup_or_null(s->through);
         d->name = dup_or_null(s->name);
     }
@@ -254,6 +274,7 @@ void fixture_copy(fixture *dst, const fixture *src) {
     fixture_init(dst);
     side_copy(&dst->req, &dst->mem, &src->req);
     side_copy(&dst->resp, &dst->mem, &src->resp);
+    conn_copy(&dst->conn, &dst->mem, &src->conn);
     for (size_t i = 0; i < src->props.n; i++)
         props_set(&dst->props, &dst->mem, src->props.v[i].path, strlen(src->props.v[i].path),
                   src->props.v[i].value);
@@ -276,6 +297,12 @@ void fixture_for_step(fixture *dst, const fixture *test, const step *s) {
         side_free(&dst->resp);
         side_copy(&dst->resp, &dst->mem, &s->resp);
     }
+    /* A step is an HTTP exchange when it gives request or response, a
+     * connection when it gives one, else the test's. */
+    if (s->has_req || s->has_resp || s->has_conn)
+        conn_free(&dst->conn);
+    if (s->has_conn)
+        conn_copy(&dst->conn, &dst->mem, &s->conn);
     fixture_finish(dst);
 }
 
@@ -575,6 +602,83 @@ static int parse_config(ydoc *d, yaml_node_t *map, const char *key, char **out, 
 
 static int parse_spec(ydoc *d, yaml_node_t *map, plugin_spec *p, char *err, size_t errlen);
 
+/* advance: DURATION (of a step or a connection event). */
+static int parse_advance(ydoc *d, yaml_node_t *v, uint64_t *ms, char *err, size_t errlen) {
+    const char *t = yscalar(v, NULL);
+    if (!t || parse_duration_ms(t, ms))
+        return yerr(d, v, err, errlen,
+                    "advance: expected a duration (2500ms, 2.5s, 1m; a number is ms)");
+    return 0;
+}
+
+/* connection: a list of events, each a mapping of one key: downstream:
+ * BYTES, upstream: BYTES, downstream_close / upstream_close: true |
+ * remote | local, advance: DURATION. ~ is no connection (an HTTP
+ * exchange). */
+static int parse_conn(ydoc *d, yaml_node_t *n, connection *c, arena *a, char *err, size_t errlen) {
+    static const char *const keys[] = {"downstream",     "upstream", "downstream_close",
+                                       "upstream_close", "advance",  NULL};
+    conn_free(c);
+    if (ynull(n))
+        return 0;
+    if (n->type != YAML_SEQUENCE_NODE)
+        return yerr(d, n, err, errlen,
+                    "connection: expected a list of events ({downstream: BYTES}, {upstream: "
+                    "BYTES}, {downstream_close: true}, {upstream_close: true}, {advance: 1s})");
+    size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    c->present = 1;
+    c->ev = xmalloc((cnt + 1) * sizeof *c->ev);
+    memset(c->ev, 0, (cnt + 1) * sizeof *c->ev);
+    int closed[2] = {0, 0};
+    for (size_t i = 0; i < cnt; i++) {
+        yaml_node_t *it = ynode(d, n->data.sequence.items.start[i]);
+        conn_event *e = &c->ev[i];
+        if (it->type != YAML_MAPPING_NODE ||
+            it->data.mapping.pairs.top - it->data.mapping.pairs.start != 1)
+            return yerr(d, it, err, errlen,
+                        "connection: each event is a mapping of one key (downstream, upstream, "
+                        "downstream_close, upstream_close, advance)");
+        if (ycheck_keys(d, it, keys, "a connection event", err, errlen))
+            return -1;
+        c->n = i + 1;
+        e->line = it->start_mark.line + 1;
+        yaml_node_t *k = ynode(d, it->data.mapping.pairs.start[0].key);
+        yaml_node_t *v = ynode(d, it->data.mapping.pairs.start[0].value);
+        const char *key = yscalar(k, NULL);
+        if (!strcmp(key, "advance")) {
+            e->kind = CONN_ADVANCE;
+            if (parse_advance(d, v, &e->advance_ms, err, errlen))
+                return -1;
+            continue;
+        }
+        int up = !strncmp(key, "upstream", 8);
+        if (closed[up])
+            return yerr(d, it, err, errlen, "%s: that side was closed before (line %zu)", key,
+                        (size_t)closed[up]);
+        if (!strchr(key, '_')) {
+            e->kind = up ? CONN_UPSTREAM : CONN_DOWNSTREAM;
+            if (!ynull(v) && yvalue_bytes(d, v, a, &e->data, err, errlen))
+                return -1;
+            if (!e->data.data)
+                e->data = (pw_str){"", 0};
+            continue;
+        }
+        e->kind = up ? CONN_UPSTREAM_CLOSE : CONN_DOWNSTREAM_CLOSE;
+        const char *t = yscalar(v, NULL);
+        if (t && (!strcmp(t, "true") || !strcmp(t, "remote")))
+            e->peer = PROXY_PEER_REMOTE;
+        else if (t && !strcmp(t, "local"))
+            e->peer = PROXY_PEER_LOCAL;
+        else
+            return yerr(d, v, err, errlen,
+                        "%s: expected true (the peer closes it: remote), remote or local (the "
+                        "proxy closes it)",
+                        key);
+        closed[up] = (int)e->line;
+    }
+    return 0;
+}
+
 /* steps: a list of {advance: DURATION} or {request, response, through,
  * repeat} (an exchange), each with an optional name and expect. */
 static int parse_steps(fixture *f, ydoc *d, yaml_node_t *n, char *err, size_t errlen) {
@@ -602,16 +706,14 @@ static int parse_steps(fixture *f, ydoc *d, yaml_node_t *n, char *err, size_t er
         if ((v = ymap_get(d, it, "expect")))
             s->expect = (int)(v - d->doc.nodes.start) + 1;
         if ((v = ymap_get(d, it, "advance"))) {
-            static const char *const exchange_only[] = {"request", "response", "through", "repeat",
-                                                        NULL};
+            static const char *const exchange_only[] = {"request", "response", "through",
+                                                        "repeat",  "connection", NULL};
             for (const char *const *k = exchange_only; *k; k++)
                 if (ymap_get(d, it, *k))
                     return yerr(d, it, err, errlen, "a step: give advance or %s, not both", *k);
-            const char *t = yscalar(v, NULL);
             s->kind = STEP_ADVANCE;
-            if (!t || parse_duration_ms(t, &s->advance_ms))
-                return yerr(d, v, err, errlen,
-                            "advance: expected a duration (2500ms, 2.5s, 1m; a number is ms)");
+            if (parse_advance(d, v, &s->advance_ms, err, errlen))
+                return -1;
             continue;
         }
         s->kind = STEP_EXCHANGE;
@@ -623,6 +725,14 @@ static int parse_steps(fixture *f, ydoc *d, yaml_node_t *n, char *err, size_t er
         if ((v = ymap_get(d, it, "response"))) {
             s->has_resp = 1;
             if (parse_side(d, v, &s->resp, &f->mem, "response", err, errlen))
+                return -1;
+        }
+        if ((v = ymap_get(d, it, "connection"))) {
+            if (s->has_req || s->has_resp)
+                return yerr(d, v, err, errlen,
+                            "a step: give connection or request/response, not both");
+            s->has_conn = 1;
+            if (parse_conn(d, v, &s->conn, &f->mem, err, errlen))
                 return -1;
         }
         if ((v = ymap_get(d, it, "through")) && set_text(d, v, &s->through, err, errlen))
@@ -793,6 +903,14 @@ int fixture_parse(fixture *f, ydoc *d, yaml_node_t *map, int plugin_keys, char *
     if ((v = ymap_get(d, map, "response")) &&
         parse_side(d, v, &f->resp, &f->mem, "response", err, errlen))
         return -1;
+    if ((v = ymap_get(d, map, "connection"))) {
+        if (ymap_get(d, map, "request") || ymap_get(d, map, "response"))
+            return yerr(d, v, err, errlen, "give connection or request/response, not both");
+        if (parse_conn(d, v, &f->conn, &f->mem, err, errlen))
+            return -1;
+    } else if (ymap_get(d, map, "request") || ymap_get(d, map, "response")) {
+        conn_free(&f->conn); /* a test's HTTP exchange over its file's connection */
+    }
     if ((v = ymap_get(d, map, "properties")) && !ynull(v)) {
         buf prefix = {0};
         buf_puts(&prefix, "");

@@ -25,6 +25,11 @@ static const char *const phase_names[PH_COUNT] = {"start",
                                                   "response_headers",
                                                   "response_body",
                                                   "response_trailers",
+                                                  "new_connection",
+                                                  "downstream_data",
+                                                  "upstream_data",
+                                                  "downstream_close",
+                                                  "upstream_close",
                                                   "end",
                                                   "tick",
                                                   "queue_ready",
@@ -61,8 +66,7 @@ static void add_event(exchange *x, enum ev_kind kind, int level, const char *tex
     x->events[x->nevents++] = (event){kind, x->cur, level, 0, (char *)t.data, t.len};
 }
 
-static void note(exchange *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void note(exchange *x, const char *fmt, ...) {
+void host_note(exchange *x, const char *fmt, ...) {
     char msg[PW_ERRLEN];
     va_list ap;
     va_start(ap, fmt);
@@ -70,6 +74,8 @@ static void note(exchange *x, const char *fmt, ...) {
     va_end(ap);
     add_event(x, EV_NOTE, 0, msg, strlen(msg));
 }
+
+#define note host_note
 
 static call *begin_call(exchange *x, enum phase ph, size_t n, int eos) {
     if (x->ncalls == x->capcalls) {
@@ -84,6 +90,10 @@ static call *begin_call(exchange *x, enum phase ph, size_t n, int eos) {
     x->cur = (int)x->ncalls++;
     x->cur_phase = ph;
     return c;
+}
+
+call *host_begin_call(exchange *x, enum phase ph, size_t n, int eos) {
+    return begin_call(x, ph, n, eos);
 }
 
 /* ----------------------------------------------------------- the maps */
@@ -216,10 +226,12 @@ static proxy_status_t h_map_set_pairs(void *hp, void *stream, proxy_map_type_t m
 
 /* ----------------------------------------------------------- the bodies */
 
+/* The request body is also a connection's DownstreamData, the response
+ * body its UpstreamData (the core gives each kind of stream its own). */
 static buf *body_of(exchange *x, proxy_buffer_type_t type) {
-    if (type == PROXY_BUFFER_HTTP_REQUEST_BODY)
+    if (type == PROXY_BUFFER_HTTP_REQUEST_BODY || type == PROXY_BUFFER_DOWNSTREAM_DATA)
         return x->req_body_on ? &x->req_body : NULL;
-    if (type == PROXY_BUFFER_HTTP_RESPONSE_BODY)
+    if (type == PROXY_BUFFER_HTTP_RESPONSE_BODY || type == PROXY_BUFFER_UPSTREAM_DATA)
         return x->resp_body_on ? &x->resp_body : NULL;
     return NULL;
 }
@@ -274,9 +286,46 @@ static void join_path(buf *b, const pw_str *path, size_t nseg) {
     }
 }
 
+/* A connection's addresses and id unless the fixture gives them
+ * (docs/CLI.md "Connections"); a port follows its address when only the
+ * address is given. */
+static int derived_tcp(exchange *x, const char *p, pw_str *value) {
+    static const char *const addr[2][2] = {{"source.address", "127.0.0.1:40000"},
+                                           {"destination.address", "127.0.0.1:9000"}};
+    for (int i = 0; i < 2; i++) {
+        const char *a = addr[i][0];
+        size_t al = strlen(a), pre = al - strlen("address");
+        if (!strcmp(p, a)) {
+            *value = (pw_str){addr[i][1], strlen(addr[i][1])};
+            return 1;
+        }
+        if (strncmp(p, a, pre) || strcmp(p + pre, "port"))
+            continue;
+        const prop *given = props_get(&x->props, a, al);
+        pw_str s = given ? given->value : (pw_str){addr[i][1], strlen(addr[i][1])};
+        const char *colon = s.len ? memrchr(s.data, ':', s.len) : NULL;
+        uint64_t port = colon ? strtoull(colon + 1, NULL, 10) : 0;
+        uint8_t le[8];
+        for (int b = 0; b < 8; b++)
+            le[b] = (uint8_t)(port >> (8 * b));
+        *value = arena_dup(&x->mem, (const char *)le, 8);
+        return 1;
+    }
+    if (!strcmp(p, "connection.id")) {
+        uint8_t le[8];
+        for (int b = 0; b < 8; b++)
+            le[b] = (uint8_t)(x->conn_id >> (8 * b));
+        *value = arena_dup(&x->mem, (const char *)le, 8);
+        return 1;
+    }
+    return 0;
+}
+
 /* What the nginx module derives from the request (docs/DIRECTIVES.md). */
 static int derived(exchange *x, const char *p, pw_str *value) {
     const pw_str *v;
+    if (x->tcp)
+        return derived_tcp(x, p, value);
 #define HDR(name) ((v = hlist_get(&x->req_h, name, sizeof(name) - 1)) ? (*value = *v, 1) : 0)
     if (!strcmp(p, "request.path"))
         return HDR(":path");
@@ -861,6 +910,10 @@ void exchange_next(exchange *x) {
     x->error[0] = 0;
     x->hostcalls = 0;
     x->cur = -1;
+    x->tcp = 0;
+    x->ds = x->us = (tcp_side){0};
+    x->plugin_closed = 0;
+    x->closed_ms = 0;
 }
 
 static void callouts_clear(exchange *x) {
@@ -922,6 +975,13 @@ static const pw_host_http_ops http_ops = {
     .body_size = h_body_size,
     .body_copy = h_body_copy,
     .body_replace = h_body_replace,
+};
+
+/* A connection's DownstreamData / UpstreamData: the bodies' hooks. */
+static const pw_host_network_ops network_ops = {
+    .data_size = h_body_size,
+    .data_copy = h_body_copy,
+    .data_replace = h_body_replace,
 };
 
 static const pw_host_callout_ops callout_ops = {
@@ -989,6 +1049,16 @@ static void deliver(host *h) {
         }
         callout_deliver(h, (size_t)i);
     }
+}
+
+void host_deliver(host *h) {
+    deliver(h);
+}
+
+uint64_t host_next_answer(host *h) {
+    uint64_t when;
+    callout_next(h, &when);
+    return when;
 }
 
 /* The name a plugin of the test goes by: plugin_name, else its root_id,
@@ -1081,6 +1151,7 @@ int host_start(host *h, pw_module *m, const fixture *fx, exchange *x, const run_
         .timers = &timer_ops,
         .shared = &shared_ops,
         .callouts = &callout_ops,
+        .network = &network_ops,
     };
     /* One store for every plugin of the test, on the heap. Without it
      * (the library cannot open one) the shared hostcalls answer
@@ -1246,6 +1317,12 @@ enum flow { GO, STOP, LOCAL, HELD, BUFFER, NONE };
 static void snapshot(exchange *x, call *c) {
     if (!x->record)
         return;
+    if (c->phase == PH_DOWNSTREAM_DATA || c->phase == PH_UPSTREAM_DATA) {
+        const buf *d = c->phase == PH_DOWNSTREAM_DATA ? &x->req_body : &x->resp_body;
+        c->has_map = 1;
+        c->body_after = arena_dup(&x->mem, d->p ? d->p : "", d->len);
+        return;
+    }
     const hlist *maps[PH_COUNT] = {[PH_REQ_HEADERS] = &x->req_h,
                                    [PH_REQ_TRAILERS] = &x->req_t,
                                    [PH_RESP_HEADERS] = &x->resp_h,
@@ -1568,24 +1645,25 @@ static enum flow request(host *h, exchange *x, pw_chain *ch, const side *sd) {
     return direction(h, x, ch, sd, 0, sd->has_trailers);
 }
 
-void host_exchange(host *h, exchange *x) {
+void host_snapshot(exchange *x, call *c) {
+    snapshot(x, c);
+}
+
+int host_open_stream(host *h, exchange *x, pw_link *link, int tcp) {
     const fixture *fx = x->fx;
     h->x = x;
     x->outcome = OUT_COMPLETE;
-    /* The live maps start as the fixture's. */
-    hlist_copy(&x->req_h, &x->mem, &fx->req.headers);
-    x->resp_h.n = x->req_t.n = x->resp_t.n = 0;
     if (x->props.n == 0)
         for (size_t i = 0; i < fx->props.n; i++)
             props_set(&x->props, &x->mem, fx->props.v[i].path, strlen(fx->props.v[i].path),
                       fx->props.v[i].value);
     begin_call(x, PH_CREATE, 0, 0);
-    /* The plugin's link; its stream context is created here rather than
-     * by the first call, so that the record shows creation on its own. */
-    pw_link link = {.plugin = h->plugin, .host_stream = x};
-    pw_chain ch = {.links = &link, .n = 1, .policy = PW_FAIL_CLOSED};
+    /* The stream context is created here rather than by the first call,
+     * so that the record shows creation on its own. */
+    *link = (pw_link){.plugin = h->plugin, .host_stream = x};
     char err[PW_ERRLEN];
-    int rc = pw_stream_new(h->plugin, x, &link.stream, err, sizeof err);
+    int rc = (tcp ? pw_stream_new_tcp : pw_stream_new)(h->plugin, x, &link->stream, err,
+                                                       sizeof err);
     x->cur = -1;
     deliver(h);
     if (rc != PW_OK) {
@@ -1593,8 +1671,24 @@ void host_exchange(host *h, exchange *x) {
         x->stopped_in = PH_CREATE;
         snprintf(x->error, sizeof x->error, "%s", err);
         note(x, "the stream could not be created: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+void host_exchange(host *h, exchange *x) {
+    const fixture *fx = x->fx;
+    if (fx->conn.present) {
+        host_connection(h, x);
         return;
     }
+    /* The live maps start as the fixture's. */
+    hlist_copy(&x->req_h, &x->mem, &fx->req.headers);
+    x->resp_h.n = x->req_t.n = x->resp_t.n = 0;
+    pw_link link;
+    pw_chain ch = {.links = &link, .n = 1, .policy = PW_FAIL_CLOSED};
+    if (host_open_stream(h, x, &link, 0))
+        return;
     enum flow r = request(h, x, &ch, &fx->req);
     if (r == GO) {
         response(h, x, &ch, &fx->resp, 0);

@@ -26,6 +26,16 @@ static const char *callbacks_of(enum phase p) {
         return "proxy_on_response_body";
     case PH_RESP_TRAILERS:
         return "proxy_on_response_trailers";
+    case PH_NEW_CONNECTION:
+        return "proxy_on_new_connection";
+    case PH_DOWNSTREAM_DATA:
+        return "proxy_on_downstream_data";
+    case PH_UPSTREAM_DATA:
+        return "proxy_on_upstream_data";
+    case PH_DOWNSTREAM_CLOSE:
+        return "proxy_on_downstream_connection_close";
+    case PH_UPSTREAM_CLOSE:
+        return "proxy_on_upstream_connection_close";
     case PH_TICK:
         return "proxy_on_tick";
     case PH_QUEUE:
@@ -35,6 +45,10 @@ static const char *callbacks_of(enum phase p) {
     default:
         return "proxy_on_log, proxy_on_done, proxy_on_delete";
     }
+}
+
+static const char *peer_name(size_t peer) {
+    return peer == PROXY_PEER_LOCAL ? "local" : peer == PROXY_PEER_REMOTE ? "remote" : "unknown";
 }
 
 static void print_map(FILE *f, const char *indent, const hlist *h) {
@@ -101,8 +115,10 @@ static void print_step(FILE *f, const exchange *x, const call *c) {
     if (s->kind == STEP_ADVANCE)
         fprintf(f, "advance %llu ms\n", (unsigned long long)s->advance_ms);
     else
-        fprintf(f, "%u exchange%s through %s\n", s->repeat, s->repeat == 1 ? "" : "s",
-                s->through ? s->through : "the first plugin");
+        fprintf(f, "%u %s%s through %s\n", s->repeat,
+                s->has_conn || (!s->has_req && !s->has_resp && fx->conn.present) ? "connection"
+                                                                                  : "exchange",
+                s->repeat == 1 ? "" : "s", s->through ? s->through : "the first plugin");
 }
 
 static void print_call(FILE *f, const exchange *x, size_t i, int trace) {
@@ -115,7 +131,9 @@ static void print_call(FILE *f, const exchange *x, size_t i, int trace) {
     fprintf(f, "\n-- %s", phase_name(c->phase));
     if (c->plugin)
         fprintf(f, " (%s)", c->plugin);
-    fprintf(f, ": %s", c->phase == PH_CALLOUT ? c->detail : callbacks_of(c->phase));
+    fprintf(f, ": %s", c->phase == PH_CALLOUT                ? c->detail
+                       : c->phase == PH_END && x->tcp ? "proxy_on_done, proxy_on_log, proxy_on_delete"
+                                                      : callbacks_of(c->phase));
     switch (c->phase) {
     case PH_TICK:
     case PH_CALLOUT:
@@ -131,8 +149,15 @@ static void print_call(FILE *f, const exchange *x, size_t i, int trace) {
         break;
     case PH_REQ_BODY:
     case PH_RESP_BODY:
+    case PH_DOWNSTREAM_DATA:
+    case PH_UPSTREAM_DATA:
         fprintf(f, " (%zu byte%s%s)", c->size, c->size == 1 ? "" : "s",
                 c->eos ? ", end_of_stream" : "");
+        break;
+    case PH_DOWNSTREAM_CLOSE:
+    case PH_UPSTREAM_CLOSE:
+        fprintf(f, " (peer %s: %s)", peer_name(c->size),
+                c->size == PROXY_PEER_LOCAL ? "the proxy closed it" : "the peer closed it");
         break;
     case PH_REQ_TRAILERS:
     case PH_RESP_TRAILERS:
@@ -141,7 +166,7 @@ static void print_call(FILE *f, const exchange *x, size_t i, int trace) {
     default:
         break;
     }
-    if (c->phase >= PH_REQ_HEADERS && c->phase <= PH_RESP_TRAILERS)
+    if (c->phase >= PH_REQ_HEADERS && c->phase <= PH_UPSTREAM_DATA)
         fprintf(f, " -> %s%s%s", action_name(c->action), c->resumed ? ", resumed" : "",
                 c->closed ? ", closed" : "");
     fprintf(f, "\n");
@@ -157,7 +182,17 @@ static void print_call(FILE *f, const exchange *x, size_t i, int trace) {
         print_map(f, "     ", &l->headers);
         print_body(f, "     ", "body", l->body.data, l->body.len);
     }
-    if (c->has_map) {
+    if (c->has_map && (c->phase == PH_DOWNSTREAM_DATA || c->phase == PH_UPSTREAM_DATA)) {
+        /* What the plugin got, and what became of it. */
+        int to_server = c->phase == PH_DOWNSTREAM_DATA;
+        int passed = (c->action == PW_ACTION_CONTINUE || c->resumed) && !c->closed;
+        print_body(f, "   ", "data before", c->data_before.data, c->data_before.len);
+        print_body(f, "   ", "data after ", c->body_after.data, c->body_after.len);
+        fprintf(f, "     -> %s\n",
+                c->closed ? "the connection is closed"
+                : passed  ? (to_server ? "forwarded to the upstream" : "forwarded to the client")
+                          : "held");
+    } else if (c->has_map) {
         if (c->phase == PH_REQ_BODY || c->phase == PH_RESP_BODY) {
             print_body(f, "   ", "body buffer after", c->body_after.data, c->body_after.len);
         } else {
@@ -200,6 +235,26 @@ static void print_callouts(FILE *f, const exchange *x) {
     arena_free(&tmp);
 }
 
+/* A connection's result: how it ended, the bytes each way. */
+static void print_conn_result(FILE *f, const exchange *x) {
+    fprintf(f, "   connection %llu: ", (unsigned long long)x->conn_id);
+    if (x->plugin_closed)
+        fprintf(f, "closed by the plugin in %s at %llu ms\n", phase_name(x->stopped_in),
+                (unsigned long long)x->closed_ms);
+    else if (x->outcome == OUT_FAILED)
+        fprintf(f, "closed: the plugin failed\n");
+    else
+        fprintf(f, "not closed by the plugin\n");
+    print_body(f, "   ", "forwarded to the upstream", x->req_sent.p ? x->req_sent.p : "",
+               x->req_sent.len);
+    print_body(f, "   ", "forwarded to the client", x->resp_sent.p ? x->resp_sent.p : "",
+               x->resp_sent.len);
+    if (x->req_body.len)
+        print_body(f, "   ", "held, never forwarded, from the client", x->req_body.p, x->req_body.len);
+    if (x->resp_body.len)
+        print_body(f, "   ", "held, never forwarded, from the upstream", x->resp_body.p, x->resp_body.len);
+}
+
 void print_result(FILE *f, const exchange *x) {
     fprintf(f, "\n== result: %s", outcome_name(x->outcome));
     if (x->outcome == OUT_PAUSED || x->outcome == OUT_CLOSED || x->outcome == OUT_FAILED)
@@ -213,6 +268,16 @@ void print_result(FILE *f, const exchange *x) {
                 strstr(x->events[i].text, "Missing root context factory"))
                 fprintf(f, "   hint: AssemblyScript plugins (proxy-runtime) pick their root "
                            "context by root id: give --root-id (or root_id: in YAML)\n");
+        return;
+    }
+    if (x->tcp) {
+        print_conn_result(f, x);
+        print_callouts(f, x);
+        fprintf(f, "   hostcalls: %u for the connection, %u at start", x->hostcalls,
+                x->start_hostcalls);
+        if (x->other_hostcalls)
+            fprintf(f, ", %u in ticks, queue deliveries and callout answers", x->other_hostcalls);
+        fprintf(f, "\n");
         return;
     }
     int sent = x->outcome != OUT_LOCAL || x->lr.phase >= PH_RESP_HEADERS;

@@ -18,7 +18,8 @@ static const char *const test_keys_extra[] = {"name", "expect", "skip", "descrip
 static const char *const expect_keys[] = {
     "start",      "start_error",    "outcome",     "error",      "actions",   "request",
     "response",   "local_response", "log",         "log_absent", "hostcalls", "hostcalls_absent",
-    "properties", "metrics",        "shared_data", NULL};
+    "properties", "metrics",        "shared_data", "forwarded", "held",      "closed_by_plugin",
+    NULL};
 static const char *const side_expect_keys[] = {
     "status",       "headers",  "headers_present",  "headers_absent",  "all_headers",  "body",
     "body_matches", "trailers", "trailers_present", "trailers_absent", "all_trailers", NULL};
@@ -335,6 +336,82 @@ static void check_side(checker *ck, yaml_node_t *n, int resp) {
 #undef SUB
 }
 
+/* forwarded / held: {upstream: BYTES, downstream: BYTES} and their
+ * _matches forms. forwarded.upstream is what went to the server (the
+ * client's bytes that passed), forwarded.downstream what went to the
+ * client; held.downstream / held.upstream what a Pause still holds of
+ * the client's / the server's bytes at the end. */
+static void check_bytes(checker *ck, yaml_node_t *n, const char *what) {
+    static const char *const keys[] = {"upstream", "downstream", "upstream_matches",
+                                       "downstream_matches", NULL};
+    exchange *x = ck->x;
+    int held = !strcmp(what, "held");
+    if (n->type != YAML_MAPPING_NODE ||
+        ycheck_keys(ck->d, n, keys, what, ck->err, sizeof ck->err)) {
+        if (n->type != YAML_MAPPING_NODE)
+            snprintf(ck->err, sizeof ck->err,
+                     "%s: expected {upstream: BYTES, downstream: BYTES} (or *_matches: RE)", what);
+        malformed(ck, n, "%s", ck->err);
+        return;
+    }
+    if (!x->tcp) {
+        fail_values(ck, n, what, "a TCP connection", "an HTTP exchange (no connection: given)");
+        return;
+    }
+    for (const char *const *k = keys; *k; k++) {
+        yaml_node_t *v = ymap_get(ck->d, n, *k);
+        if (!v)
+            continue;
+        int up = !strncmp(*k, "upstream", 8), re = strstr(*k, "_matches") != NULL;
+        /* forwarded: upstream is what went to the server; held: upstream
+         * is the server's bytes */
+        const buf *b = held ? (up ? &x->resp_body : &x->req_body)
+                            : (up ? &x->req_sent : &x->resp_sent);
+        char title[128];
+        snprintf(title, sizeof title, "%s.%s (%s)", what, *k,
+                 held ? (up ? "bytes from the server still held" : "bytes from the client still held")
+                      : (up ? "bytes sent to the server" : "bytes sent to the client"));
+        if (re) {
+            check_body(ck, v, title, b->p, b->len, 1);
+            continue;
+        }
+        arena tmp = {0};
+        pw_str want;
+        if (yvalue_bytes(ck->d, v, &tmp, &want, ck->err, sizeof ck->err)) {
+            malformed(ck, v, "%s", ck->err);
+        } else if (want.len != b->len || (b->len && memcmp(want.data, b->p, b->len))) {
+            buf e = {0}, a = {0};
+            quoted(&e, want.data, want.len);
+            quoted(&a, b->p ? b->p : "", b->len);
+            buf_printf(&e, " (%zu bytes)", want.len);
+            buf_printf(&a, " (%zu bytes)", b->len);
+            fail_values(ck, v, title, e.p, a.p);
+            buf_free(&e);
+            buf_free(&a);
+        }
+        arena_free(&tmp);
+    }
+}
+
+static void check_closed(checker *ck, yaml_node_t *n) {
+    const char *s = yscalar(n, NULL);
+    if (!s || (strcmp(s, "true") && strcmp(s, "false"))) {
+        malformed(ck, n, "%s: expected true or false", "closed_by_plugin");
+        return;
+    }
+    exchange *x = ck->x;
+    int want = !strcmp(s, "true");
+    if (want == x->plugin_closed)
+        return;
+    char a[128];
+    if (x->plugin_closed)
+        snprintf(a, sizeof a, "true (in %s at %llu ms)", phase_name(x->stopped_in),
+                 (unsigned long long)x->closed_ms);
+    else
+        snprintf(a, sizeof a, "false");
+    fail_values(ck, n, "closed_by_plugin", s, a);
+}
+
 static void check_local(checker *ck, yaml_node_t *n) {
     local_resp *l = &ck->x->lr;
     size_t len;
@@ -388,10 +465,12 @@ static void check_actions(checker *ck, yaml_node_t *n) {
         if (!ph)
             return;
         int phase = phase_parse(ph);
-        if (phase < PH_REQ_HEADERS || phase > PH_RESP_TRAILERS) {
+        if (phase < PH_REQ_HEADERS || phase > PH_UPSTREAM_CLOSE) {
             malformed(ck, k,
                       "actions: unknown phase \"%s\" (request_headers, request_body, "
-                      "request_trailers, response_headers, response_body, response_trailers)",
+                      "request_trailers, response_headers, response_body, response_trailers, "
+                      "new_connection, downstream_data, upstream_data, downstream_close, "
+                      "upstream_close)",
                       ph);
             return;
         }
@@ -834,6 +913,12 @@ static int check(checker *ck, yaml_node_t *ex) {
         check_local(ck, v);
     if ((v = ymap_get(ck->d, ex, "properties")))
         check_props(ck, v);
+    if ((v = ymap_get(ck->d, ex, "forwarded")))
+        check_bytes(ck, v, "forwarded");
+    if ((v = ymap_get(ck->d, ex, "held")))
+        check_bytes(ck, v, "held");
+    if ((v = ymap_get(ck->d, ex, "closed_by_plugin")))
+        check_closed(ck, v);
     return ck->failures;
 }
 

@@ -9,7 +9,7 @@ $(UNIT_BIN): $(wildcard tests/unit/*.c tests/unit/*.h) $(LIB)
 	$(CC) $(ALL_CFLAGS) -Itests/unit $(filter %.c,$^) $(LIB) $(LDLIBS_PWASM) -o $@
 
 .PHONY: unit-test check
-unit-test: $(UNIT_BIN) test-plugins conformance-plugins examples-c examples-as
+unit-test: $(UNIT_BIN) test-plugins conformance-plugins examples-c examples-as test-examples-c
 	$(UNIT_BIN)
 
 # Everything, without installing dependencies first.

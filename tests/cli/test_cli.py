@@ -354,15 +354,23 @@ def test_step_through_an_unknown_plugin_fails(tmp_path):
     assert 'step 1 (line 4): no plugin named "nobody"' in r.stdout
 
 
-@pytest.mark.parametrize("step, message", [
-    ("{advance: soon}", "advance: expected a duration"),
-    ("{advance: 1s, through: x}", "a step: give advance or through, not both"),
-    ("{repeat: 0}", "repeat: expected 1 to 100000"),
-    ("{rpeat: 2}", 'unknown key "rpeat" in a step'),
+@pytest.mark.parametrize("item, message", [
+    ("steps: [{advance: soon}]", "advance: expected a duration"),
+    ("steps: [{advance: 1s, through: x}]", "a step: give advance or through, not both"),
+    ("steps: [{repeat: 0}]", "repeat: expected 1 to 100000"),
+    ("steps: [{rpeat: 2}]", 'unknown key "rpeat" in a step'),
+    ("connection: [{downstream: a, upstream: b}]",
+     "connection: each event is a mapping of one key"),
+    ("connection: [{downstrem: a}]", 'unknown key "downstrem" in a connection event'),
+    ("connection: [{downstream_close: true}, {downstream: late}]",
+     "downstream: that side was closed before (line 3)"),
+    ("connection: [{upstream_close: maybe}]", "upstream_close: expected true"),
+    ("connection: [{advance: soon}]", "advance: expected a duration"),
+    ("connection: {downstream: a}", "connection: expected a list of events"),
 ])
-def test_bad_steps_have_line_and_column(tmp_path, step, message):
+def test_bad_steps_and_connections_have_line_and_column(tmp_path, item, message):
     t = tmp_path / "s.yaml"
-    t.write_text(f"plugin: {EXAMPLES}/shared_counter.wasm\ntests:\n  - steps: [{step}]\n")
+    t.write_text(f"plugin: {EXAMPLES}/shared_counter.wasm\ntests:\n  - {item}\n")
     r = pwasm("test", t)
     assert r.returncode == 1
     assert re.search(re.escape(str(t)) + r":3:\d+: " + re.escape(message), r.stdout), r.stdout
@@ -400,6 +408,139 @@ steps:
     assert re.search(r"> proxy_set_tick_period_milliseconds\(period_ms=1000\) -> Ok$", out, re.M)
     assert "authorization: Bearer tok-1" in out
     assert out.rstrip().endswith("in ticks, queue deliveries and callout answers")
+
+
+# ------------------------------------------------------ TCP connections
+
+TCP = BUILD / "tests/plugins/tcp.wasm"
+
+TCP_FIXTURE = """connection:
+  - downstream: "hel"
+  - downstream: "lo\\n"
+  - upstream: "abc"
+  - downstream: "bye"
+  - downstream_close: true
+  - upstream_close: true
+"""
+
+
+def test_run_replays_a_tcp_connection(tmp_path):
+    fx = tmp_path / "conn.yaml"
+    fx.write_text(TCP_FIXTURE)
+    r = pwasm("run", TCP, fx)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert ("-- new_connection: proxy_on_new_connection -> continue\n"
+            "   log info: on_new_connection ctx=2 http_continue=2\n") in out
+    # a partial line is held, then the whole line is rewritten and goes on
+    assert ("-- downstream_data: proxy_on_downstream_data (3 bytes) -> pause\n"
+            "   log info: on_downstream_data ctx=2 size=3 eos=0 data=hel\n"
+            "   data before (3 bytes): \"hel\"\n"
+            "   data after  (3 bytes): \"hel\"\n"
+            "     -> held\n") in out
+    assert ("-- downstream_data: proxy_on_downstream_data (6 bytes) -> continue\n"
+            "   log info: on_downstream_data ctx=2 size=6 eos=0 data=hello\\n\n"
+            "   data before (6 bytes): \"hello\\n\"\n"
+            "   data after  (6 bytes): \"HELLO\\n\"\n"
+            "     -> forwarded to the upstream\n") in out
+    assert ("   data after  (4 bytes): \"<abc\"\n"
+            "     -> forwarded to the client\n") in out
+    # the client's last bytes come with its end of stream, then its close
+    assert "-- downstream_data: proxy_on_downstream_data (3 bytes, end_of_stream) -> continue\n" in out
+    assert ("-- downstream_close: proxy_on_downstream_connection_close "
+            "(peer remote: the peer closed it)\n") in out
+    # the server closes without bytes: an empty end of stream first
+    assert "-- upstream_data: proxy_on_upstream_data (0 bytes, end_of_stream) -> continue\n" in out
+    assert "-- end: proxy_on_done, proxy_on_log, proxy_on_delete\n" in out
+    assert out.index("log info: on_done ctx=2") < out.index("log info: on_log ctx=2")
+    assert ("== result: complete\n"
+            "   connection 1: not closed by the plugin\n"
+            "   forwarded to the upstream (9 bytes): \"HELLO\\nbye\"\n"
+            "   forwarded to the client (5 bytes): \"<abc<\"\n") in out
+    r = pwasm("run", "--trace", TCP, fx)
+    assert ("   > proxy_set_buffer_bytes(buffer=upstream_data, start=0, size=0, data=\"<\") -> Ok"
+            in r.stdout), r.stdout
+
+
+def test_run_shows_a_close_by_the_plugin(tmp_path):
+    fx = tmp_path / "conn.yaml"
+    fx.write_text("connection:\n  - downstream: close\n  - upstream: late\n")
+    r = pwasm("run", TCP, fx)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "-- downstream_data: proxy_on_downstream_data (5 bytes) -> continue, closed\n" in out
+    assert "   note: proxy_close_stream in downstream_data: the connection is closed at 0 ms\n" in out
+    assert "(from line 3) not delivered" in out
+    assert "(peer local: the proxy closed it)" in out
+    assert ("== result: closed in downstream_data\n"
+            "   connection 1: closed by the plugin in downstream_data at 0 ms\n") in out
+    assert "-- upstream_data" not in out
+
+
+def test_failing_tcp_expectations_name_the_direction_and_show_both_bytes(tmp_path):
+    t = tmp_path / "tcp.yaml"
+    t.write_text(f"""plugin: {TCP}
+connection:
+  - downstream: "hello\\n"
+  - upstream: !hex "00 01"
+tests:
+  - name: right
+    expect:
+      forwarded: {{upstream: "HELLO\\n", downstream: !hex "3c 00 01"}}
+      closed_by_plugin: false
+  - name: wrong
+    expect:
+      forwarded:
+        upstream: "hello\\n"
+        downstream_matches: "^<x"
+      closed_by_plugin: true
+      actions: {{downstream_data: pause}}
+""")
+    r = pwasm("test", t)
+    assert r.returncode == 1
+    out = r.stdout
+    assert "  ok    right\n" in out
+    assert "  FAIL  wrong\n" in out
+    assert ("    forwarded.upstream (bytes sent to the server) (line 13):\n"
+            "      - expected: \"hello\\n\" (6 bytes)\n"
+            "      + actual:   \"HELLO\\n\" (6 bytes)\n") in out
+    assert ("    forwarded.downstream_matches (bytes sent to the client) (line 14):\n"
+            "      - expected: matching /^<x/\n"
+            "      + actual:   \"<\\x00\\x01\"\n") in out
+    assert ("    closed_by_plugin (line 15):\n"
+            "      - expected: true\n"
+            "      + actual:   false\n") in out
+    assert ("    downstream_data (line 16):\n"
+            "      - expected: pause\n"
+            "      + actual:   continue\n") in out
+    assert out.rstrip().endswith("1 passed, 1 failed")
+
+
+def test_a_test_replaces_or_removes_its_files_connection(tmp_path):
+    t = tmp_path / "inherit.yaml"
+    t.write_text(f"""plugin: {BUILD}/tests/conformance/probe.wasm
+connection: [{{downstream: x}}]
+tests:
+  - name: inherits the connection
+    expect: {{forwarded: {{upstream: x}}, actions: {{request_headers: not_called}}}}
+  - name: a request replaces it
+    request: {{headers: {{a: b}}}}
+    expect: {{request: {{headers: {{a: b}}}}, actions: {{new_connection: not_called}}}}
+  - name: null removes it
+    connection: ~
+    expect: {{actions: {{request_headers: continue, new_connection: not_called}}}}
+""")
+    r = pwasm("test", t)
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.rstrip().endswith("3 passed, 0 failed")
+
+
+def test_a_connection_and_a_request_in_one_place_are_refused(tmp_path):
+    fx = tmp_path / "fx.yaml"
+    fx.write_text("request: {headers: {a: b}}\nconnection: [{downstream: x}]\n")
+    r = pwasm("run", TCP, fx)
+    assert r.returncode == 2
+    assert "give connection or request/response, not both" in r.stderr
 
 
 def test_bad_yaml_has_line_and_column(tmp_path):

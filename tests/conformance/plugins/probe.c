@@ -15,7 +15,9 @@
  * grpc_trailing or grpc_close (proxy_on_grpc_*: the commands run in the
  * context that made the call, which the SDK made effective; `args` gives
  * "token=N headers=H body=B trailers=T", "token=N size=S", "token=N
- * status=S");
+ * status=S"); on TCP stream contexts new_connection, downstream_data,
+ * upstream_data (`args`: "size=N eos=E"), downstream_close, upstream_close
+ * (`args`: "peer=N");
  * @eos / @more restrict a body or headers command to calls with
  * end_of_stream 1 / 0. Commands for vm_start come from the VM
  * configuration (read in proxy_on_vm_start), all others from the plugin
@@ -142,6 +144,11 @@ enum phase {
     GRPC_MESSAGE,
     GRPC_TRAILING,
     GRPC_CLOSE,
+    NEW_CONNECTION,
+    DOWNSTREAM_DATA,
+    UPSTREAM_DATA,
+    DOWNSTREAM_CLOSE,
+    UPSTREAM_CLOSE,
     NPHASES
 };
 static const char *const phase_names[NPHASES] = {"vm_start",
@@ -162,7 +169,12 @@ static const char *const phase_names[NPHASES] = {"vm_start",
                                                  "grpc_initial",
                                                  "grpc_message",
                                                  "grpc_trailing",
-                                                 "grpc_close"};
+                                                 "grpc_close",
+                                                 "new_connection",
+                                                 "downstream_data",
+                                                 "upstream_data",
+                                                 "downstream_close",
+                                                 "upstream_close"};
 
 #define MAX_ARGS 12
 
@@ -485,7 +497,9 @@ static void run(const cmd *c) {
         st = 0;
         if (cur_phase == QUEUE_READY)
             vput("queue=%u", cur_size);
-        else if (cur_phase >= HTTP_RESPONSE)
+        else if (cur_phase == DOWNSTREAM_CLOSE || cur_phase == UPSTREAM_CLOSE)
+            vput("peer=%u", cur_size);
+        else if (cur_phase >= HTTP_RESPONSE && cur_phase <= GRPC_CLOSE)
             vput("%s", cur_args);
         else
             vput("size=%u eos=%u", cur_size, cur_eos);
@@ -862,6 +876,21 @@ static proxy_action_t on_response_trailers(uint32_t ctx, size_t n) {
     return (proxy_action_t)phase(RESPONSE_TRAILERS, ctx, (uint32_t)n, 0);
 }
 
+static proxy_action_t on_new_connection(uint32_t ctx) {
+    return (proxy_action_t)phase(NEW_CONNECTION, ctx, 0, 0);
+}
+
+STREAM_CB(on_downstream_data, DOWNSTREAM_DATA)
+STREAM_CB(on_upstream_data, UPSTREAM_DATA)
+
+static void on_downstream_close(uint32_t ctx, proxy_peer_type_t peer) {
+    phase(DOWNSTREAM_CLOSE, ctx, (uint32_t)peer, 0);
+}
+
+static void on_upstream_close(uint32_t ctx, proxy_peer_type_t peer) {
+    phase(UPSTREAM_CLOSE, ctx, (uint32_t)peer, 0);
+}
+
 static void on_log(uint32_t ctx) {
     phase(LOG, ctx, 0, 0);
 }
@@ -929,6 +958,11 @@ const pw_plugin_t pw_plugin = {
     .on_response_headers = on_response_headers,
     .on_response_body = on_response_body,
     .on_response_trailers = on_response_trailers,
+    .on_new_connection = on_new_connection,
+    .on_downstream_data = on_downstream_data,
+    .on_upstream_data = on_upstream_data,
+    .on_downstream_close = on_downstream_close,
+    .on_upstream_close = on_upstream_close,
     .on_log = on_log,
     .on_done = on_done,
     .on_delete = on_delete,
