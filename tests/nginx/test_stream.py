@@ -330,3 +330,71 @@ def test_config_errors(nginx):
 """)
     assert rc != 0
     assert "invalid value \"maybe\"" in err
+
+
+@pytest.fixture
+def redis(tmp_path):
+    import shutil
+    import subprocess
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is missing (apt-get install redis-server)")
+    port = free_port()
+    p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield port
+    p.terminate()
+    p.wait(10)
+
+
+def resp(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a.encode() if isinstance(a, str) else a
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def test_redis_guard(nginx, redis):
+    """Debian's redis-server behind examples/c/redis_guard: allowed commands
+    work, FLUSHALL gets the error and the connection stays usable, a
+    pipeline split across segments mid-command is parsed."""
+    port = free_port()
+    nginx.start(HTTP, stream=f"""
+    proxy_wasm_module redis_guard @WASM:examples/redis_guard.wasm@;
+    server {{
+        listen 127.0.0.1:{port};
+        proxy_wasm redis_guard;
+        proxy_pass 127.0.0.1:{redis};
+    }}
+""")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        def expect(data):
+            got = b""
+            while len(got) < len(data):
+                d = s.recv(65536)
+                assert d, got
+                got += d
+            assert got == data
+
+        s.sendall(resp("SET", "k", "v"))
+        expect(b"+OK\r\n")
+        s.sendall(resp("FLUSHALL"))
+        expect(b"-ERR command 'flushall' is not allowed by redis_guard\r\n")
+        s.sendall(resp("GET", "k"))
+        expect(b"$1\r\nv\r\n")
+        pipeline = resp("SET", "a", "1") + resp("FLUSHALL") + resp("GET", "a") + resp("PING")
+        s.sendall(pipeline[:13])
+        time.sleep(0.05)
+        s.sendall(pipeline[13:31])
+        time.sleep(0.05)
+        s.sendall(pipeline[31:])
+        expect(b"+OK\r\n-ERR command 'flushall' is not allowed by redis_guard\r\n"
+               b"$1\r\n1\r\n+PONG\r\n")
