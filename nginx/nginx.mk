@@ -1,18 +1,27 @@
 # nginx/nginx.mk -- the nginx dynamic module, the demo and the nginx tests.
 # Included by the top Makefile (BUILD, LIB come from there).
 #
-#   make nginx-module   build/ngx_http_proxy_wasm_module.so
+#   make nginx-module   build/ngx_http_proxy_wasm_module.so and
+#                       build/ngx_stream_proxy_wasm_module.so
 #   make run            install deps, build everything, start the demo
 #   make test-nginx     pytest suite against Debian's nginx (tests/nginx)
 #
 # The module is built against the configured nginx tree shipped by nginx-dev
 # (/usr/share/nginx/src) with Debian's own configure flags, so that it is
 # binary compatible with /usr/sbin/nginx. configure is slow: it only runs
-# again when nginx/config or Debian's flags change.
+# again when nginx/config or Debian's flags change. Debian's conf_flags lack
+# the stream subsystem that its nginx has as a dynamic module
+# (ngx_stream_module.so): configure gets it with the options `nginx -V`
+# shows, for the headers and ngx_auto_config.h; the tree has no stream
+# sources, so only our two modules are built (not `make modules`).
 
 NGINX_SRC      ?= /usr/share/nginx/src
 NGINX_TREE     := $(BUILD)/nginx-src
 NGINX_MODULE   := $(BUILD)/ngx_http_proxy_wasm_module.so
+NGINX_STREAM_MODULE := $(BUILD)/ngx_stream_proxy_wasm_module.so
+NGINX_STREAM_FLAGS  := --with-stream=dynamic --with-stream_ssl_module \
+                       --with-stream_ssl_preread_module \
+                       --with-stream_realip_module
 NGINX_MOD_SRCS := $(wildcard nginx/*/*.c nginx/*/*.h)
 NGINX_BIN      ?= /usr/sbin/nginx
 # Debian's interpreter, which has python3-pytest (not a pyenv one on PATH).
@@ -22,7 +31,7 @@ NGINX_PYTHON   ?= /usr/bin/python3
 
 all: nginx-module
 
-nginx-module: $(NGINX_MODULE)
+nginx-module: $(NGINX_MODULE) $(NGINX_STREAM_MODULE)
 
 # (conf_flags through $(wildcard): without nginx-dev the recipe explains.)
 $(NGINX_TREE)/objs/Makefile: nginx/config $(wildcard $(NGINX_SRC)/conf_flags)
@@ -31,7 +40,7 @@ $(NGINX_TREE)/objs/Makefile: nginx/config $(wildcard $(NGINX_SRC)/conf_flags)
 	mkdir -p $(dir $(NGINX_TREE))
 	cp -a $(NGINX_SRC) $(NGINX_TREE)
 	cd $(NGINX_TREE) && PWASM_LIB=$(abspath $(LIB)) bash -c \
-	  'source ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(abspath nginx)' \
+	  'source ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" $(NGINX_STREAM_FLAGS) --add-dynamic-module=$(abspath nginx)' \
 	  > configure.log 2>&1 || { tail -n 30 configure.log >&2; exit 1; }
 
 # nginx's own Makefile knows the module's sources and our headers, not the
@@ -39,10 +48,17 @@ $(NGINX_TREE)/objs/Makefile: nginx/config $(wildcard $(NGINX_SRC)/conf_flags)
 # command-line variables (CFLAGS=..., BUILD=...) do not leak into nginx's.
 $(NGINX_MODULE): $(NGINX_TREE)/objs/Makefile $(NGINX_MOD_SRCS) $(LIB) \
                  include/pwasm.h include/proxy_wasm/abi.h
-	rm -f $(NGINX_TREE)/objs/ngx_http_proxy_wasm_module.so
-	MAKEFLAGS= MFLAGS= $(MAKE) -C $(NGINX_TREE) -f objs/Makefile modules
+	rm -f $(NGINX_TREE)/objs/ngx_http_proxy_wasm_module.so \
+	      $(NGINX_TREE)/objs/ngx_stream_proxy_wasm_module.so
+	MAKEFLAGS= MFLAGS= $(MAKE) -C $(NGINX_TREE) -f objs/Makefile \
+	  objs/ngx_http_proxy_wasm_module.so objs/ngx_stream_proxy_wasm_module.so
 	# Never write in place: a running nginx has the old file mapped.
 	cp $(NGINX_TREE)/objs/ngx_http_proxy_wasm_module.so $@.tmp && mv -f $@.tmp $@
+	cp $(NGINX_TREE)/objs/ngx_stream_proxy_wasm_module.so \
+	  $(NGINX_STREAM_MODULE).tmp && mv -f $(NGINX_STREAM_MODULE).tmp $(NGINX_STREAM_MODULE)
+
+# built by the rule above
+$(NGINX_STREAM_MODULE): $(NGINX_MODULE)
 
 run:
 	bash scripts/deps.sh

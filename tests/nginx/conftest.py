@@ -27,6 +27,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUILD = os.environ.get("PWASM_BUILD") or os.path.join(ROOT, "build")
 NGINX = os.environ.get("PWASM_NGINX") or "/usr/sbin/nginx"
 MODULE = os.path.join(BUILD, "ngx_http_proxy_wasm_module.so")
+STREAM_MODULE = os.path.join(BUILD, "ngx_stream_proxy_wasm_module.so")
+# Debian's stream subsystem, a dynamic module loaded before ours
+NGINX_STREAM_CORE = os.environ.get("PWASM_NGINX_STREAM") or \
+    "/usr/lib/nginx/modules/ngx_stream_module.so"
 # Compiled plugins are cached here, shared with the other test suites.
 CACHE = os.environ.get("PWASM_CACHE_DIR") or os.path.join(BUILD, "cache")
 
@@ -165,6 +169,13 @@ http {
 
 @HTTP@
 }
+@STREAM@
+"""
+
+STREAM_TEMPLATE = """
+stream {
+@BODY@
+}
 """
 
 
@@ -185,11 +196,24 @@ class Nginx:
         self.conf = os.path.join(self.prefix, "conf", "nginx.conf")
         self.error_log = os.path.join(self.prefix, "logs", "error.log")
 
-    def write_conf(self, http, level="info", workers=1):
-        body = re.sub(r"@WASM:([^@]+)@", lambda m: wasm(m.group(1)), http)
-        body = body.replace("@PORT@", str(self.port))
-        body = body.replace("@UPSTREAM@", f"127.0.0.1:{self.upstream.port}")
-        conf = (CONF_TEMPLATE.replace("@MODULE@", MODULE)
+    def write_conf(self, http, level="info", workers=1, stream=None):
+        """stream: the inside of a stream{} block (with the same
+        substitutions), which loads Debian's ngx_stream_module.so and
+        build/ngx_stream_proxy_wasm_module.so; None: no stream{}."""
+        def subst(text):
+            text = re.sub(r"@WASM:([^@]+)@", lambda m: wasm(m.group(1)), text)
+            text = text.replace("@PORT@", str(self.port))
+            return text.replace("@UPSTREAM@", f"127.0.0.1:{self.upstream.port}")
+        body = subst(http)
+        module = MODULE
+        stream_block = ""
+        if stream is not None:
+            if not os.path.exists(STREAM_MODULE):
+                pytest.fail(f"{STREAM_MODULE} is missing: run `make nginx-module`")
+            module = f"{NGINX_STREAM_CORE};\nload_module {MODULE};\nload_module {STREAM_MODULE}"
+            stream_block = STREAM_TEMPLATE.replace("@BODY@", subst(stream))
+        conf = (CONF_TEMPLATE.replace("@MODULE@", module)
+                .replace("@STREAM@", stream_block)
                 .replace("@USER@", "user root root;" if os.geteuid() == 0 else "")
                 .replace("@PREFIX@", self.prefix)
                 .replace("@LEVEL@", level)
@@ -203,17 +227,17 @@ class Nginx:
         env["PWASM_CACHE_DIR"] = CACHE
         return env
 
-    def test_config(self, http, level="info"):
+    def test_config(self, http, level="info", stream=None):
         """Runs `nginx -t`; returns (returncode, stderr text)."""
-        self.write_conf(http, level)
+        self.write_conf(http, level, stream=stream)
         p = subprocess.run([NGINX, "-t", "-p", self.prefix, "-c", self.conf, "-e", "stderr"],
                            capture_output=True, text=True, env=self.env(), timeout=300)
         return p.returncode, p.stderr
 
-    def start(self, http, level="info", workers=1):
+    def start(self, http, level="info", workers=1, stream=None):
         if not os.path.exists(MODULE):
             pytest.fail(f"{MODULE} is missing: run `make nginx-module`")
-        self.write_conf(http, level, workers)
+        self.write_conf(http, level, workers, stream)
         self.proc = subprocess.Popen([NGINX, "-p", self.prefix, "-c", self.conf, "-e", "stderr"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=self.env())
