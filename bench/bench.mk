@@ -16,7 +16,7 @@
 #   BENCH_RSS_REQUESTS  requests of the worker RSS run
 #   BENCH_CG_REQUESTS   requests per scenario under callgrind
 #   BENCH_PORT          front nginx port; the upstream uses BENCH_PORT+1
-#   BENCH_ONLY          a subset of the parts: rps,rss,callout,callgrind,vm,store,queue
+#   BENCH_ONLY          a subset of the parts: rps,rss,callout,tcp,callgrind,vm,store,queue
 #   BENCH_OUT           where latest.{md,png,json} go
 BENCH_SECONDS      ?= 4
 BENCH_ROUNDS       ?= 7
@@ -28,7 +28,7 @@ BENCH_ONLY         ?=
 BENCH_OUT          ?= bench/results
 
 BENCH_DIR     := $(BUILD)/bench
-BENCH_C_NAMES := noop headers body shared count queue callout
+BENCH_C_NAMES := noop headers body shared count queue callout tcp_noop tcp_read
 BENCH_C_WASM  := $(patsubst %,$(BENCH_DIR)/%.wasm,$(BENCH_C_NAMES))
 BENCH_AS_WASM := $(BENCH_DIR)/as_headers.wasm
 BENCH_VMBENCH := $(BENCH_DIR)/vmbench

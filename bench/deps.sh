@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `make bench` needs beyond the build (Debian bookworm, as
 # root): wrk, nginx's Lua and njs modules, valgrind (callgrind), gnuplot for
-# the chart, taskset. Checks the very files bench/run.py uses; installs only
-# the packages that provide missing ones.
+# the chart, taskset, iperf3 and nginx's stream module (the TCP part).
+# Checks the very files bench/run.py uses; installs only the packages that
+# provide missing ones.
 set -euo pipefail
 want=(
   /usr/bin/wrk:wrk
@@ -13,6 +14,8 @@ want=(
   /usr/bin/callgrind_control:valgrind
   /usr/bin/gnuplot:gnuplot-nox
   /usr/bin/taskset:util-linux
+  /usr/bin/iperf3:iperf3
+  /usr/lib/nginx/modules/ngx_stream_module.so:libnginx-mod-stream
 )
 need=()
 for w in "${want[@]}"; do

@@ -807,6 +807,111 @@ def part_callout(args, run_dir, subst, client_cpu, front_cpu, up_worker):
     return out
 
 
+TCP_KEYS = [
+    ("none", "proxy alone (no filter)"),
+    ("noop", "pwasm no-op network filter (bench/plugins/tcp_noop.c)"),
+    ("read", "pwasm filter reading every chunk (bench/plugins/tcp_read.c)"),
+]
+
+
+def iperf3(port, seconds, client_cpu):
+    cmd = (["taskset", "-c", str(client_cpu)] if client_cpu is not None else []) + [
+        "iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"]
+    r = run(cmd, timeout=seconds + 60)
+    if r.returncode != 0:
+        die(f"iperf3 through 127.0.0.1:{port} failed: {r.stdout[-500:]} {r.stderr[-500:]}")
+    return json.loads(r.stdout)["end"]["sum_received"]["bytes"]
+
+
+CONN_CLIENT = r"""
+import socket, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+req = b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n"
+n, end = 0, time.time() + seconds
+while time.time() < end:
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(req)
+    while s.recv(4096):
+        pass
+    s.close()
+    n += 1
+print(n)
+"""
+
+
+def connections(port, seconds, client_cpu, procs=4):
+    """Connections opened, used for one small HTTP exchange through the
+    stream proxy, and closed, by `procs` client processes."""
+    pre = ["taskset", "-c", str(client_cpu)] if client_cpu is not None else []
+    ps = [subprocess.Popen(pre + [sys.executable, "-c", CONN_CLIENT, str(port), str(seconds)],
+                           stdout=subprocess.PIPE, text=True) for _ in range(procs)]
+    return sum(int(p.communicate(timeout=seconds + 60)[0] or 0) for p in ps)
+
+
+def part_tcp(args, run_dir, subst, client_cpu, front_cpu, build):
+    """nginx's stream proxy alone, with a no-op network filter, and with a
+    filter that copies every chunk into the plugin: throughput of one
+    iperf3 connection and the worker's CPU per GB; then connections per
+    second (connect, a small HTTP exchange with the upstream nginx, close)
+    and the worker's CPU per connection."""
+    ports = {"none": args.port + 4, "noop": args.port + 5, "read": args.port + 6}
+    iperf_port = args.port + 7
+    conf = os.path.join(run_dir, "stream.conf")
+    errlog = os.path.join(run_dir, "stream-error.log")
+    pre = ["taskset", "-c", str(client_cpu)] if client_cpu is not None else []
+    server = subprocess.Popen(pre + ["iperf3", "-s", "-p", str(iperf_port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children.append(server)
+    out = {"throughput": {k: [] for k, _ in TCP_KEYS}, "connections": {k: [] for k, _ in TCP_KEYS}}
+    base = dict(subst, AFFINITY=affinity_line(front_cpu),
+                STREAM_MODULE=os.path.join(build, "ngx_stream_proxy_wasm_module.so"),
+                PORT_NONE=str(ports["none"]), PORT_NOOP=str(ports["noop"]),
+                PORT_READ=str(ports["read"]))
+    try:
+        time.sleep(0.5)
+        for mode, target in (("throughput", iperf_port), ("connections", args.port + 1)):
+            write_conf("stream.conf.in", conf, dict(base, TARGET_PORT=str(target)))
+            proc, worker = start_nginx(conf, ports["none"], errlog)
+            try:
+                keys = [k for k, _ in TCP_KEYS]
+                for r in range(args.rounds):
+                    shift = r % len(keys)
+                    for key in keys[shift:] + keys[:shift]:
+                        c0, t0 = cpu_ns(worker), time.time()
+                        if mode == "throughput":
+                            n = iperf3(ports[key], args.seconds, client_cpu)
+                        else:
+                            n = connections(ports[key], args.seconds, client_cpu)
+                        c1, t1 = cpu_ns(worker), time.time()
+                        m = {"round": r + 1, "n": n, "seconds": t1 - t0,
+                             "cpu_s": (c1 - c0) / 1e9}
+                        out[mode][key].append(m)
+                        if mode == "throughput":
+                            log(f"  tcp/{key}: {n * 8 / (t1 - t0) / 1e9:.2f} Gbit/s, "
+                                f"{(c1 - c0) / 1e9 / (n / 1e9):.3f} s CPU per GB")
+                        else:
+                            log(f"  tcp/{key}: {n / (t1 - t0):.0f} connections/s, "
+                                f"{(c1 - c0) / 1e3 / max(n, 1):.1f} us CPU each")
+            finally:
+                stop(proc)
+                children.remove(proc)
+    finally:
+        stop(server)
+        if server in children:
+            children.remove(server)
+    s = {}
+    for key, _ in TCP_KEYS:
+        th, co = out["throughput"][key], out["connections"][key]
+        s[key] = {
+            "gbit_s": max(m["n"] * 8 / m["seconds"] / 1e9 for m in th),
+            "cpu_s_per_gb": med([m["cpu_s"] / (m["n"] / 1e9) for m in th]),
+            "conn_s": max(m["n"] / m["seconds"] for m in co),
+            "cpu_us_per_conn": med([m["cpu_s"] * 1e6 / max(m["n"], 1) for m in co]),
+        }
+    out["summary"] = s
+    return out
+
+
 def run_checked(cmd):
     r = run(cmd, timeout=600)
     if r.returncode != 0:
@@ -978,6 +1083,19 @@ def targets(res):
         t.append(("call-outs per second, one worker, keep-alive, local nginx upstream (issue 11)",
                   ">= 20,000", f"{co['pump']['per_s']:,.0f} ({co['pump']['cpu_us_per_call']:.2f} us "
                   "CPU each)", co["pump"]["per_s"] >= 20000))
+    tcp = res.get("tcp", {}).get("summary")
+    if tcp:
+        none, noop, rd = tcp["none"], tcp["noop"], tcp["read"]
+        t.append(("TCP throughput, no-op filter vs proxy alone (issue 12)", ">= 95%",
+                  f"{noop['gbit_s'] / none['gbit_s'] * 100:.0f}% ({noop['gbit_s']:.2f} vs "
+                  f"{none['gbit_s']:.2f} Gbit/s)", noop["gbit_s"] >= 0.95 * none["gbit_s"]))
+        t.append(("TCP throughput, reading filter vs proxy alone (issue 12)", ">= 80%",
+                  f"{rd['gbit_s'] / none['gbit_s'] * 100:.0f}% ({rd['gbit_s']:.2f} Gbit/s)",
+                  rd["gbit_s"] >= 0.80 * none["gbit_s"]))
+        t.append(("(for information) TCP connections: worker CPU per connection",
+                  "no target", f"{none['cpu_us_per_conn']:.1f} us alone, "
+                  f"{noop['cpu_us_per_conn']:.1f} no-op, {rd['cpu_us_per_conn']:.1f} reading",
+                  None))
     if "metric_1" in st:
         v = st["metric_1"]["ns_per_op"]
         t.append(("metric increment (issue 10)", "<= 50 ns",
@@ -1155,6 +1273,21 @@ def write_md(res, path, scenarios):
                  f"in flight makes **{pm['per_s']:,.0f} call-outs/s** in one worker "
                  f"({pm['cpu_us_per_call']:.2f} µs of worker CPU each; median of {pm['runs']} "
                  "runs).\n")
+    tcp = res.get("tcp", {}).get("summary")
+    if tcp:
+        L.append("## TCP: nginx's stream proxy (bench/nginx/stream.conf.in)\n")
+        L.append("One worker. Throughput: one iperf3 connection through the proxy to an iperf3 "
+                 "server (best round), and the worker's CPU per GB moved (median). Connections: "
+                 "4 client processes each connect, make a small HTTP exchange with the upstream "
+                 "nginx through the proxy, and close; the best round's rate and the worker's "
+                 "median CPU per connection.\n")
+        L.append("| filter | Gbit/s | vs alone | worker CPU s/GB | connections/s | worker CPU µs/connection |")
+        L.append("|---|---:|---:|---:|---:|---:|")
+        for key, label in TCP_KEYS:
+            v = tcp[key]
+            L.append(f"| {label} | {v['gbit_s']:.2f} | {v['gbit_s'] / tcp['none']['gbit_s'] * 100:.0f}% | "
+                     f"{v['cpu_s_per_gb']:.3f} | {v['conn_s']:,.0f} | {v['cpu_us_per_conn']:.1f} |")
+        L.append("")
     rss = res.get("rss")
     if rss:
         L.append("## Worker RSS over long runs (local set)\n")
@@ -1169,7 +1302,7 @@ def write_md(res, path, scenarios):
         L.append("")
     t = targets(res)
     if t:
-        L.append("## Targets (issues 5, 10 and 11)\n")
+        L.append("## Targets (issues 5, 10, 11 and 12)\n")
         L.append("| target | wanted | measured | met |")
         L.append("|---|---|---|---|")
         for name, want, got, ok in t:
@@ -1215,7 +1348,7 @@ def main():
     ap.add_argument("--rss-requests", type=int, default=1000000)
     ap.add_argument("--cg-requests", type=int, default=2000)
     ap.add_argument("--port", type=int, default=18080)
-    ap.add_argument("--only", default="rps,rss,callout,callgrind,vm,store,queue")
+    ap.add_argument("--only", default="rps,rss,callout,tcp,callgrind,vm,store,queue")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     build = os.path.abspath(args.build)
@@ -1226,13 +1359,13 @@ def main():
     for f in [module, os.path.join(plugins, "vmbench")] + [
             os.path.join(plugins, p + ".wasm")
             for p in ("noop", "headers", "body", "as_headers", "shared", "count", "queue",
-                      "callout")]:
+                      "callout", "tcp_noop", "tcp_read")]:
         if not os.path.exists(f):
             die(f"{f} is missing: run `make bench` (or make nginx-module bench-build)")
-    for tool in ("wrk", "valgrind", "callgrind_control", "gnuplot"):
+    for tool in ("wrk", "valgrind", "callgrind_control", "gnuplot", "iperf3"):
         if not shutil.which(tool):
             die(f"{tool} not found: run bash bench/deps.sh")
-    for p in (args.port, args.port + 1, args.port + 2, args.port + 3):
+    for p in range(args.port, args.port + 8):
         if port_open(p):
             die(f"127.0.0.1:{p} is in use (make bench BENCH_PORT=...)")
 
@@ -1308,6 +1441,8 @@ def main():
                                         args.rss_requests, "as")
             stop(front)
             children.remove(front)
+        if "tcp" in parts:
+            res["tcp"] = part_tcp(args, run_dir, subst, client_cpu, front_cpu, build)
         if "callout" in parts:
             res["callout"] = part_callout(args, run_dir, subst, client_cpu, front_cpu, up_worker)
         if "callgrind" in parts:
