@@ -2,9 +2,11 @@
 # demo/run.sh BUILD_DIR -- starts the pwasm demo in the foreground (`make run`).
 #
 # Writes BUILD_DIR/demo/nginx.conf from demo/nginx.conf.in and runs Debian's
-# nginx with it: 127.0.0.1:$PORT (default 8080) with the example plugins, and an
-# upstream on 127.0.0.1:$((PORT+1)). Ctrl-C stops it. As root, workers run as
-# the invoking user ($SUDO_USER) or nobody.
+# nginx with it: 127.0.0.1:$PORT (default 8080) with the example plugins, an
+# upstream on 127.0.0.1:$((PORT+1)), a Redis (Debian's redis-server, no
+# persistence) on 127.0.0.1:$((PORT+2)) and the TCP plugin redis_guard in
+# front of it on 127.0.0.1:$((PORT+3)). Ctrl-C stops nginx and Redis. As
+# root, workers run as the invoking user ($SUDO_USER) or nobody.
 set -euo pipefail
 
 build=$(cd "${1:?usage: demo/run.sh BUILD_DIR}" && pwd)
@@ -12,17 +14,23 @@ here=$(cd "$(dirname "$0")" && pwd)
 nginx=${NGINX:-/usr/sbin/nginx}
 port=${PORT:-8080}
 upstream_port=$((port + 1))
+redis_port=$((port + 2))
+guard_port=$((port + 3))
 demo=$build/demo
 module=$build/ngx_http_proxy_wasm_module.so
+stream_module=$build/ngx_stream_proxy_wasm_module.so
 examples=$build/examples
 
-for f in "$module" "$examples/add_header.wasm" "$examples/deny.wasm" "$examples/as_add_header.wasm" \
-         "$examples/shared_counter.wasm" "$examples/auth_callout.wasm"; do
+for f in "$module" "$stream_module" "$examples/add_header.wasm" "$examples/deny.wasm" \
+         "$examples/as_add_header.wasm" "$examples/shared_counter.wasm" \
+         "$examples/auth_callout.wasm" "$examples/redis_guard.wasm"; do
   [ -f "$f" ] || { echo "demo: $f is missing; run: make nginx-module examples-c examples-as" >&2; exit 1; }
 done
 [ -x "$nginx" ] || { echo "demo: $nginx not found; run: make deps" >&2; exit 1; }
 
-for p in "$port" "$upstream_port"; do
+command -v redis-server >/dev/null || { echo "demo: redis-server not found; run: make deps" >&2; exit 1; }
+
+for p in "$port" "$upstream_port" "$redis_port" "$guard_port"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "demo: 127.0.0.1:$p is already in use (set PORT=... to use other ports)" >&2
     exit 1
@@ -41,6 +49,8 @@ fi
 mkdir -p "$demo/tmp"
 sed -e "s|@DEMO@|$demo|g" -e "s|@MODULE@|$module|g" -e "s|@EXAMPLES@|$examples|g" \
     -e "s|@PORT@|$port|g" -e "s|@UPSTREAM_PORT@|$upstream_port|g" -e "s|@USER@|$user_line|g" \
+    -e "s|@STREAM_MODULE@|$stream_module|g" -e "s|@REDIS_PORT@|$redis_port|g" \
+    -e "s|@REDIS_GUARD_PORT@|$guard_port|g" \
     "$here/nginx.conf.in" > "$demo/nginx.conf"
 
 export PWASM_CACHE_DIR=${PWASM_CACHE_DIR:-$build/cache}
@@ -85,8 +95,22 @@ Try, from another terminal:
       Prometheus text: the plugins' metrics (shared_counter_requests_total)
       and pwasm's own (pwasm_streams_total{plugin=...}, shared data).
 
-Ctrl-C stops nginx.
+  redis-cli -p $guard_port set greeting hello
+  redis-cli -p $guard_port get greeting
+      OK, then "hello": Redis (127.0.0.1:$redis_port) through nginx's stream
+      proxy and the TCP plugin redis_guard, which reads every command.
+
+  redis-cli -p $guard_port flushall
+      (error) ERR command 'flushall' is not allowed by redis_guard: the
+      plugin refused it; the data is still there, and the same connection
+      keeps working (try both in one session: redis-cli -p $guard_port).
+
+Ctrl-C stops nginx and Redis.
 
 MSG
 
-exec "$nginx" -p "$demo" -c "$demo/nginx.conf" -e stderr
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+  --dir "$demo/tmp" --loglevel warning &
+redis_pid=$!
+trap 'kill "$redis_pid" 2>/dev/null || true' EXIT
+"$nginx" -p "$demo" -c "$demo/nginx.conf" -e stderr

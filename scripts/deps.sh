@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(make gcc clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt
       nginx nginx-dev libnginx-mod-stream libssl-dev libyaml-dev
       python3 python3-pytest python3-prometheus-client curl valgrind
-      libnghttp2-dev python3-grpcio python3-grpc-tools zlib1g-dev)
+      libnghttp2-dev python3-grpcio python3-grpc-tools zlib1g-dev redis-server)
 command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -337,7 +337,7 @@ def redis(tmp_path):
     import shutil
     import subprocess
     if not shutil.which("redis-server"):
-        pytest.skip("redis-server is missing (apt-get install redis-server)")
+        pytest.fail("redis-server is missing: run make deps (apt-get install redis-server)")
     port = free_port()
     p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                           "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
