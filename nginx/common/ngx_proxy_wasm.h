@@ -274,7 +274,9 @@ void ngx_proxy_wasm_timers_exit_process(ngx_proxy_wasm_conf_t *wc);
 char *ngx_proxy_wasm_callout_allow_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_proxy_wasm_targets_init(ngx_conf_t *cf,
-    ngx_proxy_wasm_conf_t *wc);
+    ngx_proxy_wasm_conf_t *wc, ngx_uint_t http);
+ngx_int_t ngx_proxy_wasm_targets_upstreams(ngx_pool_t *pool,
+    ngx_proxy_wasm_conf_t *wc, void *upstream_main_conf);
 ngx_int_t ngx_proxy_wasm_target_find(ngx_proxy_wasm_mod_t *mod,
     const char *plugin, pw_str name, ngx_proxy_wasm_target_t **target,
     ngx_log_t *log);
@@ -299,11 +301,12 @@ void ngx_proxy_wasm_grpc_exit_process(ngx_proxy_wasm_conf_t *wc);
 /* ngx_proxy_wasm_callout.c: the HTTP client of proxy_http_call */
 void ngx_proxy_wasm_callout_conf_init(ngx_proxy_wasm_conf_t *wc);
 ngx_int_t ngx_proxy_wasm_callout_init_conf(ngx_conf_t *cf,
-    ngx_proxy_wasm_conf_t *wc);
+    ngx_proxy_wasm_conf_t *wc, ngx_uint_t http);
 proxy_status_t ngx_proxy_wasm_host_http_call(void *host, pw_plugin *plugin,
     uint32_t token, const pw_http_callout *call);
 void ngx_proxy_wasm_host_callout_cancel(void *host, uint32_t token);
 void ngx_proxy_wasm_callout_exit_process(ngx_proxy_wasm_conf_t *wc);
+extern const pw_host_callout_ops  ngx_proxy_wasm_callout_ops;
 
 /* ngx_proxy_wasm_props.c */
 proxy_status_t ngx_proxy_wasm_prop_int(ngx_pool_t *pool, int64_t n,

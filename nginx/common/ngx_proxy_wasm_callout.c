@@ -155,16 +155,18 @@ ngx_proxy_wasm_callout_conf_init(ngx_proxy_wasm_conf_t *wc)
 }
 
 
-/* At the end of http{}: the targets, the defaults, the TLS client
- * context (its CA file is read now: `nginx -t` reports a bad one). */
+/* At the end of http{} (http 1) or stream{} (0): the targets, the
+ * defaults, the TLS client context (its CA file is read now: `nginx -t`
+ * reports a bad one). */
 ngx_int_t
-ngx_proxy_wasm_callout_init_conf(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
+ngx_proxy_wasm_callout_init_conf(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
+    ngx_uint_t http)
 {
     ngx_ssl_t                      *ssl;
     ngx_pool_cleanup_t             *cln;
     ngx_proxy_wasm_callout_conf_t  *cc = &wc->callout;
 
-    if (ngx_proxy_wasm_targets_init(cf, wc) != NGX_OK) {
+    if (ngx_proxy_wasm_targets_init(cf, wc, http) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -239,6 +241,18 @@ ngx_proxy_wasm_callout_ready(ngx_proxy_wasm_callout_conf_t *cc)
 
 
 /* ------------------------------------------------------------ the hooks */
+
+
+/* The callout hooks of both modules: HTTP (here) and gRPC
+ * (ngx_proxy_wasm_grpc.c); the HTTP client's cancel hands the tokens that
+ * are not its own to the gRPC client. */
+const pw_host_callout_ops  ngx_proxy_wasm_callout_ops = {
+    .http_call = ngx_proxy_wasm_host_http_call,
+    .grpc_call = ngx_proxy_wasm_host_grpc_call,
+    .grpc_send = ngx_proxy_wasm_host_grpc_send,
+    .grpc_close = ngx_proxy_wasm_host_grpc_close,
+    .cancel = ngx_proxy_wasm_host_callout_cancel
+};
 
 
 static ngx_int_t

@@ -17,6 +17,11 @@
  * resolver configured, once at configuration time. Anything else is
  * refused (the callers answer BadArgument / ParseFailure).
  *
+ * From the stream module: the same upstream{} blocks of http{} (added once
+ * the whole configuration is read: ngx_proxy_wasm_targets_upstreams from
+ * its init_module), and the literals of stream{}'s own
+ * proxy_wasm_callout_allow, resolved at configuration time.
+ *
  * This file uses ngx_http's upstream{} blocks and round-robin peers: with
  * ngx_proxy_wasm_callout.c, the one exception to "common/ has no
  * ngx_http_*" (a stream-only build would need its own lookup).
@@ -119,7 +124,7 @@ ngx_proxy_wasm_str_is(ngx_str_t *s, const char *data, size_t len)
 
 
 /*
- * proxy_wasm_callout_allow MODULE|* TARGET ...;  (http{})
+ * proxy_wasm_callout_allow MODULE|* TARGET ...;  (http{}, stream{})
  * TARGET: host:port, [v6]:port or unix:/path. Errors: a target without a
  * port, a malformed one.
  */
@@ -244,23 +249,28 @@ ngx_proxy_wasm_target_add(ngx_conf_t *cf, ngx_proxy_wasm_callout_conf_t *cc,
  * (they come first: a block wins over an allowed literal of the same
  * name); hostnames of allowed literals are resolved now when http{} has
  * no `resolver`, else at call time.
+ *
+ * At the end of stream{} (http 0: cf is stream's, http{} may come later
+ * in the file): the literals of stream{}'s proxy_wasm_callout_allow only,
+ * their hostnames resolved now; the stream module adds http{}'s upstream{}
+ * blocks once the whole configuration is read (init_module:
+ * ngx_proxy_wasm_targets_upstreams).
  */
 ngx_int_t
-ngx_proxy_wasm_targets_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
+ngx_proxy_wasm_targets_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
+    ngx_uint_t http)
 {
     ngx_uint_t                       i;
     ngx_url_t                        u;
-    ngx_array_t                     *all;
     ngx_resolver_t                  *resolver;
     ngx_http_core_loc_conf_t        *clcf;
     ngx_proxy_wasm_target_t        **tp, *t;
-    ngx_http_upstream_srv_conf_t   **uscfp;
-    ngx_http_upstream_main_conf_t   *umcf;
     ngx_proxy_wasm_callout_conf_t   *cc;
 
     cc = &wc->callout;
 
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf = http ? ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module)
+                : NULL;
     cc->http_core = clcf;
     resolver = clcf ? clcf->resolver : NULL;
 
@@ -289,11 +299,13 @@ ngx_proxy_wasm_targets_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
 
             if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "callout target \"%V\": %s (with no "
-                                   "\"resolver\" in http{}, hostnames are "
-                                   "resolved at configuration time)",
+                                   "callout target \"%V\": %s (%s, "
+                                   "hostnames are resolved at "
+                                   "configuration time)",
                                    &t->name,
-                                   u.err ? u.err : "host not found");
+                                   u.err ? u.err : "host not found",
+                                   http ? "with no \"resolver\" in http{}"
+                                        : "in stream{}");
                 return NGX_ERROR;
             }
 
@@ -301,12 +313,36 @@ ngx_proxy_wasm_targets_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
         }
     }
 
-    all = ngx_array_create(cf->pool, 4, sizeof(ngx_proxy_wasm_target_t *));
+    if (!http) {
+        return NGX_OK;
+    }
+
+    return ngx_proxy_wasm_targets_upstreams(cf->pool, wc,
+               ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_upstream_module));
+}
+
+
+/* The explicit upstream{} blocks of umcf (http{}'s; NULL: none) become the
+ * first targets, before the literals already listed. */
+ngx_int_t
+ngx_proxy_wasm_targets_upstreams(ngx_pool_t *pool, ngx_proxy_wasm_conf_t *wc,
+    void *main_conf)
+{
+    ngx_http_upstream_main_conf_t *umcf = main_conf;
+
+    ngx_uint_t                       i;
+    ngx_array_t                     *all;
+    ngx_proxy_wasm_target_t        **tp, *t;
+    ngx_http_upstream_srv_conf_t   **uscfp;
+    ngx_proxy_wasm_callout_conf_t   *cc;
+
+    cc = &wc->callout;
+
+    all = ngx_array_create(pool, 4, sizeof(ngx_proxy_wasm_target_t *));
     if (all == NULL) {
         return NGX_ERROR;
     }
-
-    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
 
     if (umcf) {
         uscfp = umcf->upstreams.elts;
@@ -316,7 +352,7 @@ ngx_proxy_wasm_targets_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
                 continue;   /* implicit (proxy_pass host:port): not a block */
             }
 
-            t = ngx_pcalloc(cf->pool, sizeof(ngx_proxy_wasm_target_t));
+            t = ngx_pcalloc(pool, sizeof(ngx_proxy_wasm_target_t));
             tp = ngx_array_push(all);
             if (t == NULL || tp == NULL) {
                 return NGX_ERROR;

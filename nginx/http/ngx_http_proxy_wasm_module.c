@@ -328,18 +328,6 @@ static const pw_host_shared_ops  ngx_http_proxy_wasm_shared_ops = {
 };
 
 
-/* HTTP (../common/ngx_proxy_wasm_callout.c) and gRPC
- * (../common/ngx_proxy_wasm_grpc.c) callouts; the HTTP client's cancel
- * hands the tokens that are not its own to the gRPC client */
-static const pw_host_callout_ops  ngx_http_proxy_wasm_callout_ops = {
-    .http_call = ngx_proxy_wasm_host_http_call,
-    .grpc_call = ngx_proxy_wasm_host_grpc_call,
-    .grpc_send = ngx_proxy_wasm_host_grpc_send,
-    .grpc_close = ngx_proxy_wasm_host_grpc_close,
-    .cancel = ngx_proxy_wasm_host_callout_cancel
-};
-
-
 /* the host hooks, by area; no clock area: clock_gettime */
 static const pw_host_ops  ngx_http_proxy_wasm_ops = {
     .size = sizeof(pw_host_ops),
@@ -349,7 +337,7 @@ static const pw_host_ops  ngx_http_proxy_wasm_ops = {
     .stream = &ngx_http_proxy_wasm_stream_ops,
     .timers = &ngx_http_proxy_wasm_timer_ops,
     .shared = &ngx_http_proxy_wasm_shared_ops,
-    .callouts = &ngx_http_proxy_wasm_callout_ops
+    .callouts = &ngx_proxy_wasm_callout_ops
 };
 
 
@@ -417,7 +405,7 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_proxy_wasm_callout_init_conf(cf, &pmcf->wasm) != NGX_OK) {
+    if (ngx_proxy_wasm_callout_init_conf(cf, &pmcf->wasm, 1) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -30,6 +30,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_stream.h>
+#include <ngx_http.h>
 
 #include "ngx_stream_proxy_wasm.h"
 
@@ -120,6 +121,78 @@ static ngx_command_t  ngx_stream_proxy_wasm_commands[] = {
       offsetof(ngx_stream_proxy_wasm_main_conf_t, wasm),
       NULL },
 
+    { ngx_string("proxy_wasm_grpc_max_message_size"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_proxy_wasm_main_conf_t, wasm.grpc_max_message),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_allow"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_proxy_wasm_callout_allow_directive,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_proxy_wasm_main_conf_t, wasm),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_connect_timeout"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_proxy_wasm_main_conf_t, wasm.callout.connect_timeout),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_max_response_headers"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_proxy_wasm_main_conf_t, wasm.callout.header_max),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_max_response_body"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_proxy_wasm_main_conf_t, wasm.callout.body_max),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_keepalive"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_proxy_wasm_main_conf_t, wasm.callout.keepalive),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_keepalive_timeout"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_proxy_wasm_main_conf_t,
+               wasm.callout.keepalive_timeout),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_ssl_verify"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_proxy_wasm_main_conf_t, wasm.callout.ssl_verify),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_ssl_server_name"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_proxy_wasm_main_conf_t,
+               wasm.callout.ssl_server_name),
+      NULL },
+
+    { ngx_string("proxy_wasm_callout_ssl_trusted_certificate"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_proxy_wasm_main_conf_t, wasm.callout.ssl_trusted),
+      NULL },
+
     { ngx_string("proxy_wasm"),
       NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_1MORE,
       ngx_stream_proxy_wasm_directive,
@@ -208,8 +281,7 @@ static const pw_host_network_ops  ngx_stream_proxy_wasm_network_ops = {
 };
 
 
-/* no HTTP maps or bodies; no callouts yet (their targets are http{}'s
- * upstream{} blocks): the library answers Unimplemented */
+/* no HTTP maps or bodies: the library answers Unimplemented */
 static const pw_host_ops  ngx_stream_proxy_wasm_ops = {
     .size = sizeof(pw_host_ops),
     .log = &ngx_stream_proxy_wasm_log_ops,
@@ -217,6 +289,7 @@ static const pw_host_ops  ngx_stream_proxy_wasm_ops = {
     .stream = &ngx_stream_proxy_wasm_stream_ops,
     .timers = &ngx_stream_proxy_wasm_timer_ops,
     .shared = &ngx_stream_proxy_wasm_shared_ops,
+    .callouts = &ngx_proxy_wasm_callout_ops,
     .network = &ngx_stream_proxy_wasm_network_ops
 };
 
@@ -280,6 +353,11 @@ ngx_stream_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (ngx_proxy_wasm_resolve(cf, &pmcf->wasm) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* stream{}'s literals now; http{}'s upstream{} blocks in init_module */
+    if (ngx_proxy_wasm_callout_init_conf(cf, &pmcf->wasm, 0) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -401,6 +479,20 @@ ngx_stream_proxy_wasm_init_module(ngx_cycle_t *cycle)
                                                  ngx_stream_proxy_wasm_module);
     if (pmcf == NULL) {
         return NGX_OK;
+    }
+
+    /*
+     * Callout targets: http{}'s upstream{} blocks, now that the whole
+     * configuration is read (http{} may follow stream{}); the http core is
+     * in the nginx binary, its configuration is there when http{} is.
+     */
+    if ((pmcf->wasm.mods.nelts || pmcf->wasm.filters.nelts)
+        && ngx_proxy_wasm_targets_upstreams(cycle->pool, &pmcf->wasm,
+               ngx_http_cycle_get_module_main_conf(cycle,
+                                                   ngx_http_upstream_module))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     return ngx_proxy_wasm_shm_init_module(cycle, &pmcf->wasm);

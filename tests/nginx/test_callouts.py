@@ -133,8 +133,8 @@ class Service:
 class Big(Nginx):
     """nginx with room for many connections (the template has 128)."""
 
-    def write_conf(self, http, level="info", workers=1):
-        super().write_conf(http, level, workers)
+    def write_conf(self, http, level="info", workers=1, stream=None):
+        super().write_conf(http, level, workers, stream)
         with open(self.conf) as f:
             text = f.read()
         text = text.replace("worker_connections 128;", "worker_connections 8192;")

@@ -44,8 +44,12 @@ class Echo:
                 except OSError:
                     pass
 
+        self.serve(Handler)
+
+    def serve(self, handler):
+        """Listens on a free port of 127.0.0.1, a thread per connection."""
         socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

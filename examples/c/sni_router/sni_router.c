@@ -7,6 +7,11 @@
  * "envoy.tcp_proxy.cluster" (pw_set_envoy_filter_state) to the upstream of
  * that name; then the bytes go on unchanged. The TLS stays end to end.
  *
+ * The proxy must not connect before the choice: on_new_connection pauses
+ * the connection and the choice continues it (proxy_continue_stream), as
+ * Envoy's tcp_proxy and nginx's stream module (proxy_pass
+ * $proxy_wasm_upstream, in the preread phase) both need.
+ *
  * Plugin configuration, a JSON object:
  *
  *   {"routes": {"a.example": "backend_a",     exact names (case-insensitive)
@@ -219,12 +224,19 @@ static proxy_action_t decide(uint32_t ctx, const char *name, const char *why) {
         pw_close_stream(PROXY_STREAM_DOWNSTREAM);
         return PROXY_ACTION_CONTINUE;
     }
+    pw_continue_stream(PROXY_STREAM_DOWNSTREAM); /* the Pause of on_new_connection */
     if (name)
         pw_logf(PROXY_LOG_INFO, "sni_router: context %u: sni %s -> %s (%s)", ctx, name, upstream,
                 via);
     else
         pw_logf(PROXY_LOG_INFO, "sni_router: context %u: %s -> %s (default)", ctx, why, upstream);
     return PROXY_ACTION_CONTINUE;
+}
+
+/* Held until the ClientHello chose the upstream (decide continues it). */
+static proxy_action_t on_new_connection(uint32_t ctx) {
+    (void)ctx;
+    return PROXY_ACTION_PAUSE;
 }
 
 static proxy_action_t on_downstream_data(uint32_t ctx, size_t size, int eos) {
@@ -320,6 +332,7 @@ static int on_configure(uint32_t root_id, size_t size) {
 
 const pw_plugin_t pw_plugin = {
     .on_configure = on_configure,
+    .on_new_connection = on_new_connection,
     .on_downstream_data = on_downstream_data,
     .on_delete = on_delete,
 };

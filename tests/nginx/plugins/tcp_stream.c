@@ -162,8 +162,11 @@ static proxy_action_t data(uint32_t ctx, int dir, size_t size, int eos) {
         return PROXY_ACTION_CONTINUE;
     }
     if (dir) {
-        if (props)
+        if (props) {
             log_prop("upstream", "address");
+            /* ssl_preread's name: known once the preread phase is over */
+            log_prop("connection", "requested_server_name");
+        }
         if (upper && size)
             pw_prepend_buffer(type, "<", 1);
         return PROXY_ACTION_CONTINUE;
