@@ -543,14 +543,131 @@ ngx_stream_proxy_wasm_closes(ngx_stream_proxy_wasm_ctx_t *ctx,
 }
 
 
+/* Links to the proxy's buffers of `in` at the end of d->in. */
+static ngx_int_t
+ngx_stream_proxy_wasm_link_in(ngx_stream_proxy_wasm_ctx_t *ctx,
+    ngx_stream_proxy_wasm_dir_t *d, ngx_chain_t *in)
+{
+    size_t        n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl, *ln, **ll;
+
+    for (ll = &d->in; *ll; ll = &(*ll)->next) { /* void */ }
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (d->skip) {
+            /* the preread bytes that went through the chain already */
+            n = ngx_min(d->skip, (size_t) (b->last - b->pos));
+            b->pos += n;
+            d->skip -= n;
+        }
+
+        if (b->pos == b->last && !b->last_buf) {
+            continue;
+        }
+
+        ln = ngx_alloc_chain_link(ctx->s->connection->pool);
+        if (ln == NULL) {
+            return NGX_ERROR;
+        }
+
+        ln->buf = b;
+        ln->next = NULL;
+        *ll = ln;
+        ll = &ln->next;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The common case, apart: nothing held or skipped, nothing of ours unsent,
+ * every link past on_new_connection, a chunk of bytes without the side's
+ * end. The links see the proxy's chain itself, and unless one of them
+ * writes the buffer, pauses or fails, it goes on as it is: no links of
+ * ours, no bookkeeping per chunk. NGX_OK: `in` goes to the next filter;
+ * NGX_DECLINED: a link left the common case, the chunk is in d->in and
+ * went on the general way (d->out); NGX_ERROR: the session ends.
+ */
+static ngx_int_t
+ngx_stream_proxy_wasm_pass(ngx_stream_proxy_wasm_ctx_t *ctx, ngx_uint_t dn,
+    ngx_chain_t *in, size_t size)
+{
+    ngx_int_t                     rc;
+    ngx_uint_t                    i;
+    pw_event                      event;
+    pw_action                     a;
+    ngx_stream_proxy_wasm_dir_t  *d;
+
+    d = &ctx->dir[dn];
+    event = dn == NGX_STREAM_PROXY_WASM_DOWN ? PW_ON_DOWNSTREAM_DATA
+                                             : PW_ON_UPSTREAM_DATA;
+
+    d->cur_chain = in;
+    d->cur_flat = NULL;
+    d->cur_size = size;
+
+    for (i = 0; i < ctx->nstreams; i++) {
+
+        a = ngx_stream_proxy_wasm_call(ctx, i, event, d->cur_size, 0);
+
+        if ((a == PW_ACTION_CONTINUE || a == PW_ACTION_LOCAL_RESPONSE)
+            && d->cur_flat == NULL && !ctx->closing)
+        {
+            continue;
+        }
+
+        /* the general way from link i on, with our links to the chunk */
+
+        if (ngx_stream_proxy_wasm_link_in(ctx, d, in) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (d->cur_chain) {
+            d->cur_chain = d->in;
+        }
+
+        switch (a) {
+        case PW_ACTION_CONTINUE:
+        case PW_ACTION_LOCAL_RESPONSE:
+            rc = ngx_stream_proxy_wasm_links(ctx, dn, i + 1, 0);
+            break;
+
+        case PW_ACTION_PAUSE:
+        case PW_ACTION_PAUSE_NO_BUFFER:
+            rc = ngx_stream_proxy_wasm_hold(ctx, d, i, 1);
+            break;
+
+        default:
+            ctx->closing = 1;
+            rc = NGX_ERROR;
+        }
+
+        if (rc != NGX_OK
+            || ngx_stream_proxy_wasm_run(ctx, dn, NULL, 0) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    d->cur_chain = NULL;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_stream_proxy_wasm_filter(ngx_stream_session_t *s, ngx_chain_t *in,
     ngx_uint_t from_upstream)
 {
-    size_t                        n;
+    size_t                        n, size;
     ngx_int_t                     rc;
-    ngx_buf_t                    *b;
-    ngx_chain_t                  *cl, *ln, *out, **ll;
+    ngx_chain_t                  *cl, *out;
     ngx_connection_t             *c, *dst;
     ngx_stream_proxy_wasm_dir_t  *d;
     ngx_stream_proxy_wasm_ctx_t  *ctx;
@@ -571,33 +688,49 @@ ngx_stream_proxy_wasm_filter(ngx_stream_session_t *s, ngx_chain_t *in,
         return NGX_ERROR;
     }
 
+    if (in && d->in == NULL && d->at < 0 && d->busy == NULL && d->skip == 0
+        && ctx->nc_next + 1 >= ctx->nstreams)
+    {
+        size = 0;
+
+        for (cl = in; cl; cl = cl->next) {
+            n = cl->buf->last - cl->buf->pos;
+
+            if (n == 0 || cl->buf->last_buf) {
+                size = 0;
+                break;
+            }
+
+            size += n;
+        }
+
+        if (size) {
+            rc = ngx_stream_proxy_wasm_pass(ctx, from_upstream ? 1 : 0, in,
+                                            size);
+
+            if (rc == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            if (rc == NGX_OK) {
+                rc = ngx_stream_next_filter(s, in, from_upstream);
+
+                if (dst) {
+                    dst->buffered &= ~NGX_STREAM_PROXY_WASM_BUFFERED;
+                }
+
+                return rc;
+            }
+
+            goto out;
+        }
+    }
+
     /* the input: our links to the proxy's buffers; the preread bytes
      * that went through the chain already are skipped */
 
-    for (ll = &d->in; *ll; ll = &(*ll)->next) { /* void */ }
-
-    for (cl = in; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (d->skip) {
-            n = ngx_min(d->skip, (size_t) (b->last - b->pos));
-            b->pos += n;
-            d->skip -= n;
-        }
-
-        if (b->pos == b->last && !b->last_buf) {
-            continue;
-        }
-
-        ln = ngx_alloc_chain_link(c->pool);
-        if (ln == NULL) {
-            return NGX_ERROR;
-        }
-
-        ln->buf = b;
-        ln->next = NULL;
-        *ll = ln;
-        ll = &ln->next;
+    if (ngx_stream_proxy_wasm_link_in(ctx, d, in) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (ngx_stream_proxy_wasm_run(ctx, from_upstream ? 1 : 0, NULL, 0)
@@ -605,6 +738,8 @@ ngx_stream_proxy_wasm_filter(ngx_stream_session_t *s, ngx_chain_t *in,
     {
         return NGX_ERROR;
     }
+
+out:
 
     out = d->out;
     d->out = NULL;

@@ -686,7 +686,13 @@ ngx_stream_proxy_wasm_call(ngx_stream_proxy_wasm_ctx_t *ctx, ngx_uint_t i,
         }
     }
 
-    ngx_reset_pool(ctx->tmp);
+    if (ctx->tmp->d.next || ctx->tmp->large
+        || ctx->tmp->d.last != (u_char *) ctx->tmp + sizeof(ngx_pool_t))
+    {
+        /* what the last callback's host calls took (a callback that made
+         * none, as most data callbacks, leaves nothing to reset) */
+        ngx_reset_pool(ctx->tmp);
+    }
 
     a = pw_chain_call(&ctx->chain, i, event, n, eos, why, sizeof(why));
 
