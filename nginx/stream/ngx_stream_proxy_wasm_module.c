@@ -609,6 +609,7 @@ ngx_stream_proxy_wasm_create_ctx(ngx_stream_session_t *s,
                        (ctx->chain.links + ctx->nstreams);
     ctx->chain.n = ctx->nstreams;
     ctx->chain.policy = (pw_failure_policy) pscf->failure;
+    ctx->chain.tcp = 1;                 /* the chain makes TCP contexts */
 
     filters = pscf->chain->elts;
 
@@ -649,9 +650,9 @@ ngx_stream_proxy_wasm_create_ctx(ngx_stream_session_t *s,
 
 
 /*
- * Calls `event` on link i: its TCP stream context is created first if it
- * has none (pw_chain_call would create an HTTP one), the failure policy
- * answers when the plugin cannot run (logged here).
+ * Calls `event` on link i (pw_chain_call creates its TCP stream context on
+ * first use); the failure policy answers when the plugin cannot run
+ * (logged here).
  */
 pw_action
 ngx_stream_proxy_wasm_call(ngx_stream_proxy_wasm_ctx_t *ctx, ngx_uint_t i,
@@ -671,19 +672,8 @@ ngx_stream_proxy_wasm_call(ngx_stream_proxy_wasm_ctx_t *ctx, ngx_uint_t i,
         return PW_ACTION_CONTINUE;
     }
 
-    if (l->stream == NULL) {
-        if (l->plugin == NULL) {
-            l->plugin = ngx_proxy_wasm_plugin(st->filter->plugin, log);
-        }
-
-        if (l->plugin
-            && pw_stream_new_tcp(l->plugin, st, &l->stream, why, sizeof(why))
-               != PW_OK)
-        {
-            l->stream = NULL;
-            l->failed = 1;
-            goto failed;
-        }
+    if (l->stream == NULL && l->plugin == NULL) {
+        l->plugin = ngx_proxy_wasm_plugin(st->filter->plugin, log);
     }
 
     if (ctx->tmp->d.next || ctx->tmp->large
@@ -706,8 +696,6 @@ ngx_stream_proxy_wasm_call(ngx_stream_proxy_wasm_ctx_t *ctx, ngx_uint_t i,
 
         return a;
     }
-
-failed:
 
     ngx_log_error(NGX_LOG_ERR, log, 0,
                   "proxy_wasm \"%V\" failed in %s: %s; %s",
