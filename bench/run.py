@@ -903,7 +903,12 @@ def part_tcp(args, run_dir, subst, client_cpu, front_cpu, build):
     for key, _ in TCP_KEYS:
         th, co = out["throughput"][key], out["connections"][key]
         s[key] = {
-            "gbit_s": max(m["n"] * 8 / m["seconds"] / 1e9 for m in th),
+            # the median round: one iperf3 connection shares its core with
+            # the client and server, and a lucky round of the bare proxy
+            # (12.87 Gbit/s against a median of 10.56 in the run of
+            # ae54378) made the best-round ratio a draw of noise
+            "gbit_s": med([m["n"] * 8 / m["seconds"] / 1e9 for m in th]),
+            "gbit_s_best": max(m["n"] * 8 / m["seconds"] / 1e9 for m in th),
             "cpu_s_per_gb": med([m["cpu_s"] / (m["n"] / 1e9) for m in th]),
             "conn_s": max(m["n"] / m["seconds"] for m in co),
             "cpu_us_per_conn": med([m["cpu_s"] * 1e6 / max(m["n"], 1) for m in co]),
@@ -1086,12 +1091,15 @@ def targets(res):
     tcp = res.get("tcp", {}).get("summary")
     if tcp:
         none, noop, rd = tcp["none"], tcp["noop"], tcp["read"]
-        t.append(("TCP throughput, no-op filter vs proxy alone (issue 12)", ">= 95%",
+        t.append(("TCP throughput (median round), no-op filter vs proxy alone (issue 12)", ">= 95%",
                   f"{noop['gbit_s'] / none['gbit_s'] * 100:.0f}% ({noop['gbit_s']:.2f} vs "
                   f"{none['gbit_s']:.2f} Gbit/s)", noop["gbit_s"] >= 0.95 * none["gbit_s"]))
-        t.append(("TCP throughput, reading filter vs proxy alone (issue 12)", ">= 80%",
+        t.append(("TCP throughput (median round), reading filter vs proxy alone (issue 12)", ">= 80%",
                   f"{rd['gbit_s'] / none['gbit_s'] * 100:.0f}% ({rd['gbit_s']:.2f} Gbit/s)",
                   rd["gbit_s"] >= 0.80 * none["gbit_s"]))
+        t.append(("(for information) TCP: worker CPU per GB moved, median",
+                  "no target", f"{none['cpu_s_per_gb']:.3f} s alone, {noop['cpu_s_per_gb']:.3f} "
+                  f"no-op, {rd['cpu_s_per_gb']:.3f} reading", None))
         t.append(("(for information) TCP connections: worker CPU per connection",
                   "no target", f"{none['cpu_us_per_conn']:.1f} us alone, "
                   f"{noop['cpu_us_per_conn']:.1f} no-op, {rd['cpu_us_per_conn']:.1f} reading",
@@ -1277,7 +1285,8 @@ def write_md(res, path, scenarios):
     if tcp:
         L.append("## TCP: nginx's stream proxy (bench/nginx/stream.conf.in)\n")
         L.append("One worker. Throughput: one iperf3 connection through the proxy to an iperf3 "
-                 "server (best round), and the worker's CPU per GB moved (median). Connections: "
+                 "server (median round; best round in brackets), and the worker's CPU per GB "
+                 "moved (median). Connections: "
                  "4 client processes each connect, make a small HTTP exchange with the upstream "
                  "nginx through the proxy, and close; the best round's rate and the worker's "
                  "median CPU per connection.\n")
@@ -1285,7 +1294,8 @@ def write_md(res, path, scenarios):
         L.append("|---|---:|---:|---:|---:|---:|")
         for key, label in TCP_KEYS:
             v = tcp[key]
-            L.append(f"| {label} | {v['gbit_s']:.2f} | {v['gbit_s'] / tcp['none']['gbit_s'] * 100:.0f}% | "
+            best = f" ({v['gbit_s_best']:.2f})" if "gbit_s_best" in v else ""
+            L.append(f"| {label} | {v['gbit_s']:.2f}{best} | {v['gbit_s'] / tcp['none']['gbit_s'] * 100:.0f}% | "
                      f"{v['cpu_s_per_gb']:.3f} | {v['conn_s']:,.0f} | {v['cpu_us_per_conn']:.1f} |")
         L.append("")
     rss = res.get("rss")
