@@ -273,9 +273,6 @@ ngx_proxy_wasm_shm_add(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
                            ngx_strnlen((u_char *) shm->stamp, sizeof(stamp)),
                            shm->stamp, stamp);
         return NGX_ERROR;
-
-    } else if (shm->declared & ((ngx_uint_t) 1 << subsys)) {
-        return NGX_ERROR;       /* one declaration per subsystem */
     }
 
     if (ngx_proxy_wasm_shm_settle(cf, wc, shm) != NGX_OK) {

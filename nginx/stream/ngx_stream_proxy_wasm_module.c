@@ -554,7 +554,16 @@ ngx_stream_proxy_wasm_end(ngx_stream_proxy_wasm_ctx_t *ctx)
         }
     }
 
-    pw_chain_end(&ctx->chain, 0);      /* on_done, on_log, on_delete */
+    /*
+     * on_done, on_log, on_delete of the contexts the connection made; not
+     * `late`: a plugin the connection never reached (an earlier one closed
+     * it, or paused until it ended) has no context and gets no callback.
+     * Envoy's network filters are the same: a filter's context is made in
+     * its onNewConnection, and its close (onDone, onLog, onDelete) is
+     * skipped when that never ran. Only the http access-log phase makes
+     * the missing contexts, as Envoy does for its HTTP filters.
+     */
+    pw_chain_end(&ctx->chain, 0);
 }
 
 
