@@ -133,29 +133,30 @@ def wait_lines(nginx, pattern, n, timeout=10.0):
         time.sleep(0.05)
 
 
+def queue_round(both, owner, queue, enqueue, n):
+    """Both workers' root contexts of module `owner` registered `queue`;
+    `enqueue` (the other block's) puts n items: each reaches `owner`'s
+    on_queue_ready, in order, and no VM of the other module."""
+    assert both.nginx.wait_log(rf"(?s){owner}: store: registered {queue} 0 1"
+                               rf".*{owner}: store: registered {queue} 0 1"), both.nginx.log()
+    for i in range(n):
+        assert enqueue(f"enq {queue} item{i}") == [["enq", "0"]]
+    got = wait_lines(both.nginx, r"\[pwasm\] (\w+): store: queue_ready root=\d+ queue=1 0 (item\d+)",
+                     n)
+    assert got == [(owner, f"item{i}") for i in range(n)], both.nginx.log()
+
+
 def test_a_stream_plugin_gets_the_items_http_enqueues(both):
     # the stream{} root contexts register "jobs" in vm_id "both"; the http
     # plugin, same vm_id and root_id, enqueues: only stream{}'s VM hears of it
     both.start(stream_config="config=queue=jobs", workers=2)
-    assert both.nginx.wait_log(r"(?s)tstore: store: registered jobs 0 1"
-                               r".*tstore: store: registered jobs 0 1"), both.nginx.log()
-    for i in range(20):
-        assert both.http_store(f"enq jobs item{i}") == [["enq", "0"]]
-    got = wait_lines(both.nginx, r"\[pwasm\] (\w+): store: queue_ready root=\d+ queue=1 0 (item\d+)",
-                     20)
-    assert got == [("tstore", f"item{i}") for i in range(20)], both.nginx.log()
+    queue_round(both, "tstore", "jobs", both.http_store, 20)
     assert both.http_store("deq jobs") == [["deq", "7", ""]]  # Empty: all taken
 
 
 def test_an_http_plugin_gets_the_items_stream_enqueues(both):
     both.start(http_config="config=queue=hjobs", workers=2)
-    assert both.nginx.wait_log(r"(?s)hstore: store: registered hjobs 0 1"
-                               r".*hstore: store: registered hjobs 0 1"), both.nginx.log()
-    for i in range(10):
-        assert both.tcp_store(f"enq hjobs x{i}") == [["enq", "0"]]
-    got = wait_lines(both.nginx, r"\[pwasm\] (\w+): store: queue_ready root=\d+ queue=1 0 (x\d+)",
-                     10)
-    assert got == [("hstore", f"x{i}") for i in range(10)], both.nginx.log()
+    queue_round(both, "hstore", "hjobs", both.tcp_store, 10)
 
 
 def test_stream_metrics_on_the_http_endpoint(both):
@@ -227,11 +228,7 @@ def test_stream_block_first(both):
                                                                    ["counter", "0"]]
     assert both.http_store("get k")[0][3] == "tcp"
     assert "\nfirst_total 4\n" in "\n" + both.nginx.request("/metrics").body.decode()
-    assert both.nginx.wait_log(r"(?s)hstore: store: registered hjobs 0 1"
-                               r".*hstore: store: registered hjobs 0 1"), both.nginx.log()
-    assert both.tcp_store("enq hjobs a;enq hjobs b") == [["enq", "0"], ["enq", "0"]]
-    assert wait_lines(both.nginx, r"hstore: store: queue_ready root=\d+ queue=1 0 (\w+)", 2) \
-        == ["a", "b"], both.nginx.log()
+    queue_round(both, "hstore", "hjobs", both.tcp_store, 5)
 
 
 def test_reload_keeps_the_store_of_both(both):
