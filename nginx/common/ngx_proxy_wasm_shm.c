@@ -69,8 +69,6 @@ static ngx_int_t ngx_proxy_wasm_shm_settle(ngx_conf_t *cf,
     ngx_proxy_wasm_conf_t *wc, ngx_proxy_wasm_shm_t *shm);
 static ngx_int_t ngx_proxy_wasm_shm_open(ngx_proxy_wasm_conf_t *wc,
     ngx_shm_zone_t *zone, void *root);
-static ngx_int_t ngx_proxy_wasm_shm_attach(ngx_proxy_wasm_conf_t *wc,
-    ngx_shm_zone_t *zone, void *root);
 
 static ngx_str_t  ngx_proxy_wasm_shm_name = ngx_string("proxy_wasm");
 
@@ -284,7 +282,7 @@ ngx_proxy_wasm_shm_add(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
     shm->declared |= (ngx_uint_t) 1 << subsys;
     shm->conf[subsys] = wc;
     shm->deliver[subsys] = ngx_proxy_wasm_deliver_queues;
-    shm->attach[subsys] = ngx_proxy_wasm_shm_attach;
+    shm->attach[subsys] = ngx_proxy_wasm_shm_open;
 
     if (wc->mods.nelts) {
         shm->queues = 1;
@@ -470,20 +468,11 @@ ngx_proxy_wasm_shm_init(ngx_shm_zone_t *zone, void *data)
 }
 
 
-/* The other module's handle on the owner's store (ngx_proxy_wasm_attach_pt,
- * called from the owner's init callback). */
-static ngx_int_t
-ngx_proxy_wasm_shm_attach(ngx_proxy_wasm_conf_t *wc, ngx_shm_zone_t *zone,
-    void *root)
-{
-    return ngx_proxy_wasm_shm_open(wc, zone, root);
-}
-
-
 /*
  * wc->store: a handle of this .so's library on the store at root in the
  * zone (NULL root: a new store), with this .so's pw_store_mem functions;
  * closed with the configuration's pool. wc->slots: the process slots.
+ * The other module's is called through ngx_proxy_wasm_shm_t.attach.
  */
 static ngx_int_t
 ngx_proxy_wasm_shm_open(ngx_proxy_wasm_conf_t *wc, ngx_shm_zone_t *zone,
