@@ -129,6 +129,57 @@ typedef struct {
 } ngx_proxy_wasm_wake_t;
 
 
+/* The subsystems that may share the store's zone (ngx_proxy_wasm_shm_add):
+ * each has its own range of the store's metric slots. */
+#define NGX_PROXY_WASM_SHM_HTTP      0
+#define NGX_PROXY_WASM_SHM_STREAM    1
+#define NGX_PROXY_WASM_SHM_NSUBSYS   2
+
+/* Runs proxy_on_queue_ready on the VMs of wc, a subsystem's configuration,
+ * in this worker (each .so's own function, on its own objects). */
+typedef void (*ngx_proxy_wasm_deliver_pt)(ngx_proxy_wasm_conf_t *wc,
+    ngx_log_t *log);
+/* Opens wc's own store handle on the store at `root` of `zone` (the
+ * owner's init callback calls the other module's). */
+typedef ngx_int_t (*ngx_proxy_wasm_attach_pt)(ngx_proxy_wasm_conf_t *wc,
+    ngx_shm_zone_t *zone, void *root);
+
+/*
+ * The data of the store's zone, one per configuration, shared by the
+ * subsystems that declare the zone: the http and the stream module, two
+ * .so files with a copy each of this code and of the library. Plain data
+ * and function pointers only: a module reads it, and calls what the other
+ * module registered; it never passes its own objects to the other's code.
+ * `stamp` first: the second module compares it before reading the rest.
+ */
+typedef struct {
+    char                             stamp[48];  /* NUL-terminated build
+                                                    stamp of the first */
+    ngx_uint_t                       owner;      /* subsystem of the zone's
+                                                    init callback */
+    ngx_uint_t                       declared;   /* bit per subsystem */
+
+    /* proxy_wasm_shm, from whichever block gives it (size 0: none) */
+    size_t                           size;
+    ngx_uint_t                       evict;
+    ngx_str_t                        size_file;
+    ngx_uint_t                       size_line;
+    ngx_array_t                      ttl;        /* pw_store_ttl: the
+                                                    proxy_wasm_shm_ttl
+                                                    rules of both blocks */
+    ngx_uint_t                       queues;     /* a subsystem has
+                                                    modules: wake-ups */
+
+    ngx_proxy_wasm_conf_t           *conf[NGX_PROXY_WASM_SHM_NSUBSYS];
+    ngx_proxy_wasm_deliver_pt        deliver[NGX_PROXY_WASM_SHM_NSUBSYS];
+    ngx_proxy_wasm_attach_pt         attach[NGX_PROXY_WASM_SHM_NSUBSYS];
+
+    ngx_uint_t                       nproc;      /* process slots: the
+                                                    store's slots / 2 */
+    ngx_proxy_wasm_wake_t           *wake;       /* nproc pipes */
+} ngx_proxy_wasm_shm_t;
+
+
 /* Callouts: where plugins may call (ngx_proxy_wasm_target.c) and how the
  * HTTP client behaves (ngx_proxy_wasm_callout.c). Directives of http{}. */
 typedef struct {
@@ -188,7 +239,10 @@ struct ngx_proxy_wasm_conf_s {
     pw_store                        *store;      /* this process's handle;
                                                     NULL: none (hostcalls
                                                     answer Unimplemented) */
-    ngx_uint_t                       slots;      /* metric slots: workers + 1 */
+    ngx_uint_t                       slots;      /* process slots:
+                                                    workers + 1 */
+    ngx_proxy_wasm_shm_t            *shm;        /* the zone's data */
+    ngx_uint_t                       shm_subsys; /* NGX_PROXY_WASM_SHM_* */
 
     /* the wake-up channels of on_queue_ready, one per slot */
     ngx_proxy_wasm_wake_t           *wake;
@@ -251,7 +305,7 @@ char *ngx_proxy_wasm_shm_ttl_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_proxy_wasm_shm_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_proxy_wasm_shm_add(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
-    ngx_str_t *name, void *tag);
+    ngx_uint_t subsys);
 ngx_int_t ngx_proxy_wasm_scratch_store_open(ngx_proxy_wasm_conf_t *wc,
     ngx_pool_t *pool, ngx_log_t *log);
 void ngx_proxy_wasm_scratch_store_close(ngx_proxy_wasm_conf_t *wc);

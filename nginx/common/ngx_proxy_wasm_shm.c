@@ -17,6 +17,19 @@
  * queue_ready writes one byte to the owner's pipe, and the owner calls
  * pw_vm_deliver_queues() on its VMs on its next event loop turn.
  *
+ * One store for http{} and stream{}: both modules declare the same zone
+ * ("proxy_wasm", tagged with a symbol of the nginx binary, the same for
+ * both .so files), so a vm_id's shared data and queues, and the metrics,
+ * are the same for the plugins of both. The first module to declare it
+ * owns the zone's init callback and the wake-up pipes; the zone's data
+ * (ngx_proxy_wasm_shm_t) records both modules. Each module opens its own
+ * pw_store handle with its own copy of the library (the owner in the init
+ * callback, the other from there through the function it registered),
+ * and each has its own range of metric slots: subsystem S of process slot
+ * P uses store slot S * nproc + P, so a queue's owner id names the module
+ * that registered it, and the owner's wake-up handler lets each module
+ * deliver its own queues (ngx_proxy_wasm_shm_t.deliver).
+ *
  * Reload: nginx keeps a zone of the same name, size and module with its
  * contents; the new configuration's store attaches to the store root
  * recorded in the slab pool (shpool->data), so shared data, queues and
@@ -35,6 +48,13 @@
 /* The zone's size without proxy_wasm_shm. */
 #define NGX_PROXY_WASM_SHM_SIZE  (1024 * 1024)
 
+/* The zone's tag: an address of the nginx binary that both .so files see
+ * alike; no nginx module tags a zone with it. */
+#define NGX_PROXY_WASM_SHM_TAG   ((void *) &ngx_core_module)
+
+/* The layout revision of ngx_proxy_wasm_shm_t: change it with the struct */
+#define NGX_PROXY_WASM_SHM_REV   1
+
 
 static ngx_int_t ngx_proxy_wasm_shm_init(ngx_shm_zone_t *zone, void *data);
 static void ngx_proxy_wasm_shm_cleanup(void *data);
@@ -44,6 +64,13 @@ static void ngx_proxy_wasm_deliver_queues(ngx_proxy_wasm_conf_t *wc,
     ngx_log_t *log);
 static void ngx_proxy_wasm_wake_slot(ngx_proxy_wasm_conf_t *wc,
     ngx_uint_t slot);
+static void ngx_proxy_wasm_shm_stamp(u_char *buf, size_t size);
+static ngx_int_t ngx_proxy_wasm_shm_settle(ngx_conf_t *cf,
+    ngx_proxy_wasm_conf_t *wc, ngx_proxy_wasm_shm_t *shm);
+static ngx_int_t ngx_proxy_wasm_shm_open(ngx_proxy_wasm_conf_t *wc,
+    ngx_shm_zone_t *zone, void *root);
+
+static ngx_str_t  ngx_proxy_wasm_shm_name = ngx_string("proxy_wasm");
 
 
 /* ------------------------------------------------------ the directive */
@@ -188,24 +215,157 @@ ngx_proxy_wasm_shm_ttl_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
 
 /*
- * Declares the zone of wc's store under `name`, owned by the module `tag`
- * (the subsystem's module: nginx reuses a zone across a reload only for
- * the same name, size and tag). Applies the defaults of proxy_wasm_shm.
+ * Declares the store's zone for the subsystem `subsys`
+ * (NGX_PROXY_WASM_SHM_*), at the end of its block: the one zone of http{}
+ * and stream{}. The first declaration makes the zone's data and takes its
+ * init callback; the second joins it. proxy_wasm_shm may be given in
+ * either block or in both, alike (else an error naming both places);
+ * none: NGX_PROXY_WASM_SHM_SIZE with eviction=lru. The proxy_wasm_shm_ttl
+ * rules of both blocks apply, those of the first block first.
  */
 ngx_int_t
 ngx_proxy_wasm_shm_add(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
-    ngx_str_t *name, void *tag)
+    ngx_uint_t subsys)
 {
-    ngx_conf_init_size_value(wc->shm_size, NGX_PROXY_WASM_SHM_SIZE);
-    ngx_conf_init_uint_value(wc->shm_evict, 1);
+    u_char                 stamp[sizeof(((ngx_proxy_wasm_shm_t *) 0)->stamp)];
+    ngx_shm_zone_t        *zone;
+    ngx_proxy_wasm_shm_t  *shm;
 
-    wc->shm_zone = ngx_shared_memory_add(cf, name, wc->shm_size, tag);
-    if (wc->shm_zone == NULL) {
+    /* size 0: nginx leaves it to us (below), whichever block comes first */
+    zone = ngx_shared_memory_add(cf, &ngx_proxy_wasm_shm_name, 0,
+                                 NGX_PROXY_WASM_SHM_TAG);
+    if (zone == NULL) {
         return NGX_ERROR;
     }
 
-    wc->shm_zone->init = ngx_proxy_wasm_shm_init;
-    wc->shm_zone->data = wc;
+    ngx_proxy_wasm_shm_stamp(stamp, sizeof(stamp));
+
+    shm = zone->data;
+
+    if (shm == NULL) {
+        shm = ngx_pcalloc(cf->pool, sizeof(ngx_proxy_wasm_shm_t));
+        if (shm == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_array_init(&shm->ttl, cf->pool, 4, sizeof(pw_store_ttl))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(shm->stamp, stamp, sizeof(stamp));
+        shm->owner = subsys;
+        shm->evict = 1;
+
+        zone->init = ngx_proxy_wasm_shm_init;
+        zone->data = shm;
+
+    } else if (ngx_strncmp(shm->stamp, stamp, sizeof(stamp)) != 0) {
+        /* the stamp is the struct's first member in every build */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "proxy_wasm: the http and stream modules share "
+                           "one store but are of different builds "
+                           "(\"%*s\" and \"%s\"): load the two .so files "
+                           "of one build",
+                           ngx_strnlen((u_char *) shm->stamp, sizeof(stamp)),
+                           shm->stamp, stamp);
+        return NGX_ERROR;
+    }
+
+    if (ngx_proxy_wasm_shm_settle(cf, wc, shm) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    zone->shm.size = shm->size ? shm->size : NGX_PROXY_WASM_SHM_SIZE;
+
+    shm->declared |= (ngx_uint_t) 1 << subsys;
+    shm->conf[subsys] = wc;
+    shm->deliver[subsys] = ngx_proxy_wasm_deliver_queues;
+    shm->attach[subsys] = ngx_proxy_wasm_shm_open;
+
+    if (wc->mods.nelts) {
+        shm->queues = 1;
+    }
+
+    ngx_conf_init_size_value(wc->shm_size, zone->shm.size);
+    ngx_conf_init_uint_value(wc->shm_evict, shm->evict);
+
+    wc->shm = shm;
+    wc->shm_zone = zone;
+    wc->shm_subsys = subsys;
+
+    return NGX_OK;
+}
+
+
+/* "pwasm-shm <version> r<layout revision> <sizes>": two builds whose
+ * zone data could differ do not match. */
+static void
+ngx_proxy_wasm_shm_stamp(u_char *buf, size_t size)
+{
+    u_char  *p;
+
+    ngx_memzero(buf, size);
+
+    p = ngx_snprintf(buf, size - 1, "pwasm-shm %s r%d %uz %uz %uz",
+                     PWASM_VERSION_STRING, NGX_PROXY_WASM_SHM_REV,
+                     sizeof(ngx_proxy_wasm_shm_t),
+                     sizeof(ngx_proxy_wasm_conf_t), sizeof(pw_store_ttl));
+    *p = '\0';
+}
+
+
+/* wc's proxy_wasm_shm and proxy_wasm_shm_ttl into the zone's data, against
+ * what the other block gave. */
+static ngx_int_t
+ngx_proxy_wasm_shm_settle(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
+    ngx_proxy_wasm_shm_t *shm)
+{
+    pw_store_ttl  *t;
+
+    if (wc->shm_size != NGX_CONF_UNSET_SIZE) {
+
+        if (shm->size_file.data == NULL) {
+            shm->size = wc->shm_size;
+            shm->evict = wc->shm_evict;
+            shm->size_file = wc->shm_file;
+            shm->size_line = wc->shm_line;
+
+        } else if (shm->size != wc->shm_size || shm->evict != wc->shm_evict) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "proxy_wasm_shm: %uz bytes, eviction=%s in "
+                               "%V:%ui, and %uz bytes, eviction=%s in "
+                               "%V:%ui: http{} and stream{} share one "
+                               "store, give them the same size and "
+                               "eviction",
+                               shm->size, shm->evict ? "lru" : "none",
+                               &shm->size_file, shm->size_line,
+                               wc->shm_size, wc->shm_evict ? "lru" : "none",
+                               &wc->shm_file, wc->shm_line);
+            return NGX_ERROR;
+        }
+    }
+
+    if (wc->shm_ttl == NULL || wc->shm_ttl->nelts == 0) {
+        return NGX_OK;
+    }
+
+    if (shm->ttl.nelts + wc->shm_ttl->nelts > PW_STORE_TTL_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "proxy_wasm_shm_ttl: more than %d rules in "
+                           "http{} and stream{} together (they share one "
+                           "store)", PW_STORE_TTL_MAX);
+        return NGX_ERROR;
+    }
+
+    t = ngx_array_push_n(&shm->ttl, wc->shm_ttl->nelts);
+    if (t == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(t, wc->shm_ttl->elts,
+               wc->shm_ttl->nelts * sizeof(pw_store_ttl));
 
     return NGX_OK;
 }
@@ -248,24 +408,25 @@ ngx_proxy_wasm_shm_unlock(void *region)
 
 
 /*
- * The zone's init callback, in the master while it loads a configuration
- * (and in nginx -t): opens the store, a new one in a new zone, or the one
- * of the zone kept from the previous configuration (`data` is then that
- * configuration's zone data; the store root is in the slab pool).
+ * The zone's init callback (the owner's: the first module to declare the
+ * zone), in the master while it loads a configuration (and in nginx -t):
+ * opens the store, a new one in a new zone, or the one of the zone kept
+ * from the previous configuration (`data` is then that configuration's
+ * zone data; the store root is in the slab pool); then the other module
+ * opens its own handle on it. A failure fails the configuration (a reload
+ * keeps the running one).
  */
 static ngx_int_t
 ngx_proxy_wasm_shm_init(ngx_shm_zone_t *zone, void *data)
 {
-    ngx_proxy_wasm_conf_t *wc = zone->data;
+    ngx_proxy_wasm_shm_t *shm = zone->data;
 
-    int                  rc;
-    char                 err[PW_ERRLEN];
-    void                *root;
-    ngx_slab_pool_t     *shpool;
-    ngx_core_conf_t     *ccf;
-    pw_store_config      cfg;
-    ngx_pool_cleanup_t  *cln;
+    void                   *root;
+    ngx_uint_t              i, kept;
+    ngx_slab_pool_t        *shpool;
+    ngx_proxy_wasm_conf_t  *wc;
 
+    wc = shm->conf[shm->owner];
     shpool = (ngx_slab_pool_t *) zone->shm.addr;
 
     root = (data || zone->shm.exists) ? shpool->data : NULL;
@@ -276,25 +437,74 @@ ngx_proxy_wasm_shm_init(ngx_shm_zone_t *zone, void *data)
         shpool->log_nomem = 0;
     }
 
+    kept = (root != NULL);
+
+    if (ngx_proxy_wasm_shm_open(wc, zone, root) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    root = pw_store_root(wc->store);
+    shpool->data = root;
+
+    shm->nproc = wc->slots;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_CORE, wc->cycle->log, 0,
+                   "proxy_wasm_shm: store %s, %ui process slots, "
+                   "eviction %s", kept ? "kept" : "new", shm->nproc,
+                   shm->evict ? "lru" : "none");
+
+    for (i = 0; i < NGX_PROXY_WASM_SHM_NSUBSYS; i++) {
+        if (i == shm->owner || shm->conf[i] == NULL) {
+            continue;
+        }
+
+        /* its own .so's function, its own handle and pw_store_mem */
+        if (shm->attach[i](shm->conf[i], zone, root) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * wc->store: a handle of this .so's library on the store at root in the
+ * zone (NULL root: a new store), with this .so's pw_store_mem functions;
+ * closed with the configuration's pool. wc->slots: the process slots.
+ * The other module's is called through ngx_proxy_wasm_shm_t.attach.
+ */
+static ngx_int_t
+ngx_proxy_wasm_shm_open(ngx_proxy_wasm_conf_t *wc, ngx_shm_zone_t *zone,
+    void *root)
+{
+    int                    rc;
+    char                   err[PW_ERRLEN];
+    ngx_uint_t             nproc;
+    ngx_core_conf_t       *ccf;
+    pw_store_config        cfg;
+    ngx_pool_cleanup_t    *cln;
+    ngx_proxy_wasm_shm_t  *shm;
+
+    shm = wc->shm;
+
     ccf = (ngx_core_conf_t *) ngx_get_conf(wc->cycle->conf_ctx,
                                            ngx_core_module);
 
-    /* one slot per worker, and slot 0 for a single process; a kept store
-     * keeps the number it was made with (pw_store_open): the old workers,
-     * still finishing their requests, add to their metric slots without a
-     * lock. Workers beyond it share slot 0 (ngx_proxy_wasm_shm_init_process) */
-    wc->slots = (ccf->worker_processes > 0 ? ccf->worker_processes : 1) + 1;
+    /* per subsystem, one slot per worker, and slot 0 for a single
+     * process; a kept store keeps the number it was made with
+     * (pw_store_open): the old workers, still finishing their requests,
+     * add to their metric slots without a lock. Workers beyond it share
+     * slot 0 (ngx_proxy_wasm_slot) */
+    nproc = (ccf->worker_processes > 0 ? ccf->worker_processes : 1) + 1;
 
     ngx_memzero(&cfg, sizeof(pw_store_config));
-    cfg.evict_lru = wc->shm_evict ? 1 : 0;
-    cfg.slots = (uint32_t) wc->slots;
+    cfg.evict_lru = shm->evict ? 1 : 0;
+    cfg.slots = (uint32_t) (nproc * NGX_PROXY_WASM_SHM_NSUBSYS);
+    cfg.ttl = shm->ttl.elts;
+    cfg.nttl = shm->ttl.nelts;
 
-    if (wc->shm_ttl) {
-        cfg.ttl = wc->shm_ttl->elts;
-        cfg.nttl = wc->shm_ttl->nelts;
-    }
-
-    wc->shm_mem.region = shpool;
+    wc->shm_mem.region = zone->shm.addr;
     wc->shm_mem.alloc = ngx_proxy_wasm_shm_alloc;
     wc->shm_mem.free = ngx_proxy_wasm_shm_free;
     wc->shm_mem.lock = ngx_proxy_wasm_shm_lock;
@@ -310,12 +520,12 @@ ngx_proxy_wasm_shm_init(ngx_shm_zone_t *zone, void *data)
     if (rc != PW_OK) {
         wc->store = NULL;
 
-        if (wc->shm_file.data) {
+        if (shm->size_file.data) {
             ngx_log_error(NGX_LOG_EMERG, wc->cycle->log, 0,
                           "proxy_wasm_shm: cannot open the store in the "
                           "zone \"%V\" of %uz bytes: %s in %V:%ui",
                           &zone->shm.name, zone->shm.size, err,
-                          &wc->shm_file, wc->shm_line);
+                          &shm->size_file, shm->size_line);
         } else {
             ngx_log_error(NGX_LOG_EMERG, wc->cycle->log, 0,
                           "proxy_wasm_shm: cannot open the store in the "
@@ -329,14 +539,8 @@ ngx_proxy_wasm_shm_init(ngx_shm_zone_t *zone, void *data)
     cln->handler = ngx_proxy_wasm_shm_cleanup;
     cln->data = wc;
 
-    wc->slots = pw_store_slots(wc->store);
-
-    shpool->data = pw_store_root(wc->store);
-
-    ngx_log_debug3(NGX_LOG_DEBUG_CORE, wc->cycle->log, 0,
-                   "proxy_wasm_shm: store %s, %ui slots, eviction %s",
-                   root ? "kept" : "new", wc->slots,
-                   wc->shm_evict ? "lru" : "none");
+    nproc = pw_store_slots(wc->store) / NGX_PROXY_WASM_SHM_NSUBSYS;
+    wc->slots = nproc ? nproc : 1;
 
     return NGX_OK;
 }
@@ -437,35 +641,47 @@ ngx_proxy_wasm_scratch_store_close(ngx_proxy_wasm_conf_t *wc)
 
 /*
  * In the master, after the zone was set up (init_module of the
- * subsystem's module): one non-blocking, close-on-exec pipe per metric
- * slot, inherited by the workers of this configuration.
+ * subsystem's module): one non-blocking, close-on-exec pipe per process
+ * slot, inherited by the workers of this configuration; made by whichever
+ * module's init_module comes first, used by both (the zone's data holds
+ * them).
  */
 ngx_int_t
 ngx_proxy_wasm_shm_init_module(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
 {
-    int                  fd[2];
-    ngx_uint_t           i;
-    ngx_pool_cleanup_t  *cln;
+    int                    fd[2];
+    ngx_uint_t             i;
+    ngx_pool_cleanup_t    *cln;
+    ngx_proxy_wasm_shm_t  *shm;
 
-    /* no module: no queue (the zone serves proxy_wasm_metrics only) */
-    if (wc->shm_zone == NULL || wc->slots == 0 || wc->mods.nelts == 0
-        || ngx_test_config)
+    shm = wc->shm;
+
+    /* no module in either block: no queue (the zone serves
+     * proxy_wasm_metrics only) */
+    if (shm == NULL || wc->store == NULL || !shm->queues || ngx_test_config)
     {
         return NGX_OK;
     }
 
-    wc->wake = ngx_palloc(cycle->pool,
-                          wc->slots * sizeof(ngx_proxy_wasm_wake_t));
-    if (wc->wake == NULL) {
+    if (shm->wake) {
+        wc->wake = shm->wake;           /* the other module made them */
+        wc->nwake = shm->nproc;
+        return NGX_OK;
+    }
+
+    shm->wake = ngx_palloc(cycle->pool,
+                           shm->nproc * sizeof(ngx_proxy_wasm_wake_t));
+    if (shm->wake == NULL) {
         return NGX_ERROR;
     }
 
-    for (i = 0; i < wc->slots; i++) {
-        wc->wake[i].fd[0] = -1;
-        wc->wake[i].fd[1] = -1;
+    for (i = 0; i < shm->nproc; i++) {
+        shm->wake[i].fd[0] = -1;
+        shm->wake[i].fd[1] = -1;
     }
 
-    wc->nwake = wc->slots;
+    wc->wake = shm->wake;
+    wc->nwake = shm->nproc;
 
     cln = ngx_pool_cleanup_add(cycle->pool, 0);
     if (cln == NULL) {
@@ -511,7 +727,8 @@ ngx_proxy_wasm_wake_cleanup(void *data)
 
 /* This process's slot: worker N is N + 1, 0 for a single process; 0 too
  * for a worker beyond the slots of a store kept from a configuration with
- * fewer workers (those workers share slot 0 and its pipe). */
+ * fewer workers (those workers share slot 0 and its pipe). Its store slot
+ * is wc->shm_subsys * wc->slots + this. */
 static ngx_uint_t
 ngx_proxy_wasm_slot(ngx_proxy_wasm_conf_t *wc)
 {
@@ -525,7 +742,8 @@ ngx_proxy_wasm_slot(ngx_proxy_wasm_conf_t *wc)
 
 /*
  * At worker (or single process) start, before any plugin runs: takes the
- * process's metric slot, and watches the read end of its slot's pipe.
+ * subsystem's metric slot of this process; the zone's owner watches the
+ * read end of the process's pipe (for both modules).
  */
 ngx_int_t
 ngx_proxy_wasm_shm_init_process(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
@@ -537,10 +755,13 @@ ngx_proxy_wasm_shm_init_process(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
     slot = ngx_proxy_wasm_slot(wc);
 
     if (wc->store) {
-        pw_store_set_slot(wc->store, (uint32_t) slot);
+        pw_store_set_slot(wc->store,
+                          (uint32_t) (wc->shm_subsys * wc->slots + slot));
     }
 
-    if (wc->wake == NULL || slot >= wc->nwake) {
+    if (wc->wake == NULL || slot >= wc->nwake
+        || wc->shm->owner != wc->shm_subsys)
+    {
         return NGX_OK;
     }
 
@@ -592,18 +813,22 @@ ngx_proxy_wasm_shm_exit_process(ngx_cycle_t *cycle, ngx_proxy_wasm_conf_t *wc)
 
 
 /* The read end of this worker's pipe is readable: something was enqueued
- * in a queue one of its root contexts registered. */
+ * in a queue one of its root contexts registered, in either module: each
+ * module delivers its own (its function, its configuration). */
 static void
 ngx_proxy_wasm_wake_handler(ngx_event_t *rev)
 {
     u_char                  buf[64];
     ssize_t                 n;
     ngx_err_t               err;
+    ngx_uint_t              i;
     ngx_connection_t       *c;
+    ngx_proxy_wasm_shm_t   *shm;
     ngx_proxy_wasm_conf_t  *wc;
 
     c = rev->data;
     wc = c->data;
+    shm = wc->shm;
 
     /* one byte or many: one delivery takes every item waiting */
     for ( ;; ) {
@@ -632,7 +857,11 @@ ngx_proxy_wasm_wake_handler(ngx_event_t *rev)
 
     rev->ready = 0;
 
-    ngx_proxy_wasm_deliver_queues(wc, rev->log);
+    for (i = 0; i < NGX_PROXY_WASM_SHM_NSUBSYS; i++) {
+        if (shm->conf[i] && shm->deliver[i]) {
+            shm->deliver[i](shm->conf[i], rev->log);
+        }
+    }
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
         ngx_log_error(NGX_LOG_ALERT, rev->log, 0,
@@ -705,20 +934,20 @@ ngx_proxy_wasm_host_store(void *host)
 
 
 /*
- * pw_host_shared_ops.queue_ready: wakes the worker of owner_slot (this one
- * too). Called from inside the enqueueing plugin's call: a write, nothing
- * more.
+ * pw_host_shared_ops.queue_ready: wakes the worker of the store slot
+ * owner_slot (this one too), whichever module's the slot is. Called from
+ * inside the enqueueing plugin's call: a write, nothing more.
  */
 void
 ngx_proxy_wasm_host_queue_ready(void *host, uint32_t owner_slot)
 {
     ngx_proxy_wasm_mod_t  *mod = host;
 
-    if (mod == NULL || mod->conf == NULL) {
+    if (mod == NULL || mod->conf == NULL || mod->conf->slots == 0) {
         return;
     }
 
-    ngx_proxy_wasm_wake_slot(mod->conf, owner_slot);
+    ngx_proxy_wasm_wake_slot(mod->conf, owner_slot % mod->conf->slots);
 }
 
 

@@ -382,16 +382,14 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_proxy_wasm_mod_t  **mods, *mod;
 
     if (pmcf->wasm.mods.nelts == 0 && pmcf->wasm.filters.nelts == 0
-        && pmcf->wasm.shm_size == NGX_CONF_UNSET_SIZE && !pmcf->metrics)
+        && pmcf->wasm.shm_size == NGX_CONF_UNSET_SIZE
+        && pmcf->wasm.shm_ttl == NULL && !pmcf->metrics)
     {
         return NGX_CONF_OK;
     }
 
-    /* the store, whenever anything can use it */
-    ngx_str_set(&name, "proxy_wasm");
-
-    if (ngx_proxy_wasm_shm_add(cf, &pmcf->wasm, &name,
-                               &ngx_http_proxy_wasm_module)
+    /* the store, whenever anything can use it: stream{}'s too */
+    if (ngx_proxy_wasm_shm_add(cf, &pmcf->wasm, NGX_PROXY_WASM_SHM_HTTP)
         != NGX_OK)
     {
         return NGX_CONF_ERROR;

@@ -329,20 +329,17 @@ ngx_stream_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_stream_proxy_wasm_main_conf_t *pmcf = conf;
 
-    ngx_str_t  name;
-
     if (pmcf->wasm.mods.nelts == 0 && pmcf->wasm.filters.nelts == 0
-        && pmcf->wasm.shm_size == NGX_CONF_UNSET_SIZE)
+        && pmcf->wasm.shm_size == NGX_CONF_UNSET_SIZE
+        && pmcf->wasm.shm_ttl == NULL)
     {
         return NGX_CONF_OK;
     }
 
-    /* the stream subsystem's own store: a zone apart from http{}'s
-     * "proxy_wasm" (two .so files, two copies of the library) */
-    ngx_str_set(&name, "proxy_wasm_stream");
-
-    if (ngx_proxy_wasm_shm_add(cf, &pmcf->wasm, &name,
-                               &ngx_stream_proxy_wasm_module)
+    /* http{}'s store: one zone for both (ngx_proxy_wasm_shm.c), so a
+     * vm_id's shared data and queues, and the metrics, are the same in
+     * both blocks */
+    if (ngx_proxy_wasm_shm_add(cf, &pmcf->wasm, NGX_PROXY_WASM_SHM_STREAM)
         != NGX_OK)
     {
         return NGX_CONF_ERROR;
@@ -557,7 +554,16 @@ ngx_stream_proxy_wasm_end(ngx_stream_proxy_wasm_ctx_t *ctx)
         }
     }
 
-    pw_chain_end(&ctx->chain, 0);      /* on_done, on_log, on_delete */
+    /*
+     * on_done, on_log, on_delete of the contexts the connection made; not
+     * `late`: a plugin the connection never reached (an earlier one closed
+     * it, or paused until it ended) has no context and gets no callback.
+     * Envoy's network filters are the same: a filter's context is made in
+     * its onNewConnection, and its close (onDone, onLog, onDelete) is
+     * skipped when that never ran. Only the http access-log phase makes
+     * the missing contexts, as Envoy does for its HTTP filters.
+     */
+    pw_chain_end(&ctx->chain, 0);
 }
 
 

@@ -194,6 +194,7 @@ class Nginx:
         for d in ("conf", "logs", "tmp"):
             os.makedirs(os.path.join(self.prefix, d), exist_ok=True)
         self.conf = os.path.join(self.prefix, "conf", "nginx.conf")
+        self.stream_first = False  # the stream{} block before http{}
         self.error_log = os.path.join(self.prefix, "logs", "error.log")
 
     def write_conf(self, http, level="info", workers=1, stream=None):
@@ -212,7 +213,10 @@ class Nginx:
                 pytest.fail(f"{STREAM_MODULE} is missing: run `make nginx-module`")
             module = f"{NGINX_STREAM_CORE};\nload_module {MODULE};\nload_module {STREAM_MODULE}"
             stream_block = STREAM_TEMPLATE.replace("@BODY@", subst(stream))
-        conf = (CONF_TEMPLATE.replace("@MODULE@", module)
+        template = CONF_TEMPLATE
+        if self.stream_first:
+            template = template.replace("@STREAM@", "").replace("\nhttp {", "\n@STREAM@\nhttp {")
+        conf = (template.replace("@MODULE@", module)
                 .replace("@STREAM@", stream_block)
                 .replace("@USER@", "user root root;" if os.geteuid() == 0 else "")
                 .replace("@PREFIX@", self.prefix)
@@ -262,12 +266,12 @@ class Nginx:
             time.sleep(0.05)
         return self
 
-    def reload(self, http, level="info", workers=1):
+    def reload(self, http, level="info", workers=1, stream=None):
         """`nginx -s reload` (SIGHUP) with a new configuration; waits for the
         new workers' start-up lines and for the old workers to exit (so that
         no old worker answers a request after it). False on a timeout."""
         old = re.findall(r"start worker process (\d+)", self.log())
-        self.write_conf(http, level, workers)
+        self.write_conf(http, level, workers, stream)
         self.proc.send_signal(signal.SIGHUP)
         deadline = time.time() + 60
         while time.time() < deadline:

@@ -26,6 +26,11 @@
  *   hist NAME V        hist <status>          (define, record V)
  *   mget T NAME        mget <status> <value>  (define type T, get)
  *
+ * As a network filter (nginx stream{}), each chunk of downstream bytes
+ * holds such commands (a final newline is ignored), and is replaced by the
+ * answer lines, which go on to the upstream (an echo server sends them
+ * back to the client).
+ *
  * Root context log lines (INFO):
  *   store: tick root=<id> n=<count>
  *   store: queue_ready root=<id> queue=<id> <status> <value>  (one dequeue;
@@ -243,15 +248,11 @@ static void command(const char *p, const char *end) {
     }
 }
 
-EXPORT(proxy_on_request_headers) uint32_t proxy_on_request_headers(uint32_t ctx, uint32_t n,
-                                                                   uint32_t eos) {
-    (void)ctx, (void)n, (void)eos;
-    char *cmds;
-    size_t len;
-    if (pw_get_header(PROXY_MAP_HTTP_REQUEST_HEADERS, "x-store", &cmds, &len) != PROXY_RESULT_OK)
-        return PROXY_ACTION_CONTINUE;
+/* Runs the ';'-separated commands of [cmds, cmds + len) into out. */
+static void run(const char *cmds, size_t len) {
     outlen = 0;
     out[0] = 0;
+    while (len && (cmds[len - 1] == '\n' || cmds[len - 1] == '\r')) len--;
     const char *p = cmds, *end = cmds + len;
     while (p < end) {
         const char *semi = memchr(p, ';', (size_t)(end - p));
@@ -259,9 +260,45 @@ EXPORT(proxy_on_request_headers) uint32_t proxy_on_request_headers(uint32_t ctx,
         command(p, stop);
         p = semi ? semi + 1 : end;
     }
+}
+
+EXPORT(proxy_on_request_headers) uint32_t proxy_on_request_headers(uint32_t ctx, uint32_t n,
+                                                                   uint32_t eos) {
+    (void)ctx, (void)n, (void)eos;
+    char *cmds;
+    size_t len;
+    if (pw_get_header(PROXY_MAP_HTTP_REQUEST_HEADERS, "x-store", &cmds, &len) != PROXY_RESULT_OK)
+        return PROXY_ACTION_CONTINUE;
+    run(cmds, len);
     free(cmds);
     pw_send_local_response(200, out, outlen, NULL, 0);
     return PROXY_ACTION_PAUSE;
+}
+
+EXPORT(proxy_on_new_connection) uint32_t proxy_on_new_connection(uint32_t ctx) {
+    (void)ctx;
+    return PROXY_ACTION_CONTINUE;
+}
+
+EXPORT(proxy_on_downstream_data) uint32_t proxy_on_downstream_data(uint32_t ctx, uint32_t size,
+                                                                   uint32_t eos) {
+    (void)ctx, (void)eos;
+    char *cmds = NULL;
+    size_t len = 0;
+    if (!size ||
+        pw_get_buffer(PROXY_BUFFER_DOWNSTREAM_DATA, 0, size, &cmds, &len) != PROXY_RESULT_OK ||
+        !cmds)
+        return PROXY_ACTION_CONTINUE;
+    run(cmds, len);
+    free(cmds);
+    pw_replace_buffer(PROXY_BUFFER_DOWNSTREAM_DATA, out, outlen);
+    return PROXY_ACTION_CONTINUE;
+}
+
+EXPORT(proxy_on_upstream_data) uint32_t proxy_on_upstream_data(uint32_t ctx, uint32_t size,
+                                                               uint32_t eos) {
+    (void)ctx, (void)size, (void)eos;
+    return PROXY_ACTION_CONTINUE;
 }
 
 EXPORT(proxy_on_done) uint32_t proxy_on_done(uint32_t ctx) {
