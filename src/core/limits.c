@@ -22,6 +22,16 @@ pw_limits pw_limits_resolve(const pw_limits *in) {
         l.max_log_lines_per_sec = 10000;
     if (!l.max_log_bytes_per_sec)
         l.max_log_bytes_per_sec = 1ull << 20;
+    if (!l.brake_traps)
+        l.brake_traps = 5;
+    if (!l.brake_window_ms)
+        l.brake_window_ms = 10000;
+    if (!l.brake_backoff_ms)
+        l.brake_backoff_ms = 1000;
+    if (!l.brake_max_backoff_ms)
+        l.brake_max_backoff_ms = 60000;
+    if (l.brake_max_backoff_ms < l.brake_backoff_ms)
+        l.brake_max_backoff_ms = l.brake_backoff_ms;
     return l;
 }
 

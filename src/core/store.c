@@ -707,6 +707,13 @@ void pw_host_metric(pw_vm *vm, const char *family, const char *label, const char
         pw_store_metric_increment(st, *id, delta);
 }
 
+void pw_host_gauge_add(pw_vm *vm, const char *family, const char *label, const char *value,
+                       uint32_t *id, int64_t delta) {
+    pw_store *st = pw_vm_store(vm);
+    if (st && host_metric_id(st, PROXY_METRIC_GAUGE, family, label, value, id))
+        pw_store_metric_increment(st, *id, delta);
+}
+
 void pw_host_metric_record(pw_vm *vm, uint32_t type, const char *family, const char *label,
                            const char *value, uint32_t *id, int64_t v) {
     pw_store *st = pw_vm_store(vm);
