@@ -1099,6 +1099,8 @@ static int start_plugin(host *h, const plugin_spec *ps, const plugin_spec *first
     c->plugin = p->name;
     if (!v) {
         v = &h->vms[h->nvms++];
+        /* this test's limits (modules are shared by the tests of a run) */
+        pw_module_set_limits(m, &x->fx->limits, 0, 0);
         *v = (hvm){.h = h,
                    .m = m,
                    .vm_id = vm_id,

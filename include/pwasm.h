@@ -91,8 +91,11 @@ typedef struct pw_kv {
 
 /* What one plugin may make the host do (docs/ENGINE.md "Limits"). Every
  * field: 0 means the default given. A hostcall over a limit is refused with
- * BadArgument (WASI random_get: EINVAL), never a trap of the host; the first
- * refusal of each callback is logged at WARN. */
+ * BadArgument (WASI random_get: EINVAL; each field says when another
+ * status), never a trap of the host; the first refusal of each callback is
+ * logged at WARN, and each refusal counted in the store's metric
+ * pwasm_limit_hits_total{limit="...",plugin="..."} (limit: header_name,
+ * header_value, callback_bytes, callouts). */
 typedef struct pw_limits {
     /* Longest header (or trailer) name a plugin may write, in bytes, in
      * proxy_add/replace_header_map_value, proxy_set_header_map_pairs and
@@ -132,6 +135,11 @@ typedef struct pw_limits {
     uint32_t brake_window_ms;
     uint32_t brake_backoff_ms;
     uint32_t brake_max_backoff_ms;
+    /* Outstanding HTTP and gRPC call-outs of one VM (all its plugins); one
+     * more is refused with InternalFailure (the status the SDKs accept for
+     * a call that cannot start), logged at WARN once per callback. 0:
+     * 1024; UINT32_MAX: no limit. */
+    uint32_t max_callouts;
 } pw_limits;
 
 typedef struct pw_runtime_config {

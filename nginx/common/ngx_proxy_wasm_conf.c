@@ -546,6 +546,8 @@ ngx_proxy_wasm_link_policy(pw_link *link, ngx_proxy_wasm_filter_t *filter)
  *                              TIME take the VM out (default 5/10s)
  *   brake_backoff=TIME[/TIME]  first back-off, and its most after doubling
  *                              (default 1s/60s)
+ *   max_callouts=N|off         outstanding HTTP and gRPC call-outs per VM
+ *                              (default 1024)
  *
  * NGX_OK, NGX_DECLINED (another parameter), NGX_ERROR (reported).
  */
@@ -561,7 +563,7 @@ ngx_proxy_wasm_limit_param(ngx_conf_t *cf, ngx_str_t *arg,
     static const char  *keys[] = {
         "max_call_time", "max_memory", "max_callback_bytes",
         "max_header_name", "max_header_value", "brake", "brake_backoff",
-        NULL
+        "max_callouts", NULL
     };
 
     for (k = 0; keys[k]; k++) {
@@ -625,6 +627,20 @@ ngx_proxy_wasm_limit_param(ngx_conf_t *cf, ngx_str_t *arg,
 
         mod->limits.brake_traps = (uint32_t) n;
         mod->limits.brake_window_ms = (uint32_t) t;
+        return NGX_OK;
+
+    case 7: /* max_callouts */
+        if (v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0) {
+            mod->limits.max_callouts = UINT32_MAX;
+            return NGX_OK;
+        }
+
+        n = ngx_atoi(v.data, v.len);
+        if (n == NGX_ERROR || n == 0 || n >= (ngx_int_t) UINT32_MAX) {
+            goto invalid;
+        }
+
+        mod->limits.max_callouts = (uint32_t) n;
         return NGX_OK;
 
     case 6: /* brake_backoff */

@@ -348,6 +348,11 @@ void pw_brake_failure(pw_vm *vm);
  * (the reason in err and vm->last_error). */
 int pw_brake_check(pw_vm *vm, char *err, size_t errlen);
 
+/* A hostcall refused by limit `limit` ("callouts", ...): counted in
+ * pwasm_limit_hits_total{limit="...",plugin="..."} (the current
+ * context's plugin, else the module). */
+void pw_host_limit_hit(pw_vm *vm, const char *limit);
+
 /* A gauge of the host's own, added delta (pw_host_metric for gauges). */
 void pw_host_gauge_add(pw_vm *vm, const char *family, const char *label, const char *value,
                        uint32_t *id, int64_t delta);

@@ -444,6 +444,7 @@ int pw_module_set_limits(pw_module *m, const pw_limits *lim, uint32_t max_call_m
         .max_callback_bytes = PW_LIMIT(max_callback_bytes),
         .max_log_lines_per_sec = PW_LIMIT(max_log_lines_per_sec),
         .max_log_bytes_per_sec = PW_LIMIT(max_log_bytes_per_sec),
+        .max_callouts = PW_LIMIT(max_callouts),
         .brake_traps = PW_LIMIT(brake_traps),
         .brake_window_ms = PW_LIMIT(brake_window_ms),
         .brake_backoff_ms = PW_LIMIT(brake_backoff_ms),

@@ -182,6 +182,7 @@ def test_limit_parameters_are_checked(nginx):
         ("brake_backoff=2s/1s", r'invalid value "2s/1s" of "brake_backoff="'),
         ("max_memory=1k", r'invalid value "1k" of "max_memory="'),
         ("max_call_time=soon", r'invalid value "soon" of "max_call_time="'),
+        ("max_callouts=0", r'invalid value "0" of "max_callouts="'),
     ]:
         rc, err = nginx.test_config(f"""
     proxy_wasm_module trap @WASM:tests/plugins/trap.wasm@ {bad};
@@ -197,7 +198,8 @@ def test_limit_parameters_are_checked(nginx):
     assert re.search(r'invalid value "maybe" of "failure_policy=" \(open or closed\)', err), err
     rc, err = nginx.test_config("""
     proxy_wasm_module trap @WASM:tests/plugins/trap.wasm@ max_memory=2m max_call_time=off
-        brake=10/1m brake_backoff=500ms/30s max_callback_bytes=1m max_header_value=4k;
+        brake=10/1m brake_backoff=500ms/30s max_callback_bytes=1m max_header_value=4k
+        max_callouts=16;
     server { listen 127.0.0.1:@PORT@; location / { proxy_wasm trap failure_policy=open; } }
 """)
     assert rc == 0, err
