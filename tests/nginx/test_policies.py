@@ -214,3 +214,40 @@ def test_max_memory_refuses_a_module_that_needs_more(nginx):
 """)
     assert rc != 0
     assert re.search(r'proxy_wasm_module "trap": cannot start: .*', err), err
+
+
+def test_a_rebuild_that_fails_to_start_follows_the_policy_and_the_brake(nginx, upstream):
+    """A VM rebuilt in a worker whose proxy_on_configure refuses: each
+    request meets the failure policy with the reason, each failed rebuild
+    counts toward the brake, which then takes the plugin out."""
+    nginx.start("""
+    proxy_wasm_module store @WASM:tests/nginx/plugins/store.wasm@ brake=3/10s;
+    server {
+        listen 127.0.0.1:@PORT@;
+        location / {
+            proxy_wasm store config=refuse_if=refuse;
+            proxy_pass http://@UPSTREAM@;
+        }
+        location /metrics { proxy_wasm_metrics; }
+    }
+""")
+    assert nginx.request("/").status == 200  # started (nginx -t passed too)
+    r = nginx.request("/", headers={"x-store": "set refuse 1 0"})
+    assert r.status == 200 and r.body == b"set 0\n", r.body
+    # a trap: the VM is discarded (failure 1)
+    assert nginx.request("/", headers={"x-store": "trap"}).status == 503
+    # the rebuilds refuse their configuration (failures 2 and 3)
+    for _ in range(2):
+        assert nginx.request("/").status == 503
+    m = nginx.wait_log(r"proxy_wasm \"store\" failed in on_request_headers: no stream context: "
+                       r"plugin \"store\": proxy_on_configure returned false.*answering 503")
+    assert m, nginx.log()
+    assert nginx.wait_log(r"is taken out after 3 traps in 10 s"), nginx.log()
+    # out: no more rebuilds
+    refusals = nginx.log().count("refusing the configuration")
+    assert refusals == 2, nginx.log()
+    assert nginx.request("/").status == 503
+    assert nginx.log().count("refusing the configuration") == refusals
+    assert len(upstream.requests) == 1  # the first request only
+    _, samples = scrape(nginx)
+    assert samples[("pwasm_brake_trips_total", (("module", "store"),))] == 1
