@@ -558,7 +558,7 @@ ngx_proxy_wasm_limit_param(ngx_conf_t *cf, ngx_str_t *arg,
     u_char     *slash;
     ngx_int_t   n, t, t2;
     ngx_str_t   v, a, b;
-    ngx_uint_t  k;
+    ngx_uint_t  k, off;
 
     static const char  *keys[] = {
         "max_call_time", "max_memory", "max_callback_bytes",
@@ -583,6 +583,8 @@ ngx_proxy_wasm_limit_param(ngx_conf_t *cf, ngx_str_t *arg,
     v.data = arg->data + ngx_strlen(keys[k]) + 1;
     v.len = arg->len - ngx_strlen(keys[k]) - 1;
 
+    off = (v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0);
+
     /* "a/b": a and b (b empty without a slash) */
     a = v;
     ngx_str_null(&b);
@@ -597,7 +599,7 @@ ngx_proxy_wasm_limit_param(ngx_conf_t *cf, ngx_str_t *arg,
     switch (k) {
 
     case 0: /* max_call_time */
-        if (v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0) {
+        if (off) {
             mod->max_call_ms = UINT32_MAX;
             return NGX_OK;
         }
@@ -611,7 +613,7 @@ ngx_proxy_wasm_limit_param(ngx_conf_t *cf, ngx_str_t *arg,
         return NGX_OK;
 
     case 5: /* brake */
-        if (v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0) {
+        if (off) {
             mod->limits.brake_traps = UINT32_MAX;
             return NGX_OK;
         }
@@ -630,7 +632,7 @@ ngx_proxy_wasm_limit_param(ngx_conf_t *cf, ngx_str_t *arg,
         return NGX_OK;
 
     case 7: /* max_callouts */
-        if (v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0) {
+        if (off) {
             mod->limits.max_callouts = UINT32_MAX;
             return NGX_OK;
         }
