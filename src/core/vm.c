@@ -603,6 +603,8 @@ int pw_vm_recover(pw_vm *vm, char *err, size_t errlen) {
 void pw_vm_free(pw_vm *vm) {
     if (!vm)
         return;
+    if (vm->brake.out) /* no longer out: the gauge forgets it */
+        pw_host_gauge_add(vm, "pwasm_brake_out", "module", vm->m->name, &vm->brake.out_metric, -1);
     pw_callouts_cancel(vm, 0);
     free(vm->calls);
     pw_plugin *p = vm->plugins;
