@@ -265,6 +265,9 @@ typedef struct fixture {
     int has_clock;
     uint64_t clock_ns;
     int log_level; /* -1: the command's default */
+    /* `limits:` of the test's modules (pw_module_set_limits before their
+     * VMs are made); zeroes: the defaults */
+    pw_limits limits;
     plugin_spec plugin;
     /* More plugins, started after `plugin` in order (`plugins:`). Unset
      * path, vm_id and vm_config are the first plugin's: plugins of one

@@ -64,7 +64,7 @@ const prop *props_get(const props *p, const char *path, size_t plen) {
 const char *const fixture_keys[] = {
     "request", "response",    "properties", "clock",          "log_level", "plugin", "plugin_name",
     "config",  "config_file", "vm_config",  "vm_config_file", "root_id",   "vm_id",  "plugins",
-    "steps",   "worker",      "callouts",   "connection",     NULL};
+    "steps",   "worker",      "callouts",   "connection",     "limits",    NULL};
 
 /* Keys of one item of `plugins:`. */
 static const char *const plugin_item_keys[] = {
@@ -281,6 +281,7 @@ void fixture_copy(fixture *dst, const fixture *src) {
     dst->has_clock = src->has_clock;
     dst->clock_ns = src->clock_ns;
     dst->log_level = src->log_level;
+    dst->limits = src->limits;
     spec_copy(&dst->plugin, &src->plugin);
     copy_plugins(dst, src);
     copy_steps(dst, src);
@@ -601,6 +602,39 @@ static int parse_config(ydoc *d, yaml_node_t *map, const char *key, char **out, 
 }
 
 static int parse_spec(ydoc *d, yaml_node_t *map, plugin_spec *p, char *err, size_t errlen);
+
+/* limits: {max_callouts: N, brake_traps: N, brake_window: DURATION,
+ * brake_backoff: DURATION, brake_max_backoff: DURATION} (pw_limits; a
+ * count may be `off`: no limit). */
+static int parse_limits(ydoc *d, yaml_node_t *map, pw_limits *l, char *err, size_t errlen) {
+    static const char *const keys[] = {"max_callouts",  "brake_traps",       "brake_window",
+                                       "brake_backoff", "brake_max_backoff", NULL};
+    if (map->type != YAML_MAPPING_NODE)
+        return yerr(d, map, err, errlen, "limits: expected a mapping (%s, ...)", keys[0]);
+    if (ycheck_keys(d, map, keys, "limits", err, errlen))
+        return -1;
+    uint32_t *count[] = {&l->max_callouts, &l->brake_traps};
+    uint32_t *span[] = {&l->brake_window_ms, &l->brake_backoff_ms, &l->brake_max_backoff_ms};
+    for (int i = 0; keys[i]; i++) {
+        yaml_node_t *v = ymap_get(d, map, keys[i]);
+        const char *s = v ? yscalar(v, NULL) : NULL;
+        if (!v)
+            continue;
+        char *end = NULL;
+        uint64_t n = 0;
+        if (s && i < 2 && !strcmp(s, "off"))
+            n = UINT32_MAX;
+        else if (s && i < 2)
+            n = strtoull(s, &end, 10);
+        int bad = !s || (i < 2 ? (n != UINT32_MAX && (!end || *end || !n || n >= UINT32_MAX))
+                               : parse_duration_ms(s, &n) || !n || n >= UINT32_MAX);
+        if (bad)
+            return yerr(d, v, err, errlen, "limits: %s: expected %s", keys[i],
+                        i < 2 ? "a positive count or off" : "a duration (500ms, 2s)");
+        *(i < 2 ? count[i] : span[i - 2]) = (uint32_t)n;
+    }
+    return 0;
+}
 
 /* advance: DURATION (of a step or a connection event). */
 static int parse_advance(ydoc *d, yaml_node_t *v, uint64_t *ms, char *err, size_t errlen) {
@@ -931,6 +965,8 @@ int fixture_parse(fixture *f, ydoc *d, yaml_node_t *map, int plugin_keys, char *
                         "log_level: expected trace, debug, info, warn, error or critical");
     }
     if ((v = ymap_get(d, map, "steps")) && parse_steps(f, d, v, err, errlen))
+        return -1;
+    if ((v = ymap_get(d, map, "limits")) && parse_limits(d, v, &f->limits, err, errlen))
         return -1;
     if (!plugin_keys)
         return 0;

@@ -1099,6 +1099,8 @@ static int start_plugin(host *h, const plugin_spec *ps, const plugin_spec *first
     c->plugin = p->name;
     if (!v) {
         v = &h->vms[h->nvms++];
+        /* this test's limits (modules are shared by the tests of a run) */
+        pw_module_set_limits(m, &x->fx->limits, 0, 0);
         *v = (hvm){.h = h,
                    .m = m,
                    .vm_id = vm_id,
@@ -1687,8 +1689,13 @@ void host_exchange(host *h, exchange *x) {
     x->resp_h.n = x->req_t.n = x->resp_t.n = 0;
     pw_link link;
     pw_chain ch = {.links = &link, .n = 1, .policy = PW_FAIL_CLOSED};
-    if (host_open_stream(h, x, &link, 0))
+    if (host_open_stream(h, x, &link, 0)) {
+        /* no stream context (e.g. the VM is taken out by the crash-loop
+         * brake): fail closed, as nginx does */
+        hlist_add(&x->resp_h, &x->mem, (pw_str){":status", 7}, (pw_str){"503", 3});
+        x->resp_h_on = 1;
         return;
+    }
     enum flow r = request(h, x, &ch, &fx->req);
     if (r == GO) {
         response(h, x, &ch, &fx->resp, 0);

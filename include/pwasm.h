@@ -91,8 +91,11 @@ typedef struct pw_kv {
 
 /* What one plugin may make the host do (docs/ENGINE.md "Limits"). Every
  * field: 0 means the default given. A hostcall over a limit is refused with
- * BadArgument (WASI random_get: EINVAL), never a trap of the host; the first
- * refusal of each callback is logged at WARN. */
+ * BadArgument (WASI random_get: EINVAL; each field says when another
+ * status), never a trap of the host; the first refusal of each callback is
+ * logged at WARN, and each refusal counted in the store's metric
+ * pwasm_limit_hits_total{limit="...",plugin="..."} (limit: header_name,
+ * header_value, callback_bytes, callouts). */
 typedef struct pw_limits {
     /* Longest header (or trailer) name a plugin may write, in bytes, in
      * proxy_add/replace_header_map_value, proxy_set_header_map_pairs and
@@ -115,6 +118,28 @@ typedef struct pw_limits {
     /* The same in bytes of message text per second. 0: 1 MiB (1048576);
      * UINT64_MAX: no limit. */
     uint64_t max_log_bytes_per_sec;
+
+    /* The crash-loop brake (docs/ENGINE.md "The crash-loop brake"): when a
+     * VM fails brake_traps times within brake_window_ms (a trap in any
+     * callback of any of its plugins, or a rebuild whose start functions,
+     * proxy_on_vm_start or proxy_on_configure trap or refuse), it is taken
+     * out: it is not rebuilt, and every stream that needs it meets its
+     * failure policy (pw_chain_call, with a reason saying so), for
+     * brake_backoff_ms; then the next use rebuilds it and tries again. Each
+     * trip within brake_max_backoff_ms of the VM coming back doubles the
+     * back-off (up to brake_max_backoff_ms); a later one starts again from
+     * brake_backoff_ms. Time is the embedder's clock (pw_host_clock_ops).
+     * 0: 5 failures, 10000 ms, 1000 ms, 60000 ms; brake_traps UINT32_MAX:
+     * no brake (a dead VM is rebuilt at every use, as before). */
+    uint32_t brake_traps;
+    uint32_t brake_window_ms;
+    uint32_t brake_backoff_ms;
+    uint32_t brake_max_backoff_ms;
+    /* Outstanding HTTP and gRPC call-outs of one VM (all its plugins); one
+     * more is refused with InternalFailure (the status the SDKs accept for
+     * a call that cannot start), logged at WARN once per callback. 0:
+     * 1024; UINT32_MAX: no limit. */
+    uint32_t max_callouts;
 } pw_limits;
 
 typedef struct pw_runtime_config {
@@ -230,6 +255,15 @@ int pw_module_compile(pw_runtime *rt, const char *name, const char *path,
 int pw_module_load_precompiled(pw_runtime *rt, const char *name,
                                const char *path, const char *sha256_hex,
                                pw_module **out, char *err, size_t errlen);
+
+/* Limits of this module's VMs in place of its runtime's (a module
+ * declaration's own limits): every non-zero field of lim replaces the
+ * runtime's, and max_call_ms / max_memory_bytes replace
+ * pw_runtime_config's when non-zero (same units and UINT32_MAX "no limit"
+ * as there; memory is rounded down to 64 KiB pages, at most 65535). Applies
+ * to VMs made (or rebuilt) after the call. Errors: PW_EINVAL (lim NULL). */
+int pw_module_set_limits(pw_module *m, const pw_limits *lim, uint32_t max_call_ms,
+                         uint64_t max_memory_bytes);
 
 const char *pw_module_name(const pw_module *m);
 /* 1 if the module exports the callback `export_name` (e.g.
@@ -948,6 +982,11 @@ int pw_vm_recover(pw_vm *vm, char *err, size_t errlen);
 /* Number of times the VM was rebuilt after a trap. */
 uint64_t pw_vm_generation(const pw_vm *vm);
 
+/* The crash-loop brake (pw_limits.brake_*): 1 while the VM is taken out
+ * (then, when not NULL, *retry_ms gets the ms left until the next use may
+ * rebuild it, and pw_vm_last_error() says why), else 0. */
+int pw_vm_braked(pw_vm *vm, uint64_t *retry_ms);
+
 /* ------------------------------------------------------------------ plugin */
 
 /* Creates the root context: on_context_create(root, 0), on_vm_start(root,
@@ -1211,10 +1250,16 @@ typedef struct pw_link {
     unsigned ended;     /* its context was ended (on_log .. on_delete) */
     unsigned discarded; /* its VM died after a trap elsewhere (a
                            PW_PENDING_FAILED taken by pw_chain_take) */
+    /* The embedder's: 1 when `policy` is this link's own failure policy
+     * (e.g. proxy_wasm ... failure_policy=open); 0 (zeroed): the chain's
+     * applies. */
+    unsigned has_policy;
+    pw_failure_policy policy;
 } pw_link;
 
 /* The plugins one stream passes through, in order (e.g. an nginx
- * location's proxy_wasm directives), with the failure policy they share.
+ * location's proxy_wasm directives), with the failure policy they share
+ * unless a link has its own (pw_link.has_policy).
  * Embedder memory: links points to n links. */
 typedef struct pw_chain {
     pw_link *links;
@@ -1226,9 +1271,10 @@ typedef struct pw_chain {
 /* Calls `event` on link i of the chain (i < c->n), creating its stream
  * context first if it has none. A link that failed before is skipped:
  * PW_ACTION_CONTINUE, no call. When the plugin cannot run (PW_ACTION_ERROR
- * from the callback, no plugin, no context), the link is marked failed and
- * the policy answers: PW_ACTION_CONTINUE (open) or PW_ACTION_ERROR
- * (closed); the reason ("plugin \"x\" trapped in proxy_on_request_headers:
+ * from the callback, no plugin, no context, its VM taken out by the
+ * crash-loop brake), the link is marked failed and the policy (the link's
+ * own, else the chain's) answers: PW_ACTION_CONTINUE (open) or
+ * PW_ACTION_ERROR (closed); the reason ("plugin \"x\" trapped in proxy_on_request_headers:
  * unreachable executed") is written to why, which is "" when the plugin
  * ran. Else the callback's action (pw_stream_on_*). */
 pw_action pw_chain_call(pw_chain *c, size_t i, pw_event event, size_t n, int end_of_stream,

@@ -80,6 +80,10 @@ struct ngx_proxy_wasm_mod_s {
     ngx_uint_t                       cbs;        /* callbacks it exports that
                                                     the subsystem asks for */
     const ngx_proxy_wasm_subsys_t   *subsys;
+    /* its limits (ngx_proxy_wasm_limit_param); zeroes: the defaults */
+    pw_limits                        limits;
+    uint32_t                         max_call_ms; /* UINT32_MAX: none */
+    uint64_t                         max_memory;  /* bytes */
     pw_vm                           *vm;         /* per worker */
     ngx_proxy_wasm_mod_t            *owner;      /* holds the VM it uses:
                                                     itself, or an earlier
@@ -117,6 +121,9 @@ typedef struct {
     ngx_str_t                        file;
     ngx_uint_t                       line;
     ngx_proxy_wasm_plugin_t         *plugin;     /* resolved at init */
+    ngx_int_t                        failure;    /* failure_policy=: a
+                                                    pw_failure_policy, or
+                                                    -1: the chain's */
     unsigned                         service:1;
     unsigned                         singleton:1;
 } ngx_proxy_wasm_filter_t;
@@ -288,6 +295,8 @@ ngx_int_t ngx_proxy_wasm_resolve(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc);
 ngx_int_t ngx_proxy_wasm_load(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc);
 ngx_int_t ngx_proxy_wasm_pstr(ngx_pool_t *pool, ngx_str_t *dst, u_char *src,
     size_t len);
+void ngx_proxy_wasm_link_policy(pw_link *link,
+    ngx_proxy_wasm_filter_t *filter);
 
 /* ngx_proxy_wasm_vm.c */
 pw_plugin *ngx_proxy_wasm_plugin(ngx_proxy_wasm_plugin_t *p, ngx_log_t *log);

@@ -15,6 +15,12 @@
 
 static ngx_int_t ngx_proxy_wasm_canary(ngx_conf_t *cf,
     ngx_proxy_wasm_conf_t *wc);
+static ngx_int_t ngx_proxy_wasm_limit_param(ngx_conf_t *cf, ngx_str_t *arg,
+    ngx_proxy_wasm_mod_t *mod);
+static ngx_int_t ngx_proxy_wasm_failure_param(ngx_conf_t *cf, ngx_str_t *arg,
+    ngx_proxy_wasm_filter_t *filter);
+static ngx_int_t ngx_proxy_wasm_set_limits(ngx_conf_t *cf,
+    ngx_proxy_wasm_mod_t *mod);
 static ngx_int_t ngx_proxy_wasm_canary_vms(ngx_conf_t *cf,
     ngx_proxy_wasm_conf_t *wc);
 static void ngx_proxy_wasm_cleanup_runtime(void *data);
@@ -282,8 +288,12 @@ ngx_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
-        rc = ngx_proxy_wasm_param(cf, &value[i], "vm_id", &vm_id, NULL,
-                                  NULL, NULL);
+        rc = ngx_proxy_wasm_limit_param(cf, &value[i], mod);
+
+        if (rc == NGX_DECLINED) {
+            rc = ngx_proxy_wasm_param(cf, &value[i], "vm_id", &vm_id, NULL,
+                                      NULL, NULL);
+        }
 
         if (rc == NGX_DECLINED) {
             rc = ngx_proxy_wasm_param(cf, &value[i], "sha256", &sha256,
@@ -386,8 +396,21 @@ ngx_proxy_wasm_filter_directive(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
     ngx_str_null(&cfg_inline);
     ngx_str_null(&cfg_file);
     file_seen = 0;
+    filter->failure = -1;
 
     for (i = 2; i < cf->args->nelts; i++) {
+
+        if (chain != NULL) {
+            rc = ngx_proxy_wasm_failure_param(cf, &value[i], filter);
+
+            if (rc == NGX_ERROR) {
+                return NGX_CONF_ERROR;
+            }
+
+            if (rc == NGX_OK) {
+                continue;
+            }
+        }
 
         if (chain == NULL && value[i].len == 9
             && ngx_strncmp(value[i].data, "singleton", 9) == 0)
@@ -456,6 +479,244 @@ done:
     *pf = filter;
 
     return NGX_CONF_OK;
+}
+
+
+/* failure_policy=open|closed of a proxy_wasm chain element: NGX_OK,
+ * NGX_DECLINED (another parameter), NGX_ERROR (reported). */
+static ngx_int_t
+ngx_proxy_wasm_failure_param(ngx_conf_t *cf, ngx_str_t *arg,
+    ngx_proxy_wasm_filter_t *filter)
+{
+    ngx_str_t  v;
+
+    if (arg->len < 15 || ngx_strncmp(arg->data, "failure_policy=", 15) != 0) {
+        return NGX_DECLINED;
+    }
+
+    if (filter->failure != -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate parameter \"failure_policy=\"");
+        return NGX_ERROR;
+    }
+
+    v.data = arg->data + 15;
+    v.len = arg->len - 15;
+
+    if (v.len == 4 && ngx_strncmp(v.data, "open", 4) == 0) {
+        filter->failure = PW_FAIL_OPEN;
+        return NGX_OK;
+    }
+
+    if (v.len == 6 && ngx_strncmp(v.data, "closed", 6) == 0) {
+        filter->failure = PW_FAIL_CLOSED;
+        return NGX_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" of \"failure_policy=\" "
+                       "(open or closed)", &v);
+
+    return NGX_ERROR;
+}
+
+
+/* A chain element's own failure policy on its link; the chain's when it
+ * has none. */
+void
+ngx_proxy_wasm_link_policy(pw_link *link, ngx_proxy_wasm_filter_t *filter)
+{
+    if (filter->failure != -1) {
+        link->has_policy = 1;
+        link->policy = (pw_failure_policy) filter->failure;
+    }
+}
+
+
+/*
+ * The limits of a proxy_wasm_module (docs/DIRECTIVES.md "Limits"):
+ *
+ *   max_call_time=TIME|off     CPU time per callback (default 1s)
+ *   max_memory=SIZE            linear memory per VM (default 1g; 64 KiB
+ *                              pages, at most 65535)
+ *   max_callback_bytes=SIZE    bytes the host takes from one callback
+ *   max_header_name=SIZE       longest header name a plugin may write
+ *   max_header_value=SIZE      longest header value
+ *   brake=N/TIME|off           the crash-loop brake: N failures within
+ *                              TIME take the VM out (default 5/10s)
+ *   brake_backoff=TIME[/TIME]  first back-off, and its most after doubling
+ *                              (default 1s/60s)
+ *   max_callouts=N|off         outstanding HTTP and gRPC call-outs per VM
+ *                              (default 1024)
+ *
+ * NGX_OK, NGX_DECLINED (another parameter), NGX_ERROR (reported).
+ */
+static ngx_int_t
+ngx_proxy_wasm_limit_param(ngx_conf_t *cf, ngx_str_t *arg,
+    ngx_proxy_wasm_mod_t *mod)
+{
+    u_char     *slash;
+    ngx_int_t   n, t, t2;
+    ngx_str_t   v, a, b;
+    ngx_uint_t  k, off;
+
+    static const char  *keys[] = {
+        "max_call_time", "max_memory", "max_callback_bytes",
+        "max_header_name", "max_header_value", "brake", "brake_backoff",
+        "max_callouts", NULL
+    };
+
+    for (k = 0; keys[k]; k++) {
+        n = ngx_strlen(keys[k]);
+
+        if (arg->len > (size_t) n && arg->data[n] == '='
+            && ngx_strncmp(arg->data, keys[k], n) == 0)
+        {
+            break;
+        }
+    }
+
+    if (keys[k] == NULL) {
+        return NGX_DECLINED;
+    }
+
+    v.data = arg->data + ngx_strlen(keys[k]) + 1;
+    v.len = arg->len - ngx_strlen(keys[k]) - 1;
+
+    off = (v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0);
+
+    /* "a/b": a and b (b empty without a slash) */
+    a = v;
+    ngx_str_null(&b);
+    slash = ngx_strlchr(v.data, v.data + v.len, '/');
+
+    if (slash) {
+        a.len = slash - v.data;
+        b.data = slash + 1;
+        b.len = v.data + v.len - b.data;
+    }
+
+    switch (k) {
+
+    case 0: /* max_call_time */
+        if (off) {
+            mod->max_call_ms = UINT32_MAX;
+            return NGX_OK;
+        }
+
+        t = ngx_parse_time(&v, 0);
+        if (t == NGX_ERROR || t == 0 || t >= (ngx_int_t) UINT32_MAX) {
+            goto invalid;
+        }
+
+        mod->max_call_ms = (uint32_t) t;
+        return NGX_OK;
+
+    case 5: /* brake */
+        if (off) {
+            mod->limits.brake_traps = UINT32_MAX;
+            return NGX_OK;
+        }
+
+        n = ngx_atoi(a.data, a.len);
+        t = b.len ? ngx_parse_time(&b, 0) : NGX_ERROR;
+
+        if (n == NGX_ERROR || n < 1 || n > 64 || t == NGX_ERROR || t == 0
+            || t >= (ngx_int_t) UINT32_MAX)
+        {
+            goto invalid;
+        }
+
+        mod->limits.brake_traps = (uint32_t) n;
+        mod->limits.brake_window_ms = (uint32_t) t;
+        return NGX_OK;
+
+    case 7: /* max_callouts */
+        if (off) {
+            mod->limits.max_callouts = UINT32_MAX;
+            return NGX_OK;
+        }
+
+        n = ngx_atoi(v.data, v.len);
+        if (n == NGX_ERROR || n == 0 || n >= (ngx_int_t) UINT32_MAX) {
+            goto invalid;
+        }
+
+        mod->limits.max_callouts = (uint32_t) n;
+        return NGX_OK;
+
+    case 6: /* brake_backoff */
+        t = ngx_parse_time(&a, 0);
+        t2 = b.len ? ngx_parse_time(&b, 0) : t;
+
+        if (t == NGX_ERROR || t == 0 || t >= (ngx_int_t) UINT32_MAX
+            || t2 == NGX_ERROR || t2 < t || t2 >= (ngx_int_t) UINT32_MAX)
+        {
+            goto invalid;
+        }
+
+        mod->limits.brake_backoff_ms = (uint32_t) t;
+        mod->limits.brake_max_backoff_ms = (uint32_t) (b.len ? t2 : 60000);
+
+        if (mod->limits.brake_max_backoff_ms < mod->limits.brake_backoff_ms) {
+            mod->limits.brake_max_backoff_ms = mod->limits.brake_backoff_ms;
+        }
+
+        return NGX_OK;
+
+    default: /* sizes */
+        t = ngx_parse_offset(&v);
+        if (t == NGX_ERROR || t == 0) {
+            goto invalid;
+        }
+
+        if (k == 1) {
+            if (t < 65536) {
+                goto invalid;
+            }
+
+            mod->max_memory = (uint64_t) t;
+
+        } else if (k == 2) {
+            mod->limits.max_callback_bytes = (uint64_t) t;
+
+        } else if (t >= (ngx_int_t) UINT32_MAX) {
+            goto invalid;
+
+        } else if (k == 3) {
+            mod->limits.max_header_name_bytes = (uint32_t) t;
+
+        } else {
+            mod->limits.max_header_value_bytes = (uint32_t) t;
+        }
+
+        return NGX_OK;
+    }
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" of \"%s=\"", &v, keys[k]);
+
+    return NGX_ERROR;
+}
+
+
+/* Gives the loaded module the limits of its declaration. */
+static ngx_int_t
+ngx_proxy_wasm_set_limits(ngx_conf_t *cf, ngx_proxy_wasm_mod_t *mod)
+{
+    if (pw_module_set_limits(mod->module, &mod->limits, mod->max_call_ms,
+                             mod->max_memory)
+        != PW_OK)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "proxy_wasm_module \"%V\": cannot set its limits",
+                      &mod->name);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -708,6 +969,10 @@ ngx_proxy_wasm_load(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
                        "proxy_wasm_module \"%V\": ABI %s", &mod->name,
                        pw_module_abi_version(mod->module));
 
+        if (ngx_proxy_wasm_set_limits(cf, mod) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         /* one VM per worker per (module, vm_id): declarations of the same
          * file with the same vm_id and vm_config share it */
         mod->owner = mod;
@@ -716,7 +981,11 @@ ngx_proxy_wasm_load(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
             if (ngx_proxy_wasm_str_eq(&mods[j]->path, &mod->path)
                 && ngx_proxy_wasm_str_eq(&mods[j]->vm_id, &mod->vm_id)
                 && ngx_proxy_wasm_str_eq(&mods[j]->vm_config,
-                                         &mod->vm_config))
+                                         &mod->vm_config)
+                && ngx_memcmp(&mods[j]->limits, &mod->limits,
+                              sizeof(pw_limits)) == 0
+                && mods[j]->max_call_ms == mod->max_call_ms
+                && mods[j]->max_memory == mod->max_memory)
             {
                 mod->owner = mods[j]->owner;
                 break;

@@ -734,6 +734,7 @@ ngx_http_proxy_wasm_create_ctx(ngx_http_request_t *r,
         ctx->streams[i].filter = filters[i];
         ctx->streams[i].link = &ctx->chain.links[i];
         ctx->chain.links[i].host_stream = &ctx->streams[i];
+        ngx_proxy_wasm_link_policy(&ctx->chain.links[i], filters[i]);
         ctx->cbs |= filters[i]->plugin->mod->cbs;
         ngx_http_proxy_wasm_body_init(&ctx->streams[i].held[0], 1);
         ngx_http_proxy_wasm_body_init(&ctx->streams[i].held[1], 1);

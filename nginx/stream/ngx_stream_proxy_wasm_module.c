@@ -624,6 +624,7 @@ ngx_stream_proxy_wasm_create_ctx(ngx_stream_session_t *s,
         ctx->streams[i].filter = filters[i];
         ctx->streams[i].link = &ctx->chain.links[i];
         ctx->chain.links[i].host_stream = &ctx->streams[i];
+        ngx_proxy_wasm_link_policy(&ctx->chain.links[i], filters[i]);
     }
 
     ctx->s = s;
@@ -706,11 +707,12 @@ ngx_stream_proxy_wasm_call(ngx_stream_proxy_wasm_ctx_t *ctx, ngx_uint_t i,
     ngx_log_error(NGX_LOG_ERR, log, 0,
                   "proxy_wasm \"%V\" failed in %s: %s; %s",
                   &st->filter->name, pw_event_name(event), why,
-                  ctx->chain.policy == PW_FAIL_OPEN
+                  a != PW_ACTION_ERROR
                   ? "continuing without it (failure policy open)"
                   : "closing the connection (failure policy closed)");
 
-    if (ctx->chain.policy == PW_FAIL_OPEN) {
+    /* the policy of the link (failure_policy=), else the server's */
+    if (a != PW_ACTION_ERROR) {
         return PW_ACTION_CONTINUE;
     }
 

@@ -32,11 +32,12 @@ static void whyf(char *why, size_t whylen, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* The link cannot run: it is skipped from now on, and the policy decides
- * for the stream. */
+/* The link cannot run: it is skipped from now on, and the policy (the
+ * link's own, else the chain's) decides for the stream. */
 static pw_action link_failed(pw_chain *c, pw_link *l) {
     l->failed = 1;
-    return c->policy == PW_FAIL_OPEN ? PW_ACTION_CONTINUE : PW_ACTION_ERROR;
+    pw_failure_policy p = l->has_policy ? l->policy : c->policy;
+    return p == PW_FAIL_OPEN ? PW_ACTION_CONTINUE : PW_ACTION_ERROR;
 }
 
 /* The reason a link's plugin failed: its VM's last error. */
@@ -66,7 +67,10 @@ static __attribute__((noinline)) pw_action chain_call_slow(pw_chain *c, pw_link 
         char err[PW_ERRLEN];
         if (chain_stream_new(c, l, err, sizeof err) != PW_OK) {
             l->stream = NULL;
-            whyf(why, whylen, "no stream context: %s", err);
+            if (pw_vm_braked(l->plugin->vm, NULL))
+                whyf(why, whylen, "%s", err); /* the brake's reason */
+            else
+                whyf(why, whylen, "no stream context: %s", err);
             return link_failed(c, l);
         }
         pw_action a = pw_stream_call(l->stream, event, n, end_of_stream);

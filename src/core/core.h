@@ -49,6 +49,8 @@ struct pw_module {
     const pw_host_func *funcs; /* the host table it was loaded with (the
                                   engine's trace reports indices in it) */
     int abi;                   /* enum pw_abi */
+    pw_limits limits;          /* its VMs': the runtime's, or its own
+                                  (pw_module_set_limits) */
     pw_wfunc cb[PW_CB_COUNT];
     uint8_t has_cb[PW_CB_COUNT];
 };
@@ -141,6 +143,22 @@ typedef struct pw_delivery {
     pw_str status_message;
 } pw_delivery;
 
+/* Most failures the brake remembers (pw_limits.brake_traps above it
+ * count as this many). */
+#define PW_BRAKE_RING 64
+
+typedef struct pw_brake {
+    uint64_t fails_ms[PW_BRAKE_RING]; /* clock ms of the last failures */
+    uint32_t nfails, next;            /* how many kept; where the next goes */
+    int out;                          /* taken out */
+    uint64_t until_ms;                /* out until then */
+    uint64_t backoff_ms;              /* of the current or last trip; 0: none */
+    uint64_t back_ms;                 /* when it last came back in */
+    uint32_t trips_metric;            /* pwasm_vm_brake_total{vm_id=...} */
+    uint32_t out_metric;              /* pwasm_vms_out{vm_id=...} gauge */
+    char why[PW_ERRLEN];              /* the reason while out */
+} pw_brake;
+
 struct pw_vm {
     pw_module *m;
     pw_vm_hooks hooks;
@@ -175,6 +193,9 @@ struct pw_vm {
     uint32_t next_token;
     pw_delivery dlv;
     char last_error[PW_ERRLEN];
+    /* The crash-loop brake (brake.c): when the last failures happened
+     * (a ring of lim.brake_traps, at most PW_BRAKE_RING), and the state. */
+    pw_brake brake;
 };
 
 /* The registry of every host function (hostcalls.c, from hostcalls.def):
@@ -316,6 +337,25 @@ static inline int pw_vm_take(pw_vm *vm, const char *call, uint64_t n) {
 /* A hostcall refused by a limit: logs why at WARN (the first refusal of
  * the callback only) and returns BadArgument. */
 proxy_status_t pw_vm_refuse(pw_vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The crash-loop brake (brake.c). A failure of the VM (a trap, or a
+ * rebuild that failed) at the embedder's clock: counted, and the brake
+ * trips when there are lim.brake_traps within lim.brake_window_ms (logged
+ * once, counted in metrics). */
+void pw_brake_failure(pw_vm *vm);
+/* Before rebuilding a dead VM: 0 when it may be rebuilt now (a VM whose
+ * back-off is over is back in: logged once), or -1 while it is taken out
+ * (the reason in err and vm->last_error). */
+int pw_brake_check(pw_vm *vm, char *err, size_t errlen);
+
+/* A hostcall refused by limit `limit` ("callouts", ...): counted in
+ * pwasm_limit_hits_total{limit="...",plugin="..."} (the current
+ * context's plugin, else the module). */
+void pw_host_limit_hit(pw_vm *vm, const char *limit);
+
+/* A gauge of the host's own, added delta (pw_host_metric for gauges). */
+void pw_host_gauge_add(pw_vm *vm, const char *family, const char *label, const char *value,
+                       uint32_t *id, int64_t delta);
 
 /* Fills in the defaults of a pw_limits. */
 pw_limits pw_limits_resolve(const pw_limits *in);

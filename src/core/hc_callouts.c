@@ -38,8 +38,15 @@ static uint32_t token_new(pw_vm *vm) {
     }
 }
 
-/* Room for one more call; 0 or -1 (no memory). */
-static int calls_reserve(pw_vm *vm) {
+/* Room for one more call; 0, or -1 (no memory, or the VM has
+ * lim.max_callouts outstanding: refused, logged and counted). */
+static int calls_reserve(pw_vm *vm, const char *call) {
+    if (vm->ncalls >= vm->lim.max_callouts && vm->lim.max_callouts != UINT32_MAX) {
+        pw_host_limit_hit(vm, "callouts");
+        pw_vm_refuse(vm, "%s: %u call-outs of this VM outstanding (limit %u): InternalFailure",
+                     call, vm->ncalls, vm->lim.max_callouts);
+        return -1;
+    }
     if (vm->ncalls < vm->calls_cap)
         return 0;
     uint32_t cap = vm->calls_cap ? vm->calls_cap * 2 : 16;
@@ -146,7 +153,7 @@ u32 pw_hc_http_call(void *c, u32 uptr, u32 ulen, u32 hptr, u32 hlen, u32 bptr, u
         (st = pw_hc_pairs_ok(vm, call, PW_HC_LOCAL_RESPONSE_MAP, trailers, nt)) != OK ||
         (st = pw_hc_charge(vm, call, hc.body.len)) != OK)
         goto out;
-    if (calls_reserve(vm) != 0) {
+    if (calls_reserve(vm, call) != 0) {
         st = PROXY_RESULT_INTERNAL_FAILURE;
         goto out;
     }
@@ -196,7 +203,7 @@ static u32 grpc_start(pw_vm *vm, u32 sptr, u32 slen, u32 snptr, u32 snlen, u32 m
     } else if (pw_hc_pairs_ok(vm, call, PW_HC_LOCAL_RESPONSE_MAP, md, n) != OK ||
                pw_hc_charge(vm, call, gc.message.len) != OK) {
         st = PROXY_RESULT_INTERNAL_FAILURE; /* over a limit (logged) */
-    } else if (calls_reserve(vm) != 0) {
+    } else if (calls_reserve(vm, call) != 0) {
         st = PROXY_RESULT_INTERNAL_FAILURE;
     } else {
         uint32_t token = token_new(vm);

@@ -114,10 +114,10 @@ static int is_status_key(pw_str k) {
  * response's headers: PW_HC_LOCAL_RESPONSE_MAP). Ok or BadArgument. */
 static proxy_status_t header_ok(pw_vm *vm, const char *call, u32 map, pw_str key, pw_str val) {
     if (key.len > vm->lim.max_header_name_bytes)
-        return pw_vm_refuse(vm, "%s: header name of %zu bytes (limit %u)", call, key.len,
+        return pw_host_limit_hit(vm, "header_name"), pw_vm_refuse(vm, "%s: header name of %zu bytes (limit %u)", call, key.len,
                             vm->lim.max_header_name_bytes);
     if (val.len > vm->lim.max_header_value_bytes)
-        return pw_vm_refuse(vm, "%s: header value of %zu bytes (limit %u)", call, val.len,
+        return pw_host_limit_hit(vm, "header_value"), pw_vm_refuse(vm, "%s: header value of %zu bytes (limit %u)", call, val.len,
                             vm->lim.max_header_value_bytes);
     if (map == PROXY_MAP_HTTP_RESPONSE_HEADERS && is_status_key(key) && !status_str_ok(val))
         return pw_vm_refuse(vm, "%s: :status \"%.*s\" (200..599 only)", call,

@@ -22,6 +22,18 @@ pw_limits pw_limits_resolve(const pw_limits *in) {
         l.max_log_lines_per_sec = 10000;
     if (!l.max_log_bytes_per_sec)
         l.max_log_bytes_per_sec = 1ull << 20;
+    if (!l.max_callouts)
+        l.max_callouts = 1024;
+    if (!l.brake_traps)
+        l.brake_traps = 5;
+    if (!l.brake_window_ms)
+        l.brake_window_ms = 10000;
+    if (!l.brake_backoff_ms)
+        l.brake_backoff_ms = 1000;
+    if (!l.brake_max_backoff_ms)
+        l.brake_max_backoff_ms = 60000;
+    if (l.brake_max_backoff_ms < l.brake_backoff_ms)
+        l.brake_max_backoff_ms = l.brake_backoff_ms;
     return l;
 }
 
@@ -59,6 +71,7 @@ proxy_status_t pw_vm_refuse(pw_vm *vm, const char *fmt, ...) {
 }
 
 int pw_vm_over_budget(pw_vm *vm, const char *call, uint64_t n) {
+    pw_host_limit_hit(vm, "callback_bytes");
     pw_vm_refuse(vm, "%s: %llu bytes over the callback's budget of %llu bytes", call,
                  (unsigned long long)n, (unsigned long long)vm->lim.max_callback_bytes);
     return 0;

@@ -228,6 +228,7 @@ static int module_load(pw_runtime *rt, const char *name, const uint8_t *bytes, s
         goto done;
     }
     m->rt = rt;
+    m->limits = rt->limits;
     m->funcs = funcs;
     m->abi = abi;
     /* Looked up without a signature (checked above): called with the
@@ -429,6 +430,39 @@ void pw_module_free(pw_module *m) {
     free(m->name);
     free(m);
 }
+
+/* A field of the module's own limits: lim's when set, else the runtime's. */
+#define PW_LIMIT(f) (lim->f ? lim->f : m->rt->limits.f)
+
+int pw_module_set_limits(pw_module *m, const pw_limits *lim, uint32_t max_call_ms,
+                         uint64_t max_memory_bytes) {
+    if (!m || !lim)
+        return PW_EINVAL;
+    m->limits = (pw_limits){
+        .max_header_name_bytes = PW_LIMIT(max_header_name_bytes),
+        .max_header_value_bytes = PW_LIMIT(max_header_value_bytes),
+        .max_callback_bytes = PW_LIMIT(max_callback_bytes),
+        .max_log_lines_per_sec = PW_LIMIT(max_log_lines_per_sec),
+        .max_log_bytes_per_sec = PW_LIMIT(max_log_bytes_per_sec),
+        .max_callouts = PW_LIMIT(max_callouts),
+        .brake_traps = PW_LIMIT(brake_traps),
+        .brake_window_ms = PW_LIMIT(brake_window_ms),
+        .brake_backoff_ms = PW_LIMIT(brake_backoff_ms),
+        .brake_max_backoff_ms = PW_LIMIT(brake_max_backoff_ms),
+    };
+    uint32_t pages = 0, call_ms = 0;
+    if (max_memory_bytes) {
+        uint64_t n = max_memory_bytes / 65536;
+        pages = (uint32_t)(n > 65535 ? 65535 : n ? n : 1);
+    }
+    if (max_call_ms)
+        call_ms = max_call_ms == UINT32_MAX ? 0 : max_call_ms;
+    pw_wmod_set_limits(m->wmod, pages ? pages : m->rt->ecfg.max_pages,
+                       max_call_ms ? call_ms : m->rt->ecfg.max_call_ms);
+    return PW_OK;
+}
+
+#undef PW_LIMIT
 
 const char *pw_module_name(const pw_module *m) {
     return m->name;

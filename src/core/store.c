@@ -707,6 +707,27 @@ void pw_host_metric(pw_vm *vm, const char *family, const char *label, const char
         pw_store_metric_increment(st, *id, delta);
 }
 
+void pw_host_limit_hit(pw_vm *vm, const char *limit) {
+    pw_store *st = pw_vm_store(vm);
+    if (!st)
+        return;
+    /* a second label: the plugin's name goes in as the escaped value of
+     * `plugin`, after limit="..." */
+    char label[64];
+    snprintf(label, sizeof label, "limit=\"%s\",plugin", limit);
+    uint32_t id = 0; /* rare: looked up each time */
+    if (host_metric_id(st, PROXY_METRIC_COUNTER, "pwasm_limit_hits_total", label,
+                       pw_ctx_name(vm, pw_vm_ctx(vm)).data, &id))
+        pw_store_metric_increment(st, id, 1);
+}
+
+void pw_host_gauge_add(pw_vm *vm, const char *family, const char *label, const char *value,
+                       uint32_t *id, int64_t delta) {
+    pw_store *st = pw_vm_store(vm);
+    if (st && host_metric_id(st, PROXY_METRIC_GAUGE, family, label, value, id))
+        pw_store_metric_increment(st, *id, delta);
+}
+
 void pw_host_metric_record(pw_vm *vm, uint32_t type, const char *family, const char *label,
                            const char *value, uint32_t *id, int64_t v) {
     pw_store *st = pw_vm_store(vm);

@@ -139,6 +139,9 @@ static void vm_trapped(pw_vm *vm, pw_ctx *ctx, const char *export, const pw_trap
     if (ctx && ctx->plugin)
         pw_host_metric(vm, "pwasm_traps_total", "plugin", ctx->plugin->name,
                        &ctx->plugin->traps_metric, 1);
+    vm->cur = ctx;
+    pw_brake_failure(vm); /* may take the VM out (logged once) */
+    vm->cur = saved;
     /* The instance's tokens mean nothing to the next one. */
     if (vm->ncalls)
         pw_callouts_cancel(vm, 0);
@@ -343,7 +346,7 @@ int pw_vm_new(pw_module *m, pw_str vm_id, pw_str vm_config, const pw_host_ops *o
         return PW_ENOMEM;
     }
     vm->m = m;
-    vm->lim = m->rt->limits;
+    vm->lim = m->limits;
     vm->hooks = hooks;
     vm->host = host;
     vm->next_ctx_id = 1;
@@ -484,7 +487,9 @@ static int plugin_alive(pw_plugin *p) {
     if (vm->dead) {
         char err[PW_ERRLEN];
         if (pw_vm_recover(vm, err, sizeof err) != PW_OK) {
-            pw_vm_log(vm, PROXY_LOG_ERROR, "cannot rebuild the VM: %s", err);
+            /* taken out by the brake: logged when it tripped */
+            if (!vm->brake.out)
+                pw_vm_log(vm, PROXY_LOG_ERROR, "cannot rebuild the VM: %s", err);
             return PW_EDEAD;
         }
     }
@@ -539,9 +544,22 @@ pw_vm *pw_plugin_vm(const pw_plugin *p) {
     return p->vm;
 }
 
+/* A rebuild failed: the VM stays dead, the failure counts toward the
+ * crash-loop brake unless a trap in a callback counted it already. */
+static int recover_failed(pw_vm *vm, int counted, char *err) {
+    vm->dead = 1;
+    if (err && err[0])
+        snprintf(vm->last_error, sizeof vm->last_error, "%s", err);
+    if (!counted)
+        pw_brake_failure(vm);
+    return PW_EDEAD;
+}
+
 int pw_vm_recover(pw_vm *vm, char *err, size_t errlen) {
     if (!vm->dead)
         return PW_OK;
+    if (pw_brake_check(vm, err, errlen) != 0)
+        return PW_EDEAD; /* taken out: its failure policy answers */
     if (vm->inst)
         pw_winst_free(vm->inst);
     vm->inst = NULL;
@@ -554,8 +572,11 @@ int pw_vm_recover(pw_vm *vm, char *err, size_t errlen) {
         p->started = 0;
     vm->generation++;
     int rc = vm_instantiate(vm, err, errlen);
-    if (rc != PW_OK)
-        return rc == PW_ETRAP ? PW_EDEAD : rc;
+    if (rc != PW_OK) {
+        if (rc != PW_ETRAP)
+            return rc;
+        return recover_failed(vm, 0, err);
+    }
     for (pw_plugin *p = vm->plugins; p; p = p->next) {
         /* A timer stays armed across the rebuild (its next tick is what
          * rebuilds a VM no request uses); the plugin asks again when it
@@ -566,7 +587,12 @@ int pw_vm_recover(pw_vm *vm, char *err, size_t errlen) {
         if (period && !p->tick_period && vm->hooks.timers->set_tick)
             vm->hooks.timers->set_tick(vm->host, p, 0);
         if (rc != PW_OK) {
-            vm->dead = 1;
+            /* a trap in on_vm_start / on_configure was counted as a trap;
+             * a refusal (false) counts here */
+            pw_ctx *saved = vm->cur;
+            vm->cur = &p->ctx;
+            recover_failed(vm, rc == PW_ETRAP, err);
+            vm->cur = saved;
             return PW_EDEAD;
         }
     }
@@ -577,6 +603,8 @@ int pw_vm_recover(pw_vm *vm, char *err, size_t errlen) {
 void pw_vm_free(pw_vm *vm) {
     if (!vm)
         return;
+    if (vm->brake.out) /* no longer out: the gauge forgets it */
+        pw_host_gauge_add(vm, "pwasm_brake_out", "module", vm->m->name, &vm->brake.out_metric, -1);
     pw_callouts_cancel(vm, 0);
     free(vm->calls);
     pw_plugin *p = vm->plugins;

@@ -676,6 +676,11 @@ static int open_code(const pw_engine_config *cfg, const char *name, const char *
     return 0;
 }
 
+void pw_wmod_set_limits(pw_wmod *m, uint32_t max_pages, uint32_t max_call_ms) {
+    m->max_pages = max_pages;
+    m->max_call_ms = max_call_ms;
+}
+
 /* ------------------------------------------------------ the trusted cache */
 
 /* Who may own native code this process loads: root or this process's

@@ -104,6 +104,10 @@ int pw_wmod_load(const pw_engine_config *cfg, const char *name, const uint8_t *b
                  const pw_wasm_info *info, const pw_host_func *funcs, size_t nfuncs, pw_wmod **out,
                  char *err, size_t errlen);
 void pw_wmod_free(pw_wmod *m);
+/* The module's own limits in place of its config's: linear memory in
+ * pages (1..65535) and CPU time per call in ms (0: none), for instances
+ * made and calls started after this. */
+void pw_wmod_set_limits(pw_wmod *m, uint32_t max_pages, uint32_t max_call_ms);
 
 /* Compiles the module (after the same import checks as pw_wmod_load) into
  * a shared object at so_path, for machines without a compiler. Returns as

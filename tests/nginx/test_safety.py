@@ -17,8 +17,10 @@ import pytest
 
 from conftest import BUILD, CACHE, NGINX, wasm
 
+# brake=off: every request runs the recursion again (the crash-loop brake
+# would take the plugin out after 5 traps)
 RECURSE = """
-    proxy_wasm_module s @WASM:tests/plugins/recurse_hostcall.wasm@;
+    proxy_wasm_module s @WASM:tests/plugins/recurse_hostcall.wasm@ brake=off;
     server {
         listen 127.0.0.1:@PORT@;
         location / { proxy_wasm s; return 200 "ok\\n"; }

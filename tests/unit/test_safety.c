@@ -58,6 +58,8 @@ TEST(safety_recursion_through_hostcalls_traps_in_plugin_code) {
           PW_OK);
     if (!m)
         return;
+    /* it traps 20 times in a row on purpose: no crash-loop brake */
+    CHECK(pw_module_set_limits(m, &(pw_limits){.brake_traps = UINT32_MAX}, 0, 0) == PW_OK);
     pw_host_http_ops http = mh_http_ops;
     http.map_pairs = deep_pairs;
     pw_host_ops ops = mh_ops;

@@ -6,6 +6,8 @@
  *   tick=MS      proxy_set_tick_period_milliseconds(MS) in on_configure
  *   queue=NAME   proxy_register_shared_queue(NAME) in on_configure
  *   trap_tick=N  the N-th on_tick of this instance traps
+ *   refuse_if=K  on_configure returns false (refuses) when shared data
+ *                key K exists (a start-up failure of a rebuilt VM)
  *
  * A request whose header `x-store` holds commands, separated by ';', is
  * answered locally (200) with one line per command:
@@ -25,6 +27,7 @@
  *   gauge NAME V       gauge <status>         (define, record V)
  *   hist NAME V        hist <status>          (define, record V)
  *   mget T NAME        mget <status> <value>  (define type T, get)
+ *   trap               traps (wasm `unreachable`): the VM is discarded
  *
  * As a network filter (nginx stream{}), each chunk of downstream bytes
  * holds such commands (a final newline is ignored), and is replaced by the
@@ -90,6 +93,16 @@ EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t root, uint32_t s
         if (n > 5 && memcmp(w, "tick=", 5) == 0) {
             proxy_status_t st = proxy_set_tick_period_milliseconds((uint32_t)parse_u64(w + 5, n - 5));
             LOG("tick period root=%u %.*s %d", root, (int)(n - 5), w + 5, st);
+        } else if (n > 10 && memcmp(w, "refuse_if=", 10) == 0) {
+            char *v = NULL;
+            size_t vlen = 0;
+            uint32_t cas = 0;
+            if (proxy_get_shared_data(w + 10, n - 10, &v, &vlen, &cas) == PROXY_RESULT_OK) {
+                LOG("refusing the configuration: %.*s is set", (int)(n - 10), w + 10);
+                free(v);
+                free(config);
+                return 0;
+            }
         } else if (n > 10 && memcmp(w, "trap_tick=", 10) == 0) {
             trap_tick = (uint32_t)parse_u64(w + 10, n - 10);
         } else if (n > 6 && memcmp(w, "queue=", 6) == 0) {
@@ -243,6 +256,8 @@ static void command(const char *p, const char *end) {
         st = proxy_define_metric((proxy_metric_type_t)parse_u64(a, an), b, bn, &id);
         if (st == PROXY_RESULT_OK) st = proxy_get_metric(id, &v);
         say("mget %d %llu\n", st, (unsigned long long)v);
+    } else if (is(cmd, cn, "trap")) {
+        __builtin_trap();
     } else if (cn) {
         say("unknown %.*s\n", (int)cn, cmd);
     }
