@@ -186,6 +186,11 @@ struct pw_vm {
     int refusal_logged;       /* a limit refusal was logged in this callback */
     pw_log_rate log_rate;     /* lines logged with no plugin context current */
     uint32_t rebuilds_metric; /* the host's pwasm_vm_rebuilds_total{vm_id=...} */
+    /* Names this VM as the owner of the shared queues it registers: two
+     * VMs of one process may share a vm_id (declarations with different
+     * limits or capabilities), and each must get only its own deliveries.
+     * Random, so unique across processes and copies of this library. */
+    uint64_t queue_owner;
     uint32_t callbacks;       /* counted, to time one in 64 */
     /* Outstanding call-outs (hc_callouts.c), in no order. */
     pw_call *calls;
@@ -272,8 +277,10 @@ proxy_status_t pw_callout_buffer(pw_vm *vm, uint32_t type, pw_str *out);
 
 /* The hostcalls' side of pw_store (pwasm.h has the embedder's); statuses
  * as the hostcalls answer them. */
+/* owner: the registering VM's queue_owner; deliveries go to that VM of
+ * this process only (pw_store_queue_due). */
 proxy_status_t pw_store_queue_register(pw_store *st, pw_str vm_id, pw_str name, pw_str root_id,
-                                       uint32_t *id);
+                                       uint64_t owner, uint32_t *id);
 proxy_status_t pw_store_queue_resolve(pw_store *st, pw_str vm_id, pw_str name, uint32_t *id);
 proxy_status_t pw_store_queue_enqueue(pw_store *st, uint32_t id, pw_str value,
                                       uint32_t *owner_slot, uint64_t *dropped);
@@ -290,7 +297,8 @@ typedef struct pw_store_due {
     size_t root_len;
     char root_id[256];
 } pw_store_due;
-size_t pw_store_queue_due(pw_store *st, pw_str vm_id, pw_store_due *due, size_t max);
+size_t pw_store_queue_due(pw_store *st, pw_str vm_id, uint64_t owner, pw_store_due *due,
+                          size_t max);
 /* Makes count deliveries of queue id due again (they were not made). */
 void pw_store_queue_redue(pw_store *st, uint32_t id, uint32_t count);
 

@@ -24,7 +24,8 @@ u32 pw_hc_register_shared_queue(void *c, u32 nptr, u32 nlen, u32 ret_id) {
     uint32_t id;
     pw_plugin *p = ctx->plugin;
     proxy_status_t rc = pw_store_queue_register(st, (pw_str){VM->vm_id, VM->vm_id_len}, name,
-                                                (pw_str){p->root_id, p->root_id_len}, &id);
+                                                (pw_str){p->root_id, p->root_id_len},
+                                                VM->queue_owner, &id);
     if (rc != OK) {
         pw_vm_log(VM, PROXY_LOG_ERROR,
                   "proxy_register_shared_queue: no room in the shared memory for queue \"%.*s\"",

@@ -20,7 +20,7 @@
 #include "core/core.h"
 
 #define ST_MAGIC 0x70775354u /* "pwST" */
-#define ST_VERSION 2u
+#define ST_VERSION 3u
 
 /* Envoy's histogram bucket bounds, and as Prometheus prints them. */
 static const double hist_bounds[] = {0.5,   1,      5,      10,      25,     50,    100,
@@ -67,6 +67,7 @@ typedef struct st_item {
 typedef struct st_queue {
     uint32_t id;
     uint32_t owner_slot; /* process of the root context that registered it */
+    uint64_t owner_vm;   /* and its VM there (pw_vm.queue_owner) */
     uint32_t pending;    /* items enqueued since the last delivery */
     uint32_t klen;       /* its vm_id-qualified name */
     uint32_t root_len;   /* the registering plugin's root_id */
@@ -508,7 +509,7 @@ static st_queue *queue_named(st_root *r, const char *k, uint32_t klen) {
  * for the plugin root_id of this process; the last to register gets its
  * deliveries. Ok, or InternalFailure (no room). */
 proxy_status_t pw_store_queue_register(pw_store *st, pw_str vm_id, pw_str name, pw_str root_id,
-                                       uint32_t *id) {
+                                       uint64_t owner_vm, uint32_t *id) {
     st_key k;
     if (root_id.len > UINT32_MAX || !key_make(&k, vm_id, name))
         return PROXY_RESULT_INTERNAL_FAILURE;
@@ -546,6 +547,7 @@ proxy_status_t pw_store_queue_register(pw_store *st, pw_str vm_id, pw_str name, 
         q->root_id = owner;
         q->root_len = (uint32_t)root_id.len;
         q->owner_slot = st->slot;
+        q->owner_vm = owner_vm;
         *id = q->id;
     } else {
         st_free(st, owner);
@@ -647,9 +649,10 @@ proxy_status_t pw_store_queue_dequeue(pw_store *st, uint32_t id, char **value, s
     return rc;
 }
 
-/* Takes the deliveries due to this process for vm_id: up to max of
- * (queue id, count, root_id copy). Returns how many. */
-size_t pw_store_queue_due(pw_store *st, pw_str vm_id, pw_store_due *due, size_t max) {
+/* Takes the deliveries due to the VM `owner_vm` of this process for
+ * vm_id: up to max of (queue id, count, root_id copy). Returns how many. */
+size_t pw_store_queue_due(pw_store *st, pw_str vm_id, uint64_t owner_vm, pw_store_due *due,
+                          size_t max) {
     size_t n = 0;
     LOCK(st);
     st_root *r = st->root;
@@ -657,7 +660,8 @@ size_t pw_store_queue_due(pw_store *st, pw_str vm_id, pw_store_due *due, size_t 
         st_queue *q = r->queues[i];
         uint32_t vl;
         memcpy(&vl, q->key, 4);
-        if (!q->pending || q->owner_slot != st->slot || vl != vm_id.len ||
+        if (!q->pending || q->owner_slot != st->slot || q->owner_vm != owner_vm ||
+            vl != vm_id.len ||
             (vl && memcmp(q->key + 4, vm_id.data, vl)))
             continue;
         size_t rl = q->root_len < sizeof due[n].root_id ? q->root_len : sizeof due[n].root_id;

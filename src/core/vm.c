@@ -7,7 +7,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/core.h"
 
@@ -348,6 +350,10 @@ int pw_vm_new(pw_module *m, pw_str vm_id, pw_str vm_config, const pw_host_ops *o
     vm->m = m;
     vm->lim = m->limits;
     vm->hooks = hooks;
+    if (getrandom(&vm->queue_owner, sizeof vm->queue_owner, GRND_NONBLOCK) !=
+        (ssize_t)sizeof vm->queue_owner)
+        vm->queue_owner = (uint64_t)(uintptr_t)vm ^ ((uint64_t)getpid() << 32) ^
+                          (uint64_t)time(NULL);
     vm->host = host;
     vm->next_ctx_id = 1;
     vm->plugins_tail = &vm->plugins;
@@ -515,7 +521,7 @@ int pw_vm_deliver_queues(pw_vm *vm) {
      * plugin runs; what plugins enqueue meanwhile wakes this process
      * again rather than keeping it here */
     do {
-        n = pw_store_queue_due(st, (pw_str){vm->vm_id, vm->vm_id_len}, due, 16);
+        n = pw_store_queue_due(st, (pw_str){vm->vm_id, vm->vm_id_len}, vm->queue_owner, due, 16);
         for (size_t i = 0; i < n; i++) {
             pw_plugin *p = vm->plugins;
             while (p && (p->root_id_len != due[i].root_len ||
