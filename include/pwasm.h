@@ -209,6 +209,13 @@ int pw_module_load_file(pw_runtime *rt, const char *name, const char *path,
                         pw_module **out, char *err, size_t errlen);
 int pw_module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
                    size_t len, pw_module **out, char *err, size_t errlen);
+/* pw_module_load_file, refusing the file with PW_ELOAD (both digests in
+ * err) unless the SHA-256 of its bytes is sha256_hex (64 hex digits, either
+ * case). The digest is of the very bytes then compiled (the file is read
+ * once). sha256_hex NULL: as pw_module_load_file. */
+int pw_module_load_file_digest(pw_runtime *rt, const char *name,
+                               const char *path, const char *sha256_hex,
+                               pw_module **out, char *err, size_t errlen);
 void pw_module_free(pw_module *m);
 
 /* Compiles the module at `path` into an artifact at out_path that
@@ -285,6 +292,18 @@ typedef struct pw_hostcall_info {
 const pw_hostcall_info *pw_hostcalls(size_t *n);
 /* The host function of that module and name, or NULL. */
 const pw_hostcall_info *pw_hostcall_find(const char *module, const char *name);
+
+/* The one rule for header names and values that plugins write (header
+ * maps, local responses, call-out headers and gRPC metadata; the core
+ * refuses others with BadArgument, docs/ABI.md "Header syntax"), for an
+ * embedder that checks again at its side. pw_header_name_ok: 1 when `name`
+ * is an RFC 9110 token (letters of either case, digits and
+ * !#$%&'*+-.^_`|~), optionally after one leading ':' (a pseudo-header such
+ * as ":path"); 0 for an empty name, ':' elsewhere, whitespace, control
+ * bytes, separators or bytes above 0x7e. pw_header_value_ok: 0 when the
+ * value holds CR, LF or NUL (a response split), else 1. */
+int pw_header_name_ok(pw_str name);
+int pw_header_value_ok(pw_str value);
 /* "0.1.0", "0.2.0" or "0.2.1" (§1.1). */
 const char *pw_module_abi_version(const pw_module *m);
 

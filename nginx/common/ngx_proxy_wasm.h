@@ -72,8 +72,10 @@ struct ngx_proxy_wasm_mod_s {
     ngx_str_t                        vm_config;
     ngx_str_t                        file;       /* where it was declared */
     ngx_uint_t                       line;
-    ngx_str_t                        sha256;     /* precompiled: its digest,
-                                                    NUL-terminated */
+    ngx_str_t                        sha256;     /* the file's digest (hex,
+                                                    NUL-terminated) or
+                                                    empty; precompiled:
+                                                    always set */
     unsigned                         precompiled:1;
 
     pw_module                       *module;     /* loaded in the master */

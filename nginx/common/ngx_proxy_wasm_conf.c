@@ -208,7 +208,7 @@ ngx_proxy_wasm_conf_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
 
 
 /* proxy_wasm_module NAME PATH [vm_id=ID] [vm_config=STR|vm_config_file=P]
- *                   [precompiled sha256=HEX] */
+ *                   [sha256=HEX] [precompiled] */
 char *
 ngx_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
@@ -313,12 +313,11 @@ ngx_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     /* a precompiled artifact is native code: it runs unsandboxed, so it
-     * is loaded only when named as such, with the digest of the file */
-    if (mod->precompiled != (sha256.data != NULL)) {
-        return mod->precompiled
-               ? "needs \"sha256=\" (the SHA-256 of the precompiled file) "
-                 "with \"precompiled\""
-               : "takes \"sha256=\" only with \"precompiled\"";
+     * is loaded only when named as such, with the digest of the file; a
+     * .wasm may be pinned to its digest too */
+    if (mod->precompiled && sha256.data == NULL) {
+        return "needs \"sha256=\" (the SHA-256 of the precompiled file) "
+               "with \"precompiled\"";
     }
 
     if (sha256.data) {
@@ -691,10 +690,11 @@ ngx_proxy_wasm_load(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
                                             &mod->module, err, sizeof(err));
 
         } else {
-            rc = pw_module_load_file(wc->runtime,
-                                     (const char *) mod->name.data,
-                                     (const char *) mod->path.data,
-                                     &mod->module, err, sizeof(err));
+            rc = pw_module_load_file_digest(wc->runtime,
+                                            (const char *) mod->name.data,
+                                            (const char *) mod->path.data,
+                                            (const char *) mod->sha256.data,
+                                            &mod->module, err, sizeof(err));
         }
         if (rc != PW_OK) {
             mod->module = NULL;

@@ -392,6 +392,43 @@ int pw_module_load_file(pw_runtime *rt, const char *name, const char *path, pw_m
     return rc;
 }
 
+/* 0 if the bytes read from `path` (the ones then loaded: no second read)
+ * have the SHA-256 sha256_hex (64 hex digits, either case), else -1 with
+ * both digests in err. */
+static int digest_ok(const char *name, const char *path, const uint8_t *buf, size_t len,
+                     const char *sha256_hex, char *err, size_t errlen) {
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    char hex[65];
+    EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    if (strlen(sha256_hex) != 64 || strncasecmp(hex, sha256_hex, 64) != 0) {
+        snprintf(err, errlen,
+                 "module \"%s\" refused: %s has SHA-256 %s, not the "
+                 "expected %.64s",
+                 name, path, hex, sha256_hex);
+        return -1;
+    }
+    return 0;
+}
+
+int pw_module_load_file_digest(pw_runtime *rt, const char *name, const char *path,
+                               const char *sha256_hex, pw_module **out, char *err,
+                               size_t errlen) {
+    uint8_t *buf;
+    size_t len;
+    int rc = read_file(name, path, rt->max_module_bytes, &buf, &len, err, errlen);
+    if (rc != PW_OK)
+        return rc;
+    if (sha256_hex && digest_ok(name, path, buf, len, sha256_hex, err, errlen) != 0)
+        rc = PW_ELOAD;
+    else
+        rc = module_load(rt, name, buf, len, 0, out, err, errlen);
+    free(buf);
+    return rc;
+}
+
 int pw_module_load_precompiled(pw_runtime *rt, const char *name, const char *path,
                                const char *sha256_hex, pw_module **out, char *err, size_t errlen) {
     uint8_t *buf;
@@ -401,21 +438,9 @@ int pw_module_load_precompiled(pw_runtime *rt, const char *name, const char *pat
     int rc = read_file(name, path, max, &buf, &len, err, errlen);
     if (rc != PW_OK)
         return rc;
-    if (sha256_hex) {
-        unsigned char md[32];
-        unsigned int mdlen = 0;
-        char hex[65];
-        EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL);
-        for (int i = 0; i < 32; i++)
-            snprintf(hex + 2 * i, 3, "%02x", md[i]);
-        if (strlen(sha256_hex) != 64 || strncasecmp(hex, sha256_hex, 64) != 0) {
-            snprintf(err, errlen,
-                     "module \"%s\" refused: %s has SHA-256 %s, not the "
-                     "expected %.64s",
-                     name, path, hex, sha256_hex);
-            free(buf);
-            return PW_ELOAD;
-        }
+    if (sha256_hex && digest_ok(name, path, buf, len, sha256_hex, err, errlen) != 0) {
+        free(buf);
+        return PW_ELOAD;
     }
     rc = module_load(rt, name, buf, len, 1, out, err, errlen);
     free(buf);
