@@ -293,6 +293,60 @@ const pw_hostcall_info *pw_hostcalls(size_t *n);
 /* The host function of that module and name, or NULL. */
 const pw_hostcall_info *pw_hostcall_find(const char *module, const char *name);
 
+/* Capabilities: the hostcall groups a module may be restricted to (Envoy's
+ * capability_restriction_config; docs/ABI.md "Capabilities"). A denied
+ * hostcall stays importable (the module loads) and answers Unimplemented
+ * (env functions) or WASI errno ENOTCAPABLE, 76 (WASI functions).
+ * Hostcalls of no capability (configuration and buffers, proxy_get_status,
+ * proxy_set_effective_context, proxy_done, Emscripten's, WASI args,
+ * environ, proc_exit, proc_raise, sched_yield) are always allowed. */
+enum pw_capability {
+    PW_CAP_LOG = 0,       /* "log": proxy_log, proxy_get_log_level */
+    PW_CAP_TIME,          /* "time": proxy_get_current_time_nanoseconds */
+    PW_CAP_TIMERS,        /* "timers": proxy_set_tick_period_milliseconds */
+    PW_CAP_HEADERS,       /* "headers": the proxy_*_header_map_* calls */
+    PW_CAP_PROPERTIES,    /* "properties": proxy_get/set_property */
+    PW_CAP_STREAM,        /* "stream": continue/close stream, local
+                             responses, clear_route_cache */
+    PW_CAP_HTTP_CALL,     /* "http_call": proxy_http_call */
+    PW_CAP_GRPC,          /* "grpc": proxy_grpc_* */
+    PW_CAP_SHARED_DATA,   /* "shared_data": proxy_get/set_shared_data */
+    PW_CAP_SHARED_QUEUE,  /* "shared_queue": the *_shared_queue calls */
+    PW_CAP_METRICS,       /* "metrics": define/increment/record/get */
+    PW_CAP_FOREIGN,       /* "foreign": proxy_call_foreign_function */
+    PW_CAP_WASI_CLOCK,    /* "wasi_clock": clock_time_get, clock_res_get */
+    PW_CAP_WASI_RANDOM,   /* "wasi_random": random_get */
+    PW_CAP_WASI_IO,       /* "wasi_io": fd_*, path_*, sock_*, poll_oneoff
+                             (stdout/stderr writes become logs) */
+    PW_CAP_COUNT
+};
+/* Bit set of every capability. */
+#define PW_CAP_ALL ((1u << PW_CAP_COUNT) - 1)
+
+/* The name of a capability ("http_call"), NULL if out of range. */
+const char *pw_capability_name(int cap);
+/* The capability of an import (module "env", "wasi_snapshot_preview1" or
+ * "wasi_unstable", and name), or -1: always allowed, or not a hostcall. */
+int pw_capability_of(const char *module, const char *name);
+/* Parses a rule of `len` bytes: "allow=LIST" (only these capabilities) or
+ * "deny=LIST" (all but these), LIST comma-separated capability names
+ * without spaces ("allow=" alone allows none), into the bit set of allowed
+ * capabilities (1 << PW_CAP_*) for pw_module_restrict. PW_EINVAL for
+ * another form or an unknown name (err names it and the known ones). */
+int pw_capability_parse(const char *rule, size_t len, uint32_t *allowed,
+                        char *err, size_t errlen);
+/* Restricts module m to the capabilities in `allowed` (a bit set; PW_CAP_ALL
+ * lifts every restriction): every hostcall of another capability answers
+ * as described above, in every VM of m, including those already created.
+ * Reports through warn (may be NULL) each denied hostcall the module
+ * imports, e.g. 'module "m" imports env.proxy_http_call of capability
+ * "http_call", which is denied: it answers Unimplemented'. Returns how
+ * many of its imports are denied. Applies per module (a VM): plugins
+ * sharing a VM share its capabilities, as in Envoy, where the VM carries
+ * them. */
+int pw_module_restrict(pw_module *m, uint32_t allowed,
+                       void (*warn)(void *data, const char *msg), void *data);
+
 /* The one rule for header names and values that plugins write (header
  * maps, local responses, call-out headers and gRPC metadata; the core
  * refuses others with BadArgument, docs/ABI.md "Header syntax"), for an

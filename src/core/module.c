@@ -145,6 +145,21 @@ static int check_limits(const pw_runtime *rt, const pw_wasm_info *info, const ch
     return 0;
 }
 
+/* m->imports: which host functions the module imports (for the
+ * capability report of pw_module_restrict). */
+static void mark_imports(pw_module *m, const pw_wasm_info *info, const pw_host_func *funcs,
+                         size_t nfuncs) {
+    m->imports = calloc(nfuncs ? nfuncs : 1, 1);
+    if (!m->imports)
+        return;
+    for (uint32_t i = 0; i < info->nimports; i++)
+        for (size_t h = 0; h < nfuncs; h++)
+            if (info->imports[i].kind == PW_EXTERN_FUNC &&
+                !strcmp(funcs[h].name, info->imports[i].name) &&
+                !strcmp(funcs[h].module, info->imports[i].module))
+                m->imports[h] = 1;
+}
+
 static int is_artifact(const uint8_t *bytes, size_t len) {
     return len >= 8 && memcmp(bytes, PW_AOT_MAGIC, 8) == 0;
 }
@@ -230,6 +245,7 @@ static int module_load(pw_runtime *rt, const char *name, const uint8_t *bytes, s
     m->rt = rt;
     m->funcs = funcs;
     m->abi = abi;
+    mark_imports(m, &info, funcs, nfuncs);
     /* Looked up without a signature (checked above): called with the
      * arity exported. */
 #define PW_CALLBACK(id, export, sig_0_1_0, sig_0_2_x)                                             \
@@ -451,6 +467,7 @@ void pw_module_free(pw_module *m) {
     if (!m)
         return;
     pw_wmod_free(m->wmod);
+    free(m->imports);
     free(m->name);
     free(m);
 }

@@ -104,6 +104,10 @@ int pw_wmod_load(const pw_engine_config *cfg, const char *name, const uint8_t *b
                  const pw_wasm_info *info, const pw_host_func *funcs, size_t nfuncs, pw_wmod **out,
                  char *err, size_t errlen);
 void pw_wmod_free(pw_wmod *m);
+/* Replaces host function `index` (of the table given to pw_wmod_load) of
+ * m by fn, for every instance of m, from their next call on; fn must have
+ * the same signature. An index out of range is ignored. */
+void pw_wmod_set_import(pw_wmod *m, size_t index, void (*fn)(void));
 
 /* Compiles the module (after the same import checks as pw_wmod_load) into
  * a shared object at so_path, for machines without a compiler. Returns as
