@@ -77,6 +77,10 @@ struct ngx_proxy_wasm_mod_s {
                                                     empty; precompiled:
                                                     always set */
     unsigned                         precompiled:1;
+    unsigned                         caps_set:1; /* allow= or deny= given */
+    uint32_t                         caps;       /* capabilities allowed
+                                                    (pw_capability_parse);
+                                                    PW_CAP_ALL by default */
 
     pw_module                       *module;     /* loaded in the master */
     ngx_uint_t                       cbs;        /* callbacks it exports that

@@ -207,8 +207,55 @@ ngx_proxy_wasm_conf_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
 }
 
 
+/* allow=LIST or deny=LIST of proxy_wasm_module: the capabilities of its
+ * VM (docs/DIRECTIVES.md). NGX_DECLINED: another parameter. */
+static ngx_int_t
+ngx_proxy_wasm_caps_param(ngx_conf_t *cf, ngx_str_t *arg,
+    ngx_proxy_wasm_mod_t *mod)
+{
+    char  err[PW_ERRLEN];
+
+    if (!(arg->len >= 6 && ngx_strncmp(arg->data, "allow=", 6) == 0)
+        && !(arg->len >= 5 && ngx_strncmp(arg->data, "deny=", 5) == 0))
+    {
+        return NGX_DECLINED;
+    }
+
+    if (mod->caps_set) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "takes one \"allow=\" or \"deny=\" list, "
+                           "\"%V\" is a second one", arg);
+        return NGX_ERROR;
+    }
+
+    if (pw_capability_parse((const char *) arg->data, arg->len, &mod->caps,
+                            err, sizeof(err))
+        != PW_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": %s", arg, err);
+        return NGX_ERROR;
+    }
+
+    mod->caps_set = 1;
+
+    return NGX_OK;
+}
+
+
+/* A denied import of a module, reported at load (pw_module_restrict). */
+static void
+ngx_proxy_wasm_caps_warn(void *data, const char *msg)
+{
+    ngx_proxy_wasm_mod_t *mod = data;
+
+    ngx_log_error(NGX_LOG_WARN, mod->conf->cycle->log, 0,
+                  "proxy_wasm_module \"%V\": %s in %V:%ui", &mod->name, msg,
+                  &mod->file, mod->line);
+}
+
+
 /* proxy_wasm_module NAME PATH [vm_id=ID] [vm_config=STR|vm_config_file=P]
- *                   [sha256=HEX] [precompiled] */
+ *                   [sha256=HEX] [precompiled] [allow=LIST|deny=LIST] */
 char *
 ngx_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
@@ -248,6 +295,8 @@ ngx_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
+    mod->caps = PW_CAP_ALL;
+
     path = value[2];
 
     if (path.len == 0) {
@@ -282,8 +331,12 @@ ngx_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
-        rc = ngx_proxy_wasm_param(cf, &value[i], "vm_id", &vm_id, NULL,
-                                  NULL, NULL);
+        rc = ngx_proxy_wasm_caps_param(cf, &value[i], mod);
+
+        if (rc == NGX_DECLINED) {
+            rc = ngx_proxy_wasm_param(cf, &value[i], "vm_id", &vm_id, NULL,
+                                      NULL, NULL);
+        }
 
         if (rc == NGX_DECLINED) {
             rc = ngx_proxy_wasm_param(cf, &value[i], "sha256", &sha256,
@@ -708,6 +761,11 @@ ngx_proxy_wasm_load(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
                        "proxy_wasm_module \"%V\": ABI %s", &mod->name,
                        pw_module_abi_version(mod->module));
 
+        if (mod->caps_set) {
+            pw_module_restrict(mod->module, mod->caps,
+                               ngx_proxy_wasm_caps_warn, mod);
+        }
+
         /* one VM per worker per (module, vm_id): declarations of the same
          * file with the same vm_id and vm_config share it */
         mod->owner = mod;
@@ -716,7 +774,8 @@ ngx_proxy_wasm_load(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
             if (ngx_proxy_wasm_str_eq(&mods[j]->path, &mod->path)
                 && ngx_proxy_wasm_str_eq(&mods[j]->vm_id, &mod->vm_id)
                 && ngx_proxy_wasm_str_eq(&mods[j]->vm_config,
-                                         &mod->vm_config))
+                                         &mod->vm_config)
+                && mods[j]->caps == mod->caps)
             {
                 mod->owner = mods[j]->owner;
                 break;
