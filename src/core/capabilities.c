@@ -55,7 +55,7 @@ int pw_capability_of(const char *module, const char *name) {
     case PW_AREA_LOG:
         return !strcmp(name, "proxy_get_current_time_nanoseconds")   ? PW_CAP_TIME
                : !strcmp(name, "proxy_set_tick_period_milliseconds") ? PW_CAP_TIMERS
-                                                                      : PW_CAP_LOG;
+                                                                     : PW_CAP_LOG;
     case PW_AREA_MAPS:
         return PW_CAP_HEADERS;
     case PW_AREA_PROPERTIES:
@@ -149,8 +149,10 @@ PW_DENY_STUB(iiiiii, u32 a0, u32 a1, u32 a2, u32 a3, u32 a4, u32 a5)
 PW_DENY_STUB(iiiiiii, u32 a0, u32 a1, u32 a2, u32 a3, u32 a4, u32 a5, u32 a6)
 PW_DENY_STUB(iiiiiiii, u32 a0, u32 a1, u32 a2, u32 a3, u32 a4, u32 a5, u32 a6, u32 a7)
 PW_DENY_STUB(iiiiiiiii, u32 a0, u32 a1, u32 a2, u32 a3, u32 a4, u32 a5, u32 a6, u32 a7, u32 a8)
-PW_DENY_STUB(iiiiiiiiii, u32 a0, u32 a1, u32 a2, u32 a3, u32 a4, u32 a5, u32 a6, u32 a7, u32 a8, u32 a9)
-PW_DENY_STUB(iiiiiiiiiiii, u32 a0, u32 a1, u32 a2, u32 a3, u32 a4, u32 a5, u32 a6, u32 a7, u32 a8, u32 a9, u32 a10, u32 a11)
+PW_DENY_STUB(iiiiiiiiii, u32 a0, u32 a1, u32 a2, u32 a3, u32 a4, u32 a5, u32 a6, u32 a7, u32 a8,
+             u32 a9)
+PW_DENY_STUB(iiiiiiiiiiii, u32 a0, u32 a1, u32 a2, u32 a3, u32 a4, u32 a5, u32 a6, u32 a7, u32 a8,
+             u32 a9, u32 a10, u32 a11)
 #undef PW_DENY_STUB
 #pragma GCC diagnostic pop
 

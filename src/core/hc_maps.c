@@ -141,11 +141,13 @@ static proxy_status_t header_ok(pw_vm *vm, const char *call, u32 map, pw_str key
     if (!pw_header_name_ok(key)) {
         /* Not printed: it may hold the very bytes refused. */
         size_t at = 0;
-        while (at < key.len && (is_tchar((unsigned char)key.data[at]) || (!at && key.data[0] == ':')))
+        while (at < key.len &&
+               (is_tchar((unsigned char)key.data[at]) || (!at && key.data[0] == ':')))
             at++;
-        return pw_vm_refuse(vm, "%s: invalid header name of %zu bytes (byte %zu is 0x%02x, not "
-                            "an RFC 9110 token character)", call, key.len, at,
-                            at < key.len ? (unsigned char)key.data[at] : 0);
+        return pw_vm_refuse(vm,
+                            "%s: invalid header name of %zu bytes (byte %zu is 0x%02x, not "
+                            "an RFC 9110 token character)",
+                            call, key.len, at, at < key.len ? (unsigned char)key.data[at] : 0);
     }
     if (!pw_header_value_ok(val))
         return pw_vm_refuse(vm, "%s: header \"%.*s\": value with CR, LF or NUL", call,

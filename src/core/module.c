@@ -430,8 +430,7 @@ static int digest_ok(const char *name, const char *path, const uint8_t *buf, siz
 }
 
 int pw_module_load_file_digest(pw_runtime *rt, const char *name, const char *path,
-                               const char *sha256_hex, pw_module **out, char *err,
-                               size_t errlen) {
+                               const char *sha256_hex, pw_module **out, char *err, size_t errlen) {
     uint8_t *buf;
     size_t len;
     int rc = read_file(name, path, rt->max_module_bytes, &buf, &len, err, errlen);
