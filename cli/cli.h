@@ -206,6 +206,8 @@ typedef struct plugin_spec {
     char *vm_id;
     uint32_t worker; /* the worker process it runs in (own VMs, own store
                         slot); 0 unless given */
+    char *capabilities; /* "allow=LIST" or "deny=LIST" (pw_capability_parse);
+                           NULL: every capability */
 } plugin_spec;
 
 /* One step of a test or fixture with `steps:` (docs/CLI.md "Steps"). */
@@ -616,6 +618,10 @@ int plugin_load(pw_runtime *rt, const char *path, const char *name, pw_module **
                 size_t errlen);
 /* File stem: "build/examples/add_header.wasm" -> "add_header" (malloc'ed). */
 char *file_stem(const char *path);
+/* Restricts m to the capabilities of `rule` (NULL: all of them), reporting
+ * each denied import on stderr when `report`. 0, or -1 with err (a bad
+ * rule). */
+int plugin_restrict(pw_module *m, const char *rule, int report, char *err, size_t errlen);
 
 /* ------------------------------------------------------ subcommands */
 

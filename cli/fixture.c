@@ -64,7 +64,8 @@ const prop *props_get(const props *p, const char *path, size_t plen) {
 const char *const fixture_keys[] = {
     "request", "response",    "properties", "clock",          "log_level", "plugin", "plugin_name",
     "config",  "config_file", "vm_config",  "vm_config_file", "root_id",   "vm_id",  "plugins",
-    "steps",   "worker",      "callouts",   "connection",     "limits",    NULL};
+    "steps",   "worker",      "callouts",   "connection",     "limits",    "capabilities",
+    NULL};
 
 /* Keys of one item of `plugins:`. */
 static const char *const plugin_item_keys[] = {
@@ -94,6 +95,7 @@ static void spec_free(plugin_spec *s) {
     free(s->vm_config);
     free(s->root_id);
     free(s->vm_id);
+    free(s->capabilities);
     memset(s, 0, sizeof *s);
 }
 
@@ -204,6 +206,7 @@ static void spec_copy(plugin_spec *d, const plugin_spec *s) {
     d->root_id = dup_or_null(s->root_id);
     d->vm_id = dup_or_null(s->vm_id);
     d->worker = s->worker;
+    d->capabilities = dup_or_null(s->capabilities);
 }
 
 static void copy_plugins(fixture *dst, const fixture *src) {
@@ -1007,6 +1010,15 @@ static int parse_spec(ydoc *d, yaml_node_t *map, plugin_spec *p, char *err, size
         return -1;
     if ((v = ymap_get(d, map, "vm_id")) && set_text(d, v, &p->vm_id, err, errlen))
         return -1;
+    if ((v = ymap_get(d, map, "capabilities"))) {
+        char cerr[256];
+        uint32_t allowed;
+        if (set_text(d, v, &p->capabilities, err, errlen))
+            return -1;
+        if (pw_capability_parse(p->capabilities, strlen(p->capabilities), &allowed, cerr,
+                                sizeof cerr) != PW_OK)
+            return yerr(d, v, err, errlen, "capabilities: %s", cerr);
+    }
     if ((v = ymap_get(d, map, "worker"))) {
         uint64_t w;
         if (yuint(d, v, &w, err, errlen))

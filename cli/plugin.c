@@ -42,6 +42,19 @@ int plugin_load(pw_runtime *rt, const char *path, const char *name, pw_module **
     return rc == PW_OK ? 0 : -1;
 }
 
+static void restrict_warn(void *data, const char *msg) {
+    (void)data;
+    fprintf(stderr, "pwasm: warning: %s\n", msg);
+}
+
+int plugin_restrict(pw_module *m, const char *rule, int report, char *err, size_t errlen) {
+    uint32_t allowed = PW_CAP_ALL;
+    if (rule && pw_capability_parse(rule, strlen(rule), &allowed, err, errlen) != PW_OK)
+        return -1;
+    pw_module_restrict(m, allowed, rule && report ? restrict_warn : NULL, NULL);
+    return 0;
+}
+
 int cmd_compile(int argc, char **argv) {
     const char *out = NULL, *name = NULL;
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},

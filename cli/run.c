@@ -446,7 +446,8 @@ int session_open(session *s, int argc, char **argv) {
     }
     s->opened = 1;
     if (!(s->rt = cli_runtime(err, sizeof err)) ||
-        plugin_load(s->rt, s->plugin_path, NULL, &s->m, err, sizeof err)) {
+        plugin_load(s->rt, s->plugin_path, NULL, &s->m, err, sizeof err) ||
+        plugin_restrict(s->m, s->fx.plugin.capabilities, 1, err, sizeof err)) {
         fprintf(stderr, "pwasm: %s\n", err);
         return 1;
     }

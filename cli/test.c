@@ -1034,6 +1034,8 @@ static void run_test(modcache *mc, ydoc *d, const fixture *base, yaml_node_t *t,
         return;
     }
     pw_module *m = module_for(mc, fx.plugin.path, err, sizeof err);
+    if (m && plugin_restrict(m, fx.plugin.capabilities, 0, err, sizeof err))
+        m = NULL;
     if (!m) {
         printf("  FAIL  %s\n    %s\n", name, err);
         tot->failed++;

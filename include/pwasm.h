@@ -234,6 +234,13 @@ int pw_module_load_file(pw_runtime *rt, const char *name, const char *path,
                         pw_module **out, char *err, size_t errlen);
 int pw_module_load(pw_runtime *rt, const char *name, const uint8_t *bytes,
                    size_t len, pw_module **out, char *err, size_t errlen);
+/* pw_module_load_file, refusing the file with PW_ELOAD (both digests in
+ * err) unless the SHA-256 of its bytes is sha256_hex (64 hex digits, either
+ * case). The digest is of the very bytes then compiled (the file is read
+ * once). sha256_hex NULL: as pw_module_load_file. */
+int pw_module_load_file_digest(pw_runtime *rt, const char *name,
+                               const char *path, const char *sha256_hex,
+                               pw_module **out, char *err, size_t errlen);
 void pw_module_free(pw_module *m);
 
 /* Compiles the module at `path` into an artifact at out_path that
@@ -319,6 +326,72 @@ typedef struct pw_hostcall_info {
 const pw_hostcall_info *pw_hostcalls(size_t *n);
 /* The host function of that module and name, or NULL. */
 const pw_hostcall_info *pw_hostcall_find(const char *module, const char *name);
+
+/* Capabilities: the hostcall groups a module may be restricted to (Envoy's
+ * capability_restriction_config; docs/ABI.md "Capabilities"). A denied
+ * hostcall stays importable (the module loads) and answers Unimplemented
+ * (env functions) or WASI errno ENOTCAPABLE, 76 (WASI functions).
+ * Hostcalls of no capability (configuration and buffers, proxy_get_status,
+ * proxy_set_effective_context, proxy_done, Emscripten's, WASI args,
+ * environ, proc_exit, proc_raise, sched_yield) are always allowed. */
+enum pw_capability {
+    PW_CAP_LOG = 0,       /* "log": proxy_log, proxy_get_log_level */
+    PW_CAP_TIME,          /* "time": proxy_get_current_time_nanoseconds */
+    PW_CAP_TIMERS,        /* "timers": proxy_set_tick_period_milliseconds */
+    PW_CAP_HEADERS,       /* "headers": the proxy_*_header_map_* calls */
+    PW_CAP_PROPERTIES,    /* "properties": proxy_get/set_property */
+    PW_CAP_STREAM,        /* "stream": continue/close stream, local
+                             responses, clear_route_cache */
+    PW_CAP_HTTP_CALL,     /* "http_call": proxy_http_call */
+    PW_CAP_GRPC,          /* "grpc": proxy_grpc_* */
+    PW_CAP_SHARED_DATA,   /* "shared_data": proxy_get/set_shared_data */
+    PW_CAP_SHARED_QUEUE,  /* "shared_queue": the *_shared_queue calls */
+    PW_CAP_METRICS,       /* "metrics": define/increment/record/get */
+    PW_CAP_FOREIGN,       /* "foreign": proxy_call_foreign_function */
+    PW_CAP_WASI_CLOCK,    /* "wasi_clock": clock_time_get, clock_res_get */
+    PW_CAP_WASI_RANDOM,   /* "wasi_random": random_get */
+    PW_CAP_WASI_IO,       /* "wasi_io": fd_*, path_*, sock_*, poll_oneoff
+                             (stdout/stderr writes become logs) */
+    PW_CAP_COUNT
+};
+/* Bit set of every capability. */
+#define PW_CAP_ALL ((1u << PW_CAP_COUNT) - 1)
+
+/* The name of a capability ("http_call"), NULL if out of range. */
+const char *pw_capability_name(int cap);
+/* The capability of an import (module "env", "wasi_snapshot_preview1" or
+ * "wasi_unstable", and name), or -1: always allowed, or not a hostcall. */
+int pw_capability_of(const char *module, const char *name);
+/* Parses a rule of `len` bytes: "allow=LIST" (only these capabilities) or
+ * "deny=LIST" (all but these), LIST comma-separated capability names
+ * without spaces ("allow=" alone allows none), into the bit set of allowed
+ * capabilities (1 << PW_CAP_*) for pw_module_restrict. PW_EINVAL for
+ * another form or an unknown name (err names it and the known ones). */
+int pw_capability_parse(const char *rule, size_t len, uint32_t *allowed,
+                        char *err, size_t errlen);
+/* Restricts module m to the capabilities in `allowed` (a bit set; PW_CAP_ALL
+ * lifts every restriction): every hostcall of another capability answers
+ * as described above, in every VM of m, including those already created.
+ * Reports through warn (may be NULL) each denied hostcall the module
+ * imports, e.g. 'module "m" imports env.proxy_http_call of capability
+ * "http_call", which is denied: it answers Unimplemented'. Returns how
+ * many of its imports are denied. Applies per module (a VM): plugins
+ * sharing a VM share its capabilities, as in Envoy, where the VM carries
+ * them. */
+int pw_module_restrict(pw_module *m, uint32_t allowed,
+                       void (*warn)(void *data, const char *msg), void *data);
+
+/* The one rule for header names and values that plugins write (header
+ * maps, local responses, call-out headers and gRPC metadata; the core
+ * refuses others with BadArgument, docs/ABI.md "Header syntax"), for an
+ * embedder that checks again at its side. pw_header_name_ok: 1 when `name`
+ * is an RFC 9110 token (letters of either case, digits and
+ * !#$%&'*+-.^_`|~), optionally after one leading ':' (a pseudo-header such
+ * as ":path"); 0 for an empty name, ':' elsewhere, whitespace, control
+ * bytes, separators or bytes above 0x7e. pw_header_value_ok: 0 when the
+ * value holds CR, LF or NUL (a response split), else 1. */
+int pw_header_name_ok(pw_str name);
+int pw_header_value_ok(pw_str value);
 /* "0.1.0", "0.2.0" or "0.2.1" (§1.1). */
 const char *pw_module_abi_version(const pw_module *m);
 

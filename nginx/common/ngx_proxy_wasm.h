@@ -72,9 +72,15 @@ struct ngx_proxy_wasm_mod_s {
     ngx_str_t                        vm_config;
     ngx_str_t                        file;       /* where it was declared */
     ngx_uint_t                       line;
-    ngx_str_t                        sha256;     /* precompiled: its digest,
-                                                    NUL-terminated */
+    ngx_str_t                        sha256;     /* the file's digest (hex,
+                                                    NUL-terminated) or
+                                                    empty; precompiled:
+                                                    always set */
     unsigned                         precompiled:1;
+    unsigned                         caps_set:1; /* allow= or deny= given */
+    uint32_t                         caps;       /* capabilities allowed
+                                                    (pw_capability_parse);
+                                                    PW_CAP_ALL by default */
 
     pw_module                       *module;     /* loaded in the master */
     ngx_uint_t                       cbs;        /* callbacks it exports that

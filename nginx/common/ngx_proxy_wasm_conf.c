@@ -213,8 +213,55 @@ ngx_proxy_wasm_conf_init(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
 }
 
 
+/* allow=LIST or deny=LIST of proxy_wasm_module: the capabilities of its
+ * VM (docs/DIRECTIVES.md). NGX_DECLINED: another parameter. */
+static ngx_int_t
+ngx_proxy_wasm_caps_param(ngx_conf_t *cf, ngx_str_t *arg,
+    ngx_proxy_wasm_mod_t *mod)
+{
+    char  err[PW_ERRLEN];
+
+    if (!(arg->len >= 6 && ngx_strncmp(arg->data, "allow=", 6) == 0)
+        && !(arg->len >= 5 && ngx_strncmp(arg->data, "deny=", 5) == 0))
+    {
+        return NGX_DECLINED;
+    }
+
+    if (mod->caps_set) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "takes one \"allow=\" or \"deny=\" list, "
+                           "\"%V\" is a second one", arg);
+        return NGX_ERROR;
+    }
+
+    if (pw_capability_parse((const char *) arg->data, arg->len, &mod->caps,
+                            err, sizeof(err))
+        != PW_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": %s", arg, err);
+        return NGX_ERROR;
+    }
+
+    mod->caps_set = 1;
+
+    return NGX_OK;
+}
+
+
+/* A denied import of a module, reported at load (pw_module_restrict). */
+static void
+ngx_proxy_wasm_caps_warn(void *data, const char *msg)
+{
+    ngx_proxy_wasm_mod_t *mod = data;
+
+    ngx_log_error(NGX_LOG_WARN, mod->conf->cycle->log, 0,
+                  "proxy_wasm_module \"%V\": %s in %V:%ui", &mod->name, msg,
+                  &mod->file, mod->line);
+}
+
+
 /* proxy_wasm_module NAME PATH [vm_id=ID] [vm_config=STR|vm_config_file=P]
- *                   [precompiled sha256=HEX] */
+ *                   [sha256=HEX] [precompiled] [allow=LIST|deny=LIST] */
 char *
 ngx_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
@@ -254,6 +301,8 @@ ngx_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
+    mod->caps = PW_CAP_ALL;
+
     path = value[2];
 
     if (path.len == 0) {
@@ -291,6 +340,10 @@ ngx_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         rc = ngx_proxy_wasm_limit_param(cf, &value[i], mod);
 
         if (rc == NGX_DECLINED) {
+            rc = ngx_proxy_wasm_caps_param(cf, &value[i], mod);
+        }
+
+        if (rc == NGX_DECLINED) {
             rc = ngx_proxy_wasm_param(cf, &value[i], "vm_id", &vm_id, NULL,
                                       NULL, NULL);
         }
@@ -323,12 +376,11 @@ ngx_proxy_wasm_module_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     /* a precompiled artifact is native code: it runs unsandboxed, so it
-     * is loaded only when named as such, with the digest of the file */
-    if (mod->precompiled != (sha256.data != NULL)) {
-        return mod->precompiled
-               ? "needs \"sha256=\" (the SHA-256 of the precompiled file) "
-                 "with \"precompiled\""
-               : "takes \"sha256=\" only with \"precompiled\"";
+     * is loaded only when named as such, with the digest of the file; a
+     * .wasm may be pinned to its digest too */
+    if (mod->precompiled && sha256.data == NULL) {
+        return "needs \"sha256=\" (the SHA-256 of the precompiled file) "
+               "with \"precompiled\"";
     }
 
     if (sha256.data) {
@@ -952,10 +1004,11 @@ ngx_proxy_wasm_load(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
                                             &mod->module, err, sizeof(err));
 
         } else {
-            rc = pw_module_load_file(wc->runtime,
-                                     (const char *) mod->name.data,
-                                     (const char *) mod->path.data,
-                                     &mod->module, err, sizeof(err));
+            rc = pw_module_load_file_digest(wc->runtime,
+                                            (const char *) mod->name.data,
+                                            (const char *) mod->path.data,
+                                            (const char *) mod->sha256.data,
+                                            &mod->module, err, sizeof(err));
         }
         if (rc != PW_OK) {
             mod->module = NULL;
@@ -973,6 +1026,11 @@ ngx_proxy_wasm_load(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
             return NGX_ERROR;
         }
 
+        if (mod->caps_set) {
+            pw_module_restrict(mod->module, mod->caps,
+                               ngx_proxy_wasm_caps_warn, mod);
+        }
+
         /* one VM per worker per (module, vm_id): declarations of the same
          * file with the same vm_id and vm_config share it */
         mod->owner = mod;
@@ -985,7 +1043,8 @@ ngx_proxy_wasm_load(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
                 && ngx_memcmp(&mods[j]->limits, &mod->limits,
                               sizeof(pw_limits)) == 0
                 && mods[j]->max_call_ms == mod->max_call_ms
-                && mods[j]->max_memory == mod->max_memory)
+                && mods[j]->max_memory == mod->max_memory
+                && mods[j]->caps == mod->caps)
             {
                 mod->owner = mods[j]->owner;
                 break;

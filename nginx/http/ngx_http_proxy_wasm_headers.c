@@ -125,26 +125,17 @@ ngx_http_proxy_wasm_elt_is(ngx_table_elt_t *h, pw_str key)
 }
 
 
+/* The core's rule (pw_header_name_ok, pw_header_value_ok), checked again
+ * at nginx's side for names nginx itself takes apart: a name here (or a
+ * method) is a token without the pseudo-header ':'. */
 ngx_int_t
 ngx_http_proxy_wasm_valid(pw_str s, ngx_uint_t name)
 {
-    size_t  i;
-    u_char  c;
-
-    if (name && s.len == 0) {
-        return 0;
+    if (name) {
+        return pw_header_name_ok(s) && s.data[0] != ':';
     }
 
-    for (i = 0; i < s.len; i++) {
-        c = (u_char) s.data[i];
-
-        if (c == CR || c == LF || c == '\0' || (name && (c == ':' || c <= ' ')))
-        {
-            return 0;
-        }
-    }
-
-    return 1;
+    return pw_header_value_ok(s);
 }
 
 

@@ -53,7 +53,13 @@ struct pw_module {
                                   (pw_module_set_limits) */
     pw_wfunc cb[PW_CB_COUNT];
     uint8_t has_cb[PW_CB_COUNT];
+    uint8_t *imports; /* 1 per host function (funcs' indices) it imports;
+                         NULL when unknown (out of memory at load) */
 };
+
+/* capabilities.c: the deny stub of host function f's signature (Unimplemented
+ * or WASI ENOTCAPABLE), NULL if there is none. */
+void (*pw_capability_stub(const pw_host_func *f))(void);
 
 typedef struct pw_ctx {
     uint32_t id;

@@ -5,6 +5,7 @@
  * "Header maps", §6.1).
  */
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 #include "core/hc.h"
@@ -110,9 +111,47 @@ static int is_status_key(pw_str k) {
     return k.len == 7 && k.data[0] == ':' && !strncasecmp(k.data, ":status", 7);
 }
 
-/* The per-header limits of a write to `map` by hostcall `call` (a local
- * response's headers: PW_HC_LOCAL_RESPONSE_MAP). Ok or BadArgument. */
+/* RFC 9110 tchar: the characters of a token (a header name). */
+static int is_tchar(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+int pw_header_name_ok(pw_str name) {
+    size_t i = name.len && name.data[0] == ':'; /* a pseudo-header */
+    if (i >= name.len)
+        return 0;
+    for (; i < name.len; i++)
+        if (!is_tchar((unsigned char)name.data[i]))
+            return 0;
+    return 1;
+}
+
+int pw_header_value_ok(pw_str value) {
+    for (size_t i = 0; i < value.len; i++)
+        if (value.data[i] == '\r' || value.data[i] == '\n' || value.data[i] == '\0')
+            return 0;
+    return 1;
+}
+
+/* The per-header limits and syntax of a write to `map` by hostcall `call`
+ * (a local response's headers: PW_HC_LOCAL_RESPONSE_MAP). Ok or
+ * BadArgument. */
 static proxy_status_t header_ok(pw_vm *vm, const char *call, u32 map, pw_str key, pw_str val) {
+    if (!pw_header_name_ok(key)) {
+        /* Not printed: it may hold the very bytes refused. */
+        size_t at = 0;
+        while (at < key.len &&
+               (is_tchar((unsigned char)key.data[at]) || (!at && key.data[0] == ':')))
+            at++;
+        return pw_vm_refuse(vm,
+                            "%s: invalid header name of %zu bytes (byte %zu is 0x%02x, not "
+                            "an RFC 9110 token character)",
+                            call, key.len, at, at < key.len ? (unsigned char)key.data[at] : 0);
+    }
+    if (!pw_header_value_ok(val))
+        return pw_vm_refuse(vm, "%s: header \"%.*s\": value with CR, LF or NUL", call,
+                            key.len <= 32 ? (int)key.len : 32, key.data);
     if (key.len > vm->lim.max_header_name_bytes)
         return pw_host_limit_hit(vm, "header_name"), pw_vm_refuse(vm, "%s: header name of %zu bytes (limit %u)", call, key.len,
                             vm->lim.max_header_name_bytes);

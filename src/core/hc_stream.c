@@ -76,6 +76,8 @@ u32 pw_hc_send_local_response(void *c, u32 status, u32 dptr, u32 dlen, u32 bptr,
         st = pw_vm_refuse(VM, "%s: status %u (200..599 only)", call, status);
     else if ((status == 204 || status == 304) && body.len)
         st = pw_vm_refuse(VM, "%s: status %u with a body", call, status);
+    else if (!pw_header_value_ok(details))
+        st = pw_vm_refuse(VM, "%s: status details with CR, LF or NUL", call);
     else if ((st = pw_hc_pairs_ok(VM, call, PW_HC_LOCAL_RESPONSE_MAP, hdrs, n)) == OK)
         st = pw_hc_charge(VM, call, (uint64_t)details.len + body.len);
     if (st != OK) {

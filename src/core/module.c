@@ -145,6 +145,21 @@ static int check_limits(const pw_runtime *rt, const pw_wasm_info *info, const ch
     return 0;
 }
 
+/* m->imports: which host functions the module imports (for the
+ * capability report of pw_module_restrict). */
+static void mark_imports(pw_module *m, const pw_wasm_info *info, const pw_host_func *funcs,
+                         size_t nfuncs) {
+    m->imports = calloc(nfuncs ? nfuncs : 1, 1);
+    if (!m->imports)
+        return;
+    for (uint32_t i = 0; i < info->nimports; i++)
+        for (size_t h = 0; h < nfuncs; h++)
+            if (info->imports[i].kind == PW_EXTERN_FUNC &&
+                !strcmp(funcs[h].name, info->imports[i].name) &&
+                !strcmp(funcs[h].module, info->imports[i].module))
+                m->imports[h] = 1;
+}
+
 static int is_artifact(const uint8_t *bytes, size_t len) {
     return len >= 8 && memcmp(bytes, PW_AOT_MAGIC, 8) == 0;
 }
@@ -231,6 +246,7 @@ static int module_load(pw_runtime *rt, const char *name, const uint8_t *bytes, s
     m->limits = rt->limits;
     m->funcs = funcs;
     m->abi = abi;
+    mark_imports(m, &info, funcs, nfuncs);
     /* Looked up without a signature (checked above): called with the
      * arity exported. */
 #define PW_CALLBACK(id, export, sig_0_1_0, sig_0_2_x)                                             \
@@ -393,6 +409,42 @@ int pw_module_load_file(pw_runtime *rt, const char *name, const char *path, pw_m
     return rc;
 }
 
+/* 0 if the bytes read from `path` (the ones then loaded: no second read)
+ * have the SHA-256 sha256_hex (64 hex digits, either case), else -1 with
+ * both digests in err. */
+static int digest_ok(const char *name, const char *path, const uint8_t *buf, size_t len,
+                     const char *sha256_hex, char *err, size_t errlen) {
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    char hex[65];
+    EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    if (strlen(sha256_hex) != 64 || strncasecmp(hex, sha256_hex, 64) != 0) {
+        snprintf(err, errlen,
+                 "module \"%s\" refused: %s has SHA-256 %s, not the "
+                 "expected %.64s",
+                 name, path, hex, sha256_hex);
+        return -1;
+    }
+    return 0;
+}
+
+int pw_module_load_file_digest(pw_runtime *rt, const char *name, const char *path,
+                               const char *sha256_hex, pw_module **out, char *err, size_t errlen) {
+    uint8_t *buf;
+    size_t len;
+    int rc = read_file(name, path, rt->max_module_bytes, &buf, &len, err, errlen);
+    if (rc != PW_OK)
+        return rc;
+    if (sha256_hex && digest_ok(name, path, buf, len, sha256_hex, err, errlen) != 0)
+        rc = PW_ELOAD;
+    else
+        rc = module_load(rt, name, buf, len, 0, out, err, errlen);
+    free(buf);
+    return rc;
+}
+
 int pw_module_load_precompiled(pw_runtime *rt, const char *name, const char *path,
                                const char *sha256_hex, pw_module **out, char *err, size_t errlen) {
     uint8_t *buf;
@@ -402,21 +454,9 @@ int pw_module_load_precompiled(pw_runtime *rt, const char *name, const char *pat
     int rc = read_file(name, path, max, &buf, &len, err, errlen);
     if (rc != PW_OK)
         return rc;
-    if (sha256_hex) {
-        unsigned char md[32];
-        unsigned int mdlen = 0;
-        char hex[65];
-        EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL);
-        for (int i = 0; i < 32; i++)
-            snprintf(hex + 2 * i, 3, "%02x", md[i]);
-        if (strlen(sha256_hex) != 64 || strncasecmp(hex, sha256_hex, 64) != 0) {
-            snprintf(err, errlen,
-                     "module \"%s\" refused: %s has SHA-256 %s, not the "
-                     "expected %.64s",
-                     name, path, hex, sha256_hex);
-            free(buf);
-            return PW_ELOAD;
-        }
+    if (sha256_hex && digest_ok(name, path, buf, len, sha256_hex, err, errlen) != 0) {
+        free(buf);
+        return PW_ELOAD;
     }
     rc = module_load(rt, name, buf, len, 1, out, err, errlen);
     free(buf);
@@ -427,6 +467,7 @@ void pw_module_free(pw_module *m) {
     if (!m)
         return;
     pw_wmod_free(m->wmod);
+    free(m->imports);
     free(m->name);
     free(m);
 }

@@ -31,6 +31,7 @@ struct pw_wmod {
     void *dl;
     const pw_glue_descriptor *desc;
     void (**fns)(void); /* host function table, indexed as in the glue */
+    size_t nfns;
     uint32_t max_pages;
     uint32_t max_call_ms; /* travels with each call (per runtime) */
 };
@@ -664,6 +665,7 @@ static int open_code(const pw_engine_config *cfg, const char *name, const char *
     }
     for (size_t i = 0; i < nfuncs; i++)
         m->fns[i] = funcs[i].fn;
+    m->nfns = nfuncs;
     struct link_map *lm = NULL;
     if (dlinfo(dl, RTLD_DI_LINKMAP, &lm) == 0 && lm)
         pw_rt_add_code((uintptr_t)lm->l_addr);
@@ -679,6 +681,11 @@ static int open_code(const pw_engine_config *cfg, const char *name, const char *
 void pw_wmod_set_limits(pw_wmod *m, uint32_t max_pages, uint32_t max_call_ms) {
     m->max_pages = max_pages;
     m->max_call_ms = max_call_ms;
+}
+
+void pw_wmod_set_import(pw_wmod *m, size_t index, void (*fn)(void)) {
+    if (index < m->nfns)
+        m->fns[index] = fn;
 }
 
 /* ------------------------------------------------------ the trusted cache */

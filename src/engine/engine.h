@@ -108,6 +108,10 @@ void pw_wmod_free(pw_wmod *m);
  * pages (1..65535) and CPU time per call in ms (0: none), for instances
  * made and calls started after this. */
 void pw_wmod_set_limits(pw_wmod *m, uint32_t max_pages, uint32_t max_call_ms);
+/* Replaces host function `index` (of the table given to pw_wmod_load) of
+ * m by fn, for every instance of m, from their next call on; fn must have
+ * the same signature. An index out of range is ignored. */
+void pw_wmod_set_import(pw_wmod *m, size_t index, void (*fn)(void));
 
 /* Compiles the module (after the same import checks as pw_wmod_load) into
  * a shared object at so_path, for machines without a compiler. Returns as

@@ -649,3 +649,26 @@ def test_version():
     r = pwasm("--version")
     assert r.returncode == 0
     assert re.match(r"pwasm \d+\.\d+\.\d+ ", r.stdout), r.stdout
+
+
+# ---------------------------------------------------------- capabilities
+
+def test_run_reports_denied_imports_and_the_plugin_still_runs(tmp_path):
+    fx = tmp_path / "fx.yaml"
+    fx.write_text("capabilities: deny=headers,metrics\nconfig: x-a=b\n")
+    r = pwasm("run", EXAMPLES / "add_header.wasm", fx)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r'warning: module "add_header" imports env\.proxy_add_header_map_value '
+                     r'of capability "headers", which is denied: it answers Unimplemented',
+                     r.stderr), r.stderr
+    client = r.stdout.split("response to the client:")[1]
+    assert "-> Unimplemented" in r.stdout and "x-a" not in client, r.stdout
+    # an unknown group is refused, naming it and the known ones
+    fx.write_text("capabilities: deny=headers,sockets\n")
+    r = pwasm("run", EXAMPLES / "add_header.wasm", fx)
+    assert r.returncode != 0
+    assert 'unknown capability "sockets"' in r.stderr and "http_call" in r.stderr, r.stderr
+    fx.write_text("config: x-a=b\n")
+    r = pwasm("run", EXAMPLES / "add_header.wasm", fx)
+    client = r.stdout.split("response to the client:")[1]
+    assert r.returncode == 0 and "x-a: b" in client and "warning" not in r.stderr, r

@@ -102,3 +102,77 @@ def test_local_response_with_headers(nginx, upstream):
     assert r.body == b"nope"
     assert r.header_values("x-why") == ["test"]
     assert upstream.requests == []
+
+
+# ---------------------------------------------------------- response splitting
+
+SPLIT = r"""
+    proxy_wasm_module filter @WASM:tests/nginx/plugins/filter.wasm@;
+    server {
+        listen 127.0.0.1:@PORT@;
+        location /value {
+            proxy_wasm filter "config=resph.header=x-a:v\r\nx-evil:1 resph.header=x-ok:1";
+            proxy_pass http://@UPSTREAM@;
+        }
+        location /name {
+            proxy_wasm filter "config=resph.header=x-a\r\nx-evil:v resph.header=x-ok:1";
+            proxy_pass http://@UPSTREAM@;
+        }
+        location /local {
+            proxy_wasm filter "config=reqh.localhdr=x-a:v\r\n\r\n<html>evil";
+            proxy_pass http://@UPSTREAM@;
+        }
+        location /localname {
+            proxy_wasm filter "config=reqh.localhdr=x-a\nx-evil:v";
+            proxy_pass http://@UPSTREAM@;
+        }
+    }
+"""
+
+FIELD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+: [^\r\n\0]*")
+
+
+def raw_get(nginx, path):
+    """The bytes of the whole response to an HTTP/1.0 request."""
+    import socket
+    with socket.create_connection(("127.0.0.1", nginx.port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+def well_formed(data):
+    """(status, {name: value}, body) of a response whose head is only
+    CRLF-terminated `token: value` lines; fails on anything else."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    assert sep, data
+    lines = head.split(b"\r\n")
+    assert re.fullmatch(rb"HTTP/1\.1 \d{3} [^\r\n]*", lines[0]), data
+    fields = {}
+    for line in lines[1:]:
+        assert FIELD.fullmatch(line), (line, data)
+        k, v = line.split(b": ", 1)
+        fields[k.lower().decode()] = v.decode()
+    return int(lines[0].split()[1]), fields, body
+
+
+def test_crlf_from_a_plugin_never_splits_the_response(nginx):
+    nginx.start(SPLIT)
+    for path, action in (("/value", "resph.header=x-a:v"), ("/name", "resph.header=x-a")):
+        status, fields, body = well_formed(raw_get(nginx, path))
+        assert status == 200 and "x-evil" not in fields and "x-a" not in fields, fields
+        assert fields.get("x-ok") == "1", fields  # the plugin went on after the refusal
+        assert nginx.wait_log(r"filter: action " + re.escape(action) + r"[^\n]* 2\b"), \
+            nginx.log()[-2000:]
+    # a local response with a CRLF in a header value or name is refused
+    # (BadArgument): the request goes on to the upstream, unsplit
+    for path in ("/local", "/localname"):
+        status, fields, body = well_formed(raw_get(nginx, path))
+        assert status == 200 and "x-evil" not in fields and "x-a" not in fields, fields
+        assert b"evil" not in body and b"local" not in body, body
+    assert len(re.findall(r"filter: action reqh\.localhdr=[^\n]* 2\b", nginx.log())) == 2, \
+        nginx.log()[-2000:]
+    assert len(re.findall(r"refused proxy_send_local_response", nginx.log())) == 2, \
+        nginx.log()[-2000:]

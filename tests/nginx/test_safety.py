@@ -217,6 +217,34 @@ def test_a_tampered_cache_entry_is_refused_and_compiled_again(nginx, tmp_path):
     assert rc == 0 and "[warn]" not in err, err
 
 
+def test_a_cache_entry_changed_while_nginx_runs_is_not_loaded_at_reload(nginx, tmp_path):
+    """The trust rules hold for a running nginx, not only at start: a cache
+    entry replaced between reloads is refused by the reload (warned),
+    compiled again, and the new workers serve the new configuration."""
+    cache = tmp_path / "cache"
+    nginx.start(one(nginx, extra=f"proxy_wasm_cache_dir {cache};"))
+    assert nginx.request("/").header("x-a") == "1"
+    [so] = list(cache.glob("*.so"))
+    marker = tmp_path / "constructor-ran"
+    src = tmp_path / "evil.c"
+    src.write_text('#include <stdio.h>\n__attribute__((constructor)) static void c(void) '
+                   f'{{ FILE *f = fopen("{marker}", "w"); if (f) fclose(f); }}\n')
+    evil = tmp_path / "evil.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(evil), str(src)], check=True)
+    os.replace(evil, so)  # what another writer of the directory would do
+    conf = one(nginx, extra=f"proxy_wasm_cache_dir {cache};").replace("x-a=1", "x-a=2")
+    assert nginx.reload(conf), nginx.log()[-3000:]
+    assert not marker.exists(), "native code from the cache ran unverified"
+    assert re.search(r"\[warn\].*compile cache entry refused .*compiling it again", nginx.log()), \
+        nginx.log()[-3000:]
+    r = nginx.request("/")
+    assert r.status == 200 and r.header("x-a") == "2", r
+    assert crashes(nginx) == [], nginx.log()[-3000:]
+    # the entry compiled again is the host's own: a later check trusts it
+    rc, err = nginx.test_config(conf)
+    assert rc == 0 and "[warn]" not in err, err
+
+
 def test_a_corrupted_cache_entry_does_not_block_start(nginx, tmp_path):
     cache = tmp_path / "cache"
     conf = one(nginx, extra=f"proxy_wasm_cache_dir {cache};")
@@ -268,7 +296,70 @@ def test_a_precompiled_artifact_is_native_code_only_when_asked_for(nginx, tmp_pa
     assert r.status == 200 and r.header("x-a") == "1"
 
 
+# ------------------------------------------------------------ capabilities
+
+CAPS = """
+    proxy_wasm_module a @WASM:examples/add_header.wasm@ deny=headers,http_call;
+    proxy_wasm_module b @WASM:examples/add_header.wasm@;
+    server {
+        listen 127.0.0.1:@PORT@;
+        location /a { proxy_wasm a config=x-a=1; return 200 "ok\\n"; }
+        location /b { proxy_wasm b config=x-b=1; return 200 "ok\\n"; }
+    }
+"""
+
+
+def test_a_denied_capability_is_reported_at_load_and_answers_unimplemented(nginx):
+    rc, err = nginx.test_config(CAPS)
+    assert rc == 0, err
+    assert re.search(r'\[warn\] .*proxy_wasm_module "a": module "a" imports '
+                     r'env\.proxy_add_header_map_value of capability "headers", which is '
+                     r'denied: it answers Unimplemented in .*nginx\.conf:\d+', err), err
+    assert 'proxy_wasm_module "b"' not in err, err
+    nginx.start(CAPS)
+    # the plugin runs; its header write is refused (the status is checked
+    # by tests/conformance/capabilities.yaml); the same file declared
+    # without the restriction has a VM of its own, with every capability
+    r = nginx.request("/a")
+    assert r.status == 200 and r.header("x-a") is None, r
+    assert "[pwasm] a: root 1 adds" in nginx.log()
+    r = nginx.request("/b")
+    assert r.status == 200 and r.header("x-b") == "1", r
+
+
+def test_a_capability_list_is_checked_at_load(nginx):
+    conf = one(nginx, params="allow=log,sockets")
+    rc, err = nginx.test_config(conf)
+    assert rc != 0 and 'unknown capability "sockets"' in err and "wasi_clock" in err, err
+    rc, err = nginx.test_config(one(nginx, params="allow=log deny=headers"))
+    assert rc != 0 and 'takes one "allow=" or "deny=" list' in err, err
+    # allow= with what the module needs: nothing is reported
+    rc, err = nginx.test_config(one(nginx, params="allow=log,headers,wasi_io,wasi_clock,"
+                                                  "wasi_random"))
+    assert rc == 0 and "[warn]" not in err, err
+
 # ------------------------------------------------------------ module files
+
+def test_a_module_pinned_to_its_sha256_is_refused_when_the_file_differs(nginx, tmp_path):
+    mod = tmp_path / "add_header.wasm"
+    shutil.copy(wasm("examples/add_header.wasm"), mod)
+    digest = hashlib.sha256(mod.read_bytes()).hexdigest()
+    nginx.start(one(nginx, module=str(mod), params=f"sha256={digest.upper()}"))
+    assert nginx.request("/").header("x-a") == "1"
+    # the file is replaced by another module: the next load refuses it,
+    # naming the module, the path and both digests; the running
+    # configuration stays
+    shutil.copy(wasm("tests/plugins/lifecycle.wasm"), mod)
+    other = hashlib.sha256(mod.read_bytes()).hexdigest()
+    rc, err = nginx.test_config(one(nginx, module=str(mod), params=f"sha256={digest}"))
+    assert rc != 0
+    assert re.search(r'\[emerg\] .*proxy_wasm_module "a": module "a" refused: '
+                     + re.escape(str(mod)) + f" has SHA-256 {other}, not the expected {digest}",
+                     err), err
+    assert nginx.request("/").header("x-a") == "1"
+    rc, err = nginx.test_config(one(nginx, module=str(mod), params="sha256=abc"))
+    assert rc != 0 and "64 hexadecimal digits" in err, err
+
 
 def timed_test_config(nginx, conf):
     t0 = time.time()

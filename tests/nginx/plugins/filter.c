@@ -22,6 +22,8 @@
  *   truncate=N   at end_of_stream, keep the first N bytes
  *   local=CODE   send_local_response(CODE, body "local from <cb>\n",
  *                header x-local: <cb>), return Pause (if it returned Ok)
+ *   localhdr=N:V send_local_response(200, body "local\n", header N: V),
+ *                return Pause (if it returned Ok)
  *   header=N:V   replace header N of this callback's map (:path, :status,
  *                :authority, :method work too); request map for reqh/reqb
  *   trailer=N:V  at end_of_stream, add a response trailer (map 3)
@@ -224,6 +226,13 @@ static uint32_t run(int cb, uint32_t ctx, size_t size, int eos, const char *rule
             pw_pair_t h = pw_pair("x-local", cb_names[cb]);
             st = pw_send_local_response(parse_u32(arg, arglen), body, blen, &h, 1);
             if (st == PROXY_RESULT_OK) ret = PROXY_ACTION_PAUSE;
+        } else if (streq(act, actlen, "localhdr")) {
+            const char *colon = arglen > 1 ? memchr(arg + 1, ':', arglen - 1) : NULL;
+            if (colon) {
+                pw_pair_t h = {arg, colon - arg, colon + 1, arg + arglen - colon - 1};
+                st = pw_send_local_response(200, "local\n", 6, &h, 1);
+                if (st == PROXY_RESULT_OK) ret = PROXY_ACTION_PAUSE;
+            }
         } else if (streq(act, actlen, "header") || streq(act, actlen, "trailer")) {
             const char *colon = arglen > 1 ? memchr(arg + 1, ':', arglen - 1) : NULL;
             if (colon) {
