@@ -95,7 +95,8 @@ typedef struct pw_kv {
  * status), never a trap of the host; the first refusal of each callback is
  * logged at WARN, and each refusal counted in the store's metric
  * pwasm_limit_hits_total{limit="...",plugin="..."} (limit: header_name,
- * header_value, callback_bytes, callouts). */
+ * header_value, callback_bytes, callouts, map_pairs, map_bytes,
+ * buffer_bytes, shm_quota). */
 typedef struct pw_limits {
     /* Longest header (or trailer) name a plugin may write, in bytes, in
      * proxy_add/replace_header_map_value, proxy_set_header_map_pairs and
@@ -140,6 +141,30 @@ typedef struct pw_limits {
      * a call that cannot start), logged at WARN once per callback. 0:
      * 1024; UINT32_MAX: no limit. */
     uint32_t max_callouts;
+
+    /* What the host hands a plugin (docs/ENGINE.md "Limits"), each copy
+     * made in the plugin's memory through its proxy_on_memory_allocate.
+     * A header map (proxy_get_header_map_pairs: request and response
+     * headers and trailers, call-out response headers, trailers and gRPC
+     * metadata) of more than max_map_pairs pairs or more than
+     * max_map_bytes serialised bytes (4 + per pair 8 + name + 1 + value +
+     * 1), or one value of proxy_get_header_map_value over max_map_bytes,
+     * is refused with BadArgument: a map has no partial answer, and no
+     * status but Ok is survived by the Rust SDK (it panics: a trap, met
+     * by the plugin's failure policy); the Go SDKs return the error, the
+     * AssemblyScript SDK reads an empty map. 0: 8192 pairs, 1 MiB
+     * (1048576); UINT32_MAX: no limit. Counted as limit="map_pairs" or
+     * "map_bytes". */
+    uint32_t max_map_pairs;
+    uint32_t max_map_bytes;
+    /* Most bytes one proxy_get_buffer_bytes answer hands over (bodies, TCP
+     * data, call-out and gRPC answers, configurations): a longer range is
+     * cut to this many bytes and answered Ok (the ABI's max_size is an
+     * upper bound; proxy_get_buffer_status still gives the whole size, so
+     * the plugin may read on from start + what it got). Logged once per
+     * callback, counted as limit="buffer_bytes". 0: 64 MiB (67108864);
+     * UINT32_MAX: no limit. */
+    uint32_t max_buffer_bytes;
 } pw_limits;
 
 typedef struct pw_runtime_config {
