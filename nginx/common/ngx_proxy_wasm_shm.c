@@ -69,6 +69,8 @@ static ngx_int_t ngx_proxy_wasm_shm_settle(ngx_conf_t *cf,
     ngx_proxy_wasm_conf_t *wc, ngx_proxy_wasm_shm_t *shm);
 static ngx_int_t ngx_proxy_wasm_shm_open(ngx_proxy_wasm_conf_t *wc,
     ngx_shm_zone_t *zone, void *root);
+static void *ngx_proxy_wasm_shm_rule(ngx_conf_t *cf, ngx_array_t **rules,
+    size_t size);
 static pw_store_quota *ngx_proxy_wasm_shm_quota_find(ngx_array_t *quotas,
     pw_store_quota *q);
 static ngx_int_t ngx_proxy_wasm_shm_settle_quota(ngx_conf_t *cf,
@@ -138,6 +140,28 @@ ngx_proxy_wasm_shm_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* A new zeroed element of *rules (made on first use), or NULL. */
+static void *
+ngx_proxy_wasm_shm_rule(ngx_conf_t *cf, ngx_array_t **rules, size_t size)
+{
+    void  *e;
+
+    if (*rules == NULL) {
+        *rules = ngx_array_create(cf->pool, 4, size);
+        if (*rules == NULL) {
+            return NULL;
+        }
+    }
+
+    e = ngx_array_push(*rules);
+    if (e != NULL) {
+        ngx_memzero(e, size);
+    }
+
+    return e;
+}
+
+
 /* proxy_wasm_shm_ttl TIME [vm_id=ID] [prefix=KEY_PREFIX]: shared data
  * keys of that vm_id (any without) starting with that prefix (any key
  * without) are forgotten TIME after their last write; the first matching
@@ -156,14 +180,7 @@ ngx_proxy_wasm_shm_ttl_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
-    if (wc->shm_ttl == NULL) {
-        wc->shm_ttl = ngx_array_create(cf->pool, 4, sizeof(pw_store_ttl));
-        if (wc->shm_ttl == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (wc->shm_ttl->nelts == PW_STORE_TTL_MAX) {
+    if (wc->shm_ttl && wc->shm_ttl->nelts == PW_STORE_TTL_MAX) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "proxy_wasm_shm_ttl: more than %d rules",
                            PW_STORE_TTL_MAX);
@@ -179,12 +196,11 @@ ngx_proxy_wasm_shm_ttl_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    t = ngx_array_push(wc->shm_ttl);
+    t = ngx_proxy_wasm_shm_rule(cf, &wc->shm_ttl, sizeof(pw_store_ttl));
     if (t == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_memzero(t, sizeof(pw_store_ttl));
     t->ttl_ms = (uint64_t) ms;
 
     for (i = 2; i < cf->args->nelts; i++) {
@@ -235,13 +251,6 @@ ngx_proxy_wasm_shm_quota_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
-    if (wc->shm_quota == NULL) {
-        wc->shm_quota = ngx_array_create(cf->pool, 4, sizeof(pw_store_quota));
-        if (wc->shm_quota == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
     size = ngx_parse_size(&value[1]);
 
     if (size == NGX_ERROR || size == 0) {
@@ -251,12 +260,11 @@ ngx_proxy_wasm_shm_quota_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    q = ngx_array_push(wc->shm_quota);
+    q = ngx_proxy_wasm_shm_rule(cf, &wc->shm_quota, sizeof(pw_store_quota));
     if (q == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_memzero(q, sizeof(pw_store_quota));
     q->bytes = (uint64_t) size;
 
     if (cf->args->nelts == 3) {
