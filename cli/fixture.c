@@ -636,7 +636,7 @@ static int parse_limits(ydoc *d, yaml_node_t *map, fixture *f, char *err, size_t
         return yerr(d, map, err, errlen, "limits: expected a mapping (%s, ...)", keys[0]);
     if (ycheck_keys(d, map, keys, "limits", err, errlen))
         return -1;
-    uint32_t *field[] = {&l->max_callouts,     &l->brake_traps,      &l->brake_window_ms,
+    uint32_t *field[] = {&l->max_callouts,     &l->brake_traps,          &l->brake_window_ms,
                          &l->brake_backoff_ms, &l->brake_max_backoff_ms, &l->max_map_pairs,
                          &l->max_map_bytes,    &l->max_buffer_bytes};
     if (parse_shm_limits(d, map, f, err, errlen))

@@ -571,8 +571,8 @@ proxy_status_t pw_store_set(pw_store *st, pw_str vm_id, pw_str key, pw_str value
         lru_unlink(r, old);
         lru_push(r, old);
     } else {
-        uint64_t q = quota_of(r, vm_id), need = PW_STORE_ENTRY_OVERHEAD + (uint64_t)k.len - 4 +
-                                                 value.len;
+        uint64_t q = quota_of(r, vm_id),
+                 need = PW_STORE_ENTRY_OVERHEAD + (uint64_t)k.len - 4 + value.len;
         st_use *u = use_of(st, vm_id, old);
         st_entry *e = NULL;
         if (u && q && !quota_room(st, u, q, need, old)) {
@@ -1169,7 +1169,6 @@ int pw_store_prometheus(pw_store *st, void (*write)(void *data, const char *p, s
          "# TYPE pwasm_queue_items gauge\npwasm_queue_items %llu\n"
          "# TYPE pwasm_queue_dropped_total counter\npwasm_queue_dropped_total %llu\n",
          (unsigned long long)s.refused, (unsigned long long)s.refused_quota,
-         (unsigned long long)s.queued,
-         (unsigned long long)s.dropped);
+         (unsigned long long)s.queued, (unsigned long long)s.dropped);
     return PW_OK;
 }
