@@ -331,6 +331,25 @@ TEST(store_quota) {
     CHECK(refused == 2);
     pw_store_stats_get(st, &stats);
     CHECK(stats.evictions == 3 && stats.keys == 6 && stats.refused_quota == 1);
+
+    /* reopened with a smaller quota (a reload): a's keys stay, its next
+     * write evicts down to the new quota */
+    void *root = pw_store_root(st);
+    pw_store_close(st);
+    pw_store_quota small[] = {{S("a"), 400}};
+    pw_store_mem m2 = {&r2, r_alloc, r_free, r_lock, r_unlock};
+    pw_store_config c2 = {.evict_lru = 1, .slots = 1, .quota = small, .nquota = 1};
+    char e2[PW_ERRLEN];
+    CHECK(pw_store_open(&m2, &c2, root, &st, e2, sizeof e2) == PW_OK);
+    if (!st)
+        return;
+    CHECK(pw_store_get(st, S("a"), S("k3"), &v, &n, &cas) == PROXY_RESULT_OK);
+    free(v);
+    CHECK(set100(st, S("a"), 8, &refused) == PROXY_RESULT_OK && refused == 0);
+    pw_store_stats_get(st, &stats);
+    CHECK(stats.keys == 3); /* b's k0, and two of a's: 2 * 167 <= 400 */
+    CHECK(pw_store_get(st, S("b"), S("k0"), &v, &n, &cas) == PROXY_RESULT_OK);
+    free(v);
     pw_store_close(st);
 
     /* two quotas for one vm_id, or a quota of 0: refused */
