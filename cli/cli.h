@@ -270,6 +270,10 @@ typedef struct fixture {
     /* `limits:` of the test's modules (pw_module_set_limits before their
      * VMs are made); zeroes: the defaults */
     pw_limits limits;
+    /* limits: shm_quota (bytes of shared data per vm_id, 0: none) and
+     * shm_eviction (1: lru) of the test's store */
+    uint64_t shm_quota;
+    int shm_lru;
     plugin_spec plugin;
     /* More plugins, started after `plugin` in order (`plugins:`). Unset
      * path, vm_id and vm_config are the first plugin's: plugins of one

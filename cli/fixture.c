@@ -285,6 +285,8 @@ void fixture_copy(fixture *dst, const fixture *src) {
     dst->clock_ns = src->clock_ns;
     dst->log_level = src->log_level;
     dst->limits = src->limits;
+    dst->shm_quota = src->shm_quota;
+    dst->shm_lru = src->shm_lru;
     spec_copy(&dst->plugin, &src->plugin);
     copy_plugins(dst, src);
     copy_steps(dst, src);
@@ -606,35 +608,60 @@ static int parse_config(ydoc *d, yaml_node_t *map, const char *key, char **out, 
 
 static int parse_spec(ydoc *d, yaml_node_t *map, plugin_spec *p, char *err, size_t errlen);
 
+/* The store's keys of limits: shm_quota: BYTES (per vm_id), shm_eviction:
+ * lru|none. */
+static int parse_shm_limits(ydoc *d, yaml_node_t *map, fixture *f, char *err, size_t errlen) {
+    yaml_node_t *v = ymap_get(d, map, "shm_quota");
+    const char *s = v ? yscalar(v, NULL) : NULL;
+    char *end = NULL;
+    if (v && (!s || !(f->shm_quota = strtoull(s, &end, 10)) || *end))
+        return yerr(d, v, err, errlen, "limits: shm_quota: expected a positive number of bytes");
+    v = ymap_get(d, map, "shm_eviction");
+    s = v ? yscalar(v, NULL) : NULL;
+    if (v && (!s || (strcmp(s, "lru") && strcmp(s, "none"))))
+        return yerr(d, v, err, errlen, "limits: shm_eviction: expected lru or none");
+    if (v)
+        f->shm_lru = !strcmp(s, "lru");
+    return 0;
+}
+
 /* limits: {max_callouts: N, brake_traps: N, brake_window: DURATION,
- * brake_backoff: DURATION, brake_max_backoff: DURATION} (pw_limits; a
- * count may be `off`: no limit). */
-static int parse_limits(ydoc *d, yaml_node_t *map, pw_limits *l, char *err, size_t errlen) {
-    static const char *const keys[] = {"max_callouts",  "brake_traps",       "brake_window",
-                                       "brake_backoff", "brake_max_backoff", NULL};
+ * brake_backoff: DURATION, brake_max_backoff: DURATION, max_map_pairs: N,
+ * max_map_bytes: BYTES, max_buffer_bytes: BYTES} (pw_limits; a count or
+ * size may be `off`: no limit), and the store's (parse_shm_limits). */
+static int parse_limits(ydoc *d, yaml_node_t *map, fixture *f, char *err, size_t errlen) {
+    static const char *const keys[] = {
+        "max_callouts",      "brake_traps",   "brake_window",  "brake_backoff",
+        "brake_max_backoff", "max_map_pairs", "max_map_bytes", "max_buffer_bytes",
+        "shm_quota",         "shm_eviction",  NULL};
+    pw_limits *l = &f->limits;
     if (map->type != YAML_MAPPING_NODE)
         return yerr(d, map, err, errlen, "limits: expected a mapping (%s, ...)", keys[0]);
     if (ycheck_keys(d, map, keys, "limits", err, errlen))
         return -1;
-    uint32_t *count[] = {&l->max_callouts, &l->brake_traps};
-    uint32_t *span[] = {&l->brake_window_ms, &l->brake_backoff_ms, &l->brake_max_backoff_ms};
-    for (int i = 0; keys[i]; i++) {
+    uint32_t *field[] = {&l->max_callouts,     &l->brake_traps,          &l->brake_window_ms,
+                         &l->brake_backoff_ms, &l->brake_max_backoff_ms, &l->max_map_pairs,
+                         &l->max_map_bytes,    &l->max_buffer_bytes};
+    if (parse_shm_limits(d, map, f, err, errlen))
+        return -1;
+    for (int i = 0; i < 8; i++) {
         yaml_node_t *v = ymap_get(d, map, keys[i]);
         const char *s = v ? yscalar(v, NULL) : NULL;
         if (!v)
             continue;
+        int count = i < 2 || i > 4; /* else a duration */
         char *end = NULL;
         uint64_t n = 0;
-        if (s && i < 2 && !strcmp(s, "off"))
+        if (s && count && !strcmp(s, "off"))
             n = UINT32_MAX;
-        else if (s && i < 2)
+        else if (s && count)
             n = strtoull(s, &end, 10);
-        int bad = !s || (i < 2 ? (n != UINT32_MAX && (!end || *end || !n || n >= UINT32_MAX))
+        int bad = !s || (count ? (n != UINT32_MAX && (!end || *end || !n || n >= UINT32_MAX))
                                : parse_duration_ms(s, &n) || !n || n >= UINT32_MAX);
         if (bad)
             return yerr(d, v, err, errlen, "limits: %s: expected %s", keys[i],
-                        i < 2 ? "a positive count or off" : "a duration (500ms, 2s)");
-        *(i < 2 ? count[i] : span[i - 2]) = (uint32_t)n;
+                        count ? "a positive count or off" : "a duration (500ms, 2s)");
+        *field[i] = (uint32_t)n;
     }
     return 0;
 }
@@ -969,7 +996,7 @@ int fixture_parse(fixture *f, ydoc *d, yaml_node_t *map, int plugin_keys, char *
     }
     if ((v = ymap_get(d, map, "steps")) && parse_steps(f, d, v, err, errlen))
         return -1;
-    if ((v = ymap_get(d, map, "limits")) && parse_limits(d, v, &f->limits, err, errlen))
+    if ((v = ymap_get(d, map, "limits")) && parse_limits(d, v, f, err, errlen))
         return -1;
     if (!plugin_keys)
         return 0;

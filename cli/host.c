@@ -1168,7 +1168,11 @@ int host_start(host *h, pw_module *m, const fixture *fx, exchange *x, const run_
     for (size_t i = 0; i < fx->nplugins; i++)
         if (fx->plugins[i].worker + 1 > workers)
             workers = fx->plugins[i].worker + 1;
-    pw_store_config scfg = {.slots = workers};
+    pw_store_quota quota = {{"", 0}, fx->shm_quota};
+    pw_store_config scfg = {.slots = workers,
+                            .evict_lru = fx->shm_lru,
+                            .quota = &quota,
+                            .nquota = fx->shm_quota ? 1 : 0};
     char err[PW_ERRLEN];
     if (pw_store_open(&mem, &scfg, NULL, &h->store, err, sizeof err) != PW_OK)
         h->store = NULL;

@@ -95,7 +95,8 @@ typedef struct pw_kv {
  * status), never a trap of the host; the first refusal of each callback is
  * logged at WARN, and each refusal counted in the store's metric
  * pwasm_limit_hits_total{limit="...",plugin="..."} (limit: header_name,
- * header_value, callback_bytes, callouts). */
+ * header_value, callback_bytes, callouts, map_pairs, map_bytes,
+ * buffer_bytes, shm_quota). */
 typedef struct pw_limits {
     /* Longest header (or trailer) name a plugin may write, in bytes, in
      * proxy_add/replace_header_map_value, proxy_set_header_map_pairs and
@@ -140,6 +141,30 @@ typedef struct pw_limits {
      * a call that cannot start), logged at WARN once per callback. 0:
      * 1024; UINT32_MAX: no limit. */
     uint32_t max_callouts;
+
+    /* What the host hands a plugin (docs/ENGINE.md "Limits"), each copy
+     * made in the plugin's memory through its proxy_on_memory_allocate.
+     * A header map (proxy_get_header_map_pairs: request and response
+     * headers and trailers, call-out response headers, trailers and gRPC
+     * metadata) of more than max_map_pairs pairs or more than
+     * max_map_bytes serialised bytes (4 + per pair 8 + name + 1 + value +
+     * 1), or one value of proxy_get_header_map_value over max_map_bytes,
+     * is refused with BadArgument: a map has no partial answer, and no
+     * status but Ok is survived by the Rust SDK (it panics: a trap, met
+     * by the plugin's failure policy); the Go SDKs return the error, the
+     * AssemblyScript SDK reads an empty map. 0: 8192 pairs, 1 MiB
+     * (1048576); UINT32_MAX: no limit. Counted as limit="map_pairs" or
+     * "map_bytes". */
+    uint32_t max_map_pairs;
+    uint32_t max_map_bytes;
+    /* Most bytes one proxy_get_buffer_bytes answer hands over (bodies, TCP
+     * data, call-out and gRPC answers, configurations): a longer range is
+     * cut to this many bytes and answered Ok (the ABI's max_size is an
+     * upper bound; proxy_get_buffer_status still gives the whole size, so
+     * the plugin may read on from start + what it got). Logged once per
+     * callback, counted as limit="buffer_bytes". 0: 64 MiB (67108864);
+     * UINT32_MAX: no limit. */
+    uint32_t max_buffer_bytes;
 } pw_limits;
 
 typedef struct pw_runtime_config {
@@ -942,7 +967,24 @@ typedef struct pw_store_ttl {
     uint64_t ttl_ms;
 } pw_store_ttl;
 
-/* Most TTL rules of a store. */
+/* A quota of shared data (an extension): the keys of vm_id (empty: of
+ * any vm_id without a quota of its own) may take at most `bytes` of the
+ * region, each key counted as PW_STORE_ENTRY_OVERHEAD + the vm_id + the
+ * key + the value, in bytes. A write that would go over is refused like
+ * one that finds the region full (CasMismatch; *refused 2), or, with
+ * evict_lru, first evicts the vm_id's own least recently used keys (never
+ * another vm_id's) and is refused only if that cannot make room (a value
+ * over the quota by itself evicts nothing). */
+typedef struct pw_store_quota {
+    pw_str vm_id;
+    uint64_t bytes;
+} pw_store_quota;
+
+/* The bookkeeping a shared data key costs on top of its vm_id, key and
+ * value, as a quota counts it, in bytes. */
+#define PW_STORE_ENTRY_OVERHEAD 64
+
+/* Most TTL rules of a store; most quotas too. */
 #define PW_STORE_TTL_MAX 16
 /* Longest vm_id and prefix of a TTL rule, in bytes. */
 #define PW_STORE_TTL_NAME_MAX 64
@@ -970,6 +1012,14 @@ typedef struct pw_store_config {
      * PW_EINVAL). They replace those of an existing store. */
     const pw_store_ttl *ttl;
     size_t nttl;
+    /* Quotas per vm_id (at most PW_STORE_TTL_MAX, vm_ids at most
+     * PW_STORE_TTL_NAME_MAX bytes, no vm_id twice, bytes > 0, else
+     * PW_EINVAL): the one naming a vm_id applies to it, else the one
+     * without a vm_id, else none. They replace those of an existing store
+     * (what each vm_id holds stays, over a new quota too: only its next
+     * writes are refused or evict). */
+    const pw_store_quota *quota;
+    size_t nquota;
 } pw_store_config;
 
 /* Opens a store: makes a new one in the region (root NULL), or attaches to
@@ -1000,6 +1050,7 @@ typedef struct pw_store_stats {
     uint64_t data_bytes;     /* their keys and values */
     uint64_t evictions;      /* keys evicted to make room */
     uint64_t refused;        /* writes refused: no room */
+    uint64_t refused_quota;  /* writes refused: over the vm_id's quota */
     uint64_t queues;         /* queues registered */
     uint64_t queued;         /* items waiting in queues */
     uint64_t dropped;        /* queue items dropped: no room */
@@ -1014,8 +1065,9 @@ void pw_store_stats_get(pw_store *st, pw_store_stats *out);
 proxy_status_t pw_store_get(pw_store *st, pw_str vm_id, pw_str key, char **value,
                             size_t *len, uint32_t *cas);
 /* Sets it as proxy_set_shared_data would (value.data NULL deletes):
- * PROXY_RESULT_OK, or PROXY_RESULT_CAS_MISMATCH (a stale cas, or no room:
- * then *refused, when not NULL, is set to 1). */
+ * PROXY_RESULT_OK, or PROXY_RESULT_CAS_MISMATCH (a stale cas; or no room:
+ * then *refused, when not NULL, is set to 1; or over vm_id's quota
+ * (pw_store_quota): 2). */
 proxy_status_t pw_store_set(pw_store *st, pw_str vm_id, pw_str key, pw_str value, uint32_t cas,
                             int *refused);
 

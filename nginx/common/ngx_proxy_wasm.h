@@ -180,6 +180,9 @@ typedef struct {
     ngx_array_t                      ttl;        /* pw_store_ttl: the
                                                     proxy_wasm_shm_ttl
                                                     rules of both blocks */
+    ngx_array_t                      quota;      /* pw_store_quota: the
+                                                    proxy_wasm_shm_quota
+                                                    of both blocks */
     ngx_uint_t                       queues;     /* a subsystem has
                                                     modules: wake-ups */
 
@@ -247,6 +250,8 @@ struct ngx_proxy_wasm_conf_s {
     ngx_uint_t                       shm_line;
     ngx_array_t                     *shm_ttl;    /* pw_store_ttl:
                                                     proxy_wasm_shm_ttl */
+    ngx_array_t                     *shm_quota;  /* pw_store_quota:
+                                                    proxy_wasm_shm_quota */
     ngx_shm_zone_t                  *shm_zone;
     pw_store_mem                     shm_mem;    /* over the zone's slab pool */
     pw_store                        *store;      /* this process's handle;
@@ -316,6 +321,8 @@ proxy_log_level_t ngx_proxy_wasm_host_log_level(void *host);
 
 /* ngx_proxy_wasm_shm.c */
 char *ngx_proxy_wasm_shm_ttl_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_proxy_wasm_shm_quota_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_proxy_wasm_shm_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -600,6 +600,12 @@ ngx_proxy_wasm_link_policy(pw_link *link, ngx_proxy_wasm_filter_t *filter)
  *                              (default 1s/60s)
  *   max_callouts=N|off         outstanding HTTP and gRPC call-outs per VM
  *                              (default 1024)
+ *   max_map_pairs=N|off        pairs of a header map handed to a plugin
+ *                              (default 8192)
+ *   max_map_bytes=SIZE|off     serialised bytes of such a map, or of one
+ *                              header value (default 1m)
+ *   max_buffer=SIZE|off        bytes of one proxy_get_buffer_bytes answer
+ *                              (default 64m)
  *
  * NGX_OK, NGX_DECLINED (another parameter), NGX_ERROR (reported).
  */
@@ -615,7 +621,7 @@ ngx_proxy_wasm_limit_param(ngx_conf_t *cf, ngx_str_t *arg,
     static const char  *keys[] = {
         "max_call_time", "max_memory", "max_callback_bytes",
         "max_header_name", "max_header_value", "brake", "brake_backoff",
-        "max_callouts", NULL
+        "max_callouts", "max_map_pairs", "max_map_bytes", "max_buffer", NULL
     };
 
     for (k = 0; keys[k]; k++) {
@@ -684,17 +690,30 @@ ngx_proxy_wasm_limit_param(ngx_conf_t *cf, ngx_str_t *arg,
         return NGX_OK;
 
     case 7: /* max_callouts */
+    case 8: /* max_map_pairs */
         if (off) {
-            mod->limits.max_callouts = UINT32_MAX;
-            return NGX_OK;
+            n = UINT32_MAX;
+
+        } else {
+            n = ngx_atoi(v.data, v.len);
+            if (n == NGX_ERROR || n == 0 || n >= (ngx_int_t) UINT32_MAX) {
+                goto invalid;
+            }
         }
 
-        n = ngx_atoi(v.data, v.len);
-        if (n == NGX_ERROR || n == 0 || n >= (ngx_int_t) UINT32_MAX) {
+        *(k == 7 ? &mod->limits.max_callouts : &mod->limits.max_map_pairs) =
+                                                                   (uint32_t) n;
+        return NGX_OK;
+
+    case 9: /* max_map_bytes */
+    case 10: /* max_buffer */
+        t = off ? (ngx_int_t) UINT32_MAX : ngx_parse_size(&v);
+        if (t == NGX_ERROR || t == 0 || t > (ngx_int_t) UINT32_MAX) {
             goto invalid;
         }
 
-        mod->limits.max_callouts = (uint32_t) n;
+        *(k == 9 ? &mod->limits.max_map_bytes : &mod->limits.max_buffer_bytes) =
+                                                                   (uint32_t) t;
         return NGX_OK;
 
     case 6: /* brake_backoff */

@@ -53,7 +53,7 @@
 #define NGX_PROXY_WASM_SHM_TAG   ((void *) &ngx_core_module)
 
 /* The layout revision of ngx_proxy_wasm_shm_t: change it with the struct */
-#define NGX_PROXY_WASM_SHM_REV   1
+#define NGX_PROXY_WASM_SHM_REV   2
 
 
 static ngx_int_t ngx_proxy_wasm_shm_init(ngx_shm_zone_t *zone, void *data);
@@ -69,6 +69,12 @@ static ngx_int_t ngx_proxy_wasm_shm_settle(ngx_conf_t *cf,
     ngx_proxy_wasm_conf_t *wc, ngx_proxy_wasm_shm_t *shm);
 static ngx_int_t ngx_proxy_wasm_shm_open(ngx_proxy_wasm_conf_t *wc,
     ngx_shm_zone_t *zone, void *root);
+static void *ngx_proxy_wasm_shm_rule(ngx_conf_t *cf, ngx_array_t **rules,
+    size_t size);
+static pw_store_quota *ngx_proxy_wasm_shm_quota_find(ngx_array_t *quotas,
+    pw_store_quota *q);
+static ngx_int_t ngx_proxy_wasm_shm_settle_quota(ngx_conf_t *cf,
+    ngx_proxy_wasm_conf_t *wc, ngx_proxy_wasm_shm_t *shm);
 
 static ngx_str_t  ngx_proxy_wasm_shm_name = ngx_string("proxy_wasm");
 
@@ -134,6 +140,28 @@ ngx_proxy_wasm_shm_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* A new zeroed element of *rules (made on first use), or NULL. */
+static void *
+ngx_proxy_wasm_shm_rule(ngx_conf_t *cf, ngx_array_t **rules, size_t size)
+{
+    void  *e;
+
+    if (*rules == NULL) {
+        *rules = ngx_array_create(cf->pool, 4, size);
+        if (*rules == NULL) {
+            return NULL;
+        }
+    }
+
+    e = ngx_array_push(*rules);
+    if (e != NULL) {
+        ngx_memzero(e, size);
+    }
+
+    return e;
+}
+
+
 /* proxy_wasm_shm_ttl TIME [vm_id=ID] [prefix=KEY_PREFIX]: shared data
  * keys of that vm_id (any without) starting with that prefix (any key
  * without) are forgotten TIME after their last write; the first matching
@@ -152,14 +180,7 @@ ngx_proxy_wasm_shm_ttl_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
-    if (wc->shm_ttl == NULL) {
-        wc->shm_ttl = ngx_array_create(cf->pool, 4, sizeof(pw_store_ttl));
-        if (wc->shm_ttl == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (wc->shm_ttl->nelts == PW_STORE_TTL_MAX) {
+    if (wc->shm_ttl && wc->shm_ttl->nelts == PW_STORE_TTL_MAX) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "proxy_wasm_shm_ttl: more than %d rules",
                            PW_STORE_TTL_MAX);
@@ -175,12 +196,11 @@ ngx_proxy_wasm_shm_ttl_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    t = ngx_array_push(wc->shm_ttl);
+    t = ngx_proxy_wasm_shm_rule(cf, &wc->shm_ttl, sizeof(pw_store_ttl));
     if (t == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_memzero(t, sizeof(pw_store_ttl));
     t->ttl_ms = (uint64_t) ms;
 
     for (i = 2; i < cf->args->nelts; i++) {
@@ -211,6 +231,92 @@ ngx_proxy_wasm_shm_ttl_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* proxy_wasm_shm_quota SIZE [vm_id=ID]: the shared data of that vm_id
+ * (without: of every vm_id that has no quota of its own) may take at most
+ * SIZE bytes, each key counted as 64 + vm_id + key + value bytes. One per
+ * vm_id, and one without, in http{} and stream{} together. */
+char *
+ngx_proxy_wasm_shm_quota_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_proxy_wasm_conf_t *wc = (ngx_proxy_wasm_conf_t *)
+                                    ((char *) conf + cmd->offset);
+
+    ssize_t          size;
+    ngx_str_t       *value;
+    pw_store_quota  *q;
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[1]);
+
+    if (size == NGX_ERROR || size == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "proxy_wasm_shm_quota: invalid size \"%V\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    q = ngx_proxy_wasm_shm_rule(cf, &wc->shm_quota, sizeof(pw_store_quota));
+    if (q == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    q->bytes = (uint64_t) size;
+
+    if (cf->args->nelts == 3) {
+        if (value[2].len <= 6
+            || ngx_strncmp(value[2].data, "vm_id=", 6) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        q->vm_id.data = (const char *) value[2].data + 6;
+        q->vm_id.len = value[2].len - 6;
+    }
+
+    if (q->vm_id.len > PW_STORE_TTL_NAME_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "proxy_wasm_shm_quota: a vm_id may have at most "
+                           "%d bytes", PW_STORE_TTL_NAME_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_proxy_wasm_shm_quota_find(wc->shm_quota, q) != q) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "proxy_wasm_shm_quota: a second quota for %s%*s",
+                           q->vm_id.len ? "vm_id " : "every vm_id",
+                           q->vm_id.len, q->vm_id.data);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* The first quota of quotas for q's vm_id. */
+static pw_store_quota *
+ngx_proxy_wasm_shm_quota_find(ngx_array_t *quotas, pw_store_quota *q)
+{
+    ngx_uint_t       i;
+    pw_store_quota  *e;
+
+    e = quotas->elts;
+
+    for (i = 0; i < quotas->nelts; i++) {
+        if (e[i].vm_id.len == q->vm_id.len
+            && ngx_strncmp(e[i].vm_id.data, q->vm_id.data, q->vm_id.len) == 0)
+        {
+            return &e[i];
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -249,7 +355,10 @@ ngx_proxy_wasm_shm_add(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
         }
 
         if (ngx_array_init(&shm->ttl, cf->pool, 4, sizeof(pw_store_ttl))
-            != NGX_OK)
+            != NGX_OK
+            || ngx_array_init(&shm->quota, cf->pool, 4,
+                              sizeof(pw_store_quota))
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -347,6 +456,10 @@ ngx_proxy_wasm_shm_settle(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
         }
     }
 
+    if (ngx_proxy_wasm_shm_settle_quota(cf, wc, shm) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (wc->shm_ttl == NULL || wc->shm_ttl->nelts == 0) {
         return NGX_OK;
     }
@@ -366,6 +479,59 @@ ngx_proxy_wasm_shm_settle(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
 
     ngx_memcpy(t, wc->shm_ttl->elts,
                wc->shm_ttl->nelts * sizeof(pw_store_ttl));
+
+    return NGX_OK;
+}
+
+
+/* wc's proxy_wasm_shm_quota into the zone's data: a vm_id's quota given in
+ * both blocks must be the same. */
+static ngx_int_t
+ngx_proxy_wasm_shm_settle_quota(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc,
+    ngx_proxy_wasm_shm_t *shm)
+{
+    ngx_uint_t       i;
+    pw_store_quota  *q, *have, *add;
+
+    if (wc->shm_quota == NULL) {
+        return NGX_OK;
+    }
+
+    q = wc->shm_quota->elts;
+
+    for (i = 0; i < wc->shm_quota->nelts; i++) {
+        have = ngx_proxy_wasm_shm_quota_find(&shm->quota, &q[i]);
+
+        if (have && have->bytes != q[i].bytes) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "proxy_wasm_shm_quota: %uL and %uL bytes for "
+                               "%s%*s: http{} and stream{} share one store, "
+                               "give them the same quota",
+                               have->bytes, q[i].bytes,
+                               q[i].vm_id.len ? "vm_id " : "every vm_id",
+                               q[i].vm_id.len, q[i].vm_id.data);
+            return NGX_ERROR;
+        }
+
+        if (have) {
+            continue;
+        }
+
+        if (shm->quota.nelts == PW_STORE_TTL_MAX) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "proxy_wasm_shm_quota: more than %d quotas in "
+                               "http{} and stream{} together",
+                               PW_STORE_TTL_MAX);
+            return NGX_ERROR;
+        }
+
+        add = ngx_array_push(&shm->quota);
+        if (add == NULL) {
+            return NGX_ERROR;
+        }
+
+        *add = q[i];
+    }
 
     return NGX_OK;
 }
@@ -503,6 +669,8 @@ ngx_proxy_wasm_shm_open(ngx_proxy_wasm_conf_t *wc, ngx_shm_zone_t *zone,
     cfg.slots = (uint32_t) (nproc * NGX_PROXY_WASM_SHM_NSUBSYS);
     cfg.ttl = shm->ttl.elts;
     cfg.nttl = shm->ttl.nelts;
+    cfg.quota = shm->quota.elts;
+    cfg.nquota = shm->quota.nelts;
 
     wc->shm_mem.region = zone->shm.addr;
     wc->shm_mem.alloc = ngx_proxy_wasm_shm_alloc;

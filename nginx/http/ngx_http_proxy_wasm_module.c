@@ -138,6 +138,13 @@ static ngx_command_t  ngx_http_proxy_wasm_commands[] = {
       offsetof(ngx_http_proxy_wasm_main_conf_t, wasm),
       NULL },
 
+    { ngx_string("proxy_wasm_shm_quota"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_proxy_wasm_shm_quota_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_proxy_wasm_main_conf_t, wasm),
+      NULL },
+
     { ngx_string("proxy_wasm_service"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_proxy_wasm_service_directive,
@@ -383,7 +390,7 @@ ngx_http_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (pmcf->wasm.mods.nelts == 0 && pmcf->wasm.filters.nelts == 0
         && pmcf->wasm.shm_size == NGX_CONF_UNSET_SIZE
-        && pmcf->wasm.shm_ttl == NULL && !pmcf->metrics)
+        && pmcf->wasm.shm_ttl == NULL && pmcf->wasm.shm_quota == NULL && !pmcf->metrics)
     {
         return NGX_CONF_OK;
     }

@@ -114,6 +114,13 @@ static ngx_command_t  ngx_stream_proxy_wasm_commands[] = {
       offsetof(ngx_stream_proxy_wasm_main_conf_t, wasm),
       NULL },
 
+    { ngx_string("proxy_wasm_shm_quota"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_proxy_wasm_shm_quota_directive,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_proxy_wasm_main_conf_t, wasm),
+      NULL },
+
     { ngx_string("proxy_wasm_service"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_1MORE,
       ngx_proxy_wasm_service_directive,
@@ -331,7 +338,7 @@ ngx_stream_proxy_wasm_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (pmcf->wasm.mods.nelts == 0 && pmcf->wasm.filters.nelts == 0
         && pmcf->wasm.shm_size == NGX_CONF_UNSET_SIZE
-        && pmcf->wasm.shm_ttl == NULL)
+        && pmcf->wasm.shm_ttl == NULL && pmcf->wasm.shm_quota == NULL)
     {
         return NGX_CONF_OK;
     }

@@ -86,6 +86,15 @@ u32 pw_hc_get_buffer_bytes(void *c, u32 type, u32 start, u32 max, u32 ret_ptr, u
     if (end > size)
         end = size;
     size_t len = (size_t)(end - from);
+    if (len > VM->lim.max_buffer_bytes) {
+        /* fewer bytes than asked: legal, the plugin may read on */
+        pw_host_limit_hit(VM, "buffer_bytes");
+        pw_vm_refuse(VM,
+                     "proxy_get_buffer_bytes: %zu bytes of buffer %u (limit %u; that many "
+                     "handed over, Ok)",
+                     len, type, VM->lim.max_buffer_bytes);
+        len = VM->lim.max_buffer_bytes;
+    }
     if (!is_body(type))
         return pw_out_bytes(VM, cfg.data + from, len, ret_ptr, ret_size);
     if (!h.copy)

@@ -24,6 +24,30 @@ static int is_callout_map(u32 map) {
     return map >= PROXY_MAP_GRPC_RECEIVE_INITIAL_METADATA && map <= PROXY_MAP_TYPE_MAX;
 }
 
+/* A map's serialised size (§6.1); 0 for an empty map. */
+static uint64_t map_bytes(const pw_kv *pairs, size_t n) {
+    uint64_t size = n ? 4 : 0;
+    for (size_t i = 0; i < n; i++)
+        size += 8 + (uint64_t)pairs[i].key.len + 1 + pairs[i].value.len + 1;
+    return size;
+}
+
+/* A map handed to the plugin, within lim.max_map_pairs and
+ * lim.max_map_bytes, else refused (BadArgument, logged, counted). */
+static u32 out_map(pw_vm *vm, const pw_kv *pairs, size_t n, u32 ret_ptr, u32 ret_size) {
+    static const char call[] = "proxy_get_header_map_pairs";
+    uint64_t bytes = map_bytes(pairs, n);
+    if (n > vm->lim.max_map_pairs)
+        return pw_host_limit_hit(vm, "map_pairs"),
+               pw_vm_refuse(vm, "%s: a map of %zu pairs (limit %u)", call, n,
+                            vm->lim.max_map_pairs);
+    if (bytes > vm->lim.max_map_bytes)
+        return pw_host_limit_hit(vm, "map_bytes"),
+               pw_vm_refuse(vm, "%s: a map of %llu bytes (limit %u)", call,
+                            (unsigned long long)bytes, vm->lim.max_map_bytes);
+    return pw_out_pairs(vm, pairs, n, ret_ptr, ret_size);
+}
+
 u32 pw_hc_get_header_map_pairs(void *c, u32 map, u32 ret_ptr, u32 ret_size) {
     void *s;
     if (map > PROXY_MAP_TYPE_MAX)
@@ -33,7 +57,7 @@ u32 pw_hc_get_header_map_pairs(void *c, u32 map, u32 ret_ptr, u32 ret_size) {
         size_t cn = 0;
         if (pw_callout_map(VM, map, &cp, &cn) != OK)
             return pw_out_bytes(VM, NULL, 0, ret_ptr, ret_size);
-        return pw_out_pairs(VM, cp, cn, ret_ptr, ret_size);
+        return out_map(VM, cp, cn, ret_ptr, ret_size);
     }
     if (!map_available(VM, map, &s) || !VM->hooks.http->map_pairs)
         return pw_out_bytes(VM, NULL, 0, ret_ptr, ret_size); /* §3.3 */
@@ -42,7 +66,7 @@ u32 pw_hc_get_header_map_pairs(void *c, u32 map, u32 ret_ptr, u32 ret_size) {
     proxy_status_t st = VM->hooks.http->map_pairs(VM->host, s, map, &pairs, &n);
     if (st != OK)
         return pw_out_bytes(VM, NULL, 0, ret_ptr, ret_size);
-    return pw_out_pairs(VM, pairs, n, ret_ptr, ret_size);
+    return out_map(VM, pairs, n, ret_ptr, ret_size);
 }
 
 u32 pw_hc_get_header_map_size(void *c, u32 map, u32 ret) {
@@ -59,11 +83,7 @@ u32 pw_hc_get_header_map_size(void *c, u32 map, u32 ret) {
                             : map_available(VM, map, &s) && VM->hooks.http->map_pairs &&
                                   VM->hooks.http->map_pairs(VM->host, s, map, &pairs, &n) == OK &&
                                   n) {
-        if (cp)
-            pairs = (pw_kv *)cp;
-        size = 4; /* §12: the serialised size */
-        for (size_t i = 0; i < n; i++)
-            size += 8 + pairs[i].key.len + 1 + pairs[i].value.len + 1;
+        size = map_bytes(cp ? cp : pairs, n); /* §12: the serialised size */
     }
     pw_mem_put_u32(VM, ret, (u32)size);
     return OK;
@@ -94,6 +114,10 @@ u32 pw_hc_get_header_map_value(void *c, u32 map, u32 kptr, u32 klen, u32 ret_ptr
         return pw_out_bytes(VM, NULL, 0, ret_ptr, ret_size); /* §1.1 */
     if (st != OK)
         return st;
+    if (val.len > VM->lim.max_map_bytes)
+        return pw_host_limit_hit(VM, "map_bytes"),
+               pw_vm_refuse(VM, "proxy_get_header_map_value: a value of %zu bytes (limit %u)",
+                            val.len, VM->lim.max_map_bytes);
     return pw_out_bytes(VM, val.data, val.len, ret_ptr, ret_size);
 }
 

@@ -55,12 +55,15 @@ u32 pw_hc_set_shared_data(void *c, u32 kptr, u32 klen, u32 vptr, u32 vlen, u32 c
         return PROXY_RESULT_CAS_MISMATCH;
     int refused;
     proxy_status_t rc = pw_store_set(st, vm_id_of(VM), key, value, cas, &refused);
+    if (refused == 2)
+        pw_host_limit_hit(VM, "shm_quota");
     if (refused && !VM->refusal_logged) {
         VM->refusal_logged = 1;
         pw_vm_log(VM, PROXY_LOG_ERROR,
-                  "%s: no room in the shared memory for %zu bytes (key \"%.*s\"); not written "
-                  "(CasMismatch)",
-                  call, key.len + value.len, (int)(key.len > 64 ? 64 : key.len), key.data);
+                  "%s: %s for %zu bytes (key \"%.*s\"); not written (CasMismatch)", call,
+                  refused == 2 ? "over the shared memory quota of this vm_id"
+                               : "no room in the shared memory",
+                  key.len + value.len, (int)(key.len > 64 ? 64 : key.len), key.data);
     }
     return rc;
 }

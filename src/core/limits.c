@@ -24,6 +24,12 @@ pw_limits pw_limits_resolve(const pw_limits *in) {
         l.max_log_bytes_per_sec = 1ull << 20;
     if (!l.max_callouts)
         l.max_callouts = 1024;
+    if (!l.max_map_pairs)
+        l.max_map_pairs = 8192;
+    if (!l.max_map_bytes)
+        l.max_map_bytes = 1u << 20;
+    if (!l.max_buffer_bytes)
+        l.max_buffer_bytes = 64u << 20;
     if (!l.brake_traps)
         l.brake_traps = 5;
     if (!l.brake_window_ms)

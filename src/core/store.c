@@ -43,8 +43,19 @@ static const char *const hist_bounds_text[] = {
 
 /* A shared data key: its vm_id-qualified key ("<vm_id len u32><vm_id>
  * <key>") then its value, in one allocation. */
+/* What the keys of one vm_id take (quotas), in PW_STORE_ENTRY_OVERHEAD +
+ * vm_id + key + value bytes per key; one per vm_id that ever wrote, kept
+ * for the store's life. */
+typedef struct st_use {
+    struct st_use *next;
+    uint64_t bytes;
+    uint32_t vlen;
+    char vm_id[];
+} st_use;
+
 typedef struct st_entry {
     struct st_entry *next;                /* hash chain */
+    st_use *use;                          /* its vm_id's */
     struct st_entry *lru_prev, *lru_next; /* most recently used first */
     uint32_t hash, cas;
     uint32_t klen, vlen;
@@ -57,6 +68,12 @@ typedef struct st_ttl {
     char vm_id[PW_STORE_TTL_NAME_MAX], prefix[PW_STORE_TTL_NAME_MAX];
     int64_t ttl_ms;
 } st_ttl;
+
+typedef struct st_quota {
+    uint32_t vlen;
+    char vm_id[PW_STORE_TTL_NAME_MAX];
+    uint64_t bytes;
+} st_quota;
 
 typedef struct st_item {
     struct st_item *next;
@@ -99,6 +116,9 @@ typedef struct st_root {
     pw_store_stats stats;
     uint32_t nttl;
     st_ttl ttl[PW_STORE_TTL_MAX];
+    uint32_t nquota;
+    st_quota quota[PW_STORE_TTL_MAX];
+    st_use *uses;
 } st_root;
 
 struct pw_store {
@@ -179,6 +199,52 @@ static void st_set_ttl(st_root *r, const pw_store_config *cfg) {
     }
 }
 
+/* The configuration's quotas into the root (lock held). */
+static void st_set_quota(st_root *r, const pw_store_config *cfg) {
+    r->nquota = 0;
+    for (size_t i = 0; cfg && i < cfg->nquota; i++) {
+        st_quota *q = &r->quota[r->nquota++];
+        q->vlen = (uint32_t)cfg->quota[i].vm_id.len;
+        if (q->vlen)
+            memcpy(q->vm_id, cfg->quota[i].vm_id.data, q->vlen);
+        q->bytes = cfg->quota[i].bytes;
+    }
+}
+
+/* The quota of vm_id in bytes; 0: none. Lock held. */
+static uint64_t quota_of(const st_root *r, pw_str vm_id) {
+    uint64_t any = 0;
+    for (uint32_t i = 0; i < r->nquota; i++) {
+        const st_quota *q = &r->quota[i];
+        if (!q->vlen)
+            any = q->bytes;
+        else if (q->vlen == vm_id.len && !memcmp(q->vm_id, vm_id.data, q->vlen))
+            return q->bytes;
+    }
+    return any;
+}
+
+/* A configuration's quotas: PW_OK, or PW_EINVAL (reason in err). */
+static int quota_check(const pw_store_config *cfg, char *err, size_t errlen) {
+    const char *bad = NULL;
+    if (cfg && cfg->nquota > PW_STORE_TTL_MAX)
+        bad = "pw_store_open: more than 16 quotas";
+    for (size_t i = 0; !bad && cfg && i < cfg->nquota; i++) {
+        pw_str v = cfg->quota[i].vm_id;
+        if (v.len > PW_STORE_TTL_NAME_MAX)
+            bad = "pw_store_open: a quota's vm_id is over 64 bytes";
+        else if (!cfg->quota[i].bytes)
+            bad = "pw_store_open: a quota of 0 bytes";
+        for (size_t j = 0; !bad && j < i; j++)
+            if (cfg->quota[j].vm_id.len == v.len &&
+                (!v.len || !memcmp(cfg->quota[j].vm_id.data, v.data, v.len)))
+                bad = "pw_store_open: two quotas for one vm_id";
+    }
+    if (bad)
+        st_errf(err, errlen, bad);
+    return bad ? PW_EINVAL : PW_OK;
+}
+
 static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts); /* one clock for every process */
@@ -215,6 +281,8 @@ int pw_store_open(const pw_store_mem *mem, const pw_store_config *cfg, void *roo
             st_errf(err, errlen, "pw_store_open: a TTL rule's vm_id or prefix is over 64 bytes");
             return PW_EINVAL;
         }
+    if (quota_check(cfg, err, errlen) != PW_OK)
+        return PW_EINVAL;
     pw_store *st = calloc(1, sizeof *st);
     if (!st) {
         st_errf(err, errlen, "out of memory");
@@ -233,12 +301,14 @@ int pw_store_open(const pw_store_mem *mem, const pw_store_config *cfg, void *roo
              * still add to the metric slots, without the lock */
             st->root->evict_lru = cfg->evict_lru;
             st_set_ttl(st->root, cfg);
+            st_set_quota(st->root, cfg);
         }
     } else if (st_create(st, cfg) != 0) {
         st_errf(err, errlen, "the shared memory is too small for the store's tables");
         rc = PW_ENOMEM;
     } else {
         st_set_ttl(st->root, cfg);
+        st_set_quota(st->root, cfg);
     }
     UNLOCK(st);
     if (rc != PW_OK) {
@@ -356,6 +426,8 @@ static void entry_drop(pw_store *st, st_entry **pp, st_entry *e) {
     lru_unlink(r, e);
     r->stats.keys--;
     r->stats.data_bytes -= (uint64_t)e->klen - 4 + e->vlen;
+    if (e->use)
+        e->use->bytes -= PW_STORE_ENTRY_OVERHEAD + (uint64_t)e->klen - 4 + e->vlen;
     st_free(st, e);
 }
 
@@ -379,6 +451,46 @@ static void *alloc_evicting(pw_store *st, size_t n, const st_entry *keep) {
         if (!st->root->evict_lru || !evict_one(st, keep))
             return NULL;
     return p;
+}
+
+/* The use record of vm_id, made if missing (NULL: no room). Lock held. */
+static st_use *use_of(pw_store *st, pw_str vm_id, const st_entry *keep) {
+    st_root *r = st->root;
+    for (st_use *u = r->uses; u; u = u->next)
+        if (u->vlen == vm_id.len && (!u->vlen || !memcmp(u->vm_id, vm_id.data, u->vlen)))
+            return u;
+    st_use *u = alloc_evicting(st, sizeof *u + vm_id.len, keep);
+    if (!u)
+        return NULL;
+    u->bytes = 0;
+    u->vlen = (uint32_t)vm_id.len;
+    if (vm_id.len)
+        memcpy(u->vm_id, vm_id.data, vm_id.len);
+    u->next = r->uses;
+    r->uses = u;
+    return u;
+}
+
+/* Room within u's quota q for `need` more bytes, `old` (its key's current
+ * entry, or NULL) going away: 1, evicting u's least recently used keys
+ * other than old in LRU mode; 0 if there is none. Lock held. */
+static int quota_room(pw_store *st, st_use *u, uint64_t q, uint64_t need, const st_entry *old) {
+    st_root *r = st->root;
+    uint64_t freed = old ? PW_STORE_ENTRY_OVERHEAD + (uint64_t)old->klen - 4 + old->vlen : 0;
+    if (need > q)
+        return 0; /* evicting would not help */
+    st_entry *e = r->lru_tail;
+    while (u->bytes - freed + need > q) {
+        while (e && (e->use != u || e == old))
+            e = e->lru_prev;
+        if (!r->evict_lru || !e)
+            return 0;
+        st_entry *prev = e->lru_prev;
+        entry_drop(st, find(r, e->data, e->klen, e->hash), e);
+        r->stats.evictions++;
+        e = prev;
+    }
+    return 1;
 }
 
 proxy_status_t pw_store_get(pw_store *st, pw_str vm_id, pw_str key, char **value, size_t *len,
@@ -460,13 +572,22 @@ proxy_status_t pw_store_set(pw_store *st, pw_str vm_id, pw_str key, pw_str value
         lru_unlink(r, old);
         lru_push(r, old);
     } else {
-        st_entry *e = alloc_evicting(st, sizeof *e + k.len + value.len, old);
-        if (!e) {
+        uint64_t q = quota_of(r, vm_id),
+                 need = PW_STORE_ENTRY_OVERHEAD + (uint64_t)k.len - 4 + value.len;
+        st_use *u = use_of(st, vm_id, old);
+        st_entry *e = NULL;
+        if (u && q && !quota_room(st, u, q, need, old)) {
+            rc = PROXY_RESULT_CAS_MISMATCH;
+            r->stats.refused_quota++;
+            if (refused)
+                *refused = 2;
+        } else if (!u || !(e = alloc_evicting(st, sizeof *e + k.len + value.len, old))) {
             rc = PROXY_RESULT_CAS_MISMATCH;
             r->stats.refused++;
             if (refused)
                 *refused = 1;
         } else {
+            e->use = u;
             e->hash = h;
             e->klen = k.len;
             e->vlen = (uint32_t)value.len;
@@ -484,6 +605,7 @@ proxy_status_t pw_store_set(pw_store *st, pw_str vm_id, pw_str key, pw_str value
             lru_push(r, e);
             r->stats.keys++;
             r->stats.data_bytes += (uint64_t)k.len - 4 + value.len;
+            u->bytes += need;
         }
     }
     UNLOCK(st);
@@ -1045,10 +1167,12 @@ int pw_store_prometheus(pw_store *st, void (*write)(void *data, const char *p, s
          (unsigned long long)s.keys, (unsigned long long)s.data_bytes,
          (unsigned long long)s.evictions);
     outf(&o,
-         "# TYPE pwasm_shared_data_refused_total counter\npwasm_shared_data_refused_total %llu\n"
+         "# TYPE pwasm_shared_data_refused_total counter\n"
+         "pwasm_shared_data_refused_total{reason=\"full\"} %llu\n"
+         "pwasm_shared_data_refused_total{reason=\"quota\"} %llu\n"
          "# TYPE pwasm_queue_items gauge\npwasm_queue_items %llu\n"
          "# TYPE pwasm_queue_dropped_total counter\npwasm_queue_dropped_total %llu\n",
-         (unsigned long long)s.refused, (unsigned long long)s.queued,
-         (unsigned long long)s.dropped);
+         (unsigned long long)s.refused, (unsigned long long)s.refused_quota,
+         (unsigned long long)s.queued, (unsigned long long)s.dropped);
     return PW_OK;
 }

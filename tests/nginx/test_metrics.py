@@ -94,7 +94,8 @@ def test_store_figures(nginx):
     refused = int(lines[0][2].split("=")[1])
     assert refused > 0
     _, samples = scrape(nginx)
-    assert samples[("pwasm_shared_data_refused_total", ())] == refused
+    assert samples[("pwasm_shared_data_refused_total", (("reason", "full"),))] == refused
+    assert samples[("pwasm_shared_data_refused_total", (("reason", "quota"),))] == 0
     assert samples[("pwasm_shared_data_keys", ())] == 100 - refused
     assert samples[("pwasm_shared_data_bytes", ())] >= 4000 * (100 - refused)
 

@@ -166,6 +166,9 @@ def test_limit_parameters_are_checked(nginx):
         ("max_memory=1k", r'invalid value "1k" of "max_memory="'),
         ("max_call_time=soon", r'invalid value "soon" of "max_call_time="'),
         ("max_callouts=0", r'invalid value "0" of "max_callouts="'),
+        ("max_map_pairs=many", r'invalid value "many" of "max_map_pairs="'),
+        ("max_map_bytes=0", r'invalid value "0" of "max_map_bytes="'),
+        ("max_buffer=5g", r'invalid value "5g" of "max_buffer="'),
     ]:
         rc, err = nginx.test_config(f"""
     proxy_wasm_module trap @WASM:tests/plugins/trap.wasm@ {bad};
@@ -182,7 +185,7 @@ def test_limit_parameters_are_checked(nginx):
     rc, err = nginx.test_config("""
     proxy_wasm_module trap @WASM:tests/plugins/trap.wasm@ max_memory=2m max_call_time=off
         brake=10/1m brake_backoff=500ms/30s max_callback_bytes=1m max_header_value=4k
-        max_callouts=16;
+        max_callouts=16 max_map_pairs=off max_map_bytes=64k max_buffer=off;
     server { listen 127.0.0.1:@PORT@; location / { proxy_wasm trap failure_policy=open; } }
 """)
     assert rc == 0, err
@@ -234,3 +237,80 @@ def test_a_rebuild_that_fails_to_start_follows_the_policy_and_the_brake(nginx, u
     assert len(upstream.requests) == 1  # the first request only
     _, samples = scrape(nginx)
     assert samples[("pwasm_brake_trips_total", (("module", "store"),))] == 1
+
+
+HANDOVER = """
+    proxy_wasm_module filter @WASM:tests/nginx/plugins/filter.wasm@ @LIMITS@;
+    server {
+        listen 127.0.0.1:@PORT@;
+        location / {
+            proxy_wasm filter;
+            proxy_pass http://@UPSTREAM@;
+        }
+        location /metrics { proxy_wasm_metrics; }
+    }
+"""
+
+
+def limit_hits(nginx, limit):
+    _, samples = scrape(nginx)
+    return samples.get(("pwasm_limit_hits_total", (("limit", limit), ("plugin", "filter"))))
+
+
+def test_max_map_pairs_refuses_a_large_header_map(nginx, upstream):
+    """A request with more headers than max_map_pairs=: the plugin's
+    proxy_get_header_map_pairs answers BadArgument (logged once, counted),
+    its single-header reads still work, the request goes on whole."""
+    nginx.start(HANDOVER.replace("@LIMITS@", "max_map_pairs=12"))
+    many = {f"x-h{i}": str(i) for i in range(12)}
+    r = nginx.request("/", headers={"x-pw": "reqh.headers", **many})
+    assert r.status == 200, nginx.log()
+    assert nginx.wait_log(r"filter: map 0 2, "), nginx.log()
+    assert nginx.wait_log(r"\[warn\].*plugin \"filter\": refused proxy_get_header_map_pairs: "
+                          r"a map of 1\d pairs \(limit 12\)"), nginx.log()
+    # once: the x-pw rules, read with proxy_get_header_map_value, asked
+    # for the map in on_request_headers only
+    assert nginx.log().count("refused proxy_get_header_map_pairs") == 1
+    assert {k: v for k, v in upstream.headers(0) if k.startswith("x-h")} == many
+    r = nginx.request("/", headers={"x-pw": "reqh.headers"})
+    assert r.status == 200
+    assert nginx.wait_log(r"filter: map 0 0 :method=GET .* x-pw=reqh.headers, "), nginx.log()
+    assert limit_hits(nginx, "map_pairs") == 1
+    assert nginx.proc.poll() is None
+
+
+def test_max_map_bytes_refuses_a_large_map_and_value(nginx, upstream):
+    """A header of 3000 bytes over max_map_bytes=2k: the map and that
+    header's value are refused with BadArgument, other headers are read."""
+    nginx.start(HANDOVER.replace("@LIMITS@", "max_map_bytes=2k"))
+    r = nginx.request("/", headers={"x-pw": "reqh.headers", "x-big": "b" * 3000})
+    assert r.status == 200, nginx.log()
+    assert nginx.wait_log(r"filter: map 0 2, "), nginx.log()
+    assert nginx.wait_log(r"refused proxy_get_header_map_pairs: a map of \d+ bytes "
+                          r"\(limit 2048\)"), nginx.log()
+    assert upstream.headers(0).count(("x-big", "b" * 3000)) == 1
+    # a value alone over the limit: the x-pw rules the plugin reads with
+    # proxy_get_header_map_value are refused, so none of them runs
+    r = nginx.request("/", headers={"x-pw": "reqh.headers reqh." + "x" * 2100})
+    assert r.status == 200
+    assert nginx.wait_log(r"refused proxy_get_header_map_value: a value of 2118 bytes "
+                          r"\(limit 2048\)"), nginx.log()
+    assert "unknown action" not in nginx.log()
+    # the map, then the value read in each callback: reqh, resph, respb, log
+    assert limit_hits(nginx, "map_bytes") == 5
+    assert nginx.proc.poll() is None
+
+
+def test_max_buffer_cuts_what_get_buffer_bytes_hands_over(nginx, upstream):
+    """A 5000-byte body with max_buffer=1k: the plugin reads 1024 bytes
+    (Ok), the upstream still gets the whole body."""
+    nginx.start(HANDOVER.replace("@LIMITS@", "max_buffer=1k"))
+    body = bytes(range(32, 127)) * 60
+    r = nginx.request("/echo", method="POST", body=body[:5000],
+                      headers={"x-pw": "reqb.buffer reqb.body"})
+    assert r.status == 200, nginx.log()
+    assert r.body == body[:5000]
+    assert nginx.wait_log(r"filter: body reqb ctx=\d+ status=0 size=1024 "), nginx.log()
+    assert nginx.wait_log(r"\[warn\].*refused proxy_get_buffer_bytes: 5000 bytes of buffer 0 "
+                          r"\(limit 1024; that many handed over, Ok\)"), nginx.log()
+    assert limit_hits(nginx, "buffer_bytes") == 1

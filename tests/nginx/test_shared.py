@@ -242,3 +242,87 @@ def test_queues_after_a_reload_to_more_workers(nginx):
             break
         threading.Event().wait(0.05)
     assert sorted(got) == sorted(f"item{i}" for i in range(40))
+
+
+QUOTA = """
+    proxy_wasm_module store @WASM:tests/nginx/plugins/store.wasm@ vm_id=store;
+    proxy_wasm_module big @WASM:tests/nginx/plugins/store.wasm@ vm_id=big;
+    @SHM@
+    server {
+        listen 127.0.0.1:@PORT@ reuseport;
+        location / { proxy_wasm store; }
+        location /big { proxy_wasm big; }
+        location /metrics { proxy_wasm_metrics; }
+    }
+"""
+
+
+def quota_scrape(nginx):
+    from test_metrics import scrape  # test_metrics imports this file
+    return scrape(nginx)[1]
+
+
+def quota_fill(nginx, path, cmds):
+    r = nginx.request(path, headers={"x-store": cmds})
+    assert r.status == 200, r.body
+    return [line.split(" ") for line in r.body.decode().splitlines()]
+
+
+def test_shm_quota_refuses_a_vm_id_over_it(nginx):
+    """proxy_wasm_shm_quota 40k, 200k for vm_id big: vm_id "store" fills its
+    40 KiB (each 1000-byte key counts 64 + 5 + key + 1000 bytes) and is
+    refused with CasMismatch beyond; "big" still writes; the refusals are
+    logged and counted."""
+    nginx.start(QUOTA.replace("@SHM@", "proxy_wasm_shm 1m eviction=none;\n"
+                              "proxy_wasm_shm_quota 40k;\n"
+                              "proxy_wasm_shm_quota 200k vm_id=big;"), workers=2)
+    lines = quota_fill(nginx, "/", "fill k 100 1000")
+    ok = int(lines[0][1].split("=")[1])
+    assert 37 <= ok <= 38 and lines[0][2] == f"mismatch={100 - ok}", lines
+    assert quota_fill(nginx, "/big", "fill k 100 1000") == [
+        ["fill", "ok=100", "mismatch=0", "other=0"]]
+    assert quota_fill(nginx, "/", "count k 100") == [["count", f"found={ok}"]]
+    # a delete makes room again
+    assert quota_fill(nginx, "/", "del k0 0;fill z 1 1000") == [
+        ["del", "0"], ["fill", "ok=1", "mismatch=0", "other=0"]]
+    assert nginx.wait_log(r"\[error\].*proxy_set_shared_data: over the shared memory quota of "
+                          r"this vm_id for 100\d bytes \(key \"k\d+\"\); not written"), nginx.log()
+    assert len(re.findall(r"over the shared memory quota", nginx.log())) == 1  # per callback
+    samples = quota_scrape(nginx)
+    assert samples[("pwasm_shared_data_refused_total", (("reason", "quota"),))] == 100 - ok
+    assert samples[("pwasm_shared_data_refused_total", (("reason", "full"),))] == 0
+    assert samples[("pwasm_limit_hits_total", (("limit", "shm_quota"),
+                                               ("plugin", "store")))] == 100 - ok
+
+
+def test_shm_quota_with_lru_evicts_the_vm_ids_own_keys(nginx):
+    nginx.start(QUOTA.replace("@SHM@", "proxy_wasm_shm 1m eviction=lru;\n"
+                              "proxy_wasm_shm_quota 40k;"), workers=2)
+    assert quota_fill(nginx, "/big", "fill old 30 1000")[0][1] == "ok=30"
+    # store's writes all succeed, evicting its own oldest keys, not big's
+    assert quota_fill(nginx, "/", "fill k 100 1000") == [
+        ["fill", "ok=100", "mismatch=0", "other=0"]]
+    found = int(quota_fill(nginx, "/", "count k 100")[0][1].split("=")[1])
+    assert 37 <= found <= 38, found
+    assert quota_fill(nginx, "/", "get k99")[0][1] == "0"  # the newest is there
+    assert quota_fill(nginx, "/big", "count old 30") == [["count", "found=30"]]
+    samples = quota_scrape(nginx)
+    assert samples[("pwasm_shared_data_evictions_total", ())] == 100 - found
+    assert "over the shared memory quota" not in nginx.log()
+
+
+def test_shm_quota_configuration_errors(nginx):
+    for shm, error in [
+        ("proxy_wasm_shm_quota lots;", r'proxy_wasm_shm_quota: invalid size "lots"'),
+        ("proxy_wasm_shm_quota 1m id=a;", r'invalid parameter "id=a"'),
+        ("proxy_wasm_shm_quota 1m; proxy_wasm_shm_quota 2m;",
+         r"proxy_wasm_shm_quota: a second quota for every vm_id"),
+        ("proxy_wasm_shm_quota 1m vm_id=a; proxy_wasm_shm_quota 1m vm_id=a;",
+         r"proxy_wasm_shm_quota: a second quota for vm_id a"),
+    ]:
+        rc, err = nginx.test_config(QUOTA.replace("@SHM@", shm))
+        assert rc != 0, shm
+        assert re.search(r"\[emerg\] \d+#\d+: " + error, err), err
+    rc, err = nginx.test_config(QUOTA.replace("@SHM@", "proxy_wasm_shm_quota 64k; "
+                                              "proxy_wasm_shm_quota 1m vm_id=big;"))
+    assert rc == 0, err

@@ -243,3 +243,22 @@ def test_reload_keeps_the_store_of_both(both):
     # a reload that drops stream{} keeps http's view of the same store
     assert both.nginx.reload(both.http(), workers=2), both.nginx.log()
     assert both.http_store("get t")[0][3] == "2"
+
+
+def test_shm_quotas_of_both_blocks(both):
+    """proxy_wasm_shm_quota in http{} and stream{}: one store, so a vm_id's
+    quota given in both must agree; a quota given in stream{} only bounds
+    http{}'s writes of that vm_id too, and no other vm_id's."""
+    rc, err = both.nginx.test_config(both.http("proxy_wasm_shm_quota 64k vm_id=both;"),
+                                     stream=both.stream("proxy_wasm_shm_quota 32k vm_id=both;"))
+    assert rc != 0
+    assert re.search(r"\[emerg\] \d+#\d+: proxy_wasm_shm_quota: 65536 and 32768 bytes for "
+                     r"vm_id both: http\{\} and stream\{\} share one store", err), err
+    both.start(http_shm="proxy_wasm_shm_quota 1m;",
+               stream_shm="proxy_wasm_shm 1m eviction=none; proxy_wasm_shm_quota 1m; "
+                          "proxy_wasm_shm_quota 20k vm_id=both;")
+    lines = both.http_store("fill k 50 1000")
+    ok = int(lines[0][1].split("=")[1])
+    assert 18 <= ok <= 19 and lines[0][2] == f"mismatch={50 - ok}", lines
+    assert both.tcp_store("fill k 50 1000", port=both.other) == [
+        ["fill", "ok=50", "mismatch=0", "other=0"]]

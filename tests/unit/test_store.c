@@ -248,6 +248,124 @@ TEST(store_ttl) {
     pw_store_close(st);
 }
 
+/* Quotas per vm_id: keys cost PW_STORE_ENTRY_OVERHEAD + vm_id + key +
+ * value bytes; over the quota a write is refused (*refused 2) or, with
+ * LRU eviction, evicts the vm_id's own oldest keys; other vm_ids keep
+ * theirs. */
+static pw_store *quota_store(region *r, int evict, const pw_store_quota *q, size_t nq) {
+    r->cap = 1 << 20;
+    pw_store_mem mem = {r, r_alloc, r_free, r_lock, r_unlock};
+    pw_store_config cfg = {.evict_lru = evict, .slots = 1, .quota = q, .nquota = nq};
+    pw_store *st = NULL;
+    char err[PW_ERRLEN];
+    CHECK(pw_store_open(&mem, &cfg, NULL, &st, err, sizeof err) == PW_OK);
+    return st;
+}
+
+static proxy_status_t set100(pw_store *st, pw_str vm, int i, int *refused) {
+    static char val[100];
+    char key[8];
+    memset(val, 'q', sizeof val);
+    snprintf(key, sizeof key, "k%d", i); /* 2 bytes for i < 10 */
+    return pw_store_set(st, vm, (pw_str){key, strlen(key)}, (pw_str){val, sizeof val}, 0, refused);
+}
+
+TEST(store_quota) {
+    /* each key of vm "a": 64 + 1 + 2 + 100 = 167 bytes; 1000: 5 keys */
+    pw_store_quota q[] = {{S(""), 1000}, {S("big"), 2000}};
+    region r = {0};
+    pw_store *st = quota_store(&r, 0, q, 2);
+    if (!st)
+        return;
+    int refused = 0;
+    for (int i = 0; i < 5; i++)
+        CHECK(set100(st, S("a"), i, &refused) == PROXY_RESULT_OK && refused == 0);
+    CHECK(set100(st, S("a"), 5, &refused) == PROXY_RESULT_CAS_MISMATCH && refused == 2);
+    char *v;
+    size_t n;
+    uint32_t cas;
+    CHECK(pw_store_get(st, S("a"), S("k0"), &v, &n, &cas) == PROXY_RESULT_OK && n == 100);
+    free(v);
+    /* another vm_id has its own quota; "big" its larger one */
+    CHECK(set100(st, S("b"), 0, &refused) == PROXY_RESULT_OK);
+    for (int i = 0; i < 9; i++)
+        CHECK(set100(st, S("big"), i, &refused) == PROXY_RESULT_OK);
+    /* the same size again is written in place; a delete makes room */
+    CHECK(set100(st, S("a"), 0, &refused) == PROXY_RESULT_OK);
+    CHECK(pw_store_set(st, S("a"), S("k1"), (pw_str){NULL, 0}, 0, NULL) == PROXY_RESULT_OK);
+    CHECK(set100(st, S("a"), 5, &refused) == PROXY_RESULT_OK && refused == 0);
+    /* a larger value for a key: its old size counts as freed */
+    char v2[266];
+    memset(v2, 'w', sizeof v2);
+    CHECK(pw_store_set(st, S("a"), S("k2"), (pw_str){v2, sizeof v2}, 0, &refused) ==
+          PROXY_RESULT_CAS_MISMATCH); /* 835 - 167 + 333 > 1000 */
+    CHECK(pw_store_set(st, S("a"), S("k2"), (pw_str){v2, 100 + 165}, 0, &refused) ==
+          PROXY_RESULT_OK); /* exactly 1000 */
+    pw_store_stats stats;
+    pw_store_stats_get(st, &stats);
+    CHECK(stats.refused_quota == 2 && stats.refused == 0 && stats.evictions == 0);
+    pw_store_close(st);
+
+    /* LRU: the vm_id's own least recently used keys go, not b's older one */
+    region r2 = {0};
+    st = quota_store(&r2, 1, q, 1);
+    if (!st)
+        return;
+    CHECK(set100(st, S("b"), 0, NULL) == PROXY_RESULT_OK);
+    for (int i = 0; i < 8; i++)
+        CHECK(set100(st, S("a"), i, &refused) == PROXY_RESULT_OK && refused == 0);
+    for (int i = 0; i < 8; i++) {
+        char key[8];
+        snprintf(key, sizeof key, "k%d", i);
+        proxy_status_t rc = pw_store_get(st, S("a"), (pw_str){key, strlen(key)}, &v, &n, &cas);
+        CHECK(rc == (i < 3 ? PROXY_RESULT_NOT_FOUND : PROXY_RESULT_OK));
+        if (rc == PROXY_RESULT_OK)
+            free(v);
+    }
+    CHECK(pw_store_get(st, S("b"), S("k0"), &v, &n, &cas) == PROXY_RESULT_OK);
+    free(v);
+    /* a value over the quota by itself evicts nothing */
+    static char huge[1200];
+    CHECK(pw_store_set(st, S("a"), S("h"), (pw_str){huge, sizeof huge}, 0, &refused) ==
+          PROXY_RESULT_CAS_MISMATCH);
+    CHECK(refused == 2);
+    pw_store_stats_get(st, &stats);
+    CHECK(stats.evictions == 3 && stats.keys == 6 && stats.refused_quota == 1);
+
+    /* reopened with a smaller quota (a reload): a's keys stay, its next
+     * write evicts down to the new quota */
+    void *root = pw_store_root(st);
+    pw_store_close(st);
+    pw_store_quota small[] = {{S("a"), 400}};
+    pw_store_mem m2 = {&r2, r_alloc, r_free, r_lock, r_unlock};
+    pw_store_config c2 = {.evict_lru = 1, .slots = 1, .quota = small, .nquota = 1};
+    char e2[PW_ERRLEN];
+    CHECK(pw_store_open(&m2, &c2, root, &st, e2, sizeof e2) == PW_OK);
+    if (!st)
+        return;
+    CHECK(pw_store_get(st, S("a"), S("k3"), &v, &n, &cas) == PROXY_RESULT_OK);
+    free(v);
+    CHECK(set100(st, S("a"), 8, &refused) == PROXY_RESULT_OK && refused == 0);
+    pw_store_stats_get(st, &stats);
+    CHECK(stats.keys == 3); /* b's k0, and two of a's: 2 * 167 <= 400 */
+    CHECK(pw_store_get(st, S("b"), S("k0"), &v, &n, &cas) == PROXY_RESULT_OK);
+    free(v);
+    pw_store_close(st);
+
+    /* two quotas for one vm_id, or a quota of 0: refused */
+    region r3 = {0};
+    r3.cap = 1 << 20;
+    pw_store_mem mem = {&r3, r_alloc, r_free, r_lock, r_unlock};
+    pw_store_quota twice[] = {{S("x"), 10}, {S("x"), 20}}, zero[] = {{S(""), 0}};
+    pw_store_config cfg = {.slots = 1, .quota = twice, .nquota = 2};
+    pw_store *bad = NULL;
+    char err[PW_ERRLEN];
+    CHECK(pw_store_open(&mem, &cfg, NULL, &bad, err, sizeof err) == PW_EINVAL && !bad);
+    cfg.quota = zero;
+    cfg.nquota = 1;
+    CHECK(pw_store_open(&mem, &cfg, NULL, &bad, err, sizeof err) == PW_EINVAL && !bad);
+}
+
 typedef struct text {
     char b[8192];
     size_t n;
@@ -397,6 +515,7 @@ void run_store_tests(void) {
     RUN(store_eviction_and_refusal);
     RUN(store_reattach);
     RUN(store_ttl);
+    RUN(store_quota);
     RUN(store_through_hostcalls);
     /* Prometheus text of an empty store: only the store's own figures */
     region r = {0};
