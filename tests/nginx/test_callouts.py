@@ -700,7 +700,9 @@ def test_client_gone_before_the_answer_200_times_no_callback_no_leak(ngx, upstre
     hold = HoldService()
     try:
         ngx.start(conf(f"upstream hold {{ server {hold.addr}; }}"))
-        pid = int(re.findall(r"start worker process (\d+)", ngx.log())[-1])
+        started = ngx.wait_log(r"start worker process (\d+)", timeout=60)
+        assert started, ngx.log()[-2000:]
+        pid = int(started.group(1))
         per, rss = 10, {}
         for i in range(200):
             c = socket.create_connection(("127.0.0.1", ngx.port))
