@@ -9,7 +9,8 @@ One nginx (2 workers, http{} and stream{}) with a location per way a
 plugin can fail (see CONF): traps on a fraction of requests (fail closed and
 fail open, in request and response headers), a 1 s CPU loop stopped by the
 CPU time limit, a plugin leaking linear memory until its VM's memory limit,
-callouts to a dead port and to a server that never answers, shared data
+callouts to a dead port, to a server that never answers (with a timeout)
+and to a slow one (without a timeout, across reloads), shared data
 and queues from every request, a well-behaved plugin whose answer names
 the configuration generation, requests that span reloads (a slow
 upstream), and a TCP filter in front of an echo server.
@@ -340,15 +341,18 @@ class Soak:
             if self.rng.random() < 0.3:
                 hdrs = {"x-trap": self.rng.choice(["unreachable", "oob", "div"])}
         elif r < 0.32:
-            where, path, hdrs = "leak", "/leak", {"x-leak": "256"}
+            where, path, hdrs = "leak", "/leak", {"x-leak": "1024"}
         elif r < 0.45:
             where = "callout"
             path = "/callout"
-            target = self.rng.choice(["dead", "mute", "good"])
+            target = self.rng.choice(["dead", "mute", "good", "slow"])
             hdrs = {"x-call": {"dead": f"127.0.0.1:{self.dead}",
-                               "mute": f"127.0.0.1:{self.mute.port}",
-                               "good": f"127.0.0.1:{self.upstream.port}"}[target],
+                               "mute": f"127.0.0.1:{self.mute.port}"}.get(
+                                   target, f"127.0.0.1:{self.upstream.port}"),
                     "x-call-timeout": "300"}
+            if target == "slow":
+                # paused for SLOW_SECONDS by a call without a timeout: spans reloads
+                hdrs = {"x-call": hdrs["x-call"], "x-call-path": "/slow"}
             where = f"callout-{target}"
         elif r < 0.65:
             where, path, hdrs = "store", "/store", {"x-store": "incr soak;reg soakq;"
@@ -394,7 +398,7 @@ class Soak:
                 outcome = "ok"
             elif closed_503:
                 outcome = "policy"   # the leak reached the memory limit and trapped
-        elif where == "callout-good":
+        elif where in ("callout-good", "callout-slow"):
             if upstream_ok:
                 outcome = "ok"
         elif where in ("callout-dead", "callout-mute"):

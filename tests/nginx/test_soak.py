@@ -30,5 +30,5 @@ def test_soak_under_faults(tmp_path):
     assert report["memory_limit_hits"] > 0
     byloc = report["by_location"]
     for where in ("ok", "slow", "trap-closed", "trap-open", "loop", "leak", "callout-dead",
-                  "callout-mute", "callout-good", "store", "stream"):
+                  "callout-mute", "callout-good", "callout-slow", "store", "stream"):
         assert byloc.get(where, {}).get("ok", 0) > 0, (where, byloc)
