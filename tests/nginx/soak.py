@@ -57,7 +57,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from conftest import BUILD, CACHE, Nginx, free_port  # noqa: E402
+from conftest import BUILD, CACHE, Nginx, children, free_port, rss_kb  # noqa: E402
 
 SLOW_SECONDS = 2.0          # the slow upstream's delay: requests span reloads
 LATENCY_BOUND = 20.0        # no answer may take longer (loop 1 s, slow 2 s, CPU contention)
@@ -127,7 +127,23 @@ STREAM = """
 """
 
 
-class Upstream:
+class Served:
+    """A server on a free port of 127.0.0.1, a thread per connection."""
+
+    def serve(self, server_class, handler):
+        # a peer gone mid-answer (a killed worker, a replaced response) is
+        # part of the run: no traceback on stderr
+        server_class.handle_error = lambda *args: None
+        self.server = server_class(("127.0.0.1", 0), handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Upstream(Served):
     """HTTP/1.0 upstream: "upstream ok\\n"; a path starting with /slow after
     SLOW_SECONDS. Keeps the (path, {lower-case header: value}) of every
     request as it arrives (the last 1000)."""
@@ -156,16 +172,10 @@ class Upstream:
             def log_message(self, *args):
                 pass
 
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Server, Handler)
 
 
-class TcpServer:
+class TcpServer(Served):
     """A threaded TCP server on 127.0.0.1: `echo` sends back what it reads,
     otherwise it accepts and never answers (a callout target that hangs)."""
 
@@ -189,13 +199,7 @@ class TcpServer:
             daemon_threads = True
             request_queue_size = 1024
 
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Server, Handler)
 
 
 class Soak:
@@ -275,29 +279,8 @@ class Soak:
     # -- processes --------------------------------------------------------
 
     def workers(self):
-        """{pid: cmdline} of the master's children."""
-        master = self.nginx.proc.pid
-        found = {}
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                if ppid != master:
-                    continue
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    found[int(pid)] = f.read().replace(b"\0", b" ").decode().strip()
-            except (OSError, ValueError, IndexError):
-                continue
-        return found
-
-    def rss_kb(self, pid):
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
-        except (OSError, AttributeError):
-            return None
+        """{pid: command line} of the master's children."""
+        return children(self.nginx.proc.pid)
 
     # -- requests ---------------------------------------------------------
 
@@ -555,7 +538,7 @@ class Soak:
         while not self.stop.is_set():
             sample = {}
             for pid, cmd in self.workers().items():
-                kb = self.rss_kb(pid)
+                kb = rss_kb(pid)
                 if kb is not None:
                     sample[pid] = kb
             with self.lock:
@@ -670,8 +653,20 @@ class Soak:
         return self.report
 
     def close(self):
-        for s in (self.upstream, self.echo, self.mute):
-            s.close()
+        for name in ("upstream", "echo", "mute"):
+            if hasattr(self, name):
+                getattr(self, name).close()
+
+
+def run(workdir, seconds, **options):
+    """Runs a soak (Soak's options) and cleans up; returns its report."""
+    soak = Soak(workdir, seconds, **options)
+    try:
+        return soak.run()
+    finally:
+        if getattr(soak, "nginx", None):
+            soak.nginx.stop()
+        soak.close()
 
 
 def summary(report):
@@ -701,13 +696,7 @@ def main():
     ap.add_argument("--threads", type=int, default=6)
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args()
-    soak = Soak(args.dir, args.seconds, threads=args.threads, seed=args.seed)
-    try:
-        report = soak.run()
-    finally:
-        if getattr(soak, "nginx", None):
-            soak.nginx.stop()
-        soak.close()
+    report = run(args.dir, args.seconds, threads=args.threads, seed=args.seed)
     with open(os.path.join(args.dir, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
     print(summary(report))

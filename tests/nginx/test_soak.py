@@ -7,19 +7,13 @@ alert, workers' memory stays bounded. `make soak` runs it longer."""
 
 import os
 
-from soak import Soak, summary
+from soak import run, summary
 
 SECONDS = float(os.environ.get("PWASM_SOAK_TEST_SECONDS") or 60)
 
 
 def test_soak_under_faults(tmp_path):
-    soak = Soak(tmp_path / "soak", SECONDS, reload_every=5.0, kill_every=12.0)
-    try:
-        report = soak.run()
-    finally:
-        if getattr(soak, "nginx", None):
-            soak.nginx.stop()
-        soak.close()
+    report = run(tmp_path / "soak", SECONDS, reload_every=5.0, kill_every=12.0)
     print(summary(report))
     assert report["problems"] == [], summary(report)
     # the faults really happened

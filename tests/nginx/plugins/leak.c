@@ -1,6 +1,6 @@
 /*
  * leak.wasm -- a plugin that leaks linear memory until the VM's memory
- * limit stops it (raw exports, the C SDK's helpers), for the soak run.
+ * limit stops it (the C SDK with its dispatch), for the soak run.
  *
  * A request with the header `x-leak: N` (1..1024) grows the linear memory
  * by N pages of 64 KiB in proxy_on_request_headers and never gives them
@@ -19,27 +19,10 @@
 
 #include "proxy_wasm.h"
 
-#define EXPORT(name) __attribute__((export_name(#name)))
-
 static volatile unsigned char sink;
 
-EXPORT(proxy_on_context_create) void proxy_on_context_create(uint32_t ctx, uint32_t parent) {
-    (void)ctx, (void)parent;
-}
-
-EXPORT(proxy_on_vm_start) uint32_t proxy_on_vm_start(uint32_t root, uint32_t size) {
-    (void)root, (void)size;
-    return 1;
-}
-
-EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t root, uint32_t size) {
-    (void)root, (void)size;
-    return 1;
-}
-
-EXPORT(proxy_on_request_headers) uint32_t proxy_on_request_headers(uint32_t ctx, uint32_t n,
-                                                                   uint32_t eos) {
-    (void)ctx, (void)n, (void)eos;
+static proxy_action_t on_request_headers(uint32_t ctx, size_t nheaders, int end_of_stream) {
+    (void)ctx, (void)nheaders, (void)end_of_stream;
     char *v;
     size_t len;
     if (pw_get_header(PROXY_MAP_HTTP_REQUEST_HEADERS, "x-leak", &v, &len) != PROXY_RESULT_OK)
@@ -61,9 +44,8 @@ EXPORT(proxy_on_request_headers) uint32_t proxy_on_request_headers(uint32_t ctx,
     return PROXY_ACTION_CONTINUE;
 }
 
-EXPORT(proxy_on_response_headers) uint32_t proxy_on_response_headers(uint32_t ctx, uint32_t n,
-                                                                     uint32_t eos) {
-    (void)ctx, (void)n, (void)eos;
+static proxy_action_t on_response_headers(uint32_t ctx, size_t nheaders, int end_of_stream) {
+    (void)ctx, (void)nheaders, (void)end_of_stream;
     char num[16];
     int len = snprintf(num, sizeof(num), "%lu", (unsigned long)__builtin_wasm_memory_size(0));
     proxy_add_header_map_value(PROXY_MAP_HTTP_RESPONSE_HEADERS, "x-leak-pages", 12, num,
@@ -71,11 +53,7 @@ EXPORT(proxy_on_response_headers) uint32_t proxy_on_response_headers(uint32_t ct
     return PROXY_ACTION_CONTINUE;
 }
 
-EXPORT(proxy_on_done) uint32_t proxy_on_done(uint32_t ctx) {
-    (void)ctx;
-    return 1;
-}
-
-EXPORT(proxy_on_delete) void proxy_on_delete(uint32_t ctx) {
-    (void)ctx;
-}
+const pw_plugin_t pw_plugin = {
+    .on_request_headers = on_request_headers,
+    .on_response_headers = on_response_headers,
+};
