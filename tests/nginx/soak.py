@@ -549,7 +549,7 @@ class Soak:
                 n += 1
                 self.reload()
                 next_reload = time.monotonic() + self.reload_every
-            if now >= next_kill:
+            if self.kill_every and now >= next_kill:
                 self.kill_worker()
                 next_kill = now + self.kill_every
             time.sleep(0.1)
@@ -719,8 +719,12 @@ def main():
     ap.add_argument("--dir", default=os.path.join(BUILD, "soak"))
     ap.add_argument("--threads", type=int, default=6)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--reload-every", type=float, default=5.0, help="seconds")
+    ap.add_argument("--kill-every", type=float, default=15.0,
+                    help="seconds between worker kills; 0: none")
     args = ap.parse_args()
-    report = run(args.dir, args.seconds, threads=args.threads, seed=args.seed)
+    report = run(args.dir, args.seconds, threads=args.threads, seed=args.seed,
+                 reload_every=args.reload_every, kill_every=args.kill_every)
     with open(os.path.join(args.dir, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
     print(summary(report))
