@@ -6,7 +6,7 @@
     tests/nginx/test_soak.py            (60 s, part of make test-nginx)
 
 One nginx (2 workers, http{} and stream{}) with a location per way a
-plugin can fail (see CONF): traps on a fraction of requests (fail closed and
+plugin can fail (see HTTP and STREAM): traps on a fraction of requests (fail closed and
 fail open, in request and response headers), a 1 s CPU loop stopped by the
 CPU time limit, a plugin leaking linear memory until its VM's memory limit,
 callouts to a dead port, to a server that never answers (with a timeout)
@@ -34,7 +34,7 @@ Outcome of each request, by location:
             timeout, a request over the latency bound
 
 At the end: the master is alive, no worker exited on a signal we did not
-send, no alert/emerg line but the expected ones (our kills), the shared
+send, no alert/crit/emerg line but the expected ones (our kills), the shared
 counter equals the increments answered (within the requests lost to
 kills), workers' RSS is bounded, no request failed. The report (JSON, and
 a summary on stdout) has the counts, the faults and RSS over time.
@@ -326,7 +326,7 @@ class Soak:
             if self.rng.random() < 0.3:
                 hdrs = {"x-trap": self.rng.choice(["unreachable", "oob", "div"])}
         elif r < 0.32:
-            where, path, hdrs = "leak", "/leak", {"x-leak": "1024"}
+            where, path, hdrs = "leak", "/leak", {"x-leak": "4096"}
         elif r < 0.45:
             where = "callout"
             path = "/callout"

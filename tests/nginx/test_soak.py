@@ -17,7 +17,7 @@ def test_soak_under_faults(tmp_path):
     print(summary(report))
     assert report["problems"] == [], summary(report)
     # the faults really happened
-    assert report["reloads"] >= SECONDS // 10
+    assert report["reloads"] >= 3
     assert report["kills"] >= 1
     assert report["cache_entries_refused"] >= 1
     assert report["traps_logged"] > 0 and report["cpu_limit_hits"] > 0

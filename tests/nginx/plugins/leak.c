@@ -2,7 +2,7 @@
  * leak.wasm -- a plugin that leaks linear memory until the VM's memory
  * limit stops it (the C SDK with its dispatch), for the soak run.
  *
- * A request with the header `x-leak: N` (1..1024) grows the linear memory
+ * A request with the header `x-leak: N` (1..16384) grows the linear memory
  * by N pages of 64 KiB in proxy_on_request_headers and never gives them
  * back; it writes one byte in each new page, so the worker's RSS grows by
  * one OS page per Wasm page. When `memory.grow` fails (the VM's memory
@@ -29,7 +29,7 @@ static proxy_action_t on_request_headers(uint32_t ctx, size_t nheaders, int end_
         return PROXY_ACTION_CONTINUE;
     long pages = v ? strtol(v, NULL, 10) : 0;
     free(v);
-    if (pages < 1 || pages > 1024)
+    if (pages < 1 || pages > 16384)
         return PROXY_ACTION_CONTINUE;
     long old = __builtin_wasm_memory_grow(0, (unsigned long)pages);
     if (old < 0) {
