@@ -424,7 +424,11 @@ class Soak:
         # coming back: compare without the prefixes
         if err is None and out.replace(b"<", b"") == data.upper():
             self.record("stream", "ok", t0, t1)
-        elif err is not None and self.near_kill(t0, t1):
+        elif ((err is not None or data.upper().startswith(out.replace(b"<", b"")))
+              and self.near_kill(t0, t1)):
+            # cut short, with or without an error: a killed worker's
+            # connections are closed by the kernel (FIN when nothing is
+            # left unread, else RST)
             self.record("stream", "killed", t0, t1)
         else:
             self.record("stream", "fail", t0, t1, err or f"{len(out)} bytes, {out[:80]!r}")
@@ -660,6 +664,7 @@ class Soak:
             "reloads": len(self.reloads),
             "reload_applied_s_max": max((r[2] for r in self.reloads if r[2]), default=None),
             "kills": len(self.kills),
+            "kill_times_s": [round(k - self.start_time, 2) for k, _ in self.kills],
             "cache_corruptions": [c[1] for c in self.corruptions],
             "cache_entries_refused": refused,
             "damaged_entries_loaded": len(self.loaded_damaged),
