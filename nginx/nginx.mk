@@ -70,3 +70,14 @@ include tests/nginx/plugins.mk
 test-nginx: nginx-module examples-c examples-as test-plugins nginx-test-plugins
 	PWASM_BUILD=$(abspath $(BUILD)) PWASM_NGINX=$(NGINX_BIN) \
 	  $(NGINX_PYTHON) -m pytest -q -p no:cacheprovider tests/nginx
+
+# Chaos soak (tests/nginx/soak.py): nginx with both modules under load for
+# SOAK_SECONDS while it is reloaded, its compile cache damaged and workers
+# killed; the report goes to build/soak/report.json. A 60 s version runs in
+# test-nginx (tests/nginx/test_soak.py).
+SOAK_SECONDS ?= 600
+
+.PHONY: soak
+soak: nginx-module examples-c examples-as test-plugins nginx-test-plugins
+	PWASM_BUILD=$(abspath $(BUILD)) PWASM_NGINX=$(NGINX_BIN) SOAK_SECONDS=$(SOAK_SECONDS) \
+	  nice $(NGINX_PYTHON) tests/nginx/soak.py --dir $(abspath $(BUILD))/soak

@@ -42,6 +42,9 @@
 #include "ngx_proxy_wasm.h"
 
 
+/* the period of the timer of a call without a timeout (it only re-arms) */
+#define NGX_PROXY_WASM_CALLOUT_HOLD       60000
+
 #define NGX_PROXY_WASM_CALLOUT_STATUS     0
 #define NGX_PROXY_WASM_CALLOUT_HEADERS    1
 #define NGX_PROXY_WASM_CALLOUT_BODY       2   /* Content-Length, or close */
@@ -129,6 +132,7 @@ static void ngx_proxy_wasm_callout_finish(ngx_proxy_wasm_callout_t *call,
     const char *reason);
 static void ngx_proxy_wasm_callout_posted(ngx_event_t *ev);
 static void ngx_proxy_wasm_callout_timeout(ngx_event_t *ev);
+static void ngx_proxy_wasm_callout_hold(ngx_event_t *ev);
 static void ngx_proxy_wasm_callout_free(ngx_proxy_wasm_callout_t *call);
 static void ngx_proxy_wasm_conn_close(ngx_connection_t *c);
 static void ngx_proxy_wasm_conn_keep(ngx_proxy_wasm_callout_t *call);
@@ -542,6 +546,15 @@ ngx_proxy_wasm_host_http_call(void *host, pw_plugin *plugin, uint32_t token,
 
     if (hc->timeout_ms) {
         ngx_add_timer(&call->timer, (ngx_msec_t) hc->timeout_ms);
+
+    } else {
+        /* No timeout: a timer all the same, which only re-arms itself. A
+         * graceful shutdown (reload, nginx -s quit) ends a worker once it
+         * has no timers but cancelable ones, aborting its connections; the
+         * call's connection has none while it waits for the answer, so
+         * without this the request paused for it would be dropped. */
+        call->timer.handler = ngx_proxy_wasm_callout_hold;
+        ngx_add_timer(&call->timer, NGX_PROXY_WASM_CALLOUT_HOLD);
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_EVENT, log, 0,
@@ -1605,6 +1618,13 @@ ngx_proxy_wasm_callout_timeout(ngx_event_t *ev)
     }
 
     ngx_proxy_wasm_callout_finish(call, "timeout");
+}
+
+
+static void
+ngx_proxy_wasm_callout_hold(ngx_event_t *ev)
+{
+    ngx_add_timer(ev, NGX_PROXY_WASM_CALLOUT_HOLD);
 }
 
 

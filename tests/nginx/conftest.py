@@ -334,3 +334,32 @@ def nginx(tmp_path, upstream):
     n = Nginx(tmp_path / "nginx", upstream)
     yield n
     n.stop()
+
+
+def children(master):
+    """{pid: command line} of the processes whose parent is `master` (an
+    nginx master's workers: "nginx: worker process", "... is shutting
+    down")."""
+    found = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid != master:
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                found[int(pid)] = f.read().replace(b"\0", b" ").decode().strip()
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def rss_kb(pid):
+    """VmRSS of a process in kB; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
+    except (OSError, AttributeError):
+        return None

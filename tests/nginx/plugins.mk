@@ -3,7 +3,7 @@
 # (proxy_wasm_raw.o); those named in NGINX_TEST_PLUGINS_SDK use the SDK's
 # dispatch (pw_plugin_t) instead (proxy_wasm.o). Included by nginx/nginx.mk.
 NGINX_TEST_PLUGINS_DIR := $(BUILD)/tests/nginx/plugins
-NGINX_TEST_PLUGINS_SDK := grpc_client callout tcp_stream tcp_auth
+NGINX_TEST_PLUGINS_SDK := grpc_client callout tcp_stream tcp_auth leak
 NGINX_TEST_PLUGINS     := $(patsubst tests/nginx/plugins/%.c,$(NGINX_TEST_PLUGINS_DIR)/%.wasm,$(wildcard tests/nginx/plugins/*.c))
 NGINX_TEST_PLUGINS_D   := $(patsubst %,$(NGINX_TEST_PLUGINS_DIR)/%.wasm,$(NGINX_TEST_PLUGINS_SDK))
 NGINX_TEST_PLUGINS_RAW := $(filter-out $(NGINX_TEST_PLUGINS_D),$(NGINX_TEST_PLUGINS))

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from conftest import children, rss_kb
+
 FILTER = """
     proxy_wasm_module filter @WASM:tests/nginx/plugins/filter.wasm@;
     server {
@@ -92,19 +94,10 @@ def test_status_100_is_refused(nginx):
 
 def worker_rss_kb(nginx):
     """VmRSS of nginx's (only) worker process, in kB."""
-    master = nginx.proc.pid
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid != master:
-                continue
-            with open(f"/proc/{pid}/status") as f:
-                return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
-        except (OSError, ValueError, AttributeError):
-            continue
+    for pid in children(nginx.proc.pid):
+        kb = rss_kb(pid)
+        if kb is not None:
+            return kb
     pytest.fail("no nginx worker")
 
 
