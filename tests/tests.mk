@@ -1,6 +1,7 @@
 # Tests. `make test` installs what is missing, builds everything, runs all.
 include tests/plugins/plugins.mk
 include tests/conformance/conformance.mk
+include tests/asan/asan.mk
 
 UNIT_BIN := $(BUILD)/tests/unit/pwasm_unit
 
