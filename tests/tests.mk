@@ -2,6 +2,7 @@
 include tests/plugins/plugins.mk
 include tests/conformance/conformance.mk
 include tests/asan/asan.mk
+include tests/fuzz/fuzz.mk
 
 UNIT_BIN := $(BUILD)/tests/unit/pwasm_unit
 
