@@ -6,11 +6,17 @@
 # own `cc` at load time, without sanitizers (the host code is what is
 # checked; wasm2c's code is bounds-checked by the Wasm rules and traps).
 #
-# The engine catches traps of plugin code with its own SIGSEGV/SIGBUS
-# handlers, installed at pw_engine_attach. ASan installs a SIGSEGV handler
-# of its own at start-up; handle_segv=0 keeps it out of the way (with it,
-# ASan would report a plugin's out-of-bounds trap as a crash of the host).
-# allow_user_segv_handler=1 lets the engine's sigaction() through.
+# Traps: the engine turns faults of plugin code into traps with its own
+# SIGSEGV/SIGBUS handlers, installed at pw_engine_attach; a fault that is
+# not a plugin's goes back to the handler that was there before.
+# allow_user_segv_handler=1 lets the engine's sigaction() through ASan's
+# interceptor. handle_segv=0 (and handle_sigbus=0) keeps ASan from
+# installing its own at start-up: with it, the last detach would restore
+# ASan's handler where the unit tests check that the default one is back.
+# ASan's reports of bad memory accesses do not depend on it (they come
+# from checks compiled into the host code, not from signals); a wild
+# fault in host code then ends the process with SIGSEGV, unreported.
+# Leaks are checked at exit (LeakSanitizer).
 ASAN_BUILD   := $(BUILD)/asan
 ASAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_CFLAGS  := $(CFLAGS_COMMON) -O1 $(ASAN_FLAGS)

@@ -13,6 +13,7 @@
  * Every call must return (or trap, which ends the input and the VM), and
  * with a status of the ABI (0..15, docs/ABI.md) or, for WASI, an errno.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,7 +152,106 @@ static void run(void *arg) {
     }
 }
 
+/* ----------------------------------------- the host beyond memhost */
+
+/* The store: a 4 MiB region of the heap, evicting. */
+typedef struct {
+    size_t size;
+    max_align_t pad[];
+} block;
+static size_t region_used;
+#define REGION_CAP (4u << 20)
+
+static void *r_alloc(void *r, size_t n) {
+    (void)r;
+    if (region_used + n > REGION_CAP)
+        return NULL;
+    block *b = malloc(sizeof *b + n);
+    if (!b)
+        return NULL;
+    b->size = n;
+    region_used += n;
+    return b->pad;
+}
+
+static void r_free(void *r, void *p) {
+    (void)r;
+    block *b = (block *)((char *)p - offsetof(block, pad));
+    region_used -= b->size;
+    free(b);
+}
+
+static void r_nop(void *r) {
+    (void)r;
+}
+
+static pw_store *store;
+
+static pw_store *get_store(void *host) {
+    (void)host;
+    return store;
+}
+
+static void queue_ready(void *host, uint32_t slot) {
+    (void)host, (void)slot;
+}
+
+static void set_tick(void *host, pw_plugin *p, uint32_t ms) {
+    (void)host, (void)p, (void)ms;
+}
+
+/* Call-outs: accepted, never answered (cancelled when the VM goes). */
+static proxy_status_t http_call(void *host, pw_plugin *p, uint32_t token,
+                                const pw_http_callout *c) {
+    (void)host, (void)p, (void)token;
+    return c->upstream.len == 1 ? PROXY_RESULT_BAD_ARGUMENT : PROXY_RESULT_OK;
+}
+
+static proxy_status_t grpc_call(void *host, pw_plugin *p, uint32_t token,
+                                const pw_grpc_callout *c) {
+    (void)host, (void)p, (void)token;
+    return c->upstream.len == 1 ? PROXY_RESULT_PARSE_FAILURE : PROXY_RESULT_OK;
+}
+
+static proxy_status_t grpc_send(void *host, uint32_t token, pw_str m, int end) {
+    (void)host, (void)token, (void)m, (void)end;
+    return PROXY_RESULT_OK;
+}
+
+static proxy_status_t grpc_close(void *host, uint32_t token) {
+    (void)host, (void)token;
+    return PROXY_RESULT_OK;
+}
+
+static void cancel(void *host, uint32_t token) {
+    (void)host, (void)token;
+}
+
+static const pw_host_shared_ops shared_ops = {.store = get_store, .queue_ready = queue_ready};
+static const pw_host_timer_ops timer_ops = {.set_tick = set_tick};
+static const pw_host_callout_ops callout_ops = {.http_call = http_call,
+                                                .grpc_call = grpc_call,
+                                                .grpc_send = grpc_send,
+                                                .grpc_close = grpc_close,
+                                                .cancel = cancel};
+static pw_host_ops ops;
+
+static void host_init(void) {
+    static const pw_store_mem mem = {NULL, r_alloc, r_free, r_nop, r_nop};
+    pw_store_config cfg = {.evict_lru = 1, .slots = 1, .buckets = 64};
+    char err[PW_ERRLEN];
+    if (pw_store_open(&mem, &cfg, NULL, &store, err, sizeof err) != PW_OK)
+        abort();
+    ops = mh_ops;
+    ops.shared = &shared_ops;
+    ops.timers = &timer_ops;
+    ops.callouts = &callout_ops;
+    fz_ops = &ops;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (!fz_ops)
+        host_init();
     fz_vm_ready();
     input in = {data, data + size};
     fz_run(run, &in);
