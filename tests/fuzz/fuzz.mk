@@ -33,7 +33,11 @@ FUZZ_LIB      := $(FUZZ_BUILD)/libpwasm.a
 FUZZ_CLI_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,cli/fixture.c cli/yaml.c cli/util.c)
 FUZZ_BINS     := $(patsubst %,$(FUZZ_BUILD)/bin/%,$(FUZZ_TARGETS))
 
-$(FUZZ_BUILD)/obj/%.o: %.c $(wildcard include/*.h include/proxy_wasm/*.h src/engine/*.h src/core/*.h src/core/*.def cli/*.h tests/unit/*.h tests/fuzz/common/*.h)
+FUZZ_LIB_HDRS := $(wildcard include/*.h include/proxy_wasm/*.h src/engine/*.h src/core/*.h src/core/*.def)
+$(FUZZ_BUILD)/obj/src/%.o: src/%.c $(FUZZ_LIB_HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Isrc -c $< -o $@
+$(FUZZ_BUILD)/obj/%.o: %.c $(FUZZ_LIB_HDRS) $(wildcard cli/*.h tests/unit/*.h tests/fuzz/common/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Isrc -Icli -Itests/unit -Itests/fuzz/common -c $< -o $@
 

@@ -75,6 +75,13 @@ uint8_t *fz_mem(uint64_t *size) {
     return pw_winst_mem(fz.vm->inst, size);
 }
 
+uint32_t fz_put(const fz_input *in, size_t *len) {
+    uint64_t msize;
+    *len = in->size > FZ_SCRATCH - 8 ? FZ_SCRATCH - 8 : in->size;
+    memcpy(fz_mem(&msize) + fz.scratch + 8, in->data, *len);
+    return fz.scratch + 8;
+}
+
 typedef struct {
     void (*fn)(void *);
     void *arg;

@@ -47,6 +47,17 @@ void fz_vm_ready(void);
 /* Guest memory base and size. */
 uint8_t *fz_mem(uint64_t *size);
 
+/* A fuzz input. */
+typedef struct fz_input {
+    const uint8_t *data;
+    size_t size;
+} fz_input;
+
+/* Copies the input (its first FZ_SCRATCH - 8 bytes) into the scratch area
+ * after its first 8 bytes (left for two out-pointers, at fz.scratch and
+ * fz.scratch + 4); returns its guest address, the bytes copied in *len. */
+uint32_t fz_put(const fz_input *in, size_t *len);
+
 /* Runs fn(arg) as from a hostcall of the stream context. 0, or -1 when a
  * trap ended it (the VM is made again at the next fz_vm_ready). */
 int fz_run(void (*fn)(void *), void *arg);

@@ -13,18 +13,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-typedef struct {
-    const uint8_t *data;
-    size_t size;
-} input;
-
 static void check(void *a) {
-    const input *in = a;
+    const fz_input *in = a;
     uint64_t msize;
     uint8_t *mem = fz_mem(&msize);
-    size_t len = in->size > FZ_SCRATCH - 8 ? FZ_SCRATCH - 8 : in->size;
-    uint32_t at = fz.scratch + 8; /* [scratch, +8): the out-pointers */
-    memcpy(mem + at, in->data, len);
+    size_t len;
+    uint32_t at = fz_put(in, &len);
     pw_kv *kv;
     size_t n;
     proxy_status_t st = pw_parse_pairs(fz.vm, at, (uint32_t)len, &kv, &n);
@@ -68,7 +62,7 @@ static void check(void *a) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fz_vm_ready();
-    input in = {data, size};
+    fz_input in = {data, size};
     fz_run(check, &in);
     return 0;
 }

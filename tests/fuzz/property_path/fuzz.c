@@ -60,18 +60,12 @@ static proxy_status_t set(void *host, void *stream, const pw_str *path, size_t n
 static const pw_host_property_ops props = {.get_property = get, .set_property = set};
 static pw_host_ops ops;
 
-typedef struct {
-    const uint8_t *data;
-    size_t size;
-} input;
-
 static void run(void *a) {
-    const input *in = a;
+    const fz_input *in = a;
     uint64_t msize;
     uint8_t *mem = fz_mem(&msize);
-    size_t len = in->size > FZ_SCRATCH - 8 ? FZ_SCRATCH - 8 : in->size;
-    uint32_t at = fz.scratch + 8;
-    memcpy(mem + at, in->data, len);
+    size_t len;
+    uint32_t at = fz_put(in, &len);
     path_in = mem + at;
     path_len = len;
     hook_calls = 0;
@@ -95,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fz_ops = &ops;
     }
     fz_vm_ready();
-    input in = {data, size};
+    fz_input in = {data, size};
     fz_run(run, &in);
     return 0;
 }
