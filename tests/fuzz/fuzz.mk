@@ -51,9 +51,12 @@ $(FUZZ_BUILD)/bin/wasm_load: $(FUZZ_BUILD)/obj/tests/fuzz/wasm_load/fuzz.o $(FUZ
 $(FUZZ_BUILD)/bin/pairs $(FUZZ_BUILD)/bin/property_path $(FUZZ_BUILD)/bin/hostcalls: \
   $(FUZZ_BUILD)/bin/%: $(FUZZ_BUILD)/obj/tests/fuzz/%/fuzz.o $(FUZZ_VM_OBJS) $(FUZZ_LIB)
 $(FUZZ_BUILD)/bin/yaml_fixture: $(FUZZ_BUILD)/obj/tests/fuzz/yaml_fixture/fuzz.o $(FUZZ_CLI_OBJS) $(FUZZ_LIB)
+# The fixture reader's file reads (config_file: ...) go to the target's
+# stand-in: no input opens a file of the machine.
+$(FUZZ_BUILD)/bin/yaml_fixture: FUZZ_TARGET_LDFLAGS := -Wl,--wrap=read_file
 $(FUZZ_BINS):
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_LDFLAGS) $(filter %.o,$^) $(FUZZ_LIB) $(LDLIBS_PWASM) $(CLI_LDLIBS) -o $@
+	$(FUZZ_CC) $(FUZZ_LDFLAGS) $(FUZZ_TARGET_LDFLAGS) $(filter %.o,$^) $(FUZZ_LIB) $(LDLIBS_PWASM) $(CLI_LDLIBS) -o $@
 
 # Seeds: the committed corpus; the built plugins (wasm_load) and the
 # repository's fixtures and test files (yaml_fixture), copied at run time.
