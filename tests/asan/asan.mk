@@ -17,6 +17,12 @@
 # from checks compiled into the host code, not from signals); a wild
 # fault in host code then ends the process with SIGSEGV, unreported.
 # Leaks are checked at exit (LeakSanitizer).
+# $(CC) (gcc). clang's UBSan would also report arithmetic on a null pointer
+# (NULL + 0), which gcc's does not (the fuzz targets, built with clang,
+# check that), but with clang 14's ASan the unit test of recursion through
+# hostcalls meets the CPU time limit before the stack limit (not understood
+# yet; every other check passes).
+ASAN_CC      ?= $(CC)
 ASAN_BUILD   := $(BUILD)/asan
 ASAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_CFLAGS  := $(CFLAGS_COMMON) -O1 $(ASAN_FLAGS)
@@ -30,17 +36,17 @@ ASAN_ENV     := ASAN_OPTIONS=$(ASAN_OPTIONS_PWASM) UBSAN_OPTIONS=$(UBSAN_OPTIONS
 
 $(ASAN_BUILD)/obj/%.o: %.c $(wildcard include/*.h include/proxy_wasm/*.h src/engine/*.h src/core/*.h src/core/*.def)
 	@mkdir -p $(dir $@)
-	$(CC) $(ASAN_CFLAGS) -Isrc -c $< -o $@
+	$(ASAN_CC) $(ASAN_CFLAGS) -Isrc -c $< -o $@
 
 $(ASAN_LIB): $(ASAN_LIB_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 $(ASAN_PWASM): $(wildcard cli/*.c) cli/cli.h $(ASAN_LIB)
-	$(CC) $(ASAN_CFLAGS) $(filter %.c,$^) $(ASAN_LIB) $(LDLIBS_PWASM) $(CLI_LDLIBS) -o $@
+	$(ASAN_CC) $(ASAN_CFLAGS) $(filter %.c,$^) $(ASAN_LIB) $(LDLIBS_PWASM) $(CLI_LDLIBS) -o $@
 
 $(ASAN_UNIT): $(wildcard tests/unit/*.c tests/unit/*.h) $(ASAN_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ASAN_CFLAGS) -Itests/unit $(filter %.c,$^) $(ASAN_LIB) $(LDLIBS_PWASM) -o $@
+	$(ASAN_CC) $(ASAN_CFLAGS) -Itests/unit $(filter %.c,$^) $(ASAN_LIB) $(LDLIBS_PWASM) -o $@
 
 .PHONY: asan asan-test asan-unit-test asan-test-cli asan-test-conformance
 asan: $(ASAN_PWASM) $(ASAN_UNIT)

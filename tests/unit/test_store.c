@@ -355,7 +355,7 @@ TEST(store_through_hostcalls) {
         "vm_start queue_dequeue 1;vm_start queue_dequeue 1;"
         "vm_start queue_dequeue 9;vm_start queue_resolve vm nope";
     pw_vm *a = NULL, *b = NULL;
-    pw_plugin *pa, *pb;
+    pw_plugin *pa = NULL, *pb = NULL;
     CHECK(pw_vm_new(m, S("vm"), (pw_str){a_cfg, sizeof a_cfg - 1}, &ops, NULL, &a, err,
                     sizeof err) == PW_OK);
     CHECK(a && pw_plugin_new(a, S("a"), S(""), S(""), &pa, err, sizeof err) == PW_OK);
