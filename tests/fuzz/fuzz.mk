@@ -5,6 +5,7 @@
 #   make fuzz             each target for FUZZ_SECONDS (default 60) seconds
 #   make fuzz-NAME        one target
 #   make fuzz-smoke       each for FUZZ_SMOKE_SECONDS (5), run by make test
+#                         (make fuzz-smoke-NAME: one)
 #
 # A run works in $(BUILD)/fuzz/NAME/corpus: the committed seeds, plus (for
 # the module targets) the project's own plugins copied at run time; new
@@ -65,7 +66,8 @@ FUZZ_PLUGIN_SEEDS = $(wildcard $(BUILD)/tests/plugins/*.wasm $(BUILD)/examples/*
 FUZZ_YAML_SEEDS = $(wildcard tests/conformance/*.yaml tests/cli/fixtures/*.yaml tests/cli/examples/*.yaml)
 FUZZ_NEEDS := test-plugins examples-c conformance-plugins
 
-.PHONY: fuzz fuzz-smoke fuzz-build $(patsubst %,fuzz-%,$(FUZZ_TARGETS))
+.PHONY: fuzz fuzz-smoke fuzz-build $(patsubst %,fuzz-%,$(FUZZ_TARGETS)) \
+        $(patsubst %,fuzz-smoke-%,$(FUZZ_TARGETS))
 fuzz-build: $(FUZZ_BINS)
 
 # $(call fuzz_run,NAME,SECONDS)
@@ -84,8 +86,9 @@ $(patsubst %,fuzz-%,$(FUZZ_TARGETS)): fuzz-%: $(FUZZ_BUILD)/bin/% $(FUZZ_NEEDS)
 
 fuzz: $(patsubst %,fuzz-%,$(FUZZ_TARGETS))
 
-fuzz-smoke: $(FUZZ_BINS) $(FUZZ_NEEDS)
-	$(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),$(FUZZ_SMOKE_SECONDS))
-	)
+$(patsubst %,fuzz-smoke-%,$(FUZZ_TARGETS)): fuzz-smoke-%: $(FUZZ_BUILD)/bin/% $(FUZZ_NEEDS)
+	$(call fuzz_run,$*,$(FUZZ_SMOKE_SECONDS))
+
+fuzz-smoke: $(patsubst %,fuzz-smoke-%,$(FUZZ_TARGETS))
 
 check: fuzz-smoke
