@@ -99,6 +99,10 @@ typedef struct ydoc {
 /* Loads the first document of a YAML file. Errors: "FILE:LINE:COL: problem
  * (context)" in err. */
 int ydoc_load(ydoc *d, const char *path, char *err, size_t errlen);
+/* The same from len bytes in memory; path names them in errors and gives
+ * the directory relative paths in the document resolve against. */
+int ydoc_load_buffer(ydoc *d, const char *path, const void *buf, size_t len, char *err,
+                     size_t errlen);
 void ydoc_free(ydoc *d);
 yaml_node_t *yroot(ydoc *d);
 yaml_node_t *ynode(ydoc *d, int id);

@@ -6,21 +6,15 @@
 
 #include "cli.h"
 
-int ydoc_load(ydoc *d, const char *path, char *err, size_t errlen) {
-    memset(d, 0, sizeof *d);
-    d->path = xstrdup(path);
-    const char *slash = strrchr(path, '/');
-    d->dir = slash ? strndup(path, (size_t)(slash - path)) : xstrdup(".");
-    if (!d->dir)
-        d->dir = xstrdup(".");
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
+/* Reads the document from f, or from buf (len bytes) when f is NULL. */
+static int load(ydoc *d, const char *path, FILE *f, const unsigned char *buf, size_t len,
+                char *err, size_t errlen) {
     yaml_parser_t p;
     yaml_parser_initialize(&p);
-    yaml_parser_set_input_file(&p, f);
+    if (f)
+        yaml_parser_set_input_file(&p, f);
+    else
+        yaml_parser_set_input_string(&p, buf, len);
     int ok = yaml_parser_load(&p, &d->doc);
     if (!ok) {
         const yaml_mark_t *m = &p.problem_mark;
@@ -31,7 +25,6 @@ int ydoc_load(ydoc *d, const char *path, char *err, size_t errlen) {
                      p.context_mark.line + 1, p.context_mark.column + 1);
     }
     yaml_parser_delete(&p);
-    fclose(f);
     if (!ok)
         return -1;
     d->loaded = 1;
@@ -40,6 +33,33 @@ int ydoc_load(ydoc *d, const char *path, char *err, size_t errlen) {
         return -1;
     }
     return 0;
+}
+
+static void set_path(ydoc *d, const char *path) {
+    memset(d, 0, sizeof *d);
+    d->path = xstrdup(path);
+    const char *slash = strrchr(path, '/');
+    d->dir = slash ? strndup(path, (size_t)(slash - path)) : xstrdup(".");
+    if (!d->dir)
+        d->dir = xstrdup(".");
+}
+
+int ydoc_load(ydoc *d, const char *path, char *err, size_t errlen) {
+    set_path(d, path);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = load(d, path, f, NULL, 0, err, errlen);
+    fclose(f);
+    return rc;
+}
+
+int ydoc_load_buffer(ydoc *d, const char *path, const void *buf, size_t len, char *err,
+                     size_t errlen) {
+    set_path(d, path);
+    return load(d, path, NULL, buf, len, err, errlen);
 }
 
 void ydoc_free(ydoc *d) {

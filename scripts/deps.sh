@@ -2,7 +2,7 @@
 # Installs what building, running and testing pwasm need (Debian bookworm, as
 # root). Does nothing when everything is already there.
 set -euo pipefail
-pkgs=(make gcc clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt
+pkgs=(make gcc clang lld wasi-libc libclang-rt-14-dev-wasm32 libclang-rt-14-dev wabt
       nginx nginx-dev libnginx-mod-stream libssl-dev libyaml-dev
       python3 python3-pytest python3-prometheus-client curl valgrind
       libnghttp2-dev python3-grpcio python3-grpc-tools zlib1g-dev redis-server)

@@ -1,6 +1,8 @@
 # Tests. `make test` installs what is missing, builds everything, runs all.
 include tests/plugins/plugins.mk
 include tests/conformance/conformance.mk
+include tests/asan/asan.mk
+include tests/fuzz/fuzz.mk
 
 UNIT_BIN := $(BUILD)/tests/unit/pwasm_unit
 

@@ -89,14 +89,17 @@ u32 pw_hc_send_local_response(void *c, u32 status, u32 dptr, u32 dlen, u32 bptr,
     size_t need = n * sizeof(pw_kv) + details.len + body.len;
     for (size_t i = 0; i < n; i++)
         need += hdrs[i].key.len + hdrs[i].value.len;
-    if (need > s->lr_cap) {
-        char *b = realloc(s->lr_buf, need);
+    if (need > s->lr_cap || !s->lr_buf) {
+        /* At least one byte: the strings' pointers are made from it even
+         * when everything is empty (no arithmetic on NULL). */
+        size_t cap = need ? need : 1;
+        char *b = realloc(s->lr_buf, cap);
         if (!b) {
             free(hdrs);
             return PROXY_RESULT_INTERNAL_FAILURE;
         }
         s->lr_buf = b;
-        s->lr_cap = need;
+        s->lr_cap = cap;
     }
     pw_kv *out = (pw_kv *)(void *)s->lr_buf;
     char *p = s->lr_buf + n * sizeof(pw_kv);

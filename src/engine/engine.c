@@ -1185,3 +1185,15 @@ int pw_winst_call(pw_winst *w, const pw_wfunc *f, const uint32_t *args, uint32_t
         *ret = c.ret;
     return 0;
 }
+
+int pw_engine_write_glue(const char *path, const char *name, const pw_wasm_info *info,
+                         const pw_host_func *funcs, size_t nfuncs, char *err, size_t errlen) {
+    int *map;
+    if (link_map(name, info, funcs, nfuncs, &map, err, errlen) != 0)
+        return -1;
+    int rc = write_glue(path, info, map);
+    if (rc != 0)
+        pw_errf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+    free(map);
+    return rc;
+}

@@ -132,6 +132,13 @@ int pw_wmod_load_code(const pw_engine_config *cfg, const char *name, const pw_wa
  * compiled code depends on. */
 void pw_engine_table_hash(const pw_host_func *funcs, size_t nfuncs, unsigned char out[32]);
 
+/* The steps of pw_wmod_load before wasm2c runs, for tests and fuzzing:
+ * the same import checks (link), then the generated glue C file written
+ * to path. 0, or -1 with err (refused as pw_wmod_load, or the file could
+ * not be written). */
+int pw_engine_write_glue(const char *path, const char *name, const pw_wasm_info *info,
+                         const pw_host_func *funcs, size_t nfuncs, char *err, size_t errlen);
+
 /* Looks up a function export; 0 if found and of the form pw_wfunc can call
  * (i32 params, <= 1 i32 result) with exactly signature `sig` when non-NULL. */
 int pw_wmod_func(const pw_wmod *m, const char *name, const char *sig, pw_wfunc *out);

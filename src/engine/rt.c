@@ -95,6 +95,10 @@ typedef struct {
 } pw_range;
 static pw_range *pw_code; /* executable segments of plugins */
 static size_t pw_ncode;
+/* Tables replaced by a larger one: a handler may still be reading one
+ * while attached, so they are freed at the last detach. */
+static pw_range **pw_retired;
+static size_t pw_nretired;
 
 const char *pw_trap_str(int kind) {
     switch (kind) {
@@ -277,9 +281,16 @@ static int add_ranges(struct dl_phdr_info *info, size_t size, void *data) {
         r[pw_ncode].lo = info->dlpi_addr + ph->p_vaddr;
         r[pw_ncode].hi = r[pw_ncode].lo + ph->p_memsz;
         /* A handler may read the table at any time: publish the complete
-         * new one, then its length; the old one is never freed (small). */
+         * new one, then its length; the old one is retired (freed once no
+         * handler is installed, at the last detach). */
+        pw_range *old = pw_code;
+        pw_range **ret = old ? realloc(pw_retired, (pw_nretired + 1) * sizeof *ret) : NULL;
         pw_code = r;
         __atomic_store_n(&pw_ncode, n, __ATOMIC_RELEASE);
+        if (ret) {
+            pw_retired = ret;
+            pw_retired[pw_nretired++] = old;
+        }
     }
     return 1;
 }
@@ -413,6 +424,11 @@ void pw_engine_detach(void) {
             free(pw_altstack);
         pw_altstack = NULL;
     }
+    for (size_t i = 0; i < pw_nretired; i++)
+        free(pw_retired[i]);
+    free(pw_retired);
+    pw_retired = NULL;
+    pw_nretired = 0;
 }
 
 /* ---------------------------------------------------------------- memory */

@@ -10,7 +10,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
-PWASM = BUILD / "pwasm"
+# PWASM_BIN: another build of the tool (make asan-test-cli: the sanitizer one).
+PWASM = pathlib.Path(os.environ.get("PWASM_BIN") or BUILD / "pwasm")
 HERE = pathlib.Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures"
 EXAMPLES = BUILD / "examples"

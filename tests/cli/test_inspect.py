@@ -1,9 +1,10 @@
 """pwasm inspect on real modules: what a plugin author sees."""
+import os
 import pathlib
 import subprocess
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PWASM = ROOT / "build" / "pwasm"
+PWASM = pathlib.Path(os.environ.get("PWASM_BIN") or ROOT / "build" / "pwasm")
 
 
 def inspect(path):

@@ -117,12 +117,16 @@ static void mdiscarded(void *host) {
 static proxy_status_t mset_property(void *host, void *stream, const pw_str *path, size_t n,
                                     pw_str value) {
     (void)host;
+    if (!stream)
+        return PROXY_RESULT_NOT_FOUND; /* no stream properties outside one */
     ((mh_stream *)stream)->hook_bytes += value.len;
     char p[256] = "";
     size_t o = 0;
-    for (size_t i = 0; i < n && o < sizeof p - 1; i++)
-        o += (size_t)snprintf(p + o, sizeof p - o, "%s%.*s", i ? "." : "", (int)path[i].len,
-                              path[i].data);
+    for (size_t i = 0; i < n && o < sizeof p - 1; i++) {
+        int w = snprintf(p + o, sizeof p - o, "%s%.*s", i ? "." : "", (int)path[i].len,
+                         path[i].data);
+        o = w < 0 || o + (size_t)w >= sizeof p ? sizeof p - 1 : o + (size_t)w;
+    }
     event(stream, "setprop:%s=%d ", p, (int)value.len);
     return PROXY_RESULT_OK;
 }

@@ -19,10 +19,23 @@ typedef struct region {
     int locked, double_lock;
 } region;
 
+/* Every block of every region, so that the regions' memory can be
+ * dropped at the end as a process's shared memory is unmapped (the store
+ * leaves its data in the region by design). */
 typedef struct hdr {
     size_t size;
+    struct hdr *prev, *next;
     max_align_t pad[];
 } hdr;
+static hdr *blocks;
+
+static void regions_drop(void) {
+    while (blocks) {
+        hdr *h = blocks;
+        blocks = h->next;
+        free(h);
+    }
+}
 
 static void *r_alloc(void *rg, size_t n) {
     region *r = rg;
@@ -34,6 +47,11 @@ static void *r_alloc(void *rg, size_t n) {
     if (!h)
         return NULL;
     h->size = n;
+    h->prev = NULL;
+    h->next = blocks;
+    if (blocks)
+        blocks->prev = h;
+    blocks = h;
     r->used += n;
     return h->pad;
 }
@@ -42,6 +60,12 @@ static void r_free(void *rg, void *p) {
     region *r = rg;
     hdr *h = (hdr *)((char *)p - offsetof(hdr, pad));
     r->used -= h->size;
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        blocks = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
     free(h);
 }
 
@@ -449,7 +473,7 @@ TEST(store_through_hostcalls) {
         "vm_start queue_dequeue 1;vm_start queue_dequeue 1;"
         "vm_start queue_dequeue 9;vm_start queue_resolve vm nope";
     pw_vm *a = NULL, *b = NULL;
-    pw_plugin *pa, *pb;
+    pw_plugin *pa = NULL, *pb = NULL;
     CHECK(pw_vm_new(m, S("vm"), (pw_str){a_cfg, sizeof a_cfg - 1}, &ops, NULL, &a, err,
                     sizeof err) == PW_OK);
     CHECK(a && pw_plugin_new(a, S("a"), S(""), S(""), &pa, err, sizeof err) == PW_OK);
@@ -529,4 +553,5 @@ void run_store_tests(void) {
         CHECK_CONTAINS(t.b, "pwasm_queue_dropped_total 0\n");
         pw_store_close(st);
     }
+    regions_drop();
 }
