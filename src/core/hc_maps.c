@@ -162,6 +162,13 @@ int pw_header_value_ok(pw_str value) {
  * (a local response's headers: PW_HC_LOCAL_RESPONSE_MAP). Ok or
  * BadArgument. */
 static proxy_status_t header_ok(pw_vm *vm, const char *call, u32 map, pw_str key, pw_str val) {
+    /* sizes first: the syntax checks read every byte */
+    if (key.len > vm->lim.max_header_name_bytes)
+        return pw_host_limit_hit(vm, "header_name"), pw_vm_refuse(vm, "%s: header name of %zu bytes (limit %u)", call, key.len,
+                            vm->lim.max_header_name_bytes);
+    if (val.len > vm->lim.max_header_value_bytes)
+        return pw_host_limit_hit(vm, "header_value"), pw_vm_refuse(vm, "%s: header value of %zu bytes (limit %u)", call, val.len,
+                            vm->lim.max_header_value_bytes);
     if (!pw_header_name_ok(key)) {
         /* Not printed: it may hold the very bytes refused. */
         size_t at = 0;
@@ -176,12 +183,6 @@ static proxy_status_t header_ok(pw_vm *vm, const char *call, u32 map, pw_str key
     if (!pw_header_value_ok(val))
         return pw_vm_refuse(vm, "%s: header \"%.*s\": value with CR, LF or NUL", call,
                             key.len <= 32 ? (int)key.len : 32, key.data);
-    if (key.len > vm->lim.max_header_name_bytes)
-        return pw_host_limit_hit(vm, "header_name"), pw_vm_refuse(vm, "%s: header name of %zu bytes (limit %u)", call, key.len,
-                            vm->lim.max_header_name_bytes);
-    if (val.len > vm->lim.max_header_value_bytes)
-        return pw_host_limit_hit(vm, "header_value"), pw_vm_refuse(vm, "%s: header value of %zu bytes (limit %u)", call, val.len,
-                            vm->lim.max_header_value_bytes);
     if (map == PROXY_MAP_HTTP_RESPONSE_HEADERS && is_status_key(key) && !status_str_ok(val))
         return pw_vm_refuse(vm, "%s: :status \"%.*s\" (200..599 only)", call,
                             val.len <= 16 ? (int)val.len : 16, val.data);

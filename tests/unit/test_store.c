@@ -288,7 +288,7 @@ static pw_store *quota_store(region *r, int evict, const pw_store_quota *q, size
 
 static proxy_status_t set100(pw_store *st, pw_str vm, int i, int *refused) {
     static char val[100];
-    char key[8];
+    char key[16];
     memset(val, 'q', sizeof val);
     snprintf(key, sizeof key, "k%d", i); /* 2 bytes for i < 10 */
     return pw_store_set(st, vm, (pw_str){key, strlen(key)}, (pw_str){val, sizeof val}, 0, refused);
@@ -339,7 +339,7 @@ TEST(store_quota) {
     for (int i = 0; i < 8; i++)
         CHECK(set100(st, S("a"), i, &refused) == PROXY_RESULT_OK && refused == 0);
     for (int i = 0; i < 8; i++) {
-        char key[8];
+        char key[16];
         snprintf(key, sizeof key, "k%d", i);
         proxy_status_t rc = pw_store_get(st, S("a"), (pw_str){key, strlen(key)}, &v, &n, &cas);
         CHECK(rc == (i < 3 ? PROXY_RESULT_NOT_FOUND : PROXY_RESULT_OK));
