@@ -1198,6 +1198,11 @@ int pw_vm_grpc_event(pw_vm *vm, uint32_t token, const pw_grpc_event *ev);
 /* Outstanding calls of the VM (HTTP and gRPC): for tests and metrics. */
 size_t pw_vm_callouts(const pw_vm *vm);
 
+/* Outstanding calls (HTTP and gRPC) made by stream context s itself: a
+ * stream paused while it waits for one has something that will wake it.
+ * 0 for NULL. */
+size_t pw_stream_callouts(const pw_stream *s);
+
 /* ------------------------------------------------------------------ stream */
 
 /* What the embedder must do after a stream callback (§8.7). */
@@ -1411,6 +1416,12 @@ pw_action pw_chain_call(pw_chain *c, size_t i, pw_event event, size_t n, int end
  * PW_ACTION_CONTINUE (open: go on as if it had continued) or
  * PW_ACTION_ERROR (closed). */
 pw_action pw_chain_stranded(pw_chain *c, size_t i, char *why, size_t whylen);
+
+/* Link i fails for a reason of the embedder's (e.g. the worker exits
+ * while it holds its stream paused): skipped from now on, as in
+ * pw_chain_call; the policy (the link's own, else the chain's) answers
+ * PW_ACTION_CONTINUE (open) or PW_ACTION_ERROR (closed). */
+pw_action pw_chain_fail(pw_chain *c, size_t i);
 
 /* Takes the pending actions of every live link (pw_stream_take with
  * mask) and returns their union: what a wake asked the embedder to look

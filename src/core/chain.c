@@ -103,6 +103,10 @@ pw_action pw_chain_stranded(pw_chain *c, size_t i, char *why, size_t whylen) {
     return link_failed(c, l);
 }
 
+pw_action pw_chain_fail(pw_chain *c, size_t i) {
+    return link_failed(c, &c->links[i]);
+}
+
 unsigned pw_chain_take(pw_chain *c, unsigned mask, size_t *first_local) {
     unsigned all = 0;
     if (first_local)

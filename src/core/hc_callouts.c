@@ -82,6 +82,17 @@ size_t pw_vm_callouts(const pw_vm *vm) {
     return vm->ncalls;
 }
 
+size_t pw_stream_callouts(const pw_stream *s) {
+    if (!s || !s->plugin || !s->plugin->vm)
+        return 0;
+    const pw_vm *vm = s->plugin->vm;
+    size_t n = 0;
+    for (uint32_t i = 0; i < vm->ncalls; i++)
+        if (vm->calls[i].owner == s->ctx.id)
+            n++;
+    return n;
+}
+
 /* Records the call the embedder accepted; its token to the plugin. */
 static proxy_status_t call_started(pw_vm *vm, pw_ctx *ctx, enum pw_call_kind kind,
                                    uint32_t token, u32 ret_token) {

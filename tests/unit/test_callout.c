@@ -155,6 +155,7 @@ TEST(callout_http_pause_answer_continue) {
     CHECK_STR(ms.events, "wake ");
     CHECK(pw_stream_take(s, PW_PENDING_CONTINUE_REQUEST) == PW_PENDING_CONTINUE_REQUEST);
     CHECK(pw_vm_callouts(vm) == 0);
+    CHECK(pw_stream_callouts(s) == 0);
     /* the token is spent: a second answer is dropped */
     size_t before = host.log_len;
     CHECK(pw_vm_http_call_response(vm, t, &resp, S("")) == PW_OK);

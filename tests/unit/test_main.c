@@ -316,6 +316,17 @@ TEST(core_chain_and_failure_policy) {
     pw_chain ch1 = {&none, 1, PW_FAIL_CLOSED, 0};
     CHECK(pw_chain_call(&ch1, 0, PW_ON_REQUEST_HEADERS, 0, 1, why, sizeof why) == PW_ACTION_ERROR);
     CHECK_STR(why, "plugin unavailable");
+    /* The embedder fails a link (pw_chain_fail): its policy answers, and
+     * the link is skipped from then on. */
+    pw_link gone = {.host_stream = &s2, .has_policy = 1, .policy = PW_FAIL_OPEN};
+    pw_chain chf = {&gone, 1, PW_FAIL_CLOSED, 0};
+    CHECK(pw_chain_fail(&chf, 0) == PW_ACTION_CONTINUE);
+    CHECK(gone.failed);
+    CHECK(pw_chain_call(&chf, 0, PW_ON_REQUEST_HEADERS, 0, 1, why, sizeof why) ==
+          PW_ACTION_CONTINUE);
+    CHECK_STR(why, "");
+    gone.has_policy = 0;
+    CHECK(pw_chain_fail(&chf, 0) == PW_ACTION_ERROR);
     pw_chain_end(&ch1, 1);
     CHECK(none.failed && none.stream == NULL);
     /* A trap elsewhere discards the VM of a paused link: pw_chain_take marks
