@@ -134,6 +134,9 @@ struct ngx_http_proxy_wasm_ctx_s {
 
     ngx_event_t                      event;      /* actions pending on its
                                                     streams: see wake */
+    ngx_queue_t                      held_q;     /* in the worker's list
+                                                    of requests that paused
+                                                    (queued), until the end */
     ngx_http_proxy_wasm_body_t      *cur[2];     /* body exposed now */
     ngx_int_t                        paused[2];  /* element holding, or -1 */
     ngx_uint_t                       req_state;
@@ -176,6 +179,7 @@ struct ngx_http_proxy_wasm_ctx_s {
     unsigned                         in_early:1; /* ... with its last bytes,
                                                     before nginx's last buf */
     unsigned                         trailers_done:1;
+    unsigned                         queued:1;   /* in that list */
 };
 
 
@@ -255,6 +259,7 @@ void ngx_http_proxy_wasm_wake(void *host, void *stream);
 ngx_int_t ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
     ngx_http_proxy_wasm_stream_t *s, ngx_uint_t cb, size_t n, ngx_uint_t eos);
 void ngx_http_proxy_wasm_event_handler(ngx_event_t *ev);
+void ngx_http_proxy_wasm_unqueue(ngx_http_proxy_wasm_ctx_t *ctx);
 extern ngx_http_proxy_wasm_ctx_t  *ngx_http_proxy_wasm_live;
 
 /* ngx_http_proxy_wasm_local.c */

@@ -15,6 +15,15 @@
 #include "ngx_http_proxy_wasm.h"
 
 
+/* The period (ms) of the worker's check of requests paused by plugins: a
+ * worker exiting (reload, nginx -s quit) gives them up within about as
+ * long. */
+#define NGX_HTTP_PROXY_WASM_EXIT_CHECK  1000
+
+
+static void ngx_http_proxy_wasm_queue(ngx_http_proxy_wasm_ctx_t *ctx);
+
+
 /* Chain element s could not run (why: the library's reason) and the
  * failure policy gave `action`: logged; NGX_OK when the request goes on
  * without it (open), else NGX_ERROR (closed: the request is failed). */
@@ -162,6 +171,8 @@ ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
                        "proxy_wasm \"%V\" paused in %s", &s->filter->name,
                        pw_event_name(cb));
 
+        ngx_http_proxy_wasm_queue(ctx);
+
         return NGX_HTTP_PROXY_WASM_PAUSE;
 
     case PW_ACTION_LOCAL_RESPONSE:
@@ -232,79 +243,107 @@ ngx_http_proxy_wasm_apply_local(ngx_http_proxy_wasm_ctx_t *ctx)
 }
 
 
-/*
- * The VM of a stream this request paused on was discarded
- * (PW_PENDING_FAILED):
- * nothing can continue it any more. The failure policy applies as if that
- * plugin had failed in the callback that paused: 503 (closed), or the
- * request goes on without it (open; like a continue, whatever of that
- * direction is stopped goes on). Returns 0 when the request is not held by
- * such a stream (any more).
- */
+/* 1 if element s, holding the request paused, is to be given up: its
+ * VM was discarded (discarded), or (else) it is alive and waits for no
+ * call-out its own stream context made. */
 static ngx_uint_t
-ngx_http_proxy_wasm_stranded(ngx_http_proxy_wasm_ctx_t *ctx)
+ngx_http_proxy_wasm_gives_up(ngx_http_proxy_wasm_stream_t *s,
+    ngx_uint_t discarded)
+{
+    if (discarded) {
+        return s->link->discarded;
+    }
+
+    return s->link->stream != NULL && !s->link->failed && !s->link->ended
+           && pw_stream_callouts(s->link->stream) == 0;
+}
+
+
+/*
+ * The chain element holding the request paused that `gives_up` picks: s,
+ * its direction and the callback that paused; NULL when none (answered
+ * already, ending, or not held by such an element). discarded: an element
+ * whose VM was discarded (link->discarded); else an element still alive
+ * whose stream context waits for no call-out of its own (the worker
+ * exits, nothing of ours will wake it).
+ */
+static ngx_http_proxy_wasm_stream_t *
+ngx_http_proxy_wasm_holder(ngx_http_proxy_wasm_ctx_t *ctx,
+    ngx_uint_t discarded, ngx_uint_t *dir, ngx_uint_t *cb)
 {
     ngx_int_t                      i;
-    pw_action                      action;
-    ngx_uint_t                     dir, cb;
     ngx_http_proxy_wasm_stream_t  *s;
-    char                           why[PW_ERRLEN + 96];
 
-    if (ctx->failed || ctx->phase == NGX_HTTP_PROXY_WASM_PHASE_LOG) {
-        return 0;       /* answered already, or ending */
+    if (ctx->failed || ctx->gone
+        || ctx->phase == NGX_HTTP_PROXY_WASM_PHASE_LOG)
+    {
+        return NULL;       /* answered already, or ending */
     }
 
     s = NULL;
-    dir = NGX_HTTP_PROXY_WASM_REQ;
-    cb = PW_ON_REQUEST_HEADERS;
+    *dir = NGX_HTTP_PROXY_WASM_REQ;
+    *cb = PW_ON_REQUEST_HEADERS;
 
     if (ctx->req_state < NGX_HTTP_PROXY_WASM_REQ_LOCAL) {
         /* held in the rewrite phase */
         i = ctx->paused[NGX_HTTP_PROXY_WASM_REQ];
 
         if (ctx->req_hdr_paused
-            && ctx->streams[ctx->req_next - 1].link->discarded)
+            && ngx_http_proxy_wasm_gives_up(&ctx->streams[ctx->req_next - 1],
+                                            discarded))
         {
             s = &ctx->streams[ctx->req_next - 1];
 
-        } else if (i >= 0 && ctx->streams[i].link->discarded) {
+        } else if (i >= 0
+                   && ngx_http_proxy_wasm_gives_up(&ctx->streams[i],
+                                                   discarded))
+        {
             s = &ctx->streams[i];
-            cb = PW_ON_REQUEST_BODY;
+            *cb = PW_ON_REQUEST_BODY;
         }
     }
 
     i = ctx->paused[NGX_HTTP_PROXY_WASM_RESP];
 
-    if (s == NULL && i >= 0 && ctx->streams[i].link->discarded) {
-        s = &ctx->streams[i];
-        dir = NGX_HTTP_PROXY_WASM_RESP;
-        cb = ctx->headers_paused ? PW_ON_RESPONSE_HEADERS
-                                 : PW_ON_RESPONSE_BODY;
-    }
-
-    if (s == NULL) {
-        return 0;
-    }
-
-    action = pw_chain_stranded(&ctx->chain, s - ctx->streams, why,
-                               sizeof(why));
-
-    if (ngx_http_proxy_wasm_failed(ctx, s, pw_event_name(cb), why, action)
-        == NGX_OK)
+    if (s == NULL && i >= 0
+        && ngx_http_proxy_wasm_gives_up(&ctx->streams[i], discarded))
     {
-        /* open: skipped from now on */
+        s = &ctx->streams[i];
+        *dir = NGX_HTTP_PROXY_WASM_RESP;
+        *cb = ctx->headers_paused ? PW_ON_RESPONSE_HEADERS
+                                  : PW_ON_RESPONSE_BODY;
+    }
+
+    return s;
+}
+
+
+/*
+ * The element holding direction dir of the request failed and nothing will
+ * continue it; `open` is its failure policy's answer: the request goes on
+ * without it (like a continue, whatever of that direction is stopped goes
+ * on), or 503 (closed; ctx->failed is set).
+ */
+static void
+ngx_http_proxy_wasm_give_up(ngx_http_proxy_wasm_ctx_t *ctx, ngx_uint_t dir,
+    ngx_uint_t open)
+{
+    if (open) {
+        /* skipped from now on */
         if (dir == NGX_HTTP_PROXY_WASM_REQ) {
             ngx_http_proxy_wasm_resume_request(ctx);
         } else {
             ngx_http_proxy_wasm_resume_response(ctx);
         }
 
-        return 1;
+        return;
     }
+
+    ctx->failed = 1;
 
     if (dir == NGX_HTTP_PROXY_WASM_REQ) {
         ngx_http_proxy_wasm_answer_request(ctx, NGX_HTTP_PROXY_WASM_REQ_FAIL);
-        return 1;
+        return;
     }
 
     /* the 503 page replaces the response; what arrived while its headers
@@ -315,6 +354,35 @@ ngx_http_proxy_wasm_stranded(ngx_http_proxy_wasm_ctx_t *ctx)
 
     ngx_http_proxy_wasm_response_resumed(ctx,
         ngx_http_proxy_wasm_replace_output(ctx, NGX_HTTP_PROXY_WASM_FAIL));
+}
+
+
+/*
+ * The VM of a stream this request paused on was discarded
+ * (PW_PENDING_FAILED):
+ * nothing can continue it any more. The failure policy applies as if that
+ * plugin had failed in the callback that paused (give_up). Returns 0 when
+ * the request is not held by such a stream (any more).
+ */
+static ngx_uint_t
+ngx_http_proxy_wasm_stranded(ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    pw_action                      action;
+    ngx_uint_t                     dir, cb;
+    ngx_http_proxy_wasm_stream_t  *s;
+    char                           why[PW_ERRLEN + 96];
+
+    s = ngx_http_proxy_wasm_holder(ctx, 1, &dir, &cb);
+    if (s == NULL) {
+        return 0;
+    }
+
+    action = pw_chain_stranded(&ctx->chain, s - ctx->streams, why,
+                               sizeof(why));
+
+    ngx_http_proxy_wasm_give_up(ctx, dir,
+        ngx_http_proxy_wasm_failed(ctx, s, pw_event_name(cb), why, action)
+        == NGX_OK);
 
     return 1;
 }
@@ -402,4 +470,156 @@ ngx_http_proxy_wasm_event_handler(ngx_event_t *ev)
     }
 
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * A gracefully exiting worker (reload, nginx -s quit) ends once it has no
+ * timers but cancelable ones, closing the connections left. A request a
+ * plugin paused for something with no timer of ours (a tick, a shared
+ * queue, another request, nothing) has none: it would be dropped without
+ * an answer. So every request that paused is kept in a per-worker list
+ * until it ends, and while the list is not empty a non-cancelable timer
+ * checks it every NGX_HTTP_PROXY_WASM_EXIT_CHECK ms; once the worker
+ * exits, each request still paused by a plugin is given up by that
+ * plugin's failure policy, as if the plugin had failed in the callback
+ * that paused (open: the request goes on without it; closed: 503). A
+ * request paused while its plugin's own stream context waits for a
+ * call-out is left to the call (its timer holds the worker). The timer
+ * stops once no request is held, and the worker can end.
+ */
+static ngx_queue_t  ngx_http_proxy_wasm_paused_list;
+static ngx_event_t  ngx_http_proxy_wasm_exit_ev;
+
+
+/* 1 if a plugin holds ctx's request paused (either side) and it is not
+ * answered or ending. */
+static ngx_uint_t
+ngx_http_proxy_wasm_is_held(ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    return !ctx->failed && !ctx->gone
+           && ctx->phase != NGX_HTTP_PROXY_WASM_PHASE_LOG
+           && (ngx_http_proxy_wasm_held(ctx, NGX_HTTP_PROXY_WASM_REQ)
+               || ngx_http_proxy_wasm_held(ctx, NGX_HTTP_PROXY_WASM_RESP));
+}
+
+
+/* The worker exits: the plugin holding ctx's request paused, if nothing
+ * else will wake it, is given up by its failure policy. */
+static void
+ngx_http_proxy_wasm_exit_request(ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    ngx_uint_t                     dir, cb, open;
+    ngx_connection_t              *c;
+    ngx_http_proxy_wasm_stream_t  *s;
+
+    s = ngx_http_proxy_wasm_holder(ctx, 0, &dir, &cb);
+    if (s == NULL) {
+        return;
+    }
+
+    c = ctx->r->connection;
+    ngx_http_set_log_request(c->log, ctx->r);
+
+    open = (pw_chain_fail(&ctx->chain, s - ctx->streams) != PW_ACTION_ERROR);
+
+    ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                  "proxy_wasm: worker exiting: request paused by plugin "
+                  "\"%V\" in %s resumed by its failure policy (%s)",
+                  &s->filter->name, pw_event_name(cb),
+                  open ? "open" : "closed");
+
+    /* may end the request and free ctx */
+    ngx_http_proxy_wasm_give_up(ctx, dir, open);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_proxy_wasm_exit_check(ngx_event_t *ev)
+{
+    ngx_uint_t                  rearm;
+    ngx_queue_t                 seen, *q;
+    ngx_http_proxy_wasm_ctx_t  *ctx;
+
+    if (ngx_exiting) {
+        /* one by one, each moved to `seen` first: giving a request up can
+         * end it (it leaves whichever list it is in), never another one */
+        ngx_queue_init(&seen);
+
+        while (!ngx_queue_empty(&ngx_http_proxy_wasm_paused_list)) {
+            q = ngx_queue_head(&ngx_http_proxy_wasm_paused_list);
+            ngx_queue_remove(q);
+            ngx_queue_insert_tail(&seen, q);
+
+            ngx_http_proxy_wasm_exit_request(
+                ngx_queue_data(q, ngx_http_proxy_wasm_ctx_t, held_q));
+        }
+
+        if (!ngx_queue_empty(&seen)) {
+            ngx_queue_add(&ngx_http_proxy_wasm_paused_list, &seen);
+        }
+
+        /* again while a request is held (e.g. a later plugin paused it
+         * after an open one was given up, or a call-out's answer comes) */
+        rearm = 0;
+
+        for (q = ngx_queue_head(&ngx_http_proxy_wasm_paused_list);
+             q != ngx_queue_sentinel(&ngx_http_proxy_wasm_paused_list);
+             q = ngx_queue_next(q))
+        {
+            ctx = ngx_queue_data(q, ngx_http_proxy_wasm_ctx_t, held_q);
+
+            if (ngx_http_proxy_wasm_is_held(ctx)) {
+                rearm = 1;
+                break;
+            }
+        }
+
+    } else {
+        rearm = !ngx_queue_empty(&ngx_http_proxy_wasm_paused_list);
+    }
+
+    if (rearm) {
+        ngx_add_timer(ev, NGX_HTTP_PROXY_WASM_EXIT_CHECK);
+    }
+}
+
+
+/* A plugin paused ctx's request: into the worker's list (once), and the
+ * check armed. */
+static void
+ngx_http_proxy_wasm_queue(ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    ngx_event_t  *ev;
+
+    if (ngx_http_proxy_wasm_paused_list.next == NULL) {
+        ngx_queue_init(&ngx_http_proxy_wasm_paused_list);
+    }
+
+    if (!ctx->queued) {
+        ngx_queue_insert_tail(&ngx_http_proxy_wasm_paused_list, &ctx->held_q);
+        ctx->queued = 1;
+    }
+
+    ev = &ngx_http_proxy_wasm_exit_ev;
+
+    if (!ev->timer_set) {
+        ev->handler = ngx_http_proxy_wasm_exit_check;
+        ev->log = ngx_cycle->log;
+        ev->cancelable = 0;
+        ngx_add_timer(ev, NGX_HTTP_PROXY_WASM_EXIT_CHECK);
+    }
+}
+
+
+/* ctx's streams end: out of the list. */
+void
+ngx_http_proxy_wasm_unqueue(ngx_http_proxy_wasm_ctx_t *ctx)
+{
+    if (ctx->queued) {
+        ngx_queue_remove(&ctx->held_q);
+        ctx->queued = 0;
+    }
 }

@@ -634,6 +634,8 @@ ngx_http_proxy_wasm_end_streams(ngx_http_proxy_wasm_ctx_t *ctx,
 
     ctx->phase = NGX_HTTP_PROXY_WASM_PHASE_LOG;
 
+    ngx_http_proxy_wasm_unqueue(ctx);
+
     if (ctx->event.posted) {
         ngx_delete_posted_event(&ctx->event);
     }
