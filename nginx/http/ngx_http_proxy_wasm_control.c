@@ -244,8 +244,9 @@ ngx_http_proxy_wasm_apply_local(ngx_http_proxy_wasm_ctx_t *ctx)
 
 
 /* 1 if element s, holding the request paused, is to be given up: its
- * VM was discarded (discarded), or (else) it is alive and waits for no
- * call-out its own stream context made. */
+ * VM was discarded (discarded), or (else) it is alive, has no action
+ * pending (e.g. a continue from a call's answer, not applied yet) and
+ * waits for no call-out its own stream context made. */
 static ngx_uint_t
 ngx_http_proxy_wasm_gives_up(ngx_http_proxy_wasm_stream_t *s,
     ngx_uint_t discarded)
@@ -255,6 +256,7 @@ ngx_http_proxy_wasm_gives_up(ngx_http_proxy_wasm_stream_t *s,
     }
 
     return s->link->stream != NULL && !s->link->failed && !s->link->ended
+           && pw_stream_pending(s->link->stream) == 0
            && pw_stream_callouts(s->link->stream) == 0;
 }
 
@@ -490,6 +492,8 @@ ngx_http_proxy_wasm_event_handler(ngx_event_t *ev)
  */
 static ngx_queue_t  ngx_http_proxy_wasm_paused_list;
 static ngx_event_t  ngx_http_proxy_wasm_exit_ev;
+/* its data: nginx's debug log of timers reads ev->data as a connection */
+static ngx_connection_t  ngx_http_proxy_wasm_exit_conn;
 
 
 /* 1 if a plugin holds ctx's request paused (either side) and it is not
@@ -512,6 +516,10 @@ ngx_http_proxy_wasm_exit_request(ngx_http_proxy_wasm_ctx_t *ctx)
     ngx_uint_t                     dir, cb, open;
     ngx_connection_t              *c;
     ngx_http_proxy_wasm_stream_t  *s;
+
+    if (ctx->event.posted) {
+        return;     /* something to apply first (e.g. a call's continue) */
+    }
 
     s = ngx_http_proxy_wasm_holder(ctx, 0, &dir, &cb);
     if (s == NULL) {
@@ -606,6 +614,8 @@ ngx_http_proxy_wasm_queue(ngx_http_proxy_wasm_ctx_t *ctx)
     ev = &ngx_http_proxy_wasm_exit_ev;
 
     if (!ev->timer_set) {
+        ngx_http_proxy_wasm_exit_conn.fd = (ngx_socket_t) -1;
+        ev->data = &ngx_http_proxy_wasm_exit_conn;
         ev->handler = ngx_http_proxy_wasm_exit_check;
         ev->log = ngx_cycle->log;
         ev->cancelable = 0;
