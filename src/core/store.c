@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/core.h"
 
@@ -84,6 +85,7 @@ typedef struct st_item {
 typedef struct st_queue {
     uint32_t id;
     uint32_t owner_slot; /* process of the root context that registered it */
+    uint32_t owner_pid;  /* the process, */
     uint64_t owner_vm;   /* and its VM there (pw_vm.queue_owner) */
     uint32_t pending;    /* items enqueued since the last delivery */
     uint32_t klen;       /* its vm_id-qualified name */
@@ -669,6 +671,7 @@ proxy_status_t pw_store_queue_register(pw_store *st, pw_str vm_id, pw_str name, 
         q->root_id = owner;
         q->root_len = (uint32_t)root_id.len;
         q->owner_slot = st->slot;
+        q->owner_pid = (uint32_t)getpid();
         q->owner_vm = owner_vm;
         *id = q->id;
     } else {
@@ -772,18 +775,23 @@ proxy_status_t pw_store_queue_dequeue(pw_store *st, uint32_t id, char **value, s
 }
 
 /* Takes the deliveries due to the VM `owner_vm` of this process for
- * vm_id: up to max of (queue id, count, root_id copy). Returns how many. */
+ * vm_id: up to max of (queue id, count, root_id copy). Returns how many.
+ * A queue registered in another process that shares this process's slot
+ * (nginx: workers beyond the slots of a store kept across a reload share
+ * slot 0 and its wake-up pipe, and either may be woken) is taken by any VM
+ * of the vm_id here: its registrant may never be woken. */
 size_t pw_store_queue_due(pw_store *st, pw_str vm_id, uint64_t owner_vm, pw_store_due *due,
                           size_t max) {
     size_t n = 0;
+    uint32_t pid = (uint32_t)getpid();
     LOCK(st);
     st_root *r = st->root;
     for (uint32_t i = 0; i < r->nqueues && n < max; i++) {
         st_queue *q = r->queues[i];
         uint32_t vl;
         memcpy(&vl, q->key, 4);
-        if (!q->pending || q->owner_slot != st->slot || q->owner_vm != owner_vm ||
-            vl != vm_id.len ||
+        if (!q->pending || q->owner_slot != st->slot ||
+            (q->owner_pid == pid && q->owner_vm != owner_vm) || vl != vm_id.len ||
             (vl && memcmp(q->key + 4, vm_id.data, vl)))
             continue;
         size_t rl = q->root_len < sizeof due[n].root_id ? q->root_len : sizeof due[n].root_id;
