@@ -10,6 +10,7 @@
  *   trace.c    hostcalls rendered like strace, guest memory decoding
  *   plugin.c   loading a .wasm or a `pwasm compile` artifact, compiling
  *   inspect.c, run.c, test.c, bench.c: the subcommands
+ *   report.c   JUnit XML and TAP reports of `pwasm test`
  */
 #ifndef PWASM_CLI_H
 #define PWASM_CLI_H
@@ -675,5 +676,33 @@ void session_close(session *s);
 
 /* Shared by run/test/bench: a runtime with the default cache. */
 pw_runtime *cli_runtime(char *err, size_t errlen);
+
+/* Exit statuses, the same for every subcommand (docs/CLI.md "Exit
+ * status", pwasm --help). */
+enum {
+    CLI_EXIT_OK = 0,    /* passed: every test, the plugin started, ... */
+    CLI_EXIT_FAIL = 1,  /* a test failed, the plugin did not start, inspect found a problem */
+    CLI_EXIT_USAGE = 2, /* a bad command line (option, argument, --junit path) */
+    CLI_EXIT_LOAD = 3,  /* a plugin, fixture or test file could not be read, parsed or compiled */
+};
+
+/* ----------------------------------------------------------- report.c */
+
+/* Machine-readable results of `pwasm test`: JUnit XML and TAP 13. */
+enum test_result { RESULT_PASS, RESULT_FAIL, RESULT_ERROR, RESULT_SKIP };
+typedef struct report report;
+/* junit: the XML file to write at the end ("-": stdout), or NULL; tap:
+ * print TAP 13 on stdout. NULL with err when the file cannot be opened. */
+report *report_open(const char *junit, int tap, char *err, size_t errlen);
+/* The test file whose tests follow (a JUnit testsuite). */
+void report_file(report *r, const char *path);
+/* One test: its name, the line of the test file it starts at (0: none),
+ * message (the first failure, the skip reason, the load error), text (the
+ * whole failure report), in seconds. */
+void report_case(report *r, const char *name, size_t line, enum test_result result,
+                 const char *message, const char *text, double seconds);
+/* Writes the JUnit file and the TAP plan, frees r. -1 with err when the
+ * file could not be written. */
+int report_close(report *r, char *err, size_t errlen);
 
 #endif

@@ -94,14 +94,14 @@ int cmd_inspect(int argc, char **argv) {
     size_t len;
     if (read_file(path, &bytes, &len) != 0) {
         fprintf(stderr, "pwasm: cannot read %s: %s\n", path, strerror(errno));
-        return 2;
+        return CLI_EXIT_LOAD;
     }
     pw_module_info info;
     char err[PW_ERRLEN], sig[256];
     if (pw_module_info_read(bytes, len, &info, err, sizeof err) != PW_OK) {
         fprintf(stderr, "pwasm: %s: %s\n", path, err);
         free(bytes);
-        return 1;
+        return CLI_EXIT_LOAD;
     }
     const char *start = info.has_start_section ? "start section" : "none";
     if (info.start)

@@ -94,7 +94,7 @@ int cmd_compile(int argc, char **argv) {
     pw_runtime *rt = cli_runtime(err, sizeof err);
     if (!rt) {
         fprintf(stderr, "pwasm: %s\n", err);
-        return 1;
+        return CLI_EXIT_LOAD;
     }
     char *stem = file_stem(in);
     int rc = pw_module_compile(rt, name ? name : stem, in, out, err, sizeof err);
@@ -102,7 +102,7 @@ int cmd_compile(int argc, char **argv) {
     pw_runtime_free(rt);
     if (rc != PW_OK) {
         fprintf(stderr, "pwasm: %s\n", err);
-        return 1;
+        return CLI_EXIT_LOAD;
     }
     printf("%s: compiled %s for this machine; pwasm run/test/bench accept it in place of the "
            ".wasm\n",

@@ -20,7 +20,8 @@ static const struct command {
      "pwasm implements it yet), its exports, and whether this host can run it.\n"
      "Exit status 1 when an import is not provided or the module is no\n"
      "Proxy-Wasm plugin this host can run (no ABI marker, a callback of a\n"
-     "signature it cannot call, no allocator).\n"},
+     "signature it cannot call, no allocator); 3 when the file cannot be read or\n"
+     "is no Wasm module.\n"},
     {"compile", cmd_compile, "compile PLUGIN.wasm -o OUT [--name NAME]",
      "Compiles the plugin to native code for this machine and writes an\n"
      "artifact (the module plus its compiled code) that run, test, bench and the\n"
@@ -28,7 +29,8 @@ static const struct command {
      "compiler. Another pwasm version refuses the artifact.\n"
      "\n"
      "  -o, --output OUT   the artifact to write\n"
-     "  -n, --name NAME    the module name used in messages (default: file stem)\n"},
+     "  -n, --name NAME    the module name used in messages (default: file stem)\n"
+     "Exit status 3 when the plugin cannot be compiled or OUT written.\n"},
     {"run", cmd_run,
      "run PLUGIN [--config STR|@FILE] [--vm-config STR|@FILE] [--root-id ID]\n"
      "                  [--vm-id ID] [--name NAME] [--log-level LEVEL] [--trace] [FIXTURE]",
@@ -50,16 +52,24 @@ static const struct command {
      "  --vm-id ID, --name NAME  the VM id and the plugin name\n"
      "  --log-level LEVEL      level reported to the plugin (default trace)\n"
      "  --trace                print every hostcall with its arguments and result\n"
-     "Exit status 1 when the plugin does not start.\n"},
-    {"test", cmd_test, "test [--verbose] [--trace] FILE|DIR...",
+     "Exit status 1 when the plugin does not start, 3 when the plugin or the\n"
+     "fixture cannot be loaded.\n"},
+    {"test", cmd_test,
+     "test [--verbose] [--trace] [--filter RE] [--junit FILE] [--tap] FILE|DIR...",
      "Runs YAML test files (DIR: every *.yaml / *.yml below it, sorted). Each\n"
      "test starts its plugins on fresh VMs and a fresh store, replays one\n"
      "exchange (or its steps) and checks its expectations; a\n"
      "failed expectation prints expected (-) against actual (+). Ends with\n"
-     "\"N passed, N failed\"; exit status 1 on any failure.\n"
+     "\"N passed, N failed\". Exit status 1 when a test failed, 3 when a test\n"
+     "file or a plugin could not be loaded (over 1).\n"
      "\n"
-     "  -v, --verbose   also print what happened (as pwasm run) for failed tests\n"
-     "  -t, --trace     as --verbose, with every hostcall\n"},
+     "  -v, --verbose     also print what happened (as pwasm run) for failed tests\n"
+     "  -t, --trace       as --verbose, with every hostcall\n"
+     "  -k, --filter RE   run only the tests whose name matches RE (POSIX extended,\n"
+     "                    searched); exit status 2 when it selects none\n"
+     "  -j, --junit FILE  also write the results as JUnit XML to FILE (-: stdout)\n"
+     "  --tap             print the results as TAP version 13 on stdout\n"
+     "With --tap or --junit -, the report for people goes to stderr.\n"},
     {"bench", cmd_bench,
      "bench PLUGIN [FIXTURE] [-n N] [--warmup N] [--json] [--config STR|@FILE]\n"
      "                    [--vm-config STR|@FILE] [--root-id ID] [--vm-id ID]\n"
@@ -72,7 +82,10 @@ static const struct command {
      "  -n, --requests N   timed requests (default 10000)\n"
      "  -w, --warmup N     untimed requests first (default N/10, at most 1000)\n"
      "  -j, --json         one JSON object instead of text\n"
-     "  --log-level LEVEL  level reported to the plugin (default info)\n"},
+     "  --log-level LEVEL  level reported to the plugin (default info)\n"
+     "  --config, --vm-config, --root-id, --vm-id, --name as for run\n"
+     "Exit status 1 when the plugin does not start, 3 when the plugin or the\n"
+     "fixture cannot be loaded.\n"},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 
@@ -88,7 +101,14 @@ void usage(FILE *f, const char *cmd) {
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(f, "  pwasm %s\n", commands[i].synopsis);
     fputs("\nPLUGIN is a .wasm file or an artifact of pwasm compile. Compiled plugins\n"
-          "are cached in $PWASM_CACHE_DIR when it is set. Manual: docs/CLI.md.\n",
+          "are cached in $PWASM_CACHE_DIR when it is set. Manual: docs/CLI.md, man pwasm.\n"
+          "\n"
+          "Exit status, of every command:\n"
+          "  0  success: every test passed, the plugin started, the module can run\n"
+          "  1  a test failed, the plugin did not start (run, bench), inspect found\n"
+          "     a problem\n"
+          "  2  usage error: an unknown command or option, a missing or bad argument\n"
+          "  3  a plugin, fixture or test file could not be read, parsed or compiled\n",
           f);
 }
 

@@ -442,14 +442,14 @@ int session_open(session *s, int argc, char **argv) {
     char err[PW_ERRLEN];
     if (cli_fixture(&s->fx, argv[optind + 1], s->flags, err, sizeof err)) {
         fprintf(stderr, "pwasm %s: %s\n", s->cmd, err);
-        return 2;
+        return CLI_EXIT_LOAD;
     }
     s->opened = 1;
     if (!(s->rt = cli_runtime(err, sizeof err)) ||
         plugin_load(s->rt, s->plugin_path, NULL, &s->m, err, sizeof err) ||
         plugin_restrict(s->m, s->fx.plugin.capabilities, 1, err, sizeof err)) {
         fprintf(stderr, "pwasm: %s\n", err);
-        return 1;
+        return CLI_EXIT_LOAD;
     }
     return 0;
 }

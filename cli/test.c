@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -993,8 +994,43 @@ static void run_steps(checker *ck, host *h, const fixture *fx) {
 
 typedef struct totals {
     int passed, failed, skipped;
+    int errors; /* of failed: a test file or plugin that could not be loaded */
     int verbose, trace;
+    FILE *out;          /* the report for people: stdout, stderr under --tap */
+    report *rep;        /* JUnit and TAP */
+    const char *filter; /* --filter: only the tests whose name matches */
+    int selected;       /* tests the filter selected */
 } totals;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A test that could not run (its file, its plugin): counted as failed,
+ * an error in the reports, exit status 3. */
+static void test_error(totals *tot, const char *name, size_t line, const char *err, double t0) {
+    fprintf(tot->out, "  FAIL  %s\n    %s\n", name, err);
+    tot->failed++;
+    tot->errors++;
+    report_case(tot->rep, name, line, RESULT_ERROR, err, NULL, now_s() - t0);
+}
+
+/* The first line of a failure report, without its indent and colon, and
+ * how many more failures follow: the JUnit and TAP message. */
+static char *failure_message(const char *text, int failures) {
+    buf m = {0};
+    while (*text == ' ')
+        text++;
+    size_t n = strcspn(text, "\n");
+    if (n && text[n - 1] == ':')
+        n--;
+    buf_put(&m, text, n);
+    if (failures > 1)
+        buf_printf(&m, " (and %d more failure%s)", failures - 1, failures > 2 ? "s" : "");
+    return m.p;
+}
 
 static void run_test(modcache *mc, ydoc *d, const fixture *base, yaml_node_t *t, int index,
                      totals *tot) {
@@ -1006,11 +1042,19 @@ static void run_test(modcache *mc, ydoc *d, const fixture *base, yaml_node_t *t,
     snprintf(fallback, sizeof fallback, "test %d", index + 1);
     if (!name)
         name = fallback;
+    size_t line = t->start_mark.line + 1;
+    double t0 = now_s();
+    if (tot->filter && regex_find(tot->filter, name, strlen(name), err, sizeof err) != 1) {
+        free(keys);
+        return;
+    }
+    tot->selected++;
     yaml_node_t *skip = ymap_get(d, t, "skip");
     if (skip && !ynull(skip)) {
         const char *why = yscalar(skip, NULL);
-        printf("  skip  %s%s%s\n", name, why ? ": " : "", why ? why : "");
+        fprintf(tot->out, "  skip  %s%s%s\n", name, why ? ": " : "", why ? why : "");
         tot->skipped++;
+        report_case(tot->rep, name, line, RESULT_SKIP, why, NULL, 0);
         free(keys);
         return;
     }
@@ -1018,8 +1062,7 @@ static void run_test(modcache *mc, ydoc *d, const fixture *base, yaml_node_t *t,
     fixture_copy(&fx, base);
     if (ycheck_keys(d, t, keys, "a test", err, sizeof err) ||
         fixture_parse(&fx, d, t, 1, err, sizeof err)) {
-        printf("  FAIL  %s\n    %s\n", name, err);
-        tot->failed++;
+        test_error(tot, name, line, err, t0);
         fixture_free(&fx);
         free(keys);
         return;
@@ -1028,8 +1071,7 @@ static void run_test(modcache *mc, ydoc *d, const fixture *base, yaml_node_t *t,
     fixture_finish(&fx);
     if (!fx.plugin.path) {
         yerr(d, t, err, sizeof err, "no plugin: give `plugin:` in the file or the test");
-        printf("  FAIL  %s\n    %s\n", name, err);
-        tot->failed++;
+        test_error(tot, name, line, err, t0);
         fixture_free(&fx);
         return;
     }
@@ -1037,8 +1079,7 @@ static void run_test(modcache *mc, ydoc *d, const fixture *base, yaml_node_t *t,
     if (m && plugin_restrict(m, fx.plugin.capabilities, 0, err, sizeof err))
         m = NULL;
     if (!m) {
-        printf("  FAIL  %s\n    %s\n", name, err);
-        tot->failed++;
+        test_error(tot, name, line, err, t0);
         fixture_free(&fx);
         return;
     }
@@ -1069,25 +1110,55 @@ static void run_test(modcache *mc, ydoc *d, const fixture *base, yaml_node_t *t,
         check_callouts(&ck, &fx);
     int failures = check(&ck, ymap_get(d, t, "expect"));
     if (failures) {
-        printf("  FAIL  %s\n%s", name, ck.out.p ? ck.out.p : "");
-        if (tot->verbose) {
-            printf("    what happened:\n");
-            print_exchange(stdout, &x, tot->trace);
+        const char *text = ck.out.p ? ck.out.p : "";
+        fprintf(tot->out, "  FAIL  %s\n%s", name, text);
+        /* The reports carry what the person reads, "what happened" too. */
+        char *all = NULL;
+        size_t all_len = 0;
+        FILE *mem = tot->verbose ? open_memstream(&all, &all_len) : NULL;
+        if (mem) {
+            fprintf(mem, "%s    what happened:\n", text);
+            print_exchange(mem, &x, tot->trace);
+            fclose(mem);
+            fputs(all, tot->out);
+        } else if (tot->verbose) {
+            fprintf(tot->out, "    what happened:\n");
+            print_exchange(tot->out, &x, tot->trace);
         }
+        char *msg = failure_message(text, failures);
+        /* A malformed expectation is the test file's error, not the plugin's. */
+        report_case(tot->rep, name, line, ck.bad ? RESULT_ERROR : RESULT_FAIL, msg,
+                    all ? all : text, now_s() - t0);
+        free(msg);
+        free(all);
         tot->failed++;
+        tot->errors += ck.bad != 0;
     } else {
-        printf("  ok    %s\n", name);
+        fprintf(tot->out, "  ok    %s\n", name);
         tot->passed++;
+        report_case(tot->rep, name, line, RESULT_PASS, NULL, NULL, now_s() - t0);
     }
     buf_free(&ck.out);
     exchange_free(&x);
     fixture_free(&fx);
 }
 
+/* A test file that could not be read or parsed: one error, named after
+ * the file, in the reports. */
+static void file_error(totals *tot, const char *path, const char *err, double t0) {
+    fprintf(tot->out, "  FAIL  %s\n", err);
+    tot->failed++;
+    tot->errors++;
+    const char *base = strrchr(path, '/');
+    report_case(tot->rep, base ? base + 1 : path, 0, RESULT_ERROR, err, NULL, now_s() - t0);
+}
+
 static void run_file(modcache *mc, const char *path, totals *tot) {
     char err[PW_ERRLEN];
     ydoc d;
-    printf("%s\n", path);
+    double t0 = now_s();
+    fprintf(tot->out, "%s\n", path);
+    report_file(tot->rep, path);
     const char **keys = keys_with(file_keys_extra, 2);
     fixture base;
     fixture_init(&base);
@@ -1095,15 +1166,13 @@ static void run_file(modcache *mc, const char *path, totals *tot) {
     if (ydoc_load(&d, path, err, sizeof err) ||
         ycheck_keys(&d, yroot(&d), keys, "a test file", err, sizeof err) ||
         fixture_parse(&base, &d, yroot(&d), 1, err, sizeof err)) {
-        printf("  FAIL  %s\n", err);
-        tot->failed++;
+        file_error(tot, path, err, t0);
         goto out;
     }
     tests = ymap_get(&d, yroot(&d), "tests");
     if (!tests || tests->type != YAML_SEQUENCE_NODE) {
         yerr(&d, tests ? tests : yroot(&d), err, sizeof err, "expected `tests:`, a list of tests");
-        printf("  FAIL  %s\n", err);
-        tot->failed++;
+        file_error(tot, path, err, t0);
         goto out;
     }
     int i = 0;
@@ -1112,8 +1181,7 @@ static void run_file(modcache *mc, const char *path, totals *tot) {
         yaml_node_t *t = ynode(&d, *it);
         if (t->type != YAML_MAPPING_NODE) {
             yerr(&d, t, err, sizeof err, "each test must be a mapping");
-            printf("  FAIL  %s\n", err);
-            tot->failed++;
+            file_error(tot, path, err, now_s());
             continue;
         }
         run_test(mc, &d, &base, t, i, tot);
@@ -1170,12 +1238,17 @@ static void collect(const char *dir, char ***files, size_t *n) {
 int cmd_test(int argc, char **argv) {
     static const struct option opts[] = {{"verbose", no_argument, 0, 'v'},
                                          {"trace", no_argument, 0, 't'},
+                                         {"junit", required_argument, 0, 'j'},
+                                         {"tap", no_argument, 0, 'T'},
+                                         {"filter", required_argument, 0, 'k'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    totals tot = {0};
-    int c;
+    totals tot = {.out = stdout};
+    const char *junit = NULL;
+    int tap = 0, c;
+    char err[PW_ERRLEN];
     optind = 1;
-    while ((c = getopt_long(argc, argv, "vth", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "vtj:k:h", opts, NULL)) != -1) {
         switch (c) {
         case 'v':
             tot.verbose = 1;
@@ -1183,27 +1256,49 @@ int cmd_test(int argc, char **argv) {
         case 't':
             tot.verbose = tot.trace = 1;
             break;
+        case 'j':
+            junit = optarg;
+            break;
+        case 'T':
+            tap = 1;
+            break;
+        case 'k':
+            tot.filter = optarg;
+            if (regex_find(optarg, "", 0, err, sizeof err) < 0) {
+                fprintf(stderr, "pwasm test: --filter \"%s\": %s\n", optarg, err);
+                return CLI_EXIT_USAGE;
+            }
+            break;
         case 'h':
             usage(stdout, "test");
-            return 0;
+            return CLI_EXIT_OK;
         default:
             usage(stderr, "test");
-            return 2;
+            return CLI_EXIT_USAGE;
         }
     }
     if (optind == argc) {
         fputs("pwasm test: missing FILE or DIR (YAML test files, or directories of them)\n\n",
               stderr);
         usage(stderr, "test");
-        return 2;
+        return CLI_EXIT_USAGE;
     }
+    if (tap && junit && !strcmp(junit, "-")) {
+        fputs("pwasm test: --tap and --junit - both want stdout: give --junit a FILE\n", stderr);
+        return CLI_EXIT_USAGE;
+    }
+    /* stdout carries the TAP stream or the XML: the report for people goes
+     * to stderr then. */
+    if (tap || (junit && !strcmp(junit, "-")))
+        tot.out = stderr;
     char **files = NULL;
     size_t nfiles = 0;
+    int missing = 0;
     for (int i = optind; i < argc; i++) {
         struct stat st;
         if (stat(argv[i], &st) != 0) {
             fprintf(stderr, "pwasm test: %s: no such file or directory\n", argv[i]);
-            tot.failed++;
+            missing++;
             continue;
         }
         if (S_ISDIR(st.st_mode)) {
@@ -1216,12 +1311,33 @@ int cmd_test(int argc, char **argv) {
             files[nfiles++] = xstrdup(argv[i]);
         }
     }
-    char err[PW_ERRLEN];
+    tot.rep = report_open(junit, tap, err, sizeof err);
+    if (!tot.rep) {
+        fprintf(stderr, "pwasm test: %s\n", err);
+        for (size_t i = 0; i < nfiles; i++)
+            free(files[i]);
+        free(files);
+        return CLI_EXIT_USAGE;
+    }
+    /* A FILE or DIR that is not there: an error of its own in the reports. */
+    for (int i = optind; i < argc; i++) {
+        struct stat st;
+        if (stat(argv[i], &st) == 0)
+            continue;
+        report_file(tot.rep, argv[i]);
+        snprintf(err, sizeof err, "%s: no such file or directory", argv[i]);
+        report_case(tot.rep, argv[i], 0, RESULT_ERROR, err, NULL, 0);
+    }
+    tot.failed = tot.errors = missing;
     modcache mc = {0};
     mc.rt = cli_runtime(err, sizeof err);
     if (!mc.rt) {
         fprintf(stderr, "pwasm: %s\n", err);
-        return 1;
+        report_close(tot.rep, err, sizeof err);
+        for (size_t i = 0; i < nfiles; i++)
+            free(files[i]);
+        free(files);
+        return CLI_EXIT_LOAD;
     }
     for (size_t i = 0; i < nfiles; i++) {
         run_file(&mc, files[i], &tot);
@@ -1236,9 +1352,18 @@ int cmd_test(int argc, char **argv) {
     free(mc.paths);
     free(mc.mods);
     pw_runtime_free(mc.rt);
-    printf("%d passed, %d failed", tot.passed, tot.failed);
+    fprintf(tot.out, "%d passed, %d failed", tot.passed, tot.failed);
     if (tot.skipped)
-        printf(", %d skipped", tot.skipped);
-    printf("\n");
-    return tot.failed ? 1 : 0;
+        fprintf(tot.out, ", %d skipped", tot.skipped);
+    fprintf(tot.out, "\n");
+    int rc = tot.errors ? CLI_EXIT_LOAD : tot.failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+    if (report_close(tot.rep, err, sizeof err)) {
+        fprintf(stderr, "pwasm test: %s\n", err);
+        rc = CLI_EXIT_USAGE;
+    }
+    if (tot.filter && !tot.selected && !tot.errors) {
+        fprintf(stderr, "pwasm test: --filter \"%s\" selected no test\n", tot.filter);
+        rc = CLI_EXIT_USAGE;
+    }
+    return rc;
 }

@@ -116,7 +116,7 @@ def test_compile_refuses_what_is_not_a_plugin(tmp_path):
     bad = tmp_path / "x.wasm"
     bad.write_bytes(b"hello")
     r = pwasm("compile", bad, "-o", tmp_path / "out")
-    assert r.returncode == 1
+    assert r.returncode == 3
     assert "not a Wasm module" in r.stderr
     assert not (tmp_path / "out").exists()
 
@@ -222,7 +222,7 @@ def test_run_bad_fixture_has_line_and_column(tmp_path):
     fx = tmp_path / "fx.yaml"
     fx.write_text("request:\n  headers:\n    a: b\n  bdy: x\n")
     r = pwasm("run", EXAMPLES / "deny.wasm", fx)
-    assert r.returncode == 2
+    assert r.returncode == 3
     assert f"{fx}:4:3: unknown key \"bdy\" in request" in r.stderr
 
 
@@ -373,7 +373,7 @@ def test_bad_steps_and_connections_have_line_and_column(tmp_path, item, message)
     t = tmp_path / "s.yaml"
     t.write_text(f"plugin: {EXAMPLES}/shared_counter.wasm\ntests:\n  - {item}\n")
     r = pwasm("test", t)
-    assert r.returncode == 1
+    assert r.returncode == 3
     assert re.search(re.escape(str(t)) + r":3:\d+: " + re.escape(message), r.stdout), r.stdout
 
 
@@ -540,7 +540,7 @@ def test_a_connection_and_a_request_in_one_place_are_refused(tmp_path):
     fx = tmp_path / "fx.yaml"
     fx.write_text("request: {headers: {a: b}}\nconnection: [{downstream: x}]\n")
     r = pwasm("run", TCP, fx)
-    assert r.returncode == 2
+    assert r.returncode == 3
     assert "give connection or request/response, not both" in r.stderr
 
 
@@ -548,7 +548,7 @@ def test_bad_yaml_has_line_and_column(tmp_path):
     t = tmp_path / "bad.yaml"
     t.write_text("plugin: x.wasm\ntests:\n  - name: a\n    expect: {log: [a, b}\n")
     r = pwasm("test", t)
-    assert r.returncode == 1
+    assert r.returncode == 3
     assert re.search(re.escape(str(t)) + r":4:\d+: did not find expected ',' or ']'",
                      r.stdout)
     assert "0 passed, 1 failed" in r.stdout
@@ -559,7 +559,7 @@ def test_unknown_keys_have_line_and_column(tmp_path):
     t.write_text(f"plugin: {EXAMPLES}/add_header.wasm\ntests:\n"
                  "  - name: typo\n    expect:\n      respnse: {}\n")
     r = pwasm("test", t)
-    assert r.returncode == 1
+    assert r.returncode == 3
     assert f"{t}:5:7: unknown key \"respnse\" in expect" in r.stdout
 
 
@@ -567,7 +567,7 @@ def test_missing_plugin_fails_the_test(tmp_path):
     t = tmp_path / "nop.yaml"
     t.write_text("plugin: nowhere.wasm\ntests:\n  - name: a\n")
     r = pwasm("test", t)
-    assert r.returncode == 1
+    assert r.returncode == 3
     assert "nowhere.wasm" in r.stdout
 
 
@@ -641,7 +641,7 @@ def test_a_yaml_error_has_one_location(tmp_path):
     t.write_text(f"plugin: {EXAMPLES / 'add_header.wasm'}\nconfig: x-a=b\ntests:\n"
                  "  - name: a\n    expect:\n      response:\n        body: {x: 1}\n")
     r = pwasm("test", t)
-    assert r.returncode == 1
+    assert r.returncode == 3
     assert f"{t}:7:15: expected a string" in r.stdout, r.stdout
     assert r.stdout.count(f"{t}:") == 1, r.stdout
 
@@ -667,7 +667,7 @@ def test_run_reports_denied_imports_and_the_plugin_still_runs(tmp_path):
     # an unknown group is refused, naming it and the known ones
     fx.write_text("capabilities: deny=headers,sockets\n")
     r = pwasm("run", EXAMPLES / "add_header.wasm", fx)
-    assert r.returncode != 0
+    assert r.returncode == 3
     assert 'unknown capability "sockets"' in r.stderr and "http_call" in r.stderr, r.stderr
     fx.write_text("config: x-a=b\n")
     r = pwasm("run", EXAMPLES / "add_header.wasm", fx)

@@ -48,7 +48,7 @@ def test_not_wasm(tmp_path):
     f = tmp_path / "x.wasm"
     f.write_bytes(b"hello")
     r = inspect(f)
-    assert r.returncode == 1
+    assert r.returncode == 3
     assert "not a Wasm module" in r.stderr
 
 
@@ -66,7 +66,7 @@ def test_truncated_artifact(tmp_path):
     f = tmp_path / "x.pwasm"
     f.write_bytes(b"PWASMAOT\x01\x00\x00\x00")
     r = inspect(f)
-    assert r.returncode == 1
+    assert r.returncode == 3
     assert "truncated pwasm compile artifact" in r.stderr
 
 
