@@ -259,3 +259,20 @@ def test_exit_statuses_are_in_the_help():
         assert re.search(rf"^  {code}  \S", r.stdout, re.M), r.stdout
     assert pwasm().returncode == 2
     assert pwasm("frobnicate").returncode == 2
+
+
+# ----------------------------------------------------- self-contained pwasm
+
+def test_the_static_pwasm_needs_only_glibc(suite, tmp_path):
+    static = BUILD / "pwasm-static"
+    libs = subprocess.run(["ldd", str(static)], capture_output=True, text=True, check=True).stdout
+    names = sorted(line.split()[0] for line in libs.splitlines() if line.strip())
+    assert [n for n in names if not re.match(r"linux-vdso\.so|libc\.so\.6$|/lib64/ld-linux", n)
+            ] == [], libs
+    # and it runs plugins (compiled and dlopen()ed) as build/pwasm does
+    out = tmp_path / "r.xml"
+    env = dict(os.environ, PWASM_BUILD_DIR=str(BUILD))
+    r = subprocess.run([str(static), "test", "--junit", str(out), str(suite / "a_pass.yaml")],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert junit(out).get("tests") == "2"
