@@ -22,4 +22,5 @@ $(BUILD)/pwasm-static: $(wildcard cli/*.c) cli/cli.h $(LIB)
 .PHONY: cli-static
 cli-static: $(BUILD)/pwasm-static
 all: cli-static
-test-cli: cli-static
+# tests/cli/test_ci.py runs the static binary and the conformance probe.
+test-cli asan-test-cli: cli-static conformance-plugins

@@ -276,3 +276,30 @@ def test_the_static_pwasm_needs_only_glibc(suite, tmp_path):
                        capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert junit(out).get("tests") == "2"
+
+
+def test_a_plugin_repository_as_ci_runs_it(tmp_path):
+    """docs/CI.md's steps, on this machine: a repository with its plugin and
+    test files, the self-contained pwasm copied elsewhere, no build tree
+    and no PWASM_* variable."""
+    repo = tmp_path / "repo"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "plugin.wasm").write_bytes(ADD_HEADER.read_bytes())
+    (repo / "tests" / "headers.yaml").write_text(
+        "plugin: ../plugin.wasm\nconfig: x-a=b\ntests:\n"
+        "  - name: adds x-a\n    expect: {response: {headers: {x-a: b}}}\n"
+        "  - name: a bug\n    expect: {response: {headers: {x-a: c}}}\n")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    tool = bindir / "pwasm"
+    tool.write_bytes((BUILD / "pwasm-static").read_bytes())
+    tool.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PWASM_")}
+    env["PATH"] = f"{bindir}:/usr/bin:/bin"
+    r = subprocess.run(["pwasm", "test", "--junit", "pwasm-report.xml", "tests/"], cwd=repo,
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "1 passed, 1 failed" in r.stdout
+    root = junit(repo / "pwasm-report.xml")
+    assert (root.get("tests"), root.get("failures")) == ("2", "1")
+    assert root.find(".//failure").get("message") == "response.headers x-a (line 7)"

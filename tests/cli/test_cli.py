@@ -180,7 +180,7 @@ def test_run_config_from_a_file(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "x-from: file" in r.stdout
     r = pwasm("run", EXAMPLES / "add_header.wasm", "--config", f"@{tmp_path}/missing")
-    assert r.returncode == 2
+    assert r.returncode == 3
     assert "cannot read" in r.stderr
 
 
