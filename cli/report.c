@@ -306,7 +306,6 @@ static void junit_write(report *r, FILE *f) {
         junit_counts(f, &k, s->seconds);
         xml_attr(f, "timestamp", s->timestamp);
         xml_attr(f, "hostname", host);
-        xml_attr(f, "file", s->path);
         if (!s->n) {
             fprintf(f, "/>\n");
             continue;

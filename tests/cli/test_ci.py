@@ -303,3 +303,22 @@ def test_a_plugin_repository_as_ci_runs_it(tmp_path):
     root = junit(repo / "pwasm-report.xml")
     assert (root.get("tests"), root.get("failures")) == ("2", "1")
     assert root.find(".//failure").get("message") == "response.headers x-a (line 7)"
+
+
+def test_the_ci_examples_are_valid_and_publish_what_pwasm_writes():
+    text = (ROOT / "docs" / "CI.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+    gh, gl = blocks
+    steps = gh["jobs"]["pwasm-test"]["steps"]
+    runs = "\n".join(s.get("run", "") for s in steps)
+    report = re.search(r"pwasm test --junit (\S+) ", runs).group(1)
+    publish = [s for s in steps if "junit" in s.get("uses", "")]
+    assert publish and publish[0]["with"]["report_paths"] == report
+    assert publish[0]["if"] == "always()"
+    script = "\n".join(gl["pwasm-test"]["script"])
+    assert re.search(r"pwasm test --junit (\S+) ", script).group(1) == \
+        gl["pwasm-test"]["artifacts"]["reports"]["junit"]
+    assert gl["pwasm-test"]["artifacts"]["when"] == "always"
+    # each installs what pwasm compiles plugins with
+    for install in (runs, "\n".join(gl["pwasm-test"]["before_script"])):
+        assert re.search(r"apt-get install .*\bwabt\b.*\bgcc\b", install), install
