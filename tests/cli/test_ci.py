@@ -3,6 +3,7 @@ parser as a CI system would, the exit statuses of every subcommand."""
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 
@@ -322,3 +323,56 @@ def test_the_ci_examples_are_valid_and_publish_what_pwasm_writes():
     # each installs what pwasm compiles plugins with
     for install in (runs, "\n".join(gl["pwasm-test"]["before_script"])):
         assert re.search(r"apt-get install .*\bwabt\b.*\bgcc\b", install), install
+
+
+SYSTEM_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
+def can_chroot():
+    if os.geteuid() != 0:
+        return False
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                       capture_output=True)
+    return r.returncode == 0
+
+
+@pytest.mark.skipif(not can_chroot(), reason="needs root and mount namespaces (chroot, bind mount)")
+def test_the_static_pwasm_runs_artifacts_on_a_system_of_glibc_alone(tmp_path):
+    """A CI image with no compiler, no wasm2c, no library but glibc's: the
+    static pwasm tests a plugin compiled beforehand (pwasm compile)."""
+    root = tmp_path / "root"
+    for d in ("bin", "lib64", "lib/x86_64-linux-gnu", "proc", "tmp", "repo/tests"):
+        (root / d).mkdir(parents=True)
+    libs = subprocess.run(["ldd", str(BUILD / "pwasm-static")], capture_output=True,
+                          text=True, check=True).stdout
+    # the loader and libc the binary names, and libm the compiled plugin links
+    paths = re.findall(r"(/\S+\.so[.\d]*)", libs)
+    libc = next(p for p in paths if "libc.so" in p)
+    paths.append(str(pathlib.Path(libc).with_name("libm.so.6")))
+    for p in paths:
+        dest = root / pathlib.Path(p).relative_to("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(pathlib.Path(p).resolve(), dest)  # with its mode: ld.so runs
+    (root / "bin" / "pwasm").write_bytes((BUILD / "pwasm-static").read_bytes())
+    (root / "bin" / "pwasm").chmod(0o755)
+    r = pwasm("compile", ADD_HEADER, "-o", root / "repo" / "add_header.pwasm")
+    assert r.returncode == 0, r.stderr
+    (root / "repo" / "tests" / "t.yaml").write_text(
+        "plugin: ../add_header.pwasm\nconfig: x-a=b\ntests:\n"
+        "  - name: adds x-a\n    expect: {response: {headers: {x-a: b}}}\n")
+    # the artifact is loaded from memory through /proc/self/fd
+    script = (f"mount --bind /proc {root}/proc && cd {root} && "
+              "exec chroot . /bin/pwasm test --junit /repo/r.xml /repo/tests")
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                       capture_output=True, text=True, timeout=120, env=SYSTEM_ENV)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 passed, 0 failed" in r.stdout
+    assert junit(root / "repo" / "r.xml").get("tests") == "1"
+    # nothing there to compile a .wasm with: a load error, status 3
+    (root / "repo" / "add_header.wasm").write_bytes(ADD_HEADER.read_bytes())
+    (root / "repo" / "tests" / "t.yaml").write_text(
+        "plugin: ../add_header.wasm\nconfig: x-a=b\ntests:\n  - name: needs wasm2c\n")
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                       capture_output=True, text=True, timeout=120, env=SYSTEM_ENV)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "wasm2c" in r.stdout, r.stdout
