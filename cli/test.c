@@ -1120,7 +1120,7 @@ static void run_test(modcache *mc, ydoc *d, const fixture *base, yaml_node_t *t,
             fprintf(mem, "%s    what happened:\n", text);
             print_exchange(mem, &x, tot->trace);
             fclose(mem);
-            fputs(all, tot->out);
+            fputs(all + strlen(text), tot->out);
         } else if (tot->verbose) {
             fprintf(tot->out, "    what happened:\n");
             print_exchange(tot->out, &x, tot->trace);

@@ -119,6 +119,9 @@ def test_junit_with_a_directory_a_filter_and_verbose(suite):
     assert [s.get("tests") for s in root.findall("testsuite")] == ["0", "2"]
     text = root.find(".//failure").text
     assert "what happened:" in text and "== result: complete" in text
+    # the terminal shows the failure once, then what happened
+    assert r.stdout.count("response.headers x-a (line 9):") == 1, r.stdout
+    assert r.stdout.count("    what happened:") == 1, r.stdout
     # a filter that selects nothing is a usage error, not a green run
     r = pwasm("test", "--filter", "no such test", suite / "a_pass.yaml")
     assert r.returncode == 2
