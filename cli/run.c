@@ -323,6 +323,7 @@ typedef struct run_modules {
     char **paths;
     pw_module **mods;
     size_t n;
+    int load_failures; /* a module of `plugins:` that could not be loaded */
 } run_modules;
 
 static pw_module *run_load(void *data, const char *path, char *err, size_t errlen) {
@@ -331,8 +332,10 @@ static pw_module *run_load(void *data, const char *path, char *err, size_t errle
         if (!strcmp(rm->paths[i], path))
             return rm->mods[i];
     pw_module *m;
-    if (plugin_load(rm->rt, path, NULL, &m, err, errlen))
+    if (plugin_load(rm->rt, path, NULL, &m, err, errlen)) {
+        rm->load_failures++;
         return NULL;
+    }
     rm->paths = xrealloc(rm->paths, (rm->n + 1) * sizeof *rm->paths);
     rm->mods = xrealloc(rm->mods, (rm->n + 1) * sizeof *rm->mods);
     rm->paths[rm->n] = xstrdup(path);
@@ -509,7 +512,9 @@ int cmd_run(int argc, char **argv) {
     } else {
         print_exchange(stdout, &x, trace);
     }
-    rc = x.outcome == OUT_START_FAILED ? 1 : 0;
+    rc = x.outcome != OUT_START_FAILED ? CLI_EXIT_OK
+         : rm.load_failures           ? CLI_EXIT_LOAD
+                                      : CLI_EXIT_FAIL;
     exchange_free(&x);
     run_modules_free(&rm);
     session_close(&s);

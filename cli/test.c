@@ -930,18 +930,23 @@ typedef struct modcache {
     pw_module **mods;
     size_t n;
     pw_runtime *rt;
+    int load_failures; /* modules asked for that could not be loaded */
 } modcache;
 
 static pw_module *module_for(modcache *mc, const char *path, char *err, size_t errlen) {
     for (size_t i = 0; i < mc->n; i++)
         if (!strcmp(mc->paths[i], path)) {
-            if (!mc->mods[i])
+            if (!mc->mods[i]) {
                 snprintf(err, errlen, "%s: could not be loaded (see above)", path);
+                mc->load_failures++;
+            }
             return mc->mods[i];
         }
     pw_module *m = NULL;
-    if (plugin_load(mc->rt, path, NULL, &m, err, errlen))
+    if (plugin_load(mc->rt, path, NULL, &m, err, errlen)) {
         m = NULL;
+        mc->load_failures++;
+    }
     mc->paths = xrealloc(mc->paths, (mc->n + 1) * sizeof *mc->paths);
     mc->mods = xrealloc(mc->mods, (mc->n + 1) * sizeof *mc->mods);
     mc->paths[mc->n] = xstrdup(path);
@@ -1096,6 +1101,7 @@ static void run_test(modcache *mc, ydoc *d, const fixture *base, yaml_node_t *t,
     yaml_node_t *ex = ymap_get(d, t, "expect");
     if (ex && ex->type != YAML_MAPPING_NODE)
         ex = NULL;
+    int loads_failed_before = mc->load_failures;
     if (host_start(&h, m, &fx, &x, &o) == 0) {
         if (fx.nsteps)
             run_steps(&ck, &h, &fx);
@@ -1126,13 +1132,15 @@ static void run_test(modcache *mc, ydoc *d, const fixture *base, yaml_node_t *t,
             print_exchange(tot->out, &x, tot->trace);
         }
         char *msg = failure_message(text, failures);
-        /* A malformed expectation is the test file's error, not the plugin's. */
-        report_case(tot->rep, name, line, ck.bad ? RESULT_ERROR : RESULT_FAIL, msg,
+        /* A malformed expectation, or a module of `plugins:` that could not
+         * be loaded, is the test file's error, not the plugin's. */
+        int error = ck.bad || mc->load_failures != loads_failed_before;
+        report_case(tot->rep, name, line, error ? RESULT_ERROR : RESULT_FAIL, msg,
                     all ? all : text, now_s() - t0);
         free(msg);
         free(all);
         tot->failed++;
-        tot->errors += ck.bad != 0;
+        tot->errors += error;
     } else {
         fprintf(tot->out, "  ok    %s\n", name);
         tot->passed++;

@@ -227,6 +227,12 @@ def test_exit_status_of_test(suite, tmp_path):
     assert pwasm("test").returncode == 2
     assert pwasm("test", "--filter", "(", suite).returncode == 2
     assert pwasm("test", tmp_path / "missing.yaml").returncode == 3
+    # so is another plugin of `plugins:` that is not there
+    (tmp_path / "p2.yaml").write_text(
+        f"plugin: {ADD_HEADER}\nconfig: x-a=b\nplugins:\n"
+        "  - {plugin_name: other, plugin: nowhere.wasm}\ntests:\n  - name: a\n")
+    r = pwasm("test", tmp_path / "p2.yaml")
+    assert r.returncode == 3 and "nowhere.wasm" in r.stdout, r.stdout
     # a load error wins over a failure
     (tmp_path / "bad.yaml").write_text("plugin: x.wasm\ntests: {}\n")
     assert pwasm("test", suite / "b_fail.yaml", tmp_path / "bad.yaml").returncode == 3
@@ -243,6 +249,11 @@ def test_exit_status_of_run_and_bench(tmp_path):
         assert pwasm(cmd, ADD_HEADER, bad, *extra).returncode == 3, cmd
         assert pwasm(cmd, tmp_path / "none.wasm", *extra).returncode == 3, cmd
         assert pwasm(cmd, ADD_HEADER, "--config", f"@{tmp_path}/none", *extra).returncode == 3
+    # a module of `plugins:` that is not there: could not be loaded
+    other = tmp_path / "other.yaml"
+    other.write_text("plugins:\n  - {plugin_name: other, plugin: nowhere.wasm}\n")
+    r = pwasm("run", ADD_HEADER, "--config", "x-a=b", other)
+    assert r.returncode == 3 and "nowhere.wasm" in r.stdout, r.stdout
 
 
 def test_exit_status_of_inspect_and_compile(tmp_path):
