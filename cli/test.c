@@ -1299,44 +1299,38 @@ int cmd_test(int argc, char **argv) {
      * to stderr then. */
     if (tap || (junit && !strcmp(junit, "-")))
         tot.out = stderr;
+    tot.rep = report_open(junit, tap, err, sizeof err);
+    if (!tot.rep) {
+        fprintf(stderr, "pwasm test: %s\n", err);
+        return CLI_EXIT_USAGE;
+    }
     char **files = NULL;
     size_t nfiles = 0;
-    int missing = 0;
     for (int i = optind; i < argc; i++) {
         struct stat st;
+        const char *why = NULL;
         if (stat(argv[i], &st) != 0) {
-            fprintf(stderr, "pwasm test: %s: no such file or directory\n", argv[i]);
-            missing++;
-            continue;
-        }
-        if (S_ISDIR(st.st_mode)) {
+            why = "no such file or directory";
+        } else if (S_ISDIR(st.st_mode)) {
             size_t before = nfiles;
             collect(argv[i], &files, &nfiles);
             if (before == nfiles)
-                fprintf(stderr, "pwasm test: %s: no .yaml files\n", argv[i]);
+                why = "no .yaml or .yml files below it";
         } else {
             files = xrealloc(files, (nfiles + 1) * sizeof *files);
             files[nfiles++] = xstrdup(argv[i]);
         }
+        /* Nothing to run there: an error of its own (a CI job that tests
+         * nothing must not pass). */
+        if (why) {
+            snprintf(err, sizeof err, "%s: %s", argv[i], why);
+            fprintf(stderr, "pwasm test: %s\n", err);
+            report_file(tot.rep, argv[i]);
+            report_case(tot.rep, argv[i], 0, RESULT_ERROR, err, NULL, 0);
+            tot.failed++;
+            tot.errors++;
+        }
     }
-    tot.rep = report_open(junit, tap, err, sizeof err);
-    if (!tot.rep) {
-        fprintf(stderr, "pwasm test: %s\n", err);
-        for (size_t i = 0; i < nfiles; i++)
-            free(files[i]);
-        free(files);
-        return CLI_EXIT_USAGE;
-    }
-    /* A FILE or DIR that is not there: an error of its own in the reports. */
-    for (int i = optind; i < argc; i++) {
-        struct stat st;
-        if (stat(argv[i], &st) == 0)
-            continue;
-        report_file(tot.rep, argv[i]);
-        snprintf(err, sizeof err, "%s: no such file or directory", argv[i]);
-        report_case(tot.rep, argv[i], 0, RESULT_ERROR, err, NULL, 0);
-    }
-    tot.failed = tot.errors = missing;
     modcache mc = {0};
     mc.rt = cli_runtime(err, sizeof err);
     if (!mc.rt) {

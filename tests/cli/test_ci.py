@@ -227,6 +227,9 @@ def test_exit_status_of_test(suite, tmp_path):
     assert pwasm("test").returncode == 2
     assert pwasm("test", "--filter", "(", suite).returncode == 2
     assert pwasm("test", tmp_path / "missing.yaml").returncode == 3
+    (tmp_path / "empty").mkdir()
+    r = pwasm("test", tmp_path / "empty")
+    assert r.returncode == 3 and "no .yaml or .yml files" in r.stderr, r.stderr
     # so is another plugin of `plugins:` that is not there
     (tmp_path / "p2.yaml").write_text(
         f"plugin: {ADD_HEADER}\nconfig: x-a=b\nplugins:\n"
