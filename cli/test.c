@@ -1224,7 +1224,8 @@ static void collect(const char *dir, char ***files, size_t *n) {
         names[cnt++] = xstrdup(e->d_name);
     }
     closedir(dp);
-    qsort(names, cnt, sizeof *names, cmp_str);
+    if (cnt) /* names is NULL in an empty directory */
+        qsort(names, cnt, sizeof *names, cmp_str);
     for (size_t i = 0; i < cnt; i++) {
         buf p = {0};
         buf_printf(&p, "%s/%s", dir, names[i]);
