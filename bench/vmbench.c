@@ -488,6 +488,16 @@ static int mode_vm(const char *wasm, const char *root_id, const char *cache_dir,
     return 0;
 }
 
+/* With `timed`, adds the time since *t0 to *slot and restarts *t0 (the
+ * clock is read again, so the addition is not counted). */
+static void lap(int timed, double *t0, double *slot)
+{
+    if (timed) {
+        *slot += now_ns() - *t0;
+        *t0 = now_ns();
+    }
+}
+
 /* One request's callbacks (the sequence of bench/v8/as_headers.js):
  * pw_stream_new (proxy_on_context_create), on_request_headers,
  * on_response_headers, pw_stream_free (on_log, on_done, on_delete). With
@@ -495,33 +505,20 @@ static int mode_vm(const char *wasm, const char *root_id, const char *cache_dir,
 static int one_request(pw_plugin *p, pw_vm *vm, bstream *s, int timed, double acc[4])
 {
     pw_stream *st;
-    double t0 = timed ? now_ns() : 0, t1;
+    double t0 = timed ? now_ns() : 0;
     s->nresp = s->nresp_base;
     s->used = 0;
     if (pw_stream_new(p, s, &st, err, sizeof err) != PW_OK)
         return -1;
-    if (timed) {
-        t1 = now_ns();
-        acc[0] += t1 - t0;
-        t0 = now_ns();
-    }
+    lap(timed, &t0, &acc[0]);
     if (pw_stream_on_request_headers(st, (uint32_t)s->nreq, 1) == PW_ACTION_ERROR)
         goto fail;
-    if (timed) {
-        t1 = now_ns();
-        acc[1] += t1 - t0;
-        t0 = now_ns();
-    }
+    lap(timed, &t0, &acc[1]);
     if (pw_stream_on_response_headers(st, (uint32_t)s->nresp, 0) == PW_ACTION_ERROR)
         goto fail;
-    if (timed) {
-        t1 = now_ns();
-        acc[2] += t1 - t0;
-        t0 = now_ns();
-    }
+    lap(timed, &t0, &acc[2]);
     pw_stream_free(st);
-    if (timed)
-        acc[3] += now_ns() - t0;
+    lap(timed, &t0, &acc[3]);
     return 0;
 fail:
     snprintf(err, sizeof err, "%s", pw_vm_last_error(vm));
