@@ -16,7 +16,7 @@
 #   BENCH_RSS_REQUESTS  requests of the worker RSS run
 #   BENCH_CG_REQUESTS   requests per scenario under callgrind
 #   BENCH_PORT          front nginx port; the upstream uses BENCH_PORT+1
-#   BENCH_ONLY          a subset of the parts: rps,rss,callout,tcp,callgrind,vm,store,queue
+#   BENCH_ONLY          a subset of the parts: rps,rss,callout,tcp,callgrind,vm,v8,store,queue
 #   BENCH_OUT           where latest.{md,png,json} go
 BENCH_SECONDS      ?= 4
 BENCH_ROUNDS       ?= 7

@@ -9,7 +9,10 @@ measures:
              /proc/PID/schedstat) for every scenario, local and proxied;
   rss        worker RSS over a long run (1M requests by default);
   callgrind  instructions per request of scenarios 1 to 3 under callgrind;
-  vm         instantiation time and memory per VM (build/bench/vmbench).
+  vm         instantiation time and memory per VM (build/bench/vmbench);
+  v8         the AssemblyScript header plugin's callbacks under V8 (node,
+             bench/v8/as_headers.js; TurboFan, and Liftoff alone) and under
+             pwasm (vmbench calls), same inputs, ns per callback.
 
 Writes OUT/latest.md, OUT/latest.json and OUT/latest.png (gnuplot).
 Only processes this script started are ever signalled, by their pid.
@@ -642,6 +645,57 @@ def part_vm(args, build, plugins):
     return out
 
 
+V8_CALLBACKS = [("context_create", "context create (proxy_on_context_create)"),
+                ("on_request_headers", "on_request_headers"),
+                ("on_response_headers", "on_response_headers"),
+                ("end", "end: on_log + on_done + on_delete")]
+
+
+def part_v8(args, build):
+    """The AssemblyScript header plugin (bench/plugins/as_headers.ts) under
+    V8 with stub hostcalls (bench/v8/as_headers.js: TurboFan after a
+    warm-up, and Liftoff alone with --liftoff-only) and under
+    pwasm through the library (vmbench calls): same plugin, headers and
+    callback sequence. Five runs of each, the median."""
+    node = shutil.which("node") or shutil.which("nodejs")
+    if not node:
+        log("v8: no node in PATH: part left out")
+        return None
+    wasm = os.path.join(build, "bench", "as_headers.wasm")
+    headers = os.path.join(HERE, "headers.txt")
+    script = os.path.join(HERE, "v8", "as_headers.js")
+    cache = tempfile.mkdtemp(prefix="pwasm-bench-cache-")
+    runs = {
+        "pwasm": [os.path.join(build, "bench", "vmbench"), "calls", wasm, "as_headers", cache,
+                  headers, "100000"],
+        "v8_turbofan": [node, script, wasm, headers, "100000"],
+        # --liftoff --no-wasm-tier-up still tiers up in V8 11.3 (dynamic
+        # tiering ignores it: same figures as TurboFan); --liftoff-only
+        # keeps every function in the baseline tier.
+        "v8_liftoff": [node, "--liftoff-only", script, wasm, headers, "100000"],
+    }
+    out = {}
+    try:
+        for key, cmd in runs.items():
+            rs = [json.loads(run_checked(cmd)) for _ in range(5)]
+            out[key] = {
+                "engine": rs[0]["engine"],
+                "requests": rs[0]["requests"],
+                "request_ns": statistics.median(r["request_ns"] for r in rs),
+                "callback_ns": {k: statistics.median(r["callback_ns"][k] for r in rs)
+                                for k, _ in V8_CALLBACKS},
+                "added_header": rs[0]["added_header"],
+            }
+            if "hostcall_stub_ns" in rs[0]:
+                out[key]["hostcall_stub_ns"] = statistics.median(r["hostcall_stub_ns"] for r in rs)
+                out[key]["hostcalls_per_request"] = rs[0]["hostcalls_per_request"]
+            log(f"v8 {key}: {out[key]['request_ns']:.0f} ns per request "
+                f"({out[key]['added_header']})")
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return out
+
+
 def part_store(args, build):
     """vmbench store: the shared store per operation, one process and two
     processes on one store (a MAP_SHARED region, as nginx workers share a
@@ -1237,6 +1291,26 @@ def write_md(res, path, scenarios):
         L.append("\nOne stream in-process: context create, request headers, response headers, a 3-byte "
                  "response body, log/done/delete through the library with an in-memory host "
                  "(no nginx): what the core and the plugin cost, without the nginx glue.\n")
+    v8 = res.get("v8")
+    if v8:
+        L.append("## AssemblyScript under V8 and under pwasm (bench/v8/as_headers.js, vmbench calls)\n")
+        L.append("The scenario 6 plugin with the same request headers and the same callbacks, "
+                 "outside nginx: under V8 (node) with stub hostcalls in JavaScript, and under pwasm "
+                 "through the library with an in-memory host. ns, the 10th percentile of blocks of "
+                 "100 requests, median of 5 runs.\n")
+        keys = [k for k in ("v8_turbofan", "v8_liftoff", "pwasm") if k in v8]
+        names = {"v8_turbofan": "V8, TurboFan (after warm-up)",
+                 "v8_liftoff": "V8, Liftoff only", "pwasm": "pwasm"}
+        L.append("| callback | " + " | ".join(names[k] for k in keys) + " |")
+        L.append("|---|" + "---:|" * len(keys))
+        for cb, label in V8_CALLBACKS:
+            L.append(f"| {label} | " + " | ".join(f"{v8[k]['callback_ns'][cb]:,.0f}" for k in keys) + " |")
+        L.append("| **one request** (timed without the per-callback clocks) | " +
+                 " | ".join(f"**{v8[k]['request_ns']:,.0f}**" for k in keys) + " |")
+        L.append("| of which the JavaScript stubs (hostcalls, with the plugin's malloc they call) | " +
+                 " | ".join(f"{v8[k]['hostcall_stub_ns']:,.0f}" if "hostcall_stub_ns" in v8[k] else "—"
+                            for k in keys) + " |")
+        L.append("\n" + ", ".join(f"{names[k]}: {v8[k]['engine']}" for k in keys) + ".\n")
     store = res.get("store")
     if store:
         L.append("## The shared store (build/bench/vmbench store)\n")
@@ -1358,7 +1432,7 @@ def main():
     ap.add_argument("--rss-requests", type=int, default=1000000)
     ap.add_argument("--cg-requests", type=int, default=2000)
     ap.add_argument("--port", type=int, default=18080)
-    ap.add_argument("--only", default="rps,rss,callout,tcp,callgrind,vm,store,queue")
+    ap.add_argument("--only", default="rps,rss,callout,tcp,callgrind,vm,v8,store,queue")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     build = os.path.abspath(args.build)
@@ -1462,6 +1536,8 @@ def main():
         if "vm" in parts:
             res["vm"] = part_vm(args, build, [("noop", ""), ("headers", ""), ("body", ""),
                                               ("as_headers", "as_headers")])
+        if "v8" in parts:
+            res["v8"] = part_v8(args, build)
         if "store" in parts:
             res["store"] = part_store(args, build)
         if "queue" in parts:

@@ -16,6 +16,15 @@
  *       pseudo-headers; a 3-byte response body): ns per stream and linear
  *       memory growth over them.
  *
+ *   vmbench calls WASM ROOT_ID CACHE_DIR HEADERS_FILE REQUESTS
+ *       The callbacks of REQUESTS HTTP streams through one VM (host as for
+ *       `vm`): stream creation (proxy_on_context_create), on_request_headers,
+ *       on_response_headers, pw_stream_free (on_log, on_done, on_delete),
+ *       each timed alone, after a warm-up; the sequence and the figures of
+ *       bench/v8/as_headers.js (the same plugin under V8). Figures are the
+ *       10th percentile of blocks of 100 requests (a shared machine's
+ *       preemption only adds), ns.
+ *
  *   vmbench store WASM CACHE_DIR MODE N CALLS PROCS
  *       The shared store's cost per operation (bench/plugins/shared.c):
  *       PROCS processes (fork) on one store in one MAP_SHARED region with a
@@ -479,6 +488,127 @@ static int mode_vm(const char *wasm, const char *root_id, const char *cache_dir,
     return 0;
 }
 
+/* With `timed`, adds the time since *t0 to *slot and restarts *t0 (the
+ * clock is read again, so the addition is not counted). */
+static void lap(int timed, double *t0, double *slot)
+{
+    if (timed) {
+        *slot += now_ns() - *t0;
+        *t0 = now_ns();
+    }
+}
+
+/* One request's callbacks (the sequence of bench/v8/as_headers.js):
+ * pw_stream_new (proxy_on_context_create), on_request_headers,
+ * on_response_headers, pw_stream_free (on_log, on_done, on_delete). With
+ * `timed`, each of the four is timed alone into acc[]. -1 on an error. */
+static int one_request(pw_plugin *p, pw_vm *vm, bstream *s, int timed, double acc[4])
+{
+    pw_stream *st;
+    double t0 = timed ? now_ns() : 0;
+    s->nresp = s->nresp_base;
+    s->used = 0;
+    if (pw_stream_new(p, s, &st, err, sizeof err) != PW_OK)
+        return -1;
+    lap(timed, &t0, &acc[0]);
+    if (pw_stream_on_request_headers(st, (uint32_t)s->nreq, 1) == PW_ACTION_ERROR)
+        goto fail;
+    lap(timed, &t0, &acc[1]);
+    if (pw_stream_on_response_headers(st, (uint32_t)s->nresp, 0) == PW_ACTION_ERROR)
+        goto fail;
+    lap(timed, &t0, &acc[2]);
+    pw_stream_free(st);
+    lap(timed, &t0, &acc[3]);
+    return 0;
+fail:
+    snprintf(err, sizeof err, "%s", pw_vm_last_error(vm));
+    pw_stream_free(st);
+    return -1;
+}
+
+/* The 10th percentile of n block averages (sorts v). */
+static double low10(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n ? v[n / 10] : 0;
+}
+
+static int mode_calls(const char *wasm, const char *root_id, const char *cache_dir,
+                      const char *headers, long requests)
+{
+    enum { BLOCK = 100 };
+    pw_runtime *rt;
+    pw_module *m;
+    double load;
+    static bstream s;
+    pw_vm *vm;
+    pw_plugin *p;
+    if (setup(cache_dir, wasm, &rt, &m, &load) != 0)
+        FAIL("load");
+    if (load_headers(&s, headers) != 0)
+        return 1;
+    if (new_vm(m, root_id, &vm, &p, NULL) != 0)
+        FAIL("VM");
+    long nblocks = requests / BLOCK > 0 ? requests / BLOCK : 1;
+    double *clocks = calloc((size_t)nblocks, sizeof(double));
+    double *totals = calloc((size_t)nblocks, sizeof(double));
+    double *per[4];
+    for (int k = 0; k < 4; k++)
+        per[k] = calloc((size_t)nblocks, sizeof(double));
+    if (!clocks || !totals || !per[0] || !per[1] || !per[2] || !per[3])
+        return 1;
+    double acc[4] = {0};
+    long warm = requests / 5 > 20000 ? requests / 5 : 20000;
+    for (long i = 0; i < warm; i++)
+        if (one_request(p, vm, &s, 0, acc) != 0 || one_request(p, vm, &s, 1, acc) != 0)
+            FAIL("request");
+    for (long b = 0; b < nblocks; b++) {
+        double sum = 0;
+        for (int i = 0; i < BLOCK; i++) {
+            double t0 = now_ns();
+            double t1 = now_ns();
+            sum += t1 - t0;
+        }
+        clocks[b] = sum / BLOCK;
+    }
+    double clock = low10(clocks, (size_t)nblocks);
+    for (long b = 0; b < nblocks; b++) {
+        double t0 = now_ns();
+        for (int i = 0; i < BLOCK; i++)
+            if (one_request(p, vm, &s, 0, acc) != 0)
+                FAIL("request");
+        totals[b] = (now_ns() - t0) / BLOCK;
+    }
+    for (long b = 0; b < nblocks; b++) {
+        memset(acc, 0, sizeof acc);
+        for (int i = 0; i < BLOCK; i++)
+            if (one_request(p, vm, &s, 1, acc) != 0)
+                FAIL("request");
+        for (int k = 0; k < 4; k++)
+            per[k][b] = acc[k] / BLOCK - clock;
+    }
+    const char *added = s.nresp > s.nresp_base ? s.resp[s.nresp - 1].key.data : "";
+    int added_len = s.nresp > s.nresp_base ? (int)s.resp[s.nresp - 1].key.len : 0;
+    const char *val = s.nresp > s.nresp_base ? s.resp[s.nresp - 1].value.data : "";
+    int val_len = s.nresp > s.nresp_base ? (int)s.resp[s.nresp - 1].value.len : 0;
+    printf("{\"engine\": \"pwasm\", \"requests\": %ld, \"request_ns\": %.1f,"
+           " \"callback_ns\": {\"context_create\": %.1f, \"on_request_headers\": %.1f,"
+           " \"on_response_headers\": %.1f, \"end\": %.1f}, \"clock_pair_ns\": %.1f,"
+           " \"added_header\": \"%.*s: %.*s\", \"linear_memory_kb\": %.1f}\n",
+           nblocks * BLOCK, low10(totals, (size_t)nblocks), low10(per[0], (size_t)nblocks),
+           low10(per[1], (size_t)nblocks), low10(per[2], (size_t)nblocks),
+           low10(per[3], (size_t)nblocks), clock, added_len, added, val_len, val,
+           (double)linmem(vm) / 1024.0);
+    for (int k = 0; k < 4; k++)
+        free(per[k]);
+    free(clocks);
+    free(totals);
+    pw_vm_free(vm);
+    pw_module_free(m);
+    pw_runtime_free(rt);
+    return 0;
+}
+
 static int mode_store(const char *wasm, const char *cache_dir, const char *mode, long n,
                       long calls, long procs)
 {
@@ -576,6 +706,8 @@ int main(int argc, char **argv)
     if (argc == 8 && !strcmp(argv[1], "store"))
         return mode_store(argv[2], argv[3], argv[4], atol(argv[5]), atol(argv[6]),
                           atol(argv[7]));
+    if (argc == 7 && !strcmp(argv[1], "calls"))
+        return mode_calls(argv[2], argv[3], argv[4], argv[5], atol(argv[6]));
     if (argc == 5 && !strcmp(argv[1], "load"))
         return mode_load(argv[2], argv[3], argv[4]);
     if (argc == 9 && !strcmp(argv[1], "vm"))
@@ -584,6 +716,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "usage: vmbench load WASM ROOT_ID CACHE_DIR\n"
                     "       vmbench vm WASM ROOT_ID CACHE_DIR HEADERS_FILE ITERATIONS NVMS "
                     "STREAMS\n"
+                    "       vmbench calls WASM ROOT_ID CACHE_DIR HEADERS_FILE REQUESTS\n"
                     "       vmbench store WASM CACHE_DIR pairs|metric N CALLS PROCS\n");
     return 2;
 }

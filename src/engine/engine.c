@@ -287,6 +287,67 @@ static int write_glue(const char *path, const pw_wasm_info *info, const int *map
 
 /* ------------------------------------------------------------- compiling */
 
+/* The loads and stores of wasm2c 1.0.32 (DEFINE_LOAD / DEFINE_STORE) read
+ * the memory's base pointer, mem->data, at every access; a store to linear
+ * memory is a memcpy, which may alias anything, so the C compiler reloads
+ * the base after every store (one more load per access in a loop). pwasm's
+ * runtime reserves a memory's whole address range when the instance is
+ * created and grows it in place (rt.c), so the base never changes while
+ * functions run: each function reads it once, in FUNC_PROLOGUE (pw_base),
+ * and the accesses to that memory add the address to the local. Same
+ * addresses, same optimisation barrier on loaded values (a load whose value
+ * is unused still happens and still traps in the guard region) as wasm2c's
+ * little-endian definitions; an access to another memory goes through
+ * mem->data as before. PW_MEM_ACCESSOR is the exported memory's accessor
+ * (declared in plug.h). Inserted after the last DEFINE_STORE line. */
+#define PW_FAST_MEM_TEXT                                                                          \
+    "#if !WABT_BIG_ENDIAN\n"                                                                       \
+    "#undef FUNC_PROLOGUE\n"                                                                       \
+    "#define FUNC_PROLOGUE wasm_rt_memory_t *const pw_mem = PW_MEM_ACCESSOR(instance); "          \
+    "u8 *const pw_base = pw_mem->data; (void)pw_base\n"                                            \
+    "#define PW_BASE(m) ((m) == pw_mem ? pw_base : (m)->data)\n"                                   \
+    "#define PW_LOAD(name, t1, t2, t3) static inline t3 pw_##name(u8 *b, u64 addr) { "            \
+    "t1 result; wasm_rt_memcpy(&result, b + addr, sizeof(t1)); wasm_asm(\"\" ::\"r\"(result)); "  \
+    "return (t3)(t2)result; }\n"                                                                   \
+    "#define PW_STORE(name, t1, t2) static inline void pw_##name(u8 *b, u64 addr, t2 value) { "   \
+    "t1 wrapped = (t1)value; wasm_rt_memcpy(b + addr, &wrapped, sizeof(t1)); }\n"                 \
+    "PW_LOAD(i32_load, u32, u32, u32)\nPW_LOAD(i64_load, u64, u64, u64)\n"                         \
+    "PW_LOAD(f32_load, f32, f32, f32)\nPW_LOAD(f64_load, f64, f64, f64)\n"                         \
+    "PW_LOAD(i32_load8_s, s8, s32, u32)\nPW_LOAD(i64_load8_s, s8, s64, u64)\n"                     \
+    "PW_LOAD(i32_load8_u, u8, u32, u32)\nPW_LOAD(i64_load8_u, u8, u64, u64)\n"                     \
+    "PW_LOAD(i32_load16_s, s16, s32, u32)\nPW_LOAD(i64_load16_s, s16, s64, u64)\n"                 \
+    "PW_LOAD(i32_load16_u, u16, u32, u32)\nPW_LOAD(i64_load16_u, u16, u64, u64)\n"                 \
+    "PW_LOAD(i64_load32_s, s32, s64, u64)\nPW_LOAD(i64_load32_u, u32, u64, u64)\n"                 \
+    "PW_STORE(i32_store, u32, u32)\nPW_STORE(i64_store, u64, u64)\n"                               \
+    "PW_STORE(f32_store, f32, f32)\nPW_STORE(f64_store, f64, f64)\n"                               \
+    "PW_STORE(i32_store8, u8, u32)\nPW_STORE(i32_store16, u16, u32)\n"                             \
+    "PW_STORE(i64_store8, u8, u64)\nPW_STORE(i64_store16, u16, u64)\n"                             \
+    "PW_STORE(i64_store32, u32, u64)\n"                                                            \
+    "#define i32_load(m, a) pw_i32_load(PW_BASE(m), a)\n"                                          \
+    "#define i64_load(m, a) pw_i64_load(PW_BASE(m), a)\n"                                          \
+    "#define f32_load(m, a) pw_f32_load(PW_BASE(m), a)\n"                                          \
+    "#define f64_load(m, a) pw_f64_load(PW_BASE(m), a)\n"                                          \
+    "#define i32_load8_s(m, a) pw_i32_load8_s(PW_BASE(m), a)\n"                                    \
+    "#define i64_load8_s(m, a) pw_i64_load8_s(PW_BASE(m), a)\n"                                    \
+    "#define i32_load8_u(m, a) pw_i32_load8_u(PW_BASE(m), a)\n"                                    \
+    "#define i64_load8_u(m, a) pw_i64_load8_u(PW_BASE(m), a)\n"                                    \
+    "#define i32_load16_s(m, a) pw_i32_load16_s(PW_BASE(m), a)\n"                                  \
+    "#define i64_load16_s(m, a) pw_i64_load16_s(PW_BASE(m), a)\n"                                  \
+    "#define i32_load16_u(m, a) pw_i32_load16_u(PW_BASE(m), a)\n"                                  \
+    "#define i64_load16_u(m, a) pw_i64_load16_u(PW_BASE(m), a)\n"                                  \
+    "#define i64_load32_s(m, a) pw_i64_load32_s(PW_BASE(m), a)\n"                                  \
+    "#define i64_load32_u(m, a) pw_i64_load32_u(PW_BASE(m), a)\n"                                  \
+    "#define i32_store(m, a, v) pw_i32_store(PW_BASE(m), a, v)\n"                                  \
+    "#define i64_store(m, a, v) pw_i64_store(PW_BASE(m), a, v)\n"                                  \
+    "#define f32_store(m, a, v) pw_f32_store(PW_BASE(m), a, v)\n"                                  \
+    "#define f64_store(m, a, v) pw_f64_store(PW_BASE(m), a, v)\n"                                  \
+    "#define i32_store8(m, a, v) pw_i32_store8(PW_BASE(m), a, v)\n"                                \
+    "#define i32_store16(m, a, v) pw_i32_store16(PW_BASE(m), a, v)\n"                              \
+    "#define i64_store8(m, a, v) pw_i64_store8(PW_BASE(m), a, v)\n"                                \
+    "#define i64_store16(m, a, v) pw_i64_store16(PW_BASE(m), a, v)\n"                              \
+    "#define i64_store32(m, a, v) pw_i64_store32(PW_BASE(m), a, v)\n"                              \
+    "#endif\n"
+
 /* Copies wasm2c's plug.c to out, inserting after its empty FUNC_PROLOGUE
  * (the variant without call-depth counting; wasm2c's helpers follow it)
  * the native stack check for the bulk memory operations: memory.fill,
@@ -294,9 +355,11 @@ static int write_glue(const char *path, const pw_wasm_info *info, const int *map
  * variable size), which then always has the Wasm headroom, and a plugin
  * over its CPU time limit is stopped at its next bulk operation (see
  * rt.c). Constant-size copies (loads, stores, bit casts) are inlined by
- * the compiler and not checked. 0, or -1 when the file cannot be
- * read/written or has not exactly one such line. */
-static int patch_prologue(const char *in, const char *out) {
+ * the compiler and not checked. With memname (the exported memory), also
+ * the per-function memory base of PW_FAST_MEM_TEXT after the last
+ * DEFINE_STORE line. 0, or -1 when the file cannot be read/written or has
+ * not exactly one of each such line. */
+static int patch_prologue(const char *in, const char *out, const char *memname) {
     FILE *fi = fopen(in, "r"), *fo = fi ? fopen(out, "w") : NULL;
     if (!fo) {
         if (fi)
@@ -306,7 +369,7 @@ static int patch_prologue(const char *in, const char *out) {
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
-    int found = 0, bad = 0;
+    int found = 0, stores = 0, bad = 0;
     while ((n = getline(&line, &cap, fi)) > 0) {
         if (strcmp(line, "#define FUNC_PROLOGUE\n") == 0) {
             found++;
@@ -320,6 +383,13 @@ static int patch_prologue(const char *in, const char *out) {
                                   "#define memcpy(d, s, n) (__builtin_constant_p(n) ? (void)0 "
                                   ": PW_WASM_CHECK(), memcpy(d, s, n))\n",
                   fo);
+        } else if (memname && strcmp(line, "DEFINE_STORE(i64_store32, u32, u64)\n") == 0) {
+            stores++;
+            fputs(line, fo);
+            fputs("#define PW_MEM_ACCESSOR ", fo);
+            mangle(fo, "plug");
+            mangle(fo, memname);
+            fputs("\n" PW_FAST_MEM_TEXT, fo);
         } else if (fwrite(line, 1, (size_t)n, fo) != (size_t)n) {
             bad = 1;
             break;
@@ -329,7 +399,16 @@ static int patch_prologue(const char *in, const char *out) {
     bad |= ferror(fi);
     fclose(fi);
     bad |= fclose(fo) != 0;
-    return bad || found != 1 ? -1 : 0;
+    return bad || found != 1 || (memname && stores != 1) ? -1 : 0;
+}
+
+/* The first exported memory (the one write_glue's pw_memory returns), or
+ * NULL. */
+static const char *exported_memory(const pw_wasm_info *info) {
+    for (uint32_t i = 0; i < info->nexports; i++)
+        if (info->exports[i].kind == PW_EXTERN_MEMORY)
+            return info->exports[i].name;
+    return NULL;
 }
 
 static void log_tail(const char *logpath, char *err, size_t errlen);
@@ -504,7 +583,7 @@ static int compile(const pw_engine_config *cfg, const char *name, const uint8_t 
     char p2[4200];
     snprintf(p, sizeof p, "%s/plug.c", dir);
     snprintf(p2, sizeof p2, "%s/plug_pw.c", dir);
-    if (patch_prologue(p, p2) != 0) {
+    if (patch_prologue(p, p2, exported_memory(info)) != 0) {
         pw_errf(err, errlen,
                 "module \"%s\": wasm2c's output was not as expected (no "
                 "single FUNC_PROLOGUE to patch)",

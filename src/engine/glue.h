@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <wasm-rt.h>
 
-#define PW_GLUE_VERSION 4
+#define PW_GLUE_VERSION 5
 #define PW_GLUE_SYMBOL "pw_glue_module"
 
 #define PW_GLUE_DECLS                                                                             \

@@ -219,6 +219,54 @@ TEST(safety_cpu_limit_is_per_runtime) {
     pw_runtime_free(a);
 }
 
+/* ------------------------------------------- memory across a grow */
+
+/* The generated code reads a memory's base once per function: accesses
+ * after a memory.grow in the same function reach the new page, the old
+ * contents stay, and an access past the new end still traps. Each call
+ * grows a fresh VM's memory from 1 to 2 pages. */
+static const char *grow_once(pw_module *m, uint32_t nheaders, pw_action *act) {
+    static char why[PW_ERRLEN];
+    mh_host h = {.level = PROXY_LOG_INFO};
+    pw_vm *vm;
+    pw_plugin *p;
+    pw_stream *st;
+    mh_stream s;
+    mh_stream_init(&s);
+    why[0] = 0;
+    *act = PW_ACTION_ERROR;
+    if (pw_vm_new(m, S(""), S(""), &mh_ops, &h, &vm, err, sizeof err) != PW_OK)
+        return err;
+    if (pw_plugin_new(vm, S("grow"), S(""), S(""), &p, err, sizeof err) == PW_OK &&
+        pw_stream_new(p, &s, &st, err, sizeof err) == PW_OK) {
+        *act = pw_stream_on_request_headers(st, nheaders, 1);
+        pw_stream_free(st);
+    }
+    snprintf(why, sizeof why, "%s", pw_vm_last_error(vm));
+    size_t size = 0;
+    pw_vm_memory(vm, &size);
+    if (*act != PW_ACTION_ERROR && size != 2 * 65536)
+        snprintf(why, sizeof why, "memory is %zu bytes after the grow", size);
+    pw_vm_free(vm);
+    return why;
+}
+
+TEST(safety_memory_accesses_across_a_grow) {
+    pw_module *m = NULL;
+    CHECK(pw_module_load_file(rt, "grow", PLUGIN("grow_access"), &m, err, sizeof err) == PW_OK);
+    if (!m)
+        return;
+    pw_action act;
+    const char *why = grow_once(m, 0, &act);
+    CHECK(act == PW_ACTION_CONTINUE);
+    if (act != PW_ACTION_CONTINUE)
+        printf("  grow_access: %s\n", why);
+    why = grow_once(m, 1, &act);
+    CHECK(act == PW_ACTION_ERROR);
+    CHECK_CONTAINS(why, "out-of-bounds memory access");
+    pw_module_free(m);
+}
+
 /* ----------------------------------------------------- module files */
 
 TEST(safety_module_files_are_regular_and_bounded) {
@@ -396,6 +444,7 @@ void run_safety_tests(void) {
     RUN(safety_handlers_and_timer_exist_only_while_attached);
     RUN(safety_cpu_limit_counts_time_in_hostcalls);
     RUN(safety_cpu_limit_is_per_runtime);
+    RUN(safety_memory_accesses_across_a_grow);
     RUN(safety_module_files_are_regular_and_bounded);
     RUN(safety_cache_entries_are_verified_before_loading);
     pw_runtime_free(rt);
