@@ -63,6 +63,13 @@ def field(deb, name):
     return run(["dpkg-deb", "-f", deb, name]).strip()
 
 
+def test_changelog_agrees_with_pwasm_h():
+    v = run(["dpkg-parsechangelog", "-l", os.path.join(ROOT, "debian", "changelog"), "-S",
+             "Version"]).strip()
+    assert v == pwasm_version() or v.startswith(pwasm_version() + "-"), \
+        f"debian/changelog {v}, include/pwasm.h {pwasm_version()}"
+
+
 def test_packages_are_versioned_from_pwasm_h():
     version = pwasm_version()
     for pkg, deb in debs().items():
