@@ -4,8 +4,9 @@ install on this machine, use, and purge.
 The install test installs the four packages with apt-get, starts Debian's
 /usr/sbin/nginx with its own prefix, configuration and loopback port (not
 the system service) loading the modules through the modules-enabled
-snippets the packages made, with a plugin built against the installed C SDK
-and the packaged default compile cache (/var/cache/pwasm); uses the
+snippets the packages made, with plugins built against the installed C SDK
+(an HTTP one, a TCP one in stream{} in front of an echo server) and the
+packaged default compile cache (/var/cache/pwasm); uses the
 installed pwasm tool and pkg-config file; then purges the packages and
 checks that nothing of them is left. It needs root, and is skipped (with the
 reason) when not root, when one of the packages is already installed or
@@ -19,10 +20,11 @@ import glob
 import http.client
 import os
 import re
-import shutil
 import signal
 import socket
+import socketserver
 import subprocess
+import threading
 import time
 
 import pytest
@@ -131,6 +133,29 @@ def wait_port(proc, port, log):
     pytest.fail("nginx did not listen")
 
 
+class Echo:
+    """A TCP server on 127.0.0.1 sending back what it reads, until EOF."""
+
+    def __init__(self):
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                while True:
+                    data = self.request.recv(65536)
+                    if not data:
+                        break
+                    self.request.sendall(data)
+                self.request.shutdown(socket.SHUT_WR)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 CONF = """\
 # the packages' snippets, as /etc/nginx/nginx.conf includes them
 include {enabled}/50-mod-stream.conf;
@@ -160,7 +185,13 @@ http {{
     }}
 }}
 stream {{
-    proxy_wasm_module add_header {wasm};
+    proxy_wasm_module tcp {tcp_wasm};
+    server {{
+        listen 127.0.0.1:{stream_port};
+        proxy_wasm tcp config=upper;
+        proxy_half_close on;
+        proxy_pass 127.0.0.1:{echo_port};
+    }}
 }}
 """
 
@@ -203,7 +234,7 @@ def test_install_use_and_purge(tmp_path):
         pytest.skip(f"{CACHE} exists (not ours): the purge would remove it")
     found = debs()
     enabled_before = sorted(os.listdir(ENABLED))
-    proc = None
+    proc = echo = None
     try:
         apt_get("install", *[found[p] for p in PACKAGES])
         assert all(installed(p) for p in PACKAGES)
@@ -225,9 +256,11 @@ def test_install_use_and_purge(tmp_path):
         sdk_obj = run(["pkg-config", "--variable=sdk_obj", "pwasm"]).strip()
         assert sdk_obj.startswith("/usr/share/pwasm/"), sdk_obj
         wasm = str(tmp_path / "add_header.wasm")
-        run(["clang", "--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-Wall",
-             "-Werror", *sdk_cflags, os.path.join(ROOT, "examples/c/add_header/add_header.c"),
-             sdk_obj, "-o", wasm])
+        tcp_wasm = str(tmp_path / "tcp_stream.wasm")
+        for src, out in (("examples/c/add_header/add_header.c", wasm),
+                         ("tests/nginx/plugins/tcp_stream.c", tcp_wasm)):
+            run(["clang", "--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-Wall",
+                 "-Werror", *sdk_cflags, os.path.join(ROOT, src), sdk_obj, "-o", out])
 
         # The installed tool runs it
         out = run(["/usr/bin/pwasm", "--version"])
@@ -248,9 +281,12 @@ def test_install_use_and_purge(tmp_path):
         prefix = tmp_path / "nginx"
         for d in ("logs", "tmp"):
             (prefix / d).mkdir(parents=True)
-        port = free_port()
+        port, stream_port = free_port(), free_port()
+        echo = Echo()
         conf = prefix / "nginx.conf"
-        conf.write_text(CONF.format(enabled=ENABLED, prefix=prefix, wasm=wasm, port=port))
+        conf.write_text(CONF.format(enabled=ENABLED, prefix=prefix, wasm=wasm, port=port,
+                                    tcp_wasm=tcp_wasm, stream_port=stream_port,
+                                    echo_port=echo.port))
         # the snippets say modules/X.so, relative to the prefix
         os.symlink("/usr/lib/nginx/modules", prefix / "modules")
         env = {k: v for k, v in os.environ.items() if k != "PWASM_CACHE_DIR"}
@@ -267,6 +303,17 @@ def test_install_use_and_purge(tmp_path):
             c.close()
             assert (r.status, body) == (200, b"ok\n")
             assert r.getheader("x-pwasm-deb") == "installed"
+        # the stream module: downstream bytes upper-cased, upstream's prefixed
+        with socket.create_connection(("127.0.0.1", stream_port), timeout=10) as c:
+            c.sendall(b"hello deb\n")
+            c.shutdown(socket.SHUT_WR)
+            got = b""
+            while True:
+                d = c.recv(4096)
+                if not d:
+                    break
+                got += d
+        assert got == b"<HELLO DEB\n"
         # compiled into the packaged default cache (no proxy_wasm_cache_dir)
         assert glob.glob(f"{CACHE}/*.so") and glob.glob(f"{CACHE}/*.sha256"), \
             os.listdir(CACHE)
@@ -283,6 +330,8 @@ def test_install_use_and_purge(tmp_path):
         assert not os.path.exists("/usr/share/pwasm")
         assert sorted(os.listdir(ENABLED)) == enabled_before
     finally:
+        if echo is not None:
+            echo.close()
         if proc is not None:
             proc.kill()
             proc.wait()
