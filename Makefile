@@ -44,6 +44,7 @@ include examples/examples.mk
 include tests/tests.mk
 include nginx/nginx.mk
 include bench/bench.mk
+include debian/deb.mk
 
 deps:
 	bash scripts/deps.sh

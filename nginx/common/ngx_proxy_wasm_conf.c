@@ -971,6 +971,13 @@ ngx_proxy_wasm_load(ngx_conf_t *cf, ngx_proxy_wasm_conf_t *wc)
         env = getenv("PWASM_CACHE_DIR");
         rcf.cache_dir = (env && env[0]) ? env : NULL;
 
+#ifdef NGX_PROXY_WASM_CACHE_DIR
+        /* the build's default (the Debian packages: /var/cache/pwasm) */
+        if (rcf.cache_dir == NULL) {
+            rcf.cache_dir = NGX_PROXY_WASM_CACHE_DIR;
+        }
+#endif
+
     } else {
         /* "off" is "": the library's "no cache" that does not fall back
          * to $PWASM_CACHE_DIR as NULL does */
