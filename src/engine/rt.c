@@ -539,3 +539,85 @@ int pw_rt_invoke(pw_rt_thunk thunk, void *arg, uint32_t max_call_ms, pw_trap *tr
     }
     return -1;
 }
+
+/* f(instance, args...) with f's arity: the only place that casts an
+ * export's pointer to its type (i32 parameters, at most one i32 result;
+ * pw_wmod_func accepts no other). */
+static inline __attribute__((always_inline)) u32 call_typed(const pw_wfunc *f, void *i,
+                                                            const u32 *a) {
+    void (*fn)(void) = f->fn;
+    switch (f->nresults ? 8 + f->nparams : f->nparams) {
+    case 0:
+        ((void (*)(void *))fn)(i);
+        return 0;
+    case 1:
+        ((void (*)(void *, u32))fn)(i, a[0]);
+        return 0;
+    case 2:
+        ((void (*)(void *, u32, u32))fn)(i, a[0], a[1]);
+        return 0;
+    case 3:
+        ((void (*)(void *, u32, u32, u32))fn)(i, a[0], a[1], a[2]);
+        return 0;
+    case 4:
+        ((void (*)(void *, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3]);
+        return 0;
+    case 5:
+        ((void (*)(void *, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4]);
+        return 0;
+    case 6:
+        ((void (*)(void *, u32, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4],
+                                                             a[5]);
+        return 0;
+    case 8:
+        return ((u32(*)(void *))fn)(i);
+    case 9:
+        return ((u32(*)(void *, u32))fn)(i, a[0]);
+    case 10:
+        return ((u32(*)(void *, u32, u32))fn)(i, a[0], a[1]);
+    case 11:
+        return ((u32(*)(void *, u32, u32, u32))fn)(i, a[0], a[1], a[2]);
+    case 12:
+        return ((u32(*)(void *, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3]);
+    case 13:
+        return ((u32(*)(void *, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4]);
+    case 14:
+        return ((u32(*)(void *, u32, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4],
+                                                                  a[5]);
+    }
+    return 0;
+}
+
+/* pw_rt_invoke of an export, without the thunk: the trap target, the call
+ * and the result in one frame (the path of every callback). */
+int pw_rt_call(void *instance, const pw_wfunc *f, const uint32_t *args, uint32_t max_call_ms,
+               uint32_t *ret, pw_trap *trap) {
+    sigjmp_buf jb;
+    sigjmp_buf *volatile saved = pw_jmp;
+    volatile int depth = pw_depth;
+    if (depth == 0) {
+        if (__builtin_expect(pw_slow, 0) && invoke_prepare(trap) != 0)
+            return -1;
+        pw_max_call_ms = max_call_ms;
+    }
+    int kind = sigsetjmp(jb, 0);
+    if (kind == 0) {
+        if (depth == 0)
+            pw_call_seq++;
+        pw_jmp = &jb;
+        pw_depth = depth + 1;
+        u32 r = call_typed(f, instance, args);
+        pw_depth = depth;
+        pw_jmp = saved;
+        if (ret)
+            *ret = r;
+        return 0;
+    }
+    pw_depth = depth;
+    pw_jmp = saved;
+    if (trap) {
+        trap->kind = kind;
+        trap->exit_code = kind == PW_TRAP_EXIT ? pw_exit_code : 0;
+    }
+    return -1;
+}
