@@ -59,7 +59,14 @@
 #define PW_WASM_HEADROOM (64u << 10)
 #define PW_HOST_HEADROOM (256u << 10)
 
-static sigjmp_buf *volatile pw_jmp; /* innermost call's trap target */
+/* A call's trap target: GCC/Clang's __builtin_setjmp buffer (frame
+ * pointer, resume address, stack pointer). Every register is saved by the
+ * calling function's prologue instead, and no signal mask is involved:
+ * much cheaper than sigsetjmp(.., 0) on every callback. The trap's kind
+ * travels in pw_trap_kind (__builtin_longjmp's value is always 1). */
+typedef void *pw_jmpbuf[5];
+static pw_jmpbuf *volatile pw_jmp; /* innermost call's trap target */
+static volatile int pw_trap_kind;
 static volatile int pw_depth;       /* Wasm calls on the stack */
 static uint32_t pw_exit_code;
 static uint32_t pw_max_pages = 16384; /* set per instantiation */
@@ -137,7 +144,8 @@ __attribute__((noreturn)) static void rt_trap(int kind) {
         abort(); /* a trap outside any call: a bug in the engine */
     if (pw_timed_out && (kind == PW_TRAP_EXHAUSTION || kind == 0))
         kind = PW_TRAP_TIMEOUT; /* the floors were raised by the watchdog */
-    siglongjmp(*pw_jmp, kind ? kind : PW_TRAP_HOST);
+    pw_trap_kind = kind ? kind : PW_TRAP_HOST;
+    __builtin_longjmp(*pw_jmp, 1);
 }
 
 void pw_engine_trap(int kind, uint32_t exit_code) {
@@ -249,7 +257,7 @@ static void on_tick(int sig, siginfo_t *si, void *uc) {
     if (in_plugin_code(interrupted_pc(uc))) {
         pw_timed_out = 1;
         pw_slow = 1;
-        rt_trap(PW_TRAP_TIMEOUT); /* siglongjmp out of plugin code */
+        rt_trap(PW_TRAP_TIMEOUT); /* longjmp out of plugin code */
     }
     /* In a hostcall or libc (a loop of hostcalls spends its time there):
      * stop at the next safe point instead. */
@@ -378,9 +386,9 @@ int pw_engine_attach(char *err, size_t errlen) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fault;
-    /* SA_NODEFER: we leave the handler with siglongjmp without restoring
-     * the signal mask (sigsetjmp(.., 0) is much cheaper), so the signal
-     * must not be blocked while the handler runs. */
+    /* SA_NODEFER: we leave the handler with a longjmp that does not
+     * restore the signal mask (see pw_jmpbuf), so the signal must not be
+     * blocked while the handler runs. */
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGPROF, &st, &pw_old_prof) != 0 || sigaction(SIGSEGV, &sa, &pw_old_segv) != 0 ||
@@ -512,16 +520,15 @@ __attribute__((noinline, cold)) static int invoke_prepare(pw_trap *trap) {
 }
 
 int pw_rt_invoke(pw_rt_thunk thunk, void *arg, uint32_t max_call_ms, pw_trap *trap) {
-    sigjmp_buf jb;
-    sigjmp_buf *volatile saved = pw_jmp;
+    pw_jmpbuf jb;
+    pw_jmpbuf *volatile saved = pw_jmp;
     volatile int depth = pw_depth;
     if (depth == 0) {
         if (__builtin_expect(pw_slow, 0) && invoke_prepare(trap) != 0)
             return -1;
         pw_max_call_ms = max_call_ms; /* the limit travels with the call */
     }
-    int kind = sigsetjmp(jb, 0);
-    if (kind == 0) {
+    if (__builtin_setjmp(jb) == 0) {
         if (depth == 0)
             pw_call_seq++;
         pw_jmp = &jb;
@@ -531,6 +538,7 @@ int pw_rt_invoke(pw_rt_thunk thunk, void *arg, uint32_t max_call_ms, pw_trap *tr
         pw_jmp = saved;
         return 0;
     }
+    int kind = pw_trap_kind;
     pw_depth = depth;
     pw_jmp = saved;
     if (trap) {
@@ -592,16 +600,15 @@ static inline __attribute__((always_inline)) u32 call_typed(const pw_wfunc *f, v
  * and the result in one frame (the path of every callback). */
 int pw_rt_call(void *instance, const pw_wfunc *f, const uint32_t *args, uint32_t max_call_ms,
                uint32_t *ret, pw_trap *trap) {
-    sigjmp_buf jb;
-    sigjmp_buf *volatile saved = pw_jmp;
+    pw_jmpbuf jb;
+    pw_jmpbuf *volatile saved = pw_jmp;
     volatile int depth = pw_depth;
     if (depth == 0) {
         if (__builtin_expect(pw_slow, 0) && invoke_prepare(trap) != 0)
             return -1;
         pw_max_call_ms = max_call_ms;
     }
-    int kind = sigsetjmp(jb, 0);
-    if (kind == 0) {
+    if (__builtin_setjmp(jb) == 0) {
         if (depth == 0)
             pw_call_seq++;
         pw_jmp = &jb;
@@ -613,6 +620,7 @@ int pw_rt_call(void *instance, const pw_wfunc *f, const uint32_t *args, uint32_t
             *ret = r;
         return 0;
     }
+    int kind = pw_trap_kind;
     pw_depth = depth;
     pw_jmp = saved;
     if (trap) {
