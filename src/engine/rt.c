@@ -65,7 +65,13 @@
  * much cheaper than sigsetjmp(.., 0) on every callback. The trap's kind
  * travels in pw_trap_kind (__builtin_longjmp's value is always 1). */
 typedef void *pw_jmpbuf[5];
-static pw_jmpbuf *volatile pw_jmp; /* innermost call's trap target */
+typedef struct pw_frame {
+    pw_jmpbuf jb;
+    struct pw_frame *prev; /* the enclosing call's */
+    int depth;             /* pw_depth outside this call */
+    pw_trap *trap;         /* where its trap goes */
+} pw_frame;
+static pw_frame *volatile pw_jmp; /* innermost call's trap target */
 static volatile int pw_trap_kind;
 static volatile int pw_depth;       /* Wasm calls on the stack */
 static uint32_t pw_exit_code;
@@ -145,7 +151,7 @@ __attribute__((noreturn)) static void rt_trap(int kind) {
     if (pw_timed_out && (kind == PW_TRAP_EXHAUSTION || kind == 0))
         kind = PW_TRAP_TIMEOUT; /* the floors were raised by the watchdog */
     pw_trap_kind = kind ? kind : PW_TRAP_HOST;
-    __builtin_longjmp(*pw_jmp, 1);
+    __builtin_longjmp(pw_jmp->jb, 1);
 }
 
 void pw_engine_trap(int kind, uint32_t exit_code) {
@@ -519,33 +525,41 @@ __attribute__((noinline, cold)) static int invoke_prepare(pw_trap *trap) {
     return 0;
 }
 
+/* After a trap of the innermost call: its frame is popped, the trap
+ * reported. -1. */
+static __attribute__((noinline)) int rt_trapped(void) {
+    pw_frame *fr = pw_jmp;
+    int kind = pw_trap_kind;
+    pw_depth = fr->depth;
+    pw_jmp = fr->prev;
+    if (fr->trap) {
+        fr->trap->kind = kind;
+        fr->trap->exit_code = kind == PW_TRAP_EXIT ? pw_exit_code : 0;
+    }
+    return -1;
+}
+
 int pw_rt_invoke(pw_rt_thunk thunk, void *arg, uint32_t max_call_ms, pw_trap *trap) {
-    pw_jmpbuf jb;
-    pw_jmpbuf *volatile saved = pw_jmp;
-    volatile int depth = pw_depth;
+    int depth = pw_depth;
     if (depth == 0) {
         if (__builtin_expect(pw_slow, 0) && invoke_prepare(trap) != 0)
             return -1;
         pw_max_call_ms = max_call_ms; /* the limit travels with the call */
+        pw_call_seq++;
     }
-    if (__builtin_setjmp(jb) == 0) {
-        if (depth == 0)
-            pw_call_seq++;
-        pw_jmp = &jb;
+    pw_frame fr;
+    fr.prev = pw_jmp;
+    fr.depth = depth;
+    fr.trap = trap;
+    if (__builtin_setjmp(fr.jb) == 0) {
+        pw_jmp = &fr;
         pw_depth = depth + 1;
         thunk(arg);
         pw_depth = depth;
-        pw_jmp = saved;
+        pw_jmp = fr.prev;
         return 0;
     }
-    int kind = pw_trap_kind;
-    pw_depth = depth;
-    pw_jmp = saved;
-    if (trap) {
-        trap->kind = kind;
-        trap->exit_code = kind == PW_TRAP_EXIT ? pw_exit_code : 0;
-    }
-    return -1;
+    return rt_trapped();
 }
 
 /* f(instance, args...) with f's arity: the only place that casts an
@@ -600,32 +614,28 @@ static inline __attribute__((always_inline)) u32 call_typed(const pw_wfunc *f, v
  * and the result in one frame (the path of every callback). */
 int pw_rt_call(void *instance, const pw_wfunc *f, const uint32_t *args, uint32_t max_call_ms,
                uint32_t *ret, pw_trap *trap) {
-    pw_jmpbuf jb;
-    pw_jmpbuf *volatile saved = pw_jmp;
-    volatile int depth = pw_depth;
+    int depth = pw_depth;
     if (depth == 0) {
         if (__builtin_expect(pw_slow, 0) && invoke_prepare(trap) != 0)
             return -1;
         pw_max_call_ms = max_call_ms;
+        pw_call_seq++;
     }
-    if (__builtin_setjmp(jb) == 0) {
-        if (depth == 0)
-            pw_call_seq++;
-        pw_jmp = &jb;
+    /* What the trap path needs is reached from pw_jmp alone (nothing of
+     * this frame's registers survives __builtin_longjmp). */
+    pw_frame fr;
+    fr.prev = pw_jmp;
+    fr.depth = depth;
+    fr.trap = trap;
+    if (__builtin_setjmp(fr.jb) == 0) {
+        pw_jmp = &fr;
         pw_depth = depth + 1;
         u32 r = call_typed(f, instance, args);
         pw_depth = depth;
-        pw_jmp = saved;
+        pw_jmp = fr.prev;
         if (ret)
             *ret = r;
         return 0;
     }
-    int kind = pw_trap_kind;
-    pw_depth = depth;
-    pw_jmp = saved;
-    if (trap) {
-        trap->kind = kind;
-        trap->exit_code = kind == PW_TRAP_EXIT ? pw_exit_code : 0;
-    }
-    return -1;
+    return rt_trapped();
 }
