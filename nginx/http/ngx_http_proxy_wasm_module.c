@@ -665,6 +665,13 @@ ngx_http_proxy_wasm_cleanup(void *data)
         }
 
         ctx->gone = 1;
+
+        if (ctx->phase == NGX_HTTP_PROXY_WASM_PHASE_LOG && !ctx->queued
+            && !ctx->event.posted)
+        {
+            continue;   /* the log phase ended every stream: nothing left */
+        }
+
         ngx_http_proxy_wasm_end_streams(ctx, 0);
     }
 }
