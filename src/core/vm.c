@@ -817,7 +817,9 @@ static uint32_t size32(size_t n) {
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
-pw_action pw_stream_call(pw_stream *s, pw_event event, size_t n, int end_of_stream) {
+/* pw_stream_call, inlined into pw_chain_call. */
+static inline __attribute__((always_inline)) pw_action stream_event(pw_stream *s, pw_event event,
+                                                                    size_t n, int end_of_stream) {
     static const enum pw_cb cbs[PW_EVENT_COUNT] = {
         PW_CB_ON_REQUEST_HEADERS,
         PW_CB_ON_REQUEST_BODY,
@@ -839,6 +841,28 @@ pw_action pw_stream_call(pw_stream *s, pw_event event, size_t n, int end_of_stre
     int eos =
         event == PW_ON_REQUEST_TRAILERS || event == PW_ON_RESPONSE_TRAILERS ? 0 : end_of_stream;
     return stream_cb(s, cbs[event], size32(n), eos);
+}
+
+pw_action pw_stream_call(pw_stream *s, pw_event event, size_t n, int end_of_stream) {
+    return stream_event(s, event, n, end_of_stream);
+}
+
+/* The chain's common call (chain.c has the rest): the link's stream
+ * context exists and its callback ran. Here so that the stream callback
+ * is inlined into it. */
+pw_action pw_chain_call(pw_chain *c, size_t i, pw_event event, size_t n, int end_of_stream,
+                        char *why, size_t whylen) {
+    pw_link *l = &c->links[i];
+    if (why && whylen)
+        why[0] = '\0';
+    int called = 0;
+    if (l->stream && !l->failed && !l->ended) {
+        pw_action a = stream_event(l->stream, event, n, end_of_stream);
+        if (a != PW_ACTION_ERROR)
+            return a;
+        called = 1;
+    }
+    return pw_chain_call_slow(c, l, event, n, end_of_stream, why, whylen, called);
 }
 
 pw_action pw_stream_on_request_body(pw_stream *s, size_t body_size, int end_of_stream) {
