@@ -539,29 +539,6 @@ static __attribute__((noinline)) int rt_trapped(void) {
     return -1;
 }
 
-int pw_rt_invoke(pw_rt_thunk thunk, void *arg, uint32_t max_call_ms, pw_trap *trap) {
-    int depth = pw_depth;
-    if (depth == 0) {
-        if (__builtin_expect(pw_slow, 0) && invoke_prepare(trap) != 0)
-            return -1;
-        pw_max_call_ms = max_call_ms; /* the limit travels with the call */
-        pw_call_seq++;
-    }
-    pw_frame fr;
-    fr.prev = pw_jmp;
-    fr.depth = depth;
-    fr.trap = trap;
-    if (__builtin_setjmp(fr.jb) == 0) {
-        pw_jmp = &fr;
-        pw_depth = depth + 1;
-        thunk(arg);
-        pw_depth = depth;
-        pw_jmp = fr.prev;
-        return 0;
-    }
-    return rt_trapped();
-}
-
 /* f(instance, args...) with f's arity: the only place that casts an
  * export's pointer to its type (i32 parameters, at most one i32 result;
  * pw_wmod_func accepts no other). */
@@ -618,7 +595,7 @@ int pw_rt_call(void *instance, const pw_wfunc *f, const uint32_t *args, uint32_t
     if (depth == 0) {
         if (__builtin_expect(pw_slow, 0) && invoke_prepare(trap) != 0)
             return -1;
-        pw_max_call_ms = max_call_ms;
+        pw_max_call_ms = max_call_ms; /* the limit travels with the call */
         pw_call_seq++;
     }
     /* What the trap path needs is reached from pw_jmp alone (nothing of
@@ -638,4 +615,11 @@ int pw_rt_call(void *instance, const pw_wfunc *f, const uint32_t *args, uint32_t
         return 0;
     }
     return rt_trapped();
+}
+
+int pw_rt_invoke(pw_rt_thunk thunk, void *arg, uint32_t max_call_ms, pw_trap *trap) {
+    /* thunk(arg) is an export of no parameters called with arg as its
+     * instance */
+    const pw_wfunc f = {.fn = (void (*)(void))thunk, .nparams = 0, .nresults = 0};
+    return pw_rt_call(arg, &f, NULL, max_call_ms, NULL, trap);
 }
