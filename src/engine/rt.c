@@ -63,7 +63,9 @@
  * pointer, resume address, stack pointer). Every register is saved by the
  * calling function's prologue instead, and no signal mask is involved:
  * much cheaper than sigsetjmp(.., 0) on every callback. The trap's kind
- * travels in pw_trap_kind (__builtin_longjmp's value is always 1). */
+ * travels in pw_trap_kind (__builtin_longjmp's value is always 1). Unlike
+ * glibc's siglongjmp it does not unwind a CET shadow stack (processes
+ * with user shadow stacks enforced are not supported). */
 typedef void *pw_jmpbuf[5];
 typedef struct pw_frame {
     pw_jmpbuf jb;
