@@ -49,6 +49,20 @@
 #include "engine/glue.h"
 #include "engine/rt.h"
 
+/* AddressSanitizer builds: a trap leaves frames without returning, as
+ * siglongjmp did, whose interceptor told ASan so (their stack is
+ * unpoisoned); __builtin_longjmp is not intercepted, so rt_trap says it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PW_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PW_ASAN 1
+#endif
+#endif
+#ifdef PW_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 #define PW_PAGE 65536u
 #define PW_RESERVE (8ull << 30)
 
@@ -153,6 +167,9 @@ __attribute__((noreturn)) static void rt_trap(int kind) {
     if (pw_timed_out && (kind == PW_TRAP_EXHAUSTION || kind == 0))
         kind = PW_TRAP_TIMEOUT; /* the floors were raised by the watchdog */
     pw_trap_kind = kind ? kind : PW_TRAP_HOST;
+#ifdef PW_ASAN
+    __asan_handle_no_return();
+#endif
     __builtin_longjmp(pw_jmp->jb, 1);
 }
 
