@@ -104,7 +104,7 @@ ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
     ngx_http_proxy_wasm_stream_t *s, ngx_uint_t cb, size_t n, ngx_uint_t eos)
 {
     ngx_uint_t           dir;
-    unsigned             own;
+    unsigned             own, pending;
     pw_action            action;
     pw_stream           *stream;
     ngx_http_request_t  *r;
@@ -144,19 +144,22 @@ ngx_http_proxy_wasm_call(ngx_http_proxy_wasm_ctx_t *ctx,
     own = (dir == NGX_HTTP_PROXY_WASM_REQ) ? PW_PENDING_CONTINUE_REQUEST
                                            : PW_PENDING_CONTINUE_RESPONSE;
 
-    if (((pw_stream_pending(stream) & own) || ctx->event.posted)
+    pending = pw_stream_pending(stream);
+
+    if (((pending & own) || ctx->event.posted)
         && !ngx_http_proxy_wasm_held(ctx, dir))
     {
         /* a continue of this direction means nothing: dropped, also where
          * another plugin of the request asked it (through
          * proxy_set_effective_context: its wake posted the event) */
         (void) pw_chain_take(&ctx->chain, own, NULL);
+        pending = pw_stream_pending(stream);
     }
 
     /* else: a continue for what an earlier callback paused (e.g. the
      * request headers, from a body callback): from the posted event */
 
-    if (pw_stream_pending(stream)) {
+    if (pending) {
         ngx_http_proxy_wasm_post(ctx);
     }
 

@@ -665,6 +665,13 @@ ngx_http_proxy_wasm_cleanup(void *data)
         }
 
         ctx->gone = 1;
+
+        if (ctx->phase == NGX_HTTP_PROXY_WASM_PHASE_LOG && !ctx->queued
+            && !ctx->event.posted)
+        {
+            continue;   /* the log phase ended every stream: nothing left */
+        }
+
         ngx_http_proxy_wasm_end_streams(ctx, 0);
     }
 }
@@ -706,30 +713,40 @@ ngx_http_proxy_wasm_ctx_t *
 ngx_http_proxy_wasm_create_ctx(ngx_http_request_t *r,
     ngx_http_proxy_wasm_loc_conf_t *plcf)
 {
-    ngx_uint_t                  i;
+    size_t                      size;
+    ngx_uint_t                  i, n;
+    ngx_pool_cleanup_t         *cln;
     ngx_http_proxy_wasm_req_t  *req;
     ngx_http_proxy_wasm_ctx_t  *ctx;
     ngx_proxy_wasm_filter_t   **filters;
 
-    req = ngx_http_proxy_wasm_req(r, 1);
-    if (req == NULL) {
-        return NULL;
-    }
+    req = ngx_http_proxy_wasm_req(r, 0);
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_proxy_wasm_ctx_t));
+    /* the context, the chain's links, the elements and, for the first
+     * context of the request, the request's list: one allocation */
+    n = plcf->chain->nelts;
+    size = sizeof(ngx_http_proxy_wasm_ctx_t)
+           + n * (sizeof(pw_link) + sizeof(ngx_http_proxy_wasm_stream_t));
+
+    ctx = ngx_pcalloc(r->pool,
+                      size + (req ? 0 : sizeof(ngx_http_proxy_wasm_req_t)));
     if (ctx == NULL) {
         return NULL;
     }
 
-    /* the chain's links, then the elements: one allocation */
-    ctx->nstreams = plcf->chain->nelts;
-    ctx->chain.links = ngx_pcalloc(r->pool, ctx->nstreams
-                                   * (sizeof(pw_link)
-                                      + sizeof(ngx_http_proxy_wasm_stream_t)));
-    if (ctx->chain.links == NULL) {
-        return NULL;
+    if (req == NULL) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NULL;
+        }
+
+        req = (ngx_http_proxy_wasm_req_t *) ((u_char *) ctx + size);
+        cln->data = req;
+        cln->handler = ngx_http_proxy_wasm_cleanup;
     }
 
+    ctx->nstreams = n;
+    ctx->chain.links = (pw_link *) (ctx + 1);
     ctx->streams = (ngx_http_proxy_wasm_stream_t *)
                        (ctx->chain.links + ctx->nstreams);
 

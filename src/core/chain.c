@@ -52,11 +52,11 @@ static int chain_stream_new(const pw_chain *c, pw_link *l, char *err, size_t err
                   : pw_stream_new(l->plugin, l->host_stream, &l->stream, err, errlen);
 }
 
-/* pw_chain_call when the link has no context yet, failed or ended, or
- * its callback failed: apart, so that the common call stays short. */
-static __attribute__((noinline)) pw_action chain_call_slow(pw_chain *c, pw_link *l, pw_event event,
-                                                           size_t n, int end_of_stream, char *why,
-                                                           size_t whylen, int called) {
+/* pw_chain_call (vm.c, next to the stream callbacks it inlines) when the
+ * link has no context yet, failed or ended, or its callback failed
+ * (`called`). */
+pw_action pw_chain_call_slow(pw_chain *c, pw_link *l, pw_event event, size_t n, int end_of_stream,
+                             char *why, size_t whylen, int called) {
     if (!called) {
         if (l->failed || l->ended)
             return PW_ACTION_CONTINUE;
@@ -79,21 +79,6 @@ static __attribute__((noinline)) pw_action chain_call_slow(pw_chain *c, pw_link 
     }
     whyf(why, whylen, "%s", vm_error(l));
     return link_failed(c, l);
-}
-
-pw_action pw_chain_call(pw_chain *c, size_t i, pw_event event, size_t n, int end_of_stream,
-                        char *why, size_t whylen) {
-    pw_link *l = &c->links[i];
-    if (why && whylen)
-        why[0] = '\0';
-    int called = 0;
-    if (l->stream && !l->failed && !l->ended) {
-        pw_action a = pw_stream_call(l->stream, event, n, end_of_stream);
-        if (a != PW_ACTION_ERROR)
-            return a;
-        called = 1;
-    }
-    return chain_call_slow(c, l, event, n, end_of_stream, why, whylen, called);
 }
 
 pw_action pw_chain_stranded(pw_chain *c, size_t i, char *why, size_t whylen) {

@@ -209,6 +209,11 @@ struct pw_vm {
     pw_brake brake;
 };
 
+/* chain.c: pw_chain_call of link l when it has no stream context yet,
+ * failed or ended, or its callback failed (called: 1). */
+pw_action pw_chain_call_slow(pw_chain *c, pw_link *l, pw_event event, size_t n, int end_of_stream,
+                             char *why, size_t whylen, int called);
+
 /* The registry of every host function (hostcalls.c, from hostcalls.def):
  * env, then WASI under both names, in a static table. */
 const pw_host_func *pw_core_host_funcs(size_t *n);

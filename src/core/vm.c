@@ -159,49 +159,65 @@ static void vm_trapped(pw_vm *vm, pw_ctx *ctx, const char *export, const pw_trap
         vm->hooks.observe->vm_discarded(vm->host);
 }
 
-int pw_vm_callback(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb, const uint32_t *args, uint32_t *ret) {
-    pw_module *m = vm->m;
-    if (!m->has_cb[cb])
-        return 1;
-    if (vm->dead)
-        return -1;
-    pw_ctx *saved_cur = vm->cur, *saved_eff = vm->eff;
-    vm->cur = ctx;
-    vm->eff = NULL; /* §8.10: reset around every host->Wasm call */
-    if (vm->depth++ == 0) {
-        /* A callback starts (not a nested call such as the allocator). */
-        vm->budget = vm->lim.max_callback_bytes;
-        vm->refusal_logged = 0;
-    }
-    pw_trap trap = {0};
-    uint32_t r = 0;
-    /* One callback in 64 of a plugin with a store is timed, for the
-     * host's pwasm_callback_duration_us histogram: two clock reads on
-     * every callback would cost more than many plugins do. */
-    struct timespec t0;
-    int timed = vm->depth == 1 && ctx && ctx->plugin && vm->hooks.shared->store &&
-                (++vm->callbacks & 63) == 0;
-    if (timed)
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = pw_winst_call(vm->inst, &m->cb[cb], args, &r, &trap);
-    if (timed && rc == 0) {
-        struct timespec t1;
+/* A callback timed for the host's pwasm_callback_duration_us histogram:
+ * one in 64 of a plugin with a store (vm_call), as two clock reads on
+ * every callback would cost more than many plugins do. */
+static __attribute__((noinline)) int vm_call_timed(pw_vm *vm, pw_ctx *ctx, const pw_wfunc *f,
+                                                   const uint32_t *args, uint32_t *r,
+                                                   pw_trap *trap) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = pw_winst_call(vm->inst, f, args, r, trap);
+    if (rc == 0) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
         int64_t us =
             ((int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)) / 1000;
         pw_host_metric_record(vm, PROXY_METRIC_HISTOGRAM, "pwasm_callback_duration_us", "plugin",
                               ctx->plugin->name, &ctx->plugin->time_metric, us);
     }
+    return rc;
+}
+
+/* pw_vm_callback, inlined into the stream callbacks' path. */
+static inline __attribute__((always_inline)) int vm_call(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb,
+                                                         const uint32_t *args, uint32_t *ret) {
+    const pw_wfunc *f = &vm->m->cb[cb];
+    if (!vm->m->has_cb[cb])
+        return 1;
+    if (vm->dead)
+        return -1;
+    pw_ctx *saved_cur = vm->cur, *saved_eff = vm->eff;
+    vm->cur = ctx;
+    vm->eff = NULL; /* §8.10: reset around every host->Wasm call */
+    pw_trap trap; /* filled when the call fails */
+    uint32_t r = 0;
+    int rc;
+    if (vm->depth++ == 0) {
+        /* A callback starts (not a nested call such as the allocator). */
+        vm->budget = vm->lim.max_callback_bytes;
+        vm->refusal_logged = 0;
+        if (__builtin_expect((++vm->callbacks & 63) == 0, 0) && ctx && ctx->plugin &&
+            vm->hooks.shared->store)
+            rc = vm_call_timed(vm, ctx, f, args, &r, &trap);
+        else
+            rc = pw_winst_call(vm->inst, f, args, &r, &trap);
+    } else {
+        rc = pw_winst_call(vm->inst, f, args, &r, &trap);
+    }
     vm->depth--;
     vm->cur = saved_cur;
     vm->eff = saved_eff;
-    if (rc != 0) {
+    if (__builtin_expect(rc != 0, 0)) {
         vm_trapped(vm, ctx, cb_names[cb], &trap);
         return -1;
     }
     if (ret)
         *ret = r;
     return 0;
+}
+
+int pw_vm_callback(pw_vm *vm, pw_ctx *ctx, enum pw_cb cb, const uint32_t *args, uint32_t *ret) {
+    return vm_call(vm, ctx, cb, args, ret);
 }
 
 /* ------------------------------------------------------------------- VM */
@@ -691,7 +707,7 @@ static int stream_new(pw_plugin *p, void *host_stream, int tcp, pw_stream **out,
         return PW_ENOMEM;
     }
     uint32_t args[2] = {s->ctx.id, p->ctx.id};
-    if (pw_vm_callback(vm, &s->ctx, PW_CB_ON_CONTEXT_CREATE, args, NULL) < 0) {
+    if (vm_call(vm, &s->ctx, PW_CB_ON_CONTEXT_CREATE, args, NULL) < 0) {
         pw_errf(err, errlen, "%s", vm->last_error);
         stream_release(vm, s);
         return PW_ETRAP;
@@ -775,7 +791,7 @@ static inline __attribute__((always_inline)) pw_action stream_cb(pw_stream *s, e
     s->has_local_response = 0;
     s->pending &= ~PW_PENDING_LOCAL_RESPONSE;
     s->in_cb = 1;
-    int rc = pw_vm_callback(s->plugin->vm, &s->ctx, cb, args, &r);
+    int rc = vm_call(s->plugin->vm, &s->ctx, cb, args, &r);
     s->in_cb = 0;
     pw_action a = rc < 0                  ? PW_ACTION_ERROR
                   : s->has_local_response ? PW_ACTION_LOCAL_RESPONSE /* §8.8, whatever
@@ -801,7 +817,9 @@ static uint32_t size32(size_t n) {
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
-pw_action pw_stream_call(pw_stream *s, pw_event event, size_t n, int end_of_stream) {
+/* pw_stream_call, inlined into pw_chain_call. */
+static inline __attribute__((always_inline)) pw_action stream_event(pw_stream *s, pw_event event,
+                                                                    size_t n, int end_of_stream) {
     static const enum pw_cb cbs[PW_EVENT_COUNT] = {
         PW_CB_ON_REQUEST_HEADERS,
         PW_CB_ON_REQUEST_BODY,
@@ -823,6 +841,28 @@ pw_action pw_stream_call(pw_stream *s, pw_event event, size_t n, int end_of_stre
     int eos =
         event == PW_ON_REQUEST_TRAILERS || event == PW_ON_RESPONSE_TRAILERS ? 0 : end_of_stream;
     return stream_cb(s, cbs[event], size32(n), eos);
+}
+
+pw_action pw_stream_call(pw_stream *s, pw_event event, size_t n, int end_of_stream) {
+    return stream_event(s, event, n, end_of_stream);
+}
+
+/* The chain's common call (chain.c has the rest): the link's stream
+ * context exists and its callback ran. Here so that the stream callback
+ * is inlined into it. */
+pw_action pw_chain_call(pw_chain *c, size_t i, pw_event event, size_t n, int end_of_stream,
+                        char *why, size_t whylen) {
+    pw_link *l = &c->links[i];
+    if (why && whylen)
+        why[0] = '\0';
+    int called = 0;
+    if (l->stream && !l->failed && !l->ended) {
+        pw_action a = stream_event(l->stream, event, n, end_of_stream);
+        if (a != PW_ACTION_ERROR)
+            return a;
+        called = 1;
+    }
+    return pw_chain_call_slow(c, l, event, n, end_of_stream, why, whylen, called);
 }
 
 pw_action pw_stream_on_request_body(pw_stream *s, size_t body_size, int end_of_stream) {
@@ -889,9 +929,9 @@ void pw_stream_free(pw_stream *s) {
         enum pw_cb first = s->tcp ? PW_CB_ON_DONE : PW_CB_ON_LOG;
         enum pw_cb second = s->tcp ? PW_CB_ON_LOG : PW_CB_ON_DONE;
         s->in_cb = 1;
-        if (pw_vm_callback(vm, &s->ctx, first, &id, NULL) >= 0 &&
-            pw_vm_callback(vm, &s->ctx, second, &id, NULL) >= 0)
-            pw_vm_callback(vm, &s->ctx, PW_CB_ON_DELETE, &id, NULL);
+        if (vm_call(vm, &s->ctx, first, &id, NULL) >= 0 &&
+            vm_call(vm, &s->ctx, second, &id, NULL) >= 0)
+            vm_call(vm, &s->ctx, PW_CB_ON_DELETE, &id, NULL);
         s->in_cb = 0;
     }
     /* §8.9: the stream's calls end with it, never answered */

@@ -1187,82 +1187,9 @@ uint8_t *pw_winst_mem(const pw_winst *w, uint64_t *size) {
     return w->mem->data;
 }
 
-typedef struct call_args {
-    pw_winst *w;
-    const pw_wfunc *f;
-    const uint32_t *a;
-    uint32_t ret;
-} call_args;
-
-typedef uint32_t u32;
-
-static void do_call(void *arg) {
-    call_args *c = arg;
-    void *i = c->w->instance;
-    const uint32_t *a = c->a;
-    void (*fn)(void) = c->f->fn;
-    if (c->f->nresults) {
-        switch (c->f->nparams) {
-        case 0:
-            c->ret = ((u32(*)(void *))fn)(i);
-            break;
-        case 1:
-            c->ret = ((u32(*)(void *, u32))fn)(i, a[0]);
-            break;
-        case 2:
-            c->ret = ((u32(*)(void *, u32, u32))fn)(i, a[0], a[1]);
-            break;
-        case 3:
-            c->ret = ((u32(*)(void *, u32, u32, u32))fn)(i, a[0], a[1], a[2]);
-            break;
-        case 4:
-            c->ret = ((u32(*)(void *, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3]);
-            break;
-        case 5:
-            c->ret =
-                ((u32(*)(void *, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4]);
-            break;
-        case 6:
-            c->ret = ((u32(*)(void *, u32, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3],
-                                                                        a[4], a[5]);
-            break;
-        }
-    } else {
-        switch (c->f->nparams) {
-        case 0:
-            ((void (*)(void *))fn)(i);
-            break;
-        case 1:
-            ((void (*)(void *, u32))fn)(i, a[0]);
-            break;
-        case 2:
-            ((void (*)(void *, u32, u32))fn)(i, a[0], a[1]);
-            break;
-        case 3:
-            ((void (*)(void *, u32, u32, u32))fn)(i, a[0], a[1], a[2]);
-            break;
-        case 4:
-            ((void (*)(void *, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3]);
-            break;
-        case 5:
-            ((void (*)(void *, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4]);
-            break;
-        case 6:
-            ((void (*)(void *, u32, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4],
-                                                                 a[5]);
-            break;
-        }
-    }
-}
-
 int pw_winst_call(pw_winst *w, const pw_wfunc *f, const uint32_t *args, uint32_t *ret,
                   pw_trap *trap) {
-    call_args c = {w, f, args, 0};
-    if (pw_rt_invoke(do_call, &c, w->m->max_call_ms, trap) != 0)
-        return -1;
-    if (ret)
-        *ret = c.ret;
-    return 0;
+    return pw_rt_call(w->instance, f, args, w->m->max_call_ms, ret, trap);
 }
 
 int pw_engine_write_glue(const char *path, const char *name, const pw_wasm_info *info,

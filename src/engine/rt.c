@@ -49,6 +49,20 @@
 #include "engine/glue.h"
 #include "engine/rt.h"
 
+/* AddressSanitizer builds: a trap leaves frames without returning, as
+ * siglongjmp did, whose interceptor told ASan so (their stack is
+ * unpoisoned); __builtin_longjmp is not intercepted, so rt_trap says it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PW_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PW_ASAN 1
+#endif
+#endif
+#ifdef PW_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 #define PW_PAGE 65536u
 #define PW_RESERVE (8ull << 30)
 
@@ -59,7 +73,22 @@
 #define PW_WASM_HEADROOM (64u << 10)
 #define PW_HOST_HEADROOM (256u << 10)
 
-static sigjmp_buf *volatile pw_jmp; /* innermost call's trap target */
+/* A call's trap target: GCC/Clang's __builtin_setjmp buffer (frame
+ * pointer, resume address, stack pointer). Every register is saved by the
+ * calling function's prologue instead, and no signal mask is involved:
+ * much cheaper than sigsetjmp(.., 0) on every callback. The trap's kind
+ * travels in pw_trap_kind (__builtin_longjmp's value is always 1). Unlike
+ * glibc's siglongjmp it does not unwind a CET shadow stack (processes
+ * with user shadow stacks enforced are not supported). */
+typedef void *pw_jmpbuf[5];
+typedef struct pw_frame {
+    pw_jmpbuf jb;
+    struct pw_frame *prev; /* the enclosing call's */
+    int depth;             /* pw_depth outside this call */
+    pw_trap *trap;         /* where its trap goes */
+} pw_frame;
+static pw_frame *volatile pw_jmp; /* innermost call's trap target */
+static volatile int pw_trap_kind;
 static volatile int pw_depth;       /* Wasm calls on the stack */
 static uint32_t pw_exit_code;
 static uint32_t pw_max_pages = 16384; /* set per instantiation */
@@ -137,7 +166,11 @@ __attribute__((noreturn)) static void rt_trap(int kind) {
         abort(); /* a trap outside any call: a bug in the engine */
     if (pw_timed_out && (kind == PW_TRAP_EXHAUSTION || kind == 0))
         kind = PW_TRAP_TIMEOUT; /* the floors were raised by the watchdog */
-    siglongjmp(*pw_jmp, kind ? kind : PW_TRAP_HOST);
+    pw_trap_kind = kind ? kind : PW_TRAP_HOST;
+#ifdef PW_ASAN
+    __asan_handle_no_return();
+#endif
+    __builtin_longjmp(pw_jmp->jb, 1);
 }
 
 void pw_engine_trap(int kind, uint32_t exit_code) {
@@ -249,7 +282,7 @@ static void on_tick(int sig, siginfo_t *si, void *uc) {
     if (in_plugin_code(interrupted_pc(uc))) {
         pw_timed_out = 1;
         pw_slow = 1;
-        rt_trap(PW_TRAP_TIMEOUT); /* siglongjmp out of plugin code */
+        rt_trap(PW_TRAP_TIMEOUT); /* longjmp out of plugin code */
     }
     /* In a hostcall or libc (a loop of hostcalls spends its time there):
      * stop at the next safe point instead. */
@@ -378,9 +411,9 @@ int pw_engine_attach(char *err, size_t errlen) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fault;
-    /* SA_NODEFER: we leave the handler with siglongjmp without restoring
-     * the signal mask (sigsetjmp(.., 0) is much cheaper), so the signal
-     * must not be blocked while the handler runs. */
+    /* SA_NODEFER: we leave the handler with a longjmp that does not
+     * restore the signal mask (see pw_jmpbuf), so the signal must not be
+     * blocked while the handler runs. */
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGPROF, &st, &pw_old_prof) != 0 || sigaction(SIGSEGV, &sa, &pw_old_segv) != 0 ||
@@ -511,31 +544,101 @@ __attribute__((noinline, cold)) static int invoke_prepare(pw_trap *trap) {
     return 0;
 }
 
-int pw_rt_invoke(pw_rt_thunk thunk, void *arg, uint32_t max_call_ms, pw_trap *trap) {
-    sigjmp_buf jb;
-    sigjmp_buf *volatile saved = pw_jmp;
-    volatile int depth = pw_depth;
+/* After a trap of the innermost call: its frame is popped, the trap
+ * reported. -1. */
+static __attribute__((noinline)) int rt_trapped(void) {
+    pw_frame *fr = pw_jmp;
+    int kind = pw_trap_kind;
+    pw_depth = fr->depth;
+    pw_jmp = fr->prev;
+    if (fr->trap) {
+        fr->trap->kind = kind;
+        fr->trap->exit_code = kind == PW_TRAP_EXIT ? pw_exit_code : 0;
+    }
+    return -1;
+}
+
+/* f(instance, args...) with f's arity: the only place that casts an
+ * export's pointer to its type (i32 parameters, at most one i32 result;
+ * pw_wmod_func accepts no other). */
+static inline __attribute__((always_inline)) u32 call_typed(const pw_wfunc *f, void *i,
+                                                            const u32 *a) {
+    void (*fn)(void) = f->fn;
+    switch (f->nresults ? 8 + f->nparams : f->nparams) {
+    case 0:
+        ((void (*)(void *))fn)(i);
+        return 0;
+    case 1:
+        ((void (*)(void *, u32))fn)(i, a[0]);
+        return 0;
+    case 2:
+        ((void (*)(void *, u32, u32))fn)(i, a[0], a[1]);
+        return 0;
+    case 3:
+        ((void (*)(void *, u32, u32, u32))fn)(i, a[0], a[1], a[2]);
+        return 0;
+    case 4:
+        ((void (*)(void *, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3]);
+        return 0;
+    case 5:
+        ((void (*)(void *, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4]);
+        return 0;
+    case 6:
+        ((void (*)(void *, u32, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4],
+                                                             a[5]);
+        return 0;
+    case 8:
+        return ((u32(*)(void *))fn)(i);
+    case 9:
+        return ((u32(*)(void *, u32))fn)(i, a[0]);
+    case 10:
+        return ((u32(*)(void *, u32, u32))fn)(i, a[0], a[1]);
+    case 11:
+        return ((u32(*)(void *, u32, u32, u32))fn)(i, a[0], a[1], a[2]);
+    case 12:
+        return ((u32(*)(void *, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3]);
+    case 13:
+        return ((u32(*)(void *, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4]);
+    case 14:
+        return ((u32(*)(void *, u32, u32, u32, u32, u32, u32))fn)(i, a[0], a[1], a[2], a[3], a[4],
+                                                                  a[5]);
+    }
+    return 0;
+}
+
+/* pw_rt_invoke of an export, without the thunk: the trap target, the call
+ * and the result in one frame (the path of every callback). */
+int pw_rt_call(void *instance, const pw_wfunc *f, const uint32_t *args, uint32_t max_call_ms,
+               uint32_t *ret, pw_trap *trap) {
+    int depth = pw_depth;
     if (depth == 0) {
         if (__builtin_expect(pw_slow, 0) && invoke_prepare(trap) != 0)
             return -1;
         pw_max_call_ms = max_call_ms; /* the limit travels with the call */
+        pw_call_seq++;
     }
-    int kind = sigsetjmp(jb, 0);
-    if (kind == 0) {
-        if (depth == 0)
-            pw_call_seq++;
-        pw_jmp = &jb;
+    /* What the trap path needs is reached from pw_jmp alone (nothing of
+     * this frame's registers survives __builtin_longjmp). */
+    pw_frame fr;
+    fr.prev = pw_jmp;
+    fr.depth = depth;
+    fr.trap = trap;
+    if (__builtin_setjmp(fr.jb) == 0) {
+        pw_jmp = &fr;
         pw_depth = depth + 1;
-        thunk(arg);
+        u32 r = call_typed(f, instance, args);
         pw_depth = depth;
-        pw_jmp = saved;
+        pw_jmp = fr.prev;
+        if (ret)
+            *ret = r;
         return 0;
     }
-    pw_depth = depth;
-    pw_jmp = saved;
-    if (trap) {
-        trap->kind = kind;
-        trap->exit_code = kind == PW_TRAP_EXIT ? pw_exit_code : 0;
-    }
-    return -1;
+    return rt_trapped();
+}
+
+int pw_rt_invoke(pw_rt_thunk thunk, void *arg, uint32_t max_call_ms, pw_trap *trap) {
+    /* thunk(arg) is an export of no parameters called with arg as its
+     * instance */
+    const pw_wfunc f = {.fn = (void (*)(void))thunk, .nparams = 0, .nresults = 0};
+    return pw_rt_call(arg, &f, NULL, max_call_ms, NULL, trap);
 }

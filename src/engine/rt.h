@@ -23,4 +23,10 @@ typedef void (*pw_rt_thunk)(void *arg);
  * nested calls run under the outermost one's limit. */
 int pw_rt_invoke(pw_rt_thunk thunk, void *arg, uint32_t max_call_ms, pw_trap *trap);
 
+/* pw_rt_invoke of f(instance, args...) (f->nparams arguments): 0 with its
+ * result in *ret (when f has one and ret is non-NULL; else 0 there), or -1
+ * with *trap. */
+int pw_rt_call(void *instance, const pw_wfunc *f, const uint32_t *args, uint32_t max_call_ms,
+               uint32_t *ret, pw_trap *trap);
+
 #endif
