@@ -26,10 +26,7 @@ static int is_callout_map(u32 map) {
 
 /* A map's serialised size (§6.1); 0 for an empty map. */
 static uint64_t map_bytes(const pw_kv *pairs, size_t n) {
-    uint64_t size = n ? 4 : 0;
-    for (size_t i = 0; i < n; i++)
-        size += 8 + (uint64_t)pairs[i].key.len + 1 + pairs[i].value.len + 1;
-    return size;
+    return n ? pw_pairs_bytes(pairs, n) : 0;
 }
 
 /* A map handed to the plugin, within lim.max_map_pairs and
@@ -45,7 +42,7 @@ static u32 out_map(pw_vm *vm, const pw_kv *pairs, size_t n, u32 ret_ptr, u32 ret
         return pw_host_limit_hit(vm, "map_bytes"),
                pw_vm_refuse(vm, "%s: a map of %llu bytes (limit %u)", call,
                             (unsigned long long)bytes, vm->lim.max_map_bytes);
-    return pw_out_pairs(vm, pairs, n, ret_ptr, ret_size);
+    return pw_out_pairs_sized(vm, pairs, n, bytes, ret_ptr, ret_size);
 }
 
 u32 pw_hc_get_header_map_pairs(void *c, u32 map, u32 ret_ptr, u32 ret_size) {
