@@ -57,6 +57,13 @@ static void out_repeat(struct pw_out *o, char c, int n) {
 }
 
 static void out_bytes(struct pw_out *o, const char *s, size_t n) {
+    if (o->len + n < o->size) { /* fits: no check per byte */
+        char *d = o->buf + o->len;
+        o->len += n;
+        while (n--)
+            *d++ = *s++;
+        return;
+    }
     while (n--)
         out_char(o, *s++);
 }
@@ -299,7 +306,75 @@ static void out_conversion(struct pw_out *o, char conv, int len, int precision, 
     }
 }
 
+/* Whether fmt has only plain conversions: %u, %d, %i, %s and %% without
+ * flags, width, precision or length, the most common ones. */
+static int plain_format(const char *fmt) {
+    for (; *fmt; fmt++) {
+        if (*fmt != '%')
+            continue;
+        char c = *++fmt;
+        if (c != 'u' && c != 'd' && c != 'i' && c != 's' && c != '%')
+            return 0;
+    }
+    return 1;
+}
+
+/* pw_vsnprintf for a plain_format() fmt, its state in locals (the general
+ * path keeps it in memory, behind the pointer its helpers take): decimal
+ * digits by 32-bit division by a constant, no field padding. */
+static int plain_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap) {
+    size_t len = 0;
+    char digits[11];
+    for (; *fmt; fmt++) {
+        const char *s = fmt;
+        size_t n = 1;
+        if (*fmt == '%') {
+            char c = *++fmt;
+            if (c == 's') {
+                s = va_arg(ap, const char *);
+                if (!s)
+                    s = "(null)";
+                n = strlen(s);
+            } else if (c != '%') {
+                uint32_t v;
+                int negative = 0;
+                if (c == 'u') {
+                    v = (uint32_t)va_arg(ap, unsigned);
+                } else {
+                    int i = va_arg(ap, int);
+                    negative = i < 0;
+                    v = negative ? 0u - (uint32_t)i : (uint32_t)i;
+                }
+                char *end = digits + sizeof digits, *p = end;
+                do {
+                    *--p = (char)('0' + v % 10);
+                    v /= 10;
+                } while (v);
+                if (negative)
+                    *--p = '-';
+                s = p;
+                n = (size_t)(end - p);
+            } else {
+                s = fmt; /* "%%": the second '%' */
+            }
+        }
+        for (size_t i = 0; i < n; i++, len++)
+            if (len + 1 < size)
+                buf[len] = s[i];
+    }
+    if (size)
+        buf[len < size ? len : size - 1] = '\0';
+    return len > INT32_MAX ? INT32_MAX : (int)len;
+}
+
 int pw_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap_in) {
+    if (plain_format(fmt)) {
+        va_list ap;
+        va_copy(ap, ap_in);
+        int n = plain_vsnprintf(buf, size, fmt, ap);
+        va_end(ap);
+        return n;
+    }
     struct pw_out o = {buf, size, 0};
     va_list ap;
     va_copy(ap, ap_in);
