@@ -160,7 +160,7 @@ ngx_http_proxy_wasm_shortcut(ngx_http_proxy_wasm_shortcut_t *table,
     u_char *lowcase, size_t len)
 {
     for ( /* void */ ; table->name.len; table++) {
-        if (table->name.len == len
+        if (table->name.len == len && table->name.data[0] == lowcase[0]
             && ngx_memcmp(table->name.data, lowcase, len) == 0)
         {
             return table;
@@ -322,27 +322,29 @@ static ngx_int_t
 ngx_http_proxy_wasm_fill(ngx_http_request_t *r, ngx_table_elt_t *h,
     pw_str key, pw_str value, ngx_uint_t out)
 {
-    h->key.len = key.len;
-    h->key.data = ngx_pnalloc(r->pool, key.len);
-    h->lowcase_key = ngx_pnalloc(r->pool, key.len);
-    h->value.len = value.len;
-    h->value.data = ngx_pnalloc(r->pool, value.len + 1);
+    u_char  *p;
 
-    if (h->key.data == NULL || h->lowcase_key == NULL
-        || h->value.data == NULL)
-    {
+    /* one allocation: the name, its lower case, the value and a NUL */
+    p = ngx_pnalloc(r->pool, 2 * key.len + value.len + 1);
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
+    h->key.len = key.len;
+    h->key.data = p;
+    h->lowcase_key = p + key.len;
+    h->value.len = value.len;
+    h->value.data = p + 2 * key.len;
+
     ngx_memcpy(h->key.data, key.data, key.len);
-    ngx_strlow(h->lowcase_key, h->key.data, key.len);
     ngx_memcpy(h->value.data, value.data, value.len);
     h->value.data[value.len] = '\0';
 
     /* request headers: the hash nginx computes when parsing (proxy_pass
-     * compares it with proxy_set_header's); response headers: any non-zero
-     * value, 0 means "deleted" */
-    h->hash = ngx_hash_key(h->lowcase_key, key.len);
+     * compares it with proxy_set_header's), that of the lower case name,
+     * computed while lowering it; response headers: any non-zero value, 0
+     * means "deleted" */
+    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, key.len);
 
     if (out && h->hash == 0) {
         h->hash = 1;

@@ -132,10 +132,14 @@ static int is_status_key(pw_str k) {
     return k.len == 7 && k.data[0] == ':' && !strncasecmp(k.data, ":status", 7);
 }
 
-/* RFC 9110 tchar: the characters of a token (a header name). */
+/* RFC 9110 tchar: the characters of a token (a header name): letters,
+ * digits and !#$%&'*+-.^_`|~, as two bitmaps of the ASCII codes 0..63 and
+ * 64..127 (a test against the list: tests/unit/test_headers.c). */
+#define PW_TCHAR_LO 0x03ff6cfa00000000ull
+#define PW_TCHAR_HI 0x57ffffffc7fffffeull
+
 static int is_tchar(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
+    return c < 64 ? (int)(PW_TCHAR_LO >> c & 1) : c < 128 ? (int)(PW_TCHAR_HI >> (c - 64) & 1) : 0;
 }
 
 int pw_header_name_ok(pw_str name) {
