@@ -389,6 +389,27 @@ ngx_http_proxy_wasm_authority(ngx_http_request_t *r)
 }
 
 
+/* :scheme: a plugin's override, else that of the connection. */
+static void
+ngx_http_proxy_wasm_in_scheme(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_ctx_t *ctx, ngx_str_t *value)
+{
+    if (ctx && ctx->scheme.len) {
+        *value = ctx->scheme;
+        return;
+    }
+
+#if (NGX_HTTP_SSL)
+    if (r->connection->ssl) {
+        ngx_str_set(value, "https");
+        return;
+    }
+#endif
+
+    ngx_str_set(value, "http");
+}
+
+
 /* Value of pseudo-header number k of ngx_http_proxy_wasm_pseudo[]. */
 static void
 ngx_http_proxy_wasm_in_pseudo_at(ngx_http_request_t *r, ngx_uint_t k,
@@ -413,19 +434,31 @@ ngx_http_proxy_wasm_in_pseudo_at(ngx_http_request_t *r, ngx_uint_t k,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_proxy_wasm_module);
 
-    if (ctx && ctx->scheme.len) {
-        *value = ctx->scheme;
-        return;
-    }
+    ngx_http_proxy_wasm_in_scheme(r, ctx, value);
+}
 
-#if (NGX_HTTP_SSL)
-    if (r->connection->ssl) {
-        ngx_str_set(value, "https");
-        return;
-    }
-#endif
 
-    ngx_str_set(value, "http");
+/* The four pseudo-headers as kv[0..3], in ngx_http_proxy_wasm_pseudo[]'s
+ * order, the module context looked up once. */
+static void
+ngx_http_proxy_wasm_in_pseudo_kv(ngx_http_request_t *r, pw_kv *kv)
+{
+    ngx_str_t                   v;
+    ngx_http_proxy_wasm_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_proxy_wasm_module);
+
+    kv[0].key = ngx_http_proxy_wasm_pseudo[0];
+    kv[0].value = ngx_proxy_wasm_pw(&r->method_name);
+    kv[1].key = ngx_http_proxy_wasm_pseudo[1];
+    kv[1].value = ngx_proxy_wasm_pw(&r->unparsed_uri);
+    kv[2].key = ngx_http_proxy_wasm_pseudo[2];
+    kv[2].value = ngx_proxy_wasm_pw(ctx ? &ctx->authority
+                                        : ngx_http_proxy_wasm_authority(r));
+
+    ngx_http_proxy_wasm_in_scheme(r, ctx, &v);
+    kv[3].key = ngx_http_proxy_wasm_pseudo[3];
+    kv[3].value = ngx_proxy_wasm_pw(&v);
 }
 
 
@@ -457,7 +490,6 @@ proxy_status_t
 ngx_http_proxy_wasm_in_pairs(ngx_http_request_t *r, pw_kv **pairs, size_t *n)
 {
     size_t            k;
-    ngx_str_t         v;
     ngx_uint_t        i;
     pw_kv            *kv;
     ngx_list_part_t  *part;
@@ -468,11 +500,8 @@ ngx_http_proxy_wasm_in_pairs(ngx_http_request_t *r, pw_kv **pairs, size_t *n)
         return PROXY_RESULT_INTERNAL_FAILURE;
     }
 
-    for (k = 0; k < 4; k++) {
-        ngx_http_proxy_wasm_in_pseudo_at(r, k, &v);
-        kv[k].key = ngx_http_proxy_wasm_pseudo[k];
-        kv[k].value = ngx_proxy_wasm_pw(&v);
-    }
+    ngx_http_proxy_wasm_in_pseudo_kv(r, kv);
+    k = 4;
 
     for (part = &r->headers_in.headers.part; part; part = part->next) {
         h = part->elts;
