@@ -155,10 +155,39 @@ ngx_http_proxy_wasm_lower(ngx_pool_t *pool, u_char *src, size_t len)
 }
 
 
+/* The first letters of a table's names, as bits of 'a'..'z' (all its
+ * names start with one), computed on first use: most names a plugin adds
+ * (x-...) are in no table and are told apart without a scan. */
+static uint32_t
+ngx_http_proxy_wasm_firsts(ngx_http_proxy_wasm_shortcut_t *table)
+{
+    uint32_t                        *m;
+    ngx_http_proxy_wasm_shortcut_t  *t;
+
+    static uint32_t  in, out;
+
+    m = (table == ngx_http_proxy_wasm_headers_in) ? &in : &out;
+
+    if (*m == 0) {
+        for (t = table; t->name.len; t++) {
+            *m |= 1u << ((t->name.data[0] - 'a') & 31);
+        }
+    }
+
+    return *m;
+}
+
+
 static ngx_http_proxy_wasm_shortcut_t *
 ngx_http_proxy_wasm_shortcut(ngx_http_proxy_wasm_shortcut_t *table,
     u_char *lowcase, size_t len)
 {
+    if (len == 0 || lowcase[0] < 'a' || lowcase[0] > 'z'
+        || !(ngx_http_proxy_wasm_firsts(table) & 1u << (lowcase[0] - 'a')))
+    {
+        return NULL;
+    }
+
     for ( /* void */ ; table->name.len; table++) {
         if (table->name.len == len && table->name.data[0] == lowcase[0]
             && ngx_memcmp(table->name.data, lowcase, len) == 0)
