@@ -155,12 +155,41 @@ ngx_http_proxy_wasm_lower(ngx_pool_t *pool, u_char *src, size_t len)
 }
 
 
+/* The first letters of a table's names, as bits of 'a'..'z' (all its
+ * names start with one), computed on first use: most names a plugin adds
+ * (x-...) are in no table and are told apart without a scan. */
+static uint32_t
+ngx_http_proxy_wasm_firsts(ngx_http_proxy_wasm_shortcut_t *table)
+{
+    uint32_t                        *m;
+    ngx_http_proxy_wasm_shortcut_t  *t;
+
+    static uint32_t  in, out;
+
+    m = (table == ngx_http_proxy_wasm_headers_in) ? &in : &out;
+
+    if (*m == 0) {
+        for (t = table; t->name.len; t++) {
+            *m |= 1u << ((t->name.data[0] - 'a') & 31);
+        }
+    }
+
+    return *m;
+}
+
+
 static ngx_http_proxy_wasm_shortcut_t *
 ngx_http_proxy_wasm_shortcut(ngx_http_proxy_wasm_shortcut_t *table,
     u_char *lowcase, size_t len)
 {
+    if (len == 0 || lowcase[0] < 'a' || lowcase[0] > 'z'
+        || !(ngx_http_proxy_wasm_firsts(table) & 1u << (lowcase[0] - 'a')))
+    {
+        return NULL;
+    }
+
     for ( /* void */ ; table->name.len; table++) {
-        if (table->name.len == len
+        if (table->name.len == len && table->name.data[0] == lowcase[0]
             && ngx_memcmp(table->name.data, lowcase, len) == 0)
         {
             return table;
@@ -322,27 +351,29 @@ static ngx_int_t
 ngx_http_proxy_wasm_fill(ngx_http_request_t *r, ngx_table_elt_t *h,
     pw_str key, pw_str value, ngx_uint_t out)
 {
-    h->key.len = key.len;
-    h->key.data = ngx_pnalloc(r->pool, key.len);
-    h->lowcase_key = ngx_pnalloc(r->pool, key.len);
-    h->value.len = value.len;
-    h->value.data = ngx_pnalloc(r->pool, value.len + 1);
+    u_char  *p;
 
-    if (h->key.data == NULL || h->lowcase_key == NULL
-        || h->value.data == NULL)
-    {
+    /* one allocation: the name, its lower case, the value and a NUL */
+    p = ngx_pnalloc(r->pool, 2 * key.len + value.len + 1);
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
+    h->key.len = key.len;
+    h->key.data = p;
+    h->lowcase_key = p + key.len;
+    h->value.len = value.len;
+    h->value.data = p + 2 * key.len;
+
     ngx_memcpy(h->key.data, key.data, key.len);
-    ngx_strlow(h->lowcase_key, h->key.data, key.len);
     ngx_memcpy(h->value.data, value.data, value.len);
     h->value.data[value.len] = '\0';
 
     /* request headers: the hash nginx computes when parsing (proxy_pass
-     * compares it with proxy_set_header's); response headers: any non-zero
-     * value, 0 means "deleted" */
-    h->hash = ngx_hash_key(h->lowcase_key, key.len);
+     * compares it with proxy_set_header's), that of the lower case name,
+     * computed while lowering it; response headers: any non-zero value, 0
+     * means "deleted" */
+    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, key.len);
 
     if (out && h->hash == 0) {
         h->hash = 1;
@@ -387,6 +418,27 @@ ngx_http_proxy_wasm_authority(ngx_http_request_t *r)
 }
 
 
+/* :scheme: a plugin's override, else that of the connection. */
+static void
+ngx_http_proxy_wasm_in_scheme(ngx_http_request_t *r,
+    ngx_http_proxy_wasm_ctx_t *ctx, ngx_str_t *value)
+{
+    if (ctx && ctx->scheme.len) {
+        *value = ctx->scheme;
+        return;
+    }
+
+#if (NGX_HTTP_SSL)
+    if (r->connection->ssl) {
+        ngx_str_set(value, "https");
+        return;
+    }
+#endif
+
+    ngx_str_set(value, "http");
+}
+
+
 /* Value of pseudo-header number k of ngx_http_proxy_wasm_pseudo[]. */
 static void
 ngx_http_proxy_wasm_in_pseudo_at(ngx_http_request_t *r, ngx_uint_t k,
@@ -411,19 +463,31 @@ ngx_http_proxy_wasm_in_pseudo_at(ngx_http_request_t *r, ngx_uint_t k,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_proxy_wasm_module);
 
-    if (ctx && ctx->scheme.len) {
-        *value = ctx->scheme;
-        return;
-    }
+    ngx_http_proxy_wasm_in_scheme(r, ctx, value);
+}
 
-#if (NGX_HTTP_SSL)
-    if (r->connection->ssl) {
-        ngx_str_set(value, "https");
-        return;
-    }
-#endif
 
-    ngx_str_set(value, "http");
+/* The four pseudo-headers as kv[0..3], in ngx_http_proxy_wasm_pseudo[]'s
+ * order, the module context looked up once. */
+static void
+ngx_http_proxy_wasm_in_pseudo_kv(ngx_http_request_t *r, pw_kv *kv)
+{
+    ngx_str_t                   v;
+    ngx_http_proxy_wasm_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_proxy_wasm_module);
+
+    kv[0].key = ngx_http_proxy_wasm_pseudo[0];
+    kv[0].value = ngx_proxy_wasm_pw(&r->method_name);
+    kv[1].key = ngx_http_proxy_wasm_pseudo[1];
+    kv[1].value = ngx_proxy_wasm_pw(&r->unparsed_uri);
+    kv[2].key = ngx_http_proxy_wasm_pseudo[2];
+    kv[2].value = ngx_proxy_wasm_pw(ctx ? &ctx->authority
+                                        : ngx_http_proxy_wasm_authority(r));
+
+    ngx_http_proxy_wasm_in_scheme(r, ctx, &v);
+    kv[3].key = ngx_http_proxy_wasm_pseudo[3];
+    kv[3].value = ngx_proxy_wasm_pw(&v);
 }
 
 
@@ -455,7 +519,6 @@ proxy_status_t
 ngx_http_proxy_wasm_in_pairs(ngx_http_request_t *r, pw_kv **pairs, size_t *n)
 {
     size_t            k;
-    ngx_str_t         v;
     ngx_uint_t        i;
     pw_kv            *kv;
     ngx_list_part_t  *part;
@@ -466,11 +529,8 @@ ngx_http_proxy_wasm_in_pairs(ngx_http_request_t *r, pw_kv **pairs, size_t *n)
         return PROXY_RESULT_INTERNAL_FAILURE;
     }
 
-    for (k = 0; k < 4; k++) {
-        ngx_http_proxy_wasm_in_pseudo_at(r, k, &v);
-        kv[k].key = ngx_http_proxy_wasm_pseudo[k];
-        kv[k].value = ngx_proxy_wasm_pw(&v);
-    }
+    ngx_http_proxy_wasm_in_pseudo_kv(r, kv);
+    k = 4;
 
     for (part = &r->headers_in.headers.part; part; part = part->next) {
         h = part->elts;

@@ -338,9 +338,10 @@ ngx_http_proxy_wasm_map_write(void *stream, proxy_map_type_t map, pw_str key,
         return ngx_http_proxy_wasm_set_pseudo(r, s->ctx, map, key, value);
     }
 
-    if (!ngx_http_proxy_wasm_valid(key, 1)
-        || (value && !ngx_http_proxy_wasm_valid(*value, 0)))
-    {
+    /* a name or value written here has passed the core's rule already
+     * (pw_header_name_ok, pw_header_value_ok: include/pwasm.h, header map
+     * hooks); the name of a removal has not */
+    if (value == NULL && !ngx_http_proxy_wasm_valid(key, 1)) {
         return PROXY_RESULT_BAD_ARGUMENT;
     }
 

@@ -26,9 +26,18 @@ PW_EXPORT(proxy_abi_version_0_2_1) void proxy_abi_version_0_2_1(void) {}
  * more is reserved and set to NUL so returned text can be used as a C string;
  * the host never sees it. Returns 0 on failure (the host then answers
  * INVALID_MEMORY_ACCESS). */
+static char *spare_raw_take(size_t size);
+static int spare_raw_offered;
+
 PW_EXPORT(proxy_on_memory_allocate) void *proxy_on_memory_allocate(size_t size) {
     if (size == SIZE_MAX)
         return NULL;
+    if (spare_raw_offered) {
+        spare_raw_offered = 0;
+        char *spare = spare_raw_take(size);
+        if (spare)
+            return spare;
+    }
     char *p = malloc(size + 1);
     if (p)
         p[size] = '\0';
@@ -57,6 +66,13 @@ static void out_repeat(struct pw_out *o, char c, int n) {
 }
 
 static void out_bytes(struct pw_out *o, const char *s, size_t n) {
+    if (o->len + n < o->size) { /* fits: no check per byte */
+        char *d = o->buf + o->len;
+        o->len += n;
+        while (n--)
+            *d++ = *s++;
+        return;
+    }
     while (n--)
         out_char(o, *s++);
 }
@@ -299,7 +315,75 @@ static void out_conversion(struct pw_out *o, char conv, int len, int precision, 
     }
 }
 
+/* Whether fmt has only plain conversions: %u, %d, %i, %s and %% without
+ * flags, width, precision or length, the most common ones. */
+static int plain_format(const char *fmt) {
+    for (; *fmt; fmt++) {
+        if (*fmt != '%')
+            continue;
+        char c = *++fmt;
+        if (c != 'u' && c != 'd' && c != 'i' && c != 's' && c != '%')
+            return 0;
+    }
+    return 1;
+}
+
+/* pw_vsnprintf for a plain_format() fmt, its state in locals (the general
+ * path keeps it in memory, behind the pointer its helpers take): decimal
+ * digits by 32-bit division by a constant, no field padding. */
+static int plain_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap) {
+    size_t len = 0;
+    char digits[11];
+    for (; *fmt; fmt++) {
+        const char *s = fmt;
+        size_t n = 1;
+        if (*fmt == '%') {
+            char c = *++fmt;
+            if (c == 's') {
+                s = va_arg(ap, const char *);
+                if (!s)
+                    s = "(null)";
+                n = strlen(s);
+            } else if (c != '%') {
+                uint32_t v;
+                int negative = 0;
+                if (c == 'u') {
+                    v = (uint32_t)va_arg(ap, unsigned);
+                } else {
+                    int i = va_arg(ap, int);
+                    negative = i < 0;
+                    v = negative ? 0u - (uint32_t)i : (uint32_t)i;
+                }
+                char *end = digits + sizeof digits, *p = end;
+                do {
+                    *--p = (char)('0' + v % 10);
+                    v /= 10;
+                } while (v);
+                if (negative)
+                    *--p = '-';
+                s = p;
+                n = (size_t)(end - p);
+            } else {
+                s = fmt; /* "%%": the second '%' */
+            }
+        }
+        for (size_t i = 0; i < n; i++, len++)
+            if (len + 1 < size)
+                buf[len] = s[i];
+    }
+    if (size)
+        buf[len < size ? len : size - 1] = '\0';
+    return len > INT32_MAX ? INT32_MAX : (int)len;
+}
+
 int pw_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap_in) {
+    if (plain_format(fmt)) {
+        va_list ap;
+        va_copy(ap, ap_in);
+        int n = plain_vsnprintf(buf, size, fmt, ap);
+        va_end(ap);
+        return n;
+    }
     struct pw_out o = {buf, size, 0};
     va_list ap;
     va_copy(ap, ap_in);
@@ -494,7 +578,67 @@ static void store_u32(char *p, uint32_t v) {
     b[3] = (unsigned char)(v >> 24);
 }
 
-proxy_status_t pw_pairs_parse(const char *data, size_t size, pw_pair_t **pairs, size_t *count) {
+/* A plugin mostly reads one map at a time (pw_get_headers, then
+ * pw_pairs_free): the SDK keeps a spare buffer for the serialised map
+ * (raw, up to PW_SPARE_RAW bytes) and a spare array of up to PW_SPARE_PAIRS
+ * pairs, each lent to one pw_pairs_t at a time and given back by
+ * pw_pairs_free: reading a map then costs no malloc and no free. A map
+ * read while they are lent, or larger, is malloc'ed as before. */
+#define PW_SPARE_PAIRS 64
+#define PW_SPARE_RAW (16u << 10)
+static pw_pair_t *spare_pairs;
+static int spare_lent;
+static char *spare_raw;
+static size_t spare_raw_cap;
+static int spare_raw_lent;
+
+/* For proxy_on_memory_allocate while pw_get_headers offers the spare: the
+ * spare, grown to size + 1 bytes (the hidden NUL), or NULL. */
+static char *spare_raw_take(size_t size) {
+    if (spare_raw_lent || size >= PW_SPARE_RAW)
+        return NULL;
+    if (size + 1 > spare_raw_cap) {
+        size_t cap = (size + 1 + 255) & ~(size_t)255;
+        char *p = malloc(cap);
+        if (!p)
+            return NULL;
+        free(spare_raw);
+        spare_raw = p;
+        spare_raw_cap = cap;
+    }
+    spare_raw_lent = 1;
+    spare_raw[size] = '\0';
+    return spare_raw;
+}
+
+static void raw_release(char *raw) {
+    if (raw && raw == spare_raw)
+        spare_raw_lent = 0;
+    else
+        free(raw);
+}
+
+static pw_pair_t *pairs_alloc(size_t n, int spare) {
+    if (spare && !spare_lent && n <= PW_SPARE_PAIRS) {
+        if (!spare_pairs)
+            spare_pairs = malloc(PW_SPARE_PAIRS * sizeof *spare_pairs);
+        if (spare_pairs) {
+            spare_lent = 1;
+            return spare_pairs;
+        }
+    }
+    return malloc(n * sizeof(pw_pair_t));
+}
+
+static void pairs_release(pw_pair_t *p) {
+    if (p && p == spare_pairs)
+        spare_lent = 0;
+    else
+        free(p);
+}
+
+static proxy_status_t parse_pairs(const char *data, size_t size, pw_pair_t **pairs,
+                                  size_t *count, int spare) {
     *pairs = NULL;
     *count = 0;
     if (!data || size == 0 || (size == 1 && data[0] == '\0'))
@@ -506,7 +650,7 @@ proxy_status_t pw_pairs_parse(const char *data, size_t size, pw_pair_t **pairs, 
         return size == 4 ? PROXY_RESULT_OK : PROXY_RESULT_PARSE_FAILURE;
     if (n > (size - 4) / 8)
         return PROXY_RESULT_PARSE_FAILURE;
-    pw_pair_t *out = malloc((size_t)n * sizeof *out);
+    pw_pair_t *out = pairs_alloc((size_t)n, spare);
     if (!out)
         return PROXY_RESULT_INTERNAL_FAILURE;
     uint64_t pos = 4 + 8 * n; /* first string */
@@ -515,7 +659,7 @@ proxy_status_t pw_pairs_parse(const char *data, size_t size, pw_pair_t **pairs, 
         uint64_t vlen = load_u32(data + 8 + 8 * i);
         if (pos + klen + 1 + vlen + 1 > size || data[pos + klen] != '\0' ||
             data[pos + klen + 1 + vlen] != '\0') {
-            free(out);
+            pairs_release(out);
             return PROXY_RESULT_PARSE_FAILURE;
         }
         out[i].key = data + pos;
@@ -525,12 +669,16 @@ proxy_status_t pw_pairs_parse(const char *data, size_t size, pw_pair_t **pairs, 
         pos += klen + 1 + vlen + 1;
     }
     if (pos != size) {
-        free(out);
+        pairs_release(out);
         return PROXY_RESULT_PARSE_FAILURE;
     }
     *pairs = out;
     *count = (size_t)n;
     return PROXY_RESULT_OK;
+}
+
+proxy_status_t pw_pairs_parse(const char *data, size_t size, pw_pair_t **pairs, size_t *count) {
+    return parse_pairs(data, size, pairs, count, 0); /* malloc'ed: the caller frees it */
 }
 
 proxy_status_t pw_pairs_serialize(const pw_pair_t *pairs, size_t count, char **data,
@@ -567,7 +715,7 @@ static proxy_status_t pairs_from(proxy_status_t st, size_t size, pw_pairs_t *out
     out->pairs = NULL;
     out->count = 0;
     if (st == PROXY_RESULT_OK)
-        st = pw_pairs_parse(out->raw, size, &out->pairs, &out->count);
+        st = parse_pairs(out->raw, size, &out->pairs, &out->count, 1);
     if (st != PROXY_RESULT_OK)
         pw_pairs_free(out);
     return st;
@@ -576,8 +724,14 @@ static proxy_status_t pairs_from(proxy_status_t st, size_t size, pw_pairs_t *out
 proxy_status_t pw_get_headers(proxy_map_type_t map, pw_pairs_t *out) {
     size_t size = 0;
     out->raw = NULL;
+    int lent = spare_raw_lent;
+    spare_raw_offered = !lent;
     proxy_status_t st = proxy_get_header_map_pairs(map, &out->raw, &size);
-    return pairs_from(returned(st, &out->raw, &size), size, out);
+    spare_raw_offered = 0;
+    st = returned(st, &out->raw, &size);
+    if (!lent && spare_raw_lent && out->raw != spare_raw)
+        spare_raw_lent = 0; /* taken by the host, but not returned */
+    return pairs_from(st, size, out);
 }
 
 proxy_status_t pw_set_headers(proxy_map_type_t map, const pw_pair_t *pairs, size_t count) {
@@ -592,8 +746,8 @@ proxy_status_t pw_set_headers(proxy_map_type_t map, const pw_pair_t *pairs, size
 }
 
 void pw_pairs_free(pw_pairs_t *p) {
-    free(p->pairs);
-    free(p->raw);
+    pairs_release(p->pairs);
+    raw_release(p->raw);
     p->pairs = NULL;
     p->raw = NULL;
     p->count = 0;

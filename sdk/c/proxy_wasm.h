@@ -301,7 +301,8 @@ static inline pw_pair_t pw_pair(const char *key, const char *value) {
 }
 
 /* A whole map as returned by pw_get_headers: `pairs` point into `raw`.
- * Release with pw_pairs_free (safe on a zeroed struct). */
+ * Release with pw_pairs_free (safe on a zeroed struct), never free(): the
+ * SDK may lend `pairs` from an array it keeps for the next map. */
 typedef struct pw_pairs {
     char *raw;
     pw_pair_t *pairs;

@@ -448,6 +448,13 @@ proxy_status_t pw_out_alloc(pw_vm *vm, size_t len, uint32_t ret_ptr, uint32_t re
 proxy_status_t pw_out_pairs(pw_vm *vm, const pw_kv *pairs, size_t n, uint32_t ret_ptr,
                             uint32_t ret_size);
 
+/* The serialised size of n > 0 pairs (§6.1), in bytes. */
+uint64_t pw_pairs_bytes(const pw_kv *pairs, size_t n);
+
+/* As pw_out_pairs, with size = pw_pairs_bytes(pairs, n) already known. */
+proxy_status_t pw_out_pairs_sized(pw_vm *vm, const pw_kv *pairs, size_t n, uint64_t size,
+                                  uint32_t ret_ptr, uint32_t ret_size);
+
 /* Parses serialised pairs (§6.1) in guest memory. Accepts (0,0), (any,0),
  * the 1-byte "\0" and a zero count as empty. *pairs is malloc'ed (free it);
  * values point into guest memory. Returns Ok, InvalidMemoryAccess or

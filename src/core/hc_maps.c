@@ -26,10 +26,7 @@ static int is_callout_map(u32 map) {
 
 /* A map's serialised size (§6.1); 0 for an empty map. */
 static uint64_t map_bytes(const pw_kv *pairs, size_t n) {
-    uint64_t size = n ? 4 : 0;
-    for (size_t i = 0; i < n; i++)
-        size += 8 + (uint64_t)pairs[i].key.len + 1 + pairs[i].value.len + 1;
-    return size;
+    return n ? pw_pairs_bytes(pairs, n) : 0;
 }
 
 /* A map handed to the plugin, within lim.max_map_pairs and
@@ -45,7 +42,7 @@ static u32 out_map(pw_vm *vm, const pw_kv *pairs, size_t n, u32 ret_ptr, u32 ret
         return pw_host_limit_hit(vm, "map_bytes"),
                pw_vm_refuse(vm, "%s: a map of %llu bytes (limit %u)", call,
                             (unsigned long long)bytes, vm->lim.max_map_bytes);
-    return pw_out_pairs(vm, pairs, n, ret_ptr, ret_size);
+    return pw_out_pairs_sized(vm, pairs, n, bytes, ret_ptr, ret_size);
 }
 
 u32 pw_hc_get_header_map_pairs(void *c, u32 map, u32 ret_ptr, u32 ret_size) {
@@ -135,10 +132,14 @@ static int is_status_key(pw_str k) {
     return k.len == 7 && k.data[0] == ':' && !strncasecmp(k.data, ":status", 7);
 }
 
-/* RFC 9110 tchar: the characters of a token (a header name). */
+/* RFC 9110 tchar: the characters of a token (a header name): letters,
+ * digits and !#$%&'*+-.^_`|~, as two bitmaps of the ASCII codes 0..63 and
+ * 64..127 (a test against the list: tests/unit/test_headers.c). */
+#define PW_TCHAR_LO 0x03ff6cfa00000000ull
+#define PW_TCHAR_HI 0x57ffffffc7fffffeull
+
 static int is_tchar(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
+    return c < 64 ? (int)(PW_TCHAR_LO >> c & 1) : c < 128 ? (int)(PW_TCHAR_HI >> (c - 64) & 1) : 0;
 }
 
 int pw_header_name_ok(pw_str name) {

@@ -176,3 +176,33 @@ def test_crlf_from_a_plugin_never_splits_the_response(nginx):
         nginx.log()[-2000:]
     assert len(re.findall(r"refused proxy_send_local_response", nginx.log())) == 2, \
         nginx.log()[-2000:]
+
+
+# ------------------------------------------- headers nginx keeps pointers to
+
+SHORTCUTS = r"""
+    proxy_wasm_module filter @WASM:tests/nginx/plugins/filter.wasm@;
+    server {
+        listen 127.0.0.1:@PORT@;
+        location / {
+            proxy_wasm filter "config=reqh.header=X-Forwarded-For:10.1.1.1 reqh.header=x-plain:1 resph.header=:status:302 resph.header=Location:/elsewhere resph.header=x-mine:2";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_pass http://@UPSTREAM@;
+        }
+    }
+"""
+
+
+def test_written_headers_reach_nginx_s_own_pointers(nginx, upstream):
+    """A header a plugin writes that nginx also keeps a pointer to
+    (r->headers_in.x_forwarded_for, r->headers_out.location) is linked
+    there, others only listed: $proxy_add_x_forwarded_for appends to the
+    plugin's value, and nginx makes the plugin's relative Location absolute
+    (absolute_redirect), which it does only through that pointer."""
+    nginx.start(SHORTCUTS)
+    status, fields, _ = well_formed(raw_get(nginx, "/"))
+    assert status == 302, fields
+    assert fields.get("location") == f"http://x:{nginx.port}/elsewhere", fields
+    assert fields.get("x-mine") == "2", fields
+    assert upstream.header_values("x-forwarded-for") == ["10.1.1.1, 127.0.0.1"]
+    assert upstream.header_values("x-plain") == ["1"]

@@ -19,6 +19,7 @@ void run_store_tests(void);
 void run_callout_tests(void);
 void run_tcp_tests(void);
 void run_capability_tests(void);
+void run_header_tests(void);
 const char *t_current;
 
 static pw_runtime *rt;
@@ -1333,6 +1334,7 @@ int main(void) {
     run_callout_tests(); /* test_callout.c */
     run_tcp_tests();     /* test_tcp.c */
     run_capability_tests(); /* test_capabilities.c */
+    run_header_tests();     /* test_headers.c */
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;
 }
