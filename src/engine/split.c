@@ -21,6 +21,8 @@
 
 #include "engine/split.h"
 
+_Static_assert(PW_SPLIT_MAX_PARTS <= 32, "a part is a bit of func.ref_parts");
+
 typedef struct line {
     const char *s;
     size_t n; /* with its '\n' */
@@ -32,8 +34,15 @@ typedef struct func {
     size_t namelen;
     size_t bytes;
     int part;
-    int ref_part; /* -1: none yet, -2: several parts */
+    int small;  /* copied, static, into each other part that calls it */
+    int pinned; /* named by part0's own code (exports, element segments):
+                   one global definition, no copy in part0 */
+    uint32_t ref_parts; /* bit p: part p references it */
 } func;
+
+typedef struct edge {
+    uint32_t from, to; /* function indexes: `from` references `to` */
+} edge;
 
 typedef struct split {
     char *buf;
@@ -44,6 +53,8 @@ typedef struct split {
     size_t a, b, c, d;
     uint32_t *hash; /* open addressing: function index + 1, 0 empty */
     size_t hcap;
+    edge *edges;
+    size_t nedges, edgecap;
 } split;
 
 static int starts(const line *l, const char *p) {
@@ -219,7 +230,6 @@ static int parse(split *s) {
         func_name(&s->lines[i], &f->name, &f->namelen);
         for (size_t k = i; k < j + 1; k++)
             f->bytes += s->lines[k].n;
-        f->ref_part = -1;
         i = j + 1;
     }
     s->d = i;
@@ -252,9 +262,10 @@ static int parse(split *s) {
     return 0;
 }
 
-/* Records that lines [from, to) of part `part` reference the w2c_
- * functions they name (other than `self`). */
-static void note_refs(split *s, size_t from, size_t to, int part, long self) {
+/* Records that lines [from, to) reference the w2c_ functions they name:
+ * part 0's own lines (self < 0) as a part, a function's body (self >= 0)
+ * as an edge from it. -1 when out of memory. */
+static int note_refs(split *s, size_t from, size_t to, long self) {
     for (size_t k = from; k < to; k++) {
         const char *p = s->lines[k].s, *e = p + s->lines[k].n;
         while ((p = memmem(p, (size_t)(e - p), "w2c_", 4)) != NULL) {
@@ -266,14 +277,52 @@ static void note_refs(split *s, size_t from, size_t to, int part, long self) {
             while (q < e && is_ident(*q))
                 q++;
             long j = find_func(s, p, (size_t)(q - p));
-            if (j >= 0 && j != self) {
-                func *f = &s->funcs[j];
-                if (f->ref_part == -1)
-                    f->ref_part = part;
-                else if (f->ref_part != part)
-                    f->ref_part = -2;
+            if (j >= 0 && self < 0) {
+                s->funcs[j].ref_parts |= 1u;
+                s->funcs[j].pinned = 1;
+            } else if (j >= 0 && j != self) {
+                if (s->nedges == s->edgecap) {
+                    size_t cap = s->edgecap ? s->edgecap * 2 : 4096;
+                    edge *e2 = realloc(s->edges, cap * sizeof *e2);
+                    if (!e2)
+                        return -1;
+                    s->edges = e2;
+                    s->edgecap = cap;
+                }
+                s->edges[s->nedges++] = (edge){(uint32_t)self, (uint32_t)j};
             }
             p = q;
+        }
+    }
+    return 0;
+}
+
+/* Whether part p gets a static copy of f. */
+static int copied_to(const func *f, int p) {
+    return f->small && f->part != p && (f->ref_parts & (1u << p)) && !(p == 0 && f->pinned);
+}
+
+/* The parts where f's code is: its own, and those with a copy. */
+static uint32_t present_in(const func *f) {
+    uint32_t m = 1u << f->part;
+    if (f->small)
+        m |= f->ref_parts & ~(f->pinned ? 1u : 0u);
+    return m;
+}
+
+/* Which parts reference each function, counting the copies of small
+ * functions: a copy in part p references its callees from p. */
+static void spread_refs(split *s) {
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (size_t i = 0; i < s->nedges; i++) {
+            const func *f = &s->funcs[s->edges[i].from];
+            func *g = &s->funcs[s->edges[i].to];
+            uint32_t from = present_in(f);
+            if ((g->ref_parts | from) != g->ref_parts) {
+                g->ref_parts |= from;
+                changed = 1;
+            }
         }
     }
 }
@@ -286,8 +335,11 @@ static int uses_segment(const split *s, const func *f) {
     return 0;
 }
 
+/* Static in its own part: no other part calls this definition. */
 static int is_local(const func *f) {
-    return f->ref_part == -1 || f->ref_part == f->part;
+    if (f->pinned && f->part != 0)
+        return 0;
+    return f->small || (f->ref_parts & ~(1u << f->part)) == 0;
 }
 
 static void put(FILE *o, const line *l, size_t skip) {
@@ -310,8 +362,9 @@ static int write_part(const split *s, const char *dir, int part) {
             size_t len;
             func_name(l, &nm, &len);
             const func *f = &s->funcs[find_func(s, nm, len)];
-            if (!is_local(f) || f->part == part) {
-                put(o, l, is_local(f) ? 0 : 7); /* without "static " */
+            if (f->part == part || (f->ref_parts & (1u << part))) {
+                int keep = f->part == part ? is_local(f) : copied_to(f, part);
+                put(o, l, keep ? 0 : 7); /* without "static " */
                 for (size_t m = k + 1; m <= e; m++)
                     put(o, &s->lines[m], 0);
             }
@@ -329,7 +382,7 @@ static int write_part(const split *s, const char *dir, int part) {
             put(o, &s->lines[k], 0);
     for (size_t i = 0; i < s->nfuncs; i++) {
         const func *f = &s->funcs[i];
-        if (f->part != part)
+        if (f->part != part && !copied_to(f, part))
             continue;
         put(o, &s->lines[f->start], is_local(f) ? 0 : 7);
         for (size_t k = f->start + 1; k < f->end; k++)
@@ -366,13 +419,19 @@ int pw_split_output(const char *in, const char *dir, size_t part_bytes) {
     for (size_t i = 0; i < s.nfuncs; i++) {
         func *f = &s.funcs[i];
         size_t p = 1 + acc * nf / total;
-        f->part = uses_segment(&s, f) ? 0 : (int)p;
+        int seg = uses_segment(&s, f);
+        f->part = seg ? 0 : (int)p;
+        f->small = !seg && f->bytes <= PW_SPLIT_SMALL_BYTES;
         acc += f->bytes;
     }
-    note_refs(&s, s.b, s.c, 0, -1);
-    note_refs(&s, s.d, s.nlines, 0, -1);
-    for (size_t i = 0; i < s.nfuncs; i++)
-        note_refs(&s, s.funcs[i].start + 1, s.funcs[i].end, s.funcs[i].part, (long)i);
+    int bad = note_refs(&s, s.b, s.c, -1) || note_refs(&s, s.d, s.nlines, -1);
+    for (size_t i = 0; !bad && i < s.nfuncs; i++)
+        bad = note_refs(&s, s.funcs[i].start + 1, s.funcs[i].end, (long)i);
+    if (bad) {
+        rc = -1;
+        goto out;
+    }
+    spread_refs(&s);
     for (int p = 0; p <= (int)nf; p++)
         if (write_part(&s, dir, p) != 0) {
             rc = -1;
@@ -382,6 +441,7 @@ int pw_split_output(const char *in, const char *dir, size_t part_bytes) {
 out:
     if (rc == -1 && !errno)
         errno = EIO;
+    free(s.edges);
     free(s.hash);
     free(s.funcs);
     free(s.lines);
