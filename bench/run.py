@@ -687,15 +687,22 @@ def part_compile(args, build):
             die(f"{wasm} is missing: run make bench-build")
         tmp = tempfile.mkdtemp(prefix="pwasm-bench-compile-")
         env = dict(os.environ, PWASM_CACHE_DIR="")
+        load0 = os.getloadavg()[0]
         try:
-            load0 = os.getloadavg()[0]
             ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.monotonic()
-            subprocess.run([pwasm, "compile", wasm, "-o", os.path.join(tmp, "a.aot")], env=env,
-                           check=True, stdout=subprocess.DEVNULL)
+            r = subprocess.run([pwasm, "compile", wasm, "-o", os.path.join(tmp, "a.aot")], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             wall = time.monotonic() - t0
             ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+            if r.returncode != 0:
+                # E.g. over the compile time limit on a busy machine.
+                out[name] = {"bytes": os.path.getsize(wasm), "error": r.stderr.strip()[-300:],
+                             "cold_wall_s": round(wall, 2), "cold_cpu_s": round(cpu, 2),
+                             "loadavg": [round(load0, 2), round(os.getloadavg()[0], 2)]}
+                log(f"compile {name}: failed after {wall:.1f} s: {out[name]['error']}")
+                continue
             cache = os.path.join(tmp, "cache")
             first = json.loads(run_checked([vmbench, "load", wasm, "", cache]))
             cached = [json.loads(run_checked([vmbench, "load", wasm, "", cache]))["load_ms"]
@@ -729,6 +736,11 @@ def compile_md(res):
          "| cached load | request p50 | load average (before -> after) |",
          "|---|---:|---:|---:|---:|---:|---:|---|"]
     for name, r in res["compile"].items():
+        if "error" in r:
+            L.append(f"| {name}.wasm | {r['bytes']:,} B | failed after {r['cold_wall_s']:.2f} s "
+                     f"({r['error']}) | {r['cold_cpu_s']:.2f} s | | | | "
+                     f"{r['loadavg'][0]} -> {r['loadavg'][1]} |")
+            continue
         L.append(f"| {name}.wasm | {r['bytes']:,} B | {r['cold_wall_s']:.2f} s | {r['cold_cpu_s']:.2f} s "
                  f"| {r['cold_load_ms']:,.0f} ms | {r['cached_load_ms']:.2f} ms "
                  f"| {r['request_p50_ns']:,.0f} ns | {r['loadavg'][0]} -> {r['loadavg'][1]} |")
