@@ -614,7 +614,8 @@ static int compile_parts(const pw_engine_config *cfg, const char *name, const ch
     snprintf(logp, sizeof logp, "%s/log", dir);
     rc = run(cfg, cmd, logp);
     if (rc != 0) {
-        pw_errf(err, errlen, "module \"%s\": linking its compiled code failed (%s)", name, cfg->cc);
+        pw_errf(err, errlen, "module \"%s\": linking its compiled code failed (%s)", name,
+                cfg->cc);
         step_failed(cfg, rc, "the linker", logp, err, errlen);
         rc = -2;
     }

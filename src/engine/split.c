@@ -34,9 +34,9 @@ typedef struct func {
     size_t namelen;
     size_t bytes;
     int part;
-    int small;  /* copied, static, into each other part that calls it */
-    int pinned; /* named by part0's own code (exports, element segments):
-                   one global definition, no copy in part0 */
+    int small;          /* copied, static, into each other part that calls it */
+    int pinned;         /* named by part0's own code (exports, element segments):
+                           one global definition, no copy in part0 */
     uint32_t ref_parts; /* bit p: part p references it */
 } func;
 
@@ -255,8 +255,8 @@ static int parse(split *s) {
     for (size_t k = s->a; k < s->b; k++) {
         const char *nm;
         size_t len;
-        if (decl_end(s, k) && (func_name(&s->lines[k], &nm, &len) != 0 ||
-                               find_func(s, nm, len) < 0))
+        if (decl_end(s, k) &&
+            (func_name(&s->lines[k], &nm, &len) != 0 || find_func(s, nm, len) < 0))
             return -1;
     }
     return 0;
