@@ -16,7 +16,8 @@
 #   BENCH_RSS_REQUESTS  requests of the worker RSS run
 #   BENCH_CG_REQUESTS   requests per scenario under callgrind
 #   BENCH_PORT          front nginx port; the upstream uses BENCH_PORT+1
-#   BENCH_ONLY          a subset of the parts: rps,rss,callout,tcp,callgrind,vm,v8,store,queue
+#   BENCH_ONLY          a subset of the parts: rps,rss,callout,tcp,callgrind,vm,v8,store,queue,
+#                       compile (cold compile of the big C++ plugins: OUT/compile.md)
 #   BENCH_OUT           where latest.{md,png,json} go
 BENCH_SECONDS      ?= 4
 BENCH_ROUNDS       ?= 7
@@ -45,7 +46,7 @@ bench:
 	  --cg-requests $(BENCH_CG_REQUESTS) --port $(BENCH_PORT) \
 	  $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
-bench-build: $(BENCH_C_WASM) $(BENCH_AS_WASM) $(BENCH_VMBENCH)
+bench-build: $(BENCH_C_WASM) $(BENCH_AS_WASM) $(BENCH_VMBENCH) $(BENCH_CXX_WASM)
 
 # C plugins: bench/plugins/NAME.c + the C SDK, WASM_CFLAGS (-O2). Not
 # stripped: wasm2c names functions after the name section, so profiles of
@@ -53,6 +54,24 @@ bench-build: $(BENCH_C_WASM) $(BENCH_AS_WASM) $(BENCH_VMBENCH)
 $(BENCH_C_WASM): $(BENCH_DIR)/%.wasm: bench/plugins/%.c $(PW_SDK_C_OBJ) $(PW_SDK_C_HDRS)
 	@mkdir -p $(dir $@)
 	$(WASM_CC) $(WASM_CFLAGS) $< $(PW_SDK_C_OBJ) -o $@
+
+# C++ (part "compile", docs/PERFORMANCE.md "Issue 14: cold compile"): one
+# source over the C SDK linking libc++'s regex, iostreams and locale
+# (Debian's libc++-14-dev-wasm32, libc++abi-14-dev-wasm32; bench/deps.sh).
+# regex.wasm: 3 copies of the regex engine, about 560 KB; regex_big.wasm:
+# 48 copies, about 2.5 MB. Debug sections stripped, names kept.
+BENCH_CXX       ?= clang++
+BENCH_CXX_FLAGS := --target=wasm32-wasi -mexec-model=reactor -std=c++20 -O2 \
+                   -fno-exceptions -Wall -Wextra -Werror -Iinclude -Isdk/c -Wl,--strip-debug
+BENCH_CXX_WASM  := $(BENCH_DIR)/regex.wasm $(BENCH_DIR)/regex_big.wasm
+
+$(BENCH_DIR)/regex.wasm: bench/plugins/regex.cc $(PW_SDK_C_OBJ) $(PW_SDK_C_HDRS)
+	@mkdir -p $(dir $@)
+	$(BENCH_CXX) $(BENCH_CXX_FLAGS) -DPW_REGEX_COPIES=3 $< $(PW_SDK_C_OBJ) -o $@
+
+$(BENCH_DIR)/regex_big.wasm: bench/plugins/regex.cc $(PW_SDK_C_OBJ) $(PW_SDK_C_HDRS)
+	@mkdir -p $(dir $@)
+	$(BENCH_CXX) $(BENCH_CXX_FLAGS) -DPW_REGEX_COPIES=48 $< $(PW_SDK_C_OBJ) -o $@
 
 # AssemblyScript: compiled with the examples' pinned toolchain and flags
 # (examples/assemblyscript/as.mk), from that directory so that the

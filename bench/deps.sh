@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make bench` needs beyond the build (Debian bookworm, as
 # root): wrk, nginx's Lua and njs modules, valgrind (callgrind), gnuplot for
-# the chart, taskset, iperf3 and nginx's stream module (the TCP part).
+# the chart, taskset, iperf3 and nginx's stream module (the TCP part), and
+# libc++ for wasm32-wasi (the C++ plugins of the compile part).
 # Checks the very files bench/run.py uses; installs only the packages that
 # provide missing ones.
 set -euo pipefail
@@ -16,6 +17,8 @@ want=(
   /usr/bin/taskset:util-linux
   /usr/bin/iperf3:iperf3
   /usr/lib/nginx/modules/ngx_stream_module.so:libnginx-mod-stream
+  /usr/lib/wasm32-wasi/libc++.a:libc++-14-dev-wasm32
+  /usr/lib/wasm32-wasi/libc++abi.a:libc++abi-14-dev-wasm32
 )
 need=()
 for w in "${want[@]}"; do

@@ -13,6 +13,9 @@ measures:
   v8         the AssemblyScript header plugin's callbacks under V8 (node,
              bench/v8/as_headers.js; TurboFan, and Liftoff alone) and under
              pwasm (vmbench calls), same inputs, ns per callback.
+  compile    cold compile and cached load of the big C++ plugins
+             (bench/plugins/regex.cc), written to OUT/compile.md and
+             OUT/compile.json; runs first, before nginx starts.
 
 Writes OUT/latest.md, OUT/latest.json and OUT/latest.png (gnuplot).
 Only processes this script started are ever signalled, by their pid.
@@ -719,6 +722,83 @@ def part_store(args, build):
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     return out
+
+def part_compile(args, build):
+    """Cold compile and cached load of the big C++ plugins (regex.wasm,
+    about 560 KB; regex_big.wasm, about 2.5 MB; bench/plugins/regex.cc):
+    `pwasm compile` without a cache (wall-clock, and the CPU time of
+    wasm2c and the C compiler processes), then vmbench loads with a fresh
+    cache (the first compiles into it) and again from it, and the plugin's
+    cost per request from the cache (pwasm bench, median of 3 runs). The
+    load average beside each timing: the machine may be shared."""
+    pwasm = os.path.join(build, "pwasm")
+    vmbench = os.path.join(build, "bench", "vmbench")
+    fixture = os.path.join(HERE, "plugins", "regex.yaml")
+    out = {}
+    for name in ("regex", "regex_big"):
+        wasm = os.path.join(build, "bench", name + ".wasm")
+        if not os.path.exists(wasm):
+            die(f"{wasm} is missing: run make bench-build")
+        tmp = tempfile.mkdtemp(prefix="pwasm-bench-compile-")
+        env = dict(os.environ, PWASM_CACHE_DIR="")
+        load0 = os.getloadavg()[0]
+        try:
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.monotonic()
+            r = subprocess.run([pwasm, "compile", wasm, "-o", os.path.join(tmp, "a.aot")], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            wall = time.monotonic() - t0
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+            if r.returncode != 0:
+                # E.g. over the compile time limit on a busy machine.
+                out[name] = {"bytes": os.path.getsize(wasm), "error": r.stderr.strip()[-300:],
+                             "cold_wall_s": round(wall, 2), "cold_cpu_s": round(cpu, 2),
+                             "loadavg": [round(load0, 2), round(os.getloadavg()[0], 2)]}
+                log(f"compile {name}: failed after {wall:.1f} s: {out[name]['error']}")
+                continue
+            cache = os.path.join(tmp, "cache")
+            first = json.loads(run_checked([vmbench, "load", wasm, "", cache]))
+            cached = [json.loads(run_checked([vmbench, "load", wasm, "", cache]))["load_ms"]
+                      for _ in range(5)]
+            benv = dict(os.environ, PWASM_CACHE_DIR=cache)
+            ns = []
+            for _ in range(3):
+                r = subprocess.run([pwasm, "bench", wasm, fixture, "-n", "3000", "--json"], env=benv,
+                                   check=True, capture_output=True, text=True)
+                ns.append(json.loads(r.stdout)["p50_ns"])
+            load1 = os.getloadavg()[0]
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        out[name] = {"bytes": os.path.getsize(wasm), "cold_wall_s": round(wall, 2),
+                     "cold_cpu_s": round(cpu, 2), "cold_load_ms": first["load_ms"],
+                     "cached_load_ms": statistics.median(cached),
+                     "request_p50_ns": statistics.median(ns),
+                     "loadavg": [round(load0, 2), round(load1, 2)]}
+        log(f"compile {name} ({out[name]['bytes']:,} B): cold {wall:.2f} s wall, {cpu:.2f} s CPU; "
+            f"cached load {out[name]['cached_load_ms']:.2f} ms; request p50 "
+            f"{out[name]['request_p50_ns']:,.0f} ns (load average {load0:.2f} -> {load1:.2f})")
+    return out
+
+
+def compile_md(res):
+    L = ["# Cold compile of big plugins (bench/run.py part `compile`)", "",
+         f"Machine: {res['machine'].get('cpu', '?')}, {res['machine'].get('cpus', '?')} CPUs; "
+         f"PWASM_COMPILE_JOBS={os.environ.get('PWASM_COMPILE_JOBS', '(unset: the CPUs)')}, "
+         f"PWASM_CFLAGS={os.environ.get('PWASM_CFLAGS', '(unset: -O2)')}.", "",
+         "| module | size | cold compile, wall | cold compile, CPU | vmbench cold load "
+         "| cached load | request p50 | load average (before -> after) |",
+         "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for name, r in res["compile"].items():
+        if "error" in r:
+            L.append(f"| {name}.wasm | {r['bytes']:,} B | failed after {r['cold_wall_s']:.2f} s "
+                     f"({r['error']}) | {r['cold_cpu_s']:.2f} s | | | | "
+                     f"{r['loadavg'][0]} -> {r['loadavg'][1]} |")
+            continue
+        L.append(f"| {name}.wasm | {r['bytes']:,} B | {r['cold_wall_s']:.2f} s | {r['cold_cpu_s']:.2f} s "
+                 f"| {r['cold_load_ms']:,.0f} ms | {r['cached_load_ms']:.2f} ms "
+                 f"| {r['request_p50_ns']:,.0f} ns | {r['loadavg'][0]} -> {r['loadavg'][1]} |")
+    return "\n".join(L) + "\n"
 
 
 QUEUE_RE = re.compile(r"\[info\] (\d+)#\d+: .*queue_latency_ns=(\d+) from=(\d+)")
@@ -1432,12 +1512,23 @@ def main():
     ap.add_argument("--rss-requests", type=int, default=1000000)
     ap.add_argument("--cg-requests", type=int, default=2000)
     ap.add_argument("--port", type=int, default=18080)
-    ap.add_argument("--only", default="rps,rss,callout,tcp,callgrind,vm,v8,store,queue")
+    ap.add_argument("--only", default="rps,rss,callout,tcp,callgrind,vm,v8,store,queue,compile")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     build = os.path.abspath(args.build)
     out_dir = os.path.abspath(args.out)
     os.makedirs(out_dir, exist_ok=True)
+    if "compile" in parts:
+        # Before nginx starts: the compilers get the machine to themselves.
+        cres = {"machine": machine_info(), "compile": part_compile(args, build)}
+        with open(os.path.join(out_dir, "compile.md"), "w") as f:
+            f.write(compile_md(cres))
+        with open(os.path.join(out_dir, "compile.json"), "w") as f:
+            json.dump(cres, f, indent=1)
+        log(f"compile: {out_dir}/compile.md")
+        parts.discard("compile")
+        if not parts:
+            return
     module = os.path.join(build, "ngx_http_proxy_wasm_module.so")
     plugins = os.path.join(build, "bench")
     for f in [module, os.path.join(plugins, "vmbench")] + [

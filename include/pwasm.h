@@ -202,10 +202,14 @@ typedef struct pw_runtime_config {
     uint64_t max_module_bytes;  /* module file or buffer; 0: 64 MiB */
     uint32_t max_functions;     /* defined functions; 0: 50,000 */
     uint64_t max_data_bytes;    /* data section; 0: 16 MiB */
-    /* Each compiler process (wasm2c, then cc): wall-clock time in ms and
-     * address space in bytes; past either it is killed and the load fails
-     * with PW_ECOMPILE naming the limit. 0: 120,000 ms / 4 GiB;
-     * UINT32_MAX / UINT64_MAX: no limit. */
+    /* Wall-clock time in ms of each compiler step (wasm2c; the C
+     * compiles of one module, which run in parallel for a big module, all
+     * together; the link), and address space in bytes of each compiler
+     * process; past either the step is killed and the load fails with
+     * PW_ECOMPILE naming the limit. 0: 120,000 ms / 4 GiB; UINT32_MAX /
+     * UINT64_MAX: no limit. At most as many compiler processes run at once
+     * as this process may use CPUs, at most 8 ($PWASM_COMPILE_JOBS: 1 to
+     * 8; docs/ENGINE.md "Loading a module"). */
     uint32_t compile_timeout_ms;
     uint64_t compile_max_memory;
 

@@ -15,7 +15,7 @@ unit-test: $(UNIT_BIN) test-plugins conformance-plugins examples-c examples-as t
 	$(UNIT_BIN)
 
 # Everything, without installing dependencies first.
-check: check-includes all unit-test test-cli test-conformance test-nginx
+check: check-includes all unit-test test-cli test-conformance test-conformance-split test-nginx
 
 # Dependencies point one way (docs/ARCHITECTURE.md).
 .PHONY: check-includes

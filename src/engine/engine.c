@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -24,6 +25,7 @@
 #include "engine/engine.h"
 #include "engine/glue.h"
 #include "engine/rt.h"
+#include "engine/split.h"
 
 extern char **environ;
 
@@ -413,12 +415,21 @@ static const char *exported_memory(const pw_wasm_info *info) {
 
 static void log_tail(const char *logpath, char *err, size_t errlen);
 
-/* Runs `sh -c cmd` with stdout/stderr to `logpath`, in a process group of
- * its own, under the configured limits: address space (ulimit -v, for the
- * shell and everything it starts) and wall-clock time (the whole group is
- * killed). Returns 0 on exit status 0, -1 on failure, -2 when the time
- * limit killed it. */
-static int run(const pw_engine_config *cfg, const char *cmd, const char *logpath) {
+/* The flags of every C compile of generated code, after the configured
+ * ones (cfg->cflags), and of the link into a shared object. The cache key
+ * includes both. */
+#define PW_CC_CODE_FLAGS                                                                          \
+    "-fPIC -fvisibility=hidden -w -fstack-clash-protection "                                      \
+    "-DWASM_RT_MEMCHECK_SIGNAL_HANDLER=1 -DWASM_RT_USE_STACK_DEPTH_COUNT=0 -I."
+#define PW_CC_LINK_FLAGS "-fPIC -shared"
+/* At most this many compiler processes run at once (compile_jobs()). */
+#define PW_COMPILE_MAX_JOBS 8
+
+/* Starts `sh -c cmd` with stdout/stderr to `logpath`, in a process group
+ * of its own, under the configured address space limit (ulimit -v, for the
+ * shell and everything it starts). 0 with its pid, or -1. */
+static int spawn_limited(const pw_engine_config *cfg, const char *cmd, const char *logpath,
+                         pid_t *pid) {
     char full[17000];
     if (cfg->compile_max_memory)
         snprintf(full, sizeof full, "ulimit -v %llu && %s",
@@ -435,38 +446,116 @@ static int run(const pw_engine_config *cfg, const char *cmd, const char *logpath
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
     posix_spawnattr_setpgroup(&at, 0);
     char *argv[] = {"/bin/sh", "-c", full, NULL};
-    pid_t pid;
-    int rc = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
+    int rc = posix_spawn(pid, "/bin/sh", &fa, &at, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
-    if (rc != 0)
-        return -1;
+    return rc == 0 ? 0 : -1;
+}
+
+/* Kills a spawned command's process group and reaps it. */
+static void kill_spawned(pid_t pid) {
+    int st;
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+}
+
+/* Runs n commands (spawn_limited), at most `jobs` (<= PW_COMPILE_MAX_JOBS)
+ * at a time, each with its own log. The wall-clock limit covers them all
+ * together, from the first start: past it, every one still running is
+ * killed. At the first failure the others are killed; *failed (may be
+ * NULL) says which one failed or ran out of time. Returns 0 when all
+ * exited with status 0, -1 on a failure, -2 when the time limit killed
+ * them. */
+static int run_jobs(const pw_engine_config *cfg, char *const *cmds, char *const *logs, int n,
+                    int jobs, int *failed) {
+    pid_t pids[PW_COMPILE_MAX_JOBS];
+    int idx[PW_COMPILE_MAX_JOBS], running = 0, next = 0, rc = 0, who = 0;
+    if (jobs < 1)
+        jobs = 1;
+    if (jobs > PW_COMPILE_MAX_JOBS)
+        jobs = PW_COMPILE_MAX_JOBS;
     struct timespec t0, now;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     long nap_us = 1000;
-    int st;
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            break;
-        if (r < 0 && errno != EINTR)
-            return -1;
+    while (rc == 0 && (next < n || running)) {
+        while (running < jobs && next < n) {
+            if (spawn_limited(cfg, cmds[next], logs[next], &pids[running]) != 0) {
+                rc = -1;
+                who = next;
+                break;
+            }
+            idx[running++] = next++;
+            nap_us = 1000;
+        }
+        int reaped = 0;
+        for (int k = 0; rc == 0 && k < running; k++) {
+            int st;
+            pid_t r = waitpid(pids[k], &st, WNOHANG);
+            if (r == 0 || (r < 0 && errno == EINTR))
+                continue;
+            int ok = r == pids[k] && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+            if (!ok) {
+                rc = -1;
+                who = idx[k];
+            }
+            if (r == pids[k]) {
+                running--;
+                pids[k] = pids[running];
+                idx[k] = idx[running];
+                k--;
+            }
+            reaped = 1;
+        }
+        if (rc != 0 || reaped)
+            continue;
         clock_gettime(CLOCK_MONOTONIC, &now);
         uint64_t ms = (uint64_t)(now.tv_sec - t0.tv_sec) * 1000 +
                       (uint64_t)((now.tv_nsec - t0.tv_nsec) / 1000000);
         if (cfg->compile_timeout_ms && ms >= cfg->compile_timeout_ms) {
-            kill(-pid, SIGKILL);
-            kill(pid, SIGKILL);
-            while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-                ;
-            return -2;
+            rc = -2;
+            who = running ? idx[0] : 0;
+            break;
         }
         struct timespec nap = {0, nap_us * 1000};
         nanosleep(&nap, NULL);
         if (nap_us < 50000)
             nap_us *= 2;
     }
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+    for (int k = 0; k < running; k++)
+        kill_spawned(pids[k]);
+    if (failed)
+        *failed = who;
+    return rc;
+}
+
+/* Runs one command (run_jobs). */
+static int run(const pw_engine_config *cfg, const char *cmd, const char *logpath) {
+    char *c = (char *)cmd, *l = (char *)logpath;
+    return run_jobs(cfg, &c, &l, 1, 1, NULL);
+}
+
+/* Bytes of C per part when generated code is split (split.h):
+ * $PWASM_COMPILE_PART_BYTES (at least 4096) or PW_SPLIT_PART_BYTES. A
+ * tuning and test knob; the cache key includes it. */
+static size_t split_part_bytes(void) {
+    const char *e = getenv("PWASM_COMPILE_PART_BYTES");
+    long long n = e && *e ? atoll(e) : 0;
+    return n >= 4096 ? (size_t)n : PW_SPLIT_PART_BYTES;
+}
+
+/* How many compiler processes run at once: the CPUs this process may run
+ * on (sched_getaffinity), at most PW_COMPILE_MAX_JOBS;
+ * $PWASM_COMPILE_JOBS (1 to PW_COMPILE_MAX_JOBS) overrides it. */
+static int compile_jobs(void) {
+    const char *e = getenv("PWASM_COMPILE_JOBS");
+    int n = e && *e ? atoi(e) : 0;
+    if (n < 1) {
+        cpu_set_t set;
+        n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    }
+    return n < 1 ? 1 : n > PW_COMPILE_MAX_JOBS ? PW_COMPILE_MAX_JOBS : n;
 }
 
 /* The error for a failed compiler step: what failed, the limit that
@@ -539,7 +628,8 @@ static int mkdir_p(const char *path) {
 }
 
 /* Cache key: SHA-256 over the host table hash (glue version, names and
- * signatures of the host functions), compiler, flags and module bytes. */
+ * signatures of the host functions), compiler, flags (configured and
+ * fixed), the scheme that splits the C code (split.h) and module bytes. */
 static void cache_key(const pw_engine_config *cfg, const uint8_t *bytes, size_t len,
                       const pw_host_func *funcs, size_t nfuncs, char hex[65]) {
     unsigned char md[32], table[32];
@@ -550,12 +640,73 @@ static void cache_key(const pw_engine_config *cfg, const uint8_t *bytes, size_t 
     EVP_DigestUpdate(c, table, sizeof table);
     EVP_DigestUpdate(c, cfg->cc, strlen(cfg->cc) + 1);
     EVP_DigestUpdate(c, cfg->cflags, strlen(cfg->cflags) + 1);
+    char scheme[512];
+    int sl = snprintf(scheme, sizeof scheme, "%s\n%s\n%s %zu", PW_CC_CODE_FLAGS, PW_CC_LINK_FLAGS,
+                      PW_SPLIT_SCHEME, split_part_bytes());
+    EVP_DigestUpdate(c, scheme, (size_t)sl + 1);
     EVP_DigestUpdate(c, bytes, len);
     EVP_DigestFinal_ex(c, md, &mdlen);
     EVP_MD_CTX_free(c);
     for (int i = 0; i < 32; i++)
         sprintf(hex + 2 * i, "%02x", md[i]);
     hex[64] = 0;
+}
+
+/* Compiles <dir>/part0.c .. part<nparts-1>.c (pw_split_output) and
+ * glue.c into objects, compile_jobs() processes at a time, then links them
+ * into so_path. */
+static int compile_parts(const pw_engine_config *cfg, const char *name, const char *dir,
+                         int nparts, const char *so_path, char *err, size_t errlen) {
+    int n = nparts + 1, failed = 0, rc = -1;
+    char **cmds = calloc((size_t)n * 2, sizeof *cmds), **logs = cmds + n;
+    for (int k = 0; cmds && k < n; k++) {
+        /* Biggest first: part0 (segments, instantiation) last, glue second
+         * to last. */
+        int part = k < nparts - 1 ? k + 1 : k == nparts - 1 ? -1 : 0;
+        char src[32];
+        if (part < 0)
+            snprintf(src, sizeof src, "glue");
+        else
+            snprintf(src, sizeof src, "part%d", part);
+        if (asprintf(&cmds[k], "cd '%s' && exec %s %s " PW_CC_CODE_FLAGS " -c %s.c -o %s.o", dir,
+                     cfg->cc, cfg->cflags, src, src) < 0 ||
+            asprintf(&logs[k], "%s/log.%s", dir, src) < 0) {
+            cmds[k] = logs[k] = NULL;
+            goto out;
+        }
+    }
+    rc = cmds ? run_jobs(cfg, cmds, logs, n, compile_jobs(), &failed) : -1;
+    if (rc != 0) {
+        pw_errf(err, errlen, "module \"%s\": C compilation failed (%s %s)", name, cfg->cc,
+                cfg->cflags);
+        step_failed(cfg, rc, "the C compiler", logs[failed], err, errlen);
+        rc = -2;
+        goto out;
+    }
+    char cmd[16384], logp[4200];
+    int used = snprintf(cmd, sizeof cmd, "cd '%s' && exec %s %s " PW_CC_LINK_FLAGS " -o '%s'", dir,
+                        cfg->cc, cfg->cflags, so_path);
+    for (int k = 0; k < nparts && used > 0 && (size_t)used < sizeof cmd; k++)
+        used += snprintf(cmd + used, sizeof cmd - (size_t)used, " part%d.o", k);
+    if (used > 0 && (size_t)used < sizeof cmd)
+        snprintf(cmd + used, sizeof cmd - (size_t)used, " glue.o -lm");
+    snprintf(logp, sizeof logp, "%s/log", dir);
+    rc = run(cfg, cmd, logp);
+    if (rc != 0) {
+        pw_errf(err, errlen, "module \"%s\": linking its compiled code failed (%s)", name,
+                cfg->cc);
+        step_failed(cfg, rc, "the linker", logp, err, errlen);
+        rc = -2;
+    }
+out:
+    if (!cmds)
+        pw_errf(err, errlen, "out of memory");
+    for (int k = 0; cmds && k < n; k++) {
+        free(cmds[k]);
+        free(logs[k]);
+    }
+    free(cmds);
+    return rc;
 }
 
 static int compile(const pw_engine_config *cfg, const char *name, const uint8_t *bytes, size_t len,
@@ -595,11 +746,17 @@ static int compile(const pw_engine_config *cfg, const char *name, const uint8_t 
         pw_errf(err, errlen, "%s: cannot write %s", name, p);
         return -2;
     }
+    int nparts = pw_split_output(p2, dir, split_part_bytes());
+    if (nparts < 0) {
+        pw_errf(err, errlen, "module \"%s\": cannot split wasm2c's output in %s: %s", name, dir,
+                strerror(errno));
+        return -2;
+    }
+    if (nparts > 0)
+        return compile_parts(cfg, name, dir, nparts, so_path, err, errlen);
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && exec %s %s -fPIC -shared -fvisibility=hidden -w "
-             "-fstack-clash-protection -DWASM_RT_MEMCHECK_SIGNAL_HANDLER=1 "
-             "-DWASM_RT_USE_STACK_DEPTH_COUNT=0 -I. -o '%s' plug_pw.c glue.c "
-             "-lm",
+             "cd '%s' && exec %s %s " PW_CC_CODE_FLAGS " " PW_CC_LINK_FLAGS
+             " -o '%s' plug_pw.c glue.c -lm",
              dir, cfg->cc, cfg->cflags, so_path);
     rc = run(cfg, cmd, logp);
     if (rc != 0) {

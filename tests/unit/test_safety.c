@@ -433,6 +433,65 @@ TEST(safety_cache_entries_are_verified_before_loading) {
     pw_runtime_free(r);
 }
 
+/* The number of <key>.so files in dir. */
+static int cache_entries(const char *dir) {
+    char cmd[512], line[64];
+    snprintf(cmd, sizeof cmd, "ls %s/*.so 2>/dev/null | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    int n = fgets(line, sizeof line, p) ? atoi(line) : -1;
+    pclose(p);
+    return n;
+}
+
+/* Generated code split into parts compiled in parallel (forced here on a
+ * small module with PWASM_COMPILE_PART_BYTES): the plugin works, the part
+ * size is in the cache key, and a failing or slow compile still names the
+ * module and the reason. */
+TEST(safety_split_compile_keeps_errors_and_limits) {
+    const char *dir = "build/tests/splitcache";
+    CHECK(system("rm -rf build/tests/splitcache") == 0);
+    setenv("PWASM_COMPILE_PART_BYTES", "4096", 1);
+    setenv("PWASM_COMPILE_JOBS", "2", 1);
+    pw_runtime_config cfg = {.cache_dir = dir};
+    pw_runtime *r;
+    CHECK(pw_runtime_new(&cfg, &r, err, sizeof err) == PW_OK);
+    pw_module *m = NULL;
+    CHECK(pw_module_load_file(r, "c", EXAMPLE("add_header"), &m, err, sizeof err) == PW_OK);
+    CHECK(m && works(m));
+    pw_module_free(m);
+    CHECK(cache_entries(dir) == 1);
+    unsetenv("PWASM_COMPILE_PART_BYTES");
+    m = NULL;
+    CHECK(pw_module_load_file(r, "c", EXAMPLE("add_header"), &m, err, sizeof err) == PW_OK);
+    CHECK(m && works(m));
+    pw_module_free(m);
+    CHECK(cache_entries(dir) == 2); /* one unit: another entry */
+    pw_runtime_free(r);
+
+    setenv("PWASM_COMPILE_PART_BYTES", "4096", 1);
+    pw_runtime_config bad = {.cache_dir = "", .cflags = "-O2 -fno-such-flag"};
+    CHECK(pw_runtime_new(&bad, &r, err, sizeof err) == PW_OK);
+    CHECK(pw_module_load_file(r, "badflags", EXAMPLE("add_header"), &m, err, sizeof err) ==
+          PW_ECOMPILE);
+    CHECK_CONTAINS(err, "module \"badflags\": C compilation failed");
+    /* The compiler's own message follows (gcc, clang). */
+    CHECK(strstr(err, "unrecognized command-line option") || strstr(err, "unknown argument"));
+    pw_runtime_free(r);
+
+    pw_runtime_config slow = {.cache_dir = "", .compile_timeout_ms = 50};
+    CHECK(pw_runtime_new(&slow, &r, err, sizeof err) == PW_OK);
+    double t0 = now_s();
+    CHECK(pw_module_load_file(r, "slow", EXAMPLE("add_header"), &m, err, sizeof err) ==
+          PW_ECOMPILE);
+    CHECK_CONTAINS(err, "exceeded the compile time limit of 50 ms");
+    CHECK(now_s() - t0 < 2.0);
+    pw_runtime_free(r);
+    unsetenv("PWASM_COMPILE_PART_BYTES");
+    unsetenv("PWASM_COMPILE_JOBS");
+}
+
 void run_safety_tests(void);
 void run_safety_tests(void) {
     if (pw_runtime_new(NULL, &rt, err, sizeof err) != PW_OK) {
@@ -447,5 +506,6 @@ void run_safety_tests(void) {
     RUN(safety_memory_accesses_across_a_grow);
     RUN(safety_module_files_are_regular_and_bounded);
     RUN(safety_cache_entries_are_verified_before_loading);
+    RUN(safety_split_compile_keeps_errors_and_limits);
     pw_runtime_free(rt);
 }
