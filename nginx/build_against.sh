@@ -98,7 +98,7 @@ for m in "${mods[@]}"; do
     targets+=("objs/$m.so")
 done
 # MAKEFLAGS cleared: our command-line variables stay out of nginx's make
-MAKEFLAGS= MFLAGS= make -C "$tree" -f objs/Makefile "${targets[@]}"
+MAKEFLAGS='' MFLAGS='' make -C "$tree" -f objs/Makefile "${targets[@]}"
 mkdir -p "$out"
 for m in "${mods[@]}"; do
     # never written in place: a running nginx has the old file mapped

@@ -38,7 +38,7 @@ for t in "${tarballs[@]}"; do
         failed+=("$v (nginx build)"); continue
     fi
     t1=$(date +%s)
-    if ! nice $make -C "$root" --no-print-directory BUILD="$build" \
+    if ! nice "$make" -C "$root" --no-print-directory BUILD="$build" \
             NGINX_SRC="$out/src" NGINX_BIN="$out/src/objs/nginx" \
             NGINX_MODULE_DIR="$out/modules" nginx-module; then
         failed+=("$v (modules)"); continue
