@@ -15,10 +15,13 @@
 # shows, for the headers and ngx_auto_config.h; the tree has no stream
 # sources, so only our two modules are built (not `make modules`).
 
-NGINX_SRC      ?= /usr/share/nginx/src
+NGINX_DEV_SRC  := /usr/share/nginx/src
+NGINX_SRC      ?= $(NGINX_DEV_SRC)
 NGINX_TREE     := $(BUILD)/nginx-src
-NGINX_MODULE   := $(BUILD)/ngx_http_proxy_wasm_module.so
-NGINX_STREAM_MODULE := $(BUILD)/ngx_stream_proxy_wasm_module.so
+# where the .so files go (make NGINX_SRC=... NGINX_MODULE_DIR=dir)
+NGINX_MODULE_DIR ?= $(BUILD)
+NGINX_MODULE   := $(NGINX_MODULE_DIR)/ngx_http_proxy_wasm_module.so
+NGINX_STREAM_MODULE := $(NGINX_MODULE_DIR)/ngx_stream_proxy_wasm_module.so
 NGINX_STREAM_FLAGS  := --with-stream=dynamic --with-stream_ssl_module \
                        --with-stream_ssl_preread_module \
                        --with-stream_realip_module
@@ -32,6 +35,8 @@ NGINX_PYTHON   ?= /usr/bin/python3
 all: nginx-module
 
 nginx-module: $(NGINX_MODULE) $(NGINX_STREAM_MODULE)
+
+ifeq ($(abspath $(NGINX_SRC)),$(NGINX_DEV_SRC))
 
 # (conf_flags through $(wildcard): without nginx-dev the recipe explains.)
 $(NGINX_TREE)/objs/Makefile: nginx/config $(wildcard $(NGINX_SRC)/conf_flags)
@@ -60,6 +65,27 @@ $(NGINX_MODULE): $(NGINX_TREE)/objs/Makefile $(NGINX_MOD_SRCS) $(LIB) \
 # built by the rule above
 $(NGINX_STREAM_MODULE): $(NGINX_MODULE)
 
+else
+# Another nginx source tree (nginx.org's, a self-built nginx): configured
+# with the target binary's own arguments (`$(NGINX_BIN) -V`, or
+# NGINX_CONFIGURE), see nginx/build_against.sh and docs/BUILDING.md. The
+# script decides what to redo: configure when the source, the arguments or
+# nginx/config changed, the link always.
+NGINX_TREE := $(BUILD)/nginx-src-$(notdir $(patsubst %/src,%,$(abspath $(NGINX_SRC))))
+
+# (through the environment: it has quotes of its own)
+export NGINX_CONFIGURE
+.PHONY: $(NGINX_MODULE) $(NGINX_STREAM_MODULE)
+$(NGINX_MODULE): $(LIB)
+	NGINX_SRC=$(abspath $(NGINX_SRC)) NGINX_BIN=$(NGINX_BIN) \
+	  NGINX_TREE=$(abspath $(NGINX_TREE)) \
+	  NGINX_MODULE_DIR=$(abspath $(NGINX_MODULE_DIR)) PWASM_LIB=$(abspath $(LIB)) \
+	  bash nginx/build_against.sh
+
+$(NGINX_STREAM_MODULE): $(NGINX_MODULE)
+	@:
+endif
+
 run:
 	bash scripts/deps.sh
 	$(MAKE) all examples-c examples-as
@@ -70,6 +96,16 @@ include tests/nginx/plugins.mk
 test-nginx: nginx-module examples-c examples-as test-plugins nginx-test-plugins
 	PWASM_BUILD=$(abspath $(BUILD)) PWASM_NGINX=$(NGINX_BIN) \
 	  $(NGINX_PYTHON) -m pytest -q -p no:cacheprovider tests/nginx
+
+# The same suite on other nginx versions: for each nginx-*.tar.gz of
+# NGINX_SOURCES, nginx built under build/nginx-<version>/ (cached), our
+# modules built against it with NGINX_SRC=, tests/nginx run on both
+# (tests/nginx/other_nginx.sh; NGINX_SOURCES_PYTEST: more pytest arguments,
+# e.g. -k stream). `make check` runs it when NGINX_SOURCES is set.
+.PHONY: test-nginx-sources
+test-nginx-sources: all examples-c examples-as test-plugins nginx-test-plugins
+	@test -n "$(NGINX_SOURCES)" || { echo "test-nginx-sources: set NGINX_SOURCES to a directory of nginx-*.tar.gz" >&2; exit 1; }
+	NGINX_PYTHON=$(NGINX_PYTHON) bash tests/nginx/other_nginx.sh $(abspath $(NGINX_SOURCES)) $(NGINX_SOURCES_PYTEST)
 
 # Chaos soak (tests/nginx/soak.py): nginx with both modules under load for
 # SOAK_SECONDS while it is reloaded, its compile cache damaged and workers

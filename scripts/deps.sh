@@ -8,6 +8,8 @@ pkgs=(make gcc clang lld wasi-libc libclang-rt-14-dev-wasm32 libclang-rt-14-dev 
       libnghttp2-dev python3-grpcio python3-grpc-tools zlib1g-dev redis-server)
 # make deb (debian/deb.mk) and its tests (tests/deb)
 pkgs+=(debhelper dpkg-dev lintian pkgconf)
+# gtlsclient: the HTTP/3 client of tests/nginx (on nginx >= 1.25 from NGINX_SOURCES)
+pkgs+=(ngtcp2-client)
 command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do

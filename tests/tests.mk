@@ -22,6 +22,11 @@ check: check-includes all unit-test test-cli test-conformance test-conformance-s
 check-includes:
 	$(NGINX_PYTHON) scripts/check_includes.py
 
+# nginx versions other than Debian's, from their sources (nginx/nginx.mk)
+ifneq ($(NGINX_SOURCES),)
+check: test-nginx-sources
+endif
+
 test: deps
 	$(MAKE) check
 

@@ -13,7 +13,17 @@
 #include "ngx_http_proxy_wasm.h"
 
 
-/* nginx keeps some headers in dedicated fields of headers_in/headers_out. */
+/* nginx keeps some headers in dedicated fields of headers_in/headers_out.
+ * Up to nginx 1.22, a header that may repeat (multi) has an ngx_array_t of
+ * element pointers there, the others a pointer to the first one; since
+ * 1.23.0 every field is an element pointer and elements of the same name
+ * are chained by their `next`. */
+#if (nginx_version >= 1023000)
+#define NGX_HTTP_PROXY_WASM_CHAINED  1
+#else
+#define NGX_HTTP_PROXY_WASM_CHAINED  0
+#endif
+
 typedef struct {
     ngx_str_t                        name;       /* lower case */
     ngx_uint_t                       offset;
@@ -78,7 +88,11 @@ static ngx_http_proxy_wasm_shortcut_t  ngx_http_proxy_wasm_headers_in[] = {
       offsetof(ngx_http_headers_in_t, overwrite), 0 },
     { ngx_string("date"), offsetof(ngx_http_headers_in_t, date), 0 },
 #endif
+#if (NGX_HTTP_PROXY_WASM_CHAINED)
+    { ngx_string("cookie"), offsetof(ngx_http_headers_in_t, cookie), 1 },
+#else
     { ngx_string("cookie"), offsetof(ngx_http_headers_in_t, cookies), 1 },
+#endif
     { ngx_null_string, 0, 0 }
 };
 
@@ -201,12 +215,16 @@ ngx_http_proxy_wasm_shortcut(ngx_http_proxy_wasm_shortcut_t *table,
 
 
 /* Points the shortcut of h (if any) at h: the first one wins, like nginx's
- * ngx_http_process_header_line(); multi-valued shortcuts collect all. */
+ * ngx_http_process_header_line(); multi-valued shortcuts collect all (since
+ * nginx 1.23, all shortcuts chain every element of their name, in order,
+ * as nginx's parser does). */
 static ngx_int_t
 ngx_http_proxy_wasm_link(ngx_http_request_t *r,
     ngx_http_proxy_wasm_shortcut_t *table, void *base, ngx_table_elt_t *h)
 {
+#if (!NGX_HTTP_PROXY_WASM_CHAINED)
     ngx_array_t                     *a;
+#endif
     ngx_table_elt_t                **ph;
     ngx_http_proxy_wasm_shortcut_t  *sc;
 
@@ -215,6 +233,23 @@ ngx_http_proxy_wasm_link(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+#if (NGX_HTTP_PROXY_WASM_CHAINED)
+    (void) r;
+
+    for (ph = (ngx_table_elt_t **) ((char *) base + sc->offset);
+         *ph;
+         ph = &(*ph)->next)
+    {
+        if (*ph == h) {
+            return NGX_OK;      /* linked already */
+        }
+    }
+
+    h->next = NULL;
+    *ph = h;
+
+    return NGX_OK;
+#else
     if (sc->multi) {
         a = (ngx_array_t *) ((char *) base + sc->offset);
 
@@ -241,6 +276,7 @@ ngx_http_proxy_wasm_link(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+#endif
 }
 
 
@@ -248,16 +284,21 @@ static void
 ngx_http_proxy_wasm_unlink_all(ngx_http_proxy_wasm_shortcut_t *table,
     void *base)
 {
+#if (!NGX_HTTP_PROXY_WASM_CHAINED)
     ngx_array_t  *a;
+#endif
 
     for ( /* void */ ; table->name.len; table++) {
+#if (!NGX_HTTP_PROXY_WASM_CHAINED)
         if (table->multi) {
             a = (ngx_array_t *) ((char *) base + table->offset);
             a->nelts = 0;
 
-        } else {
-            *(ngx_table_elt_t **) ((char *) base + table->offset) = NULL;
+            continue;
         }
+#endif
+
+        *(ngx_table_elt_t **) ((char *) base + table->offset) = NULL;
     }
 }
 
@@ -296,7 +337,9 @@ ngx_http_proxy_wasm_relink_out(ngx_http_request_t *r, u_char *lowcase,
     size_t len)
 {
     ngx_uint_t                       i;
+#if (!NGX_HTTP_PROXY_WASM_CHAINED)
     ngx_array_t                     *a;
+#endif
     ngx_list_part_t                 *part;
     ngx_table_elt_t                 *h;
     ngx_http_proxy_wasm_shortcut_t  *sc;
@@ -307,11 +350,14 @@ ngx_http_proxy_wasm_relink_out(ngx_http_request_t *r, u_char *lowcase,
         return NGX_OK;
     }
 
+#if (!NGX_HTTP_PROXY_WASM_CHAINED)
     if (sc->multi) {
         a = (ngx_array_t *) ((char *) &r->headers_out + sc->offset);
         a->nelts = 0;
 
-    } else {
+    } else
+#endif
+    {
         *(ngx_table_elt_t **) ((char *) &r->headers_out + sc->offset) = NULL;
     }
 
@@ -374,6 +420,9 @@ ngx_http_proxy_wasm_fill(ngx_http_request_t *r, ngx_table_elt_t *h,
      * computed while lowering it; response headers: any non-zero value, 0
      * means "deleted" */
     h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, key.len);
+#if (NGX_HTTP_PROXY_WASM_CHAINED)
+    h->next = NULL;
+#endif
 
     if (out && h->hash == 0) {
         h->hash = 1;

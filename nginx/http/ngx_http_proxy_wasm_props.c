@@ -98,6 +98,11 @@ ngx_http_proxy_wasm_prop_request(ngx_http_request_t *r,
         case NGX_HTTP_VERSION_20:
             ngx_str_set(&v, "HTTP/2");
             break;
+#ifdef NGX_HTTP_VERSION_30
+        case NGX_HTTP_VERSION_30:           /* nginx >= 1.25 */
+            ngx_str_set(&v, "HTTP/3");
+            break;
+#endif
         default:
             ngx_str_set(&v, "HTTP/1.1");
             break;

@@ -26,11 +26,14 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("PWASM_BUILD") or os.path.join(ROOT, "build")
 NGINX = os.environ.get("PWASM_NGINX") or "/usr/sbin/nginx"
-MODULE = os.path.join(BUILD, "ngx_http_proxy_wasm_module.so")
-STREAM_MODULE = os.path.join(BUILD, "ngx_stream_proxy_wasm_module.so")
+# Our two modules: build/ by default, or $PWASM_MODULE_DIR (modules built
+# against another nginx with `make NGINX_SRC=... NGINX_MODULE_DIR=...`).
+MODULE_DIR = os.path.abspath(os.environ.get("PWASM_MODULE_DIR") or BUILD)
+MODULE = os.path.join(MODULE_DIR, "ngx_http_proxy_wasm_module.so")
+STREAM_MODULE = os.path.join(MODULE_DIR, "ngx_stream_proxy_wasm_module.so")
 # Debian's stream subsystem, a dynamic module loaded before ours
-NGINX_STREAM_CORE = os.environ.get("PWASM_NGINX_STREAM") or \
-    "/usr/lib/nginx/modules/ngx_stream_module.so"
+NGINX_STREAM_CORE = os.path.abspath(os.environ.get("PWASM_NGINX_STREAM") or
+    "/usr/lib/nginx/modules/ngx_stream_module.so")
 # Compiled plugins are cached here, shared with the other test suites.
 CACHE = os.environ.get("PWASM_CACHE_DIR") or os.path.join(BUILD, "cache")
 
